@@ -1,0 +1,26 @@
+"""npe2 writers: a napari layer to CIVM, ImageJ TIFF or NIfTI, keeping µm spacing."""
+
+from __future__ import annotations
+
+from napari_mrmicro._layers import layer_to_volume
+from napari_mrmicro.io import write_volume
+
+
+def write_civm(path: str, data, meta: dict) -> list[str]:
+    """Write an image layer as a CIVM headfile plus big-endian raw slices."""
+    return write_volume(path, layer_to_volume(data, meta, "image"))
+
+
+def write_imagej_tiff(path: str, data, meta: dict) -> list[str]:
+    """Write an image or labels layer as an ImageJ TIFF with µm spacing."""
+    return write_volume(path, layer_to_volume(data, meta, _layer_type(data, meta)))
+
+
+def write_nifti(path: str, data, meta: dict) -> list[str]:
+    """Write an image or labels layer as NIfTI (needs the ``nifti`` extra)."""
+    return write_volume(path, layer_to_volume(data, meta, _layer_type(data, meta)))
+
+
+def _layer_type(data, meta: dict) -> str:
+    """npe2 does not pass the layer type; a Labels layer's state has no contrast limits."""
+    return "image" if "contrast_limits" in meta else "labels"

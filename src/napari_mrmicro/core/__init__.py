@@ -1,0 +1,5 @@
+"""Pure numpy/scipy MR microscopy: no napari or Qt here."""
+
+from napari_mrmicro.core.acquisition import Acquisition
+
+__all__ = ["Acquisition"]
