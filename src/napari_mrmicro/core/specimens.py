@@ -88,7 +88,8 @@ def _grid_um(shape, spacing_um):
 
 
 def _tooth(shape, spacing_um, rng) -> np.ndarray:
-    """A two-rooted lower molar, long axis along z, crown towards +z.
+    """A two-rooted lower molar, long axis along z, crown towards low z (the top of a
+    napari view) and roots towards high z.
 
     Dimensions of a human lower first molar: crown ≈ 11 mm mesio-distal × 10 mm
     bucco-lingual × 7.5 mm high, roots ≈ 13 mm (Wheeler's Dental Anatomy, 9th ed.);
@@ -97,7 +98,7 @@ def _tooth(shape, spacing_um, rng) -> np.ndarray:
     z, y, x = _grid_um(shape, spacing_um)
     extent = np.array(shape) * np.array(spacing_um)
     fit = min(extent[0] / 22_000.0, extent[1] / 11_500.0, extent[2] / 12_500.0)
-    z, y, x = z / fit, y / fit, x / fit  # now in "molar µm"
+    z, y, x = -z / fit, y / fit, x / fit  # "molar µm", crown up
     wobble = 1.0 + 0.03 * rng.standard_normal(4)
 
     # Crown: a superellipsoid, boxy in plan view; enamel cap 1.2 mm thick above the CEJ.
