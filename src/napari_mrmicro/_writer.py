@@ -7,8 +7,16 @@ from napari_mrmicro.io import write_volume
 
 
 def write_civm(path: str, data, meta: dict) -> list[str]:
-    """Write an image layer as a CIVM headfile plus big-endian raw slices."""
+    """Write an image layer as a CIVM headfile plus big-endian uint16 slices.
+
+    Data that uint16 cannot hold exactly are refused (use the float32 writer).
+    """
     return write_volume(path, layer_to_volume(data, meta, "image"))
+
+
+def write_civm_f32(path: str, data, meta: dict) -> list[str]:
+    """Write an image layer as a CIVM headfile plus big-endian float32 ``.f32`` slices."""
+    return write_volume(path, layer_to_volume(data, meta, "image"), dtype="f32")
 
 
 def write_imagej_tiff(path: str, data, meta: dict) -> list[str]:
