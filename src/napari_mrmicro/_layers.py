@@ -19,10 +19,11 @@ def volume_to_layer_data(volume: Volume, name: str | None = None) -> list[tuple]
     rgb = bool(volume.metadata.get("rgb"))
     nd = data.ndim - rgb  # napari dimensions: the RGB sample axis is not one
     lead = nd - len(volume.spacing_um)
+    origin = volume.origin_um or (0.0,) * len(volume.spacing_um)
     axis = volume.channel_axis
     kwargs = {
-        "scale": _without(volume.scale[:nd], axis),
-        "translate": _without(volume.translate[:nd], axis),
+        "scale": _without((1.0,) * lead + volume.spacing_um, axis),
+        "translate": _without((0.0,) * lead + tuple(origin), axis),
         "units": _without(("pixel",) * lead + (UM,) * len(volume.spacing_um), axis),
         "axis_labels": _without(volume.axis_labels[:nd], axis),
         "metadata": {"mrmicro": volume.metadata},
@@ -31,6 +32,8 @@ def volume_to_layer_data(volume: Volume, name: str | None = None) -> list[tuple]
         kwargs["rgb"] = True
     if axis is not None:
         kwargs["channel_axis"] = axis
+        kwargs.update(_channel_display(volume.metadata.get("channels") or [],
+                                       data.shape[axis], name or volume.name or "MRM"))
     name = name or volume.name or "MRM"
     if np.issubdtype(data.dtype, np.complexfloating):
         xp = _array_module(data)
@@ -42,6 +45,23 @@ def volume_to_layer_data(volume: Volume, name: str | None = None) -> list[tuple]
     if axis is None:
         kwargs["name"] = name
     return [(data, kwargs, volume.layer_type)]
+
+
+def _channel_display(channels: list, count: int, name: str) -> dict:
+    """Per-channel names, colormaps and contrast limits that the file states."""
+    if len(channels) != count:
+        return {"name": [f"{name} [{i}]" for i in range(count)]}
+    out = {"name": [c.get("name") or f"{name} [{i}]" for i, c in enumerate(channels)]}
+    if all("color" in c for c in channels):
+        from napari.utils.colormaps import Colormap
+
+        out["colormap"] = [
+            Colormap([[0, 0, 0, 1], [*(int(c["color"][k:k + 2], 16) / 255 for k in (1, 3, 5)), 1]],
+                     name=f"{c.get('name') or i} {c['color']}")
+            for i, c in enumerate(channels)]
+    if all("contrast_limits" in c for c in channels):
+        out["contrast_limits"] = [tuple(c["contrast_limits"]) for c in channels]
+    return out
 
 
 def _array_module(data):

@@ -100,17 +100,6 @@ class Volume:
         if len(self.axis_labels) != ndim:
             raise ValueError(f"Volume: {len(self.axis_labels)} axis labels for {ndim}-D data")
 
-    @property
-    def scale(self) -> tuple:
-        """napari scale: 1 for non-spatial axes, µm for spatial ones."""
-        return (1.0,) * (len(self.data.shape) - len(self.spacing_um)) + self.spacing_um
-
-    @property
-    def translate(self) -> tuple:
-        lead = len(self.data.shape) - len(self.spacing_um)
-        origin = self.origin_um or (0.0,) * len(self.spacing_um)
-        return (0.0,) * lead + tuple(origin)
-
 
 def check_size(path, expected_bytes: int, actual_bytes: int | None = None) -> None:
     """Refuse a header that promises more (or other) bytes than the file holds."""

@@ -1,0 +1,388 @@
+"""NIfTI-1/NIfTI-2 images (``.nii``, ``.nii.gz``, ``.hdr``/``.img`` pairs) through nibabel.
+
+Format: the NIfTI-1 header (https://nifti.nimh.nih.gov/nifti-1, ``nifti1.h``) and NIfTI-2
+(https://nifti.nimh.nih.gov/nifti-2). Voxels are stored with x varying fastest, so the
+array nibabel returns is ``(x, y, z[, t, ...])``; it is reversed here to napari's
+``(..., z, y, x)``. ``pixdim`` are in the spatial unit of ``xyzt_units`` (metre, mm or
+micron; "unknown" is taken as mm, the NIfTI tools' convention, and flagged).
+``scl_slope``/``scl_inter`` are applied by nibabel (integer data stay integer when there
+is no scaling).
+
+Orientation: napari shows the voxel grid axis-aligned with the spacing from ``pixdim`` and
+the origin from the affine's translation; rotations and flips are not applied. The qform,
+sform, their codes and the axis codes (``nibabel.aff2axcodes``) are kept in
+``metadata["header"]``.
+
+Writing uses micron units (``xyzt_units`` = micron), so ``pixdim`` hold the µm spacing
+itself: typical MRM voxel sizes (25 µm, 12.5 µm) are exact in NIfTI-1's float32 fields,
+whereas their mm values (0.025) are not; nibabel and ITK-based tools (ITK-SNAP, ANTs,
+3D Slicer) convert micron to their own units. napari-mrmicro metadata (axis labels, layer
+type, acquisition) travel as JSON in a NIfTI "comment" header extension (code 6).
+nibabel is an optional dependency: ``pip install napari-mrmicro[nifti]``.
+"""
+
+from __future__ import annotations
+
+import gzip
+import json
+import math
+import os
+import struct
+import zlib
+from pathlib import Path
+
+import numpy as np
+
+from napari_mrmicro.io._common import LAZY_BYTES, FormatError, Volume, atomic_output
+
+WRITE_SUFFIXES = (".nii", ".nii.gz")
+
+#: Prefix of the header-extension text that carries our metadata as JSON.
+EXTENSION_KEY = "napari-mrmicro = "
+#: NIfTI spatial unit names (nibabel's spelling) to µm; "unknown" is taken as mm.
+_SPACE_UM = {"meter": 1e6, "mm": 1e3, "micron": 1.0, "unknown": 1e3}
+#: deflate never compresses better than about 1032:1, so a .nii.gz header that promises
+#: more than this many bytes per compressed byte is lying.
+_MAX_DEFLATE_RATIO = 1032
+_MAGIC = {348: (344, (b"n+1\x00", b"ni1\x00")), 540: (4, (b"n+2\x00", b"ni2\x00"))}
+
+
+def _nibabel():
+    try:
+        import nibabel
+    except ImportError as exc:
+        raise ImportError("reading and writing NIfTI needs nibabel: "
+                          "pip install napari-mrmicro[nifti]") from exc
+    return nibabel
+
+
+# ---------------------------------------------------------------------------- reading
+
+def _sniff(head: bytes, single_file: bool) -> bool:
+    """True when ``head`` starts a NIfTI-1/2 header (either byte order)."""
+    if len(head) < 348:
+        return False
+    for order in "<>":
+        size = struct.unpack(order + "i", head[:4])[0]
+        if size in _MAGIC and len(head) >= size:
+            at, (single, pair) = _MAGIC[size]
+            return head[at:at + 4] == (single if single_file else pair)
+    return False
+
+
+def _head(path: Path) -> bytes:
+    """The first 540 bytes of the header (decompressed for ``.gz``)."""
+    if path.name.lower().endswith(".gz"):
+        try:
+            with gzip.open(path, "rb") as fh:
+                return fh.read(540)
+        except (OSError, EOFError, zlib.error) as exc:
+            raise FormatError(path, f"not a complete gzip stream ({exc})") from exc
+    with open(path, "rb") as fh:
+        return fh.read(540)
+
+
+def can_read(path: Path) -> bool:
+    """True for ``.nii``, ``.nii.gz`` and ``.hdr`` (with its ``.img``) carrying a NIfTI magic."""
+    try:
+        path = Path(path)
+        name = path.name.lower()
+        if not path.is_file() or not name.endswith((".nii", ".nii.gz", ".hdr")):
+            return False
+        if name.endswith(".hdr"):
+            return _sniff(_head(path), False) and _image_file(path).is_file()
+        return _sniff(_head(path), True)
+    except Exception:  # a sniff never raises
+        return False
+
+
+def _image_file(hdr: Path) -> Path:
+    """The ``.img`` beside a ``.hdr`` (same case as the header's suffix)."""
+    return hdr.with_suffix(".IMG" if hdr.suffix.isupper() else ".img")
+
+
+def read(path: Path, lazy: bool | None = None) -> Volume:
+    """Read a NIfTI image in napari order with its spacing in µm.
+
+    Parameters
+    ----------
+    path : Path
+        ``.nii``, ``.nii.gz`` or the ``.hdr`` of a pair.
+    lazy : bool, optional
+        Memory-map uncompressed data (default: above ``LAZY_BYTES``). ``.nii.gz`` is
+        always read into memory (gzip streams cannot be memory-mapped); data with
+        ``scl_slope``/``scl_inter`` scaling become a dask array of the memory map.
+
+    Returns
+    -------
+    Volume
+        ``(..., t, z, y, x)``: the NIfTI axes reversed.
+    """
+    path = Path(path)
+    nib = _nibabel()
+    if not path.is_file():
+        raise FormatError(path, "no such file")
+    if path.stat().st_size == 0:
+        raise FormatError(path, "the file is empty")
+    pair = path.name.lower().endswith(".hdr")
+    if not _sniff(_head(path), not pair):
+        raise FormatError(path, "not a NIfTI-1/NIfTI-2 file (no n+1/ni1/n+2/ni2 magic)")
+    if pair and not _image_file(path).is_file():
+        raise FormatError(path, f"the image file {_image_file(path).name} is missing")
+    try:
+        img = nib.load(path, mmap="r")
+    except Exception as exc:
+        hint = "truncated or corrupt gzip stream, or " if path.suffix.lower() == ".gz" else ""
+        raise FormatError(path, f"{hint}unreadable NIfTI header (nibabel: {exc})") from exc
+    hdr = img.header
+    shape = tuple(int(n) for n in img.shape)
+    dtype = np.dtype(hdr.get_data_dtype())
+    if not shape or min(shape) < 1:
+        raise FormatError(path, f"invalid image dimensions {shape}")
+    if dtype.fields is not None:
+        raise FormatError(path, f"structured (RGB/RGBA) NIfTI data {dtype} are not supported")
+    nbytes = math.prod(shape) * dtype.itemsize
+    _check_size(path, img, nbytes)
+
+    space, time = hdr.get_xyzt_units()
+    factor = _SPACE_UM.get(space, 1e3)
+    nspatial = min(len(shape), 3)
+    zooms = [float(z) for z in hdr.get_zooms()]
+    steps = [abs(z) if math.isfinite(z) and z != 0 else None for z in zooms[:nspatial]]
+    spacing = tuple((s if s else 1.0) * factor for s in reversed(steps))
+    affine = np.asarray(img.affine, dtype=float)
+    origin = tuple(affine[:nspatial, 3][::-1] * factor)
+
+    slope, inter = float(img.dataobj.slope), float(img.dataobj.inter)
+    scaled = (slope, inter) != (1.0, 0.0)
+    gz = path.name.lower().endswith(".gz")
+    if lazy is None:
+        lazy = nbytes > LAZY_BYTES
+    try:
+        if lazy and not gz:
+            raw = img.dataobj.get_unscaled().T  # memory map in (..., z, y, x) order
+            data = raw
+            if scaled:
+                import dask.array as da
+                data = da.from_array(raw, chunks=(1,) * (raw.ndim - 2) + raw.shape[-2:])
+                data = data * slope + inter
+        else:
+            data = np.asanyarray(img.dataobj).T
+            data = np.ascontiguousarray(data, dtype=data.dtype.newbyteorder("="))
+    except Exception as exc:
+        raise FormatError(path, f"cannot read the image data ({exc})") from exc
+
+    ours = _our_extension(hdr)
+    lead = len(shape) - nspatial
+    labels = tuple(("t", "u", "v", "w")[:lead][::-1]) + ("z", "y", "x")[3 - nspatial:]
+    metadata = {
+        "format": "nifti",
+        "source": str(path),
+        "header": _header_dict(nib, img, slope, inter),
+        "acquisition": {},
+        "unit": space,
+        "spacing_known": space != "unknown" and all(steps),
+        "time_unit": time,
+    }
+    if space == "unknown":
+        metadata["unit_assumed"] = "mm"
+    if lead:
+        metadata["t_step"] = zooms[3] if len(zooms) > 3 else None
+    layer_type, name, channel_axis = "image", None, None
+    if ours:
+        metadata["acquisition"] = dict(ours.get("acquisition") or {})
+        for key in ("source_format", "source_header"):
+            if key in ours:
+                metadata[key] = ours[key]
+        if len(ours.get("axis_labels") or ()) == len(labels):
+            labels = tuple(ours["axis_labels"])
+        layer_type = ours.get("layer_type", "image")
+        name = ours.get("name")
+        if ours.get("channel_axis") in range(lead):
+            channel_axis = ours["channel_axis"]
+        data = _restore_dtype(data, ours.get("dtype"))
+    return Volume(data, spacing, metadata, origin_um=origin, axis_labels=labels,
+                  channel_axis=channel_axis, layer_type=layer_type, name=name)
+
+
+def _check_size(path: Path, img, nbytes: int) -> None:
+    """Refuse a header promising more voxel bytes than the file (or gzip stream) holds."""
+    offset = int(img.dataobj.offset)  # img.header has vox_offset reset by nibabel
+    data_path = Path(img.file_map["image"].filename)
+    size = os.path.getsize(data_path)
+    if not data_path.name.lower().endswith(".gz"):
+        if offset + nbytes > size:
+            raise FormatError(path, f"the header implies {offset + nbytes} bytes "
+                                    f"({img.shape} voxels of {img.get_data_dtype()}) but "
+                                    f"{data_path.name} holds {size}")
+        return
+    if offset + nbytes > size * _MAX_DEFLATE_RATIO:
+        raise FormatError(path, f"the header implies {offset + nbytes} bytes, more than "
+                                f"{size} compressed bytes can hold")
+    with open(data_path, "rb") as fh:  # gzip trailer: uncompressed size modulo 2**32
+        fh.seek(-4, os.SEEK_END)
+        isize = struct.unpack("<I", fh.read(4))[0]
+    if (offset + nbytes) % 2**32 > isize:
+        raise FormatError(path, f"the header implies {offset + nbytes} bytes but the gzip "
+                                f"stream holds {isize} (truncated or wrong dimensions)")
+
+
+def _header_dict(nib, img, slope: float, inter: float) -> dict:
+    """Every header field, JSON-friendly, plus affines, codes and axis codes."""
+    hdr = img.header
+    out = {key: _jsonable(hdr[key]) for key in hdr.keys()}
+    # nibabel resets these in img.header on load; the data proxy keeps the file's values
+    out["scl_slope"], out["scl_inter"] = slope, inter
+    out["vox_offset"] = float(img.dataobj.offset)
+    qform, qcode = hdr.get_qform(coded=True)
+    sform, scode = hdr.get_sform(coded=True)
+    out.update(
+        qform=None if qform is None else np.asarray(qform).tolist(),
+        sform=None if sform is None else np.asarray(sform).tolist(),
+        qform_code=int(qcode), sform_code=int(scode),
+        affine=np.asarray(img.affine).tolist(),
+        axcodes=list(nib.aff2axcodes(img.affine)),
+        extensions=[{"code": int(e.get_code()), "content": _jsonable(e.get_content())}
+                    for e in hdr.extensions],
+    )
+    return out
+
+
+def _jsonable(value):
+    value = np.asarray(value) if isinstance(value, np.generic) else value
+    if isinstance(value, np.ndarray):
+        if value.dtype.kind in "SV":
+            value = value.tobytes()
+        else:
+            items = value.tolist()
+            return [_finite(v) for v in items] if isinstance(items, list) else _finite(items)
+    if isinstance(value, bytes):
+        return value.rstrip(b"\x00").decode("latin-1")
+    if isinstance(value, (str, int, float, bool)) or value is None:
+        return _finite(value)
+    return str(value)
+
+
+def _finite(value):
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
+
+
+def _our_extension(hdr) -> dict | None:
+    """The JSON napari-mrmicro wrote into a comment extension, if any."""
+    for ext in hdr.extensions:
+        content = ext.get_content()
+        if isinstance(content, bytes) and content.startswith(EXTENSION_KEY.encode()):
+            try:
+                value = json.loads(content[len(EXTENSION_KEY):].rstrip(b"\x00"))
+            except ValueError:
+                return None
+            return value if isinstance(value, dict) else None
+    return None
+
+
+def _restore_dtype(data, original: str | None):
+    """Give labels stored as int32 their wider integer dtype back (eager data only)."""
+    if original is None or not isinstance(data, np.ndarray) or isinstance(data, np.memmap):
+        return data
+    try:
+        target = np.dtype(original)
+    except TypeError:
+        return data
+    if target == data.dtype or target.kind not in "biu" or data.dtype.kind not in "biu":
+        return data
+    return data.astype(target)
+
+
+# ---------------------------------------------------------------------------- writing
+
+def write(path: Path, volume: Volume) -> list[str]:
+    """Write ``volume`` as NIfTI-1 (``.nii`` or gzip-compressed ``.nii.gz``).
+
+    The spacing goes into ``pixdim`` in µm with ``xyzt_units`` = micron; the sform and
+    qform (code 1, scanner) are ``diag(spacing)`` plus the origin. Up to four leading
+    axes (echo, channel...) become NIfTI dimensions 4-7 with step 1. Data keep their
+    dtype (complex64 included) except bool -> uint8, float16 -> float32 and 64-bit
+    integers that fit int32 -> int32 (the widest integer most NIfTI tools read); the
+    original dtype comes back on read through the JSON extension.
+
+    Returns
+    -------
+    list of str
+        The path written.
+    """
+    nib = _nibabel()
+    path = Path(path)
+    name = path.name.lower()
+    if not name.endswith(WRITE_SUFFIXES):
+        raise FormatError(path, "NIfTI output needs a .nii or .nii.gz name")
+    data = np.asarray(volume.data)
+    nspatial = len(volume.spacing_um)
+    lead = data.ndim - nspatial
+    if nspatial == 1 or (nspatial == 2 and lead) or lead > 4:
+        raise FormatError(path, f"NIfTI holds (x, y[, z]) plus up to 4 further axes with z; "
+                                f"cannot store shape {data.shape} with {nspatial} spatial axes")
+    original = data.dtype
+    data = _nifti_dtype(path, data)
+    spacing = volume.spacing_um[::-1]  # x, y, z
+    origin = (volume.origin_um or (0.0,) * nspatial)[::-1]
+    affine = np.eye(4)
+    affine[range(nspatial), range(nspatial)] = spacing
+    affine[:nspatial, 3] = origin
+
+    header = nib.Nifti1Header()
+    header.set_data_dtype(data.dtype)
+    img = nib.Nifti1Image(data.T, affine, header=header)
+    img.header.set_zooms(tuple(spacing) + (1.0,) * lead)
+    img.header.set_xyzt_units("micron", "unknown")
+    img.set_sform(affine, code="scanner")
+    img.set_qform(affine, code="scanner")
+    img.header["descrip"] = b"napari-mrmicro"
+    img.header.extensions.append(
+        nib.nifti1.Nifti1Extension("comment", _extension_text(volume, original).encode()))
+
+    with atomic_output(path) as tmp, open(tmp, "wb") as raw:
+        if name.endswith(".gz"):
+            level = nib.openers.Opener.default_compresslevel
+            with gzip.GzipFile(filename=path.name[:-3], mode="wb", fileobj=raw,
+                               compresslevel=level) as stream:
+                img.to_file_map({"image": nib.fileholders.FileHolder(fileobj=stream)})
+        else:
+            img.to_file_map({"image": nib.fileholders.FileHolder(fileobj=raw)})
+    return [str(path)]
+
+
+def _nifti_dtype(path: Path, data: np.ndarray) -> np.ndarray:
+    """A dtype NIfTI-1 holds, without changing any value."""
+    dtype = data.dtype
+    if dtype.kind == "b":
+        return data.astype(np.uint8)
+    if dtype == np.float16:
+        return data.astype(np.float32)
+    if dtype.kind in "iu" and dtype.itemsize == 8:
+        info = np.iinfo(np.int32)
+        if not data.size or (data.min() >= info.min and data.max() <= info.max):
+            return data.astype(np.int32)
+        return data
+    if dtype.kind in "iufc":
+        return data
+    raise FormatError(path, f"NIfTI cannot hold {dtype} data")
+
+
+def _extension_text(volume: Volume, original: np.dtype) -> str:
+    md = volume.metadata
+    payload = {
+        "version": 1,
+        "axis_labels": list(volume.axis_labels),
+        "layer_type": volume.layer_type,
+        "channel_axis": volume.channel_axis,
+        "dtype": str(original),
+        "name": volume.name,
+        "acquisition": md.get("acquisition") or {},
+    }
+    if md.get("format") == "nifti":  # a NIfTI read back: pass on what it carried
+        payload.update({k: md[k] for k in ("source_format", "source_header") if k in md})
+    elif md.get("format"):
+        payload.update(source_format=md["format"], source_header=md.get("header"))
+    return EXTENSION_KEY + json.dumps(payload, default=str, ensure_ascii=True)
