@@ -78,12 +78,13 @@ def test_save_layers_round_trip(make_napari_viewer, tmp_path):
     back = read_volume(seg)
     np.testing.assert_array_equal(back.data, labels)
     assert back.spacing_um == pytest.approx((50.0, 20.0, 20.0))
-    # Float data are refused as uint16 CIVM slices, and nothing is left behind.
+    # Float data are refused as uint16 CIVM slices with the reason (napari would hide a
+    # ValueError), and nothing is left behind.
     civm = tmp_path / "civm" / "mrm.headfile"
     civm.parent.mkdir()
-    with pytest.raises(ValueError, match="f32|scale"):
+    with pytest.raises(OSError, match="f32"):
         viewer.layers["mrm"].save(str(civm), plugin="napari-mrmicro")
-    assert not any(p.name.startswith("mrm") for p in civm.parent.iterdir())
+    assert not list(civm.parent.iterdir())
 
 
 def test_screenshot_shows_the_sample(make_napari_viewer):
@@ -92,3 +93,24 @@ def test_screenshot_shows_the_sample(make_napari_viewer):
     viewer.dims.set_point(0, 56 * 97.65625)
     shot = viewer.screenshot(canvas_only=True, flash=False)
     assert shot.ndim == 3 and shot[..., :3].std() > 5
+
+
+def test_broken_file_reports_file_and_problem(make_napari_viewer, civm_scan):
+    path, _ = civm_scan
+    broken = sorted(path.parent.glob("*.raw"))[2]
+    broken.write_bytes(broken.read_bytes()[:-10])
+    viewer = make_napari_viewer()
+    with pytest.raises(Exception) as info:
+        viewer.open(path, plugin="napari-mrmicro")
+    text = "".join(str(e) for e in (info.value, info.value.__cause__) if e)
+    assert broken.name in text
+    assert len(viewer.layers) == 0
+
+
+def test_reader_declines_what_it_cannot_read(tmp_path):
+    from napari_mrmicro._reader import get_reader
+
+    other = tmp_path / "notes.txt"
+    other.write_text("not an image")
+    assert get_reader(str(other)) is None
+    assert get_reader(str(tmp_path)) is None
