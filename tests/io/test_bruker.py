@@ -1,0 +1,392 @@
+"""Bruker ParaVision 2dseq + visu_pars: synthetic scans following the documented layout."""
+
+import time
+
+import dask.array as da
+import numpy as np
+import pytest
+
+from napari_mrmicro.io import bruker
+from napari_mrmicro.io._common import FormatError
+from napari_mrmicro.io.jcamp import format_jcamp
+
+CORE = {"TITLE": "Parameter List, ParaVision 6.0.1", "JCAMPDX": "4.24",
+        "DATATYPE": "Parameter Values", "ORIGIN": "Bruker BioSpin MRI GmbH"}
+
+
+def write_scan(root, raw, visu, scan=5, pdata=1, visu_text=None):
+    """A study folder ``root/<scan>/pdata/<pdata>/`` with 2dseq (raw bytes as given) and
+    visu_pars; returns the scan folder."""
+    folder = root / str(scan) / "pdata" / str(pdata)
+    folder.mkdir(parents=True, exist_ok=True)
+    for name in ("acqp", "method"):
+        (root / str(scan) / name).write_text("##TITLE=Parameter List\n##END=\n")
+    (folder / "2dseq").write_bytes(raw if isinstance(raw, bytes) else raw.tobytes())
+    (folder / "visu_pars").write_text(visu_text or format_jcamp({**CORE, **visu}))
+    return root / str(scan)
+
+
+def volume_visu(size, extent, frames=1, word="_16BIT_SGN_INT", order="littleEndian",
+                **extra):
+    return {"VisuCoreFrameCount": frames, "VisuCoreDim": len(size),
+            "VisuCoreSize": list(size), "VisuCoreDimDesc": ["spatial"] * len(size),
+            "VisuCoreExtent": list(extent), "VisuCoreUnits": ["mm"] * len(size),
+            "VisuCoreWordType": word, "VisuCoreByteOrder": order, **extra}
+
+
+@pytest.fixture
+def volume_3d(tmp_path):
+    """3-D _16BIT_SGN_INT little-endian, slope/offset, anisotropic extent."""
+    nz, ny, nx = 4, 5, 6
+    raw = (np.arange(nz * ny * nx, dtype=np.int16) - 60).reshape(nz, ny, nx)
+    visu = volume_visu(
+        (nx, ny, nz), (1.2, 0.5, 0.8), VisuCoreDataSlope=[0.25], VisuCoreDataOffs=[10.0],
+        VisuCoreOrientation=[[1, 0, 0, 0, 1, 0, 0, 0, 1]],
+        VisuCorePosition=[[-0.6, -0.25, -0.4]], VisuCoreFrameThickness=[0.8],
+        VisuAcqEchoTime=[12.5], VisuAcqRepetitionTime=[400.0], VisuAcqFlipAngle=30.0,
+        VisuAcqImagingFrequency=400.13, VisuAcqImagedNucleus="1H",
+        VisuAcqNumberOfAverages=4, VisuAcqPixelBandwidth=500.0,
+        VisuAcqImagePhaseEncDir=["col_dir"], VisuAcqEchoSequenceType="GradientEcho",
+        VisuAcquisitionProtocol="FLASH3D", VisuSubjectId="molar_7",
+        VisuCoreDataUnits=["a.u."])
+    scan = write_scan(tmp_path, raw.astype("<i2"), visu)
+    return scan, raw
+
+
+def test_3d_volume_spacing_values_and_acquisition(volume_3d):
+    scan, raw = volume_3d
+    vol = bruker.read(scan)
+    assert vol.data.shape == (4, 5, 6)  # x fastest in the file -> last axis
+    assert vol.data.dtype == np.float32
+    np.testing.assert_allclose(vol.data, raw * 0.25 + 10.0)
+    assert vol.spacing_um == pytest.approx((200.0, 100.0, 200.0))  # extent/size·1000
+    assert vol.axis_labels == ("z", "y", "x")
+    assert vol.origin_um == pytest.approx((-400.0, -250.0, -600.0))
+    acq = vol.metadata["acquisition"]
+    assert acq["matrix"] == (4, 5, 6)
+    assert acq["fov_um"] == pytest.approx((800.0, 500.0, 1200.0))
+    assert acq["te_ms"] == (12.5,) and acq["tr_ms"] == 400.0 and acq["flip_deg"] == 30.0
+    assert acq["b0_tesla"] == pytest.approx(400.13 / 42.577478)
+    assert acq["averages"] == 4 and acq["nucleus"] == "1H"
+    assert acq["readout_axis"] == 2 and acq["bandwidth_hz"] == pytest.approx(500.0 * 6)
+    assert acq["sequence"] == "gradient_echo"
+    md = vol.metadata
+    assert md["format"] == "bruker" and md["source"].endswith("pdata/1/2dseq")
+    assert md["header"]["VisuCoreWordType"] == "_16BIT_SGN_INT"
+    assert md["subject"] == {"id": "molar_7"} and md["unit"] == "a.u."
+    assert md["scaled"] and md["pdata"] == "1" and md["other_pdata"] == []
+    assert vol.name == "FLASH3D E5 P1"
+    from napari_mrmicro.core import Acquisition
+    assert Acquisition.from_dict(acq).voxel_um == pytest.approx(vol.spacing_um)
+
+
+def test_every_way_of_opening_gives_the_same_volume(volume_3d):
+    scan, raw = volume_3d
+    pdata = scan / "pdata" / "1"
+    paths = [scan, pdata, pdata / "2dseq", pdata / "visu_pars"]
+    for path in paths:
+        assert bruker.can_read(path), path
+        np.testing.assert_allclose(bruker.read(path).data, raw * 0.25 + 10.0)
+    # the scan-level visu_pars ParaVision 6 also writes resolves to the pdata
+    (scan / "visu_pars").write_text("##TITLE=scan\n##END=\n")
+    assert bruker.can_read(scan / "visu_pars")
+    assert bruker.read(scan / "visu_pars").metadata["source"] == str(pdata / "2dseq")
+
+
+def test_lowest_pdata_with_images_is_chosen_and_others_noted(tmp_path):
+    visu = volume_visu((3, 2), (3.0, 2.0))
+    scan = write_scan(tmp_path, np.full(6, 2, "<i2"), visu, pdata=3)
+    write_scan(tmp_path, np.full(6, 1, "<i2"), visu, pdata=2)
+    (scan / "pdata" / "1").mkdir()  # an empty pdata (no 2dseq) is skipped
+    vol = bruker.read(scan)
+    assert vol.metadata["pdata"] == "2" and vol.metadata["other_pdata"] == ["3"]
+    assert np.all(vol.data == 1) and vol.data.dtype == np.int16  # slope 1, offset 0
+    assert vol.data.shape == (2, 3) and vol.spacing_um == (1000.0, 1000.0)
+    assert vol.axis_labels == ("y", "x")
+
+
+def test_multislice_2d_becomes_a_volume(tmp_path):
+    nslice, ny, nx = 3, 4, 5
+    truth = np.random.default_rng(0).integers(-500, 500, (nslice, ny, nx)).astype(np.int16)
+    positions = [[-1.0, -2.0, -0.7 + 0.7 * k] for k in range(nslice)]
+    visu = volume_visu(
+        (nx, ny), (2.0, 1.6), frames=nslice, VisuCoreFrameThickness=[0.5],
+        VisuFGOrderDescDim=1, VisuFGOrderDesc=[[nslice, "FG_SLICE", "", 0, 2]],
+        VisuGroupDepVals=[["VisuCoreOrientation", 0], ["VisuCorePosition", 0]],
+        VisuCoreOrientation=[[1, 0, 0, 0, 1, 0, 0, 0, 1]] * nslice,
+        VisuCorePosition=positions, VisuCoreDataSlope=[1.0] * nslice,
+        VisuCoreDataOffs=[0] * nslice)
+    vol = bruker.read(write_scan(tmp_path, truth.astype("<i2"), visu))
+    np.testing.assert_array_equal(vol.data, truth)
+    assert vol.data.dtype == np.int16
+    assert vol.spacing_um == pytest.approx((700.0, 400.0, 400.0))  # positions, not thickness
+    assert vol.metadata["spacing_source"] == "VisuCoreExtent, VisuCorePosition"
+    assert vol.origin_um == pytest.approx((-700.0, -2000.0, -1000.0))
+    assert vol.metadata["acquisition"]["matrix"] == (3, 4, 5)
+
+
+def test_disk_reverse_slice_order_flips_z(tmp_path):
+    truth = np.arange(3 * 2 * 2, dtype=np.int16).reshape(3, 2, 2)  # in position order
+    visu = volume_visu(
+        (2, 2), (1.0, 1.0), frames=3, VisuFGOrderDesc=[[3, "FG_SLICE", "", 0, 0]],
+        VisuCoreOrientation=[[1, 0, 0, 0, 1, 0, 0, 0, 1]] * 3,
+        VisuCorePosition=[[0, 0, 0.5 * k] for k in range(3)],
+        VisuCoreDiskSliceOrder=["disk_reverse_slice_order"], VisuCoreWordType=["_16BIT_SGN_INT"])
+    vol = bruker.read(write_scan(tmp_path, truth[::-1].astype("<i2"), visu))
+    np.testing.assert_array_equal(vol.data, truth)
+    assert vol.metadata["disk_slice_order"] == "reverse"
+    assert vol.spacing_um == pytest.approx((500.0, 500.0, 500.0))
+
+
+def test_multislice_without_positions_uses_frame_thickness(tmp_path):
+    visu = volume_visu((2, 2), (1.0, 1.0), frames=2, VisuCoreFrameThickness=[0.3],
+                       VisuFGOrderDesc=[[2, "FG_SLICE", "", 0, 0]])
+    vol = bruker.read(write_scan(tmp_path, np.arange(8, dtype="<i2"), visu))
+    assert vol.spacing_um == pytest.approx((300.0, 500.0, 500.0))
+    assert vol.metadata["spacing_source"] == "VisuCoreExtent, VisuCoreFrameThickness"
+
+
+# A multi-echo multi-slice visu_pars written the way ParaVision writes it, by hand.
+MSME_VISU = """\
+##TITLE=Parameter List, ParaVision 6.0.1
+##JCAMPDX=4.24
+##DATATYPE=Parameter Values
+$$ /opt/PV6.0.1/data/user/nmr/ear.b1/7/pdata/1/visu_pars
+##$VisuCoreFrameCount=6
+##$VisuCoreDim=2
+##$VisuCoreSize=( 2 )
+4 3
+##$VisuCoreDimDesc=( 2 )
+spatial spatial
+##$VisuCoreExtent=( 2 )
+0.4 0.3
+##$VisuCoreFrameThickness=( 1 )
+0.1
+##$VisuCoreUnits=( 2, 65 )
+<mm> <mm>
+##$VisuCoreOrientation=( 3, 9 )
+0 1 0 -1 0 0 0 0 1 0 1 0 -1 0 0 0 0 1 0 1 0 -1 0 0 0 0 1
+##$VisuCorePosition=( 3, 3 )
+1 2 3 1 2 3.25 1 2 3.5
+##$VisuCoreDataOffs=( 6 )
+@6*(0)
+##$VisuCoreDataSlope=( 6 )
+@2*(0.5) @2*(1) @2*(2)
+##$VisuCoreFrameType=MAGNITUDE_IMAGE
+##$VisuCoreWordType=_32BIT_SGN_INT
+##$VisuCoreByteOrder=littleEndian
+##$VisuFGOrderDescDim=2
+##$VisuFGOrderDesc=( 2 )
+(2, <FG_ECHO>, <>, 0, 1) (3, <FG_SLICE>, <>, 1, 2)
+##$VisuGroupDepVals=( 3 )
+(<VisuAcqEchoTime>, 0) (<VisuCoreOrientation>, 0) (<VisuCorePosition>, 0)
+##$VisuAcqSequenceName=( 65 )
+<Bruker:MSME>
+##$VisuAcqEchoTime=( 2 )
+8 16
+##$VisuAcqRepetitionTime=( 1 )
+2500
+##$VisuMagneticFieldStrength=11.7
+##$VisuAcqImagePhaseEncDir=( 3 )
+row_dir row_dir row_dir
+##$VisuAcqPixelBandwidth=100
+##END=
+"""
+
+
+def test_multi_echo_multi_slice(tmp_path):
+    ne, ns, ny, nx = 2, 3, 3, 4
+    truth = np.arange(ne * ns * ny * nx, dtype=np.int32).reshape(ne, ns, ny, nx) * 1000
+    file_order = truth.transpose(1, 0, 2, 3)  # echo varies fastest after the frame
+    scan = write_scan(tmp_path, file_order.astype("<i4"), None, scan=7, visu_text=MSME_VISU)
+    vol = bruker.read(scan)
+    slope = np.array([0.5, 1.0, 2.0])[None, :, None, None]  # per frame = per slice here
+    np.testing.assert_allclose(vol.data, truth * slope)
+    assert vol.axis_labels == ("echo", "z", "y", "x")
+    assert vol.spacing_um == pytest.approx((250.0, 100.0, 100.0))
+    # rows of the orientation are the read, phase and slice directions
+    assert vol.origin_um == pytest.approx((3000.0, -1000.0, 2000.0))
+    acq = vol.metadata["acquisition"]
+    assert acq["te_ms"] == (8.0, 16.0) and acq["tr_ms"] == 2500
+    assert acq["b0_tesla"] == 11.7 and acq["sequence"] == "spin_echo"
+    assert acq["readout_axis"] == 1 and acq["bandwidth_hz"] == 300
+    assert acq["matrix"] == (3, 3, 4) and acq["fov_um"] == pytest.approx((750, 300, 400))
+    assert [g["name"] for g in vol.metadata["frame_groups"]] == ["FG_ECHO", "FG_SLICE"]
+
+
+def test_slice_outer_echo_inner_and_generic_groups(tmp_path):
+    """FG_SLICE fastest, then FG_CYCLE, then FG_ECHO: (echo, cycle, z, y, x)."""
+    ns, nc, ne, ny, nx = 2, 3, 2, 2, 2
+    truth = np.arange(ne * nc * ns * ny * nx, dtype=np.int16).reshape(ne, nc, ns, ny, nx)
+    visu = volume_visu(
+        (nx, ny), (1.0, 1.0), frames=ns * nc * ne, VisuCoreFrameThickness=[0.2],
+        VisuFGOrderDesc=[[ns, "FG_SLICE", "", 0, 0], [nc, "FG_CYCLE", "", 0, 0],
+                         [ne, "FG_ECHO", "", 0, 0]])
+    # file order: frame index = slice + ns·(cycle + nc·echo) -> C order of (echo, cycle, slice)
+    vol = bruker.read(write_scan(tmp_path, truth.astype("<i2"), visu))
+    np.testing.assert_array_equal(vol.data, truth)
+    assert vol.axis_labels == ("echo", "cycle", "z", "y", "x")
+    visu["VisuFGOrderDesc"] = [[nc, "FG_CYCLE", "", 0, 0], [ne, "FG_ECHO", "", 0, 0],
+                               [ns, "FG_SLICE", "", 0, 0]]
+    # now cycle fastest: file layout is C order of (slice, echo, cycle)
+    raw = truth.transpose(2, 0, 1, 3, 4)
+    vol = bruker.read(write_scan(tmp_path, raw.astype("<i2"), visu, scan=8))
+    np.testing.assert_array_equal(vol.data, truth)
+    assert vol.axis_labels == ("echo", "cycle", "z", "y", "x")
+
+
+def test_big_endian_float32(tmp_path):
+    truth = np.random.default_rng(1).normal(size=(3, 4, 5)).astype(np.float32)
+    visu = volume_visu((5, 4, 3), (0.5, 0.4, 0.3), word="_32BIT_FLOAT", order="bigEndian")
+    vol = bruker.read(write_scan(tmp_path, truth.astype(">f4"), visu))
+    np.testing.assert_array_equal(vol.data, truth)
+    assert vol.data.dtype == np.float32 and vol.data.dtype.isnative
+    assert vol.spacing_um == pytest.approx((100.0, 100.0, 100.0))
+
+
+def test_8bit_unsigned(tmp_path):
+    truth = np.arange(200, 224, dtype=np.uint8).reshape(4, 6)
+    visu = volume_visu((6, 4), (0.6, 0.4), word="_8BIT_UNSGN_INT")
+    vol = bruker.read(write_scan(tmp_path, truth, visu))
+    np.testing.assert_array_equal(vol.data, truth)
+    assert vol.data.dtype == np.uint8
+
+
+@pytest.mark.parametrize("lazy", [False, True])
+def test_complex_frames_become_complex64(tmp_path, lazy):
+    ns, ny, nx = 3, 2, 4
+    rng = np.random.default_rng(2)
+    truth = (rng.integers(-99, 99, (ns, ny, nx)) + 1j * rng.integers(-99, 99, (ns, ny, nx)))
+    raw = np.stack([truth.real, truth.imag], axis=1).astype("<i2")  # complex fastest
+    visu = volume_visu(
+        (nx, ny), (0.8, 0.4), frames=2 * ns, VisuCoreFrameType="COMPLEX_IMAGE",
+        VisuCoreFrameThickness=[0.2], VisuCoreDataSlope=[0.5] * 2 * ns,
+        VisuCoreDataOffs=[0] * 2 * ns,
+        VisuFGOrderDesc=[[2, "FG_COMPLEX", "", 0, 0], [ns, "FG_SLICE", "", 0, 0]])
+    vol = bruker.read(write_scan(tmp_path, raw, visu), lazy=lazy)
+    assert isinstance(vol.data, da.Array) == lazy
+    assert vol.data.dtype == np.complex64 and vol.data.shape == (ns, ny, nx)
+    np.testing.assert_allclose(np.asarray(vol.data), truth * 0.5)
+    assert vol.axis_labels == ("z", "y", "x")
+
+
+def test_lazy_reading(volume_3d, tmp_path):
+    scan, raw = volume_3d
+    vol = bruker.read(scan, lazy=True)  # slope -> dask
+    assert isinstance(vol.data, da.Array) and vol.data.dtype == np.float32
+    np.testing.assert_allclose(vol.data.compute(), raw * 0.25 + 10.0)
+    visu = volume_visu((6, 5, 4), (1.2, 0.5, 0.8))
+    plain = bruker.read(write_scan(tmp_path, raw.astype("<i2"), visu, scan=9), lazy=True)
+    assert isinstance(plain.data, np.memmap)  # trivial slope: the file itself
+    np.testing.assert_array_equal(plain.data, raw)
+
+
+def test_read_volume_dispatches_to_bruker(volume_3d):
+    from napari_mrmicro.io import read_volume, reader_for
+    scan, raw = volume_3d
+    assert reader_for(scan) == "bruker"
+    assert read_volume(scan / "pdata" / "1" / "2dseq").metadata["format"] == "bruker"
+
+
+# --------------------------------------------------------------------------- bad input
+
+
+def _expect(path, problem, names):
+    start = time.perf_counter()
+    with pytest.raises(FormatError, match=problem) as info:
+        bruker.read(path)
+    assert info.value.path == str(names)
+    assert time.perf_counter() - start < 1.0
+
+
+def test_unknown_word_type(tmp_path):
+    visu = volume_visu((2, 2), (1.0, 1.0), word="_64BIT_FLOAT")
+    scan = write_scan(tmp_path, np.zeros(4, "<f8"), visu)
+    _expect(scan, "_64BIT_FLOAT", scan / "pdata/1/visu_pars")
+
+
+@pytest.mark.parametrize("nbytes", [2 * 23, 2 * 25])
+def test_2dseq_shorter_or_longer_than_the_header(tmp_path, nbytes):
+    visu = volume_visu((4, 3, 2), (1.0, 1.0, 1.0))
+    scan = write_scan(tmp_path, b"\x01" * nbytes, visu)
+    _expect(scan, f"48 bytes .* holds {nbytes}", scan / "pdata/1/2dseq")
+
+
+def test_absurd_size_fails_fast_without_allocating(tmp_path):
+    text = format_jcamp({**CORE, **volume_visu((2, 2, 2), (1.0, 1.0, 1.0))}).replace(
+        "##$VisuCoreSize=( 3 )\n2 2 2", "##$VisuCoreSize=( 3 )\n1000000000 1000000000 1000000000")
+    scan = write_scan(tmp_path, b"\x00" * 16, None, visu_text=text)
+    _expect(scan, "header implies 2000000000000000000000000000 bytes", scan / "pdata/1/2dseq")
+
+
+def test_missing_visu_pars(tmp_path):
+    scan = write_scan(tmp_path, b"\x00" * 8, volume_visu((2, 2), (1.0, 1.0)))
+    (scan / "pdata/1/visu_pars").unlink()
+    seq = scan / "pdata/1/2dseq"
+    assert not bruker.can_read(seq) and not bruker.can_read(scan)
+    _expect(seq, "no visu_pars", seq)
+    _expect(scan, "no pdata", scan)
+
+
+def test_missing_2dseq(tmp_path):
+    scan = write_scan(tmp_path, b"\x00" * 8, volume_visu((2, 2), (1.0, 1.0)))
+    (scan / "pdata/1/2dseq").unlink()
+    assert not bruker.can_read(scan / "pdata/1/visu_pars")
+    _expect(scan / "pdata/1/visu_pars", "2dseq image file is missing", scan / "pdata/1/2dseq")
+
+
+def test_array_shorter_than_declared_is_refused(tmp_path):
+    text = format_jcamp({**CORE, **volume_visu((2, 2), (1.0, 1.0))}).replace(
+        "##$VisuCoreSize=( 2 )", "##$VisuCoreSize=( 3 )")
+    scan = write_scan(tmp_path, b"\x00" * 8, None, visu_text=text)
+    _expect(scan, r"VisuCoreSize declares size \[3\] but holds 2", scan / "pdata/1/visu_pars")
+
+
+def test_empty_2dseq(tmp_path):
+    scan = write_scan(tmp_path, b"", volume_visu((2, 2), (1.0, 1.0)))
+    _expect(scan, "empty", scan / "pdata/1/2dseq")
+
+
+def test_garbage_visu_pars(tmp_path):
+    scan = write_scan(tmp_path, b"\x00" * 8, None, visu_text="x")
+    (scan / "pdata/1/visu_pars").write_bytes(b"\x89PNG\x00\x01garbage")
+    assert not bruker.can_read(scan)
+    _expect(scan / "pdata/1/2dseq", "binary", scan / "pdata/1/visu_pars")
+
+
+@pytest.mark.parametrize("change, problem", [
+    ({"VisuCoreFrameCount": 3}, "hold 2 frames but VisuCoreFrameCount = 3"),
+    ({"VisuCoreDataSlope": [1.0, 2.0, 3.0]}, "VisuCoreDataSlope holds 3 values for 2"),
+    ({"VisuFGOrderDesc": [[2, "FG_COMPLEX", "", 0, 0]]}, None),
+    ({"VisuCoreDimDesc": ["spectroscopic", "spatial"]}, "only spatial"),
+    ({"VisuCoreSize": [2.5, 2]}, "not integers"),
+    ({"VisuCoreExtent": [1.0]}, "VisuCoreExtent"),
+    ({"VisuCoreUnits": ["s", "mm"]}, "not lengths"),
+    ({"VisuCoreByteOrder": "middleEndian"}, "middleEndian"),
+])
+def test_inconsistent_headers(tmp_path, change, problem):
+    visu = volume_visu((2, 2), (1.0, 1.0), frames=2,
+                       VisuFGOrderDesc=[[2, "FG_ECHO", "", 0, 0]])
+    visu.update(change)
+    scan = write_scan(tmp_path, np.zeros(4 * visu["VisuCoreFrameCount"], "<i2"), visu)
+    if problem is None:  # a valid 2-frame FG_COMPLEX needs no error
+        assert bruker.read(scan).data.dtype == np.complex64
+        return
+    _expect(scan, problem, scan / "pdata/1/visu_pars")
+
+
+def test_complex_group_of_wrong_length(tmp_path):
+    visu = volume_visu((2, 2), (1.0, 1.0), frames=3,
+                       VisuFGOrderDesc=[[3, "FG_COMPLEX", "", 0, 0]])
+    scan = write_scan(tmp_path, np.zeros(12, "<i2"), visu)
+    _expect(scan, "FG_COMPLEX has 3 frames", scan / "pdata/1/visu_pars")
+
+
+def test_can_read_refuses_other_things(tmp_path):
+    other = tmp_path / "image.raw"
+    other.write_bytes(b"\x00" * 10)
+    assert not bruker.can_read(other)
+    assert not bruker.can_read(tmp_path)
+    assert not bruker.can_read(tmp_path / "missing")
+    with pytest.raises(FormatError, match="not a Bruker"):
+        bruker.read(other)
