@@ -1,0 +1,65 @@
+"""Every reader through napari itself: ``viewer.open(path, plugin="napari-mrmicro")``."""
+
+import numpy as np
+import pytest
+import tifffile
+from test_bruker import volume_visu, write_scan
+from test_nih_tiff import nih_header, write_nih
+
+from napari_mrmicro.io import Volume, write_volume
+
+pytestmark = pytest.mark.gui
+UM = "micrometer"
+
+
+def _open_one(viewer, path):
+    layers = viewer.open(path, plugin="napari-mrmicro")
+    assert all(str(u) in (UM, "pixel") for layer in layers for u in layer.units)
+    return layers
+
+
+def test_nih_image_tiff(make_napari_viewer, tmp_path):
+    # version 160, 25 pixels per mm (unit code 7 = mm), 3 slices 0.2 mm apart
+    blob = nih_header(version=160, xscale=25.0, units=7, nslices=3, spacing=0.2)
+    path = write_nih(tmp_path / "tooth.tif", np.arange(3 * 4 * 5, dtype=np.uint8)
+                     .reshape(3, 4, 5), blob)
+    (layer,) = _open_one(make_napari_viewer(), path)
+    assert tuple(layer.scale) == pytest.approx((200.0, 40.0, 40.0))
+
+
+def test_nifti(make_napari_viewer, tmp_path):
+    pytest.importorskip("nibabel")
+    path = tmp_path / "scan.nii.gz"
+    write_volume(path, Volume(np.ones((4, 5, 6), np.float32), (30.0, 20.0, 10.0), {},
+                              origin_um=(100.0, 0.0, -50.0)))
+    (layer,) = _open_one(make_napari_viewer(), path)
+    assert tuple(layer.scale) == pytest.approx((30.0, 20.0, 10.0))
+    assert tuple(layer.translate) == pytest.approx((100.0, 0.0, -50.0))
+
+
+def test_bruker_complex_multislice_gives_magnitude_and_phase(make_napari_viewer, tmp_path):
+    ns, ny, nx = 3, 2, 4
+    truth = np.full((ns, ny, nx), 3 + 4j)
+    raw = np.stack([truth.real, truth.imag], axis=1).astype("<i2")
+    visu = volume_visu(
+        (nx, ny), (0.8, 0.4), frames=2 * ns, VisuCoreFrameType="COMPLEX_IMAGE",
+        VisuCoreFrameThickness=[0.2],
+        VisuFGOrderDesc=[[2, "FG_COMPLEX", "", 0, 0], [ns, "FG_SLICE", "", 0, 0]])
+    scan = write_scan(tmp_path, raw, visu)
+    magnitude, phase = _open_one(make_napari_viewer(), scan)
+    np.testing.assert_allclose(np.asarray(magnitude.data), 5.0)
+    np.testing.assert_allclose(np.asarray(phase.data), np.arctan2(4, 3), rtol=1e-6)
+    assert tuple(magnitude.scale) == pytest.approx((200.0, 200.0, 200.0))
+    assert magnitude.metadata["mrmicro"]["format"] == "bruker"
+
+
+def test_ome_tiff_channels_become_layers(make_napari_viewer, tmp_path):
+    path = tmp_path / "fluo.ome.tif"
+    tifffile.imwrite(path, np.zeros((2, 3, 8, 8), np.uint16), ome=True,
+                     metadata={"axes": "CZYX", "PhysicalSizeX": 325.0, "PhysicalSizeXUnit": "nm",
+                               "PhysicalSizeY": 325.0, "PhysicalSizeYUnit": "nm",
+                               "PhysicalSizeZ": 1.5, "PhysicalSizeZUnit": "µm",
+                               "Channel": {"Name": ["DAPI", "NV centres"]}})
+    layers = _open_one(make_napari_viewer(), path)
+    assert [layer.name for layer in layers] == ["DAPI", "NV centres"]
+    assert tuple(layers[0].scale) == pytest.approx((1.5, 0.325, 0.325))
