@@ -1,8 +1,10 @@
-"""What every format module shares: the Volume record, errors, units and atomic writes."""
+"""What every format module shares: the Volume record, errors, units, atomic writes and the
+napari-mrmicro metadata payload that writable formats embed as JSON."""
 
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import shutil
 import tempfile
@@ -13,6 +15,11 @@ import numpy as np
 
 #: Volumes above this many bytes open lazily (memory map or dask) unless told otherwise.
 LAZY_BYTES = 256 * 2**20
+
+#: Prefix of the text (TIFF ``Info`` line, NIfTI extension) that carries our payload as JSON.
+PAYLOAD_KEY = "napari-mrmicro = "
+#: Payload keys naming the format and header a volume was first read from.
+_SOURCE_KEYS = ("source_format", "source_header")
 
 #: Length units to µm; keys are lower case. Covers ImageJ, OME, NIfTI and Bruker spellings.
 UNIT_TO_UM = {
@@ -164,3 +171,69 @@ def atomic_output(path, directory: bool = False):
         else:
             tmp.unlink(missing_ok=True)
         raise
+
+
+def payload_text(volume: Volume, fmt: str, dtype: np.dtype, **extra) -> str:
+    """``napari-mrmicro = {json}``: what a ``fmt`` file cannot say about ``volume`` itself.
+
+    The JSON holds the axis labels, layer type, ``dtype`` (the data's dtype before the
+    writer converted it for the file), name, acquisition and the format and header the
+    volume was first read from, plus the format-specific ``extra`` keys.
+    """
+    md = volume.metadata
+    payload = {
+        "version": 1,
+        "axis_labels": list(volume.axis_labels),
+        "layer_type": volume.layer_type,
+        "dtype": str(dtype),
+        "name": volume.name,
+        "acquisition": md.get("acquisition") or {},
+        **extra,
+    }
+    if md.get("format") == fmt:  # read from this format: pass on what it carried
+        payload.update({k: md[k] for k in _SOURCE_KEYS if k in md})
+    elif md.get("format"):
+        payload.update(source_format=md["format"], source_header=md.get("header"))
+    return PAYLOAD_KEY + json.dumps(payload, default=str, ensure_ascii=True)
+
+
+def parse_payload(text: str | bytes) -> dict | None:
+    """The payload of a text starting with :data:`PAYLOAD_KEY`; None if it is not a JSON object."""
+    try:
+        value = json.loads(text[len(PAYLOAD_KEY):])
+    except ValueError:
+        return None
+    return value if isinstance(value, dict) else None
+
+
+def apply_payload(payload: dict | None, metadata: dict, labels: tuple) -> tuple:
+    """Restore a read payload: acquisition and source go into ``metadata`` (in place).
+
+    Returns
+    -------
+    tuple
+        ``(axis_labels, layer_type, name)``: the payload's labels when their number fits
+        ``labels``, else ``labels``; ``"image"`` and None without a payload.
+    """
+    if not payload:
+        return labels, "image", None
+    metadata["acquisition"] = dict(payload.get("acquisition") or {})
+    metadata.update({k: payload[k] for k in _SOURCE_KEYS if k in payload})
+    if len(payload.get("axis_labels") or ()) == len(labels):
+        labels = tuple(payload["axis_labels"])
+    return labels, payload.get("layer_type", "image"), payload.get("name")
+
+
+def payload_dtype(payload: dict | None, data) -> np.dtype | None:
+    """The bool or integer dtype the payload records for in-memory ``data``, when it is
+    not their dtype already; None otherwise (lazy data keep their stored dtype)."""
+    original = (payload or {}).get("dtype")
+    if original is None or not isinstance(data, np.ndarray) or isinstance(data, np.memmap):
+        return None
+    try:
+        target = np.dtype(original)
+    except TypeError:
+        return None
+    if target == data.dtype or target.kind not in "biu":
+        return None
+    return target

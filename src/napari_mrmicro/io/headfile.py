@@ -73,7 +73,8 @@ def parse_headfile(text: str, source="<text>") -> dict:
     text without a single ``key=value`` line.
     """
     text = text.lstrip("\ufeff")
-    if "\x00" in text or len(_CONTROL.findall(text)) > len(text) // 100:
+    printable = len(text) - text.count("\r") - text.count("\n")  # the same for any line ends
+    if "\x00" in text or len(_CONTROL.findall(text)) > printable // 100:
         raise FormatError(source, "binary data where a headfile (key=value text) was "
                                   "expected")
     header, unparsed = {}, []

@@ -24,7 +24,6 @@ nibabel is an optional dependency: ``pip install napari-mrmicro[nifti]``.
 from __future__ import annotations
 
 import gzip
-import json
 import math
 import os
 import struct
@@ -33,12 +32,13 @@ from pathlib import Path
 
 import numpy as np
 
-from napari_mrmicro.io._common import LAZY_BYTES, FormatError, Volume, atomic_output
+from napari_mrmicro.io._common import (
+    LAZY_BYTES, PAYLOAD_KEY, FormatError, Volume, apply_payload, atomic_output, parse_payload,
+    payload_dtype, payload_text,
+)
 
 WRITE_SUFFIXES = (".nii", ".nii.gz")
 
-#: Prefix of the header-extension text that carries our metadata as JSON.
-EXTENSION_KEY = "napari-mrmicro = "
 #: NIfTI spatial unit names (nibabel's spelling) to µm; "unknown" is taken as mm.
 _SPACE_UM = {"meter": 1e6, "mm": 1e3, "micron": 1.0, "unknown": 1e3}
 #: deflate never compresses better than about 1032:1, so a .nii.gz header that promises
@@ -188,19 +188,13 @@ def read(path: Path, lazy: bool | None = None) -> Volume:
         metadata["unit_assumed"] = "mm"
     if lead:
         metadata["t_step"] = zooms[3] if len(zooms) > 3 else None
-    layer_type, name, channel_axis = "image", None, None
-    if ours:
-        metadata["acquisition"] = dict(ours.get("acquisition") or {})
-        for key in ("source_format", "source_header"):
-            if key in ours:
-                metadata[key] = ours[key]
-        if len(ours.get("axis_labels") or ()) == len(labels):
-            labels = tuple(ours["axis_labels"])
-        layer_type = ours.get("layer_type", "image")
-        name = ours.get("name")
-        if ours.get("channel_axis") in range(lead):
-            channel_axis = ours["channel_axis"]
-        data = _restore_dtype(data, ours.get("dtype"))
+    labels, layer_type, name = apply_payload(ours, metadata, labels)
+    channel_axis = (ours or {}).get("channel_axis")
+    if channel_axis not in range(lead):
+        channel_axis = None
+    target = payload_dtype(ours, data)
+    if target is not None and data.dtype.kind in "biu":  # labels stored as int32
+        data = data.astype(target)
     return Volume(data, spacing, metadata, origin_um=origin, axis_labels=labels,
                   channel_axis=channel_axis, layer_type=layer_type, name=name)
 
@@ -273,26 +267,9 @@ def _our_extension(hdr) -> dict | None:
     """The JSON napari-mrmicro wrote into a comment extension, if any."""
     for ext in hdr.extensions:
         content = ext.get_content()
-        if isinstance(content, bytes) and content.startswith(EXTENSION_KEY.encode()):
-            try:
-                value = json.loads(content[len(EXTENSION_KEY):].rstrip(b"\x00"))
-            except ValueError:
-                return None
-            return value if isinstance(value, dict) else None
+        if isinstance(content, bytes) and content.startswith(PAYLOAD_KEY.encode()):
+            return parse_payload(content.rstrip(b"\x00"))
     return None
-
-
-def _restore_dtype(data, original: str | None):
-    """Give labels stored as int32 their wider integer dtype back (eager data only)."""
-    if original is None or not isinstance(data, np.ndarray) or isinstance(data, np.memmap):
-        return data
-    try:
-        target = np.dtype(original)
-    except TypeError:
-        return data
-    if target == data.dtype or target.kind not in "biu" or data.dtype.kind not in "biu":
-        return data
-    return data.astype(target)
 
 
 # ---------------------------------------------------------------------------- writing
@@ -340,7 +317,8 @@ def write(path: Path, volume: Volume) -> list[str]:
     img.set_qform(affine, code="scanner")
     img.header["descrip"] = b"napari-mrmicro"
     img.header.extensions.append(
-        nib.nifti1.Nifti1Extension("comment", _extension_text(volume, original).encode()))
+        nib.nifti1.Nifti1Extension("comment", payload_text(
+            volume, "nifti", original, channel_axis=volume.channel_axis).encode()))
 
     with atomic_output(path) as tmp, open(tmp, "wb") as raw:
         if name.endswith(".gz"):
@@ -368,21 +346,3 @@ def _nifti_dtype(path: Path, data: np.ndarray) -> np.ndarray:
     if dtype.kind in "iufc":
         return data
     raise FormatError(path, f"NIfTI cannot hold {dtype} data")
-
-
-def _extension_text(volume: Volume, original: np.dtype) -> str:
-    md = volume.metadata
-    payload = {
-        "version": 1,
-        "axis_labels": list(volume.axis_labels),
-        "layer_type": volume.layer_type,
-        "channel_axis": volume.channel_axis,
-        "dtype": str(original),
-        "name": volume.name,
-        "acquisition": md.get("acquisition") or {},
-    }
-    if md.get("format") == "nifti":  # a NIfTI read back: pass on what it carried
-        payload.update({k: md[k] for k in ("source_format", "source_header") if k in md})
-    elif md.get("format"):
-        payload.update(source_format=md["format"], source_header=md.get("header"))
-    return EXTENSION_KEY + json.dumps(payload, default=str, ensure_ascii=True)

@@ -20,7 +20,6 @@ NIH Image TIFFs (private tag 43314) are left to :mod:`napari_mrmicro.io.nih_tiff
 from __future__ import annotations
 
 import enum
-import json
 import math
 import os
 import re
@@ -32,13 +31,12 @@ import numpy as np
 import tifffile
 
 from napari_mrmicro.io._common import (
-    LAZY_BYTES, FormatError, Volume, atomic_output, unit_to_um,
+    LAZY_BYTES, PAYLOAD_KEY, FormatError, Volume, apply_payload, atomic_output, parse_payload,
+    payload_dtype, payload_text, unit_to_um,
 )
 
 WRITE_SUFFIXES = (".tif", ".tiff")
 
-#: Prefix of the ``Info`` line that carries our metadata as JSON.
-INFO_KEY = "napari-mrmicro = "
 #: NIH Image private tag, read by :mod:`napari_mrmicro.io.nih_tiff`.
 NIH_TAG = 43314
 #: OME length units beyond :data:`~napari_mrmicro.io._common.UNIT_TO_UM`.
@@ -116,7 +114,7 @@ def read(path: Path, lazy: bool | None = None) -> Volume:
         ome = _parse_ome(tif.ome_metadata) if tif.is_ome else None
         ours = _our_info(ij)
         header = _header(tif, ij, ome)
-        axes, shape, dtype = series.axes, tuple(series.shape), np.dtype(series.dtype)
+        axes, shape = series.axes, tuple(series.shape)
         rgb = (axes.endswith("S") and shape[-1] in (3, 4)
                and int(page.photometric) in (2, 6))  # RGB, YCbCr (decoded to RGB)
         calibration = _calibration(page, ij, ome, _spatial_axes(axes, rgb))
@@ -160,17 +158,8 @@ def read(path: Path, lazy: bool | None = None) -> Volume:
     channels = _channels(ij, ome, data.shape[channel_axis] if channel_axis is not None else 0)
     if channels:
         metadata["channels"] = channels
-    layer_type, name = "image", None
-    if ours:
-        metadata["acquisition"] = dict(ours.get("acquisition") or {})
-        for key in ("source_format", "source_header"):
-            if key in ours:
-                metadata[key] = ours[key]
-        if len(ours.get("axis_labels") or ()) == len(labels):
-            labels = tuple(ours["axis_labels"])
-        layer_type = ours.get("layer_type", "image")
-        name = ours.get("name")
-        data = _restore_dtype(data, ours.get("dtype"), dtype)
+    labels, layer_type, name = apply_payload(ours, metadata, labels)
+    data = _restore_dtype(data, payload_dtype(ours, data))
     return Volume(data, calibration["spacing"], metadata, origin_um=calibration["origin"],
                   axis_labels=labels, channel_axis=channel_axis, layer_type=layer_type,
                   name=name)
@@ -431,30 +420,21 @@ def _our_info(ij: dict | None) -> dict | None:
     if not isinstance(info, str):
         return None
     for line in info.splitlines():
-        if line.startswith(INFO_KEY):
-            try:
-                value = json.loads(line[len(INFO_KEY):])
-            except ValueError:
-                return None
-            return value if isinstance(value, dict) else None
+        if line.startswith(PAYLOAD_KEY):
+            return parse_payload(line)
     return None
 
 
-def _restore_dtype(data, original: str | None, stored: np.dtype):
-    """Give integer data written as uint16/float32 their original dtype back (eager only)."""
-    if original is None or not isinstance(data, np.ndarray) or isinstance(data, np.memmap):
-        return data
-    try:
-        target = np.dtype(original)
-    except TypeError:
-        return data
-    if target == stored or target.kind not in "biu":
+def _restore_dtype(data, target: np.dtype | None):
+    """Give integer data written as uint16/float32 their ``target`` dtype back when every
+    value fits it exactly."""
+    if target is None:
         return data
     if target.kind == "b":
         return data.astype(bool)
     info = np.iinfo(target)
     if data.size and (data.min() < info.min or data.max() > info.max
-                      or (stored.kind == "f" and not np.all(np.mod(data, 1) == 0))):
+                      or (data.dtype.kind == "f" and not np.all(np.mod(data, 1) == 0))):
         return data
     return data.astype(target)
 
@@ -585,7 +565,8 @@ def write(path: Path, volume: Volume) -> list[str]:
 
     spacing = volume.spacing_um
     z_um, y_um, x_um = ((None,) + spacing if nspatial == 2 else spacing)
-    meta = {"axes": axes, "unit": "um", "Info": _info(volume, original, ours)}
+    meta = {"axes": axes, "unit": "um",
+            "Info": payload_text(volume, "tiff", original, axes=ours) + "\n"}
     if z_um is not None:
         meta["spacing"] = z_um
     if volume.origin_um is not None:
@@ -641,22 +622,3 @@ def _imagej_dtype(path: Path, data: np.ndarray, rgb: bool) -> np.ndarray:
                                 "ImageJ TIFF (uint8, uint16 or float32 up to 2**24); write "
                                 ".nii or .headfile instead")
     raise FormatError(path, f"ImageJ TIFF cannot hold {dtype} data")
-
-
-def _info(volume: Volume, original: np.dtype, axes: str) -> str:
-    """The ``Info`` text: one ``napari-mrmicro = {json}`` line."""
-    md = volume.metadata
-    payload = {
-        "version": 1,
-        "axes": axes,
-        "axis_labels": list(volume.axis_labels),
-        "layer_type": volume.layer_type,
-        "dtype": str(original),
-        "name": volume.name,
-        "acquisition": md.get("acquisition") or {},
-    }
-    if md.get("format") == "tiff":  # a TIFF read back: pass on what it carried
-        payload.update({k: md[k] for k in ("source_format", "source_header") if k in md})
-    elif md.get("format"):
-        payload.update(source_format=md["format"], source_header=md.get("header"))
-    return INFO_KEY + json.dumps(payload, default=str, ensure_ascii=True) + "\n"
