@@ -1,0 +1,191 @@
+"""k-space data with the protocol that sampled it, and the centred FFT convention.
+
+Convention (DESIGN.md): DC at index ``N // 2`` on every axis; the image is the centred
+inverse FFT with ``norm="ortho"``, so white noise keeps its standard deviation.
+
+The centring is done without ``fftshift`` copies. With ``c = N // 2`` on an axis,
+
+    x[m] = N^-½ Σ_k X[k] e^{2πi (k−c)(m−c)/N}
+         = e^{2πi (c² − c·m)/N} · N^-½ Σ_k (X[k] e^{−2πi c·k/N}) e^{2πi k·m/N},
+
+so the centred transform is a plain FFT between two separable unit-modulus ramps (±1 on
+even axes), applied slab by slab while the data are in cache. The magnitude needs no output
+ramp at all: ``|x| = fftshift(|ifftn(X)|)``, see :func:`centered_ifft_magnitude`.
+"""
+
+from __future__ import annotations
+
+import itertools
+from dataclasses import dataclass, field
+
+import numpy as np
+import scipy.fft
+
+from napari_mrmicro.core.acquisition import Acquisition
+
+
+@dataclass
+class KSpace:
+    """Sampled k-space.
+
+    Attributes
+    ----------
+    data : ndarray of complex64
+        ``(echo, z, y, x)``, or ``(coil, echo, z, y, x)`` when ``coil_axis == 0``.
+        2-D acquisitions have ``z == 1`` (or one entry per slice for multi-slice, with
+        ``multislice=True``: then the z axis is image space, not k-space).
+    acquisition : Acquisition
+    sampled : ndarray of bool, optional
+        ``(z, y, x)`` mask of the positions actually acquired (undersampling); None
+        means fully sampled.
+    coil_axis : int or None
+    multislice : bool
+        2-D multi-slice: the z axis holds slices (image space), only y and x are k-space.
+    truth : dict
+        Ground-truth maps of a simulation (``"proton_density"``, ``"chi_ppm"``,
+        ``"field_ppm"``, ``"labels"``, ...) on the image grid.
+    """
+
+    data: np.ndarray
+    acquisition: Acquisition
+    sampled: np.ndarray | None = None
+    coil_axis: int | None = None
+    multislice: bool = False
+    truth: dict = field(default_factory=dict)
+
+    @property
+    def kspace_axes(self) -> tuple:
+        """Axes of ``data`` that are k-space (negative indices)."""
+        return (-2, -1) if self.multislice else (-3, -2, -1)
+
+
+def _normalize_axes(ndim: int, axes) -> tuple:
+    axes = [int(a) for a in np.atleast_1d(axes)]
+    if not axes or any(not -ndim <= a < ndim for a in axes):
+        raise ValueError(f"centred FFT: axes {tuple(axes)} out of range for a {ndim}-D array")
+    return tuple(sorted({a % ndim for a in axes}))
+
+
+def _ramp(n: int, index_term, real_dtype) -> np.ndarray:
+    """exp(2πi r/N) for the integers r = ``index_term`` mod N; exactly ±1 when all 2r ≡ 0."""
+    r = np.mod(index_term, n)
+    if np.all((2 * r) % n == 0):
+        return np.where(r == 0, 1.0, -1.0).astype(real_dtype)
+    return np.exp(2j * np.pi * r / n).astype(np.result_type(real_dtype, np.complex64))
+
+
+def _centering_ramps(shape, axes, inverse: bool, real_dtype):
+    """Per-axis input and output ramps of the centred (inverse) FFT along ``axes``."""
+    pre, post = {}, {}
+    for axis in axes:
+        n = shape[axis]
+        if n == 1:
+            continue
+        c = n // 2
+        k = np.arange(n, dtype=np.int64)
+        # inverse: pre e^{-2πi ck/N}, post e^{2πi (c² - cm)/N}; forward: the conjugates.
+        pre[axis] = _ramp(n, -c * k if inverse else c * k, real_dtype)
+        post[axis] = _ramp(n, c * c - c * k if inverse else c * k - c * c, real_dtype)
+    return pre, post
+
+
+def multiply_along_axes(array: np.ndarray, factors: dict, out: np.ndarray) -> np.ndarray:
+    """``out = array · Π_axis factors[axis]`` (1-D vectors broadcast along their axis).
+
+    The factors of the last two axes are combined into one small table; the leading axes
+    are visited slab by slab, so the whole product is one pass through memory and needs no
+    full-size temporary. ``out`` may be ``array`` (in place).
+    """
+    ndim = array.ndim
+    inner_axes = tuple(range(max(ndim - 2, 0), ndim))
+    table = np.ones([array.shape[a] if a in factors else 1 for a in inner_axes],
+                    dtype=np.result_type(*[factors[a] for a in inner_axes if a in factors],
+                                         np.float32) if factors else np.float32)
+    for a in inner_axes:
+        if a in factors:
+            shape = [1] * len(inner_axes)
+            shape[a - inner_axes[0]] = -1
+            table = table * factors[a].reshape(shape)
+    outer = [a for a in factors if a not in inner_axes]
+    if not outer:
+        np.multiply(array, table, out=out)
+        return out
+    lead = array.shape[:ndim - 2]
+    scaled = {}
+    for index in np.ndindex(*lead):
+        scalar = 1.0
+        for a in outer:
+            scalar = scalar * factors[a][index[a]]
+        key = complex(scalar)
+        if key not in scaled:
+            if len(scaled) > 8:
+                scaled.clear()
+            scaled[key] = table * scalar
+        np.multiply(array[index], scaled[key], out=out[index])
+    return out
+
+
+def _as_complex(data, func: str) -> np.ndarray:
+    x = np.asarray(data)
+    if np.iscomplexobj(x):
+        return x
+    if not np.issubdtype(x.dtype, np.number):
+        raise ValueError(f"{func}: needs a numeric array, got dtype {x.dtype}")
+    return x.astype(np.complex128 if x.dtype == np.float64 else np.complex64)
+
+
+def _centred(data, axes, workers, overwrite_x, inverse):
+    func = "centered_ifft" if inverse else "centered_fft"
+    x = _as_complex(data, func)
+    copied = x is not data
+    axes = _normalize_axes(x.ndim, axes)
+    real_dtype = np.finfo(x.dtype).dtype
+    pre, post = _centering_ramps(x.shape, axes, inverse, real_dtype)
+    out = x if (overwrite_x or copied) else np.empty_like(x)
+    multiply_along_axes(x, pre, out)
+    transform = scipy.fft.ifftn if inverse else scipy.fft.fftn
+    out = transform(out, axes=axes, norm="ortho", workers=workers, overwrite_x=True)
+    return multiply_along_axes(out, post, out)
+
+
+def centered_fft(image, axes=(-3, -2, -1), workers: int = -1, overwrite_x: bool = False):
+    """Centred forward FFT, ``norm="ortho"``: image (centre at N//2) -> k-space (DC at N//2).
+
+    ``overwrite_x=True`` lets the transform reuse a complex input's memory.
+    """
+    return _centred(image, axes, workers, overwrite_x, inverse=False)
+
+
+def centered_ifft(kspace, axes=(-3, -2, -1), workers: int = -1, overwrite_x: bool = False):
+    """Centred inverse FFT, ``norm="ortho"``: k-space (DC at N//2) -> image.
+
+    ``overwrite_x=True`` lets the transform reuse a complex input's memory.
+    """
+    return _centred(kspace, axes, workers, overwrite_x, inverse=True)
+
+
+def centered_ifft_magnitude(kspace, axes=(-3, -2, -1), workers: int = -1,
+                            overwrite_x: bool = False) -> np.ndarray:
+    """``|centered_ifft(kspace)|`` as float32 (float64 for complex128 input), faster.
+
+    The output ramp of the centred transform has unit modulus, so the magnitude is the plain
+    inverse FFT's magnitude rolled by ``N // 2`` on each axis; the roll is fused into the
+    absolute value (one pass, no ramps).
+    """
+    x = _as_complex(kspace, "centered_ifft_magnitude")
+    axes = _normalize_axes(x.ndim, axes)
+    y = scipy.fft.ifftn(x, axes=axes, norm="ortho", workers=workers,
+                        overwrite_x=overwrite_x or x is not kspace)
+    out = np.empty(y.shape, dtype=np.finfo(y.dtype).dtype)
+    pieces = []
+    for axis in axes:
+        n, c = y.shape[axis], y.shape[axis] // 2
+        # fftshift: out[m] = in[(m - c) mod n]
+        pieces.append([(axis, slice(0, c), slice(n - c, n)), (axis, slice(c, n), slice(0, n - c))])
+    for combo in itertools.product(*pieces):
+        dst = [slice(None)] * y.ndim
+        src = [slice(None)] * y.ndim
+        for axis, d, s in combo:
+            dst[axis], src[axis] = d, s
+        np.abs(y[tuple(src)], out=out[tuple(dst)])
+    return out
