@@ -79,3 +79,25 @@ def test_kernel_conventions():
         dipole_kernel((4, 4, 4), 1.0, (0, 0, 0))
     with pytest.raises(ValueError, match="NaN"):
         forward_field(np.full((4, 4, 4), np.nan), 1.0)
+
+
+@pytest.mark.parametrize("spacing", [(1.0, 1.0, 1.0), (1.0, 0.5, 0.7)])
+def test_spatial_kernel_octant_shortcut_equals_the_full_transform(spacing):
+    """B0 along an axis and even sizes: the DCT-I of one octant equals the full FFT."""
+    import scipy.fft
+
+    from napari_mrmicro.core.qsm.kernel import dipole_kernel_spatial_fft
+
+    shape = (16, 12, 10)
+    cs = [scipy.fft.ifftshift((np.arange(n) - n // 2) * d).reshape(
+        [-1 if i == a else 1 for i in range(3)]) for a, (n, d) in enumerate(zip(shape, spacing))]
+    r2 = cs[0] ** 2 + cs[1] ** 2 + cs[2] ** 2
+    r2[0, 0, 0] = 1
+    kernel = np.prod(spacing) / (4 * np.pi) * (3 * cs[1] ** 2 / r2 - 1) / r2**1.5
+    kernel[0, 0, 0] = 0
+    kernel[0, 0, 0] = -kernel[r2 <= (4 * max(spacing)) ** 2].sum()
+    for real, transform in ((True, scipy.fft.rfftn), (False, scipy.fft.fftn)):
+        expected = transform(kernel).real
+        expected[0, 0, 0] = 0
+        got = dipole_kernel_spatial_fft(shape, spacing, (0, 1, 0), real=real)
+        np.testing.assert_allclose(got, expected, atol=1e-6 * np.abs(expected).max())
