@@ -17,6 +17,7 @@ def pytest_configure(config):
 def pytest_runtest_makereport(item, call):
     outcome = yield
     report = outcome.get_result()
+    setattr(item, f"rep_{report.when}", report)  # napari's viewer fixture reads rep_call
     if IN_CI and report.skipped and item.get_closest_marker("gui"):
         report.outcome = "failed"
         report.longrepr = f"{item.nodeid}: GUI test skipped in CI ({report.longrepr})"

@@ -281,3 +281,20 @@ def test_microdiamonds_keep_every_particle():
 def test_bad_parameters_are_named(args, kwargs, match):
     with pytest.raises(ValueError, match=match):
         make_specimen(*args, **kwargs)
+
+
+def test_specimen_from_image_follows_the_image():
+    from napari_mrmicro.core.specimens import specimen_from_image
+
+    image = np.zeros((8, 16, 16), np.float32)
+    image[2:6, 4:12, 4:12] = 3.0
+    image[3:5, 6:10, 6:10] = 1.5
+    s = specimen_from_image(image, (16, 32, 32), 10.0, levels=16)
+    pd = s.property_map("proton_density")
+    assert pd.shape == (16, 32, 32) and pd.max() == pytest.approx(1.0)
+    assert pd[8, 16, 16] == pytest.approx(0.5, abs=1 / 15)
+    assert pd[0, 0, 0] == 0.0 and s.tissue_names[0] == "air"
+    with pytest.raises(ValueError, match="NaN"):
+        specimen_from_image(np.full((4, 4, 4), np.nan), (8, 8, 8), 1.0)
+    with pytest.raises(ValueError, match="positive"):
+        specimen_from_image(np.zeros((4, 4, 4)), (8, 8, 8), 1.0)
