@@ -35,6 +35,11 @@ def volume_to_layer_data(volume: Volume, name: str | None = None) -> list[tuple]
         kwargs.update(_channel_display(volume.metadata.get("channels") or [],
                                        data.shape[axis], name or volume.name or "MRM"))
     name = name or volume.name or "MRM"
+    if volume.metadata.get("kspace"):  # raw k-space: log-magnitude shown, complex kept
+        meta = {**volume.metadata, "kspace": np.asarray(data)}
+        return [(np.log1p(np.abs(meta["kspace"])).astype(np.float32),
+                 {**kwargs, "name": f"{name} k-space", "colormap": "magma",
+                  "metadata": {"mrmicro": meta}}, "image")]
     if np.issubdtype(data.dtype, np.complexfloating):
         xp = _array_module(data)
         magnitude = {**kwargs, "name": f"{name} magnitude", "colormap": "gray"}

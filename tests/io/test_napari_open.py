@@ -63,3 +63,17 @@ def test_ome_tiff_channels_become_layers(make_napari_viewer, tmp_path):
     layers = _open_one(make_napari_viewer(), path)
     assert [layer.name for layer in layers] == ["DAPI", "NV centres"]
     assert tuple(layers[0].scale) == pytest.approx((1.5, 0.325, 0.325))
+
+
+def test_bruker_raw_fid_opens_as_a_kspace_layer(make_napari_viewer, tmp_path):
+    from test_raw_bruker import centric, phantom_kspace, write_scan
+
+    kspace, _ = phantom_kspace((1, 1, 6, 8, 10), axes=(-3, -2, -1))
+    scan = tmp_path / "7"
+    write_scan(scan, kspace, list(centric(8)), list(centric(6)))
+    (layer,) = _open_one(make_napari_viewer(), scan)
+    assert layer.name.endswith("k-space")
+    complex_k = layer.metadata["mrmicro"]["kspace"]
+    np.testing.assert_allclose(complex_k.reshape(kspace.shape), kspace)
+    np.testing.assert_allclose(layer.data, np.log1p(np.abs(complex_k)), rtol=1e-5)
+    assert layer.metadata["mrmicro"]["acquisition"]["matrix"]

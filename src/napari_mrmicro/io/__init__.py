@@ -14,7 +14,8 @@ from napari_mrmicro.io._common import FormatError, Volume, unit_to_um
 from napari_mrmicro.io.headfile import read_headfile, write_headfile
 
 #: Readers in the order they are tried: specific sniffs before generic ones.
-READERS = ("civm", "nih_folder", "bruker", "nih_tiff", "tiff", "nifti")
+READERS = ("civm", "nih_folder", "bruker", "bruker_raw", "varian", "ismrmrd", "tecmag",
+           "nih_tiff", "tiff", "nifti")
 #: Writers, looked up by the output name's suffix.
 WRITERS = ("civm", "tiff", "nifti")
 
@@ -55,7 +56,8 @@ def read_volume(path, lazy: bool | None = None) -> Volume:
     name = reader_for(path)
     if name is None:
         raise FormatError(path, "not a format napari-mrmicro reads (CIVM headfile, NIH "
-                                "Image, ImageJ/OME-TIFF, NIfTI, Bruker 2dseq)")
+                                "Image, ImageJ/OME-TIFF, NIfTI, Bruker 2dseq or raw fid, "
+                                "Agilent/Varian fid, ISMRMRD, Tecmag .tnt)")
     return _module(name).read(path, lazy=lazy)
 
 

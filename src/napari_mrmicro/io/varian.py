@@ -1,0 +1,348 @@
+"""Agilent/Varian imaging raw data: a ``.fid`` folder with ``fid`` and ``procpar``
+(VnmrJ User Programming manual, "Data file structures"; Agilent's Xrecon; REFERENCES.md
+"Other formats").
+
+``fid``: a 32-byte big-endian file header (``nblocks``, ``ntraces``, ``np``, ``ebytes``,
+``tbytes``, ``bbytes``, ``vers_id``, ``status``, ``nbheaders``), then ``nblocks`` blocks of
+``nbheaders`` 28-byte block headers and ``ntraces`` traces of ``np`` values (real and
+imaginary interleaved); ``status`` bits: 0x1 data, 0x2 spectrum, 0x4 32-bit, 0x8 float.
+
+``procpar`` (parsed with nmrglue): ``np`` (2 x readout points), ``nv``/``nv2`` phase
+encodes, ``pss`` slice positions (cm; ``ns`` slices), ``ne`` echoes, ``rcvrs``
+(``y``/``n`` per receiver), ``seqcon`` (echo, slice, pe1, pe2, pe3 loops: ``c``
+compressed within a block, ``s`` standard = separate blocks, ``n`` unused), ``lro``/
+``lpe``/``lpe2`` (FOV, cm), ``thk`` (mm), ``te``/``tr`` (s), ``esp`` (s), ``flip1``
+(deg), ``sfrq`` (MHz), ``tn`` (nucleus), ``sw`` (Hz, the full receiver bandwidth),
+``nt`` (averages), ``seqfil``, ``pelist`` or ``petable`` (phase-encode table).
+
+Layout (as Xrecon reads it): traces within a block run, fastest first, echo, compressed
+slice, compressed pe1, compressed pe2; blocks run receiver, standard slice, standard
+pe1, standard pe2. Phase-encode steps are centred on 0 (``-nv/2 .. nv/2-1``) and land on
+k index ``step + nv // 2``; without a table they are acquired in that linear order. The
+table is ``pelist`` or the file named by ``petable`` inside the ``.fid`` folder
+(``t1 =`` values, ``t2 =`` for pe2). Slices are sorted by ``pss``.
+
+Arrayed acquisitions other than receivers and standard loops, EPI, spiral, radial and
+spectroscopy are refused.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from pathlib import Path
+
+import numpy as np
+
+from napari_mrmicro.core.acquisition import GAMMA_BAR_MHZ_PER_T
+from napari_mrmicro.core.kspace import KSpace
+from napari_mrmicro.io._common import FormatError, Volume, check_size, read_text_header
+from napari_mrmicro.io.bruker_raw import kspace_volume, sequence_kind, stated_acquisition
+
+FILE_HEADER = np.dtype([("nblocks", ">i4"), ("ntraces", ">i4"), ("np", ">i4"),
+                        ("ebytes", ">i4"), ("tbytes", ">i4"), ("bbytes", ">i4"),
+                        ("vers_id", ">i2"), ("status", ">i2"), ("nbheaders", ">i4")])
+BLOCK_HEADER_BYTES = 28
+S_DATA, S_SPEC, S_32, S_FLOAT = 0x1, 0x2, 0x4, 0x8
+NUCLEI = {"H1": "1H", "C13": "13C"}
+_NON_CARTESIAN = re.compile(r"epi|spiral|radial|ute|zte|prop|csi|press|steam|spuls|s2pul",
+                            re.IGNORECASE)
+_TABLE_LINE = re.compile(r"^\s*(t\d+)\s*=\s*(.*)$")
+
+
+def _locate(path: Path) -> tuple:
+    if path.is_dir():
+        fid, procpar = path / "fid", path / "procpar"
+    elif path.name == "fid":
+        fid, procpar = path, path.parent / "procpar"
+    else:
+        raise FormatError(path, "not a Varian .fid folder or fid file")
+    if not fid.is_file():
+        raise FormatError(path, "no fid file in the folder")
+    if not procpar.is_file():
+        raise FormatError(fid, f"no procpar beside the fid (looked for {procpar})")
+    return fid, procpar
+
+
+def can_read(path: Path) -> bool:
+    """True for a ``.fid`` folder (or its ``fid``) with a text ``procpar`` beside."""
+    try:
+        path = Path(path)
+        if not (path.is_dir() or path.name == "fid"):
+            return False
+        fid, procpar = _locate(path)
+        with open(procpar, "rb") as f:
+            start = f.read(64)
+        return bool(start) and start[:1].isalpha() and b"\0" not in start \
+            and fid.stat().st_size >= FILE_HEADER.itemsize
+    except (OSError, ValueError):
+        return False
+
+
+# --------------------------------------------------------------------------- procpar
+
+
+def read_procpar(path: Path) -> dict:
+    """``procpar`` as {name: value}: numbers for real parameters, text for strings; a
+    list when the parameter holds several values."""
+    import nmrglue
+
+    read_text_header(path)  # refuse empty or binary files before nmrglue parses them
+    try:
+        raw = nmrglue.varian.read_procpar(str(path))
+    except (ValueError, IndexError, KeyError, UnicodeDecodeError) as error:
+        raise FormatError(path, f"not a Varian procpar ({error})") from None
+    if not raw:
+        raise FormatError(path, "the procpar holds no parameters")
+    out = {}
+    for name, entry in raw.items():
+        values = list(entry.get("values", []))
+        if entry.get("basictype") == "1":
+            try:
+                values = [float(v) for v in values]
+            except ValueError:
+                raise FormatError(path, f"{name}: {values[:4]} are not numbers") from None
+            values = [int(v) if v.is_integer() and abs(v) < 2**53 else v for v in values]
+        out[name] = values[0] if len(values) == 1 else values
+    return out
+
+
+def _number(params: dict, key: str, default=None):
+    value = params.get(key, default)
+    if isinstance(value, list):
+        value = value[0] if value else default
+    return value if isinstance(value, (int, float)) and math.isfinite(value) else default
+
+
+def _count(params: dict, key: str, where, default=1) -> int:
+    value = _number(params, key, default)
+    if not isinstance(value, int) or value < 0 or value > 2**24:
+        raise FormatError(where, f"{key} = {params.get(key)!r} is not a sensible count")
+    return max(value, 1)
+
+
+def _values(params: dict, key: str) -> list:
+    value = params.get(key)
+    return value if isinstance(value, list) else ([] if value is None else [value])
+
+
+def _tables(folder: Path, params: dict, where) -> tuple:
+    """Phase-encode tables {"t1": [...], "t2": [...]} from pelist or the petable file, and
+    where they came from (None without a table)."""
+    pelist = [v for v in _values(params, "pelist") if isinstance(v, (int, float))]
+    if len(pelist) > 1:
+        return {"t1": [int(v) for v in pelist]}, "pelist"
+    name = params.get("petable")
+    if not isinstance(name, str) or not name.strip() or name.strip() == "n":
+        return {}, None
+    table = folder / Path(name.strip()).name
+    if not table.is_file():
+        raise FormatError(where, f"petable {name!r} is not in the .fid folder ({table})")
+    tables, current = {}, None
+    for line in read_text_header(table).splitlines():
+        match = _TABLE_LINE.match(line)
+        if match:
+            current, line = match.group(1), match.group(2)
+            tables[current] = []
+        if current is None:
+            continue
+        try:
+            tables[current] += [int(v) for v in line.split()]
+        except ValueError:
+            raise FormatError(table, f"table {current}: {line.strip()[:40]!r} is not "
+                                     "integers") from None
+    return tables, f"petable {table.name}"
+
+
+def _indices(table: list | None, count: int, name: str, where) -> np.ndarray:
+    """k index of each acquired step: table value + count // 2, or linear order."""
+    if table is None:
+        return np.arange(count)
+    if len(table) != count:
+        raise FormatError(where, f"phase-encode table {name} holds {len(table)} values for "
+                                 f"{count} steps")
+    index = np.asarray(table, np.int64) + count // 2
+    if np.unique(index).size != count or index.min() < 0 or index.max() >= count:
+        raise FormatError(where, f"phase-encode table {name} is not a permutation of "
+                                 f"{-(count // 2)}..{count - count // 2 - 1}")
+    return index
+
+
+# --------------------------------------------------------------------------- fid
+
+
+def _file_header(fid: Path) -> tuple:
+    """Validated file header fields and the on-disk dtype."""
+    size = fid.stat().st_size
+    if size < FILE_HEADER.itemsize:
+        raise FormatError(fid, f"{size} bytes is too short for a Varian fid header")
+    with open(fid, "rb") as f:
+        head = np.frombuffer(f.read(FILE_HEADER.itemsize), FILE_HEADER)[0]
+    fields = {n: int(head[n]) for n in FILE_HEADER.names}
+    status = fields["status"]
+    if not status & S_DATA or status & S_SPEC:
+        raise FormatError(fid, f"status 0x{status & 0xffff:x}: the file holds no FID data "
+                               "(spectra or empty)")
+    kind = ">f4" if status & S_FLOAT else ">i4" if status & S_32 else ">i2"
+    dtype = np.dtype(kind)
+    if fields["ebytes"] != dtype.itemsize:
+        raise FormatError(fid, f"ebytes = {fields['ebytes']} but status says {kind[1:]}")
+    for name in ("nblocks", "ntraces", "np"):
+        if fields[name] < 1:
+            raise FormatError(fid, f"{name} = {fields[name]} in the file header")
+    if fields["np"] % 2 or fields["tbytes"] != fields["np"] * fields["ebytes"] or \
+            fields["nbheaders"] < 0 or fields["bbytes"] != fields["ntraces"] * \
+            fields["tbytes"] + fields["nbheaders"] * BLOCK_HEADER_BYTES:
+        raise FormatError(fid, f"inconsistent file header {fields}")
+    check_size(fid, FILE_HEADER.itemsize + fields["nblocks"] * fields["bbytes"], size)
+    return fields, dtype
+
+
+def _load(path: Path) -> tuple:
+    fid, procpar = _locate(Path(path))
+    params = read_procpar(procpar)
+    sequence = str(params.get("seqfil") or "")
+    match = _NON_CARTESIAN.search(sequence)
+    if match:
+        raise FormatError(fid, f"sequence {sequence}: EPI, non-Cartesian and spectroscopy "
+                               "acquisitions are not supported")
+    seqcon = str(params.get("seqcon") or "")
+    if not re.fullmatch(r"[cns]{5}", seqcon):
+        raise FormatError(procpar, f"seqcon = {seqcon!r} is not five of c, s, n")
+    fields, dtype = _file_header(fid)
+    points = _count(params, "np", procpar) // 2
+    nv = _count(params, "nv", procpar)
+    nv2 = _count(params, "nv2", procpar, 1) if seqcon[3] != "n" else 1
+    positions = [v for v in _values(params, "pss") if isinstance(v, (int, float))] or [0.0]
+    slices = len(positions)
+    echoes = _count(params, "ne", procpar, 1)
+    rcvrs = str(params.get("rcvrs") or "y")
+    receivers = max(rcvrs.count("y"), 1)
+    if seqcon[0] == "s" and echoes > 1:
+        raise FormatError(procpar, "echoes in standard (block) loops are not supported")
+    if 2 * points != fields["np"]:
+        raise FormatError(fid, f"np = {fields['np']} in the fid but {2 * points} in procpar")
+    # (name, length, compressed?) of the loops, fastest first
+    loops = [("slice", slices, seqcon[1]), ("pe1", nv, seqcon[2]), ("pe2", nv2, seqcon[3])]
+    traces = echoes * math.prod(n for _, n, c in loops if c == "c")
+    blocks = receivers * math.prod(n for _, n, c in loops if c == "s")
+    if fields["ntraces"] != traces or fields["nblocks"] != blocks:
+        raise FormatError(fid, f"the fid holds {fields['nblocks']} blocks of "
+                               f"{fields['ntraces']} traces, but seqcon {seqcon} with "
+                               f"{receivers} receivers, ns {slices}, nv {nv}, nv2 {nv2}, ne "
+                               f"{echoes} gives {blocks} of {traces} (arrayed parameters "
+                               f"{params.get('array')!r} are not supported)")
+    for name, length, c in loops:
+        if c == "n" and length > 1:
+            raise FormatError(procpar, f"seqcon {seqcon} has no {name} loop but it has "
+                                       f"{length} values")
+    tables, table_source = _tables(fid.parent, params, procpar)
+
+    raw = np.fromfile(fid, np.uint8, offset=FILE_HEADER.itemsize)
+    raw = raw.reshape(blocks, fields["bbytes"])[:, fields["nbheaders"] * BLOCK_HEADER_BYTES:]
+    values = raw.reshape(-1).view(dtype).reshape(blocks, traces, points, 2)
+    lines = values[..., 0].astype(np.float32) + np.complex64(1j) * values[..., 1]
+    # C-order shape: standard loops (slowest first), receiver, compressed loops, echo
+    standard = [(n, length) for n, length, c in reversed(loops) if c == "s"]
+    compressed = [(n, length) for n, length, c in reversed(loops) if c == "c"]
+    order = [n for n, _ in standard] + ["receiver"] + [n for n, _ in compressed] + ["echo"]
+    shape = [length for _, length in standard] + [receivers] + \
+        [length for _, length in compressed] + [echoes, points]
+    lines = lines.reshape(shape)
+    for name, length, c in loops:
+        if c == "n":
+            order.append(name)
+            lines = lines[..., None, :]
+    wanted = ["receiver", "echo", "slice", "pe2", "pe1"]
+    lines = lines.transpose([order.index(n) for n in wanted] + [len(order)])
+    # lines: (receiver, echo, slice, pe2, pe1, readout) in acquisition order
+    y = _indices(tables.get("t1"), nv, "t1", procpar)
+    z = _indices(tables.get("t2"), nv2, "t2", procpar) if nv2 > 1 else np.zeros(1, int)
+    slice_rank = np.argsort(np.argsort(positions, kind="stable"), kind="stable")
+    multislice = nv2 == 1
+    shape_z = slices if multislice else nv2
+    data = np.zeros((receivers, echoes, shape_z, nv, points), np.complex64)
+    if multislice:
+        data[:, :, slice_rank[:, None], y[None, :]] = lines[:, :, :, 0]
+    else:
+        if slices != 1:
+            raise FormatError(procpar, f"3-D encoding with {slices} slabs is not supported")
+        data[:, :, z[:, None], y[None, :]] = lines[:, :, 0]
+
+    fov_cm = [_number(params, k) for k in ("lpe2", "lpe", "lro")]
+    if not all(f and f > 0 for f in fov_cm[1:]):
+        raise FormatError(procpar, f"lro/lpe = {fov_cm[2]}/{fov_cm[1]}: no field of view")
+    if multislice:
+        ordered = np.sort(np.asarray(positions, float)) * 1e4
+        steps = np.diff(ordered)
+        thickness = _number(params, "thk")
+        if slices > 1 and np.all(steps > 0) and np.allclose(steps, steps[0], rtol=1e-3):
+            step, source = float(steps[0]), "pss"
+        elif thickness and thickness > 0:
+            step, source = thickness * 1000.0, "thk"
+        else:
+            raise FormatError(procpar, "no evenly spaced pss and no thk for the slices")
+        fov_z = step * slices
+    else:
+        if not fov_cm[0] or fov_cm[0] <= 0:
+            raise FormatError(procpar, "lpe2 (the 3-D field of view) is missing")
+        fov_z, source = fov_cm[0] * 1e4, "lpe2"
+    matrix = (shape_z, nv, points)
+    fov_um = (fov_z, fov_cm[1] * 1e4, fov_cm[2] * 1e4)
+    stated = _acquisition(params, echoes, matrix, fov_um)
+    acquisition, stated = stated_acquisition(stated, procpar)
+    kspace = KSpace(data if receivers > 1 else data[0], acquisition,
+                    coil_axis=0 if receivers > 1 else None, multislice=multislice)
+    extra = {"receivers": receivers, "seqcon": seqcon, "word_type": str(dtype),
+             "spacing_source": f"lro, lpe, {source}",
+             "phase_encode_table": table_source}
+    return kspace, fid, {"procpar": params, "fid_header": fields}, stated, extra
+
+
+def _acquisition(params: dict, echoes: int, matrix: tuple, fov_um: tuple) -> dict:
+    out = {"matrix": matrix, "fov_um": fov_um, "readout_axis": 2}
+    nucleus = NUCLEI.get(str(params.get("tn") or ""))
+    if nucleus:
+        out["nucleus"] = nucleus
+    sfrq = _number(params, "sfrq")
+    if sfrq and sfrq > 0:
+        out["b0_tesla"] = sfrq / GAMMA_BAR_MHZ_PER_T[nucleus or "1H"]
+    te = [v for v in _values(params, "te") if isinstance(v, (int, float))]
+    esp = _number(params, "esp")
+    if len(te) >= echoes:
+        out["te_ms"] = tuple(t * 1000.0 for t in te[:echoes])
+    elif te and (echoes == 1 or (esp and esp > 0)):
+        out["te_ms"] = tuple((te[0] + i * (esp or 0.0)) * 1000.0 for i in range(echoes))
+    for key, name, factor in (("tr", "tr_ms", 1000.0), ("flip1", "flip_deg", 1.0),
+                              ("sw", "bandwidth_hz", 1.0), ("nt", "averages", 1)):
+        value = _number(params, key)
+        if value is not None and (value > 0 or name == "flip_deg"):
+            out[name] = int(value) if name == "averages" else value * factor
+    kind = sequence_kind(str(params.get("seqfil") or ""))
+    if kind:
+        out["sequence"] = kind
+    return out
+
+
+def read_kspace(path: Path) -> KSpace:
+    """Read a Varian ``.fid`` folder as :class:`~napari_mrmicro.core.kspace.KSpace`.
+
+    Returns
+    -------
+    KSpace
+        ``(echo, z, y, x)`` complex64, ``(coil, echo, z, y, x)`` for several receivers;
+        DC at ``N // 2``; 2-D scans are ``multislice`` with slices sorted by ``pss``.
+    """
+    return _load(path)[0]
+
+
+def read(path: Path, lazy: bool | None = None) -> Volume:
+    """Read a Varian ``.fid`` folder's raw k-space as a :class:`Volume`.
+
+    Traces are reordered into k-space, so the data are always read into memory (``lazy``
+    is accepted for the io contract and has no effect).
+    """
+    kspace, fid, header, stated, extra = _load(path)
+    folder = fid.parent
+    return kspace_volume(kspace, "varian", fid, header, stated,
+                         name=f"{folder.stem} k-space", **extra)
