@@ -44,8 +44,10 @@ class Effects:
     """What the simulation models; each effect can be switched off.
 
     ``gradient_nonlinearity`` is the relative gradient error at a radius of half the
-    smallest FOV extent (e.g. 0.02: the gradient is 2 % stronger there, displacing a voxel
-    at that radius outwards by 2 % of its distance); 0 switches it off.
+    largest FOV extent, growing with the radius squared (the leading term of a
+    symmetric gradient coil's field error): a voxel at radius r is encoded at
+    ``r·(1 + c·(r/R)²)``, e.g. c = 0.02 displaces a voxel at R outwards by 2 % of R;
+    0 switches it off.
     """
 
     relaxation: bool = True
@@ -93,7 +95,9 @@ def simulate(specimen: Specimen, acquisition: Acquisition, seed: int | None = No
     KSpace
         ``data`` (echo, z, y, x) complex64 with DC at N//2, image values in units of the
         fully relaxed water signal; ``truth`` holds ``labels``, ``proton_density``,
-        ``chi_ppm`` and ``field_ppm`` on the image grid and the noise ``sigma``.
+        ``chi_ppm`` and ``field_ppm`` on the image grid, the noise ``sigma`` and
+        ``origin_um``: where image voxel 0 sits in the specimen's array frame (the
+        centre of its block of fine voxels), so ``specimen.truth`` positions line up.
     """
     acq, fx = acquisition, effects or Effects()
     report = progress or (lambda stage, fraction: None)
@@ -109,7 +113,8 @@ def simulate(specimen: Specimen, acquisition: Acquisition, seed: int | None = No
     if fx.susceptibility and np.ptp(chi) > 0:
         # the image-space kernel: the continuous field of the voxels at any B0 angle
         field = forward_field(chi, specimen.spacing_um, acq.b0_direction, kernel="spatial")
-    truth = {"labels": _subsample(specimen.labels, factors),
+    truth = {"origin_um": tuple((f - 1) / 2 * s for f, s in zip(factors, specimen.spacing_um)),
+             "labels": _subsample(specimen.labels, factors),
              "proton_density": _block_mean(specimen.property_map("proton_density"), factors),
              "chi_ppm": _block_mean(chi, factors)}
     del chi
@@ -130,27 +135,26 @@ def simulate(specimen: Specimen, acquisition: Acquisition, seed: int | None = No
 
     kspace = np.zeros((n_echo,) + acq.matrix, dtype=np.complex64)
     phase_per_echo = field is not None and acq.sequence == "gradient_echo"
+    masks = {t: labels == t for t in active}
+    spectra = {}
     steps = max(1, len(active) * (n_echo if phase_per_echo else 1))
-    done = 0
-    for t in active:
-        tissue = specimen.tissues[t]
-        mask = labels == t
-        spectrum = None
-        for e, te_ms in enumerate(acq.te_ms):
-            if spectrum is None or phase_per_echo:
-                if phase_per_echo:
-                    # φ = 2π·γ̄·B0·field·TE (DESIGN.md): gradient echoes keep it; a spin echo
-                    # refocuses it at TE.
-                    image = np.zeros(mask.shape, dtype=np.complex64)
-                    image[mask] = np.exp(2j * np.pi * gamma_b0 * te_ms * 1e-3 * field[mask])
-                else:
-                    image = mask.astype(np.float32)
-                spectrum = _truncated_fft(image, acq.matrix, factors, kaxes)
+    for e, te_ms in enumerate(acq.te_ms):
+        if phase_per_echo or not spectra:
+            # φ = 2π·γ̄·B0·field·TE (DESIGN.md): gradient echoes keep it; a spin echo
+            # refocuses it at TE.
+            phase = (np.exp(np.complex64(2j * np.pi * gamma_b0 * te_ms * 1e-3) * field)
+                     if phase_per_echo else None)
+            for t in active:
+                image = (np.where(masks[t], phase, np.complex64(0)) if phase_per_echo
+                         else masks[t].astype(np.float32))
+                spectra[t] = _truncated_fft(image, acq.matrix, factors, kaxes)
                 del image
-                done += 1
-                report("k-space", 0.2 + 0.7 * done / steps)
+                report("k-space", 0.2 + 0.7 * (len(spectra) + e * len(active)) / steps)
+            del phase
+        for t in active:
+            tissue = specimen.tissues[t]
             weights = timing.readout_weights(tissue, te_ms, acq.sequence, fx, gamma_b0)
-            contribution = spectrum * amplitudes[t, e]
+            contribution = spectra[t] * amplitudes[t, e]
             contribution *= weights.reshape(_along(acq.readout_axis))
             if diffusion_b is not None and tissue.diffusion_um2_per_ms > 0:
                 contribution *= np.exp(-diffusion_b * np.float32(tissue.diffusion_um2_per_ms
@@ -158,7 +162,7 @@ def simulate(specimen: Specimen, acquisition: Acquisition, seed: int | None = No
             if hyper is not None:
                 contribution *= hyper
             kspace[e] += contribution
-        del mask
+    del masks, spectra
 
     sigma = 1.0 / snr_water(acq, coil_temperature_k) if fx.noise else 0.0
     if sigma:
@@ -235,12 +239,19 @@ def _truncated_fft(image: np.ndarray, matrix, factors, axes) -> np.ndarray:
             shape = list(out.shape)
             shape[axis:axis + 1] = [matrix[axis], factors[axis]]
             out = out.reshape(shape).mean(axis=axis + 1, dtype=out.dtype)
-    for axis in axes:
+    for axis in sorted(axes, reverse=True):  # the contiguous axis first: it is the largest
         n, m, f = out.shape[axis], matrix[axis], factors[axis]
-        spectrum = scipy.fft.fft(out, axis=axis, workers=-1, overwrite_x=out is not image)
         q = np.arange(m) - m // 2
-        out = np.take(spectrum, q % n, axis=axis)
-        del spectrum
+        if np.isrealobj(out):  # half spectrum; X[−q] = conj(X[q]) along a real line
+            half = scipy.fft.rfft(out, axis=axis, workers=-1)
+            out = np.take(half, np.abs(q), axis=axis)
+            del half
+            negative = (q < 0).reshape(_along(axis))
+            out = np.where(negative, out.conj(), out)
+        else:
+            spectrum = scipy.fft.fft(out, axis=axis, workers=-1, overwrite_x=out is not image)
+            out = np.take(spectrum, q % n, axis=axis)
+            del spectrum
         centre = f * (m // 2) + (f - 1) / 2
         out *= (np.exp(2j * np.pi * q * centre / n) * (np.sqrt(m) / n)).astype(
             np.complex64).reshape(_along(axis))
@@ -353,26 +364,40 @@ def _displace(specimen: Specimen, acq: Acquisition, field, factors, nonlinearity
         return _shift_along(labels, field, np.rint(field * per_ppm).astype(np.int32), axis)
     shape = labels.shape
     spacing = np.asarray(specimen.spacing_um, dtype=np.float32)
-    axes = [((np.arange(n, dtype=np.float32) - (n - 1) / 2) * d).reshape(_along(i))
-            for i, (n, d) in enumerate(zip(shape, spacing))]
-    k = np.float32(nonlinearity / (0.5 * min(acq.fov_um)) ** 2)
+    positions = [((np.arange(n, dtype=np.float32) - (n - 1) / 2) * d).reshape(_along(i))
+                 for i, (n, d) in enumerate(zip(shape, spacing))]
+    k = np.float32(nonlinearity / (0.5 * max(acq.fov_um)) ** 2)
     out_labels = np.empty_like(labels)
     out_field = None if field is None else np.empty_like(field)
     slab = max(1, int(2**23 // (shape[1] * shape[2])))
+    buffer = np.empty((slab,) + shape[1:], dtype=np.float32)
+    flat = np.empty((slab,) + shape[1:], dtype=np.float64)
     for z0 in range(0, shape[0], slab):
         z1 = min(shape[0], z0 + slab)
-        pos = [axes[0][z0:z1], axes[1], axes[2]]
-        scale = 1.0 / (1.0 + k * (pos[0] ** 2 + pos[1] ** 2 + pos[2] ** 2))
-        index = []
+        pos = [positions[0][z0:z1], positions[1], positions[2]]
+        # encoded radius r' = r(1 + k r²); its source r = r'·s with s = 1/(1 + k r'² s²),
+        # solved by two fixed-point steps from s = 1 (relative error ~ (k r²)³)
+        r2 = pos[0] ** 2 + pos[1] ** 2 + pos[2] ** 2
+        scale = np.ones_like(r2)
+        for _ in range(2):
+            scale = 1.0 / (1.0 + k * r2 * scale * scale)
+        src, index = buffer[: z1 - z0], flat[: z1 - z0]
         for i, (p, n, d) in enumerate(zip(pos, shape, spacing)):
-            src = p * scale / d + np.float32((n - 1) / 2)
+            np.multiply(scale, p / d, out=src)
+            src += np.float32((n - 1) / 2)
             if field is not None and i == axis:
-                src = src + field[z0:z1] * per_ppm
-            index.append(np.clip(np.rint(src), 0, n - 1).astype(np.int32))
-        flat = (index[0].astype(np.intp) * shape[1] + index[1]) * shape[2] + index[2]
-        out_labels[z0:z1] = np.take(labels, flat)
+                src += field[z0:z1] * per_ppm
+            np.rint(src, out=src)
+            np.clip(src, 0, n - 1, out=src)
+            if i == 0:
+                index[...] = src
+            else:
+                index *= n
+                index += src
+        indices = index.astype(np.intp)
+        out_labels[z0:z1] = np.take(labels, indices)
         if field is not None:
-            out_field[z0:z1] = np.take(field, flat)
+            out_field[z0:z1] = np.take(field, indices)
     return out_labels, out_field
 
 

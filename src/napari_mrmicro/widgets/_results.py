@@ -24,16 +24,19 @@ def kspace_layers(kspace: KSpace, name: str, truth: bool = True, image=None) -> 
     if data.shape[0] == 1:
         data, image = data[0], image[0]
     base = {"acquisition": acq.to_dict(), "source": name}
+    origin = tuple(kspace.truth.get("origin_um", (0.0, 0.0, 0.0)))
     lead = data.ndim - 3
     k_meta = {**base, "kspace": kspace.data, "sampled": kspace.sampled,
               "multislice": kspace.multislice,
               "k_spacing_per_um": tuple(1.0 / f for f in acq.fov_um)}
     layers = [(np.log1p(np.abs(data)).astype(np.float32), {
         "name": f"{name} k-space", "scale": (1.0,) * lead + spacing,
+        "translate": (0.0,) * lead + origin,
         "units": ("pixel",) * lead + (UM,) * 3,
         "axis_labels": ("echo",) * lead + ("z", "y", "x"), "colormap": "magma",
         "visible": False, "metadata": {"mrmicro": k_meta}}, "image")]
-    layers += volume_to_layer_data(Volume(image, spacing, dict(base), name=name))
+    layers += volume_to_layer_data(Volume(image, spacing, dict(base), origin_um=origin,
+                                          name=name))
     if truth and kspace.truth:
         for key, colormap in (("proton_density", "gray"), ("chi_ppm", "PiYG"),
                               ("field_ppm", "PiYG")):
@@ -42,13 +45,15 @@ def kspace_layers(kspace: KSpace, name: str, truth: bool = True, image=None) -> 
                 limit = float(np.abs(values).max()) or 1.0
                 limits = (0.0, limit) if key == "proton_density" else (-limit, limit)
                 layers.append((values, {
-                    "name": f"{name} truth {key}", "scale": spacing, "units": (UM,) * 3,
+                    "name": f"{name} truth {key}", "scale": spacing, "translate": origin,
+                    "units": (UM,) * 3,
                     "axis_labels": ("z", "y", "x"), "colormap": colormap,
                     "contrast_limits": limits, "visible": False,
                     "metadata": {"mrmicro": {**base, "truth": key}}}, "image"))
         if "labels" in kspace.truth:
             layers.append((kspace.truth["labels"], {
-                "name": f"{name} truth labels", "scale": spacing, "units": (UM,) * 3,
+                "name": f"{name} truth labels", "scale": spacing, "translate": origin,
+                "units": (UM,) * 3,
                 "axis_labels": ("z", "y", "x"), "visible": False,
                 "metadata": {"mrmicro": {**base, "truth": "labels"}}}, "labels"))
     return layers
