@@ -1,10 +1,15 @@
 """Pure numpy/scipy MR microscopy: no napari or Qt here."""
 
 from napari_mrmicro.core.acquisition import Acquisition
+from napari_mrmicro.core.compressed_sensing import cs_reconstruct
 from napari_mrmicro.core.kspace import KSpace
 from napari_mrmicro.core.qsm import dipole_kernel, forward_field
+from napari_mrmicro.core.recon import image_parts, reconstruct
+from napari_mrmicro.core.sampling import poisson_disc_mask, variable_density_mask
 from napari_mrmicro.core.simulate import simulate
+from napari_mrmicro.core.snr import snr_estimate, snr_map
 from napari_mrmicro.core.specimens import make_specimen
 
-__all__ = ["Acquisition", "KSpace", "dipole_kernel", "forward_field", "make_specimen",
-           "simulate"]
+__all__ = ["Acquisition", "KSpace", "cs_reconstruct", "dipole_kernel", "forward_field",
+           "image_parts", "make_specimen", "poisson_disc_mask", "reconstruct", "simulate",
+           "snr_estimate", "snr_map", "variable_density_mask"]
