@@ -5,8 +5,17 @@ from __future__ import annotations
 import numpy as np
 
 from napari_mrmicro._layers import UM, volume_to_layer_data
-from napari_mrmicro.core.kspace import KSpace, centered_ifft
+from napari_mrmicro.core.kspace import KSpace
+from napari_mrmicro.core.recon import reconstruct
 from napari_mrmicro.io import Volume
+
+
+def add_layers(viewer, layer_data: list[tuple]) -> list:
+    """Add LayerData tuples to a viewer; return the layers."""
+    from napari.layers import Layer
+
+    return [viewer.add_layer(Layer.create(data, kwargs, layer_type))
+            for data, kwargs, layer_type in layer_data]
 
 
 def kspace_layers(kspace: KSpace, name: str, truth: bool = True, image=None) -> list[tuple]:
@@ -19,7 +28,7 @@ def kspace_layers(kspace: KSpace, name: str, truth: bool = True, image=None) -> 
     acq = kspace.acquisition
     spacing = acq.voxel_um
     if image is None:
-        image = centered_ifft(kspace.data, axes=kspace.kspace_axes)
+        image = reconstruct(kspace)
     data = kspace.data
     if data.shape[0] == 1:
         data, image = data[0], image[0]

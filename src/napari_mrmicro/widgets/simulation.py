@@ -16,13 +16,12 @@ from magicgui.widgets import (
 from napari.layers import Image
 from qtpy.QtCore import Qt
 from qtpy.QtWidgets import QAbstractSpinBox
-from napari.qt.threading import thread_worker
-from napari.utils import progress
 from napari.utils.notifications import show_error, show_info
 
 from napari_mrmicro.core import Acquisition
 from napari_mrmicro.core.physics import protocol_summary
-from napari_mrmicro.widgets._results import kspace_layers
+from napari_mrmicro.widgets._results import add_layers, kspace_layers
+from napari_mrmicro.widgets._worker import progress_worker
 
 #: Protocols users start from.
 PRESETS = {
@@ -207,8 +206,9 @@ class SimulationWidget(Container):
         except ValueError as error:
             show_error(f"MR Simulation: {error}")
             return None
-        worker = _simulate_worker(self.specimen.value, acq, effects, pd_image,
-                                  self.polarization.value / 100.0)
+        specimen, polarization = self.specimen.value, self.polarization.value / 100.0
+        worker = progress_worker(lambda report: _simulate(
+            specimen, acq, effects, pd_image, polarization, report), "MR simulation")
         worker.returned.connect(self._add_results)
         worker.errored.connect(lambda e: show_error(f"MR Simulation: {e}"))
         self.run_button.enabled = False
@@ -219,38 +219,23 @@ class SimulationWidget(Container):
 
     def _add_results(self, result):
         kspace, name = result
-        for data, kwargs, layer_type in kspace_layers(kspace, name,
-                                                      truth=self.truth.value):
-            getattr(self.viewer, f"add_{layer_type}")(data, **kwargs)
+        add_layers(self.viewer, kspace_layers(kspace, name, truth=self.truth.value))
         show_info(f"MR Simulation: {name} done, noise σ = {kspace.truth['sigma']:.4g}")
 
 
-@thread_worker
-def _simulate_worker(specimen_name, acq, effects, pd_image, polarization):
+def _simulate(specimen_name, acq, effects, pd_image, polarization, report):
+    """The dock's job: build the specimen on a 2× finer grid and simulate."""
     from napari_mrmicro.core.simulate import Effects, simulate
     from napari_mrmicro.core.specimens import make_specimen, specimen_from_image
 
     fine = tuple(2 * n for n in acq.matrix)
     spacing = tuple(v / 2 for v in acq.voxel_um)
-    with progress(total=100, desc="MR simulation") as bar:
-        bar.set_description("building specimen")
-        if pd_image is not None:
-            specimen = specimen_from_image(pd_image, fine, spacing)
-        else:
-            specimen = make_specimen(specimen_name, fine, spacing)
-        bar.update(5)
-        done = [5]
-
-        def report(stage, fraction):
-            bar.set_description(stage)
-            step = int(5 + 95 * fraction) - done[0]
-            if step > 0:
-                bar.update(step)
-                done[0] += step
-
-        kspace = simulate(specimen, acq, seed=0,
-                          effects=Effects(**effects), polarization=polarization,
-                          progress=report)
-    kspace.truth["specimen"] = specimen.name
+    report(0.0, "building specimen")
+    if pd_image is not None:
+        specimen = specimen_from_image(pd_image, fine, spacing)
+    else:
+        specimen = make_specimen(specimen_name, fine, spacing)
+    kspace = simulate(specimen, acq, seed=0, effects=Effects(**effects),
+                      polarization=polarization,
+                      progress=lambda stage, fraction: report(0.05 + 0.95 * fraction, stage))
     return kspace, specimen.name if pd_image is None else "image"
-

@@ -1,0 +1,178 @@
+"""Dock "MR Reconstruction": k-space layer -> magnitude and phase in physical units."""
+
+from __future__ import annotations
+
+import numpy as np
+from magicgui.widgets import ComboBox, Container, FloatSpinBox, Label, PushButton, SpinBox
+from napari.layers import Image
+from napari.utils.notifications import show_error, show_info
+
+from napari_mrmicro._layers import volume_to_layer_data
+from napari_mrmicro.core import (
+    Acquisition,
+    KSpace,
+    cs_reconstruct,
+    poisson_disc_mask,
+    reconstruct,
+    snr_estimate,
+)
+from napari_mrmicro.io import Volume
+from napari_mrmicro.widgets._results import add_layers
+from napari_mrmicro.widgets._worker import progress_worker
+
+AXES = {"z": -3, "y": -2, "x": -1}
+
+
+def kspace_from_layer(layer) -> KSpace:
+    """The KSpace a k-space layer carries in ``metadata["mrmicro"]``."""
+    meta = layer.metadata.get("mrmicro", {})
+    if "kspace" not in meta:
+        raise ValueError(f"layer {layer.name!r} holds no k-space (open raw data or simulate)")
+    data = np.asarray(meta["kspace"], dtype=np.complex64)
+    coil_axis = meta.get("coil_axis")
+    if data.ndim == 3:
+        data = data[None]
+    elif coil_axis is not None and data.ndim == 4:
+        data = data[:, None]
+    acq = Acquisition.from_dict(meta.get("acquisition") or {"matrix": data.shape[-3:]})
+    return KSpace(data, acq, sampled=meta.get("sampled"), coil_axis=coil_axis,
+                  multislice=bool(meta.get("multislice")))
+
+
+class ReconstructionWidget(Container):
+    """Reconstruct a k-space layer: window, zero-fill, partial Fourier, compressed sensing.
+
+    Runs in a worker thread with progress; compressed sensing can be cancelled. Adds
+    magnitude and phase layers (echo axis first) with the voxel size after zero-filling
+    and reports the SNR estimate (signal region vs background, Rayleigh-corrected).
+    """
+
+    def __init__(self, napari_viewer):
+        self.viewer = napari_viewer
+        self.layer = ComboBox(label="k-space layer", choices=self._kspace_layers)
+        self.window = ComboBox(label="window", choices=["none", "hann", "hamming", "tukey",
+                                                        "fermi"])
+        self.alpha = FloatSpinBox(label="Tukey α", min=0.0, max=1.0, step=0.05, value=0.5)
+        self.zero_fill = ComboBox(label="zero-fill", choices=[1.0, 1.5, 2.0, 4.0])
+        self.pf_method = ComboBox(label="partial Fourier", choices=["auto", "homodyne",
+                                                                    "pocs"])
+        self.pf_axis = ComboBox(label="partial Fourier axis", choices=list(AXES), value="y")
+        self.pf_fraction = FloatSpinBox(label="acquired fraction", min=0.5, max=1.0,
+                                        step=0.0625, value=1.0)
+        self.cs_method = ComboBox(label="compressed sensing", choices=["off", "l1_wavelet",
+                                                                       "tv"])
+        self.acceleration = FloatSpinBox(label="retrospective R (if fully sampled)",
+                                         min=1.0, max=16.0, step=0.5, value=1.0)
+        self.lam = FloatSpinBox(label="λ (rel. to max)", min=0.0, max=1.0, step=0.001,
+                                value=0.005)
+        self.iterations = SpinBox(label="iterations", min=1, max=1000, value=50)
+        self.run_button = PushButton(text="Reconstruct")
+        self.cancel_button = PushButton(text="Cancel", enabled=False)
+        self.result = Label(label="SNR")
+        super().__init__(widgets=[
+            self.layer, self.window, self.alpha, self.zero_fill, self.pf_method,
+            self.pf_axis, self.pf_fraction, self.cs_method, self.acceleration, self.lam,
+            self.iterations, Container(widgets=[self.run_button, self.cancel_button],
+                                       layout="horizontal", labels=False), self.result])
+        self.worker = None
+        self.run_button.changed.connect(self.run)
+        self.cancel_button.changed.connect(self.cancel)
+        for event in (self.viewer.layers.events.inserted, self.viewer.layers.events.removed):
+            event.connect(self.layer.reset_choices)
+
+    def _kspace_layers(self, _widget=None):
+        return [layer for layer in self.viewer.layers if isinstance(layer, Image)
+                and "kspace" in layer.metadata.get("mrmicro", {})]
+
+    def options(self) -> dict:
+        """The reconstruction the widgets describe, as core keyword arguments."""
+        window = None
+        if self.window.value == "tukey":
+            window = {"name": "tukey", "alpha": self.alpha.value}
+        elif self.window.value != "none":
+            window = self.window.value
+        partial = None  # "auto": detected from the layer's sampling mask
+        if self.pf_method.value != "auto":
+            partial = {"axis": AXES[self.pf_axis.value], "method": self.pf_method.value}
+            if self.pf_fraction.value < 1:
+                partial["fraction"] = self.pf_fraction.value
+        return {"window": window, "zero_fill": float(self.zero_fill.value),
+                "partial_fourier": partial,
+                "cs": None if self.cs_method.value == "off" else {
+                    "method": self.cs_method.value, "lam": self.lam.value,
+                    "iterations": self.iterations.value,
+                    "acceleration": self.acceleration.value}}
+
+    def run(self, *_):
+        """Reconstruct in a worker thread; results arrive as layers."""
+        layer = self.layer.value
+        if layer is None:
+            show_error("MR Reconstruction: choose a k-space layer (simulate or open raw data)")
+            return None
+        try:
+            kspace = kspace_from_layer(layer)
+        except ValueError as error:
+            show_error(f"MR Reconstruction: {error}")
+            return None
+        options = self.options()
+        worker = progress_worker(lambda report: _reconstruct(kspace, options, report),
+                                 "MR reconstruction")
+        worker.returned.connect(lambda result: self._add_results(result, layer))
+        worker.errored.connect(lambda e: show_error(f"MR Reconstruction: {e}"))
+        worker.finished.connect(self._finished)
+        self.run_button.enabled, self.cancel_button.enabled = False, True
+        worker.start()
+        self.worker = worker
+        return worker
+
+    def cancel(self, *_):
+        """Stop the running reconstruction (compressed sensing stops after its current
+        iteration)."""
+        if self.worker is not None:
+            self.worker.quit()
+
+    def _finished(self):
+        self.run_button.enabled, self.cancel_button.enabled = True, False
+
+    def _add_results(self, result, source):
+        image, spacing, snr, meta = result
+        name = source.name.removesuffix(" k-space") + " recon"
+        origin = tuple(source.translate)[-3:]
+        add_layers(self.viewer, volume_to_layer_data(
+            Volume(image, spacing, meta, origin_um=origin, name=name)))
+        text = "n/a (no background)" if snr is None else f"{snr['snr']:.1f}"
+        self.result.value = text
+        show_info(f"MR Reconstruction: {name}, SNR {text}")
+
+
+def _reconstruct(kspace: KSpace, options: dict, report):
+    """The dock's job: reconstruction (or compressed sensing) and its SNR estimate."""
+    options = dict(options)
+    cs = options.pop("cs")
+    acq = kspace.acquisition
+    if cs:
+        mask = kspace.sampled
+        if mask is None and cs["acceleration"] > 1:
+            report(0.0, "undersampling (Poisson disc)")
+            shape = kspace.data.shape[-3:]
+            phase_encode = [n for a, n in enumerate(shape) if a != acq.readout_axis]
+            mask = poisson_disc_mask(shape, cs["acceleration"], readout_axis=acq.readout_axis - 3,
+                                     calib=max(4, min(24, min(phase_encode) // 8)))
+        image = cs_reconstruct(kspace, mask=mask, method=cs["method"], lam=cs["lam"],
+                               iterations=cs["iterations"],
+                               callback=lambda i, n: report(i / n, cs["method"]))
+    else:
+        report(0.1, "inverse FFT")
+        image = reconstruct(kspace, **options)
+    report(1.0, "SNR")
+    zero_fill = 1.0 if cs else options["zero_fill"]
+    spacing = tuple(v / zero_fill for v in acq.voxel_um)
+    try:
+        snr = snr_estimate(image[0] if image.ndim == 4 else image)
+    except ValueError:
+        snr = None
+    meta = {"acquisition": acq.to_dict(), "source": "MR Reconstruction",
+            "recon": {**options, "cs": cs}, "snr": snr}
+    if image.ndim == 4 and image.shape[0] == 1:
+        image = image[0]
+    return image, spacing, snr, meta
