@@ -3,7 +3,15 @@
 from napari_mrmicro.core.acquisition import Acquisition
 from napari_mrmicro.core.compressed_sensing import cs_reconstruct
 from napari_mrmicro.core.kspace import KSpace
-from napari_mrmicro.core.qsm import dipole_kernel, forward_field
+from napari_mrmicro.core.qsm import (
+    dipole_kernel,
+    forward_field,
+    invert_tkd,
+    invert_tv,
+    qsm,
+    unwrap_laplacian,
+    vsharp,
+)
 from napari_mrmicro.core.recon import image_parts, reconstruct
 from napari_mrmicro.core.register import landmark_affine, reslice
 from napari_mrmicro.core.sampling import poisson_disc_mask, variable_density_mask
@@ -13,5 +21,6 @@ from napari_mrmicro.core.specimens import make_specimen
 
 __all__ = ["Acquisition", "KSpace", "cs_reconstruct", "dipole_kernel", "forward_field",
            "image_parts", "landmark_affine", "make_specimen", "poisson_disc_mask",
-           "reconstruct", "reslice", "simulate",
+           "invert_tkd", "invert_tv", "qsm", "reconstruct", "reslice", "simulate",
+           "unwrap_laplacian", "vsharp",
            "snr_estimate", "snr_map", "variable_density_mask"]
