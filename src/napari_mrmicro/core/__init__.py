@@ -3,6 +3,7 @@
 from napari_mrmicro.core.acquisition import Acquisition
 from napari_mrmicro.core.compressed_sensing import cs_reconstruct
 from napari_mrmicro.core.kspace import KSpace
+from napari_mrmicro.core.morphometry import centerline, cross_section_areas, region_table
 from napari_mrmicro.core.qsm import (
     dipole_kernel,
     forward_field,
@@ -19,8 +20,8 @@ from napari_mrmicro.core.simulate import simulate
 from napari_mrmicro.core.snr import snr_estimate, snr_map
 from napari_mrmicro.core.specimens import make_specimen
 
-__all__ = ["Acquisition", "KSpace", "cs_reconstruct", "dipole_kernel", "forward_field",
+__all__ = ["Acquisition", "KSpace", "centerline", "cross_section_areas", "cs_reconstruct", "dipole_kernel", "forward_field",
            "image_parts", "landmark_affine", "make_specimen", "poisson_disc_mask",
            "invert_tkd", "invert_tv", "qsm", "reconstruct", "reslice", "simulate",
-           "unwrap_laplacian", "vsharp",
+           "region_table", "unwrap_laplacian", "vsharp",
            "snr_estimate", "snr_map", "variable_density_mask"]

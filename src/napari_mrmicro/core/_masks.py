@@ -6,7 +6,7 @@ import numpy as np
 
 
 def as_spacing(spacing_um, ndim: int = 3) -> tuple[float, ...]:
-    """``spacing_um`` as a tuple of ``ndim`` positive finite floats, or a ValueError saying why not."""
+    """``spacing_um`` as ``ndim`` positive finite floats, or a ValueError saying why not."""
     try:
         spacing = tuple(float(s) for s in np.ravel(spacing_um))
     except (TypeError, ValueError) as exc:

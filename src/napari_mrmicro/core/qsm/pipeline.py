@@ -73,7 +73,8 @@ def qsm_stages(magnitude, phase, te_ms, b0_tesla, spacing_um, b0_direction=(1.0,
         B0 in array-axis order ``(z, y, x)``; oblique directions are supported.
     mask : ndarray of bool, optional
         Specimen mask (e.g. from a Labels layer); default: Otsu on the echo-combined
-        magnitude, largest component, holes filled, eroded by ``erode_um``.
+        magnitude, holes filled, eroded by ``erode_um`` (every component is kept: tissue
+        regions separated by signal-less bone all carry phase).
     method : {"tkd", "tikhonov", "tv", "medi"}
         Inversion: truncated k-space division (threshold ``tkd_threshold``), closed-form
         Tikhonov, TV by ADMM (Bilgic et al. 2014), or MEDI-like edge- and noise-weighted TV
@@ -112,7 +113,9 @@ def qsm_stages(magnitude, phase, te_ms, b0_tesla, spacing_um, b0_direction=(1.0,
 
     report("mask", 0.0)
     if mask is None:
-        mask = mask_from_magnitude(magnitude, erode_um=erode_um, spacing_um=spacing_um)
+        # every region with signal: a specimen in fluid is often several (duct, tissue)
+        mask = mask_from_magnitude(magnitude, erode_um=erode_um, spacing_um=spacing_um,
+                                   keep_largest=False)
     mask = np.asarray(mask, dtype=bool)
     if mask.shape != magnitude.shape[1:]:
         raise ValueError(f"qsm: mask {mask.shape} does not match the image {magnitude.shape[1:]}")
