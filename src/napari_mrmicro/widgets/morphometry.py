@@ -17,7 +17,7 @@ from napari.layers import Image, Labels
 from napari.qt.threading import thread_worker
 from napari.utils import progress
 from napari.utils.notifications import show_error, show_info
-from qtpy.QtCore import Qt
+from qtpy.QtCore import QObject, Qt, Signal
 from qtpy.QtWidgets import QAbstractItemView, QFileDialog, QTableWidget, QTableWidgetItem
 
 from napari_mrmicro._layers import layer_to_volume
@@ -34,6 +34,13 @@ def column_header(name: str) -> str:
         if name.endswith(suffix):
             return f"{name[:-len(suffix)].replace('_', ' ')} ({unit})"
     return name.replace("_", " ")
+
+
+class _ProgressRelay(QObject):
+    """Carries (done, total) from a worker thread to the progress bar in the main thread."""
+
+    step = Signal(int, int)
+    stage = Signal(str)
 
 
 class MorphometryWidget(Container):
@@ -66,6 +73,10 @@ class MorphometryWidget(Container):
         self.path_um: np.ndarray | None = None
         self.cross_sections = None
         self.worker = None
+        self._bar = None
+        self._relay = _ProgressRelay()
+        self._relay.step.connect(self._progress_step)
+        self._relay.stage.connect(self._progress_stage)
         self.measure_button.changed.connect(self.measure)
         self.export_button.changed.connect(self._export_dialog)
         self.centerline_button.changed.connect(self.measure_centerline)
@@ -102,9 +113,10 @@ class MorphometryWidget(Container):
         except ValueError as error:
             show_error(f"Morphometry: {error}")
             return None
-        worker = _measure_worker(np.asarray(volume.data), volume.spacing_um, intensity)
+        worker = _measure_worker(np.asarray(volume.data), volume.spacing_um, intensity,
+                                 self._relay.step.emit)
         worker.returned.connect(self.show_table)
-        return self._start(worker, self.measure_button)
+        return self._start(worker, self.measure_button, "Measuring labels")
 
     def measure_centerline(self, *_):
         """Centerline and cross-sections of the selected label, in a worker thread."""
@@ -117,17 +129,34 @@ class MorphometryWidget(Container):
         except ValueError as error:
             show_error(f"Morphometry: {error}")
             return None
-        worker = _centerline_worker(mask, volume.spacing_um, self.sections.value)
+        worker = _centerline_worker(mask, volume.spacing_um, self.sections.value,
+                                    self._relay.step.emit, self._relay.stage.emit)
         worker.returned.connect(lambda result: self._add_centerline(layer, volume, label, *result))
-        return self._start(worker, self.centerline_button)
+        return self._start(worker, self.centerline_button, f"Centerline of label {label}")
 
-    def _start(self, worker, button):
+    def _start(self, worker, button, description):
         worker.errored.connect(lambda e: show_error(f"Morphometry: {e}"))
         button.enabled = False
-        worker.finished.connect(lambda: setattr(button, "enabled", True))
+        self._bar = progress(total=0, desc=description)
+
+        def finished():
+            button.enabled = True
+            self._bar.close()
+            self._bar = None
+
+        worker.finished.connect(finished)
         worker.start()
         self.worker = worker
         return worker
+
+    def _progress_step(self, done, total):
+        if self._bar is not None:
+            self._bar.total = total
+            self._bar.update(done - self._bar.n)
+
+    def _progress_stage(self, text):
+        if self._bar is not None:
+            self._bar.set_description(text)
 
     # -- results -------------------------------------------------------------------------------
 
@@ -189,7 +218,6 @@ class MorphometryWidget(Container):
                                metadata={"mrmicro": meta}, **common)
         self.viewer.add_points(sections.path_um / spacing, features=sections.as_table(),
                                face_color="area_um2", face_colormap="viridis", size=3,
-                               out_of_slice_display=True,
                                name=f"{layer.name} sections {label}",
                                metadata={"mrmicro": meta}, **common)
         self.figure.clear()
@@ -207,24 +235,13 @@ def _layer_volume(layer, layer_type):
 
 
 @thread_worker
-def _measure_worker(labels, spacing_um, intensity):
-    with progress(total=0, desc="Measuring labels") as bar:
-        def report(done, total):
-            bar.total = total
-            bar.update(1)
-
-        return region_table(labels, spacing_um, intensity, progress=report)
+def _measure_worker(labels, spacing_um, intensity, report):
+    return region_table(labels, spacing_um, intensity, progress=report)
 
 
 @thread_worker
-def _centerline_worker(mask, spacing_um, count):
-    with progress(total=0, desc="Centerline") as bar:
-        path = centerline(mask, spacing_um)
-        stations = resample_path(path, count=min(count, len(path)))
-        bar.set_description("Cross-sections")
-
-        def report(done, total):
-            bar.total = total
-            bar.update(1)
-
-        return path, cross_sections(mask, stations, spacing_um, progress=report)
+def _centerline_worker(mask, spacing_um, count, report, stage):
+    path = centerline(mask, spacing_um)
+    stations = resample_path(path, count=min(count, len(path)))
+    stage("Cross-sections")
+    return path, cross_sections(mask, stations, spacing_um, progress=report)
