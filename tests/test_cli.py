@@ -18,6 +18,10 @@ def test_demo_writes_round_trips_and_a_simulation(tmp_path, capsys):
     assert magnitude.shape == (4, 128, 128, 128)
     kspace = np.load(tmp_path / "cochlea_kspace.npy")
     assert kspace.dtype == np.complex64
+    assert "NRMSE" in out and (tmp_path / "cochlea_chi.nii.gz").exists()
+    assert (tmp_path / "duct_area.png").stat().st_size > 1000
+    sections = (tmp_path / "duct_sections.csv").read_text().splitlines()
+    assert len(sections) == 201 and "um2" in sections[0]
     assert str(tmp_path.resolve()) in out
 
 
