@@ -49,6 +49,11 @@ def volume_to_layer_data(volume: Volume, name: str | None = None) -> list[tuple]
                 (xp.angle(data).astype(np.float32), phase, "image")]
     if axis is None:
         kwargs["name"] = name
+    pyramid = volume.metadata.get("pyramid")
+    if pyramid:  # OME-Zarr: napari shows the levels without loading the full volume
+        meta = {k: v for k, v in volume.metadata.items() if k != "pyramid"}
+        kwargs.update(multiscale=True, metadata={"mrmicro": meta})
+        return [(list(pyramid), kwargs, volume.layer_type)]
     return [(data, kwargs, volume.layer_type)]
 
 

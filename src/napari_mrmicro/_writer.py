@@ -44,6 +44,11 @@ def write_nifti(path: str, data, meta: dict) -> list[str]:
     return _write(path, data, meta, _layer_type(meta))
 
 
+def write_omezarr(path: str, data, meta: dict) -> list[str]:
+    """Write an image or labels layer as an OME-Zarr multiscale pyramid in µm."""
+    return _write(path, data, meta, _layer_type(meta))
+
+
 def _layer_type(meta: dict) -> str:
     """npe2 does not pass the layer type; a Labels layer's state has no contrast limits."""
     return "image" if "contrast_limits" in meta else "labels"

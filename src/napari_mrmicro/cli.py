@@ -1,4 +1,9 @@
-"""``mrmicro``: the napari-mrmicro pipeline without a viewer."""
+"""``mrmicro``: the napari-mrmicro pipeline without a viewer.
+
+Commands read a file, call the same core functions as the docks and write a file; ``run``
+and ``batch`` apply a pipeline file (TOML, see :mod:`napari_mrmicro.pipeline`) to many
+specimens, ``batch`` in parallel on dask.distributed.
+"""
 
 from __future__ import annotations
 
@@ -6,24 +11,364 @@ import argparse
 import sys
 from pathlib import Path
 
+EXIT_FAILED_SPECIMENS = 1
+EXIT_BAD_INPUT = 2
+EXIT_NO_MEMORY = 3
+
+_EPILOG = ("Files: CIVM .headfile, ImageJ/OME .tif, NIfTI .nii(.gz), OME-Zarr .zarr folders, "
+           "and raw k-space (Bruker fid/rawdata.job0, Agilent fid, ISMRMRD .h5, Tecmag .tnt) "
+           "as input. Lengths in µm, times in ms, field in T. Exit status: 0 done, "
+           "1 some specimens failed, 2 a file or parameter is wrong, 3 not enough memory.")
+SPECIMENS = ("cochlea", "tooth", "tube", "microdiamonds")
+
+
+def _numbers(kind=float):
+    def parse(text: str) -> tuple:
+        try:
+            return tuple(kind(v) for v in text.replace(";", ",").split(",") if v.strip())
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a comma-separated list of "
+                                             "numbers") from None
+    return parse
+
+
+def _report(volume_path, what: str) -> None:
+    print(f"wrote {volume_path} ({what})")
+
+
+# --------------------------------------------------------------------------- commands
+
+
+def cmd_demo(args) -> int:
+    from napari_mrmicro.demo import demo
+
+    return demo(args.out_dir)
+
+
+def cmd_simulate(args) -> int:
+    from napari_mrmicro.core import Acquisition, make_specimen, simulate
+    from napari_mrmicro.core.simulate import Effects
+    from napari_mrmicro.io import Volume
+    from napari_mrmicro.pipeline import save_volume
+
+    if not str(args.output).lower().endswith(".zarr"):
+        raise ValueError(f"{args.output}: simulated k-space is saved as OME-Zarr; name the "
+                         "output *.zarr (then `mrmicro recon` it)")
+    matrix = args.matrix * 3 if len(args.matrix) == 1 else args.matrix
+    fov = args.fov_mm * 3 if len(args.fov_mm) == 1 else args.fov_mm
+    acq = Acquisition(matrix=matrix, fov_um=tuple(1000.0 * f for f in fov),
+                      b0_tesla=args.b0_tesla, nucleus=args.nucleus, sequence=args.sequence,
+                      te_ms=args.te_ms, tr_ms=args.tr_ms, flip_deg=args.flip_deg,
+                      bandwidth_hz=args.bandwidth_khz * 1000.0, averages=args.averages,
+                      temperature_k=args.temperature_k, readout_axis="zyx".index(args.readout))
+    specimen = make_specimen(args.specimen, tuple(2 * n for n in acq.matrix),
+                             tuple(v / 2 for v in acq.voxel_um), seed=args.seed)
+    kspace = simulate(specimen, acq, seed=args.seed,
+                      effects=Effects(noise=not args.no_noise,
+                                      gradient_nonlinearity=args.nonlinearity_percent / 100))
+    meta = {"format": "simulation", "source": f"mrmicro simulate {args.specimen}",
+            "kspace": True, "multislice": False, "coil_axis": None,
+            "acquisition": acq.to_dict(), "noise_sigma": float(kspace.truth["sigma"])}
+    save_volume(args.output, Volume(kspace.data, acq.voxel_um, meta,
+                                    name=f"{args.specimen} k-space"))
+    _report(args.output, f"k-space (echo, z, y, x) {kspace.data.shape}, noise σ "
+                         f"{kspace.truth['sigma']:.4g}")
+    if args.truth:
+        save_volume(args.truth, Volume(kspace.truth["labels"], acq.voxel_um,
+                                       {"acquisition": acq.to_dict()}, layer_type="labels",
+                                       name=f"{args.specimen} truth"))
+        _report(args.truth, "true tissue labels")
+    return 0
+
+
+def _one_specimen(path: Path, out_dir: Path, steps: list, extra: dict | None = None):
+    """Run pipeline steps in memory on the volume at ``path`` (plus ``extra`` volumes by
+    role); return the Specimen."""
+    from napari_mrmicro.pipeline import STEPS, Specimen, load_volume, specimen_name
+
+    volume = load_volume(path)
+    specimen = Specimen(specimen_name(path), out_dir)
+    role = "kspace" if volume.metadata.get("kspace") else \
+        "labels" if volume.layer_type == "labels" else "image"
+    specimen.volumes[role] = volume
+    specimen.volumes.update(extra or {})
+    for name, params in steps:
+        try:
+            STEPS[name](specimen, **params)
+        except (ValueError, TypeError) as error:
+            raise ValueError(f"{path}: {error}") from error
+    return specimen
+
+
+def cmd_recon(args) -> int:
+    from napari_mrmicro.pipeline import save_volume
+
+    window = None if args.window == "none" else \
+        {"name": "tukey", "alpha": args.tukey_alpha} if args.window == "tukey" else args.window
+    partial = None
+    if args.partial_fourier != "auto":
+        partial = {"axis": "zyx".index(args.pf_axis) - 3, "method": args.partial_fourier}
+        if args.pf_fraction is not None:
+            partial["fraction"] = args.pf_fraction
+    specimen = _one_specimen(args.input, args.output.parent, [("recon", {
+        "window": window, "zero_fill": args.zero_fill, "partial_fourier": partial,
+        "cs": None if args.cs == "off" else args.cs, "lam": args.lam,
+        "iterations": args.iterations, "acceleration": args.acceleration})])
+    image = specimen.volumes["image"]
+    save_volume(args.output, image)
+    _report(args.output, f"magnitude {image.data.shape} at "
+                         f"{' x '.join(f'{s:g}' for s in image.spacing_um)} µm")
+    if args.phase:
+        if "phase" not in specimen.volumes:
+            raise ValueError(f"{args.input}: the reconstruction has no phase (coils combined "
+                             "by root-sum-of-squares)")
+        save_volume(args.phase, specimen.volumes["phase"])
+        _report(args.phase, "phase in radians")
+    return 0
+
+
+def cmd_qsm(args) -> int:
+    from napari_mrmicro.pipeline import load_volume, save_volume
+
+    extra = {"phase": load_volume(args.phase_input)}
+    if args.mask is not None:
+        extra["labels"] = load_volume(args.mask)
+    params = {"method": args.method, "background": args.background, "unwrap": args.unwrap,
+              "erode_um": args.erode_um, "lam": args.lam, "max_iter": args.max_iter,
+              "tkd_threshold": args.tkd_threshold, "mask_from_labels": args.mask is not None,
+              "te_ms": args.te_ms, "b0_tesla": args.b0_tesla, "b0_direction": args.b0_direction}
+    specimen = _one_specimen(args.input, args.output.parent, [("qsm", params)], extra)
+    chi = specimen.volumes["chi"]
+    save_volume(args.output, chi)
+    _report(args.output, f"susceptibility in ppm, {args.method} inversion")
+    return 0
+
+
+def cmd_measure(args) -> int:
+    from napari_mrmicro.pipeline import load_volume, write_table
+
+    if args.threshold_otsu and args.intensity is not None:
+        raise ValueError("--threshold-otsu measures the input image's own intensities; "
+                         "leave out --intensity")
+    extra = {"image": load_volume(args.intensity)} if args.intensity is not None else {}
+    steps = [("measure", {"chunked": True if args.chunked else None,
+                          "intensity": bool(extra) or args.threshold_otsu})]
+    if args.threshold_otsu:  # the input is the image: label its parts first
+        steps = [("echo", {"index": args.echo}), ("threshold", {}), ("components", {})] \
+            + steps
+    specimen = _one_specimen(args.input, args.output.parent, steps, extra)
+    if args.threshold_otsu:
+        print(f"labelled {specimen.volumes['labels'].metadata['components']} parts above "
+              "Otsu's threshold")
+    table = specimen.tables["regions"]
+    write_table(args.output, table)
+    _report(args.output, f"{len(table['label'])} regions, volumes in µm³ and mm³")
+    return 0
+
+
+def cmd_convert(args) -> int:
+    from napari_mrmicro.pipeline import load_volume, save_volume
+
+    volume = load_volume(args.input, lazy=True if args.lazy else None)
+    options = {}
+    if str(args.output).lower().endswith(".zarr"):
+        options = {"chunks": args.chunks, "levels": args.levels}
+    if args.labels:
+        volume.layer_type = "labels"
+    save_volume(args.output, volume, **options)
+    _report(args.output, f"{volume.data.dtype} {tuple(volume.data.shape)} at "
+                         f"{' x '.join(f'{s:g}' for s in volume.spacing_um)} µm")
+    return 0
+
+
+def _print_results(results) -> int:
+    failed = [r for r in results if r.status == "failed"]
+    for r in results:
+        detail = f" in {r.seconds:.1f} s" if r.status == "done" else ""
+        print(f"  [{r.status}] {r.name}{detail}" + (f": {r.error}" if r.error else ""))
+    done = sum(r.status == "done" for r in results)
+    skipped = sum(r.status == "skipped" for r in results)
+    print(f"{done} done, {skipped} skipped (already done), {len(failed)} failed")
+    return EXIT_FAILED_SPECIMENS if failed else 0
+
+
+def cmd_run(args) -> int:
+    from napari_mrmicro.pipeline import check_names, load_pipeline, run_specimen
+
+    pipeline = load_pipeline(args.pipeline)
+    check_names(args.inputs)
+    args.out.mkdir(parents=True, exist_ok=True)
+    print(f"Pipeline {pipeline.name!r}: {len(pipeline.steps)} steps, "
+          f"{len(args.inputs)} specimen(s) -> {args.out}")
+    results = []
+    for path in args.inputs:
+        results.append(run_specimen(pipeline, path, args.out, force=args.force))
+        print(f"  {results[-1].name}: {results[-1].status}", flush=True)
+    return _print_results(results)
+
+
+def cmd_batch(args) -> int:
+    from napari_mrmicro.batch import run_batch
+    from napari_mrmicro.pipeline import load_pipeline
+
+    pipeline = load_pipeline(args.pipeline)
+    where = args.scheduler or f"a local cluster of {args.workers or 'auto'} worker(s)"
+    print(f"Pipeline {pipeline.name!r}: {len(args.inputs)} specimen(s) on {where} "
+          f"-> {args.out}", flush=True)
+    results = run_batch(pipeline, args.inputs, args.out, scheduler=args.scheduler,
+                        n_workers=args.workers, force=args.force)
+    return _print_results(results)
+
+
+# --------------------------------------------------------------------------- parser
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="mrmicro", epilog=_EPILOG,
+        description="MR microscopy without a viewer (napari-mrmicro): simulate, reconstruct, "
+                    "measure and convert volumes in physical units, one file or a batch.")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    def command(name, help_, func):
+        p = commands.add_parser(name, help=help_, description=help_, epilog=_EPILOG)
+        p.set_defaults(func=func)
+        return p
+
+    p = command("demo", "run the whole pipeline on embedded specimens and write the results",
+                cmd_demo)
+    p.add_argument("out_dir", nargs="?", default="mrmicro-demo", type=Path,
+                   help="folder for the results (default: ./mrmicro-demo)")
+
+    p = command("simulate", "simulate an MR microscopy scan of a digital specimen; writes "
+                            "its k-space (OME-Zarr) for `mrmicro recon`", cmd_simulate)
+    p.add_argument("specimen", choices=SPECIMENS, help="digital specimen")
+    p.add_argument("output", type=Path, help="k-space output, a *.zarr folder")
+    p.add_argument("--matrix", type=_numbers(int), default=(64,), metavar="N[,N,N]",
+                   help="voxels along z,y,x (default 64 each)")
+    p.add_argument("--fov-mm", type=_numbers(), default=(6.4,), metavar="F[,F,F]",
+                   help="field of view along z,y,x in mm (default 6.4)")
+    p.add_argument("--b0-tesla", type=float, default=9.4, help="main field (default 9.4 T)")
+    p.add_argument("--nucleus", choices=("1H", "13C"), default="1H")
+    p.add_argument("--sequence", choices=("spin_echo", "gradient_echo"),
+                   default="gradient_echo")
+    p.add_argument("--te-ms", type=_numbers(), default=(3.0, 6.0), metavar="TE[,TE...]",
+                   help="echo times in ms, one per echo (default 3,6)")
+    p.add_argument("--tr-ms", type=float, default=40.0, help="repetition time (default 40 ms)")
+    p.add_argument("--flip-deg", type=float, default=15.0, help="flip angle (default 15°)")
+    p.add_argument("--bandwidth-khz", type=float, default=50.0,
+                   help="full receiver bandwidth (default 50 kHz)")
+    p.add_argument("--averages", type=int, default=1)
+    p.add_argument("--temperature-k", type=float, default=293.0, help="sample temperature")
+    p.add_argument("--readout", choices=("z", "y", "x"), default="x", help="readout axis")
+    p.add_argument("--nonlinearity-percent", type=float, default=0.0,
+                   help="gradient non-linearity at half the largest FOV (%%)")
+    p.add_argument("--no-noise", action="store_true", help="simulate without noise")
+    p.add_argument("--seed", type=int, default=0, help="seed of specimen and noise")
+    p.add_argument("--truth", type=Path, help="also write the true tissue labels here")
+
+    p = command("recon", "reconstruct k-space into magnitude (and phase) images", cmd_recon)
+    p.add_argument("input", type=Path, help="k-space: raw scanner data or a *.zarr from "
+                                            "`mrmicro simulate`")
+    p.add_argument("output", type=Path, help="magnitude image (.zarr, .tif, .nii, .headfile)")
+    p.add_argument("--phase", type=Path, help="also write the phase (radians) here")
+    p.add_argument("--window", choices=("none", "hann", "hamming", "tukey"), default="none",
+                   help="k-space apodization (default none)")
+    p.add_argument("--tukey-alpha", type=float, default=0.5)
+    p.add_argument("--zero-fill", type=float, default=1.0,
+                   help="zero-fill factor >= 1 (voxels shrink by it; default 1)")
+    p.add_argument("--partial-fourier", choices=("auto", "homodyne", "pocs"), default="auto",
+                   help="partial-Fourier completion (auto: detected from the data)")
+    p.add_argument("--pf-axis", choices=("z", "y", "x"), default="y")
+    p.add_argument("--pf-fraction", type=float, help="acquired fraction (default: detected)")
+    p.add_argument("--cs", choices=("off", "l1_wavelet", "tv"), default="off",
+                   help="compressed sensing for undersampled scans (default off)")
+    p.add_argument("--acceleration", type=float, default=1.0,
+                   help="retrospective undersampling R of fully sampled data, for --cs")
+    p.add_argument("--lam", type=float, default=0.005, help="CS regularisation (rel. to max)")
+    p.add_argument("--iterations", type=int, default=50, help="CS iterations")
+
+    p = command("qsm", "quantitative susceptibility mapping: multi-echo magnitude and phase "
+                       "-> susceptibility (ppm)", cmd_qsm)
+    p.add_argument("input", type=Path, help="magnitude (echo, z, y, x), e.g. from `mrmicro "
+                                            "recon`")
+    p.add_argument("phase_input", type=Path, metavar="phase", help="phase in radians")
+    p.add_argument("output", type=Path, help="susceptibility map (ppm)")
+    p.add_argument("--method", choices=("tkd", "tikhonov", "tv", "medi"), default="tv",
+                   help="dipole inversion (default tv)")
+    p.add_argument("--background", choices=("vsharp", "pdf", "lbv"), default="vsharp",
+                   help="background field removal (default vsharp)")
+    p.add_argument("--unwrap", choices=("region_growing", "laplacian"),
+                   default="region_growing", help="phase unwrapping")
+    p.add_argument("--mask", type=Path, help="specimen mask or labels (default: Otsu on the "
+                                             "magnitude)")
+    p.add_argument("--erode-um", type=float, default=0.0, help="erode the automatic mask (µm)")
+    p.add_argument("--lam", type=float, help="regularisation weight (default: the method's)")
+    p.add_argument("--max-iter", type=int, default=250)
+    p.add_argument("--tkd-threshold", type=float, default=0.15)
+    p.add_argument("--te-ms", type=_numbers(), help="echo times in ms (default: from the file)")
+    p.add_argument("--b0-tesla", type=float, help="main field (default: from the file)")
+    p.add_argument("--b0-direction", type=_numbers(), metavar="Z,Y,X",
+                   help="B0 unit vector in (z, y, x) (default: from the file, else 1,0,0)")
+
+    p = command("measure", "measure every label of a label volume: volume (µm³, mm³), "
+                           "surface, shape, centroid; writes a CSV table", cmd_measure)
+    p.add_argument("input", type=Path, help="label volume (or an image with --threshold-otsu)")
+    p.add_argument("output", type=Path, help="CSV table")
+    p.add_argument("--intensity", type=Path, help="image on the same grid: adds intensity "
+                                                  "statistics per label")
+    p.add_argument("--threshold-otsu", action="store_true",
+                   help="the input is an image: label its connected parts above Otsu's "
+                        "threshold first")
+    p.add_argument("--echo", type=int, default=0,
+                   help="with --threshold-otsu: the echo of a multi-echo image (default 0)")
+    p.add_argument("--chunked", action="store_true",
+                   help="chunk by chunk for volumes larger than memory (counts, volumes, "
+                        "centroids only; default for large lazily read files)")
+
+    p = command("convert", "convert a volume between formats, e.g. a slice series to "
+                           "OME-Zarr, chunk by chunk", cmd_convert)
+    p.add_argument("input", type=Path)
+    p.add_argument("output", type=Path, help="output; the suffix picks the format "
+                                             "(.zarr, .tif, .nii, .nii.gz, .headfile)")
+    p.add_argument("--chunks", type=int, default=128, help="OME-Zarr chunk edge (voxels)")
+    p.add_argument("--levels", type=int, help="OME-Zarr resolution levels (default: halve "
+                                              "until <= 256 voxels)")
+    p.add_argument("--labels", action="store_true", help="the volume is a label volume")
+    p.add_argument("--lazy", action="store_true",
+                   help="never load the input whole (default: when it exceeds 256 MiB)")
+
+    for name, func, help_ in (
+            ("run", cmd_run, "run a pipeline file (TOML) on each input, one after another"),
+            ("batch", cmd_batch, "run a pipeline file (TOML) on many specimens in parallel "
+                                 "on dask.distributed")):
+        p = command(name, help_, func)
+        p.add_argument("pipeline", type=Path, help="pipeline description (TOML)")
+        p.add_argument("inputs", type=Path, nargs="+", metavar="INPUT")
+        p.add_argument("-o", "--out", type=Path, default=Path("mrmicro-out"),
+                       help="output folder; one subfolder per specimen (default "
+                            "./mrmicro-out)")
+        p.add_argument("--force", action="store_true",
+                       help="rerun specimens that are already done")
+        if name == "batch":
+            p.add_argument("--scheduler", metavar="ADDRESS",
+                           help="an existing dask scheduler (e.g. tcp://10.0.0.5:8786); "
+                                "default: a local cluster on this machine")
+            p.add_argument("--workers", type=int,
+                           help="local cluster: worker processes (default: one per core)")
+    return parser
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(
-        prog="mrmicro", description="MR microscopy without a viewer (napari-mrmicro).")
-    commands = parser.add_subparsers(dest="command", required=True)
-    p_demo = commands.add_parser(
-        "demo", help="run the whole pipeline on embedded specimens and write the results")
-    p_demo.add_argument("out_dir", nargs="?", default="mrmicro-demo", type=Path,
-                        help="folder for the results (default: ./mrmicro-demo)")
-    args = parser.parse_args(argv)
+    args = _parser().parse_args(argv)
     try:
-        from napari_mrmicro.demo import demo
-
-        return demo(args.out_dir)
+        return args.func(args)
+    except MemoryError as error:
+        print(f"mrmicro {args.command}: not enough memory: {error}", file=sys.stderr)
+        return EXIT_NO_MEMORY
     except (OSError, ValueError) as error:
         print(f"mrmicro {args.command}: error: {error}", file=sys.stderr)
-        return 2
+        return EXIT_BAD_INPUT
 
 
 if __name__ == "__main__":

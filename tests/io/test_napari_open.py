@@ -77,3 +77,26 @@ def test_bruker_raw_fid_opens_as_a_kspace_layer(make_napari_viewer, tmp_path):
     np.testing.assert_allclose(complex_k.reshape(kspace.shape), kspace)
     np.testing.assert_allclose(layer.data, np.log1p(np.abs(complex_k)), rtol=1e-5)
     assert layer.metadata["mrmicro"]["acquisition"]["matrix"]
+
+
+def test_ome_zarr_opens_and_big_ones_are_multiscale(make_napari_viewer, tmp_path):
+    from napari_mrmicro._layers import volume_to_layer_data
+    from napari_mrmicro.io import read_volume
+    from napari_mrmicro.widgets._results import add_layers
+
+    path = tmp_path / "big.zarr"
+    data = np.arange(64 * 64 * 64, dtype=np.uint16).reshape(64, 64, 64)
+    write_volume(path, Volume(data, (20.0, 10.0, 10.0), {}), levels=3)
+    viewer = make_napari_viewer()
+    (small,) = _open_one(viewer, path)  # small: read into memory
+    np.testing.assert_array_equal(small.data, data)
+    assert tuple(small.scale) == pytest.approx((20.0, 10.0, 10.0))
+    # above the lazy threshold the reader hands napari the pyramid, nothing loaded
+    (layer,) = add_layers(viewer, volume_to_layer_data(read_volume(path, lazy=True)))
+    assert layer.multiscale and len(layer.data) == 3
+    assert tuple(layer.scale) == pytest.approx((20.0, 10.0, 10.0))
+    np.testing.assert_array_equal(np.asarray(layer.data[0]), data)
+    assert "pyramid" not in layer.metadata["mrmicro"]
+    saved = tmp_path / "saved.zarr"
+    small.save(str(saved), plugin="napari-mrmicro")
+    np.testing.assert_array_equal(read_volume(saved).data, data)

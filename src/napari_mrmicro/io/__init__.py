@@ -14,10 +14,10 @@ from napari_mrmicro.io._common import FormatError, Volume, unit_to_um
 from napari_mrmicro.io.headfile import read_headfile, write_headfile
 
 #: Readers in the order they are tried: specific sniffs before generic ones.
-READERS = ("civm", "nih_folder", "bruker", "bruker_raw", "varian", "ismrmrd", "tecmag",
+READERS = ("civm", "omezarr", "nih_folder", "bruker", "bruker_raw", "varian", "ismrmrd", "tecmag",
            "nih_tiff", "tiff", "nifti")
 #: Writers, looked up by the output name's suffix.
-WRITERS = ("civm", "tiff", "nifti")
+WRITERS = ("civm", "tiff", "nifti", "omezarr")
 
 
 def _module(name: str):
@@ -57,7 +57,7 @@ def read_volume(path, lazy: bool | None = None) -> Volume:
     if name is None:
         raise FormatError(path, "not a format napari-mrmicro reads (CIVM headfile, NIH "
                                 "Image, ImageJ/OME-TIFF, NIfTI, Bruker 2dseq or raw fid, "
-                                "Agilent/Varian fid, ISMRMRD, Tecmag .tnt)")
+                                "Agilent/Varian fid, ISMRMRD, Tecmag .tnt, OME-Zarr)")
     return _module(name).read(path, lazy=lazy)
 
 
@@ -74,12 +74,12 @@ def write_volume(path, volume: Volume, **options) -> list[str]:
     """Write ``volume`` atomically in the format its name asks for; return the paths.
 
     ``.headfile`` (CIVM headfile + raw slices), ``.tif``/``.tiff`` (ImageJ TIFF with µm
-    spacing), ``.nii``/``.nii.gz`` (NIfTI, needs nibabel). ``options`` go to the format's
+    spacing), ``.nii``/``.nii.gz`` (NIfTI, needs nibabel), ``.zarr`` (OME-Zarr pyramid). ``options`` go to the format's
     writer (e.g. ``dtype="f32"`` or ``scale=True`` for CIVM).
     """
     name = writer_for(path)
     if name is None:
-        raise FormatError(path, "unknown output type; use .headfile, .tif or .nii(.gz)")
+        raise FormatError(path, "unknown output type; use .headfile, .tif, .nii(.gz) or .zarr")
     return _module(name).write(Path(path), volume, **options)
 
 

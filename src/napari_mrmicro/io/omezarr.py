@@ -1,0 +1,369 @@
+"""OME-Zarr (OME-NGFF): chunked multiscale volumes for data larger than memory.
+
+Written as NGFF 0.4 (Moore et al., "OME-NGFF: a next-generation file format for expanding
+bioimaging data-access strategies", Nat Methods 2021;18:1496; specification
+https://ngff.openmicroscopy.org/0.4/): a Zarr v2 group whose ``.zattrs`` hold
+``multiscales`` — the ``axes`` (``z``, ``y``, ``x`` of type ``space`` in ``micrometer``;
+leading echo/channel axes) and, per resolution level, a ``scale`` and ``translation``
+coordinate transformation — and one array per level (``0`` full resolution, ``1`` half, ...)
+with ``/``-separated chunk keys. The reader also takes NGFF 0.5 (Zarr v3, metadata under
+``attributes["ome"]``) and any length unit of the NGFF list.
+
+Levels halve every spatial axis longer than one voxel: 2×2×2 means for images, every second
+voxel for labels (``multiscales[0]["type"]`` says which), so a label never becomes a
+fractional one. A level's voxel centre ``i`` sits at ``origin + (f − 1)/2 · s₀ + i · f · s₀``
+(f the level's factor, s₀ the full-resolution spacing), which is the ``translation`` written.
+What NGFF cannot say (acquisition, layer type, name, the header of the file the volume came
+from, k-space flags) goes into ``.zattrs["napari-mrmicro"]``. Complex k-space is stored as a
+single complex64 level with ``kspace: true``.
+
+Every level is written one slab of chunks (along z) at a time, each computed from the level
+above as it sits on disk (dask), so writing needs memory for one slab (128 slices by
+default) and lazy reading for a few chunks, never for the volume.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+
+from napari_mrmicro.io._common import (LAZY_BYTES, FormatError, Volume, apply_payload,
+                                       atomic_output, parse_payload, payload_dtype,
+                                       payload_text, unit_to_um)
+
+WRITE_SUFFIXES = (".zarr",)
+#: Edge of the default chunk (voxels per spatial axis).
+DEFAULT_CHUNK = 128
+#: Automatic pyramids stop once the largest spatial axis is at most this long.
+PYRAMID_STOP = 256
+MAX_LEVELS = 10
+PAYLOAD_ATTR = "napari-mrmicro"
+_MAX_ATTRS_BYTES = 16 * 2**20
+_SPATIAL = ("z", "y", "x")
+
+
+# --------------------------------------------------------------------------- reading
+
+
+def _attrs(path: Path) -> tuple[dict, int]:
+    """(group attributes, zarr format) of a Zarr group folder; raises FormatError."""
+    for name, fmt in ((".zattrs", 2), ("zarr.json", 3)):
+        file = path / name
+        if file.is_file():
+            if file.stat().st_size > _MAX_ATTRS_BYTES:
+                raise FormatError(path, f"{name} is {file.stat().st_size} bytes, too large "
+                                        "for Zarr metadata")
+            try:
+                value = json.loads(file.read_text(encoding="utf-8"))
+            except (UnicodeDecodeError, ValueError) as error:
+                raise FormatError(path, f"{name} is not valid JSON: {error}") from None
+            if not isinstance(value, dict):
+                raise FormatError(path, f"{name} is not a JSON object")
+            if fmt == 3:
+                value = value.get("attributes") or {}
+                value = {**value, **(value.get("ome") or {})}  # NGFF 0.5: under "ome"
+            return value, fmt
+    raise FormatError(path, "not a Zarr group (no .zattrs or zarr.json)")
+
+
+def can_read(path: Path) -> bool:
+    """A folder that is a Zarr group with OME-NGFF ``multiscales``."""
+    try:
+        path = Path(path)
+        if not path.is_dir():
+            return False
+        attrs, _ = _attrs(path)
+        return isinstance(attrs.get("multiscales"), list) and bool(attrs["multiscales"])
+    except (OSError, FormatError):
+        return False
+
+
+def _multiscale(path: Path, attrs: dict) -> tuple[list, list, list]:
+    """(axes, level paths, per-level (scale, translation)) of the first multiscale."""
+    ms = attrs["multiscales"][0]
+    if not isinstance(ms, dict):
+        raise FormatError(path, "multiscales[0] is not an object")
+    axes = ms.get("axes")
+    datasets = ms.get("datasets")
+    if not isinstance(axes, list) or not axes or not isinstance(datasets, list) \
+            or not datasets:
+        raise FormatError(path, "multiscales[0] needs 'axes' and 'datasets'")
+    axes = [a if isinstance(a, dict) else {"name": str(a)} for a in axes]
+    paths, transforms = [], []
+    for level, ds in enumerate(datasets):
+        if not isinstance(ds, dict) or not isinstance(ds.get("path"), str):
+            raise FormatError(path, f"multiscales[0].datasets[{level}] has no 'path'")
+        scale, translation = [1.0] * len(axes), [0.0] * len(axes)
+        for t in list(ms.get("coordinateTransformations") or []) \
+                + list(ds.get("coordinateTransformations") or []):
+            values = t.get("scale") if t.get("type") == "scale" else t.get("translation")
+            if t.get("type") not in ("scale", "translation"):
+                continue
+            if not isinstance(values, list) or len(values) != len(axes):
+                raise FormatError(path, f"dataset {ds['path']!r}: {t.get('type')} "
+                                        f"{values!r} does not have one value per axis "
+                                        f"({len(axes)})")
+            if t["type"] == "scale":
+                scale = [a * float(b) for a, b in zip(scale, values)]
+            else:
+                translation = [a + float(b) for a, b in zip(translation, values)]
+        paths.append(ds["path"])
+        transforms.append((scale, translation))
+    return axes, paths, transforms
+
+
+def _spatial_axes(path: Path, axes: list) -> list[int]:
+    spatial = [i for i, a in enumerate(axes) if a.get("type") == "space"]
+    if not spatial:  # untyped axes: the trailing z/y/x names
+        spatial = [i for i, a in enumerate(axes) if a.get("name") in _SPATIAL]
+    if not 1 <= len(spatial) <= 3 or spatial != list(range(len(axes) - len(spatial),
+                                                            len(axes))):
+        raise FormatError(path, f"axes {[a.get('name') for a in axes]}: expected 1 to 3 "
+                                "space axes, last")
+    return spatial
+
+
+def _unit_factor(path: Path, axes: list, spatial: list) -> list[float]:
+    factors = []
+    for i in spatial:
+        unit = axes[i].get("unit")
+        factor = 1.0 if unit is None else unit_to_um(unit)
+        if factor is None:
+            raise FormatError(path, f"axis {axes[i].get('name')!r} has unit {unit!r}, which "
+                                    "is not a length")
+        factors.append(factor)
+    return factors
+
+
+def read(path: Path, lazy: bool | None = None) -> Volume:
+    """Read an OME-Zarr image as a :class:`Volume` in µm.
+
+    Lazy (``lazy=True``, or None with more than ``LAZY_BYTES`` of full-resolution data):
+    ``data`` is a dask array with the file's chunks and ``metadata["pyramid"]`` lists every
+    level as a dask array (full resolution first) for napari's multiscale display. In memory
+    the full-resolution level only.
+    """
+    import dask.array as da
+    import zarr
+
+    path = Path(path)
+    attrs, fmt = _attrs(path)
+    if not isinstance(attrs.get("multiscales"), list) or not attrs["multiscales"]:
+        raise FormatError(path, "a Zarr group without OME-NGFF 'multiscales'")
+    axes, level_paths, transforms = _multiscale(path, attrs)
+    spatial = _spatial_axes(path, axes)
+    factors = _unit_factor(path, axes, spatial)
+    try:
+        group = zarr.open_group(str(path), mode="r")
+        arrays = [group[p] for p in level_paths]
+    except (KeyError, ValueError, OSError) as error:
+        raise FormatError(path, f"cannot open the level arrays {level_paths}: {error}") \
+            from None
+    for p, array in zip(level_paths, arrays):
+        if not isinstance(array, zarr.Array) or array.ndim != len(axes):
+            raise FormatError(path, f"level {p!r} is not a {len(axes)}-D array")
+    scale, translation = transforms[0]
+    spacing = tuple(scale[i] * f for i, f in zip(spatial, factors))
+    if not all(np.isfinite(s) and s > 0 for s in spacing):
+        raise FormatError(path, f"scale {scale} gives spacing {spacing} µm; it must be "
+                                "positive")
+    origin = tuple(translation[i] * f for i, f in zip(spatial, factors))
+    payload = attrs.get(PAYLOAD_ATTR) if isinstance(attrs.get(PAYLOAD_ATTR), dict) else None
+    labels = tuple(str(a.get("name")) for a in axes)
+    metadata = {"format": "omezarr", "source": str(path), "header": attrs,
+                "acquisition": {}, "zarr_format": fmt,
+                "ngff_version": str(attrs["multiscales"][0].get("version")
+                                    or attrs.get("version") or ""),
+                "unit": "µm", "levels": len(arrays)}
+    labels, layer_type, name = apply_payload(payload, metadata, labels)
+    for key in ("kspace", "multislice", "coil_axis"):
+        if payload and key in payload:
+            metadata[key] = payload[key]
+    full = arrays[0]
+    nbytes = math.prod(full.shape) * full.dtype.itemsize
+    if lazy is None:
+        lazy = nbytes > LAZY_BYTES and not metadata.get("kspace")
+    if lazy:
+        levels = [da.from_zarr(a) for a in arrays]
+        data = levels[0]
+        if len(levels) > 1:
+            metadata["pyramid"] = levels
+    else:
+        data = full[...]
+        target = payload_dtype(payload, data)
+        if target is not None:
+            data = data.astype(target)
+    channel_axis = None
+    lead = [a for a in range(len(axes)) if a not in spatial]
+    if payload and isinstance(payload.get("channel_axis"), int) \
+            and payload["channel_axis"] in lead:
+        channel_axis = payload["channel_axis"]
+    return Volume(data, spacing, metadata, origin_um=origin, axis_labels=labels,
+                  channel_axis=channel_axis, layer_type=layer_type,
+                  name=name or path.name.removesuffix(".zarr").removesuffix(".ome"))
+
+
+# --------------------------------------------------------------------------- writing
+
+
+def _chunk_shape(shape: tuple, n_spatial: int, chunks) -> tuple:
+    lead = len(shape) - n_spatial
+    edge = np.broadcast_to(np.asarray(chunks if chunks is not None else DEFAULT_CHUNK),
+                           (n_spatial,)).astype(int)
+    if np.any(edge < 1):
+        raise ValueError(f"chunks {chunks!r} must be positive")
+    return (1,) * lead + tuple(int(min(n, c)) for n, c in zip(shape[lead:], edge))
+
+
+def _level_factors(shape: tuple, n_spatial: int, levels) -> list[tuple]:
+    """Per-level downsampling factors of the spatial axes."""
+    spatial = shape[len(shape) - n_spatial:]
+    factors = [(1,) * n_spatial]
+    while len(factors) < (MAX_LEVELS if levels is None else int(levels)):
+        current = [n // f for n, f in zip(spatial, factors[-1])]
+        if levels is None and max(current) <= PYRAMID_STOP:
+            break
+        if all(c < 2 for c in current):
+            if levels is None:
+                break
+            raise ValueError(f"levels={levels}: the volume {shape} cannot be halved "
+                             f"{levels - 1} times")
+        factors.append(tuple(f * 2 if c >= 2 else f for f, c in zip(factors[-1], current)))
+    return factors
+
+
+def _downsample(level, step: tuple, lead: int, labels: bool):
+    """Halve the spatial axes marked 2 in ``step``: stride for labels, block mean else."""
+    import dask.array as da
+
+    if labels:
+        return level[(slice(None),) * lead + tuple(slice(None, None, s) for s in step)]
+    axes = {lead + i: s for i, s in enumerate(step) if s > 1}
+    mean = da.coarsen(np.mean, level.astype(np.float32), axes, trim_excess=True)
+    if np.issubdtype(level.dtype, np.integer):
+        mean = da.round(mean)
+    return mean.astype(level.dtype)
+
+
+def _store_slabs(array, source, lead: int) -> None:
+    """Write a dask array into a zarr array one slab of chunks (along z) at a time.
+
+    Each slab is computed whole (its chunks in parallel) and written, so memory holds one
+    slab — e.g. 128 slices — whatever order the source's chunks come in (one per slice
+    for a slice series).
+    """
+    depth = array.chunks[lead]
+    for start in range(0, source.shape[lead], depth):
+        index = (slice(None),) * lead + (slice(start, start + depth),)
+        array[index] = source[index].compute()
+
+
+def _axes(volume: Volume, n_spatial: int) -> list[dict]:
+    lead = len(volume.data.shape) - n_spatial
+    axes = []
+    for i, label in enumerate(volume.axis_labels[:lead]):
+        kind = "channel" if i == lead - 1 else None
+        axes.append({"name": str(label), **({"type": kind} if kind else {})})
+    return axes + [{"name": _SPATIAL[3 - n_spatial + i], "type": "space",
+                    "unit": "micrometer"} for i in range(n_spatial)]
+
+
+def write(path: Path, volume: Volume, chunks=None, levels: int | None = None,
+          compression: str | None = "zstd") -> list[str]:
+    """Write ``volume`` as an OME-Zarr (NGFF 0.4) multiscale image, atomically.
+
+    Parameters
+    ----------
+    path : Path
+        The ``.zarr`` folder (replaced as a whole when it exists).
+    volume : Volume
+        numpy, memory-mapped or dask data; dask data are written chunk by chunk and never
+        held in memory as a whole.
+    chunks : int or 3 ints, optional
+        Chunk edge per spatial axis (default 128; leading axes get chunks of 1).
+    levels : int, optional
+        Resolution levels; default halves until the largest axis is at most 256 voxels.
+        Complex (k-space) volumes always get one level.
+    compression : {"zstd", "lz4", None}
+        Blosc codec (bit-shuffled) or none.
+
+    Returns
+    -------
+    list of str
+        The folder written.
+    """
+    import dask.array as da
+    import numcodecs
+    import zarr
+
+    path = Path(path)
+    if not str(path).lower().endswith(WRITE_SUFFIXES):
+        raise FormatError(path, "an OME-Zarr output must be a folder named *.zarr")
+    if compression not in ("zstd", "lz4", None):
+        raise FormatError(path, f"compression must be 'zstd', 'lz4' or None, got "
+                                f"{compression!r}")
+    data = volume.data
+    n_spatial = len(volume.spacing_um)
+    shape = tuple(int(n) for n in data.shape)
+    lead = len(shape) - n_spatial
+    if len(shape) > 5 or math.prod(shape) == 0:
+        raise FormatError(path, f"cannot write data of shape {shape} (OME-Zarr holds up to "
+                                "5 non-empty axes)")
+    complex_data = np.issubdtype(data.dtype, np.complexfloating)
+    if complex_data and not volume.metadata.get("kspace"):
+        raise FormatError(path, "complex image data: save the magnitude and phase (only "
+                                "k-space is stored complex)")
+    labels = volume.layer_type == "labels"
+    try:
+        chunk = _chunk_shape(shape, n_spatial, chunks)
+        factors = _level_factors(shape, n_spatial, 1 if complex_data else levels)
+    except ValueError as error:
+        raise FormatError(path, str(error)) from None
+    source = data if isinstance(data, da.Array) else da.from_array(data, chunks=chunk)
+    if source.dtype == np.float64:
+        source = source.astype(np.float32)
+    if complex_data:
+        source = source.astype(np.complex64)
+    compressor = None if compression is None else numcodecs.Blosc(
+        cname=compression, clevel=3, shuffle=numcodecs.Blosc.BITSHUFFLE)
+    s0 = volume.spacing_um
+    origin = volume.origin_um or (0.0,) * n_spatial
+    datasets = []
+    for level, f in enumerate(factors):
+        scale = [1.0] * lead + [s * k for s, k in zip(s0, f)]
+        translation = [0.0] * lead + [o + (k - 1) / 2 * s for o, s, k in zip(origin, s0, f)]
+        datasets.append({"path": str(level), "coordinateTransformations": [
+            {"type": "scale", "scale": scale}, {"type": "translation",
+                                                "translation": translation}]})
+    payload = parse_payload(payload_text(volume, "omezarr", data.dtype))
+    payload.update({k: volume.metadata[k] for k in ("kspace", "multislice", "coil_axis")
+                    if k in volume.metadata})
+    payload["channel_axis"] = volume.channel_axis
+    attrs = {"multiscales": [{
+        "version": "0.4", "name": volume.name or path.name.removesuffix(".zarr"),
+        "axes": _axes(volume, n_spatial), "datasets": datasets,
+        "type": "nearest" if labels else "mean",
+        "metadata": {"method": "every second voxel" if labels else
+                     "mean of 2x2x2 blocks (dask.array.coarsen)"}}],
+        PAYLOAD_ATTR: payload}
+    with atomic_output(path, directory=True) as tmp:
+        group = zarr.open_group(str(tmp), mode="w", zarr_format=2)
+        previous = None
+        for level, f in enumerate(factors):
+            if level == 0:
+                current = source
+            else:
+                step = tuple(a // b for a, b in zip(f, factors[level - 1]))
+                current = _downsample(previous, step, lead, labels)
+            array = group.create_array(
+                str(level), shape=current.shape, dtype=current.dtype,
+                chunks=tuple(min(c, n) for c, n in zip(chunk, current.shape)),
+                compressors=compressor, fill_value=0,
+                chunk_key_encoding={"name": "v2", "separator": "/"})
+            _store_slabs(array, current, lead)
+            previous = da.from_zarr(array)
+        group.attrs.update(json.loads(json.dumps(attrs, default=str)))
+    return [str(path)]

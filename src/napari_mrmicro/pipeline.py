@@ -1,0 +1,491 @@
+"""Pipelines: steps and parameters in a TOML file, run on one specimen after another.
+
+A pipeline file lists steps in order; each step names what it runs and takes the same
+parameters as the dock that does it interactively::
+
+    name = "cochlea atlas"
+
+    [[step]]
+    run = "recon"            # k-space -> magnitude (and phase)
+    window = "hann"
+
+    [[step]]
+    run = "echo"             # keep the first echo of a multi-echo scan
+    index = 0
+
+    [[step]]
+    run = "smooth"
+    sigma_um = 20.0
+
+    [[step]]
+    run = "threshold"        # Otsu when no threshold is given
+
+    [[step]]
+    run = "components"       # connected parts of the mask
+    connectivity = 1
+
+    [[step]]
+    run = "measure"          # -> regions.csv
+
+    [[step]]
+    run = "save"
+    image = "magnitude.ome.zarr"
+    labels = "labels.ome.zarr"
+
+Steps work on the specimen's volumes by role — ``kspace``, ``image`` (magnitude),
+``phase``, ``labels`` — and tables (written as ``<table>.csv``). Image steps run chunk by
+chunk (:mod:`napari_mrmicro.core.chunked`), so volumes larger than memory pass through;
+FFT steps (``recon``) estimate their memory first and refuse when it will not fit.
+
+:func:`run_specimen` writes one specimen's outputs into ``<out>/<specimen>/`` atomically (a
+temporary folder renamed when complete, with ``done.json`` holding the pipeline digest);
+a failure writes ``<out>/<specimen>.error.txt`` instead. A rerun skips specimens whose
+``done.json`` matches the pipeline, so an interrupted run resumes where it stopped.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+import time
+import tomllib
+import traceback
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from napari_mrmicro.io import Volume
+
+DONE = "done.json"
+#: Roles of the volumes a specimen carries between steps.
+ROLES = ("kspace", "image", "phase", "labels", "chi")
+_SUFFIXES = (".ome.zarr", ".zarr", ".nii.gz", ".nii", ".headfile", ".ome.tiff", ".ome.tif",
+             ".tiff", ".tif", ".h5", ".mrd", ".tnt", ".fid")
+
+
+# --------------------------------------------------------------------------- files
+
+
+def load_volume(path, lazy: bool | None = None) -> Volume:
+    """Read any volume napari-mrmicro reads, OME-Zarr included."""
+    from napari_mrmicro.io import omezarr, read_volume
+
+    path = Path(path)
+    if omezarr.can_read(path):
+        return omezarr.read(path, lazy=lazy)
+    return read_volume(path, lazy=lazy)
+
+
+def save_volume(path, volume: Volume, **options) -> list[str]:
+    """Write a volume in the format its name asks for (``.zarr``: OME-Zarr), atomically."""
+    from napari_mrmicro.io import omezarr, write_volume
+
+    if str(path).lower().endswith(omezarr.WRITE_SUFFIXES):
+        return omezarr.write(Path(path), volume, **options)
+    return write_volume(path, volume, **options)
+
+
+def kspace_of(volume: Volume):
+    """The :class:`~napari_mrmicro.core.kspace.KSpace` of a k-space volume (raw data read
+    from a scanner file, or k-space saved by ``mrmicro simulate``)."""
+    from napari_mrmicro.core import Acquisition, KSpace
+
+    md = volume.metadata
+    if not md.get("kspace"):
+        raise ValueError(f"{md.get('source', volume.name)} holds an image, not k-space")
+    data = np.asarray(volume.data, dtype=np.complex64)
+    coil_axis = md.get("coil_axis")
+    if data.ndim == 3:
+        data = data[None]
+    acquisition = Acquisition.from_dict(md.get("acquisition") or {"matrix": data.shape[-3:]})
+    return KSpace(data, acquisition, coil_axis=coil_axis, multislice=bool(md.get("multislice")))
+
+
+def specimen_name(path) -> str:
+    """A specimen's name from its input path (the file or folder name without suffixes)."""
+    path = Path(path)
+    name = path.name
+    for suffix in _SUFFIXES:
+        if name.lower().endswith(suffix):
+            return name[: -len(suffix)] or name
+    if name in ("2dseq", "visu_pars", "fid", "rawdata.job0", "headfile"):
+        return path.parent.name
+    return name
+
+
+def write_table(path, table: dict) -> Path:
+    """Write a table of columns as CSV atomically."""
+    from napari_mrmicro.core.morphometry import write_table_csv
+
+    return write_table_csv(table, path)
+
+
+# --------------------------------------------------------------------------- steps
+
+
+@dataclass
+class Specimen:
+    """What a pipeline carries for one specimen: volumes by role, tables, outputs."""
+
+    name: str
+    out_dir: Path
+    volumes: dict = field(default_factory=dict)
+    tables: dict = field(default_factory=dict)
+    written: list = field(default_factory=list)
+    threads: int = -1
+
+    def need(self, role: str, step: str) -> Volume:
+        if role not in self.volumes:
+            have = ", ".join(sorted(self.volumes)) or "nothing"
+            raise ValueError(f"step {step!r} needs a {role} volume; the specimen has {have}")
+        return self.volumes[role]
+
+
+def _derived(volume: Volume, data, **changes) -> Volume:
+    meta = {k: v for k, v in volume.metadata.items() if k not in ("kspace", "pyramid")}
+    return Volume(data, changes.pop("spacing_um", volume.spacing_um), meta,
+                  origin_um=volume.origin_um, name=changes.pop("name", volume.name),
+                  layer_type=changes.pop("layer_type", "image"))
+
+
+def recon_step(s: Specimen, window=None, zero_fill: float = 1.0, partial_fourier=None,
+               cs=None, lam: float = 0.005, iterations: int = 50, acceleration: float = 1.0):
+    """k-space -> magnitude (``image``) and, for complex images, ``phase`` (radians).
+
+    Parameters as the Reconstruction dock: ``window`` (``"hann"``, ``"hamming"``,
+    ``"tukey"``, a dict such as ``{name = "tukey", alpha = 0.3}``, or None), ``zero_fill``,
+    ``partial_fourier`` (``{axis = -2, method = "pocs", fraction = 0.625}``), ``cs``
+    (``"l1_wavelet"`` or ``"tv"`` for compressed sensing, with ``lam``, ``iterations`` and a
+    retrospective ``acceleration`` when the data are fully sampled).
+    """
+    from napari_mrmicro.core import cs_reconstruct, image_parts, poisson_disc_mask, reconstruct
+
+    volume = s.need("kspace", "recon")
+    kspace = kspace_of(volume)
+    acq = kspace.acquisition
+    if cs:
+        mask = kspace.sampled
+        if mask is None and acceleration > 1:
+            shape = kspace.data.shape[-3:]
+            phase_encode = [n for a, n in enumerate(shape) if a != acq.readout_axis]
+            mask = poisson_disc_mask(shape, acceleration, readout_axis=acq.readout_axis - 3,
+                                     calib=max(4, min(24, min(phase_encode) // 8)))
+        image = cs_reconstruct(kspace, mask=mask, method=cs, lam=lam, iterations=iterations)
+        zero_fill = 1.0
+    else:
+        image = reconstruct(kspace, window=window, zero_fill=zero_fill,
+                            partial_fourier=partial_fourier, workers=s.threads)
+    if image.ndim == 4 and image.shape[0] == 1:
+        image = image[0]
+    parts = image_parts(image)
+    spacing = tuple(v / float(zero_fill) for v in acq.voxel_um)
+    meta = {**{k: v for k, v in volume.metadata.items() if k not in ("kspace", "pyramid")},
+            "acquisition": acq.to_dict(),
+            "recon": {"window": window, "zero_fill": zero_fill,
+                      "partial_fourier": partial_fourier, "cs": cs}}
+    s.volumes.pop("kspace")
+    s.volumes["image"] = Volume(parts["magnitude"], spacing, meta, origin_um=volume.origin_um,
+                                name=f"{s.name} magnitude")
+    if "phase" in parts:
+        s.volumes["phase"] = Volume(parts["phase"], spacing, dict(meta),
+                                    origin_um=volume.origin_um, name=f"{s.name} phase")
+
+
+def echo_step(s: Specimen, index: int = 0):
+    """Keep one echo of a multi-echo ``image`` (and ``phase``); 3-D volumes pass unchanged."""
+    for role in ("image", "phase"):
+        volume = s.volumes.get(role)
+        if volume is None or len(volume.data.shape) == len(volume.spacing_um):
+            continue
+        count = volume.data.shape[0]
+        if not -count <= index < count:
+            raise ValueError(f"echo: index {index} is not one of the {count} echoes")
+        s.volumes[role] = _derived(volume, volume.data[index])
+
+
+def qsm_step(s: Specimen, method: str = "tv", background: str = "vsharp",
+             unwrap: str = "region_growing", erode_um: float = 0.0, lam: float | None = None,
+             max_iter: int = 250, tkd_threshold: float = 0.15, mask_from_labels: bool = False,
+             te_ms=None, b0_tesla: float | None = None, b0_direction=None):
+    """Magnitude (``image``) and ``phase`` (echo, z, y, x) -> susceptibility ``chi`` (ppm).
+
+    Parameters as the QSM dock (:func:`napari_mrmicro.core.qsm.pipeline.qsm`). Echo times,
+    B0 and its direction come from the acquisition the images carry unless given;
+    ``mask_from_labels`` uses the non-zero ``labels`` as the specimen mask (default: Otsu
+    on the magnitude). Every stage checks its memory before it starts.
+    """
+    from napari_mrmicro.core.qsm.pipeline import qsm
+
+    magnitude, phase = s.need("image", "qsm"), s.need("phase", "qsm")
+    acq = magnitude.metadata.get("acquisition") or {}
+    te_ms = te_ms if te_ms is not None else acq.get("te_ms")
+    b0_tesla = b0_tesla if b0_tesla is not None else acq.get("b0_tesla")
+    b0_direction = b0_direction if b0_direction is not None else \
+        acq.get("b0_direction", (1.0, 0.0, 0.0))
+    if te_ms is None or b0_tesla is None:
+        raise ValueError("qsm: the magnitude file states no echo times or B0; give te_ms "
+                         "and b0_tesla")
+    mask = np.asarray(s.need("labels", "qsm").data) != 0 if mask_from_labels else None
+    chi = qsm(np.asarray(magnitude.data), np.asarray(phase.data), te_ms, b0_tesla,
+              magnitude.spacing_um, tuple(b0_direction), mask=mask, method=method,
+              unwrap=unwrap, background=background, erode_um=erode_um, lam=lam,
+              max_iter=max_iter, tkd_threshold=tkd_threshold,
+              nucleus=acq.get("nucleus", "1H"))
+    volume = _derived(magnitude, chi, name=f"{s.name} χ")
+    volume.metadata.update(unit="ppm", qsm={"method": method, "background": background,
+                                            "unwrap": unwrap, "te_ms": list(te_ms),
+                                            "b0_tesla": b0_tesla})
+    s.volumes["chi"] = volume
+
+
+def smooth_step(s: Specimen, sigma_um: float):
+    """Gaussian smoothing of ``image`` with σ in µm (chunked)."""
+    from napari_mrmicro.core.chunked import gaussian_filter_chunked
+
+    volume = s.need("image", "smooth")
+    s.volumes["image"] = _derived(volume, gaussian_filter_chunked(
+        volume.data, sigma_um, volume.spacing_um))
+
+
+def threshold_step(s: Specimen, threshold: float | None = None):
+    """``labels`` = 1 where ``image`` exceeds ``threshold`` (Otsu's when not given)."""
+    from napari_mrmicro.core.chunked import threshold_chunked
+
+    volume = s.need("image", "threshold")
+    mask = threshold_chunked(volume.data, threshold)
+    s.volumes["labels"] = _derived(volume, mask.astype(np.uint8), layer_type="labels",
+                                   name=f"{s.name} mask")
+
+
+def components_step(s: Specimen, connectivity: int = 1):
+    """``labels`` = the connected parts of the ``labels`` mask, numbered 1..n (chunked)."""
+    from napari_mrmicro.core.chunked import connected_components_chunked
+
+    volume = s.need("labels", "components")
+    labels, count = connected_components_chunked(volume.data, connectivity)
+    s.volumes["labels"] = _derived(volume, labels, layer_type="labels",
+                                   name=f"{s.name} parts")
+    s.volumes["labels"].metadata["components"] = count
+
+
+def measure_step(s: Specimen, table: str = "regions", chunked: bool | None = None,
+                 intensity: bool = False):
+    """Table of every label in ``labels`` (``<table>.csv``).
+
+    In memory (:func:`~napari_mrmicro.core.morphometry.region_table`: volume, surface,
+    shape, position, intensity statistics with ``intensity = true``) or, for volumes
+    larger than memory (``chunked = true``, default when the labels are lazy), chunk by
+    chunk (:func:`~napari_mrmicro.core.chunked.region_volumes_chunked`: counts, volumes,
+    centroids).
+    """
+    from napari_mrmicro.core.chunked import region_volumes_chunked
+    from napari_mrmicro.core.morphometry import region_table
+
+    volume = s.need("labels", "measure")
+    data = volume.data
+    if chunked is None:
+        chunked = hasattr(data, "compute") and not isinstance(data, np.ndarray) \
+            and data.nbytes > 256 * 2**20
+    if chunked:
+        s.tables[table] = region_volumes_chunked(data, volume.spacing_um)
+        return
+    image = np.asarray(s.need("image", "measure").data) if intensity else None
+    s.tables[table] = region_table(np.asarray(data), volume.spacing_um, intensity=image)
+
+
+def save_step(s: Specimen, **files):
+    """Write volumes by role: ``image = "magnitude.ome.zarr"``, ``labels = "labels.tif"``...
+
+    File names are relative to the specimen's output folder; the suffix picks the format.
+    """
+    for role, name in files.items():
+        if role not in ROLES:
+            raise ValueError(f"save: {role!r} is not a volume role; use {ROLES}")
+        if not isinstance(name, str) or not name or Path(name).is_absolute() \
+                or ".." in Path(name).parts:
+            raise ValueError(f"save: {role} = {name!r} must be a file name inside the "
+                             "specimen's output folder")
+        s.written += save_volume(s.out_dir / name, s.need(role, "save"))
+
+
+STEPS = {"recon": recon_step, "echo": echo_step, "qsm": qsm_step, "smooth": smooth_step, "threshold": threshold_step,
+         "components": components_step, "measure": measure_step, "save": save_step}
+
+
+# --------------------------------------------------------------------------- pipeline
+
+
+@dataclass(frozen=True)
+class Pipeline:
+    """Steps ``(name, parameters)`` in order, and where they were described."""
+
+    steps: tuple
+    name: str = "pipeline"
+    source: str = "<text>"
+
+    @property
+    def digest(self) -> str:
+        """SHA-256 of the steps and their parameters: a changed pipeline reruns specimens."""
+        text = json.dumps([[n, p] for n, p in self.steps], sort_keys=True, default=str)
+        return hashlib.sha256(text.encode()).hexdigest()
+
+
+def _check_step(source: str, index: int, entry) -> tuple:
+    import inspect
+
+    where = f"{source}: step {index + 1}"
+    if not isinstance(entry, dict) or "run" not in entry:
+        raise ValueError(f"{where}: each [[step]] needs run = one of {sorted(STEPS)}")
+    params = dict(entry)
+    name = params.pop("run")
+    if name not in STEPS:
+        raise ValueError(f"{where}: unknown step {name!r}; choose one of {sorted(STEPS)}")
+    signature = inspect.signature(STEPS[name])
+    accepts_any = any(p.kind == p.VAR_KEYWORD for p in signature.parameters.values())
+    allowed = [p for p in signature.parameters if p != "s"]
+    unknown = sorted(set(params) - set(allowed)) if not accepts_any else []
+    if unknown:
+        raise ValueError(f"{where} ({name}): unknown parameter(s) {unknown}; "
+                         f"{name} takes {[p for p in allowed]}")
+    required = [p.name for p in signature.parameters.values() if p.name != "s"
+                and p.default is p.empty and p.kind != p.VAR_KEYWORD]
+    missing = [p for p in required if p not in params]
+    if missing:
+        raise ValueError(f"{where} ({name}): missing parameter(s) {missing}")
+    return name, params
+
+
+def parse_pipeline(text: str, source: str = "<text>") -> Pipeline:
+    """A pipeline from TOML text; errors name ``source``, the step and the parameter."""
+    try:
+        doc = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as error:
+        raise ValueError(f"{source}: not valid TOML: {error}") from None
+    unknown = sorted(set(doc) - {"name", "step"})
+    if unknown:
+        raise ValueError(f"{source}: unknown top-level key(s) {unknown}; a pipeline has "
+                         "name = \"...\" and [[step]] tables")
+    entries = doc.get("step")
+    if not isinstance(entries, list) or not entries:
+        raise ValueError(f"{source}: no [[step]] tables")
+    steps = tuple(_check_step(source, i, e) for i, e in enumerate(entries))
+    return Pipeline(steps, str(doc.get("name", Path(source).stem)), source)
+
+
+def load_pipeline(path) -> Pipeline:
+    """Read a pipeline TOML file."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise FileNotFoundError(f"{path}: no such pipeline file") from None
+    except UnicodeDecodeError:
+        raise ValueError(f"{path}: not a text (TOML) file") from None
+    return parse_pipeline(text, str(path))
+
+
+def run_steps(pipeline: Pipeline, input_path, out_dir, threads: int = -1) -> Specimen:
+    """Run every step on one input, writing into ``out_dir`` (which must exist)."""
+    import dask
+
+    volume = load_volume(input_path)
+    specimen = Specimen(specimen_name(input_path), Path(out_dir), threads=threads)
+    role = "kspace" if volume.metadata.get("kspace") else \
+        "labels" if volume.layer_type == "labels" else "image"
+    specimen.volumes[role] = volume
+    settings = {"scheduler": "threads"} if threads == -1 else \
+        {"scheduler": "threads", "num_workers": threads}
+    with dask.config.set(settings):
+        for index, (name, params) in enumerate(pipeline.steps):
+            try:
+                STEPS[name](specimen, **params)
+            except (ValueError, TypeError, MemoryError) as error:
+                raise type(error)(f"{input_path}: step {index + 1} ({name}): {error}") \
+                    from error
+    for table, columns in specimen.tables.items():
+        specimen.written.append(str(write_table(specimen.out_dir / f"{table}.csv", columns)))
+    return specimen
+
+
+@dataclass
+class SpecimenResult:
+    """How one specimen went: ``status`` is "done", "skipped" or "failed"."""
+
+    name: str
+    input: str
+    status: str
+    seconds: float = 0.0
+    error: str | None = None
+    outputs: list = field(default_factory=list)
+
+
+def is_done(out_root, name: str, pipeline: Pipeline) -> bool:
+    """True when ``<out_root>/<name>/done.json`` records this pipeline's digest."""
+    try:
+        done = json.loads((Path(out_root) / name / DONE).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return False
+    return isinstance(done, dict) and done.get("pipeline_digest") == pipeline.digest
+
+
+def write_text_atomic(path: Path, text: str) -> None:
+    """Write a text file through a temporary name, so it is complete or absent."""
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            handle.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def run_specimen(pipeline: Pipeline, input_path, out_root, threads: int = -1,
+                 force: bool = False) -> SpecimenResult:
+    """Run the pipeline on one input into ``<out_root>/<name>/``, atomically; never raises
+    for a failing specimen (the result says why and ``<name>.error.txt`` is written)."""
+    from napari_mrmicro.io._common import atomic_output
+
+    out_root = Path(out_root)
+    name = specimen_name(input_path)
+    if not force and is_done(out_root, name, pipeline):
+        return SpecimenResult(name, str(input_path), "skipped")
+    for stale in out_root.glob(f".{name}.*.part"):  # left by an interrupted run
+        shutil.rmtree(stale, ignore_errors=True)
+    error_file = out_root / f"{name}.error.txt"
+    start = time.perf_counter()
+    try:
+        with atomic_output(out_root / name, directory=True) as tmp:
+            specimen = run_steps(pipeline, input_path, tmp, threads)
+            outputs = sorted(str(Path(p).relative_to(tmp)) for p in specimen.written)
+            done = {"pipeline": pipeline.name, "pipeline_digest": pipeline.digest,
+                    "steps": [[n, p] for n, p in pipeline.steps], "input": str(input_path),
+                    "outputs": outputs, "seconds": round(time.perf_counter() - start, 3),
+                    "finished": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
+            write_text_atomic(tmp / DONE, json.dumps(done, indent=2, default=str))
+    except Exception as error:  # noqa: BLE001 - one specimen's failure must not stop a batch
+        message = str(error) if str(input_path) in str(error) else f"{input_path}: {error}"
+        with contextlib.suppress(OSError):
+            write_text_atomic(error_file, f"{message}\n\n{traceback.format_exc()}")
+        return SpecimenResult(name, str(input_path), "failed", time.perf_counter() - start,
+                              f"{type(error).__name__}: {message}")
+    error_file.unlink(missing_ok=True)
+    return SpecimenResult(name, str(input_path), "done", time.perf_counter() - start,
+                          outputs=outputs)
+
+
+def check_names(inputs) -> list[str]:
+    """Specimen names of the inputs; raises ValueError when two inputs share one."""
+    names = [specimen_name(p) for p in inputs]
+    seen = {}
+    for path, name in zip(inputs, names):
+        if name in seen:
+            raise ValueError(f"{seen[name]} and {path} would both write specimen {name!r}; "
+                             "rename one")
+        seen[name] = path
+    return names

@@ -1,0 +1,157 @@
+"""`mrmicro simulate | recon | measure | convert` on small inputs: file in, file out."""
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import tifffile
+import zarr
+
+from napari_mrmicro.cli import main
+from napari_mrmicro.io import Volume, write_volume
+
+
+def _centred_ifft(kspace):
+    axes = (-3, -2, -1)
+    return np.fft.fftshift(np.fft.ifftn(np.fft.ifftshift(kspace, axes=axes), axes=axes,
+                                        norm="ortho"), axes=axes)
+
+
+@pytest.fixture(scope="module")
+def simulated(tmp_path_factory):
+    out = tmp_path_factory.mktemp("sim")
+    args = ["simulate", "tube", str(out / "tube.zarr"), "--matrix", "16,16,24",
+            "--fov-mm", "1.6,1.6,2.4", "--te-ms", "2,4", "--truth", str(out / "truth.tif")]
+    assert main(args) == 0
+    return out
+
+
+def test_simulate_writes_kspace_with_its_protocol(simulated):
+    group = zarr.open_group(str(simulated / "tube.zarr"), mode="r")
+    kspace = group["0"][...]
+    assert kspace.shape == (2, 16, 16, 24) and kspace.dtype == np.complex64
+    payload = json.loads((simulated / "tube.zarr" / ".zattrs").read_text())["napari-mrmicro"]
+    assert payload["kspace"] is True
+    assert payload["acquisition"]["te_ms"] == [2.0, 4.0]
+    assert payload["acquisition"]["fov_um"] == [1600.0, 1600.0, 2400.0]
+
+
+def test_recon_is_the_centred_inverse_fft_in_micrometres(simulated, capsys):
+    out = simulated
+    assert main(["recon", str(out / "tube.zarr"), str(out / "mag.tif"),
+                 "--phase", str(out / "phase.tif")]) == 0
+    assert "at 100 x 100 x 100 µm" in capsys.readouterr().out
+    image = _centred_ifft(zarr.open_group(str(out / "tube.zarr"), mode="r")["0"][...])
+    with tifffile.TiffFile(out / "mag.tif") as tif:
+        magnitude = tif.asarray()
+        assert tif.imagej_metadata["unit"] in ("um", "µm", "micron")
+        assert tif.imagej_metadata["spacing"] == pytest.approx(100.0)
+    np.testing.assert_allclose(magnitude, np.abs(image), atol=1e-5)
+    np.testing.assert_allclose(tifffile.imread(out / "phase.tif"), np.angle(image), atol=1e-4)
+
+
+def test_recon_refuses_what_will_not_fit_in_memory(simulated, capsys):
+    code = main(["recon", str(simulated / "tube.zarr"), str(simulated / "huge.tif"),
+                 "--zero-fill", "128"])
+    assert code == 3
+    err = capsys.readouterr().err
+    assert "not enough memory" in err and "GiB" in err
+    assert not (simulated / "huge.tif").exists()
+
+
+def test_measure_gives_label_volumes_in_physical_units(simulated, capsys):
+    truth = tifffile.imread(simulated / "truth.tif")
+    assert main(["measure", str(simulated / "truth.tif"), str(simulated / "t.csv")]) == 0
+    rows = np.genfromtxt(simulated / "t.csv", delimiter=",", names=True)
+    present = np.unique(truth[truth > 0])
+    np.testing.assert_array_equal(np.atleast_1d(rows["label"]), present)
+    counts = np.bincount(truth.ravel())[present]
+    np.testing.assert_allclose(np.atleast_1d(rows["volume_um3"]), counts * 100.0**3)
+    # the chunked path gives the same volumes
+    assert main(["measure", str(simulated / "truth.tif"), str(simulated / "c.csv"),
+                 "--chunked"]) == 0
+    chunked = np.genfromtxt(simulated / "c.csv", delimiter=",", names=True)
+    np.testing.assert_allclose(np.atleast_1d(chunked["volume_um3"]), counts * 100.0**3)
+
+
+def test_measure_with_otsu_labels_parts_of_an_image(tmp_path, capsys):
+    image = np.zeros((12, 12, 12), np.float32)
+    image[1:4, 1:5, 1:6] = 10.0
+    image[7:11, 6:11, 6:9] = 12.0
+    write_volume(tmp_path / "im.tif", Volume(image, (5.0, 4.0, 4.0)))
+    assert main(["measure", str(tmp_path / "im.tif"), str(tmp_path / "m.csv"),
+                 "--threshold-otsu"]) == 0
+    assert "labelled 2 parts" in capsys.readouterr().out
+    rows = np.genfromtxt(tmp_path / "m.csv", delimiter=",", names=True)
+    assert sorted(rows["volume_um3"]) == pytest.approx([60 * 80.0, 60 * 80.0])
+    assert sorted(rows["mean_intensity"]) == pytest.approx([10.0, 12.0])
+
+
+def test_convert_to_ome_zarr_keeps_units_and_labels(tmp_path):
+    labels = np.zeros((20, 16, 16), np.uint16)
+    labels[4:12, 3:9, 5:14] = 3
+    write_volume(tmp_path / "l.tif", Volume(labels, (25.0, 10.0, 10.0), layer_type="labels"))
+    assert main(["convert", str(tmp_path / "l.tif"), str(tmp_path / "l.zarr"), "--labels",
+                 "--chunks", "8", "--levels", "2"]) == 0
+    ms = json.loads((tmp_path / "l.zarr" / ".zattrs").read_text())["multiscales"][0]
+    assert [a["unit"] for a in ms["axes"]] == ["micrometer"] * 3
+    assert ms["datasets"][1]["coordinateTransformations"][0]["scale"] == [50.0, 20.0, 20.0]
+    assert ms["type"] == "nearest"
+    np.testing.assert_array_equal(zarr.open_group(str(tmp_path / "l.zarr"))["0"][...], labels)
+    # and back to NIfTI, read by nibabel with its mm units
+    import nibabel as nib
+    assert main(["convert", str(tmp_path / "l.zarr"), str(tmp_path / "l.nii.gz")]) == 0
+    img = nib.load(tmp_path / "l.nii.gz")
+    assert np.asarray(img.dataobj).sum() == labels.sum()
+
+
+def test_errors_name_the_file_and_the_problem(tmp_path, capsys):
+    cases = [
+        (["recon", str(tmp_path / "missing.zarr"), str(tmp_path / "o.tif")],
+         "missing.zarr: no such file"),
+        (["simulate", "tube", str(tmp_path / "k.tif")], "k.tif: simulated k-space is saved"),
+        (["measure", str(tmp_path / "junk.tif"), str(tmp_path / "o.csv")], "junk.tif"),
+    ]
+    (tmp_path / "junk.tif").write_bytes(b"garbage" * 10)
+    for args, message in cases:
+        assert main(args) == 2, args
+        err = capsys.readouterr().err
+        assert f"mrmicro {args[0]}: error:" in err and message in err, err
+    write_volume(tmp_path / "im.tif", Volume(np.ones((4, 4, 4), np.float32), (1, 1, 1)))
+    assert main(["recon", str(tmp_path / "im.tif"), str(tmp_path / "o.tif")]) == 2
+    assert "im.tif" in capsys.readouterr().err
+
+
+def test_help_speaks_units_and_exit_codes():
+    result = subprocess.run([sys.executable, "-m", "napari_mrmicro.cli", "recon", "--help"],
+                            capture_output=True, text=True)
+    assert result.returncode == 0
+    assert "zero-fill" in result.stdout and "µm" in result.stdout
+    assert "3 not enough memory" in " ".join(result.stdout.split())
+    result = subprocess.run([sys.executable, "-m", "napari_mrmicro.cli", "recon"],
+                            capture_output=True, text=True)
+    assert result.returncode == 2 and "required" in result.stderr
+
+
+def test_qsm_takes_echo_times_and_field_from_the_files(tmp_path, capsys):
+    from napari_mrmicro.core.qsm.pipeline import qsm
+
+    assert main(["simulate", "tube", str(tmp_path / "k.zarr"), "--matrix", "32",
+                 "--fov-mm", "3.2", "--te-ms", "3,6,9"]) == 0
+    assert main(["recon", str(tmp_path / "k.zarr"), str(tmp_path / "m.tif"),
+                 "--phase", str(tmp_path / "p.tif")]) == 0
+    assert main(["qsm", str(tmp_path / "m.tif"), str(tmp_path / "p.tif"),
+                 str(tmp_path / "chi.tif"), "--method", "tkd", "--background", "pdf"]) == 0
+    chi = tifffile.imread(tmp_path / "chi.tif")
+    magnitude, phase = tifffile.imread(tmp_path / "m.tif"), tifffile.imread(tmp_path / "p.tif")
+    expected = qsm(magnitude, phase, (3.0, 6.0, 9.0), 9.4, (100.0, 100.0, 100.0),
+                   (1.0, 0.0, 0.0), method="tkd", background="pdf")
+    np.testing.assert_allclose(chi, expected, atol=1e-6)
+    assert np.ptp(chi) > 0
+    # echo times that do not fit the data are refused, naming the file
+    assert main(["qsm", str(tmp_path / "m.tif"), str(tmp_path / "p.tif"),
+                 str(tmp_path / "c2.tif"), "--te-ms", "3"]) == 2
+    err = capsys.readouterr().err
+    assert "m.tif" in err and "1 echo times for 3 echoes" in err

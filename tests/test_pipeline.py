@@ -1,0 +1,167 @@
+"""Pipeline files (TOML), one specimen at a time: steps, atomic outputs, errors, resume."""
+
+import json
+
+import numpy as np
+import pytest
+import tifffile
+from scipy import ndimage as ndi
+
+from napari_mrmicro.cli import main
+from napari_mrmicro.io import Volume, write_volume
+from napari_mrmicro.io import omezarr
+from napari_mrmicro.pipeline import (is_done, load_pipeline, parse_pipeline, run_specimen,
+                                     specimen_name)
+
+PIPELINE = """
+name = "blobs"
+
+[[step]]
+run = "smooth"
+sigma_um = 10.0
+
+[[step]]
+run = "threshold"
+threshold = 0.5
+
+[[step]]
+run = "components"
+connectivity = 1
+
+[[step]]
+run = "measure"
+
+[[step]]
+run = "save"
+labels = "labels.ome.zarr"
+image = "smooth.tif"
+"""
+
+
+def _specimen(path, seed=0, shape=(20, 24, 24)):
+    rng = np.random.default_rng(seed)
+    image = np.zeros(shape, np.float32)
+    for _ in range(4):
+        z, y, x = (rng.integers(3, n - 3) for n in shape)
+        image[z - 2:z + 3, y - 2:y + 3, x - 2:x + 3] = 1.0
+    write_volume(path, Volume(image, (10.0, 8.0, 8.0)))
+    return image
+
+
+def _expected_volumes(image):
+    smooth = ndi.gaussian_filter(image, (1.0, 1.25, 1.25), mode="reflect", truncate=4.0)
+    labels, n = ndi.label(smooth > 0.5)
+    return np.sort(np.bincount(labels.ravel())[1:] * 640.0), labels
+
+
+def test_run_specimen_writes_outputs_atomically_with_a_done_marker(tmp_path):
+    image = _specimen(tmp_path / "ear1.tif")
+    pipeline = parse_pipeline(PIPELINE, "blobs.toml")
+    out = tmp_path / "out"
+    out.mkdir()
+    result = run_specimen(pipeline, tmp_path / "ear1.tif", out)
+    assert result.status == "done", result.error
+    folder = out / "ear1"
+    assert sorted(p.name for p in folder.iterdir()) == ["done.json", "labels.ome.zarr",
+                                                       "regions.csv", "smooth.tif"]
+    done = json.loads((folder / "done.json").read_text())
+    assert done["pipeline_digest"] == pipeline.digest and done["input"].endswith("ear1.tif")
+    volumes, labels = _expected_volumes(image)
+    rows = np.genfromtxt(folder / "regions.csv", delimiter=",", names=True)
+    np.testing.assert_allclose(np.sort(np.atleast_1d(rows["volume_um3"])), volumes)
+    back = omezarr.read(folder / "labels.ome.zarr", lazy=False)
+    assert back.layer_type == "labels" and back.spacing_um == (10.0, 8.0, 8.0)
+    assert back.data.max() == labels.max()
+    assert not [p for p in out.iterdir() if p.name.startswith(".")]  # no temporary left
+
+    # a rerun skips it; a changed pipeline reruns it
+    assert run_specimen(pipeline, tmp_path / "ear1.tif", out).status == "skipped"
+    changed = parse_pipeline(PIPELINE.replace("0.5", "0.4"), "blobs.toml")
+    assert changed.digest != pipeline.digest and not is_done(out, "ear1", changed)
+    assert run_specimen(changed, tmp_path / "ear1.tif", out).status == "done"
+
+
+def test_a_failure_writes_an_error_file_and_no_folder(tmp_path):
+    (tmp_path / "bad.tif").write_bytes(b"II*\x00 not really a tiff")
+    pipeline = parse_pipeline(PIPELINE, "blobs.toml")
+    result = run_specimen(pipeline, tmp_path / "bad.tif", tmp_path)
+    assert result.status == "failed" and "bad.tif" in result.error
+    assert not (tmp_path / "bad").exists()
+    text = (tmp_path / "bad.error.txt").read_text()
+    assert "bad.tif" in text.splitlines()[0]
+    # fixed input: the specimen succeeds and the stale error file goes
+    _specimen(tmp_path / "bad.tif")
+    assert run_specimen(pipeline, tmp_path / "bad.tif", tmp_path).status == "done"
+    assert not (tmp_path / "bad.error.txt").exists()
+
+
+def test_a_step_error_names_the_input_step_and_problem(tmp_path):
+    _specimen(tmp_path / "s.tif")
+    pipeline = parse_pipeline('[[step]]\nrun = "recon"\n', "p.toml")
+    result = run_specimen(pipeline, tmp_path / "s.tif", tmp_path)
+    assert result.status == "failed"
+    assert "s.tif: step 1 (recon)" in result.error and "needs a kspace volume" in result.error
+
+
+def test_resume_after_interruption_skips_finished_and_clears_leftovers(tmp_path):
+    for i in range(3):
+        _specimen(tmp_path / f"s{i}.tif", seed=i)
+    pipeline_file = tmp_path / "p.toml"
+    pipeline_file.write_text(PIPELINE)
+    out = tmp_path / "out"
+    out.mkdir()
+    pipeline = load_pipeline(pipeline_file)
+    assert run_specimen(pipeline, tmp_path / "s0.tif", out).status == "done"
+    # an interrupted run left a half-written specimen behind (killed: no cleanup)
+    (out / ".s1.abc123.part").mkdir()
+    (out / ".s1.abc123.part" / "smooth.tif").write_bytes(b"half")
+    before = (out / "s0" / "done.json").stat().st_mtime_ns
+    assert main(["run", str(pipeline_file), *(str(tmp_path / f"s{i}.tif") for i in range(3)),
+                 "-o", str(out)]) == 0
+    assert (out / "s0" / "done.json").stat().st_mtime_ns == before  # not redone
+    assert all(is_done(out, f"s{i}", pipeline) for i in range(3))
+    assert not (out / ".s1.abc123.part").exists()
+
+
+def test_run_command_reports_failures_with_exit_code_1(tmp_path, capsys):
+    _specimen(tmp_path / "good.tif")
+    (tmp_path / "broken.tif").write_text("no image here")
+    (tmp_path / "p.toml").write_text(PIPELINE)
+    code = main(["run", str(tmp_path / "p.toml"), str(tmp_path / "good.tif"),
+                 str(tmp_path / "broken.tif"), "-o", str(tmp_path / "o")])
+    out = capsys.readouterr().out
+    assert code == 1 and "1 done, 0 skipped (already done), 1 failed" in out
+    assert "broken.tif" in out
+    assert tifffile.imread(tmp_path / "o" / "good" / "smooth.tif").shape == (20, 24, 24)
+
+
+@pytest.mark.parametrize("text, message", [
+    ("[[step]\nrun=", "not valid TOML"),
+    ("name = 'x'\n", "no [[step]] tables"),
+    ("[[step]]\nsigma_um = 1\n", "step 1: each [[step]] needs run"),
+    ("[[step]]\nrun = 'fly'\n", "step 1: unknown step 'fly'"),
+    ("[[step]]\nrun = 'smooth'\nsigma_um = 1\n[[step]]\nrun = 'threshold'\nlevel = 2\n",
+     "step 2 (threshold): unknown parameter(s) ['level']"),
+    ("[[step]]\nrun = 'smooth'\n", "step 1 (smooth): missing parameter(s) ['sigma_um']"),
+    ("steps = 1\n[[step]]\nrun = 'measure'\n", "unknown top-level key(s) ['steps']"),
+])
+def test_pipeline_errors_name_the_file_step_and_parameter(text, message):
+    with pytest.raises(ValueError, match="p.toml") as error:
+        parse_pipeline(text, "p.toml")
+    assert message in str(error.value)
+
+
+def test_bad_save_names_and_pipeline_file_errors(tmp_path, capsys):
+    _specimen(tmp_path / "s.tif")
+    pipeline = parse_pipeline('[[step]]\nrun = "save"\nimage = "../escape.tif"\n', "p.toml")
+    result = run_specimen(pipeline, tmp_path / "s.tif", tmp_path)
+    assert result.status == "failed" and "inside the specimen's output folder" in result.error
+    assert main(["run", str(tmp_path / "none.toml"), str(tmp_path / "s.tif")]) == 2
+    assert "none.toml: no such pipeline file" in capsys.readouterr().err
+
+
+def test_specimen_names():
+    assert specimen_name("/d/mouse_03.ome.zarr") == "mouse_03"
+    assert specimen_name("/d/tooth.nii.gz") == "tooth"
+    assert specimen_name("/d/scan7/2dseq") == "scan7"
+    assert specimen_name("/d/ear.headfile") == "ear"
