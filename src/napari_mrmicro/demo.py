@@ -46,7 +46,7 @@ def _round_trip(volume, path: Path, options: dict) -> tuple[bool, str]:
 def _demo_simulation(out_dir: Path) -> None:
     """Plan and simulate a 9.4 T multi-echo gradient-echo scan of the cochlea."""
     from napari_mrmicro.core import Acquisition, make_specimen, simulate
-    from napari_mrmicro.core.kspace import centered_ifft
+    from napari_mrmicro.core.recon import reconstruct
     from napari_mrmicro.core.physics import protocol_summary
     from napari_mrmicro.io import Volume, write_volume
 
@@ -66,7 +66,7 @@ def _demo_simulation(out_dir: Path) -> None:
     specimen = make_specimen("cochlea", tuple(2 * n for n in acq.matrix),
                              tuple(v / 2 for v in acq.voxel_um))
     kspace = simulate(specimen, acq, seed=0)
-    image = centered_ifft(kspace.data)
+    image = reconstruct(kspace)
     duct = kspace.truth["labels"] == specimen.truth["duct_label"]
     snr = np.abs(image[0][duct]).mean() / kspace.truth["sigma"]
     print(f"  simulated in {time.perf_counter() - t0:.1f} s: duct SNR {snr:.0f} at TE "

@@ -78,12 +78,13 @@ def test_cross_sections_binary_mask(helix):
     r = p["tube_um"]
     stations = resample_path(path, count=60)
     sections = cross_sections(mask, stations, p["spacing"])
-    inner = (sections.distance_um > r) & (sections.distance_um < sections.distance_um[-1] - r)
+    inner = (sections.distance_um > 2 * r) & (sections.distance_um
+                                               < sections.distance_um[-1] - 2 * r)
     error = sections.areas_um2[inner] / (np.pi * r**2) - 1
-    # Mean unbiased; single sections of a 0/1 mask scatter by its digitization (≈ 1.5 % rms at
-    # r = 6 voxels, the Gauss circle problem), even with the exact helix and tangent.
+    # each section within 2 % of πr² at r = 6 voxels: a 0/1 mask's area is the mean over a
+    # thin slab of planes, which removes the ±3 % digitization scatter of single cuts
     assert abs(error.mean()) < 0.005
-    assert error.std() < 0.02 and np.abs(error).max() < 0.05
+    assert np.abs(error).max() < 0.02
     assert np.median(sections.min_diameter_um[inner]) == pytest.approx(2 * r, rel=0.03)
     assert np.median(sections.max_diameter_um[inner]) == pytest.approx(2 * r, rel=0.07)
     np.testing.assert_array_equal(cross_section_areas(mask, stations, p["spacing"]),

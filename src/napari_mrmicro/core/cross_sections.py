@@ -78,6 +78,14 @@ def cross_section_areas(mask, path_um, spacing_um) -> np.ndarray:
     return cross_sections(mask, path_um, spacing_um).areas_um2
 
 
+#: A 0/1 mask's section area is averaged over planes this many voxels either side of the
+#: station along the tangent: a single oblique cut through a digitized tube of radius 6
+#: voxels scatters by ±3 % (the Gauss circle problem); 9 planes over ±2 voxels bring every
+#: section within 2 % on the helix tests. Partial-volume masks need no slab.
+BINARY_SLAB_VOXELS = 2.0
+BINARY_SLAB_PLANES = 9
+
+
 def cross_sections(mask, path_um, spacing_um,
                    progress: Callable[[int, int], None] | None = None) -> CrossSections:
     """Area and minimum/maximum diameter of the sections perpendicular to a path.
@@ -87,6 +95,8 @@ def cross_sections(mask, path_um, spacing_um,
     mask : (z, y, x) array
         Boolean or integer (nonzero inside), or float partial-volume fractions in [0, 1]
         (an anti-aliased mask: its 0.5 level is the boundary, to sub-voxel precision).
+        For a 0/1 mask the area is the mean over a thin slab of parallel planes
+        (:data:`BINARY_SLAB_VOXELS`), which removes the digitization scatter of single cuts.
     path_um : (N, 3) array
         Ordered path points in µm (e.g. :func:`centerline`), N ≥ 2.
     spacing_um : 3 floats
@@ -95,6 +105,7 @@ def cross_sections(mask, path_um, spacing_um,
         Called after each section.
     """
     spacing = np.asarray(as_spacing(spacing_um))
+    binary = np.asarray(mask).dtype == bool or np.issubdtype(np.asarray(mask).dtype, np.integer)
     volume = as_fraction(mask)
     path = np.asarray(path_um, dtype=float)
     if path.ndim != 2 or path.shape[1] != 3 or len(path) < 2:
@@ -105,10 +116,16 @@ def cross_sections(mask, path_um, spacing_um,
     n = len(path)
     areas, dmin, dmax = (np.full(n, np.nan) for _ in range(3))
     half_width = 4 * spacing.min()
+    offsets = (np.linspace(-1, 1, BINARY_SLAB_PLANES) * BINARY_SLAB_VOXELS * spacing.min()
+               if binary else np.zeros(1))
     for i in range(n):
         section = plane_section(volume, path[i], tangents[i], spacing, half_width)
         if section is not None:
-            areas[i] = section.area_um2
+            slab = [section.area_um2] + [
+                cut.area_um2 for cut in (plane_section(volume, path[i] + o * tangents[i],
+                                                       tangents[i], spacing, half_width)
+                                         for o in offsets if o != 0) if cut is not None]
+            areas[i] = float(np.mean(slab))
             dmin[i], dmax[i] = section.diameters_um()
             half_width = max(4 * spacing.min(), 1.5 * section.radius_um)
         if progress is not None:
