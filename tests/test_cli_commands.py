@@ -155,3 +155,45 @@ def test_qsm_takes_echo_times_and_field_from_the_files(tmp_path, capsys):
                  str(tmp_path / "c2.tif"), "--te-ms", "3"]) == 2
     err = capsys.readouterr().err
     assert "m.tif" in err and "1 echo times for 3 echoes" in err
+
+
+def test_register_landmarks_writes_the_affine_and_the_resliced_volume(tmp_path):
+    from napari_mrmicro.core.register import reslice
+    from napari_mrmicro.core.transforms import apply_affine, rigid_affine
+    from napari_mrmicro.io.transform_files import read_transform_json
+
+    rng = np.random.default_rng(3)
+    spacing = (40.0, 20.0, 20.0)
+    z, y, x = np.meshgrid(*(np.arange(n) * s for n, s in zip((24, 48, 48), spacing)),
+                          indexing="ij")
+    fixed = np.exp(-((z - 480) ** 2 + (y - 400) ** 2 + (x - 520) ** 2) / 2e4).astype(np.float32)
+    write_volume(tmp_path / "fixed.tif", Volume(fixed, spacing, {}))
+    truth = rigid_affine((4.0, -3.0, 2.0), (12.0, -8.0, 5.0), centre_um=(480, 480, 480))
+    # the moving volume is the fixed one seen through the inverse pose
+    moving = reslice(fixed, spacing, truth, fixed.shape, spacing)
+    write_volume(tmp_path / "moving.tif", Volume(moving, spacing, {}))
+    fixed_points = rng.uniform(100, 800, (8, 3))
+    moving_points = apply_affine(np.linalg.inv(truth), fixed_points)
+    header = "z_um,y_um,x_um"
+    np.savetxt(tmp_path / "f.csv", fixed_points, delimiter=",", header=header, comments="")
+    np.savetxt(tmp_path / "m.csv", moving_points, delimiter=",", header=header, comments="")
+    code = main(["register", str(tmp_path / "fixed.tif"), str(tmp_path / "moving.tif"),
+                 str(tmp_path / "t.json"), "--method", "landmarks", "--kind", "rigid",
+                 "--fixed-points", str(tmp_path / "f.csv"),
+                 "--moving-points", str(tmp_path / "m.csv"),
+                 "--resliced", str(tmp_path / "registered.tif")])
+    assert code == 0
+    record = read_transform_json(tmp_path / "t.json")
+    np.testing.assert_allclose(record["affine"], truth, atol=1e-6)
+    assert record["rms_um"] < 1e-6
+    registered = tifffile.imread(tmp_path / "registered.tif")
+    inner = (slice(4, -4),) * 3
+    assert np.abs(registered[inner] - fixed[inner]).max() < 0.05
+
+
+def test_register_without_landmarks_is_refused(tmp_path, capsys):
+    write_volume(tmp_path / "a.tif", Volume(np.ones((4, 8, 8), np.float32), (1, 1, 1), {}))
+    code = main(["register", str(tmp_path / "a.tif"), str(tmp_path / "a.tif"),
+                 str(tmp_path / "t.json"), "--method", "landmarks"])
+    assert code == 2 and "--fixed-points" in capsys.readouterr().err
+    assert not (tmp_path / "t.json").exists()

@@ -166,6 +166,80 @@ def cmd_measure(args) -> int:
     return 0
 
 
+def _points_csv(path: Path):
+    """(N, 3) µm points from a CSV with a header (z_um, y_um, x_um or the first 3 columns)."""
+    import numpy as np
+
+    try:
+        rows = np.genfromtxt(path, delimiter=",", names=True, dtype=float)
+    except OSError as error:
+        raise ValueError(f"{path}: cannot read landmarks ({error})") from None
+    names = rows.dtype.names or ()
+    wanted = [n for n in ("z_um", "y_um", "x_um") if n in names] or list(names[:3])
+    if len(wanted) != 3 or rows.size == 0:
+        raise ValueError(f"{path}: need a header and three coordinate columns (z_um, y_um, "
+                         "x_um) with one row per landmark")
+    points = np.column_stack([np.atleast_1d(rows[n]) for n in wanted])
+    if not np.all(np.isfinite(points)):
+        raise ValueError(f"{path}: landmarks must be numbers")
+    return points
+
+
+def cmd_register(args) -> int:
+    import numpy as np
+
+    from napari_mrmicro.core.register import (
+        landmark_affine,
+        mutual_information_affine,
+        reslice,
+    )
+    from napari_mrmicro.core.transforms import translation_affine
+    from napari_mrmicro.io import Volume
+    from napari_mrmicro.io.transform_files import write_itk_affine, write_transform_json
+    from napari_mrmicro.pipeline import load_volume, save_volume
+
+    fixed, moving = load_volume(args.fixed, lazy=False), load_volume(args.moving, lazy=False)
+    for name, volume in (("fixed", fixed), ("moving", moving)):
+        if np.asarray(volume.data).ndim != 3:
+            raise ValueError(f"{getattr(args, name)}: need a 3-D (z, y, x) volume, got shape "
+                             f"{np.shape(volume.data)}")
+    if args.method == "landmarks":
+        if args.fixed_points is None or args.moving_points is None:
+            raise ValueError("--method landmarks needs --fixed-points and --moving-points "
+                             "(CSV files, one row per landmark in µm)")
+        fit = landmark_affine(_points_csv(args.moving_points), _points_csv(args.fixed_points),
+                              kind=args.kind)
+        affine, detail = fit[0], {"kind": args.kind, "rms_um": float(fit[1])}
+        print(f"{args.kind} fit to landmarks: RMS residual {fit[1]:.2f} µm")
+    else:
+        fit = mutual_information_affine(np.asarray(moving.data, np.float32),
+                                        moving.spacing_um,
+                                        np.asarray(fixed.data, np.float32), fixed.spacing_um)
+        affine = fit.affine
+        detail = {"kind": "rigid", "mutual_information": float(fit.mutual_information)}
+        print(f"rigid mutual-information fit: MI {fit.mutual_information:.3f} nats after "
+              f"{fit.evaluations} evaluations")
+    output = str(args.output).lower()
+    if output.endswith((".tfm", ".txt")):
+        write_itk_affine(args.output, affine)
+    else:
+        write_transform_json(args.output, affine, Path(args.moving).name, Path(args.fixed).name,
+                             **detail)
+    _report(args.output, "moving → fixed affine, µm, (z, y, x)")
+    if args.resliced is not None:  # the moving volume on the fixed grid
+        origin_f = np.asarray(fixed.origin_um or (0.0,) * 3)
+        origin_m = np.asarray(moving.origin_um or (0.0,) * 3)
+        grid = (translation_affine(-origin_m) @ np.linalg.inv(affine)
+                @ translation_affine(origin_f))
+        data = reslice(np.asarray(moving.data, np.float32), moving.spacing_um, grid,
+                       np.shape(fixed.data), fixed.spacing_um)
+        save_volume(args.resliced, Volume(data, fixed.spacing_um,
+                                          {"source": str(args.moving), "registered_to":
+                                           str(args.fixed)}, origin_um=fixed.origin_um))
+        _report(args.resliced, "moving volume resampled on the fixed grid")
+    return 0
+
+
 def cmd_convert(args) -> int:
     from napari_mrmicro.pipeline import load_volume, save_volume
 
@@ -325,6 +399,22 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--chunked", action="store_true",
                    help="chunk by chunk for volumes larger than memory (counts, volumes, "
                         "centroids only; default for large lazily read files)")
+
+    p = command("register", "register a moving volume (e.g. optical) to a fixed one (MRM): "
+                            "landmarks or mutual information; writes the affine", cmd_register)
+    p.add_argument("fixed", type=Path, help="fixed volume (stays where it is)")
+    p.add_argument("moving", type=Path, help="moving volume (mapped onto the fixed one)")
+    p.add_argument("output", type=Path, help="transform: .json, or ITK .tfm/.txt")
+    p.add_argument("--method", choices=("landmarks", "mi"), default="mi",
+                   help="landmark pairs or rigid mutual information (default mi)")
+    p.add_argument("--kind", choices=("rigid", "similarity", "affine"), default="similarity",
+                   help="transform for landmarks (default similarity)")
+    p.add_argument("--fixed-points", type=Path, help="CSV of landmarks in the fixed volume "
+                                                      "(z_um, y_um, x_um)")
+    p.add_argument("--moving-points", type=Path, help="CSV of the same landmarks, in order, "
+                                                       "in the moving volume")
+    p.add_argument("--resliced", type=Path, help="also write the moving volume resampled on "
+                                                 "the fixed grid")
 
     p = command("convert", "convert a volume between formats, e.g. a slice series to "
                            "OME-Zarr, chunk by chunk", cmd_convert)
