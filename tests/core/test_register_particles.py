@@ -6,6 +6,7 @@ import itertools
 import numpy as np
 import pytest
 
+from napari_mrmicro.core.optical import render_spots
 from napari_mrmicro.core import Acquisition, make_specimen, simulate
 from napari_mrmicro.core.kspace import centered_ifft
 from napari_mrmicro.core.particles import (detect_particles, localisation_precision_um,
@@ -14,20 +15,6 @@ from napari_mrmicro.core.transforms import (apply_affine, box_corners_um, displa
                                             rigid_affine, rotation_angle_deg)
 
 
-def _render_spots(shape, spacing_um, centres_um, sigma_um, amplitude=1.0, background=0.0):
-    """Gaussian spots (σ per axis, µm) at ``centres_um`` on a grid, exact per voxel centre."""
-    spacing, sigma = np.asarray(spacing_um, float), np.asarray(sigma_um, float)
-    out = np.full(shape, background, dtype=np.float32)
-    for c in np.atleast_2d(centres_um):
-        idx = c / spacing
-        lo = np.maximum(np.floor(idx - 4 * sigma / spacing).astype(int), 0)
-        hi = np.minimum(np.ceil(idx + 4 * sigma / spacing).astype(int) + 1, shape)
-        terms = [((np.arange(a, b) * s - cc) / g) ** 2
-                 for a, b, s, cc, g in zip(lo, hi, spacing, c, sigma)]
-        r2 = sum(t.reshape([-1 if i == k else 1 for i in range(len(shape))])
-                 for k, t in enumerate(terms))
-        out[tuple(slice(a, b) for a, b in zip(lo, hi))] += amplitude * np.exp(-0.5 * r2)
-    return out
 
 
 def test_detection_in_anisotropic_voxels_is_sub_voxel():
@@ -36,7 +23,7 @@ def test_detection_in_anisotropic_voxels_is_sub_voxel():
     truth = rng.uniform([20, 8, 8], [100, 52, 52], (12, 3))
     truth = truth[np.all(np.linalg.norm(truth[:, None] - truth[None], axis=2)
                          + 1e3 * np.eye(len(truth)) > 15, axis=1)]
-    image = _render_spots(shape, spacing, truth, sigma) + rng.normal(0, 0.02, shape)
+    image = render_spots(shape, spacing, truth, sigma) + rng.normal(0, 0.02, shape)
     found = detect_particles(image, spacing, sigma_um=2.0)
     match = match_particles(found, truth, 3.0)
     assert len(found) == len(truth) and match.fraction_b == 1.0
@@ -50,7 +37,7 @@ def test_cramer_rao_bound_matches_monte_carlo():
     rng = np.random.default_rng(1)
     spacing, sigma, noise = np.array([1.0, 1.0]), 1.5, 0.05
     centre = np.array([[16.0, 15.0]])  # on a pixel: the sampled amplitude is the peak
-    clean = _render_spots((32, 32), spacing, centre, (sigma, sigma))
+    clean = render_spots((32, 32), spacing, centre, (sigma, sigma))
     hits = []
     for _ in range(300):
         image = clean + rng.normal(0, noise, clean.shape)
@@ -119,7 +106,7 @@ def test_dual_mode_microdiamonds_match_within_one_mr_voxel():
     pose = rigid_affine((3.0, -2.0, 4.0), (30.0, -45.0, 25.0), centre_um=(800, 1600, 1600))
     opt_shape, opt_spacing, psf = (80, 160, 160), np.full(3, 20.0), np.array([30.0, 15.0, 15.0])
     rng = np.random.default_rng(5)
-    optical = _render_spots(opt_shape, opt_spacing, apply_affine(np.linalg.inv(pose), truth),
+    optical = render_spots(opt_shape, opt_spacing, apply_affine(np.linalg.inv(pose), truth),
                             psf, amplitude=1.0, background=0.02)   # tissue autofluorescence
     optical += rng.normal(0, 0.03, opt_shape).astype(np.float32)
 
