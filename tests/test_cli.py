@@ -23,6 +23,8 @@ def test_demo_writes_round_trips_and_a_simulation(tmp_path, capsys):
     sections = (tmp_path / "duct_sections.csv").read_text().splitlines()
     assert len(sections) == 201 and "um2" in sections[0]
     assert str(tmp_path.resolve()) in out
+    report = (tmp_path / "report.md").read_text()
+    assert "NRMSE" in report and "`duct_area.png`" in report and "particles matched" in report
 
 
 def test_errors_name_the_problem_and_exit_nonzero(tmp_path):

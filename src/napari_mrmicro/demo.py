@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
+import io
+import re
+import sys
 import time
 from pathlib import Path
 
@@ -65,7 +69,7 @@ def _demo_simulation(out_dir: Path) -> None:
     t0 = time.perf_counter()
     specimen = make_specimen("cochlea", tuple(2 * n for n in acq.matrix),
                              tuple(v / 2 for v in acq.voxel_um))
-    kspace = simulate(specimen, acq, seed=0)
+    kspace = simulate(specimen, acq, seed=0, progress=_progress("simulate"))
     image = reconstruct(kspace)
     duct = kspace.truth["labels"] == specimen.truth["duct_label"]
     snr = np.abs(image[0][duct]).mean() / kspace.truth["sigma"]
@@ -93,7 +97,8 @@ def _demo_qsm(out_dir: Path, acq, image, kspace, specimen) -> None:
         mask &= labels > 0
     t0 = time.perf_counter()
     result = qsm_stages(np.abs(image), np.angle(image), acq.te_ms, acq.b0_tesla,
-                        acq.voxel_um, acq.b0_direction, mask=mask, method="tv")
+                        acq.voxel_um, acq.b0_direction, mask=mask, method="tv",
+                        progress=_progress("QSM"))
     inside = result.local_mask
     truth = np.where(inside, kspace.truth["chi_ppm"] - kspace.truth["chi_ppm"][inside].mean(), 0)
     print(f"QSM (V-SHARP + TV) in {time.perf_counter() - t0:.1f} s: NRMSE "
@@ -197,12 +202,54 @@ def _write_slice_png(path: Path, volume, symmetric: bool = False) -> None:
     iio.imwrite(path, (scaled * 255).astype(np.uint8))
 
 
+def _progress(task: str):
+    """A text progress bar on stderr for a core function's ``progress(stage, fraction)``."""
+    def report(stage, fraction):
+        filled = int(30 * fraction)
+        end = "\n" if fraction >= 1 else ""
+        print(f"\r  {task} [{'#' * filled}{' ' * (30 - filled)}] {100 * fraction:3.0f} % "
+              f"{stage:<24}", end=end, file=sys.stderr, flush=True)
+    return report
+
+
+class _Tee(io.TextIOBase):
+    """Print to the terminal and keep every line for the demo's report."""
+
+    def __init__(self, stream):
+        self.stream, self.lines = stream, []
+
+    def write(self, text):
+        self.lines.append(text)
+        return self.stream.write(text)
+
+    def flush(self):
+        self.stream.flush()
+
+
 def demo(out_dir: Path) -> int:
-    """Build the sample molar, write it in every writable format, read each back; then
-    plan and simulate a cochlea scan."""
-    from napari_mrmicro._sample_data import molar_volumes
+    """The whole pipeline on embedded specimens: the sample molar written in every format
+    and read back; a 9.4 T cochlea scan planned, simulated, reconstructed, mapped by QSM and
+    its duct measured; microdiamonds registered between a simulated optical view and ¹³C MRI.
+    Everything printed also goes to ``report.md`` with the list of files written."""
+    from napari_mrmicro.io._common import atomic_output
 
     out_dir.mkdir(parents=True, exist_ok=True)
+    tee = _Tee(sys.stdout)
+    with contextlib.redirect_stdout(tee):
+        failures = _demo_steps(out_dir)
+    slice_file = re.compile(r"\.\d{4}\.(raw|f32)$")  # CIVM slices: listed by headfile
+    files = sorted(p.relative_to(out_dir) for p in out_dir.rglob("*") if p.is_file()
+                   and p.name != "report.md" and not slice_file.search(p.name))
+    with atomic_output(out_dir / "report.md") as tmp:
+        tmp.write_text("# mrmicro demo\n\n```\n" + "".join(tee.lines) + "```\n\n## Files\n\n"
+                       + "".join(f"- `{f}`\n" for f in files))
+    print(f"Report: {(out_dir / 'report.md').resolve()}")
+    return failures
+
+
+def _demo_steps(out_dir: Path) -> int:
+    from napari_mrmicro._sample_data import molar_volumes
+
     t0 = time.perf_counter()
     image, labels = molar_volumes()
     acq = image.metadata["acquisition"]
