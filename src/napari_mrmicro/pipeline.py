@@ -163,18 +163,14 @@ def recon_step(s: Specimen, window=None, zero_fill: float = 1.0, partial_fourier
     (``"l1_wavelet"`` or ``"tv"`` for compressed sensing, with ``lam``, ``iterations`` and a
     retrospective ``acceleration`` when the data are fully sampled).
     """
-    from napari_mrmicro.core import cs_reconstruct, image_parts, poisson_disc_mask, reconstruct
+    from napari_mrmicro.core import cs_reconstruct, image_parts, reconstruct
+    from napari_mrmicro.core.sampling import acquired_or_retrospective_mask
 
     volume = s.need("kspace", "recon")
     kspace = kspace_of(volume)
     acq = kspace.acquisition
     if cs:
-        mask = kspace.sampled
-        if mask is None and acceleration > 1:
-            shape = kspace.data.shape[-3:]
-            phase_encode = [n for a, n in enumerate(shape) if a != acq.readout_axis]
-            mask = poisson_disc_mask(shape, acceleration, readout_axis=acq.readout_axis - 3,
-                                     calib=max(4, min(24, min(phase_encode) // 8)))
+        mask = acquired_or_retrospective_mask(kspace, acceleration)
         image = cs_reconstruct(kspace, mask=mask, method=cs, lam=lam, iterations=iterations)
         zero_fill = 1.0
     else:

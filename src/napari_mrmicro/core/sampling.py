@@ -146,3 +146,16 @@ def poisson_disc_mask(shape, acceleration: float, calib=24, variable_density: fl
             break
         scale *= (count / target) ** (1 / d)
     return _expand(_fix_count(best, calibrated, target, 1 / profile**d, rng), shape, axes)
+
+
+def acquired_or_retrospective_mask(kspace, acceleration: float, seed: int | None = 0):
+    """The k-space's own sampling mask, or, for fully sampled data and ``acceleration > 1``,
+    a Poisson-disc mask that undersamples it retrospectively (calibration region of up to
+    24 lines, at most an eighth of the smaller phase-encode extent); None when neither."""
+    if kspace.sampled is not None or not acceleration > 1:
+        return kspace.sampled
+    shape = kspace.data.shape[-3:]
+    readout = kspace.acquisition.readout_axis
+    phase_encode = [n for axis, n in enumerate(shape) if axis != readout]
+    return poisson_disc_mask(shape, acceleration, readout_axis=readout - 3, seed=seed,
+                             calib=max(4, min(24, min(phase_encode) // 8)))

@@ -12,10 +12,10 @@ from napari_mrmicro.core import (
     Acquisition,
     KSpace,
     cs_reconstruct,
-    poisson_disc_mask,
     reconstruct,
     snr_estimate,
 )
+from napari_mrmicro.core.sampling import acquired_or_retrospective_mask
 from napari_mrmicro.io import Volume
 from napari_mrmicro.widgets._results import add_layers
 from napari_mrmicro.widgets._worker import progress_worker
@@ -151,13 +151,8 @@ def _reconstruct(kspace: KSpace, options: dict, report):
     cs = options.pop("cs")
     acq = kspace.acquisition
     if cs:
-        mask = kspace.sampled
-        if mask is None and cs["acceleration"] > 1:
-            report(0.0, "undersampling (Poisson disc)")
-            shape = kspace.data.shape[-3:]
-            phase_encode = [n for a, n in enumerate(shape) if a != acq.readout_axis]
-            mask = poisson_disc_mask(shape, cs["acceleration"], readout_axis=acq.readout_axis - 3,
-                                     calib=max(4, min(24, min(phase_encode) // 8)))
+        report(0.0, "sampling mask")
+        mask = acquired_or_retrospective_mask(kspace, cs["acceleration"])
         image = cs_reconstruct(kspace, mask=mask, method=cs["method"], lam=cs["lam"],
                                iterations=cs["iterations"],
                                callback=lambda i, n: report(i / n, cs["method"]))
