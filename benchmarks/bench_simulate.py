@@ -1,8 +1,11 @@
 """A 256³ simulated acquisition of a specimen sampled on a 2× finer (512³) grid, every
 effect on: wall time, voxels/s, and the ratio to one 512³ complex64 FFT timed in the same
-run. Usage: ``python benchmarks/bench_simulate.py [specimen] [matrix]``."""
+run, and the peak memory against the specimen's labels. Usage:
+``python benchmarks/bench_simulate.py [specimen] [matrix]``."""
 
+import os
 import sys
+import threading
 import time
 
 import numpy as np
@@ -37,15 +40,29 @@ def main(name="cochlea", n=256):
         stages[last[1]] = stages.get(last[1], 0.0) + now - last[0]
         last[:] = [now, stage]
 
+    peak, done = [0], threading.Event()
+
+    def sample_rss():  # resident memory every 10 ms, from /proc (Linux)
+        page = os.sysconf("SC_PAGE_SIZE")
+        while not done.wait(0.01):
+            with open("/proc/self/statm") as statm:
+                peak[0] = max(peak[0], int(statm.read().split()[1]) * page)
+
+    sampler = threading.Thread(target=sample_rss, daemon=True)
+    sampler.start()
     t0 = time.perf_counter()
     simulate(specimen, acq, seed=0, effects=Effects(gradient_nonlinearity=0.02),
              progress=progress)
     t_sim = time.perf_counter() - t0
+    done.set()
+    sampler.join()
     print(f"specimen '{name}' on a {2 * n}³ grid: built in {t_specimen:.2f} s")
     print(f"simulate {n}³ from {2 * n}³, all effects: {t_sim:.2f} s, "
           f"{n**3 / t_sim / 1e6:.2f} M voxels/s; one {2 * n}³ c64 FFT {t_fft:.2f} s, "
           f"ratio {t_sim / t_fft:.1f} FFTs")
     print("  stages: " + ", ".join(f"{k} {v:.2f} s" for k, v in stages.items() if k != "start"))
+    print(f"  peak RSS while simulating {peak[0] / 2**30:.2f} GiB = "
+          f"{peak[0] / specimen.labels.nbytes:.1f} × the specimen's uint8 labels")
 
 
 if __name__ == "__main__":

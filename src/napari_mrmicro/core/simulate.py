@@ -1,15 +1,18 @@
 """Simulated MR microscopy acquisitions: a digital specimen and a protocol give k-space.
 
-The specimen is sampled on a grid finer than the acquisition matrix; each tissue's
-transverse magnetization is Fourier transformed on that grid and only the acquired
-central k-space is kept, so partial volume and Gibbs ringing arise as in real data.
+The specimen is sampled on a grid finer than the acquisition matrix; the transverse
+magnetization of each group of tissues that share a k-space modulation is Fourier
+transformed on that grid and only the acquired central k-space is kept
+(:mod:`~napari_mrmicro.core.truncation`), so partial volume and Gibbs ringing arise as in
+real data.
 Per k-space sample the model then applies what depends on when and how that sample was
 encoded: T2/T2* decay along the readout, chemical-shift evolution, and the diffusion
 attenuation ``exp(−b·D)`` of the imaging gradients (every MRM sequence is partly a
 diffusion-weighted one: Callaghan, *Principles of NMR Microscopy*, 1991, ch. 4).
 Susceptibility adds the dipole field of χ as phase growing with TE (gradient echo) and as
 a displacement ``ΔB/G`` along the readout; gradient non-linearity displaces voxels more
-the farther they sit from the FOV centre.
+the farther they sit from the FOV centre (:mod:`~napari_mrmicro.core.encoding`). The big
+passes run slab by slab on all cores.
 
 Sign convention: the image is the centred inverse FFT of k-space (DESIGN.md) and a
 positive frequency offset Δf accrues phase ``+2π·Δf·t``, so a species or voxel at +Δf
@@ -18,14 +21,17 @@ appears ``Δf / BW_px`` pixels towards *lower* readout index.
 
 from __future__ import annotations
 
-import os
+import functools
 from dataclasses import dataclass
 
 import numpy as np
 import scipy.fft
 
+from napari_mrmicro.core._slabs import for_each_slab, slab_size
 from napari_mrmicro.core.acquisition import Acquisition
+from napari_mrmicro.core.encoding import encode
 from napari_mrmicro.core.kspace import KSpace
+from napari_mrmicro.core.memory import available_memory_bytes
 from napari_mrmicro.core.physics import (
     gradient_echo_signal,
     hyperpolarized_signal,
@@ -37,6 +43,7 @@ from napari_mrmicro.core.physics import (
 )
 from napari_mrmicro.core.qsm.kernel import forward_field
 from napari_mrmicro.core.specimens import Specimen
+from napari_mrmicro.core.truncation import along, block_mean, keep_frequencies, upsample_linear
 
 
 @dataclass(frozen=True)
@@ -98,82 +105,245 @@ def simulate(specimen: Specimen, acquisition: Acquisition, seed: int | None = No
         ``chi_ppm`` and ``field_ppm`` on the image grid, the noise ``sigma`` and
         ``origin_um``: where image voxel 0 sits in the specimen's array frame (the
         centre of its block of fine voxels), so ``specimen.truth`` positions line up.
+
+    Notes
+    -----
+    The susceptibility field is the image-space dipole convolution of the voxel-averaged
+    χ on the image grid, interpolated linearly onto the specimen grid, so that each
+    voxel dephases across its own field gradient. Tissues whose k-space modulation is
+    the same (relaxation, chemical shift, diffusion) share one Fourier transform.
     """
     acq, fx = acquisition, effects or Effects()
     report = progress or (lambda stage, fraction: None)
     multislice = bool(acq.extra.get("multislice"))
     factors = _grid_factors(specimen, acq)
-    _check_memory(specimen.labels.shape, acq)
-    n_echo = len(acq.te_ms)
-    kaxes = (1, 2) if multislice else (0, 1, 2)
+    amplitudes = _tissue_amplitudes(specimen, acq, fx, polarization)  # (tissue, echo)
+    groups = _groups(specimen, acq, fx, amplitudes)
+    _check_memory(specimen.labels.shape, acq, factors)
+    gamma_b0 = acq.gamma_bar_hz_per_t * acq.b0_tesla * 1e-6  # Hz per ppm
 
-    report("field", 0.0)
-    chi = specimen.property_map("chi_ppm")
-    field = None
-    if fx.susceptibility and np.ptp(chi) > 0:
-        # the image-space kernel: the continuous field of the voxels at any B0 angle
-        field = forward_field(chi, specimen.spacing_um, acq.b0_direction, kernel="spatial")
+    report("truth", 0.0)
+    table = np.array([[getattr(t, p) for t in specimen.tissues]
+                      for p in ("proton_density", "chi_ppm")], dtype=np.float32)
+    density, chi = block_mean(specimen.labels, factors, table)
     truth = {"origin_um": tuple((f - 1) / 2 * s for f, s in zip(factors, specimen.spacing_um)),
              "labels": _subsample(specimen.labels, factors),
-             "proton_density": _block_mean(specimen.property_map("proton_density"), factors),
-             "chi_ppm": _block_mean(chi, factors)}
-    del chi
-    truth["field_ppm"] = (_block_mean(field, factors) if field is not None
-                          else np.zeros(acq.matrix, np.float32))
+             "proton_density": density, "chi_ppm": chi}
+    field = None
+    if fx.susceptibility and np.ptp(truth["chi_ppm"]) > 0:
+        report("field", 0.05)
+        coarse = forward_field(truth["chi_ppm"], acq.voxel_um, acq.b0_direction,
+                               kernel="spatial")
+        truth["field_ppm"] = coarse
+        field = upsample_linear(coarse, factors)
+    else:
+        truth["field_ppm"] = np.zeros(acq.matrix, np.float32)
 
-    report("displacement", 0.1)
-    labels, field = _displace(specimen, acq, field, factors, fx.gradient_nonlinearity)
+    report("encoding", 0.1)
+    axis = acq.readout_axis
+    labels, field = encode(
+        specimen.labels, specimen.spacing_um, readout_axis=axis, field_ppm=field,
+        pixels_per_ppm=gamma_b0 / (acq.bandwidth_hz / acq.matrix[axis]) * factors[axis],
+        nonlinearity=fx.gradient_nonlinearity, radius_um=0.5 * max(acq.fov_um),
+        report=lambda fraction: report("encoding", 0.1 + 0.2 * fraction))
 
-    amplitudes = _tissue_amplitudes(specimen, acq, fx, polarization)  # (tissue, echo)
-    active = [t for t in range(len(specimen.tissues))
-              if np.abs(amplitudes[t]).max() > NEGLIGIBLE * max(np.abs(amplitudes).max(), 1e-30)
-              and np.any(labels == t)]
     timing = _ReadoutTiming(acq)
     diffusion_b = _b_values(acq, timing) if fx.diffusion else None
     hyper = _excitation_weights(acq, polarization) if acq.nucleus == "13C" else None
-    gamma_b0 = acq.gamma_bar_hz_per_t * acq.b0_tesla * 1e-6  # Hz per ppm
-
-    kspace = np.zeros((n_echo,) + acq.matrix, dtype=np.complex64)
+    kspace = np.zeros((len(acq.te_ms),) + acq.matrix, dtype=np.complex64)
+    # φ = 2π·γ̄·B0·field·TE (DESIGN.md): gradient echoes keep it; a spin echo refocuses it
     phase_per_echo = field is not None and acq.sequence == "gradient_echo"
-    masks = {t: labels == t for t in active}
-    spectra = {}
-    steps = max(1, len(active) * (n_echo if phase_per_echo else 1))
+    spectra = []
     for e, te_ms in enumerate(acq.te_ms):
         if phase_per_echo or not spectra:
-            # φ = 2π·γ̄·B0·field·TE (DESIGN.md): gradient echoes keep it; a spin echo
-            # refocuses it at TE.
-            phase = (np.exp(np.complex64(2j * np.pi * gamma_b0 * te_ms * 1e-3) * field)
-                     if phase_per_echo else None)
-            for t in active:
-                image = (np.where(masks[t], phase, np.complex64(0)) if phase_per_echo
-                         else masks[t].astype(np.float32))
-                spectra[t] = _truncated_fft(image, acq.matrix, factors, kaxes)
-                del image
-                report("k-space", 0.2 + 0.7 * (len(spectra) + e * len(active)) / steps)
-            del phase
-        for t in active:
-            tissue = specimen.tissues[t]
+            radians_per_ppm = 2 * np.pi * gamma_b0 * te_ms * 1e-3 if phase_per_echo else None
+            spectra = _group_spectra(labels, field, radians_per_ppm, groups,
+                                     [amplitudes[:, e if phase_per_echo else g.echo]
+                                      for g in groups], acq.matrix, factors, multislice,
+                                     lambda f, e=e: report("k-space", 0.3 + 0.65 * (
+                                         e + f) / len(acq.te_ms)))
+        for group, spectrum in zip(groups, spectra):
+            if spectrum is None:
+                continue
+            tissue = specimen.tissues[group.tissues[0]]
+            scale = 1.0 if phase_per_echo else (amplitudes[group.tissues[0], e]
+                                                / amplitudes[group.tissues[0], group.echo])
             weights = timing.readout_weights(tissue, te_ms, acq.sequence, fx, gamma_b0)
-            contribution = spectra[t] * amplitudes[t, e]
-            contribution *= weights.reshape(_along(acq.readout_axis))
-            if diffusion_b is not None and tissue.diffusion_um2_per_ms > 0:
-                contribution *= np.exp(-diffusion_b * np.float32(tissue.diffusion_um2_per_ms
-                                                                  * 1e-3))
-            if hyper is not None:
-                contribution *= hyper
-            kspace[e] += contribution
-    del masks, spectra
+            diffusion = tissue.diffusion_um2_per_ms * 1e-3 if diffusion_b is not None else 0.0
+            _accumulate(kspace[e], spectrum, (weights * np.float32(scale)).reshape(along(axis)),
+                        diffusion_b if diffusion > 0 else None, diffusion, hyper)
+    del spectra, labels, field
 
     sigma = 1.0 / snr_water(acq, coil_temperature_k) if fx.noise else 0.0
     if sigma:
         report("noise", 0.95)
-        rng = np.random.default_rng(seed)
-        noise = rng.standard_normal(kspace.shape + (2,), dtype=np.float32)
-        noise *= np.float32(sigma)
-        kspace += noise.view(np.complex64)[..., 0]
+        _add_noise(kspace, sigma, seed)
     truth["sigma"] = float(sigma)
     report("done", 1.0)
     return KSpace(kspace, acq, multislice=multislice, truth=truth)
+
+
+def _accumulate(target, spectrum, readout, b_values, diffusion: float, hyper) -> None:
+    """``target += spectrum · readout · exp(−b·D) · hyper`` (broadcastable factors, each
+    optional but ``readout``), slab by slab on all cores."""
+    def rows(factor, z0, z1):
+        return factor[z0:z1] if factor.shape[0] > 1 else factor
+
+    def work(z0, z1):
+        part = spectrum[z0:z1] * rows(readout, z0, z1)
+        if b_values is not None:
+            attenuation = b_values[z0:z1] * np.float32(-diffusion)
+            part *= np.exp(attenuation, out=attenuation)
+        if hyper is not None:
+            part *= rows(hyper, z0, z1)
+        target[z0:z1] += part
+
+    for_each_slab(work, target.shape[0], slab_size(target[0].size, 2**18))
+
+
+def _add_noise(kspace: np.ndarray, sigma: float, seed) -> None:
+    """Add complex Gaussian noise of standard deviation ``sigma`` per channel, in place.
+
+    Fixed blocks of planes draw from independent child streams of ``seed``
+    (``SeedSequence.spawn``), generated on all cores; the result depends only on the seed.
+    """
+    planes = kspace.view(np.float32).reshape(-1, kspace.shape[-1] * 2)
+    block = slab_size(planes.shape[1], 2**20)
+    streams = np.random.SeedSequence(seed).spawn(-(-planes.shape[0] // block))
+
+    def work(start, stop):
+        rng = np.random.default_rng(streams[start // block])
+        noise = rng.standard_normal((stop - start, planes.shape[1]), dtype=np.float32)
+        noise *= np.float32(sigma)
+        planes[start:stop] += noise
+
+    for_each_slab(work, planes.shape[0], block)
+
+
+@dataclass(frozen=True)
+class _Group:
+    """Tissues with one k-space modulation; ``echo`` is where their signal is largest."""
+
+    tissues: tuple
+    echo: int
+
+
+def _groups(specimen: Specimen, acq: Acquisition, fx: Effects, amplitudes) -> list:
+    """Tissues with a non-negligible signal, grouped by what shapes their k-space beyond
+    amplitude: readout decay, chemical shift, diffusion and the echo-time dependence.
+    Within a group the signal ratio of two tissues is the same at every echo."""
+    spin_echo = acq.sequence != "gradient_echo"
+    largest = max(float(np.abs(amplitudes).max()), 1e-30)
+    groups = {}
+    for t, tissue in enumerate(specimen.tissues):
+        if np.abs(amplitudes[t]).max() <= NEGLIGIBLE * largest:
+            continue
+        decays = fx.readout_decay or fx.relaxation
+        key = (tissue.t2_ms if spin_echo and decays else None,
+               tissue.t2star_ms if (decays and not spin_echo) or fx.readout_decay else None,
+               tissue.shift_ppm if fx.chemical_shift else None,
+               tissue.diffusion_um2_per_ms if fx.diffusion else None)
+        groups.setdefault(key, []).append(t)
+    return [_Group(tuple(members), int(np.argmax(np.abs(amplitudes[members[0]]))))
+            for members in groups.values()]
+
+
+def _group_spectra(labels, field, radians_per_ppm, groups, amplitudes, matrix, factors,
+                   multislice: bool, report) -> list:
+    """The k-space of each group's transverse magnetization, ``amplitude[label]·e^{iφ}``
+    (real without ``radians_per_ppm``), truncated to the matrix (None for an empty group).
+
+    Slab by slab, on all cores, the rows along x that hold the group are Fourier
+    transformed and truncated, then the slab's planes along y; z (or, multi-slice, the
+    z block mean) runs last, on a quarter of the fine grid.
+    """
+    shape, (mz, my, mx) = labels.shape, matrix
+    hybrid_bytes = shape[0] * my * mx * 8
+    batch = max(1, int(0.5 * available_memory_bytes() // hybrid_bytes))
+    spectra = []
+    for first in range(0, len(groups), batch):
+        chunk = [_GroupImage(g, a) for g, a in zip(groups[first:first + batch],
+                                                     amplitudes[first:first + batch])]
+        hybrids = [np.zeros((shape[0], my, mx), dtype=np.complex64) for _ in chunk]
+        held = [np.zeros(shape[0], dtype=bool) for _ in chunk]
+        work = functools.partial(_xy_spectra, labels, field, radians_per_ppm, chunk, hybrids,
+                                 held, matrix, factors)
+        progress = (lambda f, first=first: report((first + f * len(chunk)) / len(groups)))
+        for_each_slab(work, shape[0], slab_size(shape[1] * shape[2], 2**19), progress)
+        for hybrid, planes in zip(hybrids, held):
+            if not planes.any():
+                spectra.append(None)
+            elif multislice:  # slices are not encoded: their fine planes average
+                spectra.append(hybrid.reshape(mz, factors[0], my, mx).mean(axis=1))
+            else:
+                spectrum = scipy.fft.fft(hybrid, axis=0, workers=-1, overwrite_x=True)
+                spectra.append(keep_frequencies(spectrum, 0, shape[0], mz, factors[0]))
+                del spectrum
+        del hybrids
+    return spectra
+
+
+class _GroupImage:
+    """Builds one group's amplitude on a slab: by comparisons when all its tissues share
+    one amplitude (then folded into the spectrum's scale), else by a look-up table."""
+
+    def __init__(self, group, amplitude):
+        self.tissues = np.array(group.tissues, dtype=np.uint8)
+        values = amplitude[list(group.tissues)]
+        self.uniform = bool(np.all(values == values[0]))
+        self.scale = float(values[0]) if self.uniform else 1.0
+        self.lut = np.zeros(256, dtype=np.float32)
+        self.lut[self.tissues] = values
+
+    def amplitude(self, labels):
+        """The group's voxels: a bool mask (uniform amplitude) or their amplitudes."""
+        if self.uniform:
+            mask = labels == self.tissues[0]
+            for t in self.tissues[1:]:
+                mask |= labels == t
+            return mask
+        return np.take(self.lut, labels)
+
+
+def _xy_spectra(labels, field, radians_per_ppm, chunk, hybrids, held, matrix, factors,
+                z0, z1):
+    """x then y spectra of slab ``z0:z1`` for each group of ``chunk``."""
+    _, ny, nx = labels.shape
+    _, my, mx = matrix
+    slab = labels[z0:z1].reshape(-1, nx)
+    carrier = None
+    if radians_per_ppm is not None:
+        phase = field[z0:z1].reshape(-1, nx) * np.float32(radians_per_ppm)
+        carrier = np.empty(phase.shape, dtype=np.complex64)
+        np.cos(phase, out=carrier.real)
+        np.sin(phase, out=carrier.imag)
+        del phase
+    for group, hybrid, planes in zip(chunk, hybrids, held):
+        amplitude = group.amplitude(slab)
+        rows = np.any(amplitude, axis=1)
+        count = np.count_nonzero(rows)
+        if not count:
+            continue
+        planes[z0:z1] = rows.reshape(z1 - z0, ny).any(axis=1)
+        pick = np.flatnonzero(rows) if count < 0.75 * rows.size else slice(None)
+        if carrier is None:
+            image = amplitude[pick].astype(np.float32, copy=False)
+            spectrum = scipy.fft.rfft(image, axis=1, workers=1)
+        else:
+            image = np.multiply(carrier[pick], amplitude[pick], dtype=np.complex64)
+            spectrum = scipy.fft.fft(image, axis=1, workers=1, overwrite_x=True)
+        del image
+        if isinstance(pick, slice):
+            rows_x = keep_frequencies(spectrum, 1, nx, mx, factors[2], carrier is None,
+                                      group.scale)
+        else:
+            rows_x = np.zeros((rows.size, mx), dtype=np.complex64)
+            rows_x[pick] = keep_frequencies(spectrum, 1, nx, mx, factors[2], carrier is None,
+                                            group.scale)
+        del spectrum
+        spectrum = scipy.fft.fft(rows_x.reshape(z1 - z0, ny, mx), axis=1, workers=1,
+                                 overwrite_x=True)
+        keep_frequencies(spectrum, 1, ny, my, factors[1], out=hybrid[z0:z1])
 
 
 def _grid_factors(specimen: Specimen, acq: Acquisition) -> tuple:
@@ -194,68 +364,22 @@ def _grid_factors(specimen: Specimen, acq: Acquisition) -> tuple:
     return tuple(factors)
 
 
-def _check_memory(shape, acq: Acquisition) -> None:
-    """Refuse a simulation whose working set will not fit in the available memory."""
+def _check_memory(shape, acq: Acquisition, factors) -> None:
+    """Refuse a simulation whose working set will not fit in the available memory: the
+    labels twice, the field at the fine grid twice (plus interpolation buffers), one
+    group's hybrid spectrum and the k-space with its per-group work arrays."""
     fine = int(np.prod(shape))
-    needed = fine * (1 + 4 + 4 + 8 + 8 + 8) + int(np.prod(acq.matrix)) * 8 * (
-        len(acq.te_ms) + 4)
-    try:
-        available = os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
-    except (ValueError, OSError, AttributeError):
-        return
+    needed = (fine * (2 + 4 * 4) + fine // factors[2] * 8
+              + int(np.prod(acq.matrix)) * 8 * (len(acq.te_ms) + 4))
+    available = available_memory_bytes()
     if needed > available:
         raise MemoryError(f"simulate: a {shape} specimen for a {acq.matrix} matrix needs about "
                           f"{needed / 2**30:.1f} GiB, only {available / 2**30:.1f} GiB free")
 
 
-def _along(axis: int, ndim: int = 3) -> tuple:
-    return tuple(-1 if i == axis else 1 for i in range(ndim))
-
-
-def _block_mean(volume: np.ndarray, factors) -> np.ndarray:
-    """Mean over blocks of ``factors`` voxels: the fine grid averaged to the image grid."""
-    (fz, fy, fx), (nz, ny, nx) = factors, volume.shape
-    blocks = volume.reshape(nz // fz, fz, ny // fy, fy, nx // fx, fx)
-    return blocks.mean(axis=(1, 3, 5), dtype=np.float32)
-
-
 def _subsample(volume: np.ndarray, factors) -> np.ndarray:
     """The fine voxel at each image voxel's centre (the upper middle one for even factors)."""
     return volume[tuple(slice(f // 2, None, f) for f in factors)].copy()
-
-
-def _truncated_fft(image: np.ndarray, matrix, factors, axes) -> np.ndarray:
-    """Centred, ortho-normalised k-space of ``matrix`` size from a finer image.
-
-    The FFT runs one axis at a time and keeps only the acquired frequencies after each,
-    so later axes work on less data. Frequencies are taken relative to the centre of the
-    image voxel ``matrix // 2`` (fine coordinate ``f·(m//2) + (f−1)/2``), and scaled so
-    a uniform region keeps its value in the image. Non-k-space axes (multi-slice z) are
-    averaged over their blocks (a rectangular slice profile).
-    """
-    out = image
-    for axis in range(3):
-        if axis not in axes and factors[axis] > 1:
-            shape = list(out.shape)
-            shape[axis:axis + 1] = [matrix[axis], factors[axis]]
-            out = out.reshape(shape).mean(axis=axis + 1, dtype=out.dtype)
-    for axis in sorted(axes, reverse=True):  # the contiguous axis first: it is the largest
-        n, m, f = out.shape[axis], matrix[axis], factors[axis]
-        q = np.arange(m) - m // 2
-        if np.isrealobj(out):  # half spectrum; X[−q] = conj(X[q]) along a real line
-            half = scipy.fft.rfft(out, axis=axis, workers=-1)
-            out = np.take(half, np.abs(q), axis=axis)
-            del half
-            negative = (q < 0).reshape(_along(axis))
-            out = np.where(negative, out.conj(), out)
-        else:
-            spectrum = scipy.fft.fft(out, axis=axis, workers=-1, overwrite_x=out is not image)
-            out = np.take(spectrum, q % n, axis=axis)
-            del spectrum
-        centre = f * (m // 2) + (f - 1) / 2
-        out *= (np.exp(2j * np.pi * q * centre / n) * (np.sqrt(m) / n)).astype(
-            np.complex64).reshape(_along(axis))
-    return out.astype(np.complex64, copy=False)
 
 
 class _ReadoutTiming:
@@ -292,7 +416,7 @@ def _b_values(acq: Acquisition, timing: _ReadoutTiming) -> np.ndarray:
     axis = timing.axis
     n_read = acq.matrix[axis]
     b = readout_b_values_s_per_mm2(n_read, acq.bandwidth_hz, acq.fov_um[axis],
-                                   acq.nucleus).astype(np.float32).reshape(_along(axis))
+                                   acq.nucleus).astype(np.float32).reshape(along(axis))
     lobe_ms = (n_read // 2) * timing.dwell_s * 1e3
     held_s = (np.arange(n_read) + 0.5) * timing.dwell_s  # from the lobe's end to the sample
     multislice = bool(acq.extra.get("multislice"))
@@ -302,9 +426,9 @@ def _b_values(acq: Acquisition, timing: _ReadoutTiming) -> np.ndarray:
             continue
         m, fov_m = acq.matrix[pe], acq.fov_um[pe] * 1e-6
         lobe = phase_encode_b_values_s_per_mm2(m, acq.fov_um[pe], lobe_ms, 0.0, acq.nucleus)
-        total += lobe.astype(np.float32).reshape(_along(pe))
-        k2 = ((2 * np.pi * (np.arange(m) - m // 2) / fov_m) ** 2).reshape(_along(pe))
-        total += (k2 * held_s.reshape(_along(axis)) * 1e-6).astype(np.float32)
+        total += lobe.astype(np.float32).reshape(along(pe))
+        k2 = ((2 * np.pi * (np.arange(m) - m // 2) / fov_m) ** 2).reshape(along(pe))
+        total += (k2 * held_s.reshape(along(axis)) * 1e-6).astype(np.float32)
     return total
 
 
@@ -327,7 +451,7 @@ def _tissue_amplitudes(specimen: Specimen, acq: Acquisition, fx: Effects,
                        polarization: float) -> np.ndarray:
     """Signal of each tissue at each echo, in units of fully relaxed water (¹H) or of the
     thermal ¹³C signal of water's spin density (¹³C), at the first excitation."""
-    out = np.zeros((len(specimen.tissues), len(acq.te_ms)), dtype=np.complex64)
+    out = np.zeros((len(specimen.tissues), len(acq.te_ms)))
     for t, tissue in enumerate(specimen.tissues):
         for e, te in enumerate(acq.te_ms):
             if acq.nucleus == "13C":
@@ -347,72 +471,3 @@ def _tissue_amplitudes(specimen: Specimen, acq: Acquisition, fx: Effects,
                                          te, acq.tr_ms)
             out[t, e] = float(value)
     return out
-
-
-def _displace(specimen: Specimen, acq: Acquisition, field, factors, nonlinearity: float):
-    """Labels (and field) as encoded: shifted along the readout by the susceptibility
-    off-resonance ``Δf / BW_px`` (towards lower index for Δf > 0; the field taken at the
-    encoded position) and radially by the gradient non-linearity. Backward
-    nearest-neighbour mapping."""
-    labels = specimen.labels
-    if field is None and not nonlinearity:
-        return labels, field
-    axis = acq.readout_axis
-    gamma_b0 = acq.gamma_bar_hz_per_t * acq.b0_tesla * 1e-6
-    per_ppm = np.float32(gamma_b0 / (acq.bandwidth_hz / acq.matrix[axis]) * factors[axis])
-    if not nonlinearity:
-        return _shift_along(labels, field, np.rint(field * per_ppm).astype(np.int32), axis)
-    shape = labels.shape
-    spacing = np.asarray(specimen.spacing_um, dtype=np.float32)
-    positions = [((np.arange(n, dtype=np.float32) - (n - 1) / 2) * d).reshape(_along(i))
-                 for i, (n, d) in enumerate(zip(shape, spacing))]
-    k = np.float32(nonlinearity / (0.5 * max(acq.fov_um)) ** 2)
-    out_labels = np.empty_like(labels)
-    out_field = None if field is None else np.empty_like(field)
-    slab = max(1, int(2**23 // (shape[1] * shape[2])))
-    buffer = np.empty((slab,) + shape[1:], dtype=np.float32)
-    flat = np.empty((slab,) + shape[1:], dtype=np.float64)
-    for z0 in range(0, shape[0], slab):
-        z1 = min(shape[0], z0 + slab)
-        pos = [positions[0][z0:z1], positions[1], positions[2]]
-        # encoded radius r' = r(1 + k r²); its source r = r'·s with s = 1/(1 + k r'² s²),
-        # solved by two fixed-point steps from s = 1 (relative error ~ (k r²)³)
-        r2 = pos[0] ** 2 + pos[1] ** 2 + pos[2] ** 2
-        scale = np.ones_like(r2)
-        for _ in range(2):
-            scale = 1.0 / (1.0 + k * r2 * scale * scale)
-        src, index = buffer[: z1 - z0], flat[: z1 - z0]
-        for i, (p, n, d) in enumerate(zip(pos, shape, spacing)):
-            np.multiply(scale, p / d, out=src)
-            src += np.float32((n - 1) / 2)
-            if field is not None and i == axis:
-                src += field[z0:z1] * per_ppm
-            np.rint(src, out=src)
-            np.clip(src, 0, n - 1, out=src)
-            if i == 0:
-                index[...] = src
-            else:
-                index *= n
-                index += src
-        indices = index.astype(np.intp)
-        out_labels[z0:z1] = np.take(labels, indices)
-        if field is not None:
-            out_field[z0:z1] = np.take(field, indices)
-    return out_labels, out_field
-
-
-def _shift_along(labels, field, shift, axis):
-    """Backward integer shift along one axis, ``out[n] = in[n + shift[n]]``, touching only
-    the voxels that move."""
-    moving = np.flatnonzero(shift)
-    if moving.size == 0:
-        return labels, field
-    stride = int(np.prod(labels.shape[axis + 1:]))
-    n = labels.shape[axis]
-    position = (moving // stride) % n
-    step = np.clip(position + shift.ravel()[moving], 0, n - 1) - position
-    source = moving + step * stride
-    out_labels, out_field = labels.copy(), field.copy()
-    out_labels.ravel()[moving] = labels.ravel()[source]
-    out_field.ravel()[moving] = field.ravel()[source]
-    return out_labels, out_field

@@ -32,9 +32,13 @@ def phantom(n=N, voxel=50.0):
 
 @pytest.fixture(scope="module")
 def scan():
+    # 4 averages (a 31-minute scan): tissue SNR ≈ 9 at the first echo. With one average
+    # (SNR ≈ 4.7) the χ of a sphere scatters by ±0.02 ppm from seed to seed, which makes a
+    # 10 % test a coin toss; the pipeline's own bias (≈ −6 % on the 0.3 ppm sphere) is
+    # what this test is about.
     acq = Acquisition(matrix=(N,) * 3, fov_um=(N * 50.0,) * 3, b0_tesla=9.4,
                       sequence="gradient_echo", te_ms=(3.0, 6.0, 9.0, 12.0), tr_ms=50.0,
-                      flip_deg=20.0, bandwidth_hz=100_000.0)
+                      flip_deg=20.0, bandwidth_hz=100_000.0, averages=4)
     k = simulate(phantom(), acq, seed=4, effects=Effects(diffusion=False))
     image = centered_ifft(k.data)
     return acq, np.abs(image), np.angle(image), k.truth
