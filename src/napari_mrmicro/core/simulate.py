@@ -141,7 +141,7 @@ def simulate(specimen: Specimen, acquisition: Acquisition, seed: int | None = No
 
     report("encoding", 0.1)
     axis = acq.readout_axis
-    labels, field = encode(
+    labels, field, density = encode(
         specimen.labels, specimen.spacing_um, readout_axis=axis, field_ppm=field,
         pixels_per_ppm=gamma_b0 / (acq.bandwidth_hz / acq.matrix[axis]) * factors[axis],
         nonlinearity=fx.gradient_nonlinearity, radius_um=0.5 * max(acq.fov_um),
@@ -157,7 +157,7 @@ def simulate(specimen: Specimen, acquisition: Acquisition, seed: int | None = No
     for e, te_ms in enumerate(acq.te_ms):
         if phase_per_echo or not spectra:
             radians_per_ppm = 2 * np.pi * gamma_b0 * te_ms * 1e-3 if phase_per_echo else None
-            spectra = _group_spectra(labels, field, radians_per_ppm, groups,
+            spectra = _group_spectra(labels, field, density, radians_per_ppm, groups,
                                      [amplitudes[:, e if phase_per_echo else g.echo]
                                       for g in groups], acq.matrix, factors, multislice,
                                      lambda f, e=e: report("k-space", 0.3 + 0.65 * (
@@ -172,7 +172,7 @@ def simulate(specimen: Specimen, acquisition: Acquisition, seed: int | None = No
             diffusion = tissue.diffusion_um2_per_ms * 1e-3 if diffusion_b is not None else 0.0
             _accumulate(kspace[e], spectrum, (weights * np.float32(scale)).reshape(along(axis)),
                         diffusion_b if diffusion > 0 else None, diffusion, hyper)
-    del spectra, labels, field
+    del spectra, labels, field, density
 
     sigma = 1.0 / snr_water(acq, coil_temperature_k) if fx.noise else 0.0
     if sigma:
@@ -248,10 +248,11 @@ def _groups(specimen: Specimen, acq: Acquisition, fx: Effects, amplitudes) -> li
             for members in groups.values()]
 
 
-def _group_spectra(labels, field, radians_per_ppm, groups, amplitudes, matrix, factors,
-                   multislice: bool, report) -> list:
-    """The k-space of each group's transverse magnetization, ``amplitude[label]·e^{iφ}``
-    (real without ``radians_per_ppm``), truncated to the matrix (None for an empty group).
+def _group_spectra(labels, field, density, radians_per_ppm, groups, amplitudes, matrix,
+                   factors, multislice: bool, report) -> list:
+    """The k-space of each group's transverse magnetization, ``amplitude[label]·density·
+    e^{iφ}`` (real without ``radians_per_ppm``; ``density`` 1 when None), truncated to the
+    matrix (None for an empty group).
 
     Slab by slab, on all cores, the rows along x that hold the group are Fourier
     transformed and truncated, then the slab's planes along y; z (or, multi-slice, the
@@ -266,8 +267,8 @@ def _group_spectra(labels, field, radians_per_ppm, groups, amplitudes, matrix, f
                                                      amplitudes[first:first + batch])]
         hybrids = [np.zeros((shape[0], my, mx), dtype=np.complex64) for _ in chunk]
         held = [np.zeros(shape[0], dtype=bool) for _ in chunk]
-        work = functools.partial(_xy_spectra, labels, field, radians_per_ppm, chunk, hybrids,
-                                 held, matrix, factors)
+        work = functools.partial(_xy_spectra, labels, field, density, radians_per_ppm, chunk,
+                                 hybrids, held, matrix, factors)
         progress = (lambda f, first=first: report((first + f * len(chunk)) / len(groups)))
         for_each_slab(work, shape[0], slab_size(shape[1] * shape[2], 2**19), progress)
         for hybrid, planes in zip(hybrids, held):
@@ -305,19 +306,23 @@ class _GroupImage:
         return np.take(self.lut, labels)
 
 
-def _xy_spectra(labels, field, radians_per_ppm, chunk, hybrids, held, matrix, factors,
-                z0, z1):
+def _xy_spectra(labels, field, density, radians_per_ppm, chunk, hybrids, held, matrix,
+                factors, z0, z1):
     """x then y spectra of slab ``z0:z1`` for each group of ``chunk``."""
     _, ny, nx = labels.shape
     _, my, mx = matrix
     slab = labels[z0:z1].reshape(-1, nx)
-    carrier = None
+    carrier = None if density is None else density[z0:z1].reshape(-1, nx)
     if radians_per_ppm is not None:
         phase = field[z0:z1].reshape(-1, nx) * np.float32(radians_per_ppm)
-        carrier = np.empty(phase.shape, dtype=np.complex64)
-        np.cos(phase, out=carrier.real)
-        np.sin(phase, out=carrier.imag)
+        turn = np.empty(phase.shape, dtype=np.complex64)
+        np.cos(phase, out=turn.real)
+        np.sin(phase, out=turn.imag)
+        if carrier is not None:
+            turn *= carrier
+        carrier = turn
         del phase
+    real = carrier is None or carrier.dtype != np.complex64
     for group, hybrid, planes in zip(chunk, hybrids, held):
         amplitude = group.amplitude(slab)
         rows = np.any(amplitude, axis=1)
@@ -328,17 +333,16 @@ def _xy_spectra(labels, field, radians_per_ppm, chunk, hybrids, held, matrix, fa
         pick = np.flatnonzero(rows) if count < 0.75 * rows.size else slice(None)
         if carrier is None:
             image = amplitude[pick].astype(np.float32, copy=False)
-            spectrum = scipy.fft.rfft(image, axis=1, workers=1)
         else:
-            image = np.multiply(carrier[pick], amplitude[pick], dtype=np.complex64)
-            spectrum = scipy.fft.fft(image, axis=1, workers=1, overwrite_x=True)
+            image = np.multiply(carrier[pick], amplitude[pick], dtype=carrier.dtype)
+        spectrum = (scipy.fft.rfft(image, axis=1, workers=1) if real else
+                    scipy.fft.fft(image, axis=1, workers=1, overwrite_x=True))
         del image
         if isinstance(pick, slice):
-            rows_x = keep_frequencies(spectrum, 1, nx, mx, factors[2], carrier is None,
-                                      group.scale)
+            rows_x = keep_frequencies(spectrum, 1, nx, mx, factors[2], real, group.scale)
         else:
             rows_x = np.zeros((rows.size, mx), dtype=np.complex64)
-            rows_x[pick] = keep_frequencies(spectrum, 1, nx, mx, factors[2], carrier is None,
+            rows_x[pick] = keep_frequencies(spectrum, 1, nx, mx, factors[2], real,
                                             group.scale)
         del spectrum
         spectrum = scipy.fft.fft(rows_x.reshape(z1 - z0, ny, mx), axis=1, workers=1,
@@ -366,10 +370,11 @@ def _grid_factors(specimen: Specimen, acq: Acquisition) -> tuple:
 
 def _check_memory(shape, acq: Acquisition, factors) -> None:
     """Refuse a simulation whose working set will not fit in the available memory: the
-    labels twice, the field at the fine grid twice (plus interpolation buffers), one
-    group's hybrid spectrum and the k-space with its per-group work arrays."""
+    labels twice, the field at the fine grid twice (plus interpolation buffers), the
+    encoded spin density, one group's hybrid spectrum and the k-space with its
+    per-group work arrays."""
     fine = int(np.prod(shape))
-    needed = (fine * (2 + 4 * 4) + fine // factors[2] * 8
+    needed = (fine * (2 + 5 * 4) + fine // factors[2] * 8
               + int(np.prod(acq.matrix)) * 8 * (len(acq.te_ms) + 4))
     available = available_memory_bytes()
     if needed > available:
