@@ -288,3 +288,11 @@ def test_gradient_nonlinearity_moves_signal_but_keeps_its_total():
     assert grown > 1.2  # the blocks cover 20 % more voxels once encoded ...
     dc = (0, 32, 32, 32)  # ... but carry the same signal
     assert abs(moved.data[dc]) == pytest.approx(abs(still.data[dc]), rel=5e-3)
+
+
+def test_a_simulation_that_will_not_fit_is_refused_before_it_starts(monkeypatch):
+    from napari_mrmicro.core import memory
+
+    monkeypatch.setattr(memory, "available_memory_bytes", lambda: 2**20)
+    with pytest.raises(MemoryError, match="simulate: a .* specimen .* coarser specimen grid"):
+        simulate(specimen(np.zeros((64, 64, 64)), 25.0), acquisition())

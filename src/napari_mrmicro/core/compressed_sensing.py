@@ -228,7 +228,8 @@ def cs_reconstruct(kspace, mask=None, method: str = "l1_wavelet", lam: float = 0
     if callback is not None and not callable(callback):
         raise ValueError("cs_reconstruct: callback must be callable(i, n)")
     check_memory(estimate_cs_bytes(data.shape, method),
-                 f"compressed sensing ({method}) of k-space {data.shape}")
+                 f"compressed sensing ({method}) of k-space {data.shape}",
+                 advice="fewer echoes or coils at a time")
     mask = np.broadcast_to(mask, data.shape)
     y = np.where(mask, data, 0).astype(np.complex64)
     if not np.all(np.isfinite(y)):

@@ -28,12 +28,13 @@ def available_memory_bytes() -> int:
     return int(psutil.virtual_memory().available)
 
 
-def check_memory(needed_bytes: int, what: str, available_bytes: int | None = None) -> None:
-    """Raise MemoryError naming ``what`` and both figures when ``needed_bytes`` exceeds the
-    available memory (``available_bytes``, default :func:`available_memory_bytes`)."""
+def check_memory(needed_bytes: int, what: str, available_bytes: int | None = None,
+                 advice: str = "a smaller problem") -> None:
+    """Raise MemoryError naming ``what``, both figures and ``advice`` (what to use instead)
+    when ``needed_bytes`` exceeds the available memory (``available_bytes``, default
+    :func:`available_memory_bytes`)."""
     available = available_memory_bytes() if available_bytes is None else available_bytes
     if needed_bytes > available:
         raise MemoryError(f"{what} needs about {needed_bytes / GIB:.2f} GiB but only "
-                          f"{available / GIB:.2f} GiB of memory is available; use a smaller "
-                          "zero-fill factor, fewer echoes or coils at a time, or a machine "
-                          "with more memory")
+                          f"{available / GIB:.2f} GiB of memory is available; use {advice}, "
+                          "or a machine with more memory")

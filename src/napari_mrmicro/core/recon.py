@@ -191,7 +191,8 @@ def reconstruct(kspace_data, window=None, zero_fill=1, partial_fourier=None, coi
 
     plan = _partial_fourier_plan(data, partial_fourier, sampled, axes)
     check_memory(estimate_recon_bytes(data.shape, zero_fill, axes, coil_axis, plan is not None,
-                                      output), f"reconstructing k-space of shape {data.shape}")
+                                      output), f"reconstructing k-space of shape {data.shape}",
+                 advice="a smaller zero-fill factor, fewer echoes or coils at a time")
     factors = apodization_factors(data.shape, window, axes)
     shape = _zero_filled_shape(data.shape, axes, zero_fill)
 

@@ -31,7 +31,7 @@ from napari_mrmicro.core._slabs import for_each_slab, slab_size
 from napari_mrmicro.core.acquisition import Acquisition
 from napari_mrmicro.core.encoding import encode
 from napari_mrmicro.core.kspace import KSpace
-from napari_mrmicro.core.memory import available_memory_bytes
+from napari_mrmicro.core.memory import available_memory_bytes, check_memory
 from napari_mrmicro.core.physics import (
     gradient_echo_signal,
     hyperpolarized_signal,
@@ -376,10 +376,8 @@ def _check_memory(shape, acq: Acquisition, factors) -> None:
     fine = int(np.prod(shape))
     needed = (fine * (2 + 5 * 4) + fine // factors[2] * 8
               + int(np.prod(acq.matrix)) * 8 * (len(acq.te_ms) + 4))
-    available = available_memory_bytes()
-    if needed > available:
-        raise MemoryError(f"simulate: a {shape} specimen for a {acq.matrix} matrix needs about "
-                          f"{needed / 2**30:.1f} GiB, only {available / 2**30:.1f} GiB free")
+    check_memory(needed, f"simulate: a {shape} specimen for a {acq.matrix} matrix",
+                 advice="a coarser specimen grid or a smaller matrix")
 
 
 def _subsample(volume: np.ndarray, factors) -> np.ndarray:
