@@ -44,6 +44,20 @@ class KSpace:
     truth : dict
         Ground-truth maps of a simulation (``"proton_density"``, ``"chi_ppm"``,
         ``"field_ppm"``, ``"labels"``, ...) on the image grid.
+    echo_position : float or None
+        Fraction of the acquired readout that precedes the echo (k = 0), as ParaVision's
+        ``PVM_EchoPosition`` / 100: 0.5 for a symmetric echo, < 0.5 for an asymmetric
+        (partial) echo whose missing samples lie at the start of the readout. None when
+        the source does not say.
+    trajectory : ndarray of float32 or None
+        Non-Cartesian sampling: ``(readouts, samples, ndim)`` k-space positions in cycles
+        per field of view (the grid index minus ``N // 2``, so ``[-N/2, N/2)`` spans the
+        Cartesian grid ``acquisition.matrix``), last axis in image-axis order
+        (``(y, x)`` or ``(z, y, x)``). ``data`` is then ``(echo, readouts, samples)`` (a
+        coil axis first when ``coil_axis == 0``). None for Cartesian k-space.
+    density : ndarray of float32 or None
+        Density-compensation weights ``(readouts, samples)`` for a trajectory, when the
+        scanner or a previous step gives them.
     """
 
     data: np.ndarray
@@ -52,6 +66,14 @@ class KSpace:
     coil_axis: int | None = None
     multislice: bool = False
     truth: dict = field(default_factory=dict)
+    echo_position: float | None = None
+    trajectory: np.ndarray | None = None
+    density: np.ndarray | None = None
+
+    @property
+    def cartesian(self) -> bool:
+        """True when the samples lie on the Cartesian grid (no trajectory)."""
+        return self.trajectory is None
 
     @property
     def kspace_axes(self) -> tuple:
