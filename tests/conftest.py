@@ -2,6 +2,7 @@
 
 import os
 import shutil
+from pathlib import Path
 
 import pytest
 
@@ -21,3 +22,22 @@ def pytest_runtest_makereport(item, call):
     if IN_CI and report.skipped and item.get_closest_marker("gui"):
         report.outcome = "failed"
         report.longrepr = f"{item.nodeid}: GUI test skipped in CI ({report.longrepr})"
+
+
+#: Real scanner and microscope files (../shared/realdata from the repository root). Never
+#: copied into the repository; tests that need them skip with the reason when absent.
+REALDATA = Path(__file__).resolve().parents[1].parent / "shared" / "realdata"
+
+
+@pytest.fixture
+def realdata():
+    """``realdata("bruker_pv/pv360_rodent/6")`` -> the Path, or skip when it is absent."""
+
+    def find(relative: str) -> Path:
+        path = REALDATA / relative
+        if not path.exists():
+            pytest.skip(f"real-data file {relative} absent ({REALDATA} not found: "
+                        "it is present in CI)")
+        return path
+
+    return find
