@@ -74,7 +74,12 @@ class Volume:
         Axis holding channels that should become separate layers.
     layer_type : {"image", "labels"}
     name : str or None
-    """
+    affine_um : ndarray or None
+        The full data->world transform of the spatial axes, ``(n+1, n+1)`` for ``n =
+        len(spacing_um)``: voxel index ``(z, y, x, 1)`` -> world µm in napari's axis order
+        of RAS+ (``(S, A, R)`` for an unrotated axial volume), voxel size included (its
+        column norms are ``spacing_um``). None when the file states no orientation; then
+        the placement is ``origin_um`` + ``spacing_um`` along the axes.
 
     data: object
     spacing_um: tuple
@@ -84,6 +89,7 @@ class Volume:
     channel_axis: int | None = None
     layer_type: str = "image"
     name: str | None = None
+    affine_um: np.ndarray | None = None
 
     def __post_init__(self):
         self.spacing_um = tuple(float(s) for s in self.spacing_um)
