@@ -80,6 +80,7 @@ class Volume:
         of RAS+ (``(S, A, R)`` for an unrotated axial volume), voxel size included (its
         column norms are ``spacing_um``). None when the file states no orientation; then
         the placement is ``origin_um`` + ``spacing_um`` along the axes.
+    """
 
     data: object
     spacing_um: tuple
