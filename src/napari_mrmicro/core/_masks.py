@@ -4,18 +4,12 @@ from __future__ import annotations
 
 import numpy as np
 
+from napari_mrmicro.core import geometry
+
 
 def as_spacing(spacing_um, ndim: int = 3) -> tuple[float, ...]:
-    """``spacing_um`` as ``ndim`` positive finite floats, or a ValueError saying why not."""
-    try:
-        spacing = tuple(float(s) for s in np.ravel(spacing_um))
-    except (TypeError, ValueError) as exc:
-        raise ValueError(f"spacing_um must be {ndim} numbers in µm, got {spacing_um!r}") from exc
-    if len(spacing) != ndim:
-        raise ValueError(f"spacing_um must have {ndim} values (z, y, x) in µm, got {spacing}")
-    if not all(np.isfinite(s) and s > 0 for s in spacing):
-        raise ValueError(f"spacing_um must be positive and finite, got {spacing}")
-    return spacing
+    """``spacing_um`` as ``ndim`` positive finite floats (see :func:`geometry.as_spacing`)."""
+    return geometry.as_spacing(spacing_um, ndim)
 
 
 def as_mask(mask, name: str = "mask", ndim: int = 3) -> np.ndarray:

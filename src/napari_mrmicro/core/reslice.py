@@ -14,6 +14,7 @@ from __future__ import annotations
 import numpy as np
 from scipy import ndimage as ndi
 
+from napari_mrmicro.core.geometry import as_spacing
 from napari_mrmicro.core.memory import check_memory
 from napari_mrmicro.core.transforms import check_affine, rigid_affine
 
@@ -31,16 +32,7 @@ def _real_volume(volume, name="volume"):
 
 
 def _spacing(spacing_um, ndim, name="spacing_um"):
-    try:
-        s = np.asarray(spacing_um, dtype=float)
-    except (TypeError, ValueError):
-        raise ValueError(f"{name} must be numbers (µm), got {spacing_um!r}") from None
-    if s.ndim == 0:
-        s = np.full(ndim, float(s))
-    if s.shape != (ndim,) or not np.all(np.isfinite(s)) or np.any(s <= 0):
-        raise ValueError(f"{name} must be {ndim} positive finite voxel sizes in µm, got "
-                         f"{spacing_um!r}")
-    return s
+    return np.asarray(as_spacing(spacing_um, ndim, name))
 
 
 def _coefficients(volume, order):
