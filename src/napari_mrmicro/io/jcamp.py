@@ -9,7 +9,8 @@ computer readable form", Appl. Spectrosc. 42:151, 1988; Bruker ParaVision's
 - ``$$ ...`` comments running to the end of the line;
 - sized arrays: a size line ``( 3 )`` or ``( 2, 65 )`` (TopSpin: ``(0..7)``) with the
   values on the following lines, C order, line breaks anywhere between values;
-- strings in angle brackets ``<text>``; a character array ``( 65 )`` holds one string
+- strings in angle brackets ``<text>``, with ``\\<`` and ``\\>`` for brackets inside them
+  (ParaVision 360 ``reco``: ``RecoStageNodes``); a character array ``( 65 )`` holds one string
   and ``( 2, 65 )`` two, the last size being the characters;
 - structs ``(a, b, <c>)``, possibly nested, spanning lines, and arrays of them
   ``( 2 )`` then ``(1, <x>) (2, <y>)``;
@@ -41,7 +42,7 @@ CORE_LABELS = ("TITLE", "JCAMPDX", "DATATYPE", "DATACLASS", "ORIGIN", "OWNER", "
 
 _TOKEN = re.compile(r"""
     (?P<comment>\$\$[^\n]*)
-  | (?P<string><[^>]*>)
+  | (?P<string><(?:\\.|[^>\\])*>)
   | (?P<run>@(?P<count>\d+)\s*\*\s*\()
   | (?P<open>\()
   | (?P<close>\))
@@ -50,6 +51,8 @@ _TOKEN = re.compile(r"""
   | (?P<word>(?:[^\s,()<>$]|\$(?!\$))+)
   | (?P<bad>[<>$])
 """, re.VERBOSE)
+#: ParaVision 360 escapes angle brackets inside strings: ``<a \\<b\\> c>``.
+_ESCAPE = re.compile(r"\\([<>\\])")
 _SIZE = re.compile(r"\(\s*(\d+(?:\s*,\s*\d+)*)\s*\)", re.ASCII)
 _TOPSPIN_SIZE = re.compile(r"\(\s*(\d+)\s*\.\.\s*(\d+)\s*\)", re.ASCII)
 _INT = re.compile(r"[+-]?\d{1,30}", re.ASCII)
@@ -105,7 +108,7 @@ def _scan(text: str, fail, budget: list):
         if kind in ("comment", "space"):
             continue
         if kind == "string":
-            top.add(match.group()[1:-1], quoted=True)
+            top.add(_ESCAPE.sub(r"\1", match.group()[1:-1]), quoted=True)
         elif kind == "word":
             top.add(_scalar(match.group()))
         elif kind in ("open", "run"):
