@@ -165,3 +165,85 @@ def test_specimen_names():
     assert specimen_name("/d/tooth.nii.gz") == "tooth"
     assert specimen_name("/d/scan7/2dseq") == "scan7"
     assert specimen_name("/d/ear.headfile") == "ear"
+
+
+# --------------------------------------------------------------------------- confinement
+
+
+def test_a_table_name_cannot_escape_the_output_folder(tmp_path):
+    (tmp_path / "in").mkdir()
+    _specimen(tmp_path / "in" / "s.tif")
+    out = tmp_path / "a" / "out"
+    out.mkdir(parents=True)
+    for name in ("../../x", "../x", "/tmp/x", "", ".", "sub/../../x"):
+        pipeline = parse_pipeline(PIPELINE.replace('run = "measure"',
+                                                   f'run = "measure"\ntable = "{name}"'),
+                                  "p.toml")
+        result = run_specimen(pipeline, tmp_path / "in" / "s.tif", out, force=True)
+        assert result.status == "failed", name
+        assert "inside the specimen's output folder" in result.error, result.error
+    assert sorted(p.name for p in tmp_path.rglob("*.csv")) == []
+
+
+def test_an_input_named_dot_gets_the_folder_name_and_spares_the_others(tmp_path,
+                                                                      monkeypatch):
+    folder = tmp_path / "ear7"
+    folder.mkdir()
+    _specimen(tmp_path / "other.tif", seed=1)
+    pipeline = parse_pipeline(PIPELINE, "p.toml")
+    out = tmp_path / "out"
+    out.mkdir()
+    assert run_specimen(pipeline, tmp_path / "other.tif", out).status == "done"
+    monkeypatch.chdir(folder)
+    assert specimen_name(".") == "ear7" and specimen_name("./") == "ear7"
+    assert specimen_name("..") == tmp_path.name
+    result = run_specimen(pipeline, ".", out)  # a folder that is no volume: fails
+    assert result.status == "failed" and result.name == "ear7"
+    assert is_done(out, "other", pipeline)  # the other specimen's results are still there
+    assert (out / "ear7.error.txt").is_file()
+
+
+def test_a_name_without_a_name_is_refused():
+    with pytest.raises(ValueError, match="specimen name"):
+        specimen_name("/")
+
+
+def test_a_specimen_never_replaces_a_folder_that_is_not_its_result(tmp_path):
+    _specimen(tmp_path / "ear1.tif")
+    out = tmp_path / "out"
+    (out / "ear1").mkdir(parents=True)
+    (out / "ear1" / "precious.dat").write_bytes(b"raw scan")
+    (out / "ear2.tif").write_bytes(b"a file")
+    pipeline = parse_pipeline(PIPELINE, "p.toml")
+    result = run_specimen(pipeline, tmp_path / "ear1.tif", out)
+    assert result.status == "failed" and "not a result of mrmicro" in result.error
+    assert (out / "ear1" / "precious.dat").read_bytes() == b"raw scan"
+
+
+def test_the_output_cannot_swallow_the_input(tmp_path):
+    out = tmp_path / "out"
+    (out / "ear1").mkdir(parents=True)
+    _specimen(out / "ear1" / "ear1.tif")
+    pipeline = parse_pipeline(PIPELINE, "p.toml")
+    result = run_specimen(pipeline, out / "ear1" / "ear1.tif", out)
+    assert result.status == "failed" and "holds its input" in result.error
+    assert (out / "ear1" / "ear1.tif").is_file()
+
+
+def test_stale_temporaries_of_one_specimen_spare_a_similarly_named_one(tmp_path):
+    _specimen(tmp_path / "a.tif")
+    out = tmp_path / "out"
+    (out / ".a.b.x1y2.part").mkdir(parents=True)  # specimen "a.b" is being written
+    (out / ".a.b.x1y2.part" / "smooth.tif").write_bytes(b"in progress")
+    (out / ".a.k3j4.part").mkdir()  # a stale one of "a"
+    assert run_specimen(parse_pipeline(PIPELINE, "p.toml"), tmp_path / "a.tif",
+                        out).status == "done"
+    assert (out / ".a.b.x1y2.part" / "smooth.tif").is_file()
+    assert not (out / ".a.k3j4.part").exists()
+
+
+def test_two_outputs_of_one_specimen_cannot_share_a_file(tmp_path):
+    _specimen(tmp_path / "s.tif")
+    text = PIPELINE.replace('image = "smooth.tif"', 'image = "labels.ome.zarr"')
+    result = run_specimen(parse_pipeline(text, "p.toml"), tmp_path / "s.tif", tmp_path)
+    assert result.status == "failed" and "labels.ome.zarr" in result.error

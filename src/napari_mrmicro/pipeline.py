@@ -49,7 +49,6 @@ import contextlib
 import hashlib
 import json
 import os
-import shutil
 import tempfile
 import time
 import tomllib
@@ -107,14 +106,33 @@ def kspace_of(volume: Volume):
 
 
 def specimen_name(path) -> str:
-    """A specimen's name from its input path (the file or folder name without suffixes)."""
-    path = Path(path)
+    """A specimen's name from its input path (the file or folder name without suffixes).
+
+    The path is made absolute first (``.`` is the current folder's name, links are not
+    followed); a path without a name (``/``) is refused, so a specimen always has a
+    folder of its own.
+    """
+    path = Path(os.path.abspath(path))
     name = path.name
     for suffix in _SUFFIXES:
-        if name.lower().endswith(suffix):
-            return name[: -len(suffix)] or name
-    if name in ("2dseq", "visu_pars", "fid", "rawdata.job0", "headfile"):
-        return path.parent.name
+        if name.lower().endswith(suffix) and len(name) > len(suffix):
+            name = name[: -len(suffix)]
+            break
+    else:
+        if name in ("2dseq", "visu_pars", "fid", "rawdata.job0", "headfile"):
+            name = path.parent.name
+    if not name or name in (".", ".."):
+        raise ValueError(f"{path}: no specimen name can be derived from this path; name "
+                         "the file or folder")
+    return name
+
+
+def _plain_name(name, what: str) -> str:
+    """``name`` when it is a plain file name (no folder part, not hidden), else ValueError."""
+    if not isinstance(name, str) or not name.strip() or name.startswith(".") \
+            or Path(name).name != name or "\\" in name or name in (DONE,):
+        raise ValueError(f"{what} = {name!r} must be a file name inside the specimen's "
+                         "output folder (no folder part, not hidden)")
     return name
 
 
@@ -138,12 +156,27 @@ class Specimen:
     tables: dict = field(default_factory=dict)
     written: list = field(default_factory=list)
     threads: int = -1
+    claimed: dict = field(default_factory=dict)
 
     def need(self, role: str, step: str) -> Volume:
         if role not in self.volumes:
             have = ", ".join(sorted(self.volumes)) or "nothing"
             raise ValueError(f"step {step!r} needs a {role} volume; the specimen has {have}")
         return self.volumes[role]
+
+    def output(self, name, what: str) -> Path:
+        """The path of output file ``name``: checked to lie inside :attr:`out_dir` and to be
+        claimed by no other output of this specimen."""
+        _plain_name(name, what)
+        folder = self.out_dir.resolve()
+        path = (folder / name).resolve()
+        if path.parent != folder:
+            raise ValueError(f"{what} = {name!r} must be a file name inside the specimen's "
+                             "output folder")
+        if path in self.claimed:
+            raise ValueError(f"{what} = {name!r}: {self.claimed[path]} writes {name} already")
+        self.claimed[path] = what
+        return path
 
 
 def _derived(volume: Volume, data, **changes) -> Volume:
@@ -282,6 +315,7 @@ def measure_step(s: Specimen, table: str = "regions", chunked: bool | None = Non
     from napari_mrmicro.core.chunked import region_volumes_chunked
     from napari_mrmicro.core.morphometry import region_table
 
+    s.output(f"{_plain_name(table, 'measure: table')}.csv", "measure: table")
     volume = s.need("labels", "measure")
     data = volume.data
     if chunked is None:
@@ -302,11 +336,8 @@ def save_step(s: Specimen, **files):
     for role, name in files.items():
         if role not in ROLES:
             raise ValueError(f"save: {role!r} is not a volume role; use {ROLES}")
-        if not isinstance(name, str) or not name or Path(name).is_absolute() \
-                or ".." in Path(name).parts:
-            raise ValueError(f"save: {role} = {name!r} must be a file name inside the "
-                             "specimen's output folder")
-        s.written += save_volume(s.out_dir / name, s.need(role, "save"))
+        path = s.output(name, f"save: {role}")
+        s.written += save_volume(path, s.need(role, "save"))
 
 
 STEPS = {"recon": recon_step, "echo": echo_step, "qsm": qsm_step, "smooth": smooth_step, "threshold": threshold_step,
@@ -404,7 +435,8 @@ def run_steps(pipeline: Pipeline, input_path, out_dir, threads: int = -1) -> Spe
                 raise type(error)(f"{input_path}: step {index + 1} ({name}): {error}") \
                     from error
     for table, columns in specimen.tables.items():
-        specimen.written.append(str(write_table(specimen.out_dir / f"{table}.csv", columns)))
+        path = specimen.out_dir.resolve() / f"{table}.csv"  # claimed by its measure step
+        specimen.written.append(str(write_table(path, columns)))
     return specimen
 
 
@@ -431,7 +463,10 @@ def is_done(out_root, name: str, pipeline: Pipeline) -> bool:
 
 def write_text_atomic(path: Path, text: str) -> None:
     """Write a text file through a temporary name, so it is complete or absent."""
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent)
+    from napari_mrmicro.io._common import temporary_name
+
+    prefix, suffix = temporary_name(path)
+    fd, tmp = tempfile.mkstemp(prefix=prefix, suffix=suffix, dir=path.parent)
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as handle:
             handle.write(text)
@@ -441,24 +476,51 @@ def write_text_atomic(path: Path, text: str) -> None:
         raise
 
 
+def _previous_result(folder: Path) -> bool:
+    """True for a folder an earlier run of a pipeline wrote (it holds ``done.json``)."""
+    return (folder / DONE).is_file()
+
+
+def _check_target(input_path, target: Path) -> None:
+    """Refuse a specimen folder that would hold (and so replace) the input itself, or
+    that exists and is not an earlier result."""
+    source = Path(input_path).resolve()
+    if source == target or target in source.parents:
+        raise ValueError(f"the output folder {target} holds its input {input_path}; choose "
+                         "another output folder")
+    if os.path.lexists(target) and (target.is_symlink() or not target.is_dir()
+                                    or not _previous_result(target)):
+        raise ValueError(f"{target} exists and is not a result of mrmicro (no {DONE}); "
+                         "refusing to replace it: move it away or choose another output "
+                         "folder")
+
+
 def run_specimen(pipeline: Pipeline, input_path, out_root, threads: int = -1,
                  force: bool = False) -> SpecimenResult:
     """Run the pipeline on one input into ``<out_root>/<name>/``, atomically; never raises
-    for a failing specimen (the result says why and ``<name>.error.txt`` is written)."""
+    for a failing specimen (the result says why and ``<name>.error.txt`` is written).
+
+    The specimen writes nothing outside its own folder but its error file: every output
+    name is checked to lie inside it, and an existing ``<out_root>/<name>`` is replaced only
+    when it is an earlier result (it holds ``done.json``). Raises ValueError only for an
+    input path from which no specimen name can be derived.
+    """
     from napari_mrmicro.io._common import atomic_output
 
-    out_root = Path(out_root)
+    out_root = Path(out_root).resolve()
     name = specimen_name(input_path)
+    target = out_root / name
+    if target.parent != out_root:
+        raise ValueError(f"{input_path}: specimen name {name!r} is not a folder name")
     if not force and is_done(out_root, name, pipeline):
         return SpecimenResult(name, str(input_path), "skipped")
-    for stale in out_root.glob(f".{name}.*.part"):  # left by an interrupted run
-        shutil.rmtree(stale, ignore_errors=True)
     error_file = out_root / f"{name}.error.txt"
     start = time.perf_counter()
     try:
-        with atomic_output(out_root / name, directory=True) as tmp:
+        _check_target(input_path, target)
+        with atomic_output(target, directory=True, replaces=_previous_result) as tmp:
             specimen = run_steps(pipeline, input_path, tmp, threads)
-            outputs = sorted(str(Path(p).relative_to(tmp)) for p in specimen.written)
+            outputs = sorted(str(Path(p).relative_to(tmp.resolve())) for p in specimen.written)
             done = {"pipeline": pipeline.name, "pipeline_digest": pipeline.digest,
                     "steps": [[n, p] for n, p in pipeline.steps], "input": str(input_path),
                     "outputs": outputs, "seconds": round(time.perf_counter() - start, 3),

@@ -4,9 +4,13 @@ napari-mrmicro metadata payload that writable formats embed as JSON."""
 from __future__ import annotations
 
 import contextlib
+import ctypes
+import errno
 import json
 import os
+import re
 import shutil
+import sys
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -140,35 +144,141 @@ def read_text_header(path, max_bytes: int = 4 * 2**20) -> str:
         return raw.decode("latin-1")
 
 
+#: Temporaries of ``.<name>.<random>[.<pid>].part`` (writes) and ``.old`` (replaced outputs).
+_TEMPORARY = r"[a-z0-9_]+(?:\.(?P<pid>\d+))?\.(?:part|old)"
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, OverflowError, ValueError):
+        return pid > 0
+    return True
+
+
+def temporary_name(path) -> tuple:
+    """``(prefix, suffix)`` of the temporaries written for ``path`` by this process."""
+    return f".{Path(path).name}.", f".{os.getpid()}.part"
+
+
+def stale_temporaries(path) -> list[Path]:
+    """Temporaries left next to ``path`` by writes of ``path`` whose process is gone.
+
+    Only names :func:`temporary_name` gives for exactly this ``path`` match (``.a.b.x.part``
+    belongs to ``a.b``, never to ``a``); temporaries of a process still running are kept.
+    """
+    path = Path(path)
+    parent = path.parent if str(path.parent) else Path(".")
+    pattern = re.compile(re.escape(f".{path.name}.") + _TEMPORARY)
+    try:
+        names = os.listdir(parent)
+    except OSError:
+        return []
+    stale = []
+    for name in names:
+        match = pattern.fullmatch(name)
+        if match and not (match["pid"] and _alive(int(match["pid"]))):
+            stale.append(parent / name)
+    return stale
+
+
+def remove_stale_temporaries(path) -> None:
+    """Delete :func:`stale_temporaries` of ``path`` (files or folders); an ``.old`` copy
+    of a folder output is moved back first when the output itself is missing (a write
+    killed between its two renames)."""
+    path = Path(path)
+    for stale in stale_temporaries(path):
+        kept = stale / path.name
+        if stale.name.endswith(".old") and kept.is_dir() and not os.path.lexists(path):
+            with contextlib.suppress(OSError):
+                os.replace(kept, path)
+        if stale.is_dir() and not stale.is_symlink():
+            shutil.rmtree(stale, ignore_errors=True)
+        else:
+            with contextlib.suppress(OSError):
+                stale.unlink()
+
+
+def _exchange(a: Path, b: Path) -> bool:
+    """Swap two paths in one atomic step (Linux ``renameat2(RENAME_EXCHANGE)``); False
+    where the system or file system cannot."""
+    if not sys.platform.startswith("linux"):
+        return False
+    libc = ctypes.CDLL(None, use_errno=True)
+    renameat2 = getattr(libc, "renameat2", None)
+    if renameat2 is None:
+        return False
+    at_fdcwd, rename_exchange = -100, 2
+    if renameat2(at_fdcwd, os.fsencode(a), at_fdcwd, os.fsencode(b), rename_exchange) == 0:
+        return True
+    code = ctypes.get_errno()
+    if code in (errno.EINVAL, errno.ENOSYS, errno.EOPNOTSUPP):
+        return False
+    raise OSError(code, os.strerror(code), str(b))
+
+
+def _replace_directory(tmp: Path, path: Path) -> None:
+    """Put the folder ``tmp`` at ``path``; an existing ``path`` is swapped out atomically
+    (or, where the system cannot swap, renamed aside first and restored by the next write
+    if a kill falls between the two renames)."""
+    if not os.path.lexists(path):
+        os.replace(tmp, path)
+        return
+    if _exchange(tmp, path):
+        shutil.rmtree(tmp, ignore_errors=True)
+        return
+    prefix, suffix = temporary_name(path)
+    old = Path(tempfile.mkdtemp(prefix=prefix, suffix=suffix.replace(".part", ".old"),
+                                dir=path.parent))
+    os.replace(path, old / path.name)
+    os.replace(tmp, path)
+    shutil.rmtree(old, ignore_errors=True)
+
+
 @contextlib.contextmanager
-def atomic_output(path, directory: bool = False):
+def atomic_output(path, directory: bool = False, replaces=None):
     """Yield a temporary path next to ``path``; move it into place only on success.
 
     With ``directory=True`` the temporary path is a fresh folder that replaces ``path``
-    as a whole. On any error the temporary output is removed and an existing ``path``
-    is left as it was.
+    as a whole, in one atomic swap. On any error the temporary output is removed and an
+    existing ``path`` is left as it was; temporaries of earlier writes of ``path`` that
+    were killed are removed first.
+
+    Parameters
+    ----------
+    replaces : callable(Path) -> bool, optional
+        For ``directory=True``: True when an existing folder at ``path`` is a previous
+        output that may be replaced (default: any folder; an empty folder always is).
+        Anything else at ``path``
+        (a file, a link, a folder ``replaces`` disowns) is refused, never deleted.
     """
     path = Path(path)
     parent = path.parent if str(path.parent) else Path(".")
     if not parent.is_dir():
         raise FormatError(path, f"the folder {parent} does not exist")
+    if not path.name or path.name in (".", ".."):
+        raise FormatError(path, "needs a file name")
+    remove_stale_temporaries(path)
+    if os.path.lexists(path):
+        if directory and (path.is_symlink() or not path.is_dir() or (
+                replaces is not None and any(path.iterdir()) and not replaces(path))):
+            raise FormatError(path, "exists and is not an earlier output of this kind; "
+                                    "refusing to replace it (move it away first)")
+        if not directory and (path.is_dir() and not path.is_symlink()):
+            raise FormatError(path, "is a folder; refusing to replace it with a file")
+    prefix, suffix = temporary_name(path)
     if directory:
-        tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".part", dir=parent))
+        tmp = Path(tempfile.mkdtemp(prefix=prefix, suffix=suffix, dir=parent))
     else:
-        fd, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=parent)
+        fd, name = tempfile.mkstemp(prefix=prefix, suffix=suffix, dir=parent)
         os.close(fd)
         tmp = Path(name)
     try:
         yield tmp
         if directory:
-            if path.exists():
-                old = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".old",
-                                            dir=parent))
-                os.replace(path, old / path.name)
-                os.replace(tmp, path)
-                shutil.rmtree(old, ignore_errors=True)
-            else:
-                os.replace(tmp, path)
+            _replace_directory(tmp, path)
         else:
             os.chmod(tmp, 0o644)
             os.replace(tmp, path)

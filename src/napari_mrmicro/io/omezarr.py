@@ -248,6 +248,11 @@ def _downsample(level, step: tuple, lead: int, labels: bool):
     return mean.astype(level.dtype)
 
 
+def _is_zarr_store(path: Path) -> bool:
+    """True for a zarr group or array folder (v2 or v3): an earlier output to replace."""
+    return any((path / name).is_file() for name in (".zgroup", ".zarray", "zarr.json"))
+
+
 def _store_slabs(array, source, lead: int) -> None:
     """Write a dask array into a zarr array one slab of chunks (along z) at a time.
 
@@ -349,7 +354,7 @@ def write(path: Path, volume: Volume, chunks=None, levels: int | None = None,
         "metadata": {"method": "every second voxel" if labels else
                      "mean of 2x2x2 blocks (dask.array.coarsen)"}}],
         PAYLOAD_ATTR: payload}
-    with atomic_output(path, directory=True) as tmp:
+    with atomic_output(path, directory=True, replaces=_is_zarr_store) as tmp:
         group = zarr.open_group(str(tmp), mode="w", zarr_format=2)
         previous = None
         for level, f in enumerate(factors):
