@@ -2,15 +2,178 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 
+from napari_mrmicro.core import geometry
 from napari_mrmicro.io import Volume, unit_to_um
 
 UM = "µm"
 
 
+#: Value units a layer may carry in ``metadata["mrmicro"]["value_unit"]``.
+VALUE_UNITS = ("a.u.", "Hz", "ppm", "rad")
+#: Quantities signed around 0 (field, frequency offset, phase) get a diverging colormap.
+SIGNED_UNITS = ("Hz", "ppm")
+DIVERGING = "bwr"
+
+
 def _without(values: tuple, axis: int | None) -> tuple:
     return values if axis is None else values[:axis] + values[axis + 1:]
+
+
+def _without_axis(matrix: np.ndarray, axis: int | None) -> np.ndarray:
+    if axis is None:
+        return matrix
+    keep = [i for i in range(matrix.shape[0]) if i != axis]
+    return matrix[np.ix_(keep, keep)]
+
+
+def placement(volume: Volume, nd: int, channel_axis: int | None = None) -> dict:
+    """napari ``scale``, ``translate`` and (when rotated) ``affine`` placing ``volume``.
+
+    An axis-aligned grid is ``scale`` = voxel size and ``translate`` = first voxel; a
+    rotated or flipped one (``volume.affine_um``) is ``scale`` = voxel size and ``affine``
+    = the rest (rotation, reflection, translation), as napari composes ``affine ∘ scale``.
+    Leading (echo, channel) axes get scale 1; ``channel_axis`` is dropped as napari splits
+    it into layers.
+    """
+    n = len(volume.spacing_um)
+    lead = nd - n
+    if volume.affine_um is not None:
+        world = geometry.check_world_affine(volume.affine_um, n)
+    else:
+        world = geometry.grid_affine(volume.spacing_um, volume.origin_um)
+    scale, rest = geometry.split_scale(world)
+    out = {"scale": _without((1.0,) * lead + scale, channel_axis)}
+    if geometry.is_axis_aligned(world):
+        out["translate"] = _without((0.0,) * lead + tuple(world[:n, n]), channel_axis)
+    else:
+        out["translate"] = (0.0,) * len(out["scale"])
+        out["affine"] = _without_axis(geometry.embed_affine(rest, nd), channel_axis)
+    return out
+
+
+def value_unit(metadata: dict) -> str:
+    """The unit of the values (``"a.u."`` unless the file or a dock states one)."""
+    unit = metadata.get("value_unit") or "a.u."
+    return unit if unit in VALUE_UNITS else "a.u."
+
+
+def value_display(volume: Volume, name: str) -> dict:
+    """Name with the value unit, and for signed quantities (Hz, ppm) a diverging colormap
+    with contrast limits symmetric about 0."""
+    unit = value_unit(volume.metadata)
+    out = {"metadata": {"mrmicro": {**volume.metadata, "value_unit": unit}}}
+    if unit == "a.u." or volume.layer_type != "image":
+        return out
+    out["name"] = f"{name} ({unit})"
+    if unit in SIGNED_UNITS:
+        out["colormap"] = DIVERGING
+        data = volume.data
+        if isinstance(data, np.ndarray) and data.size:
+            limit = float(np.nanmax(np.abs(data))) or 1.0
+            out["contrast_limits"] = (-limit, limit)
+    return out
+
+
+def unit_factors_um(units) -> tuple:
+    """µm per unit on each axis: the one rule for layer units.
+
+    Length units convert (nm, µm, mm ...); other units (``pixel``, ``s``) give None. A
+    layer with no length unit at all (napari's default ``pixel`` everywhere, or an
+    uncalibrated optical file) is taken at 1 µm per unit on every axis.
+    """
+    factors = tuple(unit_to_um(str(u)) for u in units)
+    if all(f is None for f in factors):
+        return (1.0,) * len(factors)
+    return factors
+
+
+@dataclass
+class LayerGeometry:
+    """Where a layer's spatial axes (its trailing axes in a length unit, at most 3) sit.
+
+    Attributes
+    ----------
+    spacing_um : tuple of float
+        Voxel size of the spatial axes.
+    affine_um : ndarray
+        ``(n+1, n+1)`` voxel index -> world µm of the spatial axes (layer ``affine``,
+        ``translate``, ``rotate``, ``shear`` and ``scale`` composed, units applied).
+    units : tuple of str
+        The layer's units, one per axis.
+    calibrated : bool
+        False when no axis has a length unit (then 1 unit is taken as 1 µm).
+    """
+
+    spacing_um: tuple
+    affine_um: np.ndarray
+    units: tuple
+    calibrated: bool
+
+    @property
+    def origin_um(self) -> tuple:
+        """World position of voxel 0."""
+        return tuple(float(v) for v in self.affine_um[:-1, -1])
+
+
+def layer_geometry(layer) -> LayerGeometry:
+    """:class:`LayerGeometry` of a napari layer, or of a layer state dict (npe2 writers)."""
+    state = layer if isinstance(layer, dict) else {
+        "scale": layer.scale, "translate": layer.translate, "rotate": layer.rotate,
+        "shear": layer.shear, "affine": layer.affine.affine_matrix, "units": layer.units,
+        "ndim": layer.ndim}
+    ndim = int(state.get("ndim") or len(state.get("scale") or ()))
+    from napari.utils.transforms import Affine
+
+    inner = Affine(scale=state.get("scale", (1.0,) * ndim),
+                   translate=state.get("translate", (0.0,) * ndim),
+                   rotate=state.get("rotate"), shear=state.get("shear"), ndim=ndim)
+    outer = state.get("affine")
+    outer = np.eye(ndim + 1) if outer is None else np.asarray(
+        getattr(outer, "affine_matrix", outer), dtype=float)
+    full = outer @ inner.affine_matrix
+    units = tuple(str(u) for u in state.get("units") or ("pixel",) * ndim)
+    factors = unit_factors_um(units)
+    n = 0
+    for f in reversed(factors):
+        if f is None or n == 3:
+            break
+        n += 1
+    if n == 0:
+        raise ValueError(f"the layer's last axis has no length unit (units {units})")
+    keep = list(range(ndim - n, ndim)) + [ndim]
+    spatial = full[np.ix_(keep, keep)]
+    spatial[:n, :] *= np.asarray(factors[ndim - n:])[:, None]
+    return LayerGeometry(tuple(float(v) for v in geometry.voxel_sizes(spatial)), spatial,
+                         units, any(unit_to_um(u) is not None for u in units))
+
+
+def like(layer, **changes) -> dict:
+    """Layer keyword arguments placing a result exactly where ``layer`` sits (same
+    ``scale``, ``translate``, ``affine``, ``units``, ``axis_labels``), plus ``changes``.
+
+    ``layer`` is a napari layer or a LayerData keyword dict. With ``ndim`` in ``changes``
+    the trailing axes are kept (a 3-D result of a 4-D echo layer).
+    """
+    get = layer.get if isinstance(layer, dict) else (lambda key: getattr(layer, key, None))
+    ndim = changes.pop("ndim", None)
+    out = {}
+    for key in ("scale", "translate", "units", "axis_labels"):
+        value = get(key)
+        if value is not None:
+            value = tuple(value)
+            out[key] = value if ndim is None else value[len(value) - ndim:]
+    affine = get("affine")
+    if affine is not None:
+        matrix = np.asarray(getattr(affine, "affine_matrix", affine), dtype=float)
+        if ndim is not None:
+            matrix = matrix[np.ix_(*[list(range(matrix.shape[0] - ndim - 1,
+                                                matrix.shape[0]))] * 2)]
+        out["affine"] = matrix
+    return {**out, **changes}
 
 
 def volume_to_layer_data(volume: Volume, name: str | None = None) -> list[tuple]:
@@ -19,11 +182,9 @@ def volume_to_layer_data(volume: Volume, name: str | None = None) -> list[tuple]
     rgb = bool(volume.metadata.get("rgb"))
     nd = data.ndim - rgb  # napari dimensions: the RGB sample axis is not one
     lead = nd - len(volume.spacing_um)
-    origin = volume.origin_um or (0.0,) * len(volume.spacing_um)
     axis = volume.channel_axis
     kwargs = {
-        "scale": _without((1.0,) * lead + volume.spacing_um, axis),
-        "translate": _without((0.0,) * lead + tuple(origin), axis),
+        **placement(volume, nd, axis),
         "units": _without(("pixel",) * lead + (UM,) * len(volume.spacing_um), axis),
         "axis_labels": _without(volume.axis_labels[:nd], axis),
         "metadata": {"mrmicro": volume.metadata},
@@ -43,12 +204,14 @@ def volume_to_layer_data(volume: Volume, name: str | None = None) -> list[tuple]
     if np.issubdtype(data.dtype, np.complexfloating):
         xp = _array_module(data)
         magnitude = {**kwargs, "name": f"{name} magnitude", "colormap": "gray"}
-        phase = {**kwargs, "name": f"{name} phase", "colormap": "twilight_shifted",
-                 "contrast_limits": (-np.pi, np.pi), "visible": False}
+        phase = {**kwargs, "name": f"{name} phase (rad)", "colormap": "twilight_shifted",
+                 "contrast_limits": (-np.pi, np.pi), "visible": False,
+                 "metadata": {"mrmicro": {**volume.metadata, "value_unit": "rad"}}}
         return [(xp.abs(data).astype(np.float32), magnitude, "image"),
                 (xp.angle(data).astype(np.float32), phase, "image")]
     if axis is None:
         kwargs["name"] = name
+        kwargs.update(value_display(volume, name))
     pyramid = volume.metadata.get("pyramid")
     if pyramid:  # OME-Zarr: napari shows the levels without loading the full volume
         meta = {k: v for k, v in volume.metadata.items() if k != "pyramid"}
@@ -85,29 +248,16 @@ def _array_module(data):
 def layer_to_volume(data, meta: dict, layer_type: str = "image") -> Volume:
     """A Volume from a napari layer's data and state (as npe2 writers receive them).
 
-    Spatial axes are the trailing axes whose unit is a length; their scale becomes µm.
-    A layer whose units are all napari's default ``pixel`` is taken to be in µm.
+    The placement comes from :func:`layer_geometry` (spatial axes: the trailing axes in a
+    length unit; a layer without any length unit is taken in µm): an axis-aligned layer
+    gives ``origin_um``, a rotated or flipped one ``affine_um``.
     """
     ndim = np.ndim(data) if not hasattr(data, "ndim") else data.ndim
-    scale = tuple(float(s) for s in meta.get("scale", (1.0,) * ndim))
-    units = tuple(str(u) for u in meta.get("units") or ("pixel",) * ndim)
-    factors = [unit_to_um(u) for u in units]
-    if all(f is None for f in factors):
-        factors = [1.0] * ndim
-    n_spatial = 0
-    for f in reversed(factors):
-        if f is None or n_spatial == 3:
-            break
-        n_spatial += 1
-    spacing = tuple(s * f for s, f in zip(scale[ndim - n_spatial:], factors[ndim - n_spatial:]))
-    translate = meta.get("translate")
-    origin = None
-    if translate is not None and any(float(t) for t in translate):
-        origin = tuple(float(t) * f for t, f in zip(translate[ndim - n_spatial:],
-                                                    factors[ndim - n_spatial:]))
+    geo = layer_geometry({**meta, "ndim": ndim})
+    origin = geo.origin_um if any(geo.origin_um) else None
+    affine = None if geometry.is_axis_aligned(geo.affine_um) else geo.affine_um
     metadata = dict((meta.get("metadata") or {}).get("mrmicro") or {})
     labels = meta.get("axis_labels")
-    return Volume(np.asarray(data), spacing, metadata, origin_um=origin,
+    return Volume(np.asarray(data), geo.spacing_um, metadata, origin_um=origin,
                   axis_labels=tuple(labels) if labels and len(labels) == ndim else None,
-                  layer_type=layer_type, name=meta.get("name"))
-
+                  layer_type=layer_type, name=meta.get("name"), affine_um=affine)

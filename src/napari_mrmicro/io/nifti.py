@@ -5,13 +5,13 @@ Format: the NIfTI-1 header (https://nifti.nimh.nih.gov/nifti-1, ``nifti1.h``) an
 array nibabel returns is ``(x, y, z[, t, ...])``; it is reversed here to napari's
 ``(..., z, y, x)``. ``pixdim`` are in the spatial unit of ``xyzt_units`` (metre, mm or
 micron; "unknown" is taken as mm, the NIfTI tools' convention, and flagged).
-``scl_slope``/``scl_inter`` are applied by nibabel (integer data stay integer when there
-is no scaling).
+``scl_slope``/``scl_inter`` are applied here in float32.
 
-Orientation: napari shows the voxel grid axis-aligned with the spacing from ``pixdim`` and
-the origin from the affine's translation; rotations and flips are not applied. The qform,
-sform, their codes and the axis codes (``nibabel.aff2axcodes``) are kept in
-``metadata["header"]``.
+Orientation: the sform (when its code is set), else the qform, gives ``Volume.affine_um``:
+voxel ``(z, y, x)`` to world µm RAS+ in napari's axis order (:mod:`napari_mrmicro.core.geometry`),
+so rotations and flips are kept and layers sit where the scanner put them. The qform, sform,
+their codes and the axis codes (``nibabel.aff2axcodes``) are kept in ``metadata["header"]``.
+Scaled data (``scl_slope``/``scl_inter``) become float32; unscaled integers stay integers.
 
 Writing uses micron units (``xyzt_units`` = micron), so ``pixdim`` hold the µm spacing
 itself: typical MRM voxel sizes (25 µm, 12.5 µm) are exact in NIfTI-1's float32 fields,
@@ -32,6 +32,7 @@ from pathlib import Path
 
 import numpy as np
 
+from napari_mrmicro.core import geometry
 from napari_mrmicro.io._common import (
     LAZY_BYTES, PAYLOAD_KEY, FormatError, Volume, apply_payload, atomic_output, parse_payload,
     payload_dtype, payload_text,
@@ -152,6 +153,9 @@ def read(path: Path, lazy: bool | None = None) -> Volume:
     spacing = tuple((s if s else 1.0) * factor for s in reversed(steps))
     affine = np.asarray(img.affine, dtype=float)
     origin = tuple(affine[:nspatial, 3][::-1] * factor)
+    world = _world_affine(hdr, affine, nspatial, factor)
+    if world is not None:
+        spacing = tuple(float(v) for v in geometry.voxel_sizes(world))
 
     slope, inter = float(img.dataobj.slope), float(img.dataobj.inter)
     scaled = (slope, inter) != (1.0, 0.0)
@@ -159,16 +163,17 @@ def read(path: Path, lazy: bool | None = None) -> Volume:
     if lazy is None:
         lazy = nbytes > LAZY_BYTES
     try:
+        raw = img.dataobj.get_unscaled().T  # memory map in (..., z, y, x) order
         if lazy and not gz:
-            raw = img.dataobj.get_unscaled().T  # memory map in (..., z, y, x) order
             data = raw
             if scaled:
                 import dask.array as da
                 data = da.from_array(raw, chunks=(1,) * (raw.ndim - 2) + raw.shape[-2:])
-                data = data * slope + inter
+                data = _scale(data, slope, inter)
         else:
-            data = np.asanyarray(img.dataobj).T
-            data = np.ascontiguousarray(data, dtype=data.dtype.newbyteorder("="))
+            data = np.ascontiguousarray(raw, dtype=raw.dtype.newbyteorder("="))
+            if scaled:
+                data = _scale(data, slope, inter)
     except Exception as exc:
         raise FormatError(path, f"cannot read the image data ({exc})") from exc
 
@@ -196,7 +201,29 @@ def read(path: Path, lazy: bool | None = None) -> Volume:
     if target is not None and data.dtype.kind in "biu":  # labels stored as int32
         data = data.astype(target)
     return Volume(data, spacing, metadata, origin_um=origin, axis_labels=labels,
-                  channel_axis=channel_axis, layer_type=layer_type, name=name)
+                  channel_axis=channel_axis, layer_type=layer_type, name=name,
+                  affine_um=world)
+
+
+def _scale(data, slope: float, inter: float):
+    """``raw · scl_slope + scl_inter`` in float32 (complex64 for complex data)."""
+    kind = np.complex64 if np.iscomplexobj(data) else np.float32
+    return data.astype(kind) * kind(slope) + kind(inter)
+
+
+def _world_affine(hdr, affine: np.ndarray, nspatial: int, factor: float):
+    """The world affine (µm, RAS+, napari order) of the spatial axes from the sform (if
+    its code is set), else the qform (NIfTI-1 methods 3 and 2, as nibabel's
+    ``get_best_affine``); None when neither is set (method 1: no orientation) or the
+    transform is singular."""
+    if not (int(hdr["sform_code"]) or int(hdr["qform_code"])):
+        return None
+    keep = list(range(nspatial)) + [3]
+    try:
+        world = geometry.from_xyz_affine(affine[np.ix_(keep, keep)], factor)
+        return geometry.check_world_affine(world, nspatial)
+    except ValueError:
+        return None
 
 
 def _check_size(path: Path, img, nbytes: int) -> None:
@@ -278,7 +305,8 @@ def write(path: Path, volume: Volume) -> list[str]:
     """Write ``volume`` as NIfTI-1 (``.nii`` or gzip-compressed ``.nii.gz``).
 
     The spacing goes into ``pixdim`` in µm with ``xyzt_units`` = micron; the sform and
-    qform (code 1, scanner) are ``diag(spacing)`` plus the origin. Up to four leading
+    qform (code 1, scanner) hold ``volume.affine_um`` (else ``diag(spacing)`` plus the
+    origin) in NIfTI's (x, y, z) order. Up to four leading
     axes (echo, channel...) become NIfTI dimensions 4-7 with step 1. Data keep their
     dtype (complex64 included) except bool -> uint8, float16 -> float32 and 64-bit
     integers that fit int32 -> int32 (the widest integer most NIfTI tools read); the
@@ -302,11 +330,13 @@ def write(path: Path, volume: Volume) -> list[str]:
                                 f"cannot store shape {data.shape} with {nspatial} spatial axes")
     original = data.dtype
     data = _nifti_dtype(path, data)
-    spacing = volume.spacing_um[::-1]  # x, y, z
-    origin = (volume.origin_um or (0.0,) * nspatial)[::-1]
+    world = volume.affine_um if volume.affine_um is not None else \
+        geometry.grid_affine(volume.spacing_um, volume.origin_um)
+    spacing = tuple(geometry.voxel_sizes(world)[::-1])  # x, y, z
+    xyz = geometry.to_xyz_affine(world, 1.0)  # µm: xyzt_units = micron
     affine = np.eye(4)
-    affine[range(nspatial), range(nspatial)] = spacing
-    affine[:nspatial, 3] = origin
+    keep = list(range(nspatial)) + [3]
+    affine[np.ix_(keep, keep)] = xyz
 
     header = nib.Nifti1Header()
     header.set_data_dtype(data.dtype)

@@ -1,0 +1,121 @@
+"""World space (DESIGN.md): every layer placed where the instrument put it, µm RAS+."""
+
+import numpy as np
+import pytest
+from napari.layers import Layer
+
+from napari_mrmicro._layers import layer_geometry, layer_to_volume, like, volume_to_layer_data
+from napari_mrmicro._reader import read_layers
+from napari_mrmicro.core import geometry
+from napari_mrmicro.io import Volume, read_volume, write_volume
+
+nib = pytest.importorskip("nibabel")
+
+
+def layers_of(path):
+    return [Layer.create(d, k, t) for d, k, t in read_layers(path)]
+
+
+def corners_match_nibabel(layer, img):
+    """The layer's world position of every voxel corner is nibabel's, µm, RAS+ reversed."""
+    ijk = geometry.corner_points(img.shape[:3])
+    expected = nib.affines.apply_affine(img.affine, ijk) * 1e3  # mm -> µm, (x, y, z)
+    lead = (0.0,) * (layer.ndim - 3)  # a time axis first
+    got = np.array([layer.data_to_world(lead + tuple(p))[-3:] for p in ijk[:, ::-1]])
+    np.testing.assert_allclose(got[:, ::-1], expected, atol=1e-3)
+
+
+def oblique_affine():
+    angle = np.radians(20.0)
+    rot = np.array([[np.cos(angle), -np.sin(angle), 0], [np.sin(angle), np.cos(angle), 0],
+                    [0, 0, 1]]) @ np.diag([-1.0, 1.0, 1.0])  # rotated and x flipped
+    affine = np.eye(4)
+    affine[:3, :3] = rot @ np.diag([0.05, 0.04, 0.2])
+    affine[:3, 3] = (12.0, -3.5, 7.25)
+    return affine
+
+
+def test_oblique_nifti_layer_maps_corners_to_nibabel(tmp_path):
+    data = np.arange(6 * 5 * 4, dtype=np.int16).reshape(6, 5, 4)
+    img = nib.Nifti1Image(data, oblique_affine())
+    img.header.set_slope_inter(0.5, 1.0)
+    path = tmp_path / "oblique.nii"
+    nib.save(img, path)
+    (layer,) = layers_of(path)
+    corners_match_nibabel(layer, nib.load(path))
+    assert layer.data.dtype == np.float32  # scaled int16
+    assert layer.scale == pytest.approx((200.0, 40.0, 50.0))
+    assert tuple(str(u) for u in layer.units) == ("micrometer",) * 3
+
+
+def test_unscaled_nifti_ints_stay_ints(tmp_path):
+    path = tmp_path / "ints.nii"
+    nib.save(nib.Nifti1Image(np.ones((3, 4, 5), np.int16), np.eye(4)), path)
+    assert read_volume(path).data.dtype == np.int16
+
+
+def test_nifti_round_trip_keeps_placement(tmp_path):
+    world = geometry.from_xyz_affine(oblique_affine(), 1e3)
+    vol = Volume(np.random.default_rng(1).random((4, 5, 6), dtype=np.float32),
+                 geometry.voxel_sizes(world), {}, affine_um=world)
+    write_volume(tmp_path / "o.nii.gz", vol)
+    back = read_volume(tmp_path / "o.nii.gz")
+    np.testing.assert_allclose(back.affine_um, world, atol=1e-3)
+    # the layer and back: layer_to_volume recovers the world affine
+    data, kwargs, kind = volume_to_layer_data(back)[0]
+    again = layer_to_volume(data, {**kwargs, "ndim": 3}, kind)
+    np.testing.assert_allclose(again.affine_um, world, atol=1e-3)
+
+
+def test_realdata_nifti_corners(realdata):
+    for name in ("anatomical.nii", "functional.nii"):
+        path = realdata(f"nifti/nibabel/{name}")
+        (layer,) = layers_of(path)[:1]
+        corners_match_nibabel(layer, nib.load(path))
+
+
+def test_like_copies_placement(tmp_path):
+    world = geometry.from_xyz_affine(oblique_affine(), 1e3)
+    vol = Volume(np.zeros((2, 4, 5, 6), np.float32), geometry.voxel_sizes(world), {},
+                 affine_um=world)
+    _, kwargs, _ = volume_to_layer_data(vol)[0]
+    layer = Layer.create(np.zeros((2, 4, 5, 6), np.float32), kwargs, "image")
+    result = Layer.create(np.zeros((4, 5, 6), np.float32), like(layer, ndim=3), "image")
+    np.testing.assert_allclose(layer_geometry(result).affine_um, world, atol=1e-9)
+    np.testing.assert_allclose(layer_geometry(layer).affine_um, world, atol=1e-9)
+
+
+def test_uncalibrated_layer_is_one_um_per_pixel():
+    layer = Layer.create(np.zeros((3, 4)), {}, "image")
+    geo = layer_geometry(layer)
+    assert geo.spacing_um == (1.0, 1.0) and not geo.calibrated
+
+
+@pytest.mark.gui
+def test_npe2_writers_keep_layer_type_and_create_series_folder(make_napari_viewer, tmp_path):
+    viewer = make_napari_viewer()
+    data = np.arange(3 * 4 * 5, dtype=np.uint16).reshape(3, 4, 5)
+    layer = viewer.add_image(data, scale=(30.0, 20.0, 10.0), units="µm", name="img")
+    for suffix in (".tif", ".nii"):
+        out = tmp_path / f"img{suffix}"
+        # the state napari hands to a writer, contrast limits removed: still an image
+        from napari_mrmicro import _writer
+
+        state = {k: v for k, v in layer._get_state().items() if k != "contrast_limits"}
+        write = _writer.write_imagej_tiff if suffix == ".tif" else _writer.write_nifti
+        write(str(out), layer.data, state)
+        assert read_volume(out).layer_type == "image"
+        layer.save(str(tmp_path / f"saved{suffix}"), plugin="napari-mrmicro")
+        assert read_volume(tmp_path / f"saved{suffix}").layer_type == "image"
+    seg = viewer.add_labels((data > 20).astype(np.uint8), scale=(30.0, 20.0, 10.0),
+                            units="µm", name="seg")
+    seg.save(str(tmp_path / "seg.nii"), plugin="napari-mrmicro")
+    assert read_volume(tmp_path / "seg.nii").layer_type == "labels"
+    # a CIVM series into a folder that does not exist yet, whose parent does
+    target = tmp_path / "new_series" / "S1.headfile"
+    layer.save(str(target), plugin="napari-mrmicro")
+    back = read_volume(target)
+    np.testing.assert_array_equal(back.data, data)
+    with pytest.raises(OSError):  # the parent is missing too: refused, nothing created
+        layer.save(str(tmp_path / "a" / "b" / "S2.headfile"), plugin="napari-mrmicro")
+    assert not (tmp_path / "a").exists()
