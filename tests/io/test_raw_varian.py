@@ -223,3 +223,153 @@ def test_bad_tables_and_headers(tmp_path):
     (folder / "procpar").write_bytes(b"\x00\x01\x02")
     with pytest.raises(FormatError, match="procpar.*binary"):
         varian.read(folder)
+
+
+# --------------------------------------------------------------------------- spectra
+
+
+def write_spectrum(folder, shape, params):
+    """A 1-D or 2-D NMR fid + procpar written entirely by nmrglue's own writer."""
+    udic = ng.fileiobase.create_blank_udic(len(shape))
+    for axis, size in enumerate(shape):
+        udic[axis].update(size=size, complex=True)
+    dic = ng.varian.create_dic(udic)
+    dic["procpar"].update({k: param(k, v if isinstance(v, list) else [v])
+                           for k, v in params.items()})
+    data = (np.arange(np.prod(shape)) + 1j).reshape(shape).astype(np.complex64)
+    ng.varian.write(str(folder), dic, data, overwrite=True)
+    return folder
+
+
+@pytest.mark.parametrize("shape, params, kind", [
+    ((64,), {"seqfil": "s2pul", "seqcon": "", "nv": 0}, "1-D NMR"),
+    ((64,), {}, "1-D NMR"),  # nmrglue's minimal procpar: only np
+    ((4, 32), {"seqfil": "hsqc", "seqcon": "", "nv": 0, "ni": 4}, "2-D NMR"),
+    ((32,), {"seqfil": "gems", "seqcon": "nccnn", "nv": 0}, "1-D NMR"),
+    ((32,), {"seqfil": "gems", "seqcon": "ncnnn", "nv": 1}, "1-D NMR"),
+])
+def test_spectrum_refused(tmp_path, shape, params, kind):
+    folder = write_spectrum(tmp_path / "proton.fid", shape, params)
+    with pytest.raises(FormatError, match=f"a spectrum, not an image.*{kind}") as info:
+        varian.read(folder)
+    assert "proton.fid/procpar" in str(info.value)
+
+
+# --------------------------------------------------------------------------- bad input
+
+
+def test_header_disagrees_with_file_size_no_allocation(gems):
+    folder, _, _ = gems
+    raw = bytearray((folder / "fid").read_bytes())
+    raw[0:4] = (2**30).to_bytes(4, "big")  # nblocks: 2**30 blocks of 24 traces
+    (folder / "fid").write_bytes(bytes(raw))
+    with pytest.raises(FormatError, match=r"gems_01.fid/fid: header implies \d+ bytes"):
+        varian.read(folder)
+
+
+def test_missing_procpar(gems):
+    folder, _, _ = gems
+    (folder / "procpar").unlink()
+    with pytest.raises(FormatError, match=r"gems_01.fid/fid: no procpar beside the fid"):
+        varian.read(folder)
+    assert not varian.can_read(folder)
+
+
+# --------------------------------------------------------------------------- geometry
+
+
+def euler_peer(psi, phi, theta):
+    """VnmrJ's orientation rows from scipy's Euler composition (independent of ours)."""
+    from scipy.spatial.transform import Rotation
+
+    rotation = Rotation.from_euler("zxz", [-psi, theta, phi], degrees=True).as_matrix()
+    return np.diag([-1.0, -1.0, 1.0]) @ rotation
+
+
+@pytest.mark.parametrize("angles", [(0, 0, 0), (90, 0, 0), (0, 90, 90),
+                                    (318.33, 120.57, 120.74), (-17.0, 33.0, 250.0)])
+def test_orientation_matrix(angles):
+    rows = varian.orientation_matrix(*angles)
+    np.testing.assert_allclose(rows @ rows.T, np.eye(3), atol=1e-12)
+    assert np.linalg.det(rows) == pytest.approx(1.0)  # a proper rotation, every angle
+    np.testing.assert_allclose(rows, euler_peer(*angles), atol=1e-12)
+
+
+def test_orientation_axial_and_coronal():
+    # psi = phi = theta = 0: read -x, phase -y, slice +z (VnmrJ's transverse plane)
+    np.testing.assert_allclose(varian.orientation_matrix(0, 0, 0), np.diag([-1, -1, 1]),
+                               atol=1e-15)
+    # theta = 90: the slice normal leaves z and lies in the x-y plane
+    assert varian.orientation_matrix(0, 0, 90)[2, 2] == pytest.approx(0, abs=1e-15)
+
+
+def test_multislice_oblique_affine(tmp_path):
+    kspace, _ = phantom((3, 4, 6), (-2, -1))
+    pss = (0.2, -0.1, 0.05)  # cm, acquired out of order; 0.15 cm apart once sorted
+    folder = write_fid_folder(tmp_path / "obl.fid", kspace[None, None], "nccnn", pss=pss,
+                              extra={"psi": 30.0, "phi": -20.0, "theta": 70.0,
+                                     "pro": 0.3, "ppe": -0.2})
+    vol = varian.read(folder)
+    a = vol.affine_um
+    assert a.shape == (4, 4)
+    np.testing.assert_allclose(np.linalg.norm(a[:3, :3], axis=0), vol.spacing_um)
+    np.testing.assert_allclose(vol.spacing_um, (1500.0, 2000.0, 2000.0))  # pss, lpe, lro
+    rows = euler_peer(30.0, -20.0, 70.0)  # read, phase, slice in magnet (x, y, z)
+    for k, slice_cm in enumerate(sorted(pss)):
+        centre_xyz = (0.3 * rows[0] - 0.2 * rows[1] + slice_cm * rows[2]) * 1e4
+        world = a @ [k, 4 // 2, 6 // 2, 1]
+        np.testing.assert_allclose(world[:3], centre_xyz[::-1], atol=1e-6)  # (S, A, R)
+    assert vol.metadata["orientation_deg"] == {"psi": 30, "phi": -20, "theta": 70}
+
+
+def test_no_angles_no_affine(gems):
+    folder, _, _ = gems
+    assert varian.read(folder).affine_um is None
+
+
+def test_ge3d_slab_affine(tmp_path):
+    kspace, _ = phantom((4, 6, 8), (-3, -2, -1))
+    folder = write_fid_folder(tmp_path / "ge3d.fid", kspace[None, None], "cccsn",
+                              extra={"seqfil": "ge3d", "psi": 0, "phi": 0, "theta": 0,
+                                     "ppe2": 0.1, "pro": 0.0, "ppe": 0.0})
+    a = varian.read(folder).affine_um
+    # slab of lpe2 0.4 cm in 4 steps of 1000 µm; its centre (voxel 2) at ppe2 along +z
+    np.testing.assert_allclose(a @ [2, 3, 4, 1], [1000.0, 0, 0, 1], atol=1e-9)
+    np.testing.assert_allclose(a[:3, :3], np.diag([1000.0, -8000 / 6, -1500.0]),
+                               atol=1e-9)
+
+
+def test_real_oblique_procpar(realdata, tmp_path):
+    """VnmrJ's own procpar (9.4 T, im2D, oblique 318.33/120.57/120.74) with a synthetic
+    fid written by nmrglue beside a copy of it."""
+    import shutil
+
+    source = realdata("varian_agilent/vnmrj_imaging_procpar_only/procpar")
+    folder = tmp_path / "T1map.fid"
+    folder.mkdir()
+    shutil.copy(source, folder / "procpar")
+    pp = ng.varian.read_procpar(str(folder / "procpar"))
+    points = int(pp["np"]["values"][0]) // 2
+    line = np.exp(-((np.arange(points) - points / 2) / 40.0) ** 2).astype(np.complex64)
+    udic = ng.fileiobase.create_blank_udic(1)
+    udic[0].update(size=points, complex=True)
+    dic = ng.varian.create_dic(udic)  # one block of one float trace
+    ng.varian.write_fid(str(folder / "fid"), dic, line, overwrite=True)
+
+    vol = varian.read(folder)
+    acq = vol.metadata["acquisition"]
+    assert vol.data.shape == (1, 1, 1, points)
+    np.testing.assert_allclose(vol.data[0, 0, 0], line)
+    np.testing.assert_allclose(acq["fov_um"], [2000.0, 192000.0, 192000.0])  # thk 2 mm, 19.2 cm
+    assert acq["te_ms"] == [4.0] and acq["tr_ms"] == 20.0  # te 0.004 s, tr 0.02 s
+    assert acq["b0_tesla"] == pytest.approx(400.5391732 / 42.577478)  # sfrq MHz: 9.41 T
+    a = vol.affine_um
+    rotation = a[:3, :3] / np.array(vol.spacing_um)
+    np.testing.assert_allclose(rotation.T @ rotation, np.eye(3), atol=1e-12)
+    # napari order reverses rows and columns together, so the determinant stays +1
+    assert np.linalg.det(rotation) == pytest.approx(1.0)
+    rows = euler_peer(318.33, 120.57, 120.74)
+    np.testing.assert_allclose(rotation[::-1, ::-1], rows.T, atol=1e-12)
+    # FOV centre: pro -2.67 cm along read, ppe 0, pss 1.24 cm along the slice normal
+    centre = (-2.67 * rows[0] + 1.24 * rows[2]) * 1e4
+    np.testing.assert_allclose((a @ [0, 0, points // 2, 1])[:3], centre[::-1], atol=1e-6)

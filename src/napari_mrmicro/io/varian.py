@@ -2,18 +2,35 @@
 (VnmrJ User Programming manual, "Data file structures"; Agilent's Xrecon; REFERENCES.md
 "Other formats").
 
-``fid``: a 32-byte big-endian file header (``nblocks``, ``ntraces``, ``np``, ``ebytes``,
-``tbytes``, ``bbytes``, ``vers_id``, ``status``, ``nbheaders``), then ``nblocks`` blocks of
-``nbheaders`` 28-byte block headers and ``ntraces`` traces of ``np`` values (real and
-imaginary interleaved); ``status`` bits: 0x1 data, 0x2 spectrum, 0x4 32-bit, 0x8 float.
+What nmrglue does and what this module adds
+-------------------------------------------
+nmrglue (BSD; Helmus & Jaroniec, J Biomol NMR 2013;55:355) parses both files:
+``nmrglue.varian.read_procpar`` the parameters, ``get_fileheader``/``fileheader2dic`` the
+32-byte big-endian fid header (``nblocks``, ``ntraces``, ``np``, ``ebytes``, ``tbytes``,
+``bbytes``, ``vers_id``, ``status``, ``nbheaders``) and ``read_fid`` the blocks, as
+complex traces in file order. nmrglue is an NMR library: it knows nothing of imaging, and
+it allocates its arrays from the header's sizes without checking them against the file.
+So this module keeps, on top of nmrglue:
 
-``procpar`` (parsed with nmrglue): ``np`` (2 x readout points), ``nv``/``nv2`` phase
-encodes, ``pss`` slice positions (cm; ``ns`` slices), ``ne`` echoes, ``rcvrs``
-(``y``/``n`` per receiver), ``seqcon`` (echo, slice, pe1, pe2, pe3 loops: ``c``
-compressed within a block, ``s`` standard = separate blocks, ``n`` unused), ``lro``/
-``lpe``/``lpe2`` (FOV, cm), ``thk`` (mm), ``te``/``tr`` (s), ``esp`` (s), ``flip1``
-(deg), ``sfrq`` (MHz), ``tn`` (nucleus), ``sw`` (Hz, the full receiver bandwidth),
-``nt`` (averages), ``seqfil``, ``pelist`` or ``petable`` (phase-encode table).
+- the *checks* before nmrglue reads a byte: the header against the file size and against
+  ``procpar`` (a truncated or corrupt fid is refused naming the file and the parameter,
+  nothing is allocated from header sizes alone);
+- the *imaging layout*: which loop each trace belongs to (``seqcon``), where each
+  phase-encode step lands (``petable``/``pelist``), slice order (``pss``), receivers;
+- the *units*: ``lro``/``lpe``/``lpe2``/``pro``/``ppe``/``pss`` in cm, ``thk`` in mm,
+  ``te``/``tr``/``esp`` in s, ``sfrq`` in MHz, ``psi``/``phi``/``theta`` in degrees;
+- the *placement*: the data->world affine from the Euler angles and offsets;
+- the *refusal of spectra*: 1-D/2-D NMR (no phase encoding) is not an image.
+
+Parameters used
+---------------
+``np`` (2 x readout points), ``nv``/``nv2`` phase encodes, ``pss`` slice positions (cm;
+``ns`` slices), ``ne`` echoes, ``rcvrs`` (``y``/``n`` per receiver), ``seqcon`` (echo,
+slice, pe1, pe2, pe3 loops: ``c`` compressed within a block, ``s`` standard = separate
+blocks, ``n`` unused), ``lro``/``lpe``/``lpe2`` (FOV, cm), ``pro``/``ppe``/``ppe2`` (FOV
+offsets, cm), ``thk`` (mm), ``te``/``tr``/``esp`` (s), ``flip1`` (deg), ``sfrq`` (MHz),
+``tn`` (nucleus), ``sw`` (Hz, the full receiver bandwidth), ``nt`` (averages),
+``seqfil``, ``pelist`` or ``petable`` (phase-encode table), ``psi``/``phi``/``theta``.
 
 Layout (as Xrecon reads it): traces within a block run, fastest first, echo, compressed
 slice, compressed pe1, compressed pe2; blocks run receiver, standard slice, standard
@@ -21,6 +38,17 @@ pe1, standard pe2. Phase-encode steps are centred on 0 (``-nv/2 .. nv/2-1``) and
 k index ``step + nv // 2``; without a table they are acquired in that linear order. The
 table is ``pelist`` or the file named by ``petable`` inside the ``.fid`` folder
 (``t1 =`` values, ``t2 =`` for pe2). Slices are sorted by ``pss``.
+
+Orientation (VnmrJ's Euler convention, as its FDF writer fills ``orientation[]``): the
+rows of :func:`orientation_matrix` are the read, phase and slice directions in the
+magnet's gradient frame (x, y, z). It equals ``diag(-1, -1, 1) · R`` with ``R`` the
+extrinsic z-x-z rotation by (-psi, theta, phi), so it is orthonormal with determinant
++1 for every angle; psi = phi = theta = 0 reads along -x, phase-encodes along -y and
+selects slices along +z. The magnet frame is taken as RAS+ (x -> R, y -> A, z -> S): a
+microscopy specimen has no anatomical frame the scanner records. The image's FOV centre
+(voxel ``N // 2`` on each axis, where the centred inverse FFT puts it) sits at ``pro``
+along read and ``ppe`` along phase; slice ``k`` at the ``k``-th smallest ``pss``; a 3-D
+slab's centre at ``ppe2`` (or ``pss`` when there is no ``ppe2``).
 
 Arrayed acquisitions other than receivers and standard loops, EPI, spiral, radial and
 spectroscopy are refused.
@@ -35,16 +63,15 @@ from pathlib import Path
 import numpy as np
 
 from napari_mrmicro.core.acquisition import GAMMA_BAR_MHZ_PER_T
+from napari_mrmicro.core.geometry import from_xyz_affine
 from napari_mrmicro.core.kspace import KSpace
 from napari_mrmicro.io._common import FormatError, Volume, check_size, read_text_header
 from napari_mrmicro.io.bruker_raw import kspace_volume, sequence_kind, stated_acquisition
 
-FILE_HEADER = np.dtype([("nblocks", ">i4"), ("ntraces", ">i4"), ("np", ">i4"),
-                        ("ebytes", ">i4"), ("tbytes", ">i4"), ("bbytes", ">i4"),
-                        ("vers_id", ">i2"), ("status", ">i2"), ("nbheaders", ">i4")])
-BLOCK_HEADER_BYTES = 28
-S_DATA, S_SPEC, S_32, S_FLOAT = 0x1, 0x2, 0x4, 0x8
+#: Bytes of the fid file header and of one block header (VnmrJ "Data file structures").
+FILE_HEADER_BYTES, BLOCK_HEADER_BYTES = 32, 28
 NUCLEI = {"H1": "1H", "C13": "13C"}
+CM_TO_UM = 1e4
 _NON_CARTESIAN = re.compile(r"epi|spiral|radial|ute|zte|prop|csi|press|steam|spuls|s2pul",
                             re.IGNORECASE)
 _TABLE_LINE = re.compile(r"^\s*(t\d+)\s*=\s*(.*)$")
@@ -74,7 +101,7 @@ def can_read(path: Path) -> bool:
         with open(procpar, "rb") as f:
             start = f.read(64)
         return bool(start) and start[:1].isalpha() and b"\0" not in start \
-            and fid.stat().st_size >= FILE_HEADER.itemsize
+            and fid.stat().st_size >= FILE_HEADER_BYTES
     except (OSError, ValueError):
         return False
 
@@ -83,8 +110,8 @@ def can_read(path: Path) -> bool:
 
 
 def read_procpar(path: Path) -> dict:
-    """``procpar`` as {name: value}: numbers for real parameters, text for strings; a
-    list when the parameter holds several values."""
+    """``procpar`` as {name: value}, parsed by ``nmrglue.varian.read_procpar``: numbers
+    for real parameters, text for strings; a list when the parameter holds several."""
     import nmrglue
 
     read_text_header(path)  # refuse empty or binary files before nmrglue parses them
@@ -124,6 +151,19 @@ def _count(params: dict, key: str, where, default=1) -> int:
 def _values(params: dict, key: str) -> list:
     value = params.get(key)
     return value if isinstance(value, list) else ([] if value is None else [value])
+
+
+def _refuse_spectrum(params: dict, procpar: Path) -> None:
+    """An NMR spectrum (1-D, or 2-D with ``ni`` increments) has no phase encoding: no
+    ``seqcon`` imaging loops, no pe1 loop, or ``nv`` 0."""
+    seqcon = str(params.get("seqcon") or "").strip()
+    nv = _number(params, "nv", 0)
+    if not seqcon or (len(seqcon) > 2 and seqcon[2] == "n") or not nv or nv < 1:
+        ni = _number(params, "ni", 0) or 0
+        kind = "2-D NMR" if ni > 1 else "1-D NMR"
+        raise FormatError(procpar, f"a spectrum, not an image: seqcon = {seqcon!r}, nv = "
+                                   f"{params.get('nv')!r} (no phase encoding; {kind}, "
+                                   f"seqfil {params.get('seqfil')!r})")
 
 
 def _tables(folder: Path, params: dict, where) -> tuple:
@@ -171,22 +211,24 @@ def _indices(table: list | None, count: int, name: str, where) -> np.ndarray:
 # --------------------------------------------------------------------------- fid
 
 
-def _file_header(fid: Path) -> tuple:
-    """Validated file header fields and the on-disk dtype."""
+def _file_header(fid: Path) -> dict:
+    """The fid header as nmrglue parses it, checked against itself and the file size
+    before any data are read."""
+    from nmrglue.fileio import varian as ngv
+
     size = fid.stat().st_size
-    if size < FILE_HEADER.itemsize:
+    if size < FILE_HEADER_BYTES:
         raise FormatError(fid, f"{size} bytes is too short for a Varian fid header")
     with open(fid, "rb") as f:
-        head = np.frombuffer(f.read(FILE_HEADER.itemsize), FILE_HEADER)[0]
-    fields = {n: int(head[n]) for n in FILE_HEADER.names}
+        fields = ngv.fileheader2dic(ngv.get_fileheader(f))
     status = fields["status"]
-    if not status & S_DATA or status & S_SPEC:
+    if not fields["S_DATA"] or fields["S_SPEC"]:
         raise FormatError(fid, f"status 0x{status & 0xffff:x}: the file holds no FID data "
                                "(spectra or empty)")
-    kind = ">f4" if status & S_FLOAT else ">i4" if status & S_32 else ">i2"
-    dtype = np.dtype(kind)
+    dtype = ngv.find_dtype(fields)
     if fields["ebytes"] != dtype.itemsize:
-        raise FormatError(fid, f"ebytes = {fields['ebytes']} but status says {kind[1:]}")
+        raise FormatError(fid, f"ebytes = {fields['ebytes']} but status says "
+                               f"{dtype.str[1:]}")
     for name in ("nblocks", "ntraces", "np"):
         if fields[name] < 1:
             raise FormatError(fid, f"{name} = {fields[name]} in the file header")
@@ -194,22 +236,97 @@ def _file_header(fid: Path) -> tuple:
             fields["nbheaders"] < 0 or fields["bbytes"] != fields["ntraces"] * \
             fields["tbytes"] + fields["nbheaders"] * BLOCK_HEADER_BYTES:
         raise FormatError(fid, f"inconsistent file header {fields}")
-    check_size(fid, FILE_HEADER.itemsize + fields["nblocks"] * fields["bbytes"], size)
-    return fields, dtype
+    check_size(fid, FILE_HEADER_BYTES + fields["nblocks"] * fields["bbytes"], size)
+    fields["word_type"] = str(dtype)
+    return fields
+
+
+def _traces(fid: Path) -> np.ndarray:
+    """All traces, (nblocks * ntraces, np / 2) complex64 in file order, read by nmrglue
+    (call after :func:`_file_header` has checked the sizes)."""
+    import nmrglue
+
+    try:
+        _, data = nmrglue.varian.read_fid(str(fid), as_2d=True)
+    except (ValueError, OSError) as error:
+        raise FormatError(fid, f"nmrglue cannot read the blocks ({error})") from None
+    return np.asarray(data, np.complex64)
+
+
+# --------------------------------------------------------------------------- geometry
+
+
+def orientation_matrix(psi: float, phi: float, theta: float) -> np.ndarray:
+    """Rows: the read, phase and slice directions in the magnet frame (x, y, z).
+
+    VnmrJ's Euler convention, as its FDF writer fills ``orientation[]`` (angles in
+    degrees): ``diag(-1, -1, 1)`` times the extrinsic z-x-z rotation by
+    ``(-psi, theta, phi)``; orthonormal with determinant +1.
+    """
+    ps, ph, th = np.radians([psi, phi, theta])
+    cps, sps, cph, sph, cth, sth = (np.cos(ps), np.sin(ps), np.cos(ph), np.sin(ph),
+                                    np.cos(th), np.sin(th))
+    return np.array([
+        [-cph * cps - sph * cth * sps, -cph * sps + sph * cth * cps, -sph * sth],
+        [-sph * cps + cph * cth * sps, -sph * sps - cph * cth * cps, cph * sth],
+        [-sth * sps, sth * cps, cth]])
+
+
+def world_affine(params: dict, matrix: tuple, spacing_um: tuple,
+                 slice_positions_cm=None) -> np.ndarray | None:
+    """Voxel ``(z, y, x)`` -> world µm in napari's order of RAS+ (the magnet frame).
+
+    Parameters
+    ----------
+    params : dict
+        ``procpar``: ``psi``/``phi``/``theta`` (degrees), ``pro``/``ppe``/``ppe2`` (cm).
+    matrix : tuple of int
+        ``(slices or pe2, pe1, read)`` voxels.
+    spacing_um : tuple of float
+        Voxel size, ``(z, y, x)``.
+    slice_positions_cm : sequence of float, optional
+        Sorted ``pss`` of a multi-slice scan (slice ``k`` at the ``k``-th); for 3-D
+        ``None``: the slab centre (``ppe2``, else ``pss``) sits at voxel ``nz // 2``.
+
+    Returns
+    -------
+    ndarray or None
+        4 x 4; None when the procpar states no ``psi``/``phi``/``theta``.
+    """
+    angles = [_number(params, key) for key in ("psi", "phi", "theta")]
+    if any(a is None for a in angles):
+        return None
+    rows = orientation_matrix(*angles)  # read, phase, slice in (x, y, z)
+    nz, ny, nx = matrix
+    dz, dy, dx = (s / CM_TO_UM for s in spacing_um)
+    pro, ppe = _number(params, "pro", 0.0), _number(params, "ppe", 0.0)
+    if slice_positions_cm is not None:
+        first_slice = float(slice_positions_cm[0])
+    else:
+        centre = _number(params, "ppe2", _number(params, "pss", 0.0))
+        first_slice = centre - (nz // 2) * dz
+    xyz = np.eye(4)  # voxel (read i, phase j, slice k) -> magnet (x, y, z) in cm
+    xyz[:3, :3] = rows.T * np.array([dx, dy, dz])
+    xyz[:3, 3] = rows.T @ np.array([pro - (nx // 2) * dx, ppe - (ny // 2) * dy,
+                                     first_slice])
+    return from_xyz_affine(xyz, unit_um=CM_TO_UM)
+
+
+# --------------------------------------------------------------------------- reading
 
 
 def _load(path: Path) -> tuple:
     fid, procpar = _locate(Path(path))
     params = read_procpar(procpar)
+    _refuse_spectrum(params, procpar)
     sequence = str(params.get("seqfil") or "")
-    match = _NON_CARTESIAN.search(sequence)
-    if match:
+    if _NON_CARTESIAN.search(sequence):
         raise FormatError(fid, f"sequence {sequence}: EPI, non-Cartesian and spectroscopy "
                                "acquisitions are not supported")
     seqcon = str(params.get("seqcon") or "")
     if not re.fullmatch(r"[cns]{5}", seqcon):
         raise FormatError(procpar, f"seqcon = {seqcon!r} is not five of c, s, n")
-    fields, dtype = _file_header(fid)
+    fields = _file_header(fid)
     points = _count(params, "np", procpar) // 2
     nv = _count(params, "nv", procpar)
     nv2 = _count(params, "nv2", procpar, 1) if seqcon[3] != "n" else 1
@@ -238,10 +355,7 @@ def _load(path: Path) -> tuple:
                                        f"{length} values")
     tables, table_source = _tables(fid.parent, params, procpar)
 
-    raw = np.fromfile(fid, np.uint8, offset=FILE_HEADER.itemsize)
-    raw = raw.reshape(blocks, fields["bbytes"])[:, fields["nbheaders"] * BLOCK_HEADER_BYTES:]
-    values = raw.reshape(-1).view(dtype).reshape(blocks, traces, points, 2)
-    lines = values[..., 0].astype(np.float32) + np.complex64(1j) * values[..., 1]
+    lines = _traces(fid).reshape(blocks, traces, points)
     # C-order shape: standard loops (slowest first), receiver, compressed loops, echo
     standard = [(n, length) for n, length, c in reversed(loops) if c == "s"]
     compressed = [(n, length) for n, length, c in reversed(loops) if c == "c"]
@@ -272,31 +386,34 @@ def _load(path: Path) -> tuple:
     fov_cm = [_number(params, k) for k in ("lpe2", "lpe", "lro")]
     if not all(f and f > 0 for f in fov_cm[1:]):
         raise FormatError(procpar, f"lro/lpe = {fov_cm[2]}/{fov_cm[1]}: no field of view")
+    ordered = None
     if multislice:
-        ordered = np.sort(np.asarray(positions, float)) * 1e4
-        steps = np.diff(ordered)
+        ordered = np.sort(np.asarray(positions, float))
+        steps = np.diff(ordered) * CM_TO_UM
         thickness = _number(params, "thk")
         if slices > 1 and np.all(steps > 0) and np.allclose(steps, steps[0], rtol=1e-3):
             step, source = float(steps[0]), "pss"
         elif thickness and thickness > 0:
-            step, source = thickness * 1000.0, "thk"
+            step, source = thickness * 1000.0, "thk"  # thk is in mm
         else:
             raise FormatError(procpar, "no evenly spaced pss and no thk for the slices")
         fov_z = step * slices
     else:
         if not fov_cm[0] or fov_cm[0] <= 0:
             raise FormatError(procpar, "lpe2 (the 3-D field of view) is missing")
-        fov_z, source = fov_cm[0] * 1e4, "lpe2"
+        fov_z, source = fov_cm[0] * CM_TO_UM, "lpe2"
     matrix = (shape_z, nv, points)
-    fov_um = (fov_z, fov_cm[1] * 1e4, fov_cm[2] * 1e4)
+    fov_um = (fov_z, fov_cm[1] * CM_TO_UM, fov_cm[2] * CM_TO_UM)
     stated = _acquisition(params, echoes, matrix, fov_um)
     acquisition, stated = stated_acquisition(stated, procpar)
     kspace = KSpace(data if receivers > 1 else data[0], acquisition,
                     coil_axis=0 if receivers > 1 else None, multislice=multislice)
-    extra = {"receivers": receivers, "seqcon": seqcon, "word_type": str(dtype),
+    affine = world_affine(params, matrix, acquisition.voxel_um, ordered)
+    extra = {"receivers": receivers, "seqcon": seqcon, "word_type": fields["word_type"],
              "spacing_source": f"lro, lpe, {source}",
-             "phase_encode_table": table_source}
-    return kspace, fid, {"procpar": params, "fid_header": fields}, stated, extra
+             "phase_encode_table": table_source,
+             "orientation_deg": {k: _number(params, k) for k in ("psi", "phi", "theta")}}
+    return kspace, fid, {"procpar": params, "fid_header": fields}, stated, extra, affine
 
 
 def _acquisition(params: dict, echoes: int, matrix: tuple, fov_um: tuple) -> dict:
@@ -304,10 +421,10 @@ def _acquisition(params: dict, echoes: int, matrix: tuple, fov_um: tuple) -> dic
     nucleus = NUCLEI.get(str(params.get("tn") or ""))
     if nucleus:
         out["nucleus"] = nucleus
-    sfrq = _number(params, "sfrq")
+    sfrq = _number(params, "sfrq")  # MHz
     if sfrq and sfrq > 0:
         out["b0_tesla"] = sfrq / GAMMA_BAR_MHZ_PER_T[nucleus or "1H"]
-    te = [v for v in _values(params, "te") if isinstance(v, (int, float))]
+    te = [v for v in _values(params, "te") if isinstance(v, (int, float))]  # s
     esp = _number(params, "esp")
     if len(te) >= echoes:
         out["te_ms"] = tuple(t * 1000.0 for t in te[:echoes])
@@ -339,10 +456,12 @@ def read_kspace(path: Path) -> KSpace:
 def read(path: Path, lazy: bool | None = None) -> Volume:
     """Read a Varian ``.fid`` folder's raw k-space as a :class:`Volume`.
 
+    ``affine_um`` places the reconstructed image (see the module notes on orientation).
     Traces are reordered into k-space, so the data are always read into memory (``lazy``
     is accepted for the io contract and has no effect).
     """
-    kspace, fid, header, stated, extra = _load(path)
-    folder = fid.parent
-    return kspace_volume(kspace, "varian", fid, header, stated,
-                         name=f"{folder.stem} k-space", **extra)
+    kspace, fid, header, stated, extra, affine = _load(path)
+    volume = kspace_volume(kspace, "varian", fid, header, stated,
+                           name=f"{fid.parent.stem} k-space", **extra)
+    volume.affine_um = affine
+    return volume
