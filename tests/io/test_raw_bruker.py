@@ -189,6 +189,23 @@ def test_partial_fourier_and_readout_oversampling(tmp_path):
     assert vol.metadata["sampled_fraction"] == pytest.approx(72 / 128)
 
 
+def test_repetitions_are_read_one_at_a_time(tmp_path):
+    first, _ = phantom_kspace((1, 4, 8), (-2, -1), seed=1)
+    second, _ = phantom_kspace((1, 4, 8), (-2, -1), seed=2)
+    write_scan(tmp_path / "a", first[None, None], centric(4))
+    write_scan(tmp_path / "b", second[None, None], centric(4), acqp={"NR": 2})
+    fid = tmp_path / "b" / "fid"
+    fid.write_bytes((tmp_path / "a" / "fid").read_bytes() + fid.read_bytes())
+    with pytest.raises(FormatError, match=r"NR = 2 repetitions: choose one with repetition"):
+        bruker_raw.read(tmp_path / "b")
+    np.testing.assert_array_equal(bruker_raw.read_kspace(fid, repetition=0).data[0], first)
+    vol = bruker_raw.read(fid, repetition=1)
+    np.testing.assert_array_equal(vol.data[0], second)
+    assert "rep 2/2" in vol.name and vol.metadata["repetitions"] == 2
+    with pytest.raises(FormatError, match="repetition 2 of NR = 2"):
+        bruker_raw.read(fid, repetition=2)
+
+
 def test_bipolar_multi_gradient_echo_readouts_reversed(tmp_path):
     kspace = np.stack([phantom_kspace((1, 4, 8), (-2, -1), seed=s)[0] for s in range(3)])
     write_scan(tmp_path / "6", kspace[None], centric(4), bipolar=True,
@@ -230,7 +247,7 @@ def test_absurd_acq_size_refused_before_allocation(tmp_path):
 @pytest.mark.parametrize("acqp, method, message", [
     ({"GO_raw_data_format": "GO_8BIT_SGN_INT"}, {}, "unknown GO_raw_data_format"),
     ({"BYTORDA": "middle"}, {}, "unknown BYTORDA"),
-    ({"NR": 3}, {}, "NR = 3 repetitions"),
+    ({"NR": 3}, {}, r"header implies 12288 bytes \(3 repetitions \(NR\)"),
     ({"ACQ_obj_order": [1]}, {}, "ACQ_obj_order"),
     ({}, {"PVM_EncSteps1": [0, 1, 2, 3]}, "do not fit"),
     ({}, {"PVM_EncSteps1": [0, 1]}, "2 steps for 4"),

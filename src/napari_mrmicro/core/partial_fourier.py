@@ -54,22 +54,33 @@ def acquired_extent(data, axis: int, fraction: float | None = None) -> tuple:
 
 
 def _check(shape, axis, acquired, func) -> tuple:
+    """(start, stop, c, half, extent): the acquired range, the centre, the half-width of
+    the symmetric centre and the ``(lo, hi)`` range a full acquisition would cover.
+
+    The acquired range may be zero-filled on both sides (ParaVision places a partial echo
+    inside a grid zero-filled to ``RECO_ft_size``) as long as it is asymmetric about the
+    centre; the full range mirrors its longer side.
+    """
     n = shape[axis]
     c = n // 2
     start, stop = (int(v) for v in acquired)
     if not (0 <= start <= c < stop <= n):
         raise ValueError(f"{func}: acquired range {acquired} must lie in [0, {n}] and contain "
                          f"the k-space centre {c}")
-    half = min(c - start, stop - 1 - c)  # symmetric half-width around DC
     if start == 0 and stop == n:
         raise ValueError(f"{func}: k-space is fully sampled along axis {axis}")
-    if start > 0 and stop < n:
-        raise ValueError(f"{func}: acquired range {acquired} is truncated on both sides; "
-                         "partial Fourier needs one side complete")
+    left, right = c - start, stop - 1 - c  # samples before and after DC
+    if abs(left - right) <= 1:
+        raise ValueError(f"{func}: acquired range {acquired} is symmetric about the k-space "
+                         f"centre {c} (both sides truncated alike): nothing for partial "
+                         "Fourier to restore")
+    half = min(left, right)  # symmetric half-width around DC
     if half < 2:
         raise ValueError(f"{func}: acquired range {acquired} leaves only {2 * half + 1} "
                          "symmetric samples around the centre; need at least 5")
-    return start, stop, c, half
+    reach = max(left, right)
+    extent = (max(c - reach, 0), min(c + reach + 1, n))
+    return start, stop, c, half, extent
 
 
 def _along(vector, axis, ndim):
@@ -110,10 +121,11 @@ def homodyne(kspace, axis: int, acquired, axes=(-3, -2, -1)) -> np.ndarray:
     the image is Re[F⁻¹(H·K)·e^{−iφ}]·e^{iφ}, with φ the phase of the Hann-windowed
     symmetric centre. Its magnitude is the partial-Fourier magnitude; its phase is φ.
     """
-    data, axis, axes, start, stop, c, half = _prepare(kspace, axis, acquired, axes, "homodyne")
+    data, axis, axes, start, stop, c, half, _ = _prepare(kspace, axis, acquired, axes,
+                                                         "homodyne")
     n = data.shape[axis]
     k = np.arange(n) - c
-    side = 1.0 if stop == n and start > 0 else -1.0  # +1: the high-k side is complete
+    side = 1.0 if stop - 1 - c > c - start else -1.0  # +1: the high-k side is complete
     ramp = min(HOMODYNE_TRANSITION, half)
     weight = np.clip(1.0 + side * np.clip(np.abs(k) - (half - ramp), 0, None) / (ramp + 1)
                      * np.sign(k), 0.0, 2.0).astype(np.float32)
@@ -135,7 +147,8 @@ def pocs(kspace, axis: int, acquired, axes=(-3, -2, -1), iterations: int = 30,
     the synthesized (unacquired) k-space, ‖ΔK‖/‖K‖, drops below ``tol`` or after
     ``iterations`` iterations.
     """
-    data, axis, axes, start, stop, c, half = _prepare(kspace, axis, acquired, axes, "pocs")
+    data, axis, axes, start, stop, c, half, (lo, hi) = _prepare(kspace, axis, acquired, axes,
+                                                                "pocs")
     if int(iterations) != iterations or iterations < 1:
         raise ValueError(f"pocs: iterations must be a positive integer, got {iterations!r}")
     if not tol >= 0:
@@ -145,8 +158,11 @@ def pocs(kspace, axis: int, acquired, axes=(-3, -2, -1), iterations: int = 30,
     measured[axis] = slice(start, stop)
     measured = tuple(measured)
     missing = [slice(None)] * data.ndim
-    missing[axis] = slice(0, start) if start > 0 else slice(stop, data.shape[axis])
+    missing[axis] = slice(lo, start) if start > lo else slice(stop, hi)
     missing = tuple(missing)
+    outside = [np.s_[:lo], np.s_[hi:]]  # zero-filled beyond what a full acquisition covers
+    outside = [tuple(slice(None) if a != axis else o for a in range(data.ndim))
+               for o in outside]
     estimate = data.copy()
     previous = estimate[missing].copy()
     for _ in range(int(iterations)):
@@ -154,6 +170,8 @@ def pocs(kspace, axis: int, acquired, axes=(-3, -2, -1), iterations: int = 30,
         image = np.abs(image).astype(np.float32) * phase
         estimate = centered_fft(image, axes=axes, overwrite_x=True)
         estimate[measured] = data[measured]
+        for region in outside:
+            estimate[region] = 0
         change = np.linalg.norm(estimate[missing] - previous)
         previous = estimate[missing].copy()
         if change <= tol * np.linalg.norm(estimate):

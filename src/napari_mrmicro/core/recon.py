@@ -100,8 +100,9 @@ def _partial_fourier_plan(data, partial_fourier, sampled, axes):
             m = axis - offset
             covered = np.flatnonzero(np.any(mask, axis=tuple(a for a in range(mask.ndim)
                                                                if a != m)))
-            n = mask.shape[m]
-            if covered.size and (covered[0] > 0) != (covered[-1] + 1 < n):
+            c = mask.shape[m] // 2  # partial Fourier: the range is asymmetric about DC
+            if covered.size and covered[0] <= c <= covered[-1] and abs(
+                    (c - covered[0]) - (covered[-1] - c)) > 1:
                 found.append((axis, (int(covered[0]), int(covered[-1]) + 1)))
         if len(found) > 1:
             raise ValueError("reconstruct: the sampled mask is partial Fourier along "

@@ -1,33 +1,45 @@
 """Bruker ParaVision raw data: a scan folder's ``fid`` (PV 5-7) or ``rawdata.job0`` (PV 360)
-with its ``acqp`` and ``method`` (JCAMP-DX, read by :mod:`napari_mrmicro.io.jcamp`).
+with its ``acqp`` and ``method`` (JCAMP-DX, read by :mod:`napari_mrmicro.io.jcamp`),
+placed on the grid ParaVision reconstructs so that a plain centred FFT gives the vendor's
+image (``pdata/1/2dseq``).
 
-Layout (ParaVision "Raw data" chapter, as Bruker's pvtools ``readBrukerRaw`` /
-``convertRawToFrame`` / ``convertFrameToCKData`` apply it; REFERENCES.md "Other formats"):
+Layout (ParaVision "Raw data" chapter and Bruker's pvtools ``readBrukerRaw`` /
+``convertRawToFrame`` / ``convertFrameToCKData``; REFERENCES.md "Real instrument files"):
 
-- One *scan* is one readout from every active receiver: for each receiver in turn
-  ``ACQ_size[0]`` real values (it counts real values, i.e. 2 x the complex readout
-  points), real/imaginary interleaved. In a PV <= 7 ``fid`` with ``GO_block_size =
-  Standard_KBlock_Format`` each scan (all receivers together) is zero-padded to a multiple
-  of 1024 bytes; ``rawdata.job0`` (PV 360) is continuous and takes its scan size per
-  receiver, again in real values, from ``ACQ_jobs[0][0]``.
-- Word type ``GO_raw_data_format`` (``GO_32BIT_SGN_INT``, ``GO_16BIT_SGN_INT``,
-  ``GO_32BIT_FLOAT``), or in PV 360 ``ACQ_ScanPipeJobSettings`` (``STORE_64bit_float``,
-  ``STORE_32bit_signed``) / ``ACQ_word_size``; byte order ``BYTORDA`` (``little``/``big``).
-- Scans run, fastest first: ``ACQ_phase_factor`` (lines of one echo train), the ``NI``
-  objects (echo images x slices, echo fastest; object ``ACQ_obj_order[i]`` is acquired
-  i-th), the remaining ``ACQ_size[1] / ACQ_phase_factor`` phase-encode groups,
-  ``ACQ_size[2]`` second phase-encode steps (3-D), then ``NR`` repetitions.
-- The k-space grid is ``round(PVM_AntiAlias * PVM_Matrix)`` (reduced by ``PVM_EncZf``
-  zero-filling); phase-encode line ``i`` sits at ``PVM_EncSteps1[i] + N // 2`` (steps are
-  centred on 0), ``PVM_EncSteps2`` likewise; a readout shorter than the grid (partial
-  echo) fills its end. ``EchoAcqMode = allEchoes`` (bipolar MGE) reverses every second
-  echo's readout.
+- One *scan* is one readout from every active receiver: for each receiver in turn the
+  readout's real/imaginary pairs. In a PV <= 7 ``fid`` with ``GO_block_size =
+  Standard_KBlock_Format`` each scan is zero-padded to a multiple of 1024 bytes and its
+  length is ``ACQ_size[0]`` real values. ``rawdata.job0`` (PV 360) is continuous; its scan
+  length is ``ACQ_jobs[0][0]`` real values per receiver, and the stored ``ACQ_size`` is a
+  placeholder (``1024 1``), so the encoding comes from the method (``PVM_EncMatrix``).
+- Word type ``GO_raw_data_format`` (PV <= 7), or in PV 360 the ``STORE_<bits>bit_<kind>``
+  field of ``ACQ_ScanPipeJobSettings`` (its first field is the storage mode,
+  ``STORE_processed``), else ``ACQ_word_size``; byte order ``BYTORDA``.
+- Scans run, fastest first: the lines of one segment (``ACQ_phase_factor``; a RARE echo
+  train of ``PVM_RareFactor`` lines, which PV 360 stores with ``ACQ_phase_factor = 1``), the
+  ``NI`` objects (echo images x slices, echo fastest; the i-th acquired object is
+  ``ACQ_obj_order[i]``, interleaved slices), the remaining segments, the second phase
+  encode (3-D), then ``NR`` repetitions. Averages (``NA``, ``NAE``) are accumulated by the
+  scanner.
+- Phase-encode line ``i`` sits at ``PVM_EncSteps1[i] + N // 2`` (``PVM_EncSteps2`` in 3-D),
+  with ``N`` the vendor's reconstruction grid: ``RECO_ft_size`` of ``pdata/1/reco`` when
+  the scan has one, else ``PVM_Matrix x PVM_AntiAlias``; lines beyond the encoded matrix
+  (``PVM_EncZf`` zero filling, partial Fourier) stay zero. The readout's echo sample
+  (``PVM_EchoPosition`` % of the samples) sits at ``N // 2``, so an asymmetric echo leaves
+  the start of the readout empty. ``sampled`` marks what was acquired.
+- ParaVision applies the slice package's phase offsets in its reconstruction as a k-space
+  phase ramp (``RECO_rotate - 0.5`` of the FOV per frame, else ``PVM_SPackArrPhase1Offset /
+  PVM_Fov``); the reader applies the same ramp, so the image covers the planned FOV.
+  ``EchoAcqMode = allEchoes`` (bipolar MGE) reverses every second echo's readout.
+
+Measured on a PV 360.3.6 study (``realdata/bruker_pv/pv360_rodent``): the zero-filled
+centred iFFT of FLASH scan 6 (partial echo, ``PVM_EncZf`` 1.34) and RARE scan 5 (16-line
+echo trains) correlates 1.000 slice by slice with Bruker's own 2dseq.
 
 Readout oversampling is kept: the x axis is the acquired readout, its field of view
 ``PVM_Fov[0] x`` the oversampling, so the voxel size is still ``PVM_Fov / PVM_Matrix``.
-Accumulated averages (``PVM_NAverages``) are summed by the scanner already. Repetitions
-(``NR > 1``), non-Cartesian methods (UTE, ZTE, radial, spiral), EPI and spectroscopy are
-refused with a message naming the method.
+Echo-planar raw (ramp sampling, navigator ghost correction), spectroscopy and
+non-Cartesian methods without a trajectory are refused with a message naming the method.
 
 This module also holds :func:`kspace_volume`, which the other raw-data readers
 (:mod:`~napari_mrmicro.io.ismrmrd`, :mod:`~napari_mrmicro.io.varian`,
@@ -38,18 +50,22 @@ from __future__ import annotations
 
 import math
 import re
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from napari_mrmicro.core.acquisition import GAMMA_BAR_MHZ_PER_T, Acquisition
 from napari_mrmicro.core.kspace import KSpace
-from napari_mrmicro.io._common import FormatError, Volume, check_size
+from napari_mrmicro.core.memory import check_memory
+from napari_mrmicro.io._common import FormatError, Volume
 from napari_mrmicro.io.bruker import _numbers, _one, _strings
 from napari_mrmicro.io.jcamp import read_jcamp
 
 WORD_TYPES = {"GO_32BIT_SGN_INT": "i4", "GO_16BIT_SGN_INT": "i2", "GO_32BIT_FLOAT": "f4"}
-PIPE_WORD_TYPES = {"STORE_64bit_float": "f8", "STORE_32bit_signed": "i4"}
+PIPE_WORD_TYPES = {"STORE_64bit_float": "f8", "STORE_32bit_float": "f4",
+                   "STORE_32bit_signed": "i4", "STORE_16bit_signed": "i2"}
+_PIPE_WORD = re.compile(r"STORE_\d+bit_[a-z]+")
 ACQ_WORD_SIZES = {"_32_BIT": "i4", "_16_BIT": "i2"}
 BYTE_ORDERS = {"little": "<", "big": ">"}
 RAW_NAMES = ("fid", "rawdata.job0")
@@ -158,28 +174,39 @@ def _int(header: dict, key: str, where, default=None) -> int | None:
     return value
 
 
+def _pipe_word_type(acqp: dict, where) -> str | None:
+    """The word type of ``ACQ_ScanPipeJobSettings`` (PV 360), or None when it has none.
+
+    The struct's fields are the storage mode (``STORE_processed``/``STORE_raw``), the word
+    type (``STORE_32bit_signed``), then display and accumulation options; the word type is
+    the one ``STORE_<bits>bit_<kind>`` field, wherever it stands.
+    """
+    settings = acqp.get("ACQ_ScanPipeJobSettings")
+    if not isinstance(settings, list) or not settings:
+        return None
+    first = settings[0] if isinstance(settings[0], list) else settings
+    words = [v for v in first if isinstance(v, str) and _PIPE_WORD.fullmatch(v)]
+    if len(words) > 1:
+        raise FormatError(where, f"ACQ_ScanPipeJobSettings names {len(words)} word types "
+                                 f"{words}")
+    if words and words[0] not in PIPE_WORD_TYPES:
+        raise FormatError(where, f"unknown ACQ_ScanPipeJobSettings word type {words[0]!r} "
+                                 f"(known: {', '.join(PIPE_WORD_TYPES)})")
+    return PIPE_WORD_TYPES[words[0]] if words else None
+
+
 def _dtype(acqp: dict, raw: Path, where) -> np.dtype:
     order = _one(acqp, "BYTORDA", "little")
     if order not in BYTE_ORDERS:
         raise FormatError(where, f"unknown BYTORDA {order!r} (known: little, big)")
-    settings = acqp.get("ACQ_ScanPipeJobSettings")
-    store = None
-    if raw.name != "fid" and isinstance(settings, list) and settings:
-        first = settings[0] if isinstance(settings[0], list) else settings
-        store = next((v for v in first if isinstance(v, str) and v.startswith("STORE_")),
-                     None)
-    if store is not None:
-        if store not in PIPE_WORD_TYPES:
-            raise FormatError(where, f"unknown ACQ_ScanPipeJobSettings word type {store!r} "
-                                     f"(known: {', '.join(PIPE_WORD_TYPES)})")
-        code = PIPE_WORD_TYPES[store]
-    elif "GO_raw_data_format" in acqp:
+    code = _pipe_word_type(acqp, where) if raw.name != "fid" else None
+    if code is None and "GO_raw_data_format" in acqp:
         word = _one(acqp, "GO_raw_data_format")
         if word not in WORD_TYPES:
             raise FormatError(where, f"unknown GO_raw_data_format {word!r} (known: "
                                      f"{', '.join(WORD_TYPES)})")
         code = WORD_TYPES[word]
-    else:
+    elif code is None:
         word = _one(acqp, "ACQ_word_size")
         if word not in ACQ_WORD_SIZES:
             raise FormatError(where, f"no GO_raw_data_format and unknown ACQ_word_size "
@@ -188,10 +215,17 @@ def _dtype(acqp: dict, raw: Path, where) -> np.dtype:
     return np.dtype(BYTE_ORDERS[order] + code)
 
 
-def _refuse_non_cartesian(acqp: dict, method: dict, where) -> None:
+def _refuse_unsupported(acqp: dict, method: dict, where) -> None:
     names = [str(_one(method, "Method", "")), str(_one(acqp, "ACQ_method", "")),
              str(_one(acqp, "PULPROG", ""))]
     label = next((n for n in names if n), "?")
+    if _one(method, "PVM_IsEpiScan") == "Yes" or any(
+            _NON_CARTESIAN.search(n) and _NON_CARTESIAN.search(n).group().lower() == "epi"
+            for n in names):
+        raise FormatError(where, f"method {label}: echo-planar raw data (ramp-sampled "
+                                 "readouts, line reversal and navigator ghost correction) "
+                                 "are not reconstructed here; open the scan's pdata "
+                                 "2dseq instead")
     if "PVM_SpiralMode" in method or "NPro" in method:
         kind = "spiral" if "PVM_SpiralMode" in method else "radial"
         raise FormatError(where, f"method {label}: {kind} (non-Cartesian) k-space is not "
@@ -199,10 +233,8 @@ def _refuse_non_cartesian(acqp: dict, method: dict, where) -> None:
     for name in names:
         match = _NON_CARTESIAN.search(name)
         if match:
-            kind = match.group().lower()
-            what = ("echo-planar (needs line reversal and ghost correction)"
-                    if kind == "epi" else "non-Cartesian or spectroscopic")
-            raise FormatError(where, f"method {name}: {what} acquisitions are not supported")
+            raise FormatError(where, f"method {name}: non-Cartesian or spectroscopic "
+                                     "acquisitions are not supported")
     if any(d.lower().startswith("spectroscopic") for d in _strings(acqp, "ACQ_dim_desc")):
         raise FormatError(where, f"method {label}: spectroscopic dimensions are not images")
 
@@ -218,9 +250,10 @@ def _receivers(acqp: dict, method: dict, where) -> int:
     return count or 1
 
 
-def _grid_size(method: dict, axis: int, acquired: int, where) -> int:
-    """k-space grid length along ``axis``: round(PVM_AntiAlias x PVM_Matrix), reduced by
-    PVM_EncZf zero filling; ``acquired`` when the method does not say."""
+def _encoded_size(method: dict, axis: int, acquired: int, where) -> int:
+    """Length of the encoded k-space along ``axis`` before the vendor's zero filling:
+    round(PVM_AntiAlias x PVM_Matrix) reduced by PVM_EncZf; ``acquired`` when the method
+    does not say."""
     matrix = _numbers(method, "PVM_Matrix", where)
     if not matrix or len(matrix) <= axis:
         return acquired
@@ -229,7 +262,20 @@ def _grid_size(method: dict, axis: int, acquired: int, where) -> int:
     size = round((anti[axis] if len(anti) > axis else 1.0) * matrix[axis])
     if len(zf) > axis and zf[axis] > 0:
         size -= 2 * math.floor((size - size / zf[axis]) / 2)
-    return max(int(size), acquired) if axis == 0 else int(size)
+    return int(size)
+
+
+def _grid_size(reco: dict, method: dict, axis: int, acquired: int, where) -> int:
+    """Length of the reconstruction grid along ``axis``: the vendor's ``RECO_ft_size``
+    when the scan has a reco, else round(PVM_AntiAlias x PVM_Matrix), else ``acquired``."""
+    ft = _numbers(reco, "RECO_ft_size", where, kind=int) if reco else None
+    if ft and len(ft) > axis and ft[axis] >= acquired:
+        return int(ft[axis])
+    matrix = _numbers(method, "PVM_Matrix", where)
+    if not matrix or len(matrix) <= axis:
+        return acquired
+    anti = _numbers(method, "PVM_AntiAlias", where) or []
+    return max(int(round((anti[axis] if len(anti) > axis else 1.0) * matrix[axis])), acquired)
 
 
 def _step_indices(method: dict, key: str, count: int, grid: int, where) -> np.ndarray:
@@ -245,6 +291,48 @@ def _step_indices(method: dict, key: str, count: int, grid: int, where) -> np.nd
         raise FormatError(where, f"{key} steps {min(steps)}..{max(steps)} do not fit the "
                                  f"{grid}-line k-space grid")
     return index
+
+
+def _echo_sample(method: dict, points: int, encoded: int, where) -> int:
+    """Readout samples acquired before the echo (k = 0).
+
+    ``PVM_EchoPosition`` (% of the readout) where the method states it; otherwise the
+    echo is taken at the centre of the encoded readout, the acquired samples filling its
+    end (an asymmetric echo misses the start of k-space).
+    """
+    position = _numbers(method, "PVM_EchoPosition", where)
+    if position:
+        if not 0 <= position[0] <= 100:
+            raise FormatError(where, f"PVM_EchoPosition = {position[0]} % is not within "
+                                     "0..100")
+        return int(round(position[0] / 100.0 * points))
+    return encoded // 2 - (encoded - points)
+
+
+def _fov_shifts(reco: dict, method: dict, objects: int, dim: int, where) -> np.ndarray:
+    """Image shift of each object along the phase-encode axes, in fractions of the FOV.
+
+    ParaVision applies the phase offsets of the slice package in its reconstruction, as a
+    k-space phase ramp: ``RECO_rotate`` (per axis and frame, 0.5 meaning the plain centred
+    transform). Without a reco the shift is ``PVM_SPackArrPhase1Offset / PVM_Fov[1]``
+    (``Phase2Offset`` / ``PVM_Fov[2]`` in 3-D). The readout offset is applied by the
+    receiver frequency at acquisition. Returns ``(objects, dim - 1)`` shifts for y (, z).
+    """
+    shifts = np.zeros((objects, dim - 1))
+    rotate = reco.get("RECO_rotate") if reco else None
+    if isinstance(rotate, list) and len(rotate) >= dim and all(
+            isinstance(r, list) for r in rotate[:dim]):
+        for axis in range(1, dim):
+            values = _numbers({"r": rotate[axis]}, "r", where) or []
+            if len(values) in (1, objects):
+                shifts[:, axis - 1] = np.asarray(values) - 0.5
+        return shifts
+    fov = _numbers(method, "PVM_Fov", where) or []
+    for axis, key in ((1, "PVM_SPackArrPhase1Offset"), (2, "PVM_SPackArrPhase2Offset")):
+        offset = _numbers(method, key, where)
+        if axis < dim and offset and len(fov) > axis and fov[axis] > 0:
+            shifts[:, axis - 1] = offset[0] / fov[axis]
+    return shifts
 
 
 def _geometry(acqp: dict, method: dict, grid: tuple, dim: int, slices: int, where):
@@ -284,9 +372,13 @@ def _acquisition(acqp: dict, method: dict, echoes: int, matrix: tuple, fov_um: t
         out["b0_tesla"] = frequency[0] / GAMMA_BAR_MHZ_PER_T[out.get("nucleus", "1H")]
     echo_times = _numbers(acqp, "ACQ_echo_time", where) or []
     first = _numbers(method, "PVM_EchoTime", where)
-    if len(echo_times) >= echoes:
+    rare = _numbers(method, "PVM_RareFactor", where)
+    effective = _numbers(method, "EffectiveTE", where)
+    if rare and rare[0] > 1 and effective and echoes == 1:
+        out["te_ms"] = (effective[0],)  # RARE: PVM_EchoTime is the echo spacing
+    elif len(echo_times) >= echoes:
         out["te_ms"] = tuple(echo_times[:echoes])
-    elif first and echoes == 1:
+    elif first and echoes == 1 and not (rare and rare[0] > 1):
         out["te_ms"] = (first[0],)
     tr = _numbers(method, "PVM_RepetitionTime", where) or _numbers(
         acqp, "ACQ_repetition_time", where)
@@ -308,124 +400,232 @@ def _acquisition(acqp: dict, method: dict, echoes: int, matrix: tuple, fov_um: t
     return out
 
 
-# --------------------------------------------------------------------------- reading
+# --------------------------------------------------------------------------- layout
 
 
-def _scan_values(acqp: dict, raw: Path, size0: int, where) -> int:
-    """Real values per receiver in one scan."""
+@dataclass(frozen=True)
+class _Layout:
+    """How the scans of one raw file map onto k-space (all counts from the headers)."""
+
+    dim: int            # 2 (multi-slice) or 3
+    points: int         # complex readout samples per receiver and scan
+    receivers: int
+    echoes: int
+    slices: int         # 2-D slices (1 for 3-D)
+    pe1: int            # acquired phase-encode lines
+    pe2: int            # acquired second phase-encode steps (1 for 2-D)
+    phase_factor: int   # consecutive lines of one segment (RARE echo train)
+    repetitions: int
+    dtype: np.dtype
+    block: int          # bytes of one scan (all receivers), padding included
+    padded: bool
+
+    @property
+    def objects(self) -> int:
+        return self.echoes * self.slices
+
+    @property
+    def scans(self) -> int:
+        """Scans in one repetition."""
+        return self.objects * self.pe1 * self.pe2
+
+
+def _dimension(acqp: dict, method: dict, where) -> int:
+    spatial = str(_one(method, "PVM_SpatDimEnum", "") or "").strip("<>").upper()
+    if spatial in ("2D", "3D"):
+        return int(spatial[0])
+    size = _numbers(acqp, "ACQ_size", where, kind=int)
+    dim = _int(acqp, "ACQ_dim", where, len(size) if size else None)
+    if dim not in (2, 3) or not size or len(size) != dim:
+        raise FormatError(where, f"ACQ_dim = {dim} with ACQ_size = {size}: only 2-D and 3-D "
+                                 "Cartesian images are read")
+    return dim
+
+
+def _layout(acqp: dict, method: dict, raw: Path, where) -> _Layout:
+    """Sizes of the raw file from acqp and method.
+
+    PV 360 keeps a placeholder ``ACQ_size`` in the stored acqp; its scan length is
+    ``ACQ_jobs[0][0]`` (real values per receiver) and the encoding is the method's
+    (``PVM_EncMatrix``, ``PVM_EncSteps1/2``). Older versions state both; the method wins
+    where they differ, since it is what the sequence played out.
+    """
+    dim = _dimension(acqp, method, where)
+    size = _numbers(acqp, "ACQ_size", where, kind=int) or []
+    encoded = _numbers(method, "PVM_EncMatrix", where, kind=int) or []
     jobs = acqp.get("ACQ_jobs")
+    values = None
     if raw.name != "fid" and isinstance(jobs, list) and jobs:
         first = jobs[0] if isinstance(jobs[0], list) else jobs
         if first and isinstance(first[0], int) and not isinstance(first[0], bool):
-            return first[0]
-    return size0
+            values = first[0]
+    if values is None:
+        values = size[0] if size else None
+    if not isinstance(values, int) or values < 2 or values % 2:
+        raise FormatError(where, f"a scan of {values} real values (ACQ_jobs / ACQ_size) is "
+                                 "not complex data")
 
+    def lines(axis: int) -> int:
+        if len(encoded) > axis and encoded[axis] >= 1:
+            return int(encoded[axis])
+        if len(size) > axis and size[axis] >= 1:
+            return int(size[axis])
+        raise FormatError(where, f"neither PVM_EncMatrix nor ACQ_size gives the number of "
+                                 f"phase-encode steps along axis {axis}")
 
-def _load(path: Path) -> tuple:
-    raw, acqp_path, method_path = _locate(Path(path))
-    acqp, method = read_jcamp(acqp_path), read_jcamp(method_path)
-    where = acqp_path
-    _refuse_non_cartesian(acqp, method, where)
-    size = _numbers(acqp, "ACQ_size", where, kind=int)
-    dim = _int(acqp, "ACQ_dim", where, len(size) if size else None)
-    if not size or dim not in (2, 3) or len(size) != dim:
-        raise FormatError(where, f"ACQ_dim = {dim} with ACQ_size = {size}: only 2-D and 3-D "
-                                 "Cartesian images are read")
-    if size[0] % 2 or min(size) < 1:
-        raise FormatError(where, f"ACQ_size = {size}: the readout must be an even, positive "
-                                 "number of real values")
-    dtype = _dtype(acqp, raw, where)
+    pe1 = lines(1)
+    pe2 = lines(2) if dim == 3 else 1
     receivers = _receivers(acqp, method, where)
     echoes = (_int(method, "PVM_NEchoImages", where)
               or _int(acqp, "ACQ_n_echo_images", where) or 1)
-    objects = _int(acqp, "NI", where, 1)
-    repetitions = _int(acqp, "NR", where, 1)
-    phase_factor = _int(acqp, "ACQ_phase_factor", where, 1) or 1
-    slices = _int(acqp, "NSLICES", where, 1) if dim == 2 else 1
-    if repetitions != 1:
-        raise FormatError(where, f"NR = {repetitions} repetitions: read one repetition at a "
-                                 "time is not supported; only NR = 1 is read")
-    if objects != echoes * slices or objects < 1:
+    slices = (_int(acqp, "NSLICES", where, 1) or 1) if dim == 2 else 1
+    objects = _int(acqp, "NI", where, echoes * slices)
+    if objects != echoes * slices:
         raise FormatError(where, f"NI = {objects} objects, but {echoes} echo images x "
                                  f"{slices} slices = {echoes * slices}")
-    pe1, pe2 = size[1], (size[2] if dim == 3 else 1)
+    phase_factor = _int(acqp, "ACQ_phase_factor", where, 1) or 1
+    rare = _int(method, "PVM_RareFactor", where) or _int(acqp, "ACQ_rare_factor", where)
+    if phase_factor == 1 and rare and rare > 1:
+        phase_factor = rare  # PV 360 stores ACQ_phase_factor 1 for RARE echo trains
     if pe1 % phase_factor:
-        raise FormatError(where, f"ACQ_size[1] = {pe1} is not a multiple of "
-                                 f"ACQ_phase_factor = {phase_factor}")
-    per_receiver = _scan_values(acqp, raw, size[0], where)
-    if per_receiver % 2 or per_receiver < 2:
-        raise FormatError(where, f"{per_receiver} real values per scan is not complex data")
-    block = per_receiver * receivers * dtype.itemsize
+        raise FormatError(where, f"{pe1} phase-encode lines are not a multiple of the "
+                                 f"{phase_factor} lines of one segment (ACQ_phase_factor / "
+                                 "PVM_RareFactor)")
+    repetitions = (_int(acqp, "NR", where) or _int(method, "PVM_NRepetitions", where) or 1)
+    dtype = _dtype(acqp, raw, where)
+    block = values * receivers * dtype.itemsize
     padded = raw.name == "fid" and _one(acqp, "GO_block_size") == "Standard_KBlock_Format"
     if padded:
         block = -(-block // KBLOCK) * KBLOCK
-    scans = objects * pe1 * pe2
-    check_size(raw, scans * block)
+    return _Layout(dim, values // 2, receivers, echoes, slices, pe1, pe2, phase_factor,
+                   repetitions, dtype, block, padded)
 
-    flat = np.fromfile(raw, dtype=dtype).reshape(scans, block // dtype.itemsize)
-    points = per_receiver // 2
-    values = flat[:, :per_receiver * receivers].reshape(scans, receivers, points, 2)
-    lines = values[..., 0].astype(np.float32) + np.complex64(1j) * values[..., 1]
-    # scans, fastest first: phase factor, objects, phase-encode groups, second phase encode
-    lines = lines.reshape(pe2, pe1 // phase_factor, objects, phase_factor, receivers, points)
-    lines = lines.transpose(2, 0, 1, 3, 4, 5).reshape(objects, pe2, pe1, receivers, points)
 
-    order = _numbers(acqp, "ACQ_obj_order", where, kind=int) or list(range(objects))
-    if sorted(order) != list(range(objects)):
-        raise FormatError(where, f"ACQ_obj_order {order[:16]} is not a permutation of the "
-                                 f"{objects} objects")
-    obj = np.asarray(order)
-    echo_of, slice_of = obj % echoes, obj // echoes
-    if echoes > 1 and _one(method, "EchoAcqMode") == "allEchoes":
-        odd = echo_of % 2 == 1  # bipolar readout: sample t holds k index (N - t) mod N
-        lines[odd] = np.roll(lines[odd, ..., ::-1], 1, axis=-1)
+# --------------------------------------------------------------------------- reading
 
-    nx = _grid_size(method, 0, points, where)
-    ny = _grid_size(method, 1, pe1, where)
-    y_index = _step_indices(method, "PVM_EncSteps1", pe1, ny, where)
-    if dim == 3:
-        nz = _grid_size(method, 2, pe2, where)
-        z_index = _step_indices(method, "PVM_EncSteps2", pe2, nz, where)
-        z_of = np.broadcast_to(z_index[None, :, None], (objects, pe2, pe1))
-    else:
-        nz = slices
-        z_of = np.broadcast_to(slice_of[:, None, None], (objects, pe2, pe1))
-    e_of = np.broadcast_to(echo_of[:, None, None], (objects, pe2, pe1))
-    y_of = np.broadcast_to(y_index[None, None, :], (objects, pe2, pe1))
-    if receivers * echoes * nz * ny * nx > MAX_GRID_PER_SAMPLE * lines.size:
+
+def _read_lines(raw: Path, layout: _Layout, repetition: int) -> np.ndarray:
+    """``(objects, pe2, pe1, receivers, points)`` complex64 lines of one repetition."""
+    lay = layout
+    count = lay.scans * lay.block // lay.dtype.itemsize
+    flat = np.fromfile(raw, dtype=lay.dtype, count=count,
+                       offset=repetition * lay.scans * lay.block)
+    flat = flat.reshape(lay.scans, lay.block // lay.dtype.itemsize)
+    values = flat[:, :2 * lay.points * lay.receivers].reshape(
+        lay.scans, lay.receivers, lay.points, 2)
+    lines = np.empty(values.shape[:-1], np.complex64)
+    lines.real, lines.imag = values[..., 0], values[..., 1]
+    # scans, fastest first: segment lines, objects, segments, second phase encode
+    lines = lines.reshape(lay.pe2, lay.pe1 // lay.phase_factor, lay.objects,
+                          lay.phase_factor, lay.receivers, lay.points)
+    return lines.transpose(2, 0, 1, 3, 4, 5).reshape(
+        lay.objects, lay.pe2, lay.pe1, lay.receivers, lay.points)
+
+
+def _reco(folder: Path) -> dict:
+    """The scan's first reconstruction parameters (``pdata/1/reco``), or {} if absent."""
+    path = folder / "pdata" / "1" / "reco"
+    return read_jcamp(path) if path.is_file() else {}
+
+
+def _load(path: Path, repetition: int | None = None) -> tuple:
+    raw, acqp_path, method_path = _locate(Path(path))
+    acqp, method = read_jcamp(acqp_path), read_jcamp(method_path)
+    where = acqp_path
+    _refuse_unsupported(acqp, method, where)
+    lay = _layout(acqp, method, raw, where)
+    expected, actual = lay.repetitions * lay.scans * lay.block, raw.stat().st_size
+    if expected != actual:
+        raise FormatError(raw, f"header implies {expected} bytes ({lay.repetitions} "
+                               f"repetitions (NR) x {lay.objects} objects (NI) x {lay.pe1} x "
+                               f"{lay.pe2} phase-encode steps (PVM_EncMatrix / ACQ_size) x "
+                               f"{lay.block}-byte scans) but the file holds {actual}")
+    if lay.repetitions > 1 and repetition is None:
+        raise FormatError(where, f"NR = {lay.repetitions} repetitions: choose one with "
+                                 f"repetition=0..{lay.repetitions - 1}")
+    repetition = repetition or 0
+    if not 0 <= repetition < lay.repetitions:
+        raise FormatError(where, f"repetition {repetition} of NR = {lay.repetitions} "
+                                 "does not exist")
+    reco = _reco(raw.parent)
+
+    nx = _grid_size(reco, method, 0, lay.points, where)
+    ny = _grid_size(reco, method, 1, lay.pe1, where)
+    nz = _grid_size(reco, method, 2, lay.pe2, where) if lay.dim == 3 else lay.slices
+    if lay.receivers * lay.echoes * nz * ny * nx > MAX_GRID_PER_SAMPLE * (
+            lay.scans * lay.receivers * lay.points):
         raise FormatError(where, f"the k-space grid {(nz, ny, nx)} (PVM_Matrix x "
                                  f"PVM_AntiAlias) is more than {MAX_GRID_PER_SAMPLE} x the "
-                                 f"{lines.size} acquired samples")
+                                 f"{lay.scans * lay.receivers * lay.points} acquired samples")
+    echo = _echo_sample(method, lay.points, _encoded_size(method, 0, lay.points, where),
+                        where)
+    start = nx // 2 - echo
+    if not 0 <= start <= nx - lay.points:
+        raise FormatError(where, f"an echo at readout sample {echo} of {lay.points} does not "
+                                 f"fit the {nx}-sample grid (PVM_EchoPosition, PVM_Matrix)")
+    y_index = _step_indices(method, "PVM_EncSteps1", lay.pe1, ny, where)
+    z_index = (_step_indices(method, "PVM_EncSteps2", lay.pe2, nz, where)
+               if lay.dim == 3 else None)
+    order = _numbers(acqp, "ACQ_obj_order", where, kind=int) or list(range(lay.objects))
+    if sorted(order) != list(range(lay.objects)):
+        raise FormatError(where, f"ACQ_obj_order {order[:16]} is not a permutation of the "
+                                 f"{lay.objects} objects")
+    shifts = _fov_shifts(reco, method, lay.objects, lay.dim, where)
+
+    lines = _read_lines(raw, lay, repetition)
+    obj = np.asarray(order)
+    echo_of, slice_of = obj % lay.echoes, obj // lay.echoes
+    if lay.echoes > 1 and _one(method, "EchoAcqMode") == "allEchoes":
+        odd = echo_of % 2 == 1  # bipolar readout: sample t holds k index (N - t) mod N
+        lines[odd] = np.roll(lines[odd, ..., ::-1], 1, axis=-1)
+    if np.any(shifts):  # the vendor's FOV shift: e^{-2πi s k} along each phase encode
+        ramp = np.exp(-2j * np.pi * shifts[:, 0, None] * (y_index - ny // 2)[None])
+        lines *= ramp[:, None, :, None, None].astype(np.complex64)
+        if lay.dim == 3:
+            ramp = np.exp(-2j * np.pi * shifts[:, 1, None] * (z_index - nz // 2)[None])
+            lines *= ramp[:, :, None, None, None].astype(np.complex64)
+
+    shape = (lay.objects, lay.pe2, lay.pe1)
+    z_of = np.broadcast_to((z_index[None, :, None] if lay.dim == 3
+                            else slice_of[:, None, None]), shape)
+    e_of = np.broadcast_to(echo_of[:, None, None], shape)
+    y_of = np.broadcast_to(y_index[None, None, :], shape)
     targets = (e_of * nz + z_of) * ny + y_of
     if np.unique(targets).size != targets.size:
         raise FormatError(where, "the phase-encode tables place two scans on the same "
                                  "k-space line")
-    start = nx - points  # partial echo: the acquired samples fill the end of the grid
-    data = np.zeros((receivers, echoes, nz, ny, nx), np.complex64)
-    data[:, e_of, z_of, y_of, start:] = lines.transpose(3, 0, 1, 2, 4)
+    check_memory(8 * lay.receivers * lay.echoes * nz * ny * nx,
+                 f"the k-space grid of {raw}", advice="a smaller RECO_ft_size")
+    data = np.zeros((lay.receivers, lay.echoes, nz, ny, nx), np.complex64)
+    data[:, e_of, z_of, y_of, start:start + lay.points] = lines.transpose(3, 0, 1, 2, 4)
     sampled = np.zeros((nz, ny, nx), bool)
-    sampled[z_of, y_of, start:] = True
+    sampled[z_of, y_of, start:start + lay.points] = True
 
-    fov_um, spacing_source = _geometry(acqp, method, (nz, ny, nx), dim, slices, where)
+    fov_um, spacing_source = _geometry(acqp, method, (nz, ny, nx), lay.dim, lay.slices, where)
     matrix = (nz, ny, nx)
-    stated = _acquisition(acqp, method, echoes, matrix, fov_um, where)
+    stated = _acquisition(acqp, method, lay.echoes, matrix, fov_um, where)
     acquisition, stated = stated_acquisition(stated, where)
-    if receivers == 1:
+    if lay.receivers == 1:
         data = data[0]
     kspace = KSpace(data, acquisition, sampled=None if sampled.all() else sampled,
-                    coil_axis=0 if receivers > 1 else None, multislice=dim == 2)
+                    coil_axis=0 if lay.receivers > 1 else None, multislice=lay.dim == 2,
+                    echo_position=echo / lay.points)
     header = {"acqp": acqp, "method": method}
     matrix_read = _numbers(method, "PVM_Matrix", where)
-    extra = {"raw_file": raw.name, "word_type": str(dtype), "kblock_padded": padded,
-             "spacing_source": spacing_source, "receivers": receivers,
-             "readout_oversampling": nx / matrix_read[0] if matrix_read else 1.0}
+    extra = {"raw_file": raw.name, "word_type": lay.dtype.str, "kblock_padded": lay.padded,
+             "spacing_source": spacing_source, "receivers": lay.receivers,
+             "readout_oversampling": nx / matrix_read[0] if matrix_read else 1.0,
+             "fov_shift": shifts[0].tolist(), "repetition": repetition,
+             "repetitions": lay.repetitions, "reco_grid": bool(reco)}
     scan = raw.parent
     name = " ".join(filter(None, [str(_one(acqp, "ACQ_scan_name", "") or ""),
-                                  f"E{scan.name}", "k-space"]))
+                                  f"E{scan.name}",
+                                  f"rep {repetition + 1}/{lay.repetitions}"
+                                  if lay.repetitions > 1 else "", "k-space"]))
     return kspace, raw, header, stated, name, extra
 
 
-def read_kspace(path: Path) -> KSpace:
+def read_kspace(path: Path, repetition: int | None = None) -> KSpace:
     """Read a ParaVision scan's raw data as :class:`~napari_mrmicro.core.kspace.KSpace`.
 
     Parameters
@@ -433,21 +633,27 @@ def read_kspace(path: Path) -> KSpace:
     path : Path
         Scan folder (with ``acqp``, ``method`` and ``fid`` or ``rawdata.job0``) or the
         raw data file.
+    repetition : int, optional
+        Which of ``NR`` repetitions to read; required when there are several.
 
     Returns
     -------
     KSpace
         ``(echo, z, y, x)`` complex64, or ``(coil, echo, z, y, x)`` for several
-        receivers; DC at ``N // 2``. 2-D scans are ``multislice`` (z = slices).
+        receivers, on the vendor's reconstruction grid (``RECO_ft_size``, else
+        ``PVM_Matrix x PVM_AntiAlias``) with DC at ``N // 2``; ``sampled`` marks the
+        acquired samples (partial echo, partial Fourier, zero filling) and
+        ``echo_position`` the asymmetric echo. 2-D scans are ``multislice`` (z = slices
+        in spatial order).
     """
-    return _load(path)[0]
+    return _load(path, repetition)[0]
 
 
-def read(path: Path, lazy: bool | None = None) -> Volume:
+def read(path: Path, lazy: bool | None = None, repetition: int | None = None) -> Volume:
     """Read a ParaVision scan's raw k-space as a :class:`Volume`.
 
     The lines are reordered into k-space, so the data are always read into memory
     (``lazy`` is accepted for the io contract and has no effect).
     """
-    kspace, raw, header, stated, name, extra = _load(path)
+    kspace, raw, header, stated, name, extra = _load(path, repetition)
     return kspace_volume(kspace, "bruker_raw", raw, header, stated, name=name, **extra)
