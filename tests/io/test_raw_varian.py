@@ -192,6 +192,7 @@ def test_arrayed_blocks_refused(tmp_path):
     ({"np": 14}, "np = 12 in the fid but 14"),
     ({"seqcon": "nccxn"}, "seqcon"),
     ({"lpe": 0}, "no field of view"),
+    ({"ns": 3}, "ns = 3 but pss holds 1"),
 ])
 def test_bad_procpar(tmp_path, extra, message):
     kspace, _ = phantom((1, 4, 6), (-2, -1))
@@ -263,7 +264,8 @@ def test_header_disagrees_with_file_size_no_allocation(gems):
     raw = bytearray((folder / "fid").read_bytes())
     raw[0:4] = (2**30).to_bytes(4, "big")  # nblocks: 2**30 blocks of 24 traces
     (folder / "fid").write_bytes(bytes(raw))
-    with pytest.raises(FormatError, match=r"gems_01.fid/fid: header implies \d+ bytes"):
+    with pytest.raises(FormatError, match=r"gems_01.fid/fid: header implies \d+ bytes "
+                                          r"\(nblocks 1073741824"):
         varian.read(folder)
 
 
@@ -373,3 +375,12 @@ def test_real_oblique_procpar(realdata, tmp_path):
     # FOV centre: pro -2.67 cm along read, ppe 0, pss 1.24 cm along the slice normal
     centre = (-2.67 * rows[0] + 1.24 * rows[2]) * 1e4
     np.testing.assert_allclose((a @ [0, 0, points // 2, 1])[:3], centre[::-1], atol=1e-6)
+
+
+def test_uneven_slices_spacing_from_thk_no_affine(tmp_path):
+    kspace, _ = phantom((3, 4, 6), (-2, -1))
+    folder = write_fid_folder(tmp_path / "gap.fid", kspace[None, None], "nccnn",
+                              pss=(0.0, 0.1, 0.35), extra={"psi": 0, "phi": 0, "theta": 0})
+    vol = varian.read(folder)
+    assert vol.spacing_um[0] == 500.0  # thk 0.5 mm
+    assert vol.metadata["spacing_source"] == "lro, lpe, thk" and vol.affine_um is None

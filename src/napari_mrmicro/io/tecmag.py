@@ -48,7 +48,7 @@ from nmrglue.fileio.tecmag import TNTMAGIC_RE, TNTTLV, TNTTMAG, TNTTMG2
 
 from napari_mrmicro.core.acquisition import GAMMA_BAR_MHZ_PER_T, SEQUENCES
 from napari_mrmicro.core.kspace import KSpace
-from napari_mrmicro.io._common import FormatError, Volume, check_size, read_text_header
+from napari_mrmicro.io._common import FormatError, Volume, read_text_header
 from napari_mrmicro.io.bruker_raw import kspace_volume, sequence_kind, stated_acquisition
 
 #: The sections this module reads, with their sizes (None: DATA, sized by actual_npts).
@@ -142,7 +142,9 @@ def read_header(path: Path) -> tuple:
     npts = [int(n) for n in tmag["actual_npts"]]
     if any(n < 1 or n > 2**24 for n in npts):
         raise FormatError(path, f"actual_npts {npts} are not sensible dimensions")
-    check_size(path, math.prod(npts) * 8, sections["DATA"])
+    if math.prod(npts) * 8 != sections["DATA"]:
+        raise FormatError(path, f"header implies {math.prod(npts) * 8} bytes (actual_npts "
+                                f"{npts} x 8) but the DATA section holds {sections['DATA']}")
     try:
         dic, data = nmrglue.tecmag.read(str(path))
     except (AssertionError, KeyError, ValueError, UnicodeDecodeError, OSError) as error:

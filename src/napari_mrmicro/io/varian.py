@@ -65,7 +65,7 @@ import numpy as np
 from napari_mrmicro.core.acquisition import GAMMA_BAR_MHZ_PER_T
 from napari_mrmicro.core.geometry import from_xyz_affine
 from napari_mrmicro.core.kspace import KSpace
-from napari_mrmicro.io._common import FormatError, Volume, check_size, read_text_header
+from napari_mrmicro.io._common import FormatError, Volume, read_text_header
 from napari_mrmicro.io.bruker_raw import kspace_volume, sequence_kind, stated_acquisition
 
 #: Bytes of the fid file header and of one block header (VnmrJ "Data file structures").
@@ -236,7 +236,11 @@ def _file_header(fid: Path) -> dict:
             fields["nbheaders"] < 0 or fields["bbytes"] != fields["ntraces"] * \
             fields["tbytes"] + fields["nbheaders"] * BLOCK_HEADER_BYTES:
         raise FormatError(fid, f"inconsistent file header {fields}")
-    check_size(fid, FILE_HEADER_BYTES + fields["nblocks"] * fields["bbytes"], size)
+    expected = FILE_HEADER_BYTES + fields["nblocks"] * fields["bbytes"]
+    if expected != size:
+        raise FormatError(fid, f"header implies {expected} bytes (nblocks {fields['nblocks']}"
+                               f" x bbytes {fields['bbytes']} + {FILE_HEADER_BYTES}) but the "
+                               f"file holds {size}: truncated, or a corrupt header")
     fields["word_type"] = str(dtype)
     return fields
 
@@ -332,6 +336,8 @@ def _load(path: Path) -> tuple:
     nv2 = _count(params, "nv2", procpar, 1) if seqcon[3] != "n" else 1
     positions = [v for v in _values(params, "pss") if isinstance(v, (int, float))] or [0.0]
     slices = len(positions)
+    if _number(params, "ns") not in (None, slices):
+        raise FormatError(procpar, f"ns = {params['ns']} but pss holds {slices} positions")
     echoes = _count(params, "ne", procpar, 1)
     rcvrs = str(params.get("rcvrs") or "y")
     receivers = max(rcvrs.count("y"), 1)
@@ -408,7 +414,9 @@ def _load(path: Path) -> tuple:
     acquisition, stated = stated_acquisition(stated, procpar)
     kspace = KSpace(data if receivers > 1 else data[0], acquisition,
                     coil_axis=0 if receivers > 1 else None, multislice=multislice)
-    affine = world_affine(params, matrix, acquisition.voxel_um, ordered)
+    # unevenly spaced slices (spacing from thk) have no affine placement
+    affine = world_affine(params, matrix, acquisition.voxel_um, ordered) \
+        if source != "thk" or slices == 1 else None
     extra = {"receivers": receivers, "seqcon": seqcon, "word_type": fields["word_type"],
              "spacing_source": f"lro, lpe, {source}",
              "phase_encode_table": table_source,
