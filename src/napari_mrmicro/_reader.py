@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from napari_mrmicro._layers import volume_to_layer_data
-from napari_mrmicro.io import read_volume, reader_for
+from napari_mrmicro.io import read_volumes, reader_for
 
 
 def get_reader(path):
@@ -20,9 +20,9 @@ def read_layers(path) -> list[tuple]:
     """LayerData tuples for one path or a list of paths."""
     paths = [path] if isinstance(path, (str, Path)) else list(path)
     layers = []
-    for p in paths:
-        volume = read_volume(p)
-        layers.extend(volume_to_layer_data(volume, name=volume.name or _display_name(p)))
+    for p in paths:  # a tripilot or a multi-position file: one layer (set) per volume
+        for volume in read_volumes(p):
+            layers.extend(volume_to_layer_data(volume, name=volume.name or _display_name(p)))
     return layers
 
 

@@ -61,7 +61,9 @@ def test_3d_volume_spacing_values_and_acquisition(volume_3d):
     np.testing.assert_allclose(vol.data, raw * 0.25 + 10.0)
     assert vol.spacing_um == pytest.approx((200.0, 100.0, 200.0))  # extent/size·1000
     assert vol.axis_labels == ("z", "y", "x")
-    assert vol.origin_um == pytest.approx((-400.0, -250.0, -600.0))
+    # VisuCorePosition (-0.6, -0.25, -0.4) mm LPS -> RAS (0.6, 0.25, -0.4) -> napari (S, A, R)
+    assert vol.origin_um == pytest.approx((-400.0, 250.0, 600.0))
+    np.testing.assert_allclose(vol.affine_um[:3, :3], np.diag([200.0, -100.0, -200.0]))
     acq = vol.metadata["acquisition"]
     assert acq["matrix"] == (4, 5, 6)
     assert acq["fov_um"] == pytest.approx((800.0, 500.0, 1200.0))
@@ -121,7 +123,7 @@ def test_multislice_2d_becomes_a_volume(tmp_path):
     assert vol.data.dtype == np.int16
     assert vol.spacing_um == pytest.approx((700.0, 400.0, 400.0))  # positions, not thickness
     assert vol.metadata["spacing_source"] == "VisuCoreExtent, VisuCorePosition"
-    assert vol.origin_um == pytest.approx((-700.0, -2000.0, -1000.0))
+    assert vol.origin_um == pytest.approx((-700.0, 2000.0, 1000.0))  # S, A, R of (1, 2, -0.7) mm
     assert vol.metadata["acquisition"]["matrix"] == (3, 4, 5)
 
 
@@ -205,7 +207,10 @@ def test_multi_echo_multi_slice(tmp_path):
     assert vol.axis_labels == ("echo", "z", "y", "x")
     assert vol.spacing_um == pytest.approx((250.0, 100.0, 100.0))
     # rows of the orientation are the read, phase and slice directions
-    assert vol.origin_um == pytest.approx((3000.0, -1000.0, 2000.0))
+    # position (1, 2, 3) mm LPS -> RAS (-1, -2, 3); x along subject y, y along -x
+    assert vol.origin_um == pytest.approx((3000.0, -2000.0, -1000.0))
+    np.testing.assert_allclose(vol.affine_um[:3, :3], [[250, 0, 0], [0, 0, -100], [0, 100, 0]],
+                               atol=1e-9)
     acq = vol.metadata["acquisition"]
     assert acq["te_ms"] == (8.0, 16.0) and acq["tr_ms"] == 2500
     assert acq["b0_tesla"] == 11.7 and acq["sequence"] == "spin_echo"
@@ -390,3 +395,111 @@ def test_can_read_refuses_other_things(tmp_path):
     assert not bruker.can_read(tmp_path / "missing")
     with pytest.raises(FormatError, match="not a Bruker"):
         bruker.read(other)
+
+
+# ------------------------------------------------------------------ world geometry
+
+def tripilot_visu(n=8, fov=16.0):
+    """Three orthogonal one-frame slices through the isocentre (axial, coronal, sagittal),
+    as a ParaVision tripilot stores them: one FG_SLICE group, orientation per frame."""
+    half = fov / 2 - fov / n / 2  # first voxel centre, in-plane
+    orientations = [[1, 0, 0, 0, 1, 0, 0, 0, 1],   # normal along subject z
+                    [1, 0, 0, 0, 0, -1, 0, 1, 0],  # normal along y
+                    [0, 1, 0, 0, 0, -1, 1, 0, 0]]  # normal along x
+    positions = []
+    for o in orientations:
+        r = np.reshape(o, (3, 3))
+        positions.append([float(v) for v in -half * r[0] - half * r[1]])
+    return volume_visu((n, n), (fov, fov), frames=3, VisuCoreFrameThickness=[1.0],
+                       VisuFGOrderDescDim=1, VisuFGOrderDesc=[[3, "FG_SLICE", "", 0, 2]],
+                       VisuGroupDepVals=[["VisuCoreOrientation", 0], ["VisuCorePosition", 0]],
+                       VisuCoreOrientation=orientations, VisuCorePosition=positions,
+                       VisuSubjectPosition="Head_Prone", VisuAcquisitionProtocol="TriPilot")
+
+
+def test_tripilot_becomes_three_one_slice_volumes_in_their_planes(tmp_path):
+    n = 8
+    raw = np.arange(3 * n * n, dtype="<i2")
+    scan = write_scan(tmp_path, raw, tripilot_visu(n))
+    volumes = bruker.read_all(scan)
+    assert [v.data.shape for v in volumes] == [(1, n, n)] * 3
+    assert sorted(v.name.split()[-1] for v in volumes) == ["axial", "coronal", "sagittal"]
+    normals = []
+    for k, vol in enumerate(volumes):
+        np.testing.assert_array_equal(vol.data[0], raw[k * n * n:(k + 1) * n * n]
+                                      .reshape(n, n))
+        centre = vol.affine_um @ np.array([0.0, (n - 1) / 2, (n - 1) / 2, 1.0])
+        np.testing.assert_allclose(centre[:3], 0.0, atol=1e-6)  # through the isocentre
+        assert vol.spacing_um == pytest.approx((1000.0, 2000.0, 2000.0))
+        normals.append(vol.affine_um[:3, 0] / 1000.0)
+    np.testing.assert_allclose(np.abs(np.array(normals) @ np.array(normals).T), np.eye(3),
+                               atol=1e-9)
+    assert bruker.read(scan).metadata["packages"] == 3
+
+
+def paravision_export_affine(visu: dict) -> np.ndarray:
+    """The NIfTI affine (mm) ParaVision's exporter gives (REFERENCES.md "ParaVision
+    geometry"): VisuCorePosition with x and y negated, data as (x, y, slice), the slice
+    axis reversed when that is needed for a right-handed affine."""
+    size = visu["VisuCoreSize"]
+    extent = visu["VisuCoreExtent"]
+    rows = np.asarray(visu["VisuCoreOrientation"], float).reshape(-1, 9)[0].reshape(3, 3)
+    pos = np.asarray(visu["VisuCorePosition"], float).reshape(-1, 3)
+    flip = np.diag([-1.0, -1.0, 1.0])
+    cols = [extent[0] / size[0] * rows[0], extent[1] / size[1] * rows[1], pos[1] - pos[0]]
+    affine = np.eye(4)
+    affine[:3, :3] = flip @ np.stack(cols, axis=1)
+    affine[:3, 3] = flip @ pos[0]
+    if np.linalg.det(affine[:3, :3]) < 0:
+        affine[:3, 3] = flip @ pos[-1]
+        affine[:3, 2] *= -1
+    return affine
+
+
+def test_rare_2dseq_and_its_nifti_overlap_voxel_for_voxel(realdata, tmp_path):
+    nib = pytest.importorskip("nibabel")
+    from napari.layers import Layer
+
+    from napari_mrmicro._reader import read_layers
+    from napari_mrmicro.core import geometry
+    from napari_mrmicro.io import write_volume
+    from napari_mrmicro.io.jcamp import read_jcamp
+
+    scan = realdata("bruker_pv/pv360_rodent/5")
+    seq = scan / "pdata" / "1" / "2dseq"
+    vol = bruker.read(seq)
+    assert vol.data.shape == (18, 100, 160)
+    out = tmp_path / "rare.nii.gz"
+    write_volume(out, vol)
+    img = nib.load(out)
+    expected = paravision_export_affine(read_jcamp(scan / "pdata" / "1" / "visu_pars"))
+    np.testing.assert_allclose(img.affine[:3] / 1e3, expected[:3], atol=1e-6)  # µm file
+    assert nib.aff2axcodes(img.affine) == nib.aff2axcodes(expected)
+    np.testing.assert_allclose(np.asanyarray(img.dataobj), vol.data.T)  # (x, y, slice)
+    from_seq, from_nifti = (Layer.create(*read_layers(p)[0]) for p in (seq, out))
+    corners = geometry.corner_points(vol.data.shape)
+    for a, b in ((from_seq, from_nifti),):
+        wa = np.array([a.data_to_world(c) for c in corners])
+        wb = np.array([b.data_to_world(c) for c in corners])
+        np.testing.assert_allclose(wa, wb, atol=1e-3)  # µm
+    # the centre of the first voxel: VisuCorePosition with x, y negated, in µm (S, A, R)
+    first = np.asarray(read_jcamp(scan / "pdata" / "1" / "visu_pars")["VisuCorePosition"],
+                       float).reshape(-1, 3)[0]
+    np.testing.assert_allclose(from_seq.data_to_world((0, 0, 0)),
+                               (first * [-1, -1, 1])[::-1] * 1e3, atol=1e-3)
+
+
+def test_field_map_carries_hz(realdata):
+    from napari_mrmicro._reader import read_layers
+
+    (data, kwargs, kind), = read_layers(realdata("bruker_pv/pv360_rodent/8"))
+    assert kwargs["metadata"]["mrmicro"]["value_unit"] == "Hz"
+    assert kwargs["name"].endswith("(Hz)")
+    low, high = kwargs["contrast_limits"]
+    assert low == -high and high == pytest.approx(np.abs(data).max())
+    assert kwargs["colormap"] == "bwr"
+    assert data.min() == pytest.approx(-908, abs=1) and data.max() == pytest.approx(943, abs=1)
+    acq = kwargs["metadata"]["mrmicro"]["acquisition"]
+    # Head_Prone: the bore runs along the subject's S-I axis; the frame's y runs along it
+    # (VisuCoreOrientation row 2 is (0, 0, -1)), so B0 is along array axis y
+    assert np.abs(acq["b0_direction"]) == pytest.approx((0, 1, 0))

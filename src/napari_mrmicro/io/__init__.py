@@ -61,6 +61,17 @@ def read_volume(path, lazy: bool | None = None) -> Volume:
     return _module(name).read(path, lazy=lazy)
 
 
+def read_volumes(path, lazy: bool | None = None) -> list[Volume]:
+    """Every volume a path holds: one per orientation of a ParaVision tripilot, one per
+    stage position of a multi-position OME-TIFF, else ``[read_volume(path)]``."""
+    path = Path(path)
+    name = reader_for(path)
+    module = _module(name) if name else None
+    if module is not None and hasattr(module, "read_all"):
+        return module.read_all(path, lazy=lazy)
+    return [read_volume(path, lazy=lazy)]
+
+
 def writer_for(path) -> str | None:
     """Name of the format module that writes files named like ``path``, or None."""
     lower = str(path).lower()
@@ -83,5 +94,5 @@ def write_volume(path, volume: Volume, **options) -> list[str]:
     return _module(name).write(Path(path), volume, **options)
 
 
-__all__ = ["FormatError", "Volume", "read_headfile", "read_volume", "reader_for",
-           "unit_to_um", "write_headfile", "write_volume", "writer_for"]
+__all__ = ["FormatError", "Volume", "read_headfile", "read_volume", "read_volumes",
+           "reader_for", "unit_to_um", "write_headfile", "write_volume", "writer_for"]

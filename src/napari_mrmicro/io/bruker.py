@@ -38,6 +38,7 @@ from pathlib import Path
 
 import numpy as np
 
+from napari_mrmicro.core import geometry
 from napari_mrmicro.core.acquisition import GAMMA_BAR_MHZ_PER_T
 from napari_mrmicro.io._common import (LAZY_BYTES, FormatError, Volume, check_size,
                                        unit_to_um)
@@ -50,6 +51,8 @@ _SUBJECT_KEYS = {"VisuSubjectId": "id", "VisuSubjectName": "name",
                  "VisuStudyId": "study_id", "VisuStudyDate": "study_date",
                  "VisuExperimentNumber": "experiment", "VisuProcessingNumber": "processing"}
 _GRADIENT_ECHO = re.compile(r"flash|fisp|gre|mge|gefi|ute|zte|epi", re.IGNORECASE)
+#: ``VisuCoreDataUnits`` that are a value unit of the plugin (DESIGN.md "Values carry units").
+VALUE_UNITS = ("Hz", "ppm", "rad")
 _SPIN_ECHO = re.compile(r"rare|msme|turbo|spin|\bse\b", re.IGNORECASE)
 
 
@@ -211,17 +214,77 @@ def _slice_step_mm(header: dict, groups: list, slice_index: int, visu: Path):
     return step if math.isfinite(step) and abs(step) > 1e-9 else None
 
 
-def _origin_um(header: dict, groups: list, visu: Path, ndim: int):
-    """Centre of the first voxel along the array axes (z, y, x) in µm, when stated."""
-    positions, _ = _rows(header, "VisuCorePosition", groups, 3, visu)
-    orient, _ = _rows(header, "VisuCoreOrientation", groups, 9, visu)
+def _per_slice(rows: np.ndarray, deps: list, groups: list, index: int | None, n: int):
+    """The row of each of the ``n`` slices of group ``index`` (the others at their first)."""
+    if index is None or index not in deps:
+        return np.repeat(rows[:1], n, axis=0)
+    stride = math.prod(groups[i]["length"] for i in deps if i < index)
+    return rows[np.arange(n) * stride]
+
+
+def _packages(header: dict, groups: list, slice_index, frame_spacing: tuple, nslices: int,
+              visu: Path) -> list:
+    """Runs of slices sharing one orientation, each with its world affine.
+
+    Returns ``[(start, stop, world_affine_um or None, reverse)]`` along the array's z
+    axis (one entry covering everything for 3-D frames or a single orientation). The
+    affine maps voxel ``(z, y, x)`` to µm RAS+ in napari order: ParaVision's subject
+    coordinates (LPS+) with x and y negated, the in-plane axes along the
+    ``VisuCoreOrientation`` rows scaled by the voxel size, the slice axis from one
+    ``VisuCorePosition`` to the next (else the frame thickness along the normal).
+    ``reverse`` is True when the slice axis runs against the right-handed direction
+    (ParaVision's NIfTI export reverses it, REFERENCES.md "ParaVision geometry"); the
+    affine returned already describes the reversed axis.
+    """
+    positions, pdeps = _rows(header, "VisuCorePosition", groups, 3, visu)
+    orient, odeps = _rows(header, "VisuCoreOrientation", groups, 9, visu)
     if positions is None or orient is None:
+        return [(0, nslices, None, False)]
+    positions = _per_slice(positions, pdeps, groups, slice_index, nslices)
+    rotations = _per_slice(orient, odeps, groups, slice_index, nslices).reshape(-1, 3, 3)
+    if not all(np.allclose(r @ r.T, np.eye(3), atol=1e-4) for r in rotations) \
+            or not np.all(np.isfinite(positions)):
+        return [(0, nslices, None, False)]
+    starts = [0] + [k for k in range(1, nslices)
+                    if not np.allclose(rotations[k], rotations[k - 1], atol=1e-6)]
+    thickness = _first(header, "VisuCoreFrameThickness", visu)
+    out = []
+    for start, stop in zip(starts, starts[1:] + [nslices]):
+        rot = rotations[start]
+        spacing_x = [v / 1000.0 for v in frame_spacing]  # mm, x first; 2 or 3 values
+        columns = [spacing_x[0] * rot[0], spacing_x[1] * rot[1]]
+        if len(frame_spacing) == 3:
+            columns.append(spacing_x[2] * rot[2])
+        elif stop - start > 1:
+            columns.append(positions[start + 1] - positions[start])
+        else:
+            step = thickness if thickness and thickness > 0 else spacing_x[0]
+            columns.append(step * rot[2])
+        xyz = np.eye(4)
+        xyz[:3, :3] = geometry.LPS_TO_RAS @ np.stack(columns, axis=1)
+        xyz[:3, 3] = geometry.LPS_TO_RAS @ positions[start]
+        reverse = bool(np.linalg.det(xyz[:3, :3]) < 0)
+        if reverse:  # the last slice first, so that (x, y, slice) is right-handed
+            xyz[:3, 3] += xyz[:3, 2] * (stop - start - 1)
+            xyz[:3, 2] *= -1
+        try:
+            world = geometry.check_world_affine(geometry.from_xyz_affine(xyz, 1e3), 3)
+        except ValueError:
+            return [(0, nslices, None, False)]
+        out.append((start, stop, world, reverse))
+    return out
+
+
+def _b0_direction(world: np.ndarray, subject_position: str | None):
+    """B0 (the bore axis) in array axis order, for a subject lying head or feet first:
+    the bore runs along the subject's S-I axis, world axis 0."""
+    if not subject_position or not subject_position.split("_")[0] in ("Head", "Foot"):
         return None
-    rotation = orient[0].reshape(3, 3)
-    if not np.allclose(rotation @ rotation.T, np.eye(3), atol=1e-4):
-        return None
-    along = rotation @ positions[0] * 1000.0  # read (x), phase (y), slice (z)
-    return tuple(along[::-1][3 - ndim:]) if np.all(np.isfinite(along)) else None
+    rotation = world[:3, :3] / geometry.voxel_sizes(world)[None, :]
+    direction = rotation.T @ np.array([1.0, 0.0, 0.0])
+    if direction[np.argmax(np.abs(direction))] < 0:
+        direction = -direction
+    return tuple(float(v) for v in np.round(direction, 12))
 
 
 def _frame_spacing_um(header: dict, size: list, visu: Path) -> tuple:
@@ -376,7 +439,17 @@ def _slices(header: dict, groups: list, size: list, visu: Path) -> tuple:
 
 
 def read(path: Path, lazy: bool | None = None) -> Volume:
-    """Read a ParaVision ``2dseq`` with its ``visu_pars``.
+    """Read a ParaVision ``2dseq`` with its ``visu_pars``: the first of :func:`read_all`.
+
+    A scan whose slices have different orientations (a tripilot) gives one Volume per
+    orientation; this returns the first, with ``metadata["packages"]`` saying how many
+    there are (:func:`read_all` returns them all).
+    """
+    return read_all(path, lazy)[0]
+
+
+def read_all(path: Path, lazy: bool | None = None) -> list:
+    """Read a ParaVision ``2dseq`` as one Volume per slice orientation, placed in world µm.
 
     Parameters
     ----------
@@ -386,6 +459,14 @@ def read(path: Path, lazy: bool | None = None) -> Volume:
     lazy : bool, optional
         Memory-map the 2dseq (a dask array when slopes or complex frames need
         arithmetic). Default: lazy above ``LAZY_BYTES``.
+
+    Returns
+    -------
+    list of Volume
+        ``affine_um`` from ``VisuCorePosition``/``VisuCoreOrientation`` (µm RAS+, see
+        :func:`_packages`); a 2-D frame with a stated position is a one-slice 3-D volume
+        in its plane. Slices run so that ``(x, y, slice)`` is right-handed, as in
+        ParaVision's own NIfTI export.
     """
     seq, visu, other_pdata = _locate(Path(path))
     header = read_jcamp(visu)
@@ -423,10 +504,19 @@ def read(path: Path, lazy: bool | None = None) -> Volume:
     if order_axes != list(range(data.ndim)):
         data = data.transpose(order_axes)
     spacing = ((slice_um,) if slice_um else ()) + tuple(reversed(frame_spacing))
-    ndim = len(spacing)
     reverse = _one(header, "VisuCoreDiskSliceOrder") == "disk_reverse_slice_order"
-    if reverse and ndim == 3:  # so that z index 0 is the first VisuCorePosition
+    if reverse and len(spacing) == 3:  # so that z index 0 is the first VisuCorePosition
         data = data[..., ::-1, :, :]
+    packages = [(0, 1, None, False)]
+    if len(spacing) == 3 or len(size) == 2:
+        nslices = data.shape[-3] if len(spacing) == 3 else 1
+        packages = _packages(header, groups, slice_index, frame_spacing, nslices, visu)
+    if len(spacing) == 2 and packages[0][2] is not None:  # one frame placed in its plane
+        data = data[..., None, :, :]
+        thickness = _first(header, "VisuCoreFrameThickness", visu)
+        spacing = (thickness * 1000.0 if thickness and thickness > 0 else spacing[1],) \
+            + spacing
+    ndim = len(spacing)
     axis_labels = tuple(labels[i] for i in echo + rest) + ("z", "y", "x")[3 - ndim:]
 
     matrix = tuple(data.shape[-ndim:])
@@ -459,5 +549,44 @@ def read(path: Path, lazy: bool | None = None) -> Volume:
         metadata["slice_step_um"] = slice_step * 1000.0
     if _strings(header, "VisuCoreDataUnits"):
         metadata["unit"] = " ".join(_strings(header, "VisuCoreDataUnits"))
-    return Volume(data, spacing, metadata, origin_um=_origin_um(header, groups, visu, ndim),
-                  axis_labels=axis_labels, name=name)
+    unit = metadata.get("unit", "").strip()
+    if unit in VALUE_UNITS:
+        metadata["value_unit"] = unit
+    subject_position = _one(header, "VisuSubjectPosition")
+    if subject_position:
+        metadata["subject_position"] = str(subject_position)
+    acquisition = metadata.pop("acquisition")
+    volumes = []
+    for number, (start, stop, world, flip) in enumerate(packages):
+        part = data if len(packages) == 1 else data[..., start:stop, :, :]
+        if flip and ndim == 3:
+            part = part[..., ::-1, :, :]
+        step = spacing if world is None else tuple(float(v) for v in
+                                                   geometry.voxel_sizes(world))
+        acq = dict(acquisition)
+        if "matrix" in acq and world is not None:
+            acq["matrix"] = tuple(part.shape[-3:])
+            acq["fov_um"] = tuple(n * v for n, v in zip(acq["matrix"], step))
+        b0 = None if world is None else _b0_direction(world, subject_position)
+        if b0 is not None:
+            acq["b0_direction"] = b0
+        meta = {**metadata, "acquisition": acq}
+        if world is not None:
+            meta["slice_axis_reversed"] = flip
+        title = name
+        if len(packages) > 1:
+            meta["packages"], meta["package"] = len(packages), number
+            title = f"{name} {_plane(world)}"
+        volumes.append(Volume(part, step, meta, axis_labels=axis_labels, name=title,
+                              origin_um=None if world is None else tuple(world[:3, 3]),
+                              affine_um=world))
+    return volumes
+
+
+def _plane(world) -> str:
+    """Anatomical plane of a slice from its normal (the world axis the slice axis runs
+    along most): axial (S), coronal (A) or sagittal (R)."""
+    if world is None:
+        return "slices"
+    normal = np.abs(world[:3, 0])
+    return ("axial", "coronal", "sagittal")[int(np.argmax(normal))]
