@@ -297,12 +297,16 @@ def test_orientation_matrix(angles):
     np.testing.assert_allclose(rows, euler_peer(*angles), atol=1e-12)
 
 
-def test_orientation_axial_and_coronal():
-    # psi = phi = theta = 0: read -x, phase -y, slice +z (VnmrJ's transverse plane)
-    np.testing.assert_allclose(varian.orientation_matrix(0, 0, 0), np.diag([-1, -1, 1]),
-                               atol=1e-15)
-    # theta = 90: the slice normal leaves z and lies in the x-y plane
-    assert varian.orientation_matrix(0, 0, 90)[2, 2] == pytest.approx(0, abs=1e-15)
+@pytest.mark.parametrize("angles, normal", [
+    ((0, 0, 0), [0, 0, 1]),  # VnmrJ's named planes (psi, phi, theta): transverse
+    ((0, 0, 90), [0, 1, 0]),  # coronal: theta 90
+    ((90, 0, 90), [-1, 0, 0]),  # sagittal: theta 90, psi 90
+])
+def test_orientation_named_planes(angles, normal):
+    rows = varian.orientation_matrix(*angles)
+    np.testing.assert_allclose(rows[2], normal, atol=1e-15)  # slice direction
+    if angles == (0, 0, 0):  # read -x, phase -y
+        np.testing.assert_allclose(rows, np.diag([-1, -1, 1]), atol=1e-15)
 
 
 def test_multislice_oblique_affine(tmp_path):

@@ -43,8 +43,11 @@ Orientation (VnmrJ's Euler convention, as its FDF writer fills ``orientation[]``
 rows of :func:`orientation_matrix` are the read, phase and slice directions in the
 magnet's gradient frame (x, y, z). It equals ``diag(-1, -1, 1) · R`` with ``R`` the
 extrinsic z-x-z rotation by (-psi, theta, phi), so it is orthonormal with determinant
-+1 for every angle; psi = phi = theta = 0 reads along -x, phase-encodes along -y and
-selects slices along +z. The magnet frame is taken as RAS+ (x -> R, y -> A, z -> S): a
++1 for every angle, and so ``affine_um`` (the same in napari's reversed axis order on
+both sides) has a positive determinant. psi = phi = theta = 0 reads along -x,
+phase-encodes along -y and selects transverse slices along +z; theta = 90 gives coronal
+slices (normal +y), theta = psi = 90 sagittal ones (normal -x), as VnmrJ names its
+planes. The magnet frame is taken as RAS+ (x -> R, y -> A, z -> S): a
 microscopy specimen has no anatomical frame the scanner records. The image's FOV centre
 (voxel ``N // 2`` on each axis, where the centred inverse FFT puts it) sits at ``pro``
 along read and ``ppe`` along phase; slice ``k`` at the ``k``-th smallest ``pss``; a 3-D
