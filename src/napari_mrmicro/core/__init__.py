@@ -10,6 +10,7 @@ from napari_mrmicro.core.qsm import (
     invert_tkd,
     invert_tv,
     qsm,
+    qsm_from_field,
     unwrap_laplacian,
     vsharp,
 )
@@ -22,6 +23,6 @@ from napari_mrmicro.core.specimens import make_specimen
 
 __all__ = ["Acquisition", "KSpace", "centerline", "cross_section_areas", "cs_reconstruct", "dipole_kernel", "forward_field",
            "image_parts", "landmark_affine", "make_specimen", "poisson_disc_mask",
-           "invert_tkd", "invert_tv", "qsm", "reconstruct", "reslice", "simulate",
+           "invert_tkd", "invert_tv", "qsm", "qsm_from_field", "reconstruct", "reslice", "simulate",
            "region_table", "unwrap_laplacian", "vsharp",
            "snr_estimate", "snr_map", "variable_density_mask"]

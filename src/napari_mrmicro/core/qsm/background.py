@@ -134,7 +134,7 @@ def vsharp(total_field_ppm, mask, spacing_um, radii_um=None, threshold: float = 
             combined[new] = filtered[new]
             claimed |= new
             del filtered
-        if inverse is None:
+        if inverse is None and new.any():
             keep = high_pass > threshold
             inverse = np.where(keep, 1 / np.where(keep, high_pass, 1), 0).astype(np.float32)
     if not claimed.any():

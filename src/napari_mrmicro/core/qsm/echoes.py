@@ -48,6 +48,13 @@ class FieldFit:
     noise_sigma : float
         The standard deviation σ of the complex signal per channel (magnitude units)
         behind ``noise_std_hz``: the one given, or the one estimated.
+    misfit : ndarray, float32 (z, y, x)
+        Weighted residual of the fit in units of the noise, ``Σ|S_e|²r_e²/σ²``: χ² with
+        ``misfit_dof`` degrees of freedom where the phase grows linearly with TE; large
+        where it does not (intravoxel dephasing at signal voids, flow, unwrapping errors).
+        Zeros when ``misfit_dof`` is 0.
+    misfit_dof : int
+        Echoes minus fitted parameters (0: one echo, or two with an offset).
     """
 
     field_hz: np.ndarray
@@ -56,6 +63,8 @@ class FieldFit:
     noise_std_hz: np.ndarray
     noise_std_ppm: np.ndarray | None
     noise_sigma: float
+    misfit: np.ndarray
+    misfit_dof: int
 
 
 def remove_phase_offset(phases, te_ms, magnitudes=None, mask=None, smooth_um: float = 0.0,
@@ -222,9 +231,13 @@ def fit_field(phases_unwrapped, te_ms, magnitudes=None, b0_tesla: float | None =
     del swp, swtp, swt, sw, swtt
 
     dof = n_echo - (2 if fit_offset else 1)
+    chi2 = np.zeros(shape, np.float64)
+    if dof >= 1:
+        for e in range(n_echo):
+            residual = phases[e] - (offset + slope * te[e])
+            chi2 += mags[e].astype(np.float64) ** 2 * residual**2
     if noise_sigma is None:
-        noise_sigma = _estimate_sigma(phases, mags, te, slope, offset, dof, known, inside,
-                                     magnitudes is None)
+        noise_sigma = _estimate_sigma(chi2, mags, dof, known, inside, magnitudes is None)
     with np.errstate(divide="ignore"):
         std_slope = np.where(known, noise_sigma / np.sqrt(np.where(known, spread, 1.0)), np.inf)
     field_hz = (slope / TWO_PI).astype(np.float32)
@@ -236,21 +249,19 @@ def fit_field(phases_unwrapped, te_ms, magnitudes=None, b0_tesla: float | None =
         noise_std_hz=noise_std_hz,
         noise_std_ppm=None if hz_per_ppm is None else noise_std_hz / np.float32(hz_per_ppm),
         noise_sigma=float(noise_sigma),
+        misfit=(chi2 / noise_sigma**2).astype(np.float32),
+        misfit_dof=max(dof, 0),
     )
 
 
-def _estimate_sigma(phases, mags, te, slope, offset, dof, known, inside,
-                    magnitudes_uniform: bool) -> float:
-    """σ of the complex noise: from the fit residuals (dof ≥ 1) or the magnitude (dof 0)."""
+def _estimate_sigma(chi2, mags, dof, known, inside, magnitudes_uniform: bool) -> float:
+    """σ of the complex noise: from the weighted fit residuals ``chi2`` (dof ≥ 1) or the
+    magnitude (dof 0)."""
     where = known if inside is None else known & inside
     if not where.any():
         raise ValueError("cannot estimate the noise: no voxel (in the mask) has a non-zero "
                          "magnitude; pass noise_sigma")
     if dof >= 1:
-        chi2 = np.zeros(phases.shape[1:], np.float64)
-        for e in range(te.size):
-            residual = phases[e] - (offset + slope * te[e])
-            chi2 += mags[e].astype(np.float64) ** 2 * residual**2
         sigma2 = np.median(chi2[where]) / stats.chi2.median(dof)
         return float(np.sqrt(sigma2))
     if magnitudes_uniform:

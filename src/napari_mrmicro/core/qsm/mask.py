@@ -6,8 +6,11 @@ the inversion all work inside this mask.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 from scipy import ndimage as ndi
+from scipy import stats
 
 from napari_mrmicro.core._masks import as_labels
 from napari_mrmicro.core.qsm.unwrap import _spacing
@@ -85,6 +88,154 @@ def mask_from_magnitude(magnitude, threshold: float | None = None, erode_um: flo
             raise ValueError(f"the mask is empty after eroding by erode_um = {erode_um:g} µm: "
                              "lower erode_um")
     return mask
+
+
+#: Probability that a noise-only voxel passes :func:`signal_mask`'s threshold, and that a
+#: voxel whose phase grows linearly with TE fails its curvature test.
+NOISE_FALSE_ALARM = 1e-4
+MISFIT_FALSE_ALARM = 1e-3
+#: A phase that bends by less than this over an echo triple (rad) is kept even when the
+#: bend is significant: partial-volume voxels at a structure's edge bend a little and
+#: still carry its field; at voids and in dephased shells the bend is of order 1 rad.
+BEND_TOLERANCE = 0.3
+#: Only voxels dimmer than this fraction of the mask's median magnitude leave for a bent
+#: phase: at voids and in dephased shells the signal is lost too, while a bright voxel
+#: whose phase bends sits at the edge of a structure inside the tissue, and leaving it out
+#: would make that structure's edge a boundary the background removal respects.
+DIM_FRACTION = 0.5
+
+
+@dataclass(frozen=True)
+class MaskReport:
+    """What the automatic QSM mask kept and left out (voxel counts, magnitude units).
+
+    ``noise_sigma``: σ of the complex noise per channel measured in the background;
+    ``threshold``: the echo-combined magnitude a voxel must exceed; ``kept``: voxels in the
+    final mask; ``voids``: signal voids enclosed by the specimen (bone, air, tube walls);
+    ``specks``: isolated bits above the threshold dropped as noise; ``misfit``: voxels with
+    signal whose phase does not grow linearly with TE (dephasing next to a void, unwrapping
+    errors); ``misfit_checked``: False with too few echoes for that test.
+    """
+
+    noise_sigma: float
+    threshold: float
+    kept: int
+    voids: int
+    specks: int = 0
+    misfit: int = 0
+    misfit_checked: bool = False
+
+    def summary(self) -> str:
+        misfit = (f"{self.misfit} with non-linear phase over TE" if self.misfit_checked
+                  else "phase linearity not checked (too few echoes)")
+        return (f"mask {self.kept} voxels; left out {self.voids} in signal voids, "
+                f"{self.specks} in noise specks, {misfit} (noise σ {self.noise_sigma:.3g}, "
+                f"threshold {self.threshold:.3g})")
+
+
+def phase_curvature(magnitude, phase, te_ms):
+    """Largest normalised curvature of the phase over TE, without unwrapping.
+
+    For echoes evenly spaced in TE a phase that grows linearly has a zero wrapped second
+    difference ``∠(S_{e+2}·S_e·S_{e+1}*²)`` whatever its wraps; its noise variance is
+    ``σ²(1/|S_e|² + 4/|S_{e+1}|² + 1/|S_{e+2}|²)`` (phase noise σ/|S|). Returns the largest
+    squared ratio of the two over the echo triples (χ²(1) per triple where the phase is
+    linear, in units of σ² = 1; divide by σ²), the largest absolute second difference (rad)
+    and the number of triples; ``(None, None, 0)`` with fewer than three echoes or uneven
+    spacing.
+    """
+    te = np.asarray(te_ms, dtype=np.float64)
+    if magnitude.ndim != 4 or te.size < 3 or not np.allclose(np.diff(te), te[1] - te[0],
+                                                              rtol=1e-3):
+        return None, None, 0
+    worst = np.zeros(magnitude.shape[1:], np.float32)
+    largest = np.zeros(magnitude.shape[1:], np.float32)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        for e in range(te.size - 2):
+            bend = phase[e + 2] - 2 * phase[e + 1] + phase[e]
+            bend = (bend + np.float32(np.pi)) % np.float32(2 * np.pi) - np.float32(np.pi)
+            variance = (1 / magnitude[e] ** 2 + 4 / magnitude[e + 1] ** 2
+                        + 1 / magnitude[e + 2] ** 2)
+            np.maximum(worst, np.nan_to_num(bend**2 / variance, nan=0.0), out=worst)
+            np.maximum(largest, np.abs(bend), out=largest)
+    return worst, largest, te.size - 2
+
+
+def signal_mask(magnitude, spacing_um=None, erode_um: float = 0.0,
+                min_part_voxels: int = 27, phase=None,
+                te_ms=None) -> tuple[np.ndarray, MaskReport]:
+    """The voxels with signal: echo-combined magnitude against the measured noise.
+
+    Noise-only voxels of ``√Σ_e|S_e|²`` over E echoes are ``σ·√χ²(2E)`` (root-sum-of-squares
+    of 2E Gaussian channels; Constantinides et al., Magn Reson Med 1997;38:852). σ is
+    measured from the median of the voxels below Otsu's threshold (the background; the
+    median is robust to the specimen's edge voxels among them), and a voxel has signal when
+    it exceeds ``σ·√χ²_{1−p}(2E)`` with ``p`` = :data:`NOISE_FALSE_ALARM`. Parts smaller
+    than ``min_part_voxels`` are noise specks; signal voids enclosed by the specimen (bone,
+    air, tube walls) stay out of the mask: their phase is noise (every part with signal is
+    kept: tissue separated by signal-less bone carries phase too).
+
+    With ``phase`` and ``te_ms`` of three or more evenly spaced echoes, voxels whose phase
+    bends over TE (:func:`phase_curvature` above ``χ²_{1−p/n}(1)``, ``p`` =
+    :data:`MISFIT_FALSE_ALARM`, Bonferroni over the n echo triples) are left out before
+    any unwrapping: partial-volume and dephased voxels at voids and edges, whose phase is
+    no field.
+
+    Parameters
+    ----------
+    magnitude : ndarray, (z, y, x) or (echo, z, y, x)
+    spacing_um : float or 3 floats, optional
+        Needed for ``erode_um``.
+    erode_um : float
+        Erode the mask by a ball of this radius (µm).
+    min_part_voxels : int
+    phase : ndarray like ``magnitude``, optional
+        Wrapped phase (rad).
+    te_ms : sequence of float, optional
+
+    Returns
+    -------
+    (mask, MaskReport)
+    """
+    magnitude = np.asarray(magnitude)
+    echoes = magnitude.shape[0] if magnitude.ndim == 4 else 1
+    combined = combined_magnitude(magnitude)
+    if np.any(combined < 0):
+        raise ValueError("magnitude has negative values: pass the magnitude, not the real part")
+    background = combined[combined <= otsu_threshold(combined)]
+    sigma = float(np.median(background)) / np.sqrt(stats.chi2.median(2 * echoes))
+    threshold = sigma * float(np.sqrt(stats.chi2.isf(NOISE_FALSE_ALARM, 2 * echoes)))
+    above = combined > threshold
+    if not above.any():
+        raise ValueError(f"no voxel has signal above the noise (σ {sigma:.3g}, threshold "
+                         f"{threshold:.3g})")
+    mask = _drop_specks(above, min_part_voxels)
+    specks = int(above.sum() - mask.sum())
+    bent, checked = 0, False
+    if phase is not None and te_ms is not None:
+        curvature, bend, triples = phase_curvature(magnitude, np.asarray(phase, np.float32),
+                                                   te_ms)
+        if curvature is not None:
+            limit = stats.chi2.isf(MISFIT_FALSE_ALARM / triples, 1) * sigma**2
+            dim = combined < DIM_FRACTION * np.median(combined[mask])
+            bent_dim = (curvature > limit) & (bend > BEND_TOLERANCE) & dim
+            straight = _drop_specks(mask & ~bent_dim, min_part_voxels)
+            bent, checked, mask = int(mask.sum() - straight.sum()), True, straight
+    if not mask.any():
+        raise ValueError("no voxel has both signal and a phase that grows linearly with TE")
+    voids = int((ndi.binary_fill_holes(mask) & ~mask).sum())
+    if erode_um > 0:
+        mask = mask_from_magnitude(mask.astype(np.float32), 0.5, erode_um, fill_holes=False,
+                                   keep_largest=False, spacing_um=spacing_um)
+    return mask, MaskReport(sigma, threshold, int(mask.sum()), voids, specks, bent, checked)
+
+
+def _drop_specks(mask, min_part_voxels):
+    parts, count = ndi.label(mask)
+    sizes = np.bincount(parts.ravel(), minlength=count + 1)
+    keep = sizes >= int(min_part_voxels)
+    keep[0] = False
+    return keep[parts]
 
 
 def mask_from_labels(labels, include=None) -> np.ndarray:
