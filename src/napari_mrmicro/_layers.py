@@ -7,7 +7,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from napari_mrmicro.core import geometry
-from napari_mrmicro.io import Volume, unit_to_um
+from napari_mrmicro.io import Volume, kspace_codec, unit_to_um
 
 UM = "µm"
 
@@ -53,6 +53,11 @@ def placement(volume: Volume, nd: int, channel_axis: int | None = None) -> dict:
         out["translate"] = (0.0,) * len(out["scale"])
         out["affine"] = _without_axis(geometry.embed_affine(rest, nd), channel_axis)
     return out
+
+
+def _length_unit(volume: Volume) -> str:
+    """µm, or napari's ``pixel`` for a file without any calibration."""
+    return "pixel" if volume.metadata.get("uncalibrated") else UM
 
 
 def value_unit(metadata: dict) -> str:
@@ -185,7 +190,8 @@ def volume_to_layer_data(volume: Volume, name: str | None = None) -> list[tuple]
     axis = volume.channel_axis
     kwargs = {
         **placement(volume, nd, axis),
-        "units": _without(("pixel",) * lead + (UM,) * len(volume.spacing_um), axis),
+        "units": _without(("pixel",) * lead + (_length_unit(volume),) * len(volume.spacing_um),
+                          axis),
         "axis_labels": _without(volume.axis_labels[:nd], axis),
         "metadata": {"mrmicro": volume.metadata},
     }
@@ -196,11 +202,11 @@ def volume_to_layer_data(volume: Volume, name: str | None = None) -> list[tuple]
         kwargs.update(_channel_display(volume.metadata.get("channels") or [],
                                        data.shape[axis], name or volume.name or "MRM"))
     name = name or volume.name or "MRM"
-    if volume.metadata.get("kspace"):  # raw k-space: log-magnitude shown, complex kept
-        meta = {**volume.metadata, "kspace": np.asarray(data)}
-        return [(np.log1p(np.abs(meta["kspace"])).astype(np.float32),
-                 {**kwargs, "name": f"{name} k-space", "colormap": "magma",
-                  "metadata": {"mrmicro": meta}}, "image")]
+    if kspace_codec.is_kspace(volume.metadata):  # log-magnitude shown, complex data kept
+        shown, meta = kspace_codec.layer_data(volume)
+        return [(shown, {**kwargs, "colormap": "magma", "metadata": {"mrmicro": meta},
+                         "name": name if name.endswith("k-space") else f"{name} k-space"},
+                 "image")]
     if np.issubdtype(data.dtype, np.complexfloating):
         xp = _array_module(data)
         magnitude = {**kwargs, "name": f"{name} magnitude", "colormap": "gray"}

@@ -371,3 +371,87 @@ def test_imagej_promising_missing_images(tmp_path):
     with pytest.raises(FormatError, match="40 images") as err:
         tiff.read(path)
     assert "short.tif" in str(err.value)
+
+
+# ------------------------------------------------------------------ microscopes' files
+
+def micro_manager_positions(path, positions=2, frames=10, n=16):
+    """A Micro-Manager-like multi-position OME-TIFF: one OME Image per stage position and,
+    as Micro-Manager writes, an ImageJ description beside the OME-XML (a second
+    ImageDescription tag, patched in: tifffile writes one)."""
+    with tifffile.TiffWriter(path, ome=True) as writer:
+        for pos in range(positions):
+            writer.write(np.full((frames, n, n), pos + 1, np.uint16), metadata={
+                "axes": "TYX", "PhysicalSizeX": 0.65, "PhysicalSizeY": 0.65,
+                "Plane": {"PositionX": [100.0 + 1000.0 * pos] * frames,
+                          "PositionY": [200.0] * frames}},
+                extratags=[(271, "s", 0, "ImageJ=1.53t\n", True)] if pos == 0 else None)
+    raw = bytearray(path.read_bytes())
+    ifd = struct.unpack("<I", raw[4:8])[0]
+    for k in range(struct.unpack("<H", raw[ifd:ifd + 2])[0]):
+        entry = ifd + 2 + 12 * k
+        if struct.unpack("<H", raw[entry:entry + 2])[0] == 271:  # Make -> ImageDescription
+            raw[entry:entry + 2] = struct.pack("<H", 270)
+    path.write_bytes(bytes(raw))
+
+
+def test_micro_manager_multi_position_one_volume_per_position(tmp_path):
+    path = tmp_path / "mm.ome.tif"
+    micro_manager_positions(path)
+    with tifffile.TiffFile(path) as tif:
+        assert tif.is_imagej and tif.is_ome  # the combination that was refused
+    volumes = tiff.read_all(path)
+    assert len(volumes) == 2
+    for pos, vol in enumerate(volumes):
+        assert vol.data.shape == (10, 16, 16) and np.all(vol.data == pos + 1)
+        assert vol.spacing_um == pytest.approx((0.65, 0.65))
+        assert vol.origin_um == pytest.approx((200.0, 100.0 + 1000.0 * pos))  # stage, µm
+        assert vol.metadata["positions"] == 2 and vol.metadata["position"] == pos
+    assert volumes[0].name != volumes[1].name
+    assert tiff.read(path).metadata["positions"] == 2
+
+
+def test_missing_companion_files_are_named(tmp_path):
+    uuid = "urn:uuid:00000000-0000-0000-0000-000000000001"
+    xml = ('<?xml version="1.0" encoding="UTF-8"?>'
+           '<OME xmlns="http://www.openmicroscopy.org/Schemas/OME/2016-06" UUID="' + uuid + '">'
+           '<Image ID="Image:0"><Pixels ID="Pixels:0" DimensionOrder="XYZCT" Type="uint8" '
+           'SizeX="8" SizeY="6" SizeZ="3" SizeC="1" SizeT="1" PhysicalSizeX="2" '
+           'PhysicalSizeY="2" PhysicalSizeZ="5"><Channel ID="Channel:0:0"/>'
+           '<TiffData FirstZ="0" IFD="0" PlaneCount="1"><UUID FileName="master.ome.tif">'
+           + uuid + '</UUID></TiffData>'
+           '<TiffData FirstZ="1" IFD="0" PlaneCount="1"><UUID FileName="part_1.ome.tif">'
+           'urn:uuid:2</UUID></TiffData>'
+           '<TiffData FirstZ="2" IFD="0" PlaneCount="1"><UUID FileName="part_2.ome.tif">'
+           'urn:uuid:3</UUID></TiffData></Pixels></Image></OME>')
+    path = tmp_path / "master.ome.tif"
+    tifffile.imwrite(path, np.ones((6, 8), np.uint8), description=xml, metadata=None)
+    with pytest.raises(FormatError, match="part_1.ome.tif, part_2.ome.tif"):
+        tiff.read(path)
+
+
+def test_uncalibrated_stack_is_in_pixels(tmp_path):
+    from napari_mrmicro._layers import volume_to_layer_data
+
+    path = tmp_path / "plain.tif"
+    tifffile.imwrite(path, np.zeros((3, 4, 5), np.uint8), imagej=True)
+    vol = tiff.read(path)
+    assert vol.metadata["uncalibrated"]
+    (_, kwargs, _), = volume_to_layer_data(vol)
+    assert set(kwargs["units"]) == {"pixel"}
+
+
+@pytest.mark.parametrize("name,spacing,units", [
+    ("exampletiffs/170918_tn_neutrophil_migration_wave.ome.tif", (1.0, 1.0), "µm"),
+    ("exampletiffs/4D-series.ome.tif", (1.0, 1.0, 1.0), "pixel"),
+    ("imagej/multi-channel-time-series.ome.tif", (1.0, 1.0), "pixel")])
+def test_realdata_optical_files_open_with_their_sizes(realdata, name, spacing, units):
+    from napari_mrmicro._reader import read_layers
+
+    vol = tiff.read(realdata(f"tiff/{name}"))
+    assert vol.spacing_um == pytest.approx(spacing)
+    for _, kwargs, _ in read_layers(realdata(f"tiff/{name}")):
+        assert kwargs["units"][-len(spacing):] == (units,) * len(spacing)
+    if "neutrophil" in name:  # Bio-Formats: 1 µm pixels, stage label in µm
+        assert vol.origin_um == pytest.approx((16478.87, 54555.58))
+        assert vol.metadata["channels"][0]["name"] == "488 TIRF left"

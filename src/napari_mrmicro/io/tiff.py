@@ -11,6 +11,13 @@ Reads TIFF files through ``tifffile`` and turns their calibration into µm:
   (OME Data Model, https://docs.openmicroscopy.org/ome-model/).
 - Plain TIFF: X/YResolution with ResolutionUnit inch or centimetre (TIFF 6.0, section 8).
 
+Microscopes' files: a Micro-Manager multi-position OME-TIFF (one OME Image per stage
+position, and an ImageJ description beside the OME-XML) gives one volume per position
+(:func:`read_all`), placed at its stage position (``Plane`` ``PositionX/Y/Z`` else
+``StageLabel``). A multi-file OME-TIFF whose companion files are absent is refused with
+their names (tifffile would fill their planes with zeros). A file without any calibration
+is flagged ``metadata["uncalibrated"]``: its layers are in napari's ``pixel`` units.
+
 Writes ImageJ hyperstacks (uint8, uint16 or float32 only, µm units, z spacing and origin)
 and keeps the napari-mrmicro metadata (axis labels, layer type, acquisition) as one JSON
 line in the ImageJ ``Info`` property, so a round trip restores them.
@@ -69,7 +76,26 @@ def can_read(path: Path) -> bool:
 
 
 def read(path: Path, lazy: bool | None = None) -> Volume:
-    """Read series 0 of an ImageJ, OME or plain TIFF with its spacing in µm.
+    """The first volume of :func:`read_all` (the first stage position of a multi-position
+    OME-TIFF; ``metadata["positions"]`` says how many there are)."""
+    return _read_series(Path(path), 0, lazy)
+
+
+def read_all(path: Path, lazy: bool | None = None) -> list:
+    """One Volume per stage position (OME Image) of an OME-TIFF, else ``[read(path)]``.
+
+    Micro-Manager writes each position of a multi-position acquisition as its own OME
+    Image (its own TIFF series), with the stage position in ``StageLabel`` and ``Plane``
+    ``PositionX/Y/Z``: each becomes a volume placed at its stage position.
+    """
+    path = Path(path)
+    first = _read_series(path, 0, lazy)
+    return [first] + [_read_series(path, i, lazy)
+                      for i in range(1, first.metadata.get("positions", 1))]
+
+
+def _read_series(path: Path, index: int, lazy: bool | None) -> Volume:
+    """Read series ``index`` of an ImageJ, OME or plain TIFF with its spacing in µm.
 
     Parameters
     ----------
@@ -98,20 +124,23 @@ def read(path: Path, lazy: bool | None = None) -> Volume:
     with tif:
         try:
             nih = NIH_TAG in tif.pages.first.tags
-            series = tif.series[0]
+            series = tif.series[index]
             kind = series.kind
         except Exception as exc:
             raise FormatError(path, f"corrupt TIFF structure ({exc!r})") from exc
         if nih:
             raise FormatError(path, "an NIH Image TIFF; read it with the nih_tiff module")
-        if tif.is_imagej and kind != "imagej":
+        ome_xml = tif.ome_metadata if tif.is_ome and kind == "ome" else None
+        if tif.is_imagej and kind not in ("imagej", "ome"):
             raise FormatError(path, f"the ImageJ description promises "
                                     f"{tif.imagej_metadata.get('images')} images that the "
                                     "file does not hold")
+        if ome_xml:
+            _check_companions(path, ome_xml)
         _check_extent(path, series)
         page = series.keyframe
-        ij = tif.imagej_metadata if tif.is_imagej else None
-        ome = _parse_ome(tif.ome_metadata) if tif.is_ome else None
+        ome = _parse_ome(ome_xml, index) if ome_xml else None
+        ij = tif.imagej_metadata if tif.is_imagej and not ome else None
         ours = _our_info(ij)
         header = _header(tif, ij, ome)
         axes, shape = series.axes, tuple(series.shape)
@@ -124,15 +153,16 @@ def read(path: Path, lazy: bool | None = None) -> Volume:
             if not lazy:
                 data = series.asarray()
             elif series.dataoffset is not None:
-                data = tifffile.memmap(path, series=0, mode="r")
+                data = tifffile.memmap(path, series=index, mode="r")
             else:
-                data = _dask_pages(path, series)
+                data = _dask_pages(path, series, index)
         except FormatError:
             raise
         except Exception as exc:
             raise FormatError(path, f"cannot decode the image data ({exc})") from exc
+        positions = _position_count(tif, ome)
         other_series = [{"axes": s.axes, "shape": list(s.shape), "dtype": str(s.dtype)}
-                        for s in tif.series[1:]]
+                        for s in tif.series[max(positions, 1):]]
 
     data, codes = _to_napari_order(path, data, axes, rgb)
     written = (ours or {}).get("axes")
@@ -151,14 +181,24 @@ def read(path: Path, lazy: bool | None = None) -> Volume:
         "spacing_source": calibration["source"],
         "spacing_known": calibration["known"],
     }
-    if other_series:  # only series 0 is read
+    if other_series:  # series that are not stage positions are not read
         metadata["other_series"] = other_series
+    if not calibration["calibrated"]:
+        metadata["uncalibrated"] = True  # layers in "pixel" units
+    if positions > 1:
+        metadata["positions"], metadata["position"] = positions, index
+        stage = (ome or {}).get("StageLabel", {}).get("Name")
+        name_position = stage or f"position {index}"
     if rgb:
         metadata["rgb"] = True
-    channels = _channels(ij, ome, data.shape[channel_axis] if channel_axis is not None else 0)
+    single = 1 if ome and len(ome["Channels"]) == 1 else 0  # its name, colour: metadata
+    channels = _channels(ij, ome, data.shape[channel_axis] if channel_axis is not None
+                         else single)
     if channels:
         metadata["channels"] = channels
     labels, layer_type, name = apply_payload(ours, metadata, labels)
+    if positions > 1:
+        name = f"{Path(path).name.split('.')[0]} {name_position}"
     data = _restore_dtype(data, payload_dtype(ours, data))
     return Volume(data, calibration["spacing"], metadata, origin_um=calibration["origin"],
                   axis_labels=labels, channel_axis=channel_axis, layer_type=layer_type,
@@ -274,11 +314,7 @@ def _calibration(page, ij: dict | None, ome: dict | None, spatial: str) -> dict:
                 sizes[axis] = value * factor
                 source[axis] = f"OME PhysicalSize{axis}"
         unit = pixels.get("PhysicalSizeXUnit", "µm")
-        plane = _first_plane(ome["Planes"])
-        position = [_float(plane.get(f"Position{a}")) for a in spatial]
-        factors = [_ome_unit(plane.get(f"Position{a}Unit", "µm")) for a in spatial]
-        if all(p is not None for p in position) and all(factors):
-            origin = tuple(p * f for p, f in zip(position, factors))
+        origin = _stage_position(ome, spatial)
     resolution = _resolution(page)
     if ij:
         unit = _decode_unicode(ij.get("unit")) or None
@@ -315,8 +351,29 @@ def _calibration(page, ij: dict | None, ome: dict | None, spatial: str) -> dict:
     pixels_origin = [_float((ij or {}).get(f"{a.lower()}origin")) for a in spatial]
     if origin is None and all(p is not None for p in pixels_origin):  # ImageJ: in pixels
         origin = tuple(-p * sizes[a] for p, a in zip(pixels_origin, spatial))
+    calibrated = any(not text.startswith(("unknown", "assumed")) for text in source.values())
     return {"spacing": tuple(sizes[a] for a in spatial), "known": known, "unit": unit,
-            "source": {a.lower(): source[a] for a in spatial}, "origin": origin}
+            "source": {a.lower(): source[a] for a in spatial}, "origin": origin,
+            "calibrated": calibrated}
+
+
+def _stage_position(ome: dict, spatial: str):
+    """Stage position (µm) of the first plane, ``Plane`` ``PositionX/Y/Z`` else the
+    ``StageLabel`` X/Y/Z; an axis the file does not state is at 0. None without any."""
+    plane = _first_plane(ome["Planes"])
+    stage = ome.get("StageLabel") or {}
+    out, stated = [], False
+    for axis in spatial:
+        for source, key in ((plane, f"Position{axis}"), (stage, axis)):
+            value = _float(source.get(key))
+            factor = _ome_unit(source.get(f"{key}Unit", "µm"))
+            if value is not None and factor:
+                out.append(value * factor)
+                stated = True
+                break
+        else:
+            out.append(0.0)
+    return tuple(out) if stated else None
 
 
 def _resolution(page) -> tuple:
@@ -353,8 +410,32 @@ def _ome_unit(unit) -> float | None:
     return unit_to_um(unit) or _OME_UNITS_UM.get(unit) or _OME_UNITS_UM.get(unit.lower())
 
 
-def _parse_ome(xml: str | None) -> dict | None:
-    """The first OME Image: Pixels attributes, channels, planes and the image count."""
+def _position_count(tif, ome: dict | None) -> int:
+    """Stage positions of an OME-TIFF: one per OME Image when each is a TIFF series of
+    the same axes, shape and type (else the further images are other series)."""
+    count = (ome or {}).get("image_count", 1)
+    if count < 2 or len(tif.series) < count:
+        return 1
+    first = tif.series[0]
+    same = all(s.kind == "ome" and (s.axes, s.shape, s.dtype) == (first.axes, first.shape,
+                                                                  first.dtype)
+               for s in tif.series[:count])
+    return count if same else 1
+
+
+def _check_companions(path: Path, xml: str) -> None:
+    """Refuse a multi-file OME-TIFF whose companion files are absent (tifffile would fill
+    their planes with zeros), naming the missing files."""
+    names = set(re.findall(r'<(?:\w+:)?UUID[^>]*\bFileName="([^"]+)"', xml))
+    missing = sorted(n for n in names if not (path.parent / n).is_file())
+    if missing:
+        raise FormatError(path, f"the OME-XML puts planes in companion files that are "
+                                f"missing beside it: {', '.join(missing)}")
+
+
+def _parse_ome(xml: str | None, index: int = 0) -> dict | None:
+    """OME Image ``index``: Pixels attributes, channels, planes, stage label and the
+    image count."""
     if not xml:
         return None
     try:
@@ -366,13 +447,16 @@ def _parse_ome(xml: str | None) -> dict | None:
         return tag.rsplit("}", 1)[-1]
 
     images = [e for e in root if local(e.tag) == "Image"]
-    if not images:
+    if len(images) <= index:
         return None
-    pixels = next((e for e in images[0] if local(e.tag) == "Pixels"), None)
+    image = images[index]
+    pixels = next((e for e in image if local(e.tag) == "Pixels"), None)
     if pixels is None:
         return None
+    stage = next((e for e in image if local(e.tag) == "StageLabel"), None)
     return {
-        "Image": dict(images[0].attrib),
+        "Image": dict(image.attrib),
+        "StageLabel": {} if stage is None else dict(stage.attrib),
         "Pixels": dict(pixels.attrib),
         "Channels": [dict(e.attrib) for e in pixels if local(e.tag) == "Channel"],
         "Planes": [dict(e.attrib) for e in pixels if local(e.tag) == "Plane"],
@@ -485,10 +569,11 @@ def _header(tif, ij: dict | None, ome: dict | None) -> dict:
 
 
 class _PageReader:
-    """Reads single pages of series 0 from one shared TiffFile (opened on first use)."""
+    """Reads single pages of one series from one shared TiffFile (opened on first use)."""
 
-    def __init__(self, path: Path):
+    def __init__(self, path: Path, index: int = 0):
         self.path = path
+        self.index = index
         self._lock = threading.Lock()
         self._tif = None
 
@@ -496,14 +581,14 @@ class _PageReader:
         with self._lock:
             if self._tif is None:
                 self._tif = tifffile.TiffFile(self.path)
-            page = self._tif.series[0].pages[index]
+            page = self._tif.series[self.index].pages[index]
             if page is None:  # a plane the OME metadata lists but the file lacks
                 return np.zeros(shape, dtype)
             return page.asarray().reshape(shape)
 
 
-def _dask_pages(path: Path, series):
-    """A dask array of series 0 with one chunk per TIFF page."""
+def _dask_pages(path: Path, series, series_index: int = 0):
+    """A dask array of a series with one chunk per TIFF page."""
     import dask.array as da
 
     page_shape = tuple(series.keyframe.shape)
@@ -511,7 +596,7 @@ def _dask_pages(path: Path, series):
     if count * math.prod(page_shape) != math.prod(series.shape):
         raise FormatError(path, f"series shape {series.shape} is not {count} pages of "
                                 f"{page_shape}")
-    reader = _PageReader(path)
+    reader = _PageReader(path, series_index)
 
     def block(block_info=None):
         index = block_info[None]["chunk-location"][0]
