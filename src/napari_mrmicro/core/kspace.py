@@ -11,6 +11,9 @@ The centring is done without ``fftshift`` copies. With ``c = N // 2`` on an axis
 so the centred transform is a plain FFT between two separable unit-modulus ramps (±1 on
 even axes), applied slab by slab while the data are in cache. The magnitude needs no output
 ramp at all: ``|x| = fftshift(|ifftn(X)|)``, see :func:`centered_ifft_magnitude`.
+
+The transforms run where the data live (:mod:`~napari_mrmicro.core.backend`): numpy arrays
+on the CPU with scipy.fft, CuPy arrays on the GPU with cuFFT, by the same code.
 """
 
 from __future__ import annotations
@@ -19,8 +22,8 @@ import itertools
 from dataclasses import dataclass, field
 
 import numpy as np
-import scipy.fft
 
+from napari_mrmicro.core import backend
 from napari_mrmicro.core.acquisition import Acquisition
 
 
@@ -116,8 +119,22 @@ def multiply_along_axes(array: np.ndarray, factors: dict, out: np.ndarray) -> np
 
     The factors of the last two axes are combined into one small table; the leading axes
     are visited slab by slab, so the whole product is one pass through memory and needs no
-    full-size temporary. ``out`` may be ``array`` (in place).
+    full-size temporary. ``out`` may be ``array`` (in place). On the GPU (CuPy arrays) the
+    factors are broadcast over the whole array instead, one launch per axis.
     """
+    xp = backend.array_namespace(array)
+    if xp is not np:
+        dtype = np.result_type(*factors.values(), np.float32) if factors else np.float32
+        first = True
+        for axis, vector in factors.items():
+            shape = [1] * array.ndim
+            shape[axis] = -1
+            factor = xp.asarray(vector.astype(dtype, copy=False)).reshape(shape)
+            xp.multiply(array if first else out, factor, out=out)
+            first = False
+        if first and out is not array:
+            out[...] = array
+        return out
     ndim = array.ndim
     inner_axes = tuple(range(max(ndim - 2, 0), ndim))
     table = np.ones([array.shape[a] if a in factors else 1 for a in inner_axes],
@@ -148,7 +165,7 @@ def multiply_along_axes(array: np.ndarray, factors: dict, out: np.ndarray) -> np
 
 
 def _as_complex(data, func: str) -> np.ndarray:
-    x = np.asarray(data)
+    x = data if backend.on_gpu(data) else np.asarray(data)
     if np.iscomplexobj(x):
         return x
     if not np.issubdtype(x.dtype, np.number):
@@ -163,9 +180,11 @@ def _centred(data, axes, workers, overwrite_x, inverse):
     axes = _normalize_axes(x.ndim, axes)
     real_dtype = np.finfo(x.dtype).dtype
     pre, post = _centering_ramps(x.shape, axes, inverse, real_dtype)
-    out = x if (overwrite_x or copied) else np.empty_like(x)
+    xp = backend.array_namespace(x)
+    out = x if (overwrite_x or copied) else xp.empty_like(x)
     multiply_along_axes(x, pre, out)
-    transform = scipy.fft.ifftn if inverse else scipy.fft.fftn
+    fft = backend.fft(xp)
+    transform = fft.ifftn if inverse else fft.fftn
     out = transform(out, axes=axes, norm="ortho", workers=workers, overwrite_x=True)
     return multiply_along_axes(out, post, out)
 
@@ -196,9 +215,10 @@ def centered_ifft_magnitude(kspace, axes=(-3, -2, -1), workers: int = -1,
     """
     x = _as_complex(kspace, "centered_ifft_magnitude")
     axes = _normalize_axes(x.ndim, axes)
-    y = scipy.fft.ifftn(x, axes=axes, norm="ortho", workers=workers,
-                        overwrite_x=overwrite_x or x is not kspace)
-    out = np.empty(y.shape, dtype=np.finfo(y.dtype).dtype)
+    xp = backend.array_namespace(x)
+    y = backend.fft(xp).ifftn(x, axes=axes, norm="ortho", workers=workers,
+                              overwrite_x=overwrite_x or x is not kspace)
+    out = xp.empty(y.shape, dtype=np.finfo(y.dtype).dtype)
     pieces = []
     for axis in axes:
         n, c = y.shape[axis], y.shape[axis] // 2
@@ -209,5 +229,5 @@ def centered_ifft_magnitude(kspace, axes=(-3, -2, -1), workers: int = -1,
         src = [slice(None)] * y.ndim
         for axis, d, s in combo:
             dst[axis], src[axis] = d, s
-        np.abs(y[tuple(src)], out=out[tuple(dst)])
+        xp.abs(y[tuple(src)], out=out[tuple(dst)])
     return out

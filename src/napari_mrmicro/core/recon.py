@@ -5,7 +5,9 @@ partial-Fourier completion (homodyne or POCS), apodization, zero-fill interpolat
 centred inverse FFT (DESIGN.md: DC at ``N // 2``, ``norm="ortho"``, complex64) and coil
 combination. :func:`image_parts` splits the result into magnitude, phase, real and imaginary
 volumes. Undersampled scans go to
-:func:`napari_mrmicro.core.compressed_sensing.cs_reconstruct` instead.
+:func:`napari_mrmicro.core.compressed_sensing.cs_reconstruct` instead; a KSpace with a
+trajectory (non-Cartesian) is gridded by
+:func:`napari_mrmicro.core.nufft.reconstruct_noncartesian`.
 """
 
 from __future__ import annotations
@@ -14,11 +16,12 @@ import math
 
 import numpy as np
 
+from napari_mrmicro.core import backend
 from napari_mrmicro.core.apodization import apodization_factors
 from napari_mrmicro.core.coils import combine_rss, combine_sensitivity
 from napari_mrmicro.core.kspace import (KSpace, centered_fft, centered_ifft,
                                         centered_ifft_magnitude, multiply_along_axes)
-from napari_mrmicro.core.memory import check_memory
+from napari_mrmicro.core.nufft import reconstruct_noncartesian
 from napari_mrmicro.core.partial_fourier import acquired_extent, homodyne, pocs
 
 OUTPUTS = ("complex", "magnitude")
@@ -41,7 +44,7 @@ def _layout(kspace_data, coil_axis, kspace_axes):
         kspace_axes = kspace_data.kspace_axes if kspace_axes is None else kspace_axes
     else:
         data, sampled = kspace_data, None
-    data = np.asarray(data)
+    data = data if backend.on_gpu(data) else np.asarray(data)
     if data.size == 0 or data.ndim == 0:
         raise ValueError(f"reconstruct: kspace_data is empty (shape {data.shape})")
     if not (np.iscomplexobj(data) or np.issubdtype(data.dtype, np.number)):
@@ -127,7 +130,7 @@ def _partial_fourier_plan(data, partial_fourier, sampled, axes):
 
 def reconstruct(kspace_data, window=None, zero_fill=1, partial_fourier=None, coil_maps=None,
                 average_axis=None, *, coil_axis=None, kspace_axes=None,
-                output: str = "complex", workers: int = -1) -> np.ndarray:
+                output: str = "complex", workers: int = -1, device=None) -> np.ndarray:
     """Reconstruct an image from Cartesian k-space (DC at index ``N // 2`` on each axis).
 
     Parameters
@@ -135,7 +138,11 @@ def reconstruct(kspace_data, window=None, zero_fill=1, partial_fourier=None, coi
     kspace_data : KSpace or ndarray
         A :class:`~napari_mrmicro.core.kspace.KSpace` (its ``coil_axis``, ``multislice``
         and ``sampled`` are used), or an array whose last ``min(ndim, 3)`` axes are k-space
-        (``(y, x)``, ``(z, y, x)``, ``(echo, z, y, x)``, ...).
+        (``(y, x)``, ``(z, y, x)``, ``(echo, z, y, x)``, ...). A KSpace with a
+        ``trajectory`` is non-Cartesian: it goes to
+        :func:`~napari_mrmicro.core.nufft.reconstruct_noncartesian` (density-compensated
+        NUFFT gridding onto ``acquisition.matrix``, on the CPU) with ``window``,
+        ``zero_fill``, ``coil_maps``, ``average_axis``, ``output`` and ``workers``.
     window : None, str, dict
         Apodization: a name from :data:`~napari_mrmicro.core.apodization.WINDOWS` for all
         k-space axes, ``{"name": "tukey", "alpha": 0.3}``, or ``{axis: name or spec}`` per
@@ -163,14 +170,29 @@ def reconstruct(kspace_data, window=None, zero_fill=1, partial_fourier=None, coi
         centred transform (faster).
     workers : int
         Threads of ``scipy.fft`` (-1: all cores).
+    device : {"cpu", "gpu"}, optional
+        Where the transforms run (:mod:`~napari_mrmicro.core.backend`); default: where the
+        data are (CuPy arrays: the GPU), else the CPU. Partial-Fourier completion runs on
+        the CPU.
 
     Returns
     -------
     ndarray
         complex64 image (float32 for ``output="magnitude"`` or root-sum-of-squares), the
-        coil and average axes removed.
+        coil and average axes removed; a CuPy array for CuPy input, else numpy.
     """
+    if isinstance(kspace_data, KSpace) and kspace_data.trajectory is not None:
+        unused = [name for name, value in (("partial_fourier", partial_fourier),
+                                           ("coil_axis", coil_axis),
+                                           ("kspace_axes", kspace_axes)) if value is not None]
+        if unused:
+            raise ValueError(f"reconstruct: {', '.join(unused)} do not apply to non-Cartesian "
+                             "k-space (KSpace with a trajectory)")
+        return reconstruct_noncartesian(kspace_data, window, zero_fill, coil_maps,
+                                        average_axis, output=output, workers=workers)
     data, coil_axis, axes, sampled = _layout(kspace_data, coil_axis, kspace_axes)
+    device = backend.resolve(device, data)
+    host_input = not backend.on_gpu(data)
     if output not in OUTPUTS:
         raise ValueError(f"reconstruct: output must be one of {OUTPUTS}, got {output!r}")
     if coil_maps is not None and coil_axis is None:
@@ -190,35 +212,44 @@ def reconstruct(kspace_data, window=None, zero_fill=1, partial_fourier=None, coi
         data = data.astype(np.complex64)
         owned = True
 
+    if partial_fourier is not None:
+        data = backend.to_host(data)
     plan = _partial_fourier_plan(data, partial_fourier, sampled, axes)
-    check_memory(estimate_recon_bytes(data.shape, zero_fill, axes, coil_axis, plan is not None,
-                                      output), f"reconstructing k-space of shape {data.shape}",
-                 advice="a smaller zero-fill factor, fewer echoes or coils at a time")
+    backend.check_device_memory(
+        estimate_recon_bytes(data.shape, zero_fill, axes, coil_axis, plan is not None, output),
+        f"reconstructing k-space of shape {data.shape}", device,
+        advice="a smaller zero-fill factor, fewer echoes or coils at a time")
     factors = apodization_factors(data.shape, window, axes)
     shape = _zero_filled_shape(data.shape, axes, zero_fill)
 
     image = None
     if plan is not None:
         axis, extent, method, options = plan
+        data = backend.to_host(data)
         image = (homodyne(data, axis, extent, axes) if method == "homodyne"
                  else pocs(data, axis, extent, axes, **options))
         if factors or shape != data.shape:
             data, image, owned = centered_fft(image, axes, workers, overwrite_x=True), None, True
+        else:
+            image = backend.to_device(image, device)
     if image is None:
+        moved = backend.to_device(data, device)
+        data, owned = moved, owned or moved is not data
+        xp = backend.namespace(device)
         if shape != data.shape:
             # Keep intensities (and the noise σ) independent of the zero-fill factor.
             gain = math.sqrt(math.prod(shape) / math.prod(data.shape))
             factors = dict(factors)
             factors[axes[-1]] = factors.get(axes[-1], np.ones(data.shape[axes[-1]],
                                                                  np.float32)) * np.float32(gain)
-            padded = np.zeros(shape, dtype=np.complex64)
+            padded = xp.zeros(shape, dtype=np.complex64)
             region = tuple(slice(s // 2 - n // 2, s // 2 - n // 2 + n)
                            for n, s in zip(data.shape, shape))
             multiply_along_axes(data, factors, padded[region])
             data, owned = padded, True
         elif factors:
             data = multiply_along_axes(data, factors,
-                                       data if owned else np.empty_like(data))
+                                       data if owned else xp.empty_like(data))
             owned = True
         if output == "magnitude" and coil_axis is None:
             image = centered_ifft_magnitude(data, axes, workers, overwrite_x=owned)
@@ -227,17 +258,19 @@ def reconstruct(kspace_data, window=None, zero_fill=1, partial_fourier=None, coi
     del data
 
     if coil_axis is not None:
+        image = backend.to_host(image)  # coil combination runs on the CPU
         image = (combine_rss(image, coil_axis) if coil_maps is None
                  else combine_sensitivity(image, coil_maps, coil_axis))
         axes = tuple(a - (a > coil_axis) for a in axes)
+    xp = backend.array_namespace(image)
     if output == "magnitude" and np.iscomplexobj(image):
-        image = np.abs(image)
+        image = xp.abs(image)
     # A NaN or Inf anywhere in k-space spreads to every voxel of its volume: one probe
     # voxel per volume finds it without a pass over the data.
     probe = image[tuple(0 if a in axes else slice(None) for a in range(image.ndim))]
-    if not np.all(np.isfinite(probe)):
+    if not bool(xp.all(xp.isfinite(probe))):
         raise ValueError("reconstruct: kspace_data contain NaN or Inf values")
-    return image
+    return backend.to_host(image) if host_input else backend.to_device(image, device)
 
 
 def image_parts(image) -> dict:

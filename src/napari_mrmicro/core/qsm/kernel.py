@@ -18,6 +18,8 @@ from __future__ import annotations
 import numpy as np
 import scipy.fft
 
+from napari_mrmicro.core import backend
+
 
 def _unit(b0_direction) -> np.ndarray:
     b = np.asarray(b0_direction, dtype=np.float64)
@@ -127,7 +129,7 @@ def dipole_kernel(shape, spacing_um, b0_direction=(1.0, 0.0, 0.0)) -> np.ndarray
 
 
 def forward_field(chi_ppm, spacing_um, b0_direction=(1.0, 0.0, 0.0), pad: int = 0,
-                  kernel: str = "kspace", workers: int = -1) -> np.ndarray:
+                  kernel: str = "kspace", workers: int = -1, device=None) -> np.ndarray:
     """Field shift (ppm of B0) produced by a susceptibility map χ (ppm), ``F⁻¹[D·F[χ]]``.
 
     Parameters
@@ -141,6 +143,9 @@ def forward_field(chi_ppm, spacing_um, b0_direction=(1.0, 0.0, 0.0), pad: int = 
     kernel : {"kspace", "spatial"}
         ``D(k)`` sampled in k-space (the model QSM inversions assume), or the image-space
         point-dipole kernel, exact for the continuous field of the voxels at any B0 angle.
+    device : {"cpu", "gpu"}, optional
+        Where the convolution runs (:mod:`~napari_mrmicro.core.backend`; the kernel itself
+        is built on the CPU once).
 
     Returns
     -------
@@ -160,9 +165,11 @@ def forward_field(chi_ppm, spacing_um, b0_direction=(1.0, 0.0, 0.0), pad: int = 
                                             workers=workers)
     else:
         raise ValueError(f"forward_field: kernel must be 'kspace' or 'spatial', got {kernel!r}")
-    spectrum = scipy.fft.rfftn(chi, workers=workers)
-    spectrum *= weights
-    field = scipy.fft.irfftn(spectrum, s=chi.shape, workers=workers, overwrite_x=True)
+    xp = backend.namespace(backend.resolve(device))
+    fft = backend.fft(xp)
+    spectrum = fft.rfftn(xp.asarray(chi), workers=workers)
+    spectrum *= xp.asarray(weights)
+    field = fft.irfftn(spectrum, s=chi.shape, workers=workers, overwrite_x=True)
     if pad:
         field = field[(slice(pad, -pad),) * 3]
-    return field.astype(np.float32, copy=False)
+    return backend.to_host(field).astype(np.float32, copy=False)

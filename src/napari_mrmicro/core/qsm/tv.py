@@ -19,74 +19,169 @@ the same operator. Two FFT pairs per iteration. The stopping rule is the relativ
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
+from napari_mrmicro.core import backend
 from napari_mrmicro.core.qsm.inversion import (
-    Grid, check_inputs, check_iteration, check_positive, check_weight, gradient,
-    gradient_adjoint, relative_change, result, stop)
+    Grid, check_inputs, check_iteration, check_positive, check_weight, result, stop)
 
 #: float32 volumes of the padded grid :func:`admm_tv` holds at its peak.
 ADMM_VOLUMES = 20
 
 
+def _difference(x, axis: int, start: int, stop: int, out, backward: bool = False):
+    """Periodic difference of ``x`` along ``axis`` on the planes ``start:stop`` of axis
+    ``-3``, written to ``out`` (the slab's shape): forward ``x[i+1] − x[i]``, or backward
+    ``x[i−1] − x[i]``."""
+    n = x.shape[-3]
+    slab = x[..., start:stop, :, :]
+    if axis != 0:
+        axis -= 3  # -2 or -1: inside the slab
+        head = tuple(slice(None) if a != axis % slab.ndim else slice(1, None)
+                     for a in range(slab.ndim))
+        tail = tuple(slice(None) if a != axis % slab.ndim else slice(None, -1)
+                     for a in range(slab.ndim))
+        first = tuple(slice(None) if a != axis % slab.ndim else slice(0, 1)
+                      for a in range(slab.ndim))
+        last = tuple(slice(None) if a != axis % slab.ndim else slice(-1, None)
+                     for a in range(slab.ndim))
+        if backward:
+            out[head] = slab[tail]
+            out[head] -= slab[head]
+            out[first] = slab[last]
+            out[first] -= slab[first]
+        else:
+            out[tail] = slab[head]
+            out[tail] -= slab[tail]
+            out[last] = slab[first]
+            out[last] -= slab[last]
+        return out
+    if backward:  # the plane before the slab wraps round to the end of the volume
+        out[1:] = x[start:stop - 1]
+        out[1:] -= x[start + 1:stop]
+        out[0] = x[(start - 1) % n]
+        out[0] -= x[start]
+    else:
+        out[:-1] = x[start + 1:stop]
+        out[:-1] -= x[start:stop - 1]
+        out[-1] = x[stop % n]
+        out[-1] -= x[stop - 1]
+    return out
+
+
 def admm_tv(grid: Grid, field, data_weight, gradient_weight, lam, rho, mu, max_iter, tol,
-            callback):
+            callback, device=None):
     """ADMM for ``½‖W(Dχ − f)‖² + λ‖g ⊙ ∇χ‖₁`` on ``grid`` (arrays already padded):
     ``field`` f, ``data_weight`` W (zero outside the mask), ``gradient_weight`` g
-    (broadcastable to ``(3, z, y, x)``). Returns the padded χ (float32)."""
-    dipole = grid.dipole()
-    steps = grid.steps()
+    (broadcastable to ``(3, z, y, x)``). Returns the padded χ (float32, numpy).
+
+    ``device`` (:mod:`~napari_mrmicro.core.backend`) is where it runs: on the CPU the
+    element-wise updates between the transforms run slab by slab on all cores, fused so
+    that each slab's updates are done while it is in cache; on the GPU the same updates run
+    once over the whole volume. The dual variables are kept as ``U = u = clip(w, ±t)`` and
+    ``V = z − u = (w − U) − U`` (``w = ∇χ + u``): one volume triple less than ``z`` and
+    ``u`` separately, with the same floating-point operations.
+    """
+    device = backend.resolve(device)
+    if device == "gpu":  # the host's memory is the caller's Grid.check_memory
+        backend.check_device_memory(4 * ADMM_VOLUMES * math.prod(grid.padded),
+                                    f"{grid.where} on a padded grid of {grid.padded}", device)
+    xp = backend.namespace(device)
+    fft = backend.fft(xp)
+    shape, steps = grid.padded, grid.steps()
+    scales = [None if h == 1 else np.float32(1 / h) for h in steps]
     mu, rho = np.float32(mu), np.float32(rho)
+    dipole = grid.dipole()
     denominator = mu * dipole**2 + rho * grid.laplacian_symbol()
     denominator[0, 0, 0] = 1  # k = 0 is in the null space of both terms: keep χ̂(0) = 0
-    data_gain = mu * dipole / denominator  # χ̂ = data_gain·F[y − s] + tv_gain·F[∇ᵀ(z − u)]
-    tv_gain = rho / denominator
+    data_gain = xp.asarray(mu * dipole / denominator)  # χ̂ = data_gain·F[y − s] + …
+    tv_gain = xp.asarray(rho / denominator)  # … + tv_gain·F[∇ᵀ(z − u)]
+    dipole = xp.asarray(dipole)
     del denominator
     w2 = data_weight * data_weight
-    w2f = w2 * field
-    w2mu = w2 + mu
+    w2f = xp.asarray(w2 * field)
+    w2mu = xp.asarray(w2 + mu)
     del w2
     threshold = (np.float32(lam) / rho) * np.asarray(gradient_weight, np.float32)
-    chi = np.zeros(grid.padded, np.float32)
-    y = field.copy()
-    s = np.zeros_like(chi)
-    z = np.zeros((3,) + grid.padded, np.float32)
-    u = np.zeros_like(z)
+    if threshold.ndim:
+        threshold = xp.broadcast_to(xp.asarray(threshold), (3,) + shape)
+    chi = xp.zeros(shape, np.float32)
+    y = xp.asarray(field, dtype=np.float32).copy()
+    s = xp.zeros_like(chi)
+    residual = y - s  # y − s, the input of the data-term transform
+    dual = xp.zeros((3,) + shape, np.float32)  # U = u
+    split = xp.zeros((3,) + shape, np.float32)  # V = z − u
+    adjoint = xp.empty_like(chi)  # ∇ᵀV
+    plane = shape[1] * shape[2]
+    half_plane = grid.spectrum_shape[1] * grid.spectrum_shape[2]
+
+    def apply_adjoint(start, stop):
+        difference = xp.empty((stop - start,) + shape[1:], np.float32)
+        out = adjoint[start:stop]
+        for axis in range(3):
+            target = out if axis == 0 else difference
+            _difference(split[axis], axis, start, stop, target, backward=True)
+            if scales[axis] is not None:
+                target *= scales[axis]
+            if axis:
+                out += difference
+
+    def combine(start, stop):
+        data_part, tv_part = rhs[start:stop], tv_spectrum[start:stop]
+        data_part *= data_gain[start:stop]
+        tv_part *= tv_gain[start:stop]
+        data_part += tv_part
+        xp.multiply(data_part, dipole[start:stop], out=tv_part)
+
+    def update(start, stop):
+        part = slice(start, stop)
+        d = dchi[part]
+        d += s[part]  # y-update, then the data dual: s ← s + Dχ − y
+        xp.multiply(d, mu, out=y[part])
+        y[part] += w2f[part]
+        y[part] /= w2mu[part]
+        xp.subtract(d, y[part], out=s[part])
+        xp.subtract(y[part], s[part], out=d)  # the next y − s
+        w = xp.empty((stop - start,) + shape[1:], np.float32)
+        for axis in range(3):
+            # w = ∇χ + u; u = clip(w, ±t); z − u = (w − u) − u
+            _difference(chi_new, axis, start, stop, w)
+            if scales[axis] is not None:
+                w *= scales[axis]
+            w += dual[axis, part]
+            t = threshold[axis, part] if threshold.ndim else threshold
+            xp.clip(w, -t, t, out=dual[axis, part])
+            xp.subtract(w, dual[axis, part], out=split[axis, part])
+            split[axis, part] -= dual[axis, part]
+        w = xp.subtract(chi_new[part], chi[part], out=w)
+        sums[start] = (float((w * w).sum(dtype=np.float64)),
+                       float((chi_new[part] * chi_new[part]).sum(dtype=np.float64)))
+
     for iteration in range(max_iter):
-        rhs = grid.rfft(y - s)
-        rhs *= data_gain
-        z -= u
-        tv_part = grid.rfft(gradient_adjoint(z, steps))
-        tv_part *= tv_gain
-        rhs += tv_part
-        del tv_part
-        dchi = grid.irfft(rhs * dipole)  # Dχ (irfft may overwrite its input)
-        chi_new = grid.irfft(rhs)
-        del rhs
-        # y-update, then the data dual: s ← s + Dχ − y
-        dchi += s
-        np.multiply(dchi, mu, out=y)
-        y += w2f
-        y /= w2mu
-        dchi -= y
-        s = dchi
-        # z-update (soft threshold), then the gradient dual: u ← u + ∇χ − z
-        # (with w = ∇χ + u: z = w − clip(w, ±t) and u = w − z = clip(w, ±t))
-        u += gradient(chi_new, steps)
-        z = u.copy()
-        np.clip(u, -threshold, threshold, out=u)
-        z -= u
-        change = relative_change(chi_new, chi)
+        backend.for_each_slab(xp, apply_adjoint, shape[0], plane)
+        rhs = fft.rfftn(residual, workers=-1)
+        tv_spectrum = fft.rfftn(adjoint, workers=-1)
+        backend.for_each_slab(xp, combine, shape[0], half_plane)
+        dchi = fft.irfftn(tv_spectrum, s=shape, workers=-1, overwrite_x=True)  # Dχ
+        chi_new = fft.irfftn(rhs, s=shape, workers=-1, overwrite_x=True)
+        del rhs, tv_spectrum
+        sums = {}
+        backend.for_each_slab(xp, update, shape[0], plane)
+        residual = dchi
+        difference, norm = (sum(sums[k][i] for k in sorted(sums)) for i in (0, 1))
+        change = math.sqrt(difference) / max(math.sqrt(norm), 1e-30)
         chi = chi_new
         if stop(change, tol, callback, iteration, max_iter):
             break
-    return chi
+    return backend.to_host(chi)
 
 
 def invert_tv(local_field_ppm, mask, spacing_um, b0_direction=(1.0, 0.0, 0.0),
               lam: float = 1e-3, rho: float | None = None, mu: float = 1.0,
               data_weight=None, max_iter: int = 250, tol: float = 1e-3, callback=None,
-              pad=0) -> np.ndarray:
+              pad=0, device=None) -> np.ndarray:
     """Susceptibility (ppm) by total-variation regularized inversion (ADMM, Bilgic 2014).
 
     Parameters
@@ -104,6 +199,9 @@ def invert_tv(local_field_ppm, mask, spacing_um, b0_direction=(1.0, 0.0, 0.0),
         W ≥ 0 inside the mask (e.g. 1/σ of the field, scaled to a mean of 1); default 1.
     max_iter, tol, callback
         Stopping rule and cancellation, see :mod:`.inversion` (250 and 1e-3 as published).
+    device : {"cpu", "gpu"}, optional
+        Where the iterations run (:mod:`~napari_mrmicro.core.backend`; default the CPU, or
+        the default of :func:`~napari_mrmicro.core.backend.use_device`).
 
     Returns
     -------
@@ -122,5 +220,5 @@ def invert_tv(local_field_ppm, mask, spacing_um, b0_direction=(1.0, 0.0, 0.0),
     grid = Grid(field.shape, spacing, b0_direction, pad, where)
     grid.check_memory(ADMM_VOLUMES)
     chi = admm_tv(grid, grid.embed(np.where(mask, field, np.float32(0))), grid.embed(weight),
-                  np.float32(1), lam, rho, mu, int(max_iter), float(tol), callback)
+                  np.float32(1), lam, rho, mu, int(max_iter), float(tol), callback, device)
     return result(grid, chi, mask)

@@ -1,0 +1,191 @@
+"""Where the arrays live: the CPU (numpy + scipy.fft) or a CUDA GPU (CuPy).
+
+One dispatch for every solver: a function asks :func:`namespace` for the array module of
+its device and :func:`fft` for the matching transforms, and writes its algorithm once with
+them (the array-API idea, Python Data APIs Consortium 2021; CuPy mirrors NumPy's and
+SciPy's interfaces, Okuta et al., LearningSys 2017). Element-wise work between transforms
+goes through :func:`for_each_slab`: slabs on a thread pool on the CPU (numpy releases the
+GIL), one launch over the whole volume on the GPU.
+
+``device`` is ``"cpu"`` or ``"gpu"``; ``None`` means where the input already lives (a CuPy
+array: the GPU), else the default set by :func:`use_device` (``"cpu"``). The GPU needs the
+optional ``gpu`` extra (``pip install napari-mrmicro[gpu]``) and a CUDA device; asking for
+it without them raises a RuntimeError saying which is missing. Results are handed back
+where the input came from: numpy in, numpy out.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import contextvars
+import functools
+
+import numpy as np
+import scipy.fft
+
+from napari_mrmicro.core import _slabs
+from napari_mrmicro.core.memory import GIB, check_memory
+
+DEVICES = ("cpu", "gpu")
+
+#: Voxels per slab of :func:`for_each_slab` on the CPU: a few arrays of it fit in L2 cache.
+SLAB_VOXELS = 2**18
+
+_default = contextvars.ContextVar("napari_mrmicro_device", default="cpu")
+
+
+@functools.lru_cache(maxsize=1)
+def _cupy():
+    """The cupy module when it imports and sees a CUDA device, else the reason why not."""
+    try:
+        import cupy
+    except ImportError as error:
+        return f"CuPy is not installed ({error}); install the 'gpu' extra: " \
+               "pip install 'napari-mrmicro[gpu]'"
+    try:
+        count = cupy.cuda.runtime.getDeviceCount()
+    except Exception as error:  # CUDA driver or runtime missing: CuPy raises its own types
+        return f"CuPy found no usable CUDA driver ({error})"
+    if count < 1:
+        return "CuPy found no CUDA device"
+    return cupy
+
+
+def gpu_available() -> bool:
+    """True when CuPy is installed and a CUDA device exists."""
+    return not isinstance(_cupy(), str)
+
+
+def check_device(device) -> str:
+    """``device`` validated: ``"cpu"`` or ``"gpu"`` (a RuntimeError when the GPU is asked
+    for but CuPy or a CUDA device is missing; a ValueError for any other name)."""
+    if device not in DEVICES:
+        raise ValueError(f"device must be one of {DEVICES}, got {device!r}")
+    if device == "gpu" and not gpu_available():
+        raise RuntimeError(f"device 'gpu' is not available: {_cupy()}")
+    return device
+
+
+def on_gpu(array) -> bool:
+    """True for a CuPy array (without importing CuPy when it is not loaded)."""
+    return type(array).__module__.split(".")[0] == "cupy"
+
+
+def resolve(device=None, *arrays) -> str:
+    """The device to run on: ``device`` when given (checked), else the GPU when any of
+    ``arrays`` is a CuPy array, else the default of :func:`use_device`."""
+    if device is None:
+        device = "gpu" if any(on_gpu(a) for a in arrays) else _default.get()
+    return check_device(device)
+
+
+@contextlib.contextmanager
+def use_device(device):
+    """Make ``device`` the default of every call with ``device=None`` inside the block
+    (the CLI's ``--device``)."""
+    token = _default.set(check_device(device))
+    try:
+        yield device
+    finally:
+        _default.reset(token)
+
+
+def namespace(device: str):
+    """The array module of ``device``: numpy, or cupy."""
+    return _cupy() if check_device(device) == "gpu" else np
+
+
+def array_namespace(*arrays):
+    """The array module of ``arrays``: cupy when any is a CuPy array, else numpy."""
+    return namespace("gpu") if any(on_gpu(a) for a in arrays) else np
+
+
+def to_device(array, device: str):
+    """``array`` on ``device`` (no copy when it is there already)."""
+    if check_device(device) == "gpu":
+        return _cupy().asarray(array)
+    return to_host(array)
+
+
+def to_host(array) -> np.ndarray:
+    """``array`` as a numpy array (copied from the GPU when it lives there)."""
+    return array.get() if on_gpu(array) else np.asarray(array)
+
+
+def _transform(name: str):
+    def call(self, x, s=None, axes=None, norm=None, overwrite_x=False, workers=-1):
+        options = {"workers": workers} if self.threaded else {}
+        return getattr(self.module, name)(x, s=s, axes=axes, norm=norm,
+                                          overwrite_x=overwrite_x, **options)
+    call.__name__ = name
+    return call
+
+
+class _Transforms:
+    """``fftn``/``ifftn``/``rfftn``/``irfftn`` of one array module, all taking scipy.fft's
+    keywords (``workers`` is ignored on the GPU, where cuFFT uses the whole device)."""
+
+    def __init__(self, module, threaded: bool):
+        self.module, self.threaded = module, threaded
+
+    fftn, ifftn = _transform("fftn"), _transform("ifftn")
+    rfftn, irfftn = _transform("rfftn"), _transform("irfftn")
+
+
+_CPU_FFT = _Transforms(scipy.fft, threaded=True)
+
+
+def fft(xp) -> _Transforms:
+    """The FFTs of array module ``xp`` (scipy.fft for numpy, cupyx.scipy.fft for cupy)."""
+    if xp is np:
+        return _CPU_FFT
+    return _gpu_fft()
+
+
+@functools.lru_cache(maxsize=1)
+def _gpu_fft() -> _Transforms:
+    import cupyx.scipy.fft
+    return _Transforms(cupyx.scipy.fft, threaded=False)
+
+
+def device_free_bytes(device: str) -> int:
+    """Memory still free on ``device``, in bytes: the host's available memory for
+    ``"cpu"``; for ``"gpu"`` the CUDA device's free memory plus what CuPy's memory pool
+    holds unused (it hands that back to new arrays first)."""
+    if check_device(device) == "cpu":
+        from napari_mrmicro.core.memory import available_memory_bytes
+        return available_memory_bytes()
+    cupy = _cupy()
+    free, _ = cupy.cuda.runtime.memGetInfo()
+    pool = cupy.get_default_memory_pool()
+    return int(free + pool.total_bytes() - pool.used_bytes())
+
+
+def check_device_memory(needed_bytes: int, what: str, device: str,
+                        advice: str = "a smaller problem") -> None:
+    """Refuse (MemoryError naming ``what``, both figures and ``advice``) when
+    ``needed_bytes`` will not fit in ``device``'s free memory: the CPU guard of
+    :mod:`~napari_mrmicro.core.memory`, or the same rule against the GPU's free memory."""
+    if check_device(device) == "cpu":
+        check_memory(needed_bytes, what, advice=advice)
+        return
+    free = device_free_bytes("gpu")
+    if needed_bytes > free:
+        raise MemoryError(f"{what} needs about {needed_bytes / GIB:.2f} GiB but only "
+                          f"{free / GIB:.2f} GiB of GPU memory is free; use {advice}, or "
+                          "device='cpu'")
+
+
+def for_each_slab(xp, work, n: int, plane_voxels: int) -> None:
+    """Run ``work(start, stop)`` over ``n`` planes: slabs of :data:`SLAB_VOXELS` on all
+    cores for numpy (each slab stays in cache), one call ``work(0, n)`` for cupy (one
+    kernel launch per operation over the whole volume)."""
+    if xp is not np or _slabs.core_count() == 1:
+        work(0, n)
+        return
+    size = _slabs.slab_size(plane_voxels, SLAB_VOXELS)
+    if size >= n:
+        work(0, n)
+        return
+    _slabs.for_each_slab(work, n, size)
+

@@ -1,0 +1,122 @@
+"""The array-namespace dispatch: numpy everywhere; CPU against GPU where a CUDA device exists."""
+
+import numpy as np
+import pytest
+import scipy.fft
+
+from napari_mrmicro.core import backend
+from napari_mrmicro.core.kspace import centered_fft, centered_ifft, centered_ifft_magnitude
+from napari_mrmicro.core.qsm.kernel import forward_field
+from napari_mrmicro.core.qsm.tv import invert_tv
+from napari_mrmicro.core.recon import reconstruct
+
+needs_gpu = pytest.mark.skipif(not backend.gpu_available(),
+                               reason="no CuPy with a CUDA device")
+
+
+def _complex(shape, seed=0):
+    rng = np.random.default_rng(seed)
+    return (rng.standard_normal(shape) + 1j * rng.standard_normal(shape)).astype(np.complex64)
+
+
+def test_cpu_namespace_and_transforms_are_numpy_and_scipy():
+    assert backend.namespace("cpu") is np
+    assert backend.array_namespace(np.zeros(3)) is np
+    x = np.random.default_rng(1).standard_normal((6, 5, 4)).astype(np.float32)
+    fft = backend.fft(np)
+    np.testing.assert_array_equal(fft.rfftn(x), scipy.fft.rfftn(x))
+    np.testing.assert_array_equal(fft.irfftn(fft.rfftn(x), s=x.shape),
+                                  scipy.fft.irfftn(scipy.fft.rfftn(x), s=x.shape))
+    np.testing.assert_array_equal(fft.ifftn(x, axes=(0, 2), norm="ortho"),
+                                  scipy.fft.ifftn(x, axes=(0, 2), norm="ortho"))
+
+
+def test_device_names_are_checked():
+    with pytest.raises(ValueError, match="device must be one of"):
+        backend.check_device("tpu")
+    assert backend.resolve(None, np.zeros(2)) == "cpu"
+    with backend.use_device("cpu"):
+        assert backend.resolve() == "cpu"
+
+
+@pytest.mark.skipif(backend.gpu_available(), reason="a GPU is present")
+def test_gpu_without_cupy_or_device_is_a_clear_error():
+    with pytest.raises(RuntimeError, match="device 'gpu' is not available"):
+        backend.namespace("gpu")
+    with pytest.raises(RuntimeError, match="not available"):
+        reconstruct(_complex((4, 4, 4)), device="gpu")
+    with pytest.raises(RuntimeError, match="not available"):
+        backend.use_device("gpu").__enter__()
+
+
+def test_host_round_trip_and_memory_guard():
+    x = np.arange(6.0)
+    assert backend.to_device(x, "cpu") is x
+    assert backend.to_host(x) is x
+    assert backend.device_free_bytes("cpu") > 0
+    with pytest.raises(MemoryError, match="huge job needs about"):
+        backend.check_device_memory(2**62, "huge job", "cpu")
+    backend.check_device_memory(1, "tiny job", "cpu")
+
+
+def test_slabs_cover_every_plane_once():
+    seen = np.zeros(1000, int)
+
+    def work(start, stop):
+        seen[start:stop] += 1
+
+    backend.for_each_slab(np, work, 1000, 2**12)  # slabs of 64 planes on all cores
+    assert np.all(seen == 1)
+
+
+@needs_gpu
+def test_centred_transforms_gpu_match_cpu():
+    cp = backend.namespace("gpu")
+    k = _complex((16, 12, 10))
+    for fn in (centered_fft, centered_ifft, centered_ifft_magnitude):
+        cpu = fn(k)
+        gpu = fn(cp.asarray(k))
+        assert backend.on_gpu(gpu) and gpu.dtype == cpu.dtype
+        np.testing.assert_allclose(backend.to_host(gpu), cpu, atol=1e-5 * np.abs(cpu).max())
+
+
+@needs_gpu
+def test_reconstruct_gpu_matches_cpu_and_returns_where_it_came_from():
+    cp = backend.namespace("gpu")
+    k = _complex((2, 16, 12, 10), seed=3)
+    for options in ({"output": "magnitude"}, {"window": "hann", "zero_fill": 1.5}, {}):
+        cpu = reconstruct(k, **options)
+        host = reconstruct(k, device="gpu", **options)
+        assert isinstance(host, np.ndarray) and host.dtype == cpu.dtype
+        np.testing.assert_allclose(host, cpu, atol=1e-5 * np.abs(cpu).max())
+        on_device = reconstruct(cp.asarray(k), **options)
+        assert backend.on_gpu(on_device)
+        np.testing.assert_allclose(on_device.get(), cpu, atol=1e-5 * np.abs(cpu).max())
+
+
+@needs_gpu
+def test_tv_qsm_and_forward_field_gpu_match_cpu():
+    shape, spacing, b0 = (24, 20, 16), (1.0, 1.0, 1.5), (0.3, 0.1, 1.0)
+    z, y, x = np.indices(shape)
+    mask = (z - 12) ** 2 + (y - 10) ** 2 + (x - 8) ** 2 < 49
+    chi = np.where((z - 12) ** 2 + (y - 10) ** 2 + (x - 8) ** 2 < 9, 0.2, 0.0)
+    field_cpu = forward_field(chi, spacing, b0)
+    field_gpu = forward_field(chi, spacing, b0, device="gpu")
+    np.testing.assert_allclose(field_gpu, field_cpu, atol=1e-5 * np.abs(field_cpu).max())
+    cpu = invert_tv(field_cpu, mask, spacing, b0, max_iter=30, tol=0)
+    gpu = invert_tv(field_cpu, mask, spacing, b0, max_iter=30, tol=0, device="gpu")
+    assert isinstance(gpu, np.ndarray) and gpu.dtype == np.float32
+    np.testing.assert_allclose(gpu, cpu, atol=1e-4 * np.abs(cpu).max())
+
+
+def test_tv_qsm_slabs_on_threads_equal_one_slab(monkeypatch):
+    """The slab-parallel updates (periodic differences across slab borders included) give
+    the same bits as one slab."""
+    rng = np.random.default_rng(5)
+    shape, spacing, b0 = (20, 12, 10), (1.0, 1.2, 1.5), (0.2, 0.3, 1.0)
+    field = (0.05 * rng.standard_normal(shape)).astype(np.float32)
+    mask = rng.random(shape) > 0.1
+    whole = invert_tv(field, mask, spacing, b0, max_iter=8, tol=0)
+    monkeypatch.setattr(backend, "SLAB_VOXELS", 3 * 12 * 10)  # slabs of 3 planes
+    monkeypatch.setattr(backend._slabs, "core_count", lambda: 3)
+    np.testing.assert_array_equal(invert_tv(field, mask, spacing, b0, max_iter=8, tol=0), whole)
