@@ -1,0 +1,178 @@
+"""What every dock shares: a scroll area that fits a laptop screen, layer pickers that know
+a layer's role, and "restore defaults".
+
+napari docks a magicgui widget by its ``native`` QWidget, so magicgui's own
+``scrollable=True`` (which puts the scroll area *around* ``native``) is lost on docking.
+The manifest therefore registers the classes at the bottom of this module: each builds
+its dock inside a :class:`ScrollingDock`, a QScrollArea around it.
+"""
+
+from __future__ import annotations
+
+from magicgui.widgets import ComboBox, Container, PushButton
+from magicgui.widgets.bases import ValueWidget
+from napari.layers import Image, Labels
+from qtpy.QtCore import QSize, Qt
+from qtpy.QtWidgets import QFrame, QScrollArea
+
+#: Tallest a dock asks to be (px): two docks stacked still fit a 900 px screen.
+MAX_HINT_HEIGHT = 420
+
+ROLES = ("k-space", "magnitude", "phase", "field map", "susceptibility", "labels", "optical")
+
+
+class ScrollingDock(QScrollArea):
+    """A QScrollArea around a magicgui dock: scrolls vertically, never horizontally."""
+
+    def __init__(self, dock: Container):
+        super().__init__()
+        self.dock = dock
+        self.setWidgetResizable(True)
+        self.setFrameShape(QFrame.Shape.NoFrame)
+        self.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+        self.setWidget(dock.native)
+        self.setObjectName(type(dock).__name__)
+
+    def _width(self) -> int:
+        """As wide as the dock's contents need: they never scroll sideways."""
+        return (self.widget().minimumSizeHint().width()
+                + self.verticalScrollBar().sizeHint().width() + 2)
+
+    def sizeHint(self) -> QSize:  # noqa: N802 (Qt)
+        inner = self.widget().sizeHint()
+        return QSize(max(self._width(), inner.width()), min(inner.height(), MAX_HINT_HEIGHT))
+
+    def minimumSizeHint(self) -> QSize:  # noqa: N802 (Qt)
+        return QSize(self._width(), 90)
+
+    def reset_choices(self, *_):
+        """napari calls this on layer changes: the dock's pickers refresh."""
+        self.dock.reset_choices()
+
+
+# -- layer roles ------------------------------------------------------------------------------
+
+
+def layer_role(layer) -> str | None:
+    """What a layer is to the docks: one of :data:`ROLES`, or None when it does not say.
+
+    From ``metadata["mrmicro"]``: an explicit ``role``; complex ``kspace`` data; the value
+    unit (rad: phase; Hz: field map; ppm: field map, or susceptibility when the layer
+    holds χ); a TIFF without an MR acquisition is optical; any other layer with an MR
+    acquisition is a magnitude image. Labels layers are labels.
+    """
+    if isinstance(layer, Labels):
+        return "labels"
+    if not isinstance(layer, Image):
+        return None
+    meta = (layer.metadata or {}).get("mrmicro") or {}
+    if meta.get("role") in ROLES:
+        return meta["role"]
+    if meta.get("kspace") is not None and meta.get("kspace") is not False:
+        return "k-space"
+    unit = meta.get("value_unit")
+    if unit == "rad":
+        return "phase"
+    if unit == "Hz":
+        return "field map"
+    if unit == "ppm":
+        chi = meta.get("truth") == "chi_ppm" or "susceptib" in layer.name.lower() \
+            or "χ" in layer.name
+        return "susceptibility" if chi else "field map"
+    if meta.get("format") in ("tiff", "ome-tiff") and not meta.get("acquisition"):
+        return "optical"
+    if meta.get("truth") == "proton_density" or meta.get("acquisition"):
+        return "magnitude"
+    return None
+
+
+def layers_with_role(viewer, roles, kind=Image, exclude=()) -> list:
+    """Layers of ``kind`` whose role is one of ``roles`` first, then those without a role;
+    layers with another role, and those in ``exclude``, are left out."""
+    picked, unknown = [], []
+    for layer in viewer.layers:
+        if not isinstance(layer, kind) or any(layer is other for other in exclude):
+            continue
+        role = layer_role(layer)
+        if role in roles:
+            picked.append(layer)
+        elif role is None:
+            unknown.append(layer)
+    return picked + unknown
+
+
+def layer_picker(viewer, label: str, roles, kind=Image, others=(), tooltip: str = "",
+                 nullable: bool = False) -> ComboBox:
+    """A ComboBox of the viewer's layers of the given roles (see :func:`layers_with_role`)
+    that never offers the layer chosen in one of the ``others`` pickers (callables that
+    return those pickers, so pickers can name each other)."""
+    def choices(_widget=None):
+        taken = [picker().value for picker in others if picker() is not None]
+        return layers_with_role(viewer, roles, kind, [t for t in taken if t is not None])
+
+    return ComboBox(label=label, choices=choices, tooltip=tooltip, nullable=nullable)
+
+
+def exclusive(*pickers: ComboBox) -> None:
+    """Keep pickers that exclude each other's choice in step: a change in one refreshes
+    the others' lists."""
+    for picker in pickers:
+        for other in pickers:
+            if other is not picker:
+                picker.changed.connect(lambda *_, o=other: o.reset_choices())
+
+
+# -- restore defaults -------------------------------------------------------------------------
+
+
+def _value_widgets(container: Container):
+    for widget in container:
+        if isinstance(widget, Container):
+            yield from _value_widgets(widget)
+        elif isinstance(widget, ValueWidget) and not isinstance(widget, PushButton) \
+                and not (isinstance(widget, ComboBox) and callable(widget._default_choices)):
+            yield widget  # layer pickers (callable choices) are the user's, not settings
+
+
+def restore_defaults_button(container: Container, after=None) -> PushButton:
+    """A "Restore defaults" button that puts every setting of ``container`` back to the
+    value it has now (call this at the end of the dock's constructor); ``after`` runs
+    once the values are back (e.g. to redraw a summary)."""
+    defaults = [(widget, widget.value) for widget in _value_widgets(container)]
+
+    def restore(*_):
+        for widget, value in defaults:
+            widget.value = value
+        if after is not None:
+            after()
+
+    button = PushButton(text="Restore defaults",
+                        tooltip="Put every setting of this dock back to its default value "
+                                "(layer choices are kept).")
+    button.changed.connect(restore)
+    return button
+
+
+# -- the docks napari registers (napari.yaml) -------------------------------------------------
+
+
+def _registered(module: str, cls: str, title: str) -> type:
+    """A ScrollingDock class napari can build from the manifest (napari hands the viewer
+    to a class whose ``__init__`` takes ``napari_viewer``)."""
+    def __init__(self, napari_viewer):
+        import importlib
+
+        widget = getattr(importlib.import_module(f"napari_mrmicro.widgets.{module}"), cls)
+        ScrollingDock.__init__(self, widget(napari_viewer))
+
+    return type(f"{cls}Dock", (ScrollingDock,), {
+        "__init__": __init__, "__module__": __name__,
+        "__doc__": f"The {title!r} dock in a scroll area."})
+
+
+simulation_dock = _registered("simulation", "SimulationWidget", "MR Simulation")
+reconstruction_dock = _registered("reconstruction", "ReconstructionWidget", "MR Reconstruction")
+qsm_dock = _registered("qsm", "QSMWidget", "QSM")
+morphometry_dock = _registered("morphometry", "MorphometryWidget", "Morphometry")
+register_dock = _registered("register", "RegisterWidget", "Register")
+particles_dock = _registered("particles", "ParticlesWidget", "Dual-mode particles")

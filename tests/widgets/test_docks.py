@@ -1,0 +1,43 @@
+"""All six docks as napari docks them from the manifest: they scroll and fit a 900 px screen."""
+
+import pytest
+from qtpy.QtWidgets import QApplication, QScrollArea
+
+from napari_mrmicro.widgets._dock import ScrollingDock
+
+pytestmark = pytest.mark.gui
+
+DOCKS = ("MR Simulation", "MR Reconstruction", "QSM", "Morphometry", "Register",
+         "Dual-mode particles")
+
+
+def test_every_dock_scrolls_and_fits_900_px(make_napari_viewer, tmp_path):
+    viewer = make_napari_viewer(show=True)
+    window = viewer.window._qt_window
+    docked = {}
+    for name in DOCKS:
+        dock_widget, widget = viewer.window.add_plugin_dock_widget("napari-mrmicro", name,
+                                                                  tabify=False)
+        assert isinstance(widget, ScrollingDock) and isinstance(widget, QScrollArea), name
+        docked[name] = widget
+    window.resize(1440, 900)
+    for _ in range(5):
+        QApplication.processEvents()
+    # the window could shrink to 900 px with all six docks open on one side
+    assert window.height() <= 900, window.height()
+    for name, widget in docked.items():
+        inner = widget.widget().sizeHint().height()
+        assert widget.minimumSizeHint().height() <= 100, name
+        if inner > widget.viewport().height():  # taller than shown: a scroll bar reaches it
+            assert widget.verticalScrollBar().maximum() > 0, name
+    # the Simulate button of the tallest dock can be scrolled into view
+    simulation = docked["MR Simulation"]
+    simulation.ensureWidgetVisible(simulation.dock.run_button.native)
+    QApplication.processEvents()
+    button = simulation.dock.run_button.native
+    top = button.mapTo(simulation.viewport(), button.rect().topLeft()).y()
+    assert 0 <= top <= simulation.viewport().height()
+    shot = viewer.screenshot(str(tmp_path / "docks.png"), canvas_only=False, flash=False)
+    assert shot.shape[0] <= 900
+    for name, widget in docked.items():  # no dock is cut on the right
+        assert widget.widget().width() <= widget.viewport().width(), name
