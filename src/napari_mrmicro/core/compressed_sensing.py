@@ -1,4 +1,4 @@
-"""Compressed-sensing reconstruction of undersampled Cartesian k-space.
+"""Compressed-sensing reconstruction of undersampled Cartesian and non-Cartesian k-space.
 
 Solves  min_x ½‖M F x − y‖² + λ R(x)  with F the centred orthonormal FFT over the k-space
 axes, M the sampling mask and y the measured samples (Lustig, Donoho & Pauly, Magn Reson Med
@@ -17,6 +17,13 @@ axes, M the sampling mask and y the measured samples (Lustig, Donoho & Pauly, Ma
   Boyd et al., Found Trends Mach Learn 2011;3:1). Differences and F^H M F are both diagonal in
   k-space, so the x-update is one exact FFT-domain division.
 
+Non-Cartesian k-space (a KSpace with a trajectory) uses the NUFFT A of
+:mod:`~napari_mrmicro.core.nufft` for M F, with the density-compensation weights W as a
+preconditioner of the data term, ½‖W^½(A x − y)‖² (as in gridding, so the zero-filled start
+is the gridding image and A^H W A is close to the identity): FISTA steps by 1/‖A^H W A‖
+(power iteration), and the TV x-update, no longer diagonal in k-space, is solved by
+conjugate gradients (Hestenes & Stiefel, J Res Natl Bur Stand 1952;49:409), warm-started.
+
 Stopping rule (both): stop after iteration i when ‖x_i − x_{i−1}‖ ≤ tol·‖x_i‖, or after
 ``iterations`` iterations. ``lam`` is relative to the largest magnitude of the zero-filled
 image, so a value suits any intensity scale; 1e-3 … 3e-2 are typical.
@@ -30,6 +37,8 @@ import numpy as np
 
 from napari_mrmicro.core.kspace import KSpace, centered_fft, centered_ifft
 from napari_mrmicro.core.memory import check_memory
+from napari_mrmicro.core.nufft import (NufftOperator, density_weights, estimate_nufft_bytes,
+                                       noncartesian_layout)
 from napari_mrmicro.core.wavelets import (WAVELETS, approximation_slices, max_levels,
                                           wavelet_forward, wavelet_inverse)
 
@@ -86,26 +95,26 @@ def _soft_threshold(c, threshold):
     return c
 
 
-def _fista_l1_wavelet(y, mask, axes, lam, iterations, tol, wavelet, levels, callback, workers):
-    spatial = [a for a in axes if y.shape[a] > 1]
+def _fista_l1_wavelet(x0, gradient_step, step, axes, lam, iterations, tol, wavelet, levels,
+                      callback):
+    """FISTA from ``x0``; ``gradient_step(z)`` is z − step·∇(data term)(z)."""
+    spatial = [a for a in axes if x0.shape[a] > 1]
     block = 2**levels
-    pad = [(0, 0)] * y.ndim
+    pad = [(0, 0)] * x0.ndim
     for a in spatial:
-        pad[a] = (0, (-y.shape[a]) % block)
-    crop = tuple(slice(0, n) for n in y.shape)
-    approx = approximation_slices(tuple(n + p[1] for n, p in zip(y.shape, pad)), levels,
+        pad[a] = (0, (-x0.shape[a]) % block)
+    crop = tuple(slice(0, n) for n in x0.shape)
+    approx = approximation_slices(tuple(n + p[1] for n, p in zip(x0.shape, pad)), levels,
                                   spatial)
 
     def data_step(z):
-        """z − F^H(M F z − y) on the unpadded grid, embedded back into the padded one."""
-        k = centered_fft(z[crop], axes, workers)
-        np.copyto(k, y, where=mask)
+        """The gradient step on the unpadded grid, embedded back into the padded one."""
         out = np.zeros_like(z)
-        out[crop] = centered_ifft(k, axes, workers, overwrite_x=True)
+        out[crop] = gradient_step(z[crop])
         return out
 
-    x = np.pad(centered_ifft(y, axes, workers), pad)
-    threshold = np.float32(lam * np.abs(x).max())
+    x = np.pad(x0, pad)
+    threshold = np.float32(step * lam * np.abs(x).max())
     z, t = x.copy(), 1.0
     rng = np.random.default_rng(0)
     for i in range(iterations):
@@ -139,7 +148,8 @@ def _divergence_adjoint(v, axes):
     return out
 
 
-def _admm_tv(y, mask, axes, lam, iterations, tol, rho, callback, workers):
+def _cartesian_tv_solver(y, mask, axes, rho, workers):
+    """x ↦ argmin ½‖M F x − y‖² + ρ/2‖∇x − v‖², given ∇^H v: one FFT-domain division."""
     tv_axes = [a for a in axes if y.shape[a] > 1]
     laplacian = np.zeros([y.shape[a] if a in axes else 1 for a in range(y.ndim)],
                          dtype=np.float32)
@@ -153,9 +163,22 @@ def _admm_tv(y, mask, axes, lam, iterations, tol, rho, callback, workers):
     solvable = denominator > 0
     np.divide(1, denominator, out=denominator, where=solvable)
     denominator[~solvable] = 0
-    x = centered_ifft(y, axes, workers)
+
+    def solve(divergence, x):
+        rhs = centered_fft(divergence, axes, workers, overwrite_x=True)
+        rhs *= np.float32(rho)
+        rhs += y
+        rhs *= denominator
+        return centered_ifft(rhs, axes, workers, overwrite_x=True)
+    return solve
+
+
+def _admm_tv(x0, solve, axes, lam, iterations, tol, rho, callback):
+    """ADMM from ``x0``; ``solve(∇^H(z − u), x)`` is the x-update (x: the last iterate)."""
+    tv_axes = [a for a in axes if x0.shape[a] > 1]
+    x = x0
     threshold = np.float32(lam * np.abs(x).max() / rho)
-    u = np.zeros((len(tv_axes),) + y.shape, dtype=np.complex64)
+    u = np.zeros((len(tv_axes),) + x0.shape, dtype=np.complex64)
     for i in range(iterations):
         # z- and u-updates first: starting from z = ∇x₀ would leave x₀ a fixed point.
         w = _gradient(x, tv_axes)
@@ -163,11 +186,7 @@ def _admm_tv(y, mask, axes, lam, iterations, tol, rho, callback, workers):
         norm = np.sqrt(np.sum(w.real**2 + w.imag**2, axis=0))
         z = w * (1 - threshold / np.maximum(norm, threshold))
         u = w - z
-        rhs = centered_fft(_divergence_adjoint(z - u, tv_axes), axes, workers, overwrite_x=True)
-        rhs *= np.float32(rho)
-        rhs += y
-        rhs *= denominator
-        x_new = centered_ifft(rhs, axes, workers, overwrite_x=True)
+        x_new = solve(_divergence_adjoint(z - u, tv_axes), x)
         change = float(np.linalg.norm(x_new - x) / max(np.linalg.norm(x_new), 1e-30))
         x = x_new
         if _stop(change, tol, callback, i, iterations):
@@ -181,23 +200,138 @@ def estimate_cs_bytes(shape, method: str = "l1_wavelet") -> int:
     return n * (9 if method == "l1_wavelet" else 4 + 4 * min(len(shape), 3))
 
 
+def _check_options(method, lam, iterations, tol, callback, rho) -> None:
+    if method not in CS_METHODS:
+        raise ValueError(f"cs_reconstruct: method must be one of {CS_METHODS}, got {method!r}")
+    if not (isinstance(lam, (int, float)) and math.isfinite(lam) and lam >= 0):
+        raise ValueError(f"cs_reconstruct: lam must be a finite number >= 0, got {lam!r}")
+    if isinstance(iterations, bool) or int(iterations) != iterations or iterations < 1:
+        raise ValueError(f"cs_reconstruct: iterations must be a positive integer, got "
+                         f"{iterations!r}")
+    if not tol >= 0:
+        raise ValueError(f"cs_reconstruct: tol must be >= 0, got {tol!r}")
+    if callback is not None and not callable(callback):
+        raise ValueError("cs_reconstruct: callback must be callable(i, n)")
+    if method == "tv" and not rho > 0:
+        raise ValueError(f"cs_reconstruct: rho must be positive, got {rho!r}")
+
+
+def _wavelet_levels(shape, axes, wavelet, levels) -> int:
+    if wavelet not in WAVELETS:
+        raise ValueError(f"cs_reconstruct: wavelet must be one of {WAVELETS}, got {wavelet!r}")
+    spatial = [shape[a] for a in axes if shape[a] > 1]
+    allowed = [n for n in range(1, 9)
+               if max_levels([m + (-m) % 2**n for m in spatial], wavelet) >= n]
+    if not allowed:
+        raise ValueError(f"cs_reconstruct: {tuple(spatial)} is too small for the {wavelet!r} "
+                         "wavelet")
+    levels = min(3, allowed[-1]) if levels is None else levels
+    if isinstance(levels, bool) or levels not in allowed:
+        raise ValueError(f"cs_reconstruct: levels must be in [1, {allowed[-1]}] for "
+                         f"{wavelet!r} on {tuple(spatial)}, got {levels!r}")
+    return int(levels)
+
+
+def _operator_norm(normal, shape, iterations: int = 12) -> float:
+    """‖N‖ of a positive semi-definite operator by power iteration (seeded)."""
+    rng = np.random.default_rng(0)
+    v = (rng.standard_normal(shape) + 1j * rng.standard_normal(shape)).astype(np.complex64)
+    norm = 1.0
+    for _ in range(iterations):
+        v /= np.float32(max(np.linalg.norm(v), 1e-30))
+        v = normal(v)
+        norm = float(np.linalg.norm(v))
+    return norm
+
+
+def _conjugate_gradient(normal, b, x, iterations: int):
+    """A few CG iterations on normal(x) = b from x (Hestenes & Stiefel 1952)."""
+    r = b - normal(x)
+    p = r.copy()
+    rr = float(np.vdot(r, r).real)
+    for _ in range(iterations):
+        if rr <= 1e-30:
+            break
+        q = normal(p)
+        alpha = np.float32(rr / max(float(np.vdot(p, q).real), 1e-30))
+        x = x + alpha * p
+        r -= alpha * q
+        rr_new = float(np.vdot(r, r).real)
+        p = r + np.float32(rr_new / rr) * p
+        rr = rr_new
+    return x
+
+
+def _noncartesian(kspace, method, lam, iterations, tol, wavelet, levels, rho, callback,
+                  density, cg_iterations, workers):
+    data, traj, grid, spatial = noncartesian_layout(kspace, "cs_reconstruct")
+    if kspace.coil_axis is not None:
+        raise ValueError("cs_reconstruct: takes single-channel k-space; reconstruct coils "
+                         "one at a time and combine the images")
+    if not np.all(np.isfinite(data)):
+        raise ValueError("cs_reconstruct: the sampled k-space contains NaN or Inf")
+    lead = data.shape[:-2]
+    image_shape = lead + spatial
+    check_memory(estimate_cs_bytes(image_shape, method)
+                 + estimate_nufft_bytes(grid, data.shape[-1] * data.shape[-2],
+                                        math.prod(lead)),
+                 f"compressed sensing ({method}) of non-Cartesian k-space {data.shape} onto "
+                 f"{spatial}", advice="fewer echoes at a time")
+    weights = density_weights(kspace, traj, grid, density, workers, "cs_reconstruct")
+    operator = NufftOperator(traj, grid, workers=workers)
+    y = data.astype(np.complex64)
+
+    def forward(x):
+        return operator.forward(x.reshape(lead + grid))
+
+    def adjoint(k):
+        return operator.adjoint(k).reshape(image_shape)
+
+    def normal(x):
+        return adjoint(forward(x) * weights)
+
+    x0 = adjoint(y * weights)
+    axes = tuple(range(len(lead), len(image_shape)))
+    if method == "tv":
+        tv_axes = [a for a in axes if image_shape[a] > 1]
+        rho32 = np.float32(rho)
+
+        def regularized(x):
+            return normal(x) + rho32 * _divergence_adjoint(_gradient(x, tv_axes), tv_axes)
+
+        def solve(divergence, x):
+            return _conjugate_gradient(regularized, x0 + rho32 * divergence, x, cg_iterations)
+        return _admm_tv(x0, solve, axes, lam, int(iterations), tol, rho, callback)
+    levels = _wavelet_levels(image_shape, axes, wavelet, levels)
+    step = np.float32(1 / _operator_norm(normal, image_shape))
+
+    def gradient_step(z):
+        return z - step * adjoint((forward(z) - y) * weights)
+    return _fista_l1_wavelet(x0, gradient_step, step, axes, lam, int(iterations), tol, wavelet,
+                             levels, callback)
+
+
 def cs_reconstruct(kspace, mask=None, method: str = "l1_wavelet", lam: float = 0.005,
                    iterations: int = 50, tol: float = 1e-4, wavelet: str = "haar",
                    levels: int | None = None, rho: float = 0.1, callback=None,
-                   kspace_axes=None, workers: int = -1) -> np.ndarray:
-    """Compressed-sensing image (complex64) from undersampled Cartesian k-space.
+                   kspace_axes=None, workers: int = -1, *, density=None,
+                   cg_iterations: int = 8) -> np.ndarray:
+    """Compressed-sensing image (complex64) from undersampled k-space.
 
     Parameters
     ----------
     kspace : KSpace or ndarray
         Complex k-space on the full grid (DC at ``N // 2``); unsampled positions are ignored.
         A KSpace brings its ``sampled`` mask and k-space axes; coil data are refused.
+        A KSpace with a ``trajectory`` is non-Cartesian (``data`` ``(echo, readouts,
+        samples)``): the image is on ``acquisition.matrix``, ``(echo, z, y, x)``.
     mask : ndarray of bool, optional
         Sampled positions, broadcastable to the k-space (e.g. ``(z, y, x)`` for
-        ``(echo, z, y, x)``), from :mod:`~napari_mrmicro.core.sampling`.
+        ``(echo, z, y, x)``), from :mod:`~napari_mrmicro.core.sampling` (Cartesian only).
     method : {"l1_wavelet", "tv"}
     lam : float
-        Regularization weight relative to the zero-filled image's maximum magnitude.
+        Regularization weight relative to the zero-filled (gridded) image's maximum
+        magnitude.
     iterations, tol : int, float
         The stopping rule (see the module docstring).
     wavelet, levels : str, int
@@ -213,20 +347,25 @@ def cs_reconstruct(kspace, mask=None, method: str = "l1_wavelet", lam: float = 0
         For arrays: the k-space axes (default the last ``min(ndim, 3)``); the same axes are
         regularized (the slice axis of multi-slice data is not).
     workers : int
-        ``scipy.fft`` threads.
+        FFT / NUFFT threads.
+    density : ndarray, optional
+        Non-Cartesian: density weights ``(readouts, samples)`` (default ``kspace.density``,
+        else :func:`~napari_mrmicro.core.nufft.pipe_menon_density`).
+    cg_iterations : int
+        Non-Cartesian TV: conjugate-gradient iterations per x-update.
     """
+    _check_options(method, lam, iterations, tol, callback, rho)
+    if isinstance(kspace, KSpace) and kspace.trajectory is not None:
+        if mask is not None or kspace_axes is not None:
+            raise ValueError("cs_reconstruct: mask and kspace_axes do not apply to "
+                             "non-Cartesian k-space (KSpace with a trajectory)")
+        if isinstance(cg_iterations, bool) or int(cg_iterations) != cg_iterations \
+                or cg_iterations < 1:
+            raise ValueError(f"cs_reconstruct: cg_iterations must be a positive integer, "
+                             f"got {cg_iterations!r}")
+        return _noncartesian(kspace, method, lam, iterations, tol, wavelet, levels, rho,
+                             callback, density, int(cg_iterations), workers)
     data, mask, axes = _inputs(kspace, mask, kspace_axes)
-    if method not in CS_METHODS:
-        raise ValueError(f"cs_reconstruct: method must be one of {CS_METHODS}, got {method!r}")
-    if not (isinstance(lam, (int, float)) and math.isfinite(lam) and lam >= 0):
-        raise ValueError(f"cs_reconstruct: lam must be a finite number >= 0, got {lam!r}")
-    if isinstance(iterations, bool) or int(iterations) != iterations or iterations < 1:
-        raise ValueError(f"cs_reconstruct: iterations must be a positive integer, got "
-                         f"{iterations!r}")
-    if not tol >= 0:
-        raise ValueError(f"cs_reconstruct: tol must be >= 0, got {tol!r}")
-    if callback is not None and not callable(callback):
-        raise ValueError("cs_reconstruct: callback must be callable(i, n)")
     check_memory(estimate_cs_bytes(data.shape, method),
                  f"compressed sensing ({method}) of k-space {data.shape}",
                  advice="fewer echoes or coils at a time")
@@ -234,21 +373,16 @@ def cs_reconstruct(kspace, mask=None, method: str = "l1_wavelet", lam: float = 0
     y = np.where(mask, data, 0).astype(np.complex64)
     if not np.all(np.isfinite(y)):
         raise ValueError("cs_reconstruct: the sampled k-space contains NaN or Inf")
+    x0 = centered_ifft(y, axes, workers)
     if method == "tv":
-        if not rho > 0:
-            raise ValueError(f"cs_reconstruct: rho must be positive, got {rho!r}")
-        return _admm_tv(y, mask, axes, lam, int(iterations), tol, rho, callback, workers)
-    if wavelet not in WAVELETS:
-        raise ValueError(f"cs_reconstruct: wavelet must be one of {WAVELETS}, got {wavelet!r}")
-    spatial = [data.shape[a] for a in axes if data.shape[a] > 1]
-    allowed = [n for n in range(1, 9)
-               if max_levels([m + (-m) % 2**n for m in spatial], wavelet) >= n]
-    if not allowed:
-        raise ValueError(f"cs_reconstruct: {tuple(spatial)} is too small for the {wavelet!r} "
-                         "wavelet")
-    levels = min(3, allowed[-1]) if levels is None else levels
-    if isinstance(levels, bool) or levels not in allowed:
-        raise ValueError(f"cs_reconstruct: levels must be in [1, {allowed[-1]}] for "
-                         f"{wavelet!r} on {tuple(spatial)}, got {levels!r}")
-    return _fista_l1_wavelet(y, mask, axes, lam, int(iterations), tol, wavelet, int(levels),
-                             callback, workers)
+        solve = _cartesian_tv_solver(y, mask, axes, rho, workers)
+        return _admm_tv(x0, solve, axes, lam, int(iterations), tol, rho, callback)
+    levels = _wavelet_levels(data.shape, axes, wavelet, levels)
+
+    def gradient_step(z):
+        """z − F^H(M F z − y): the step of length 1 (‖F^H M F‖ = 1)."""
+        k = centered_fft(z, axes, workers)
+        np.copyto(k, y, where=mask)
+        return centered_ifft(k, axes, workers, overwrite_x=True)
+    return _fista_l1_wavelet(x0, gradient_step, np.float32(1), axes, lam, int(iterations), tol,
+                             wavelet, levels, callback)

@@ -5,7 +5,9 @@ partial-Fourier completion (homodyne or POCS), apodization, zero-fill interpolat
 centred inverse FFT (DESIGN.md: DC at ``N // 2``, ``norm="ortho"``, complex64) and coil
 combination. :func:`image_parts` splits the result into magnitude, phase, real and imaginary
 volumes. Undersampled scans go to
-:func:`napari_mrmicro.core.compressed_sensing.cs_reconstruct` instead.
+:func:`napari_mrmicro.core.compressed_sensing.cs_reconstruct` instead; a KSpace with a
+trajectory (non-Cartesian) is gridded by
+:func:`napari_mrmicro.core.nufft.reconstruct_noncartesian`.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from napari_mrmicro.core.apodization import apodization_factors
 from napari_mrmicro.core.coils import combine_rss, combine_sensitivity
 from napari_mrmicro.core.kspace import (KSpace, centered_fft, centered_ifft,
                                         centered_ifft_magnitude, multiply_along_axes)
+from napari_mrmicro.core.nufft import reconstruct_noncartesian
 from napari_mrmicro.core.partial_fourier import acquired_extent, homodyne, pocs
 
 OUTPUTS = ("complex", "magnitude")
@@ -135,7 +138,11 @@ def reconstruct(kspace_data, window=None, zero_fill=1, partial_fourier=None, coi
     kspace_data : KSpace or ndarray
         A :class:`~napari_mrmicro.core.kspace.KSpace` (its ``coil_axis``, ``multislice``
         and ``sampled`` are used), or an array whose last ``min(ndim, 3)`` axes are k-space
-        (``(y, x)``, ``(z, y, x)``, ``(echo, z, y, x)``, ...).
+        (``(y, x)``, ``(z, y, x)``, ``(echo, z, y, x)``, ...). A KSpace with a
+        ``trajectory`` is non-Cartesian: it goes to
+        :func:`~napari_mrmicro.core.nufft.reconstruct_noncartesian` (density-compensated
+        NUFFT gridding onto ``acquisition.matrix``, on the CPU) with ``window``,
+        ``zero_fill``, ``coil_maps``, ``average_axis``, ``output`` and ``workers``.
     window : None, str, dict
         Apodization: a name from :data:`~napari_mrmicro.core.apodization.WINDOWS` for all
         k-space axes, ``{"name": "tukey", "alpha": 0.3}``, or ``{axis: name or spec}`` per
@@ -174,6 +181,15 @@ def reconstruct(kspace_data, window=None, zero_fill=1, partial_fourier=None, coi
         complex64 image (float32 for ``output="magnitude"`` or root-sum-of-squares), the
         coil and average axes removed; a CuPy array for CuPy input, else numpy.
     """
+    if isinstance(kspace_data, KSpace) and kspace_data.trajectory is not None:
+        unused = [name for name, value in (("partial_fourier", partial_fourier),
+                                           ("coil_axis", coil_axis),
+                                           ("kspace_axes", kspace_axes)) if value is not None]
+        if unused:
+            raise ValueError(f"reconstruct: {', '.join(unused)} do not apply to non-Cartesian "
+                             "k-space (KSpace with a trajectory)")
+        return reconstruct_noncartesian(kspace_data, window, zero_fill, coil_maps,
+                                        average_axis, output=output, workers=workers)
     data, coil_axis, axes, sampled = _layout(kspace_data, coil_axis, kspace_axes)
     device = backend.resolve(device, data)
     host_input = not backend.on_gpu(data)
