@@ -22,7 +22,7 @@ def test_qsm_dock_reads_metadata_runs_and_shows_chi(make_napari_viewer, qtbot):
     dock = QSMWidget(viewer)
     viewer.window.add_dock_widget(dock, name="QSM")
     assert dock.magnitude.value.name == "cochlea magnitude"
-    assert dock.phase.value.name == "cochlea phase"
+    assert dock.phase.value.name == "cochlea phase (rad)"
     assert dock.te.value == "4, 8, 12" and dock.b0.value == pytest.approx(9.4)
     assert dock.direction.value == "0, 0.6, 0.8"
     assert dock.spacing.value == "100 × 100 × 100"

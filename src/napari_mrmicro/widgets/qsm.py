@@ -16,9 +16,8 @@ from magicgui.widgets import (
 from napari.layers import Image, Labels
 from napari.utils.notifications import show_error, show_info
 
-from napari_mrmicro._layers import UM
+from napari_mrmicro._layers import layer_geometry, like
 from napari_mrmicro.core.qsm.pipeline import BACKGROUNDS, METHODS, UNWRAPPERS, qsm_stages
-from napari_mrmicro.io import unit_to_um
 from napari_mrmicro.widgets._results import add_layers
 from napari_mrmicro.widgets._worker import progress_worker
 
@@ -34,10 +33,13 @@ def _numbers(text: str, name: str, count: int | None = None) -> tuple:
 
 
 def spatial_spacing_um(layer) -> tuple:
-    """Voxel size (µm) of a layer's last three axes, from its scale and units."""
-    factors = [unit_to_um(str(u)) for u in layer.units[-3:]]
-    factors = [1.0 if f is None else f for f in factors]  # napari's default 'pixel': µm
-    return tuple(float(s) * f for s, f in zip(layer.scale[-3:], factors))
+    """Voxel size (µm) of a layer's three spatial axes (:func:`~napari_mrmicro._layers.
+    layer_geometry`: the trailing length axes; a layer without units counts 1 µm each)."""
+    spacing = layer_geometry(layer).spacing_um
+    if len(spacing) != 3:
+        raise ValueError(f"layer {layer.name!r} has {len(spacing)} spatial axes in a length "
+                         f"unit (units {tuple(str(u) for u in layer.units)}); QSM needs 3")
+    return spacing
 
 
 class QSMWidget(Container):
@@ -110,7 +112,10 @@ class QSMWidget(Container):
             self.b0.value = acq["b0_tesla"]
         if acq.get("b0_direction"):
             self.direction.value = ", ".join(f"{v:.4g}" for v in acq["b0_direction"])
-        self.spacing.value = " × ".join(f"{s:.3g}" for s in spatial_spacing_um(layer))
+        try:
+            self.spacing.value = " × ".join(f"{s:.3g}" for s in spatial_spacing_um(layer))
+        except ValueError as error:  # said again when the pipeline is started
+            self.spacing.value = str(error)
 
     def request(self) -> dict:
         """Everything the pipeline needs, read from the widgets (ValueError names a field)."""
@@ -162,32 +167,26 @@ class QSMWidget(Container):
         self.run_button.enabled, self.cancel_button.enabled = True, False
 
     def _add_results(self, result, request, source):
-        spacing = request["spacing_um"]
-        translate = tuple(source.translate)[-3:]
         meta = {**source.metadata.get("mrmicro", {}), "source": source.name,
                 "qsm": {k: v for k, v in request.items()
                         if k not in ("magnitude", "phase", "mask")}}
         meta.pop("kspace", None)
-        common = {"scale": spacing, "translate": translate, "units": (UM,) * 3,
-                  "axis_labels": ("z", "y", "x")}
+        common = like(source, ndim=3)  # where the phase layer sits, rotation included
         inside = result.chi_ppm[result.local_mask]
         limit = float(np.percentile(np.abs(inside), 99.5)) if inside.size else 1.0
         layers = [(result.chi_ppm, {**common, "name": f"χ (ppm, {request['method']})",
                                     "colormap": "PiYG", "contrast_limits": (-limit, limit),
-                                    "metadata": {"mrmicro": {**meta, "unit": "ppm"}}},
+                                    "metadata": {"mrmicro": {**meta, "unit": "ppm",
+                                                             "value_unit": "ppm"}}},
                    "image")]
         if self.intermediates.value:
             unwrapped = result.unwrapped_phase
             if unwrapped.ndim == 4 and unwrapped.shape[0] == 1:
                 unwrapped = unwrapped[0]
-            lead = unwrapped.ndim - 3
             layers += [
-                (unwrapped, {**common, "name": "unwrapped phase (rad)",
-                                          "scale": (1.0,) * lead + spacing,
-                                          "translate": (0.0,) * lead + translate,
-                                          "units": ("pixel",) * lead + (UM,) * 3,
-                                          "axis_labels": ("echo",) * lead + ("z", "y", "x"),
-                                          "visible": False, "metadata": {"mrmicro": meta}},
+                (unwrapped, {**(like(source) if source.ndim == unwrapped.ndim else common),
+                             "name": "unwrapped phase (rad)", "visible": False,
+                             "metadata": {"mrmicro": {**meta, "value_unit": "rad"}}},
                  "image"),
                 (result.total_field_ppm, {**common, "name": "total field (ppm)",
                                           "colormap": "PiYG", "visible": False,

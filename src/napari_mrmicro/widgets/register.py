@@ -36,11 +36,12 @@ from qtpy.QtWidgets import (
     QTableWidgetItem,
 )
 
+from napari_mrmicro._layers import like
+from napari_mrmicro._layers import unit_factors_um as layer_unit_factors_um
 from napari_mrmicro.core.landmarks import landmark_affine
 from napari_mrmicro.core.register import mutual_information_affine, section_plane_affine
 from napari_mrmicro.core.reslice import reslice
 from napari_mrmicro.core.transforms import apply_affine, translation_affine
-from napari_mrmicro.io import unit_to_um
 from napari_mrmicro.io.transform_files import write_itk_affine, write_transform_json
 from napari_mrmicro.widgets._worker import progress_worker
 
@@ -59,11 +60,9 @@ ITK_SUFFIXES = (".tfm", ".txt")
 # -- layer plumbing: physical space of a layer, in µm ----------------------------------------
 
 def unit_factors_um(layer) -> np.ndarray:
-    """µm per layer unit on each axis; a layer left in napari's default ``pixel`` units is
-    taken to be in µm (as the readers do)."""
-    factors = [unit_to_um(str(u)) for u in layer.units]
-    if all(f is None for f in factors):
-        return np.ones(layer.ndim)
+    """µm per layer unit on each axis (:func:`napari_mrmicro._layers.unit_factors_um`: a
+    layer without any length unit is taken at 1 µm per unit); every axis must be spatial."""
+    factors = layer_unit_factors_um(layer.units)
     if any(f is None for f in factors):
         raise ValueError(f"layer {layer.name!r}: every axis needs a length unit, got "
                          f"{tuple(str(u) for u in layer.units)}")
@@ -502,17 +501,11 @@ class RegisterWidget(Container):
             section = gray_data(moving)[0]
             plane = reslice(gray_data(fixed), spacing_um(fixed), affine, section.shape,
                             spacing_um(moving)[1:])
-            return plane[None], section[None], spacing_um(moving), self._like(moving)
+            return plane[None], section[None], spacing_um(moving), like(moving)
         target = gray_data(fixed)
         resampled = reslice(gray_data(moving), spacing_um(moving), np.linalg.inv(affine),
                             target.shape, spacing_um(fixed))
-        return target, resampled, spacing_um(fixed), self._like(fixed)
-
-    @staticmethod
-    def _like(layer) -> dict:
-        return {"scale": tuple(layer.scale), "translate": tuple(layer.translate),
-                "units": layer.units, "axis_labels": layer.axis_labels,
-                "affine": layer.affine.affine_matrix}
+        return target, resampled, spacing_um(fixed), like(fixed)
 
     def add_checkerboard(self, *_):
         """A new layer alternating fixed and resampled moving in squares of "square" µm."""
