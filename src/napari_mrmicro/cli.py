@@ -110,10 +110,13 @@ def cmd_recon(args) -> int:
         partial = {"axis": "zyx".index(args.pf_axis) - 3, "method": args.partial_fourier}
         if args.pf_fraction is not None:
             partial["fraction"] = args.pf_fraction
-    specimen = _one_specimen(args.input, args.output.parent, [("recon", {
-        "window": window, "zero_fill": args.zero_fill, "partial_fourier": partial,
-        "cs": None if args.cs == "off" else args.cs, "lam": args.lam,
-        "iterations": args.iterations, "acceleration": args.acceleration})])
+    from napari_mrmicro.core.backend import use_device
+
+    with use_device(args.device):
+        specimen = _one_specimen(args.input, args.output.parent, [("recon", {
+            "window": window, "zero_fill": args.zero_fill, "partial_fourier": partial,
+            "cs": None if args.cs == "off" else args.cs, "lam": args.lam,
+            "iterations": args.iterations, "acceleration": args.acceleration})])
     image = specimen.volumes["image"]
     save_volume(args.output, image)
     _report(args.output, f"magnitude {image.data.shape} at "
@@ -137,7 +140,10 @@ def cmd_qsm(args) -> int:
               "erode_um": args.erode_um, "lam": args.lam, "max_iter": args.max_iter,
               "tkd_threshold": args.tkd_threshold, "mask_from_labels": args.mask is not None,
               "te_ms": args.te_ms, "b0_tesla": args.b0_tesla, "b0_direction": args.b0_direction}
-    specimen = _one_specimen(args.input, args.output.parent, [("qsm", params)], extra)
+    from napari_mrmicro.core.backend import use_device
+
+    with use_device(args.device):
+        specimen = _one_specimen(args.input, args.output.parent, [("qsm", params)], extra)
     chi = specimen.volumes["chi"]
     save_volume(args.output, chi)
     _report(args.output, f"susceptibility in ppm, {args.method} inversion")
@@ -297,6 +303,20 @@ def cmd_batch(args) -> int:
 # --------------------------------------------------------------------------- parser
 
 
+def _device(name: str) -> str:
+    from napari_mrmicro.core.backend import check_device
+    try:
+        return check_device(name)
+    except (ValueError, RuntimeError) as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
+
+
+def _device_option(p) -> None:
+    p.add_argument("--device", type=_device, default="cpu", metavar="{cpu,gpu}",
+                   help="where the transforms and iterations run: cpu (all cores) or gpu "
+                        "(a CUDA device through CuPy: pip install 'napari-mrmicro[gpu]')")
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="mrmicro", epilog=_EPILOG,
@@ -361,6 +381,7 @@ def _parser() -> argparse.ArgumentParser:
                    help="retrospective undersampling R of fully sampled data, for --cs")
     p.add_argument("--lam", type=float, default=0.005, help="CS regularisation (rel. to max)")
     p.add_argument("--iterations", type=int, default=50, help="CS iterations")
+    _device_option(p)
 
     p = command("qsm", "quantitative susceptibility mapping: multi-echo magnitude and phase "
                        "-> susceptibility (ppm)", cmd_qsm)
@@ -384,6 +405,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--b0-tesla", type=float, help="main field (default: from the file)")
     p.add_argument("--b0-direction", type=_numbers(), metavar="Z,Y,X",
                    help="B0 unit vector in (z, y, x) (default: from the file, else 1,0,0)")
+    _device_option(p)
 
     p = command("measure", "measure every label of a label volume: volume (µm³, mm³), "
                            "surface, shape, centroid; writes a CSV table", cmd_measure)
