@@ -119,3 +119,77 @@ def test_npe2_writers_keep_layer_type_and_create_series_folder(make_napari_viewe
     with pytest.raises(OSError):  # the parent is missing too: refused, nothing created
         layer.save(str(tmp_path / "a" / "b" / "S2.headfile"), plugin="napari-mrmicro")
     assert not (tmp_path / "a").exists()
+
+
+def optical_stack_at(path, centre_um, shape=(5, 40, 60), pixel_um=(100.0, 40.0, 40.0)):
+    """An OME-TIFF z-stack (a bright ring) whose stage position puts its centre at world
+    ``centre_um`` (S, A, R): PositionZ/Y/X of the first plane, µm."""
+    import tifffile
+
+    z, y, x = np.indices(shape)
+    r = np.hypot((y - shape[1] / 2) * pixel_um[1], (x - shape[2] / 2) * pixel_um[2])
+    data = ((np.abs(r - 600.0) < 150.0) * 200 + 20).astype(np.uint8)
+    first = np.asarray(centre_um) - (np.asarray(shape) - 1) / 2 * np.asarray(pixel_um)
+    tifffile.imwrite(path, data, ome=True, metadata={
+        "axes": "ZYX", "PhysicalSizeZ": pixel_um[0], "PhysicalSizeY": pixel_um[1],
+        "PhysicalSizeX": pixel_um[2],
+        "Plane": {"PositionZ": [first[0] + k * pixel_um[0] for k in range(shape[0])],
+                  "PositionY": [first[1]] * shape[0], "PositionX": [first[2]] * shape[0]}})
+    return data
+
+
+def colour_fractions(image):
+    """Fractions of screenshot pixels that are grey-ish MR and magenta-ish optical."""
+    rgb = image[..., :3].astype(int)
+    magenta = (rgb[..., 0] - rgb[..., 1] > 60) & (rgb[..., 2] - rgb[..., 1] > 60)
+    grey = (np.ptp(rgb, axis=-1) < 12) & (rgb.mean(axis=-1) > 40)
+    return magenta.mean(), grey.mean()
+
+
+@pytest.mark.gui
+def test_screenshots_mr_and_optical_overlaid_in_2d_and_3d(make_napari_viewer, realdata,
+                                                          tmp_path):
+    """The RARE scan (2dseq and the NIfTI written from it) and an optical stack placed by
+    its stage position at the scan's centre: overlaid on screen in 2-D and in 3-D."""
+    from napari_mrmicro.io import read_volume
+
+    seq = realdata("bruker_pv/pv360_rodent/5/pdata/1/2dseq")
+    vol = read_volume(seq)
+    write_volume(tmp_path / "rare.nii.gz", vol)
+    centre = geometry.world_points(vol.affine_um,
+                                   ((np.asarray(vol.data.shape) - 1) / 2)[None])[0]
+    optical_stack_at(tmp_path / "optical.ome.tif", centre)
+    viewer = make_napari_viewer(show=True)
+    viewer.open(str(seq), plugin="napari-mrmicro")
+    viewer.open(str(tmp_path / "rare.nii.gz"), plugin="napari-mrmicro")
+    viewer.layers[-1].visible = False  # the same voxels; shown in the check below
+    (optical,) = viewer.open(str(tmp_path / "optical.ome.tif"), plugin="napari-mrmicro")
+    optical.colormap, optical.blending, optical.opacity = "magenta", "additive", 0.8
+    mr = viewer.layers[0]
+    for layer in viewer.layers[:2]:
+        layer.contrast_limits = tuple(np.percentile(layer.data, [1, 99.5]))
+    # the optical ring sits inside the MR field of view in world space
+    box = np.array([mr.data_to_world(c) for c in geometry.corner_points(mr.data.shape)])
+    ring = np.array(optical.data_to_world((2, 20, 30)))
+    assert np.all(ring > box.min(axis=0)) and np.all(ring < box.max(axis=0))
+    viewer.window.show()
+    viewer.dims.ndisplay = 2
+    viewer.dims.set_point(0, centre[0])
+    viewer.reset_view()
+    shot2d = viewer.screenshot(str(tmp_path / "overlay_2d.png"), canvas_only=False)
+    viewer.dims.ndisplay = 3
+    viewer.reset_view()
+    viewer.camera.angles = (-20.0, 35.0, 120.0)
+    viewer.camera.zoom *= 0.8
+    shot3d = viewer.screenshot(str(tmp_path / "overlay_3d.png"), canvas_only=False)
+    for shot in (shot2d, shot3d):
+        magenta, grey = colour_fractions(shot)
+        assert magenta > 0.002 and grey > 0.01, (magenta, grey)
+    # the NIfTI layer shown alone gives the same picture as the 2dseq layer
+    viewer.dims.ndisplay = 2
+    optical.visible = False
+    canvas_seq = viewer.screenshot(canvas_only=True)
+    mr.visible, viewer.layers[1].visible = False, True
+    viewer.layers[1].contrast_limits = mr.contrast_limits
+    canvas_nifti = viewer.screenshot(canvas_only=True)
+    assert np.abs(canvas_seq.astype(int) - canvas_nifti.astype(int)).mean() < 2.0
