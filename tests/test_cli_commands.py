@@ -30,10 +30,12 @@ def simulated(tmp_path_factory):
 
 def test_simulate_writes_kspace_with_its_protocol(simulated):
     group = zarr.open_group(str(simulated / "tube.zarr"), mode="r")
-    kspace = group["0"][...]
-    assert kspace.shape == (2, 16, 16, 24) and kspace.dtype == np.complex64
+    pairs = group["kspace/data"][...]  # complex64 as (real, imaginary) float32 pairs
+    assert pairs.shape == (2, 16, 16, 24, 2) and pairs.dtype == np.float32
+    kspace = pairs[..., 0] + 1j * pairs[..., 1]
+    np.testing.assert_allclose(group["0"][...], np.log1p(np.abs(kspace)), rtol=1e-5)
     payload = json.loads((simulated / "tube.zarr" / ".zattrs").read_text())["napari-mrmicro"]
-    assert payload["kspace"] is True
+    assert payload["kspace"]["arrays"] == ["data"]  # fully sampled: no mask
     assert payload["acquisition"]["te_ms"] == [2.0, 4.0]
     assert payload["acquisition"]["fov_um"] == [1600.0, 1600.0, 2400.0]
 
@@ -43,7 +45,8 @@ def test_recon_is_the_centred_inverse_fft_in_micrometres(simulated, capsys):
     assert main(["recon", str(out / "tube.zarr"), str(out / "mag.tif"),
                  "--phase", str(out / "phase.tif")]) == 0
     assert "at 100 x 100 x 100 µm" in capsys.readouterr().out
-    image = _centred_ifft(zarr.open_group(str(out / "tube.zarr"), mode="r")["0"][...])
+    pairs = zarr.open_group(str(out / "tube.zarr"), mode="r")["kspace/data"][...]
+    image = _centred_ifft(pairs[..., 0] + 1j * pairs[..., 1])
     with tifffile.TiffFile(out / "mag.tif") as tif:
         magnitude = tif.asarray()
         assert tif.imagej_metadata["unit"] in ("um", "µm", "micron")

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from napari_mrmicro._layers import layer_to_volume
-from napari_mrmicro.io import write_volume
+from napari_mrmicro.io import kspace_codec, write_volume
 
 
 class LayerWriteError(OSError):
@@ -18,7 +18,10 @@ class LayerWriteError(OSError):
 
 def _write(path: str, data, meta: dict, layer_type: str, **options) -> list[str]:
     try:
-        return write_volume(path, layer_to_volume(data, meta, layer_type), **options)
+        volume = layer_to_volume(data, meta, layer_type)
+        if str(path).lower().endswith(".zarr") and kspace_codec.is_kspace(volume.metadata):
+            volume = kspace_codec.layer_volume(volume)  # the k-space, not its log-magnitude
+        return write_volume(path, volume, **options)
     except ValueError as error:
         raise LayerWriteError(str(error)) from error
 
@@ -75,7 +78,8 @@ def write_nifti_labels(path: str, data, meta: dict) -> list[str]:
 
 
 def write_omezarr(path: str, data, meta: dict) -> list[str]:
-    """Write an image layer as an OME-Zarr multiscale pyramid in µm."""
+    """Write an image layer as an OME-Zarr multiscale pyramid in µm; a k-space layer as its
+    k-space (complex data, acquired mask, echo position, trajectory), losslessly."""
     return _write(path, data, meta, "image")
 
 

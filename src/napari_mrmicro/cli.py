@@ -48,7 +48,7 @@ def cmd_demo(args) -> int:
 def cmd_simulate(args) -> int:
     from napari_mrmicro.core import Acquisition, make_specimen, simulate
     from napari_mrmicro.core.simulate import Effects
-    from napari_mrmicro.io import Volume
+    from napari_mrmicro.io import Volume, kspace_codec
     from napari_mrmicro.pipeline import save_volume
 
     if not str(args.output).lower().endswith(".zarr"):
@@ -67,10 +67,9 @@ def cmd_simulate(args) -> int:
                       effects=Effects(noise=not args.no_noise,
                                       gradient_nonlinearity=args.nonlinearity_percent / 100))
     meta = {"format": "simulation", "source": f"mrmicro simulate {args.specimen}",
-            "kspace": True, "multislice": False, "coil_axis": None,
-            "acquisition": acq.to_dict(), "noise_sigma": float(kspace.truth["sigma"])}
-    save_volume(args.output, Volume(kspace.data, acq.voxel_um, meta,
-                                    name=f"{args.specimen} k-space"))
+            "noise_sigma": float(kspace.truth["sigma"])}
+    save_volume(args.output, kspace_codec.kspace_to_volume(kspace, meta,
+                                                           name=f"{args.specimen} k-space"))
     _report(args.output, f"k-space (echo, z, y, x) {kspace.data.shape}, noise σ "
                          f"{kspace.truth['sigma']:.4g}")
     if args.truth:
@@ -84,13 +83,11 @@ def cmd_simulate(args) -> int:
 def _one_specimen(path: Path, out_dir: Path, steps: list, extra: dict | None = None):
     """Run pipeline steps in memory on the volume at ``path`` (plus ``extra`` volumes by
     role); return the Specimen."""
-    from napari_mrmicro.pipeline import STEPS, Specimen, load_volume, specimen_name
+    from napari_mrmicro.pipeline import STEPS, Specimen, load_volume, role_of, specimen_name
 
     volume = load_volume(path)
     specimen = Specimen(specimen_name(path), out_dir)
-    role = "kspace" if volume.metadata.get("kspace") else \
-        "labels" if volume.layer_type == "labels" else "image"
-    specimen.volumes[role] = volume
+    specimen.volumes[role_of(volume)] = volume
     specimen.volumes.update(extra or {})
     for name, params in steps:
         try:

@@ -89,20 +89,13 @@ def save_volume(path, volume: Volume, **options) -> list[str]:
     return write_volume(path, volume, **options)
 
 
-def kspace_of(volume: Volume):
-    """The :class:`~napari_mrmicro.core.kspace.KSpace` of a k-space volume (raw data read
-    from a scanner file, or k-space saved by ``mrmicro simulate``)."""
-    from napari_mrmicro.core import Acquisition, KSpace
+def role_of(volume: Volume) -> str:
+    """The role an input volume starts with: ``kspace``, ``labels`` or ``image``."""
+    from napari_mrmicro.io import kspace_codec
 
-    md = volume.metadata
-    if not md.get("kspace"):
-        raise ValueError(f"{md.get('source', volume.name)} holds an image, not k-space")
-    data = np.asarray(volume.data, dtype=np.complex64)
-    coil_axis = md.get("coil_axis")
-    if data.ndim == 3:
-        data = data[None]
-    acquisition = Acquisition.from_dict(md.get("acquisition") or {"matrix": data.shape[-3:]})
-    return KSpace(data, acquisition, coil_axis=coil_axis, multislice=bool(md.get("multislice")))
+    if kspace_codec.is_kspace(volume.metadata):
+        return "kspace"
+    return "labels" if volume.layer_type == "labels" else "image"
 
 
 def specimen_name(path) -> str:
@@ -194,13 +187,16 @@ def recon_step(s: Specimen, window=None, zero_fill: float = 1.0, partial_fourier
     ``"tukey"``, a dict such as ``{name = "tukey", alpha = 0.3}``, or None), ``zero_fill``,
     ``partial_fourier`` (``{axis = -2, method = "pocs", fraction = 0.625}``), ``cs``
     (``"l1_wavelet"`` or ``"tv"`` for compressed sensing, with ``lam``, ``iterations`` and a
-    retrospective ``acceleration`` when the data are fully sampled).
+    retrospective ``acceleration`` when the data are fully sampled). The k-space's acquired
+    mask is used: partial Fourier is completed where the mask says so, and compressed
+    sensing runs on the mask the scanner sampled.
     """
     from napari_mrmicro.core import cs_reconstruct, image_parts, reconstruct
     from napari_mrmicro.core.sampling import acquired_or_retrospective_mask
+    from napari_mrmicro.io import kspace_codec
 
     volume = s.need("kspace", "recon")
-    kspace = kspace_of(volume)
+    kspace = kspace_codec.volume_to_kspace(volume)
     acq = kspace.acquisition
     if cs:
         mask = acquired_or_retrospective_mask(kspace, acceleration)
@@ -213,8 +209,7 @@ def recon_step(s: Specimen, window=None, zero_fill: float = 1.0, partial_fourier
         image = image[0]
     parts = image_parts(image)
     spacing = tuple(v / float(zero_fill) for v in acq.voxel_um)
-    meta = {**{k: v for k, v in volume.metadata.items() if k not in ("kspace", "pyramid")},
-            "acquisition": acq.to_dict(),
+    meta = {**kspace_codec.image_metadata(volume.metadata), "acquisition": acq.to_dict(),
             "recon": {"window": window, "zero_fill": zero_fill,
                       "partial_fourier": partial_fourier, "cs": cs}}
     s.volumes.pop("kspace")
@@ -422,9 +417,7 @@ def run_steps(pipeline: Pipeline, input_path, out_dir, threads: int = -1) -> Spe
 
     volume = load_volume(input_path)
     specimen = Specimen(specimen_name(input_path), Path(out_dir), threads=threads)
-    role = "kspace" if volume.metadata.get("kspace") else \
-        "labels" if volume.layer_type == "labels" else "image"
-    specimen.volumes[role] = volume
+    specimen.volumes[role_of(volume)] = volume
     settings = {"scheduler": "threads"} if threads == -1 else \
         {"scheduler": "threads", "num_workers": threads}
     with dask.config.set(settings):

@@ -107,12 +107,16 @@ def test_echo_axis_and_kspace_round_trip(tmp_path):
     rng = np.random.default_rng(1)
     kspace = (rng.normal(size=(2, 8, 8, 8)) + 1j * rng.normal(size=(2, 8, 8, 8))
               ).astype(np.complex64)
-    meta = {"kspace": True, "multislice": False, "coil_axis": None, "acquisition": ACQ}
+    meta = {"kspace": True, "multislice": False, "coil_axis": None,
+            "acquisition": {**ACQ, "matrix": [8, 8, 8]}}
     path = tmp_path / "k.zarr"
     omezarr.write(path, Volume(kspace, (50.0, 50.0, 50.0), meta), levels=3)
     attrs = _zattrs(path)
     assert len(attrs["multiscales"][0]["datasets"]) == 1  # no pyramid of k-space
     assert attrs["multiscales"][0]["axes"][0] == {"name": "echo", "type": "channel"}
+    shown = zarr.open_group(str(path), mode="r")["0"]  # NGFF viewers see the log-magnitude
+    assert shown.dtype == np.float32
+    np.testing.assert_allclose(shown[...], np.log1p(np.abs(kspace)), rtol=1e-6)
     back = omezarr.read(path)
     assert back.metadata["kspace"] is True and back.data.dtype == np.complex64
     np.testing.assert_array_equal(back.data, kspace)

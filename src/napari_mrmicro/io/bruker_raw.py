@@ -58,6 +58,7 @@ import numpy as np
 from napari_mrmicro.core.acquisition import GAMMA_BAR_MHZ_PER_T, Acquisition
 from napari_mrmicro.core.kspace import KSpace
 from napari_mrmicro.core.memory import check_memory
+from napari_mrmicro.io import kspace_codec
 from napari_mrmicro.io._common import FormatError, Volume
 from napari_mrmicro.io.bruker import _numbers, _one, _strings
 from napari_mrmicro.io.jcamp import read_jcamp
@@ -100,23 +101,13 @@ def stated_acquisition(stated: dict, where) -> tuple:
 
 def kspace_volume(kspace: KSpace, fmt: str, source, header: dict, stated: dict,
                   name: str | None = None, **extra) -> Volume:
-    """The :class:`Volume` of raw k-space read from a file.
-
-    ``data`` is the complex k-space array, ``spacing_um`` the image voxel size
-    (FOV / matrix); ``metadata`` holds ``format``, ``source``, ``header``, the
-    ``acquisition`` fields the file states, ``kspace: True``, ``multislice``,
-    ``coil_axis`` and ``extra``.
-    """
-    labels = ("echo", "z", "y", "x")
-    if kspace.coil_axis is not None:
-        labels = ("coil",) + labels
-    metadata = {"format": fmt, "source": str(source), "header": header,
-                "acquisition": stated, "kspace": True, "multislice": kspace.multislice,
-                "coil_axis": kspace.coil_axis, **extra}
-    if kspace.sampled is not None:
-        metadata["sampled_fraction"] = float(kspace.sampled.mean())
-    return Volume(kspace.data, kspace.acquisition.voxel_um, metadata, axis_labels=labels,
-                  name=name)
+    """The :class:`Volume` of raw k-space read from a file, in the form of
+    :func:`napari_mrmicro.io.kspace_codec.kspace_to_volume` (acquired mask, echo position
+    and trajectory included); ``metadata`` also holds ``format``, ``source``, ``header``,
+    the ``acquisition`` fields the file ``stated`` and ``extra``."""
+    return kspace_codec.kspace_to_volume(
+        kspace, {"format": fmt, "source": str(source), "header": header, **extra},
+        stated=stated, name=name)
 
 
 def sequence_kind(name: str) -> str | None:

@@ -14,8 +14,10 @@ voxel for labels (``multiscales[0]["type"]`` says which), so a label never becom
 fractional one. A level's voxel centre ``i`` sits at ``origin + (f − 1)/2 · s₀ + i · f · s₀``
 (f the level's factor, s₀ the full-resolution spacing), which is the ``translation`` written.
 What NGFF cannot say (acquisition, layer type, name, the header of the file the volume came
-from, k-space flags) goes into ``.zattrs["napari-mrmicro"]``. Complex k-space is stored as a
-single complex64 level with ``kspace: true``.
+from) goes into ``.zattrs["napari-mrmicro"]``. k-space is stored as
+:mod:`~napari_mrmicro.io.kspace_codec` lays it out: the image (one level) is its
+log-magnitude, the complex data, acquired mask and trajectory sit losslessly in real arrays
+of the ``kspace`` sub-group, described by ``.zattrs["napari-mrmicro"]["kspace"]``.
 
 Every level is written one slab of chunks (along z) at a time, each computed from the level
 above as it sits on disk (dask), so writing needs memory for one slab (128 slices by
@@ -30,6 +32,7 @@ from pathlib import Path
 
 import numpy as np
 
+from napari_mrmicro.io import kspace_codec
 from napari_mrmicro.io._common import (LAZY_BYTES, FormatError, Volume, apply_payload,
                                        atomic_output, parse_payload, payload_dtype,
                                        payload_text, unit_to_um)
@@ -179,14 +182,15 @@ def read(path: Path, lazy: bool | None = None) -> Volume:
                                     or attrs.get("version") or ""),
                 "unit": "µm", "levels": len(arrays)}
     labels, layer_type, name = apply_payload(payload, metadata, labels)
-    for key in ("kspace", "multislice", "coil_axis"):
-        if payload and key in payload:
-            metadata[key] = payload[key]
     full = arrays[0]
     nbytes = math.prod(full.shape) * full.dtype.itemsize
     if lazy is None:
-        lazy = nbytes > LAZY_BYTES and not metadata.get("kspace")
-    if lazy:
+        lazy = nbytes > LAZY_BYTES
+    if payload and "kspace" in payload:  # the image is its log-magnitude; read the k-space
+        data, entries = kspace_codec.store_metadata(group, payload["kspace"],
+                                                    metadata["acquisition"], path)
+        metadata.update(entries)
+    elif lazy:
         levels = [da.from_zarr(a) for a in arrays]
         data = levels[0]
         if len(levels) > 1:
@@ -266,6 +270,18 @@ def _store_slabs(array, source, lead: int) -> None:
         array[index] = source[index].compute()
 
 
+def _store_kspace(group, arrays: dict, chunk: tuple, compressor) -> None:
+    """The k-space arrays of :func:`kspace_codec.store_arrays` in their sub-group: data
+    and mask chunked as the image, trajectory and density in one chunk."""
+    sub = group.require_group(kspace_codec.STORE_GROUP)
+    for name, values in arrays.items():
+        edges = {"data": chunk + (2,), "sampled": chunk[-3:]}.get(name, values.shape)
+        sub.create_array(name, shape=values.shape, dtype=values.dtype,
+                         chunks=tuple(min(c, n) for c, n in zip(edges, values.shape)),
+                         compressors=compressor, fill_value=0,
+                         chunk_key_encoding={"name": "v2", "separator": "/"})[...] = values
+
+
 def _axes(volume: Volume, n_spatial: int) -> list[dict]:
     lead = len(volume.data.shape) - n_spatial
     axes = []
@@ -291,7 +307,7 @@ def write(path: Path, volume: Volume, chunks=None, levels: int | None = None,
         Chunk edge per spatial axis (default 128; leading axes get chunks of 1).
     levels : int, optional
         Resolution levels; default halves until the largest axis is at most 256 voxels.
-        Complex (k-space) volumes always get one level.
+        k-space volumes always get one level (their log-magnitude).
     compression : {"zstd", "lz4", None}
         Blosc codec (bit-shuffled) or none.
 
@@ -317,21 +333,24 @@ def write(path: Path, volume: Volume, chunks=None, levels: int | None = None,
     if len(shape) > 5 or math.prod(shape) == 0:
         raise FormatError(path, f"cannot write data of shape {shape} (OME-Zarr holds up to "
                                 "5 non-empty axes)")
-    complex_data = np.issubdtype(data.dtype, np.complexfloating)
-    if complex_data and not volume.metadata.get("kspace"):
+    kspace = kspace_codec.is_kspace(volume.metadata)
+    if kspace:
+        try:
+            data, kspace_arrays, kspace_attrs = kspace_codec.store_arrays(volume)
+        except ValueError as error:
+            raise FormatError(path, str(error)) from None
+    elif np.issubdtype(data.dtype, np.complexfloating):
         raise FormatError(path, "complex image data: save the magnitude and phase (only "
                                 "k-space is stored complex)")
     labels = volume.layer_type == "labels"
     try:
         chunk = _chunk_shape(shape, n_spatial, chunks)
-        factors = _level_factors(shape, n_spatial, 1 if complex_data else levels)
+        factors = _level_factors(shape, n_spatial, 1 if kspace else levels)
     except ValueError as error:
         raise FormatError(path, str(error)) from None
     source = data if isinstance(data, da.Array) else da.from_array(data, chunks=chunk)
     if source.dtype == np.float64:
         source = source.astype(np.float32)
-    if complex_data:
-        source = source.astype(np.complex64)
     compressor = None if compression is None else numcodecs.Blosc(
         cname=compression, clevel=3, shuffle=numcodecs.Blosc.BITSHUFFLE)
     s0 = volume.spacing_um
@@ -344,9 +363,9 @@ def write(path: Path, volume: Volume, chunks=None, levels: int | None = None,
             {"type": "scale", "scale": scale}, {"type": "translation",
                                                 "translation": translation}]})
     payload = parse_payload(payload_text(volume, "omezarr", data.dtype))
-    payload.update({k: volume.metadata[k] for k in ("kspace", "multislice", "coil_axis")
-                    if k in volume.metadata})
     payload["channel_axis"] = volume.channel_axis
+    if kspace:
+        payload["kspace"] = kspace_attrs
     attrs = {"multiscales": [{
         "version": "0.4", "name": volume.name or path.name.removesuffix(".zarr"),
         "axes": _axes(volume, n_spatial), "datasets": datasets,
@@ -370,5 +389,7 @@ def write(path: Path, volume: Volume, chunks=None, levels: int | None = None,
                 chunk_key_encoding={"name": "v2", "separator": "/"})
             _store_slabs(array, current, lead)
             previous = da.from_zarr(array)
+        if kspace:
+            _store_kspace(group, kspace_arrays, chunk, compressor)
         group.attrs.update(json.loads(json.dumps(attrs, default=str)))
     return [str(path)]

@@ -7,7 +7,7 @@ import numpy as np
 from napari_mrmicro._layers import UM, volume_to_layer_data
 from napari_mrmicro.core.kspace import KSpace
 from napari_mrmicro.core.recon import reconstruct
-from napari_mrmicro.io import Volume
+from napari_mrmicro.io import Volume, kspace_codec
 
 
 def add_layers(viewer, layer_data: list[tuple]) -> list:
@@ -29,16 +29,14 @@ def kspace_layers(kspace: KSpace, name: str, truth: bool = True, image=None) -> 
     spacing = acq.voxel_um
     if image is None:
         image = reconstruct(kspace)
-    data = kspace.data
-    if data.shape[0] == 1:
-        data, image = data[0], image[0]
     base = {"acquisition": acq.to_dict(), "source": name}
+    shown, k_meta = kspace_codec.layer_data(kspace_codec.kspace_to_volume(kspace, base))
+    if shown.shape[0] == 1:
+        shown, image = shown[0], image[0]
     origin = tuple(kspace.truth.get("origin_um", (0.0, 0.0, 0.0)))
-    lead = data.ndim - 3
-    k_meta = {**base, "kspace": kspace.data, "sampled": kspace.sampled,
-              "multislice": kspace.multislice,
-              "k_spacing_per_um": tuple(1.0 / f for f in acq.fov_um)}
-    layers = [(np.log1p(np.abs(data)).astype(np.float32), {
+    lead = shown.ndim - 3
+    k_meta["k_spacing_per_um"] = tuple(1.0 / f for f in acq.fov_um)
+    layers = [(shown, {
         "name": f"{name} k-space", "scale": (1.0,) * lead + spacing,
         "translate": (0.0,) * lead + origin,
         "units": ("pixel",) * lead + (UM,) * 3,

@@ -2,41 +2,18 @@
 
 from __future__ import annotations
 
-import numpy as np
 from magicgui.widgets import ComboBox, Container, FloatSpinBox, Label, PushButton, SpinBox
 from napari.layers import Image
 from napari.utils.notifications import show_error, show_info
 
 from napari_mrmicro._layers import volume_to_layer_data
-from napari_mrmicro.core import (
-    Acquisition,
-    KSpace,
-    cs_reconstruct,
-    reconstruct,
-    snr_estimate,
-)
+from napari_mrmicro.core import KSpace, cs_reconstruct, reconstruct, snr_estimate
 from napari_mrmicro.core.sampling import acquired_or_retrospective_mask
-from napari_mrmicro.io import Volume
+from napari_mrmicro.io import Volume, kspace_codec
 from napari_mrmicro.widgets._results import add_layers
 from napari_mrmicro.widgets._worker import progress_worker
 
 AXES = {"z": -3, "y": -2, "x": -1}
-
-
-def kspace_from_layer(layer) -> KSpace:
-    """The KSpace a k-space layer carries in ``metadata["mrmicro"]``."""
-    meta = layer.metadata.get("mrmicro", {})
-    if "kspace" not in meta:
-        raise ValueError(f"layer {layer.name!r} holds no k-space (open raw data or simulate)")
-    data = np.asarray(meta["kspace"], dtype=np.complex64)
-    coil_axis = meta.get("coil_axis")
-    if data.ndim == 3:
-        data = data[None]
-    elif coil_axis is not None and data.ndim == 4:
-        data = data[:, None]
-    acq = Acquisition.from_dict(meta.get("acquisition") or {"matrix": data.shape[-3:]})
-    return KSpace(data, acq, sampled=meta.get("sampled"), coil_axis=coil_axis,
-                  multislice=bool(meta.get("multislice")))
 
 
 class ReconstructionWidget(Container):
@@ -82,7 +59,7 @@ class ReconstructionWidget(Container):
 
     def _kspace_layers(self, _widget=None):
         return [layer for layer in self.viewer.layers if isinstance(layer, Image)
-                and "kspace" in layer.metadata.get("mrmicro", {})]
+                and kspace_codec.is_kspace(layer.metadata.get("mrmicro"))]
 
     def options(self) -> dict:
         """The reconstruction the widgets describe, as core keyword arguments."""
@@ -110,7 +87,8 @@ class ReconstructionWidget(Container):
             show_error("MR Reconstruction: choose a k-space layer (simulate or open raw data)")
             return None
         try:
-            kspace = kspace_from_layer(layer)
+            kspace = kspace_codec.layer_to_kspace(layer.metadata.get("mrmicro") or {},
+                                                  layer.name)
         except ValueError as error:
             show_error(f"MR Reconstruction: {error}")
             return None
