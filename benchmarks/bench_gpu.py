@@ -1,0 +1,145 @@
+"""GPU (CuPy) against CPU (numpy + scipy.fft on all cores), stage by stage, in one run.
+
+Every stage runs the same core function on both devices (``device=`` of
+:mod:`napari_mrmicro.core.backend`) and prints the CPU time, the GPU time and the ratio
+GPU/CPU (below 1: the GPU is faster), plus the largest difference of the results relative
+to the CPU result's peak (float32 tolerance):
+
+(a) 256³ complex64 k-space -> magnitude (``reconstruct(output="magnitude")``), and the
+    bare inverse FFT on each device as its baseline; data already on the device (the
+    transfer is timed separately). Target: < 5 ms on the GPU.
+(b) 256³ k-space -> complex image (``reconstruct``), data on the device.
+(c) forward field of a 256×256×128 χ map (``forward_field``), host arrays in and out.
+(d) TV-ADMM QSM 256×256×128, 100 iterations (``invert_tv``, tol = 0), host arrays in and
+    out. Target: < 1 s on the GPU. The CPU runs ``--cpu-iterations`` (default 20) and its
+    time is scaled to 100 iterations (the iterations cost the same).
+
+Usage: ``python benchmarks/bench_gpu.py [--small]`` (``--small``: 128³ and 128×128×64).
+Without a CUDA device it says so and exits.
+"""
+
+import argparse
+import time
+
+import numpy as np
+
+from napari_mrmicro.core import backend
+from napari_mrmicro.core._slabs import core_count
+from napari_mrmicro.core.qsm.kernel import forward_field
+from napari_mrmicro.core.qsm.tv import invert_tv
+from napari_mrmicro.core.recon import reconstruct
+
+
+def best_seconds(fn, repeat, sync=None):
+    """Best wall time of ``repeat`` calls after one warm-up (cuFFT plans, kernel builds)."""
+    fn()
+    if sync:
+        sync()
+    best = np.inf
+    for _ in range(repeat):
+        t0 = time.perf_counter()
+        fn()
+        if sync:
+            sync()
+        best = min(best, time.perf_counter() - t0)
+    return best
+
+
+def line(name, cpu, gpu, error=None, unit="ms", target=None):
+    scale = 1e3 if unit == "ms" else 1.0
+    extra = "" if error is None else f"   max |GPU − CPU| / peak {error:.1e}"
+    goal = "" if target is None else f"   (target GPU < {target})"
+    print(f"  {name:<34} CPU {cpu * scale:9.2f} {unit}   GPU {gpu * scale:9.3f} {unit}   "
+          f"GPU/CPU {gpu / cpu:7.4f}{extra}{goal}")
+
+
+def relative_error(gpu, cpu):
+    return float(np.abs(backend.to_host(gpu) - cpu).max() / max(np.abs(cpu).max(), 1e-30))
+
+
+def bench_recon(n, cp, sync):
+    rng = np.random.default_rng(0)
+    k = np.empty((n, n, n), np.complex64)
+    k.real = rng.standard_normal(k.shape, dtype=np.float32)
+    k.imag = rng.standard_normal(k.shape, dtype=np.float32)
+    k_gpu = cp.asarray(k)
+    fft_cpu, fft_gpu = backend.fft(np), backend.fft(cp)
+    upload = best_seconds(lambda: cp.asarray(k), 3, sync)
+    print(f"(a) {n}³ complex64 k-space ({k.nbytes / 2**20:.0f} MiB); host -> GPU copy "
+          f"{upload * 1e3:.1f} ms")
+    bare_cpu = best_seconds(lambda: fft_cpu.ifftn(k, workers=-1), 3)
+    bare_gpu = best_seconds(lambda: fft_gpu.ifftn(k_gpu), 10, sync)
+    line("bare ifftn", bare_cpu, bare_gpu)
+    magnitude_cpu = reconstruct(k, output="magnitude")
+    t_cpu = best_seconds(lambda: reconstruct(k, output="magnitude"), 3)
+    t_gpu = best_seconds(lambda: reconstruct(k_gpu, output="magnitude"), 10, sync)
+    line("reconstruct -> magnitude", t_cpu, t_gpu,
+         relative_error(reconstruct(k_gpu, output="magnitude"), magnitude_cpu), target="5 ms")
+    print(f"      ratio to its own bare ifftn: CPU {t_cpu / bare_cpu:.2f}, "
+          f"GPU {t_gpu / bare_gpu:.2f}")
+    del magnitude_cpu
+    image_cpu = reconstruct(k)
+    t_cpu = best_seconds(lambda: reconstruct(k), 3)
+    t_gpu = best_seconds(lambda: reconstruct(k_gpu), 10, sync)
+    line("(b) reconstruct -> complex", t_cpu, t_gpu,
+         relative_error(reconstruct(k_gpu), image_cpu))
+
+
+def qsm_inputs(shape):
+    z, y, x = [(np.arange(n) - n / 2).reshape([-1 if i == a else 1 for i in range(3)]) / (n / 2)
+               for a, n in enumerate(shape)]
+    mask = (z / 0.8) ** 2 + (y / 0.8) ** 2 + (x / 0.8) ** 2 <= 1
+    chi = np.zeros(shape, np.float32)
+    rng = np.random.default_rng(0)
+    for _ in range(12):
+        c = rng.uniform(-0.45, 0.45, 3)
+        r = rng.uniform(0.05, 0.15)
+        chi[((z - c[0]) ** 2 + (y - c[1]) ** 2 + (x - c[2]) ** 2) <= r**2] = rng.uniform(-0.3, 0.3)
+    return chi, mask
+
+
+def bench_qsm(shape, cpu_iterations, sync):
+    spacing, b0 = (20.0, 20.0, 20.0), (1.0, 0.0, 0.0)
+    chi, mask = qsm_inputs(shape)
+    field = forward_field(chi, spacing, b0)
+    t_cpu = best_seconds(lambda: forward_field(chi, spacing, b0), 3)
+    t_gpu = best_seconds(lambda: forward_field(chi, spacing, b0, device="gpu"), 5, sync)
+    line(f"(c) forward field {shape}", t_cpu, t_gpu,
+         relative_error(forward_field(chi, spacing, b0, device="gpu"), field))
+    iterations = 100
+
+    def tv(device, n):
+        return invert_tv(field, mask, spacing, b0, max_iter=n, tol=0, device=device)
+
+    short_cpu = tv("cpu", cpu_iterations)
+    t0 = time.perf_counter()
+    tv("cpu", cpu_iterations)
+    t_cpu = (time.perf_counter() - t0) * iterations / cpu_iterations
+    t_gpu = best_seconds(lambda: tv("gpu", iterations), 2, sync)
+    error = relative_error(tv("gpu", cpu_iterations), short_cpu)
+    line(f"(d) TV-ADMM {shape}, {iterations} it", t_cpu, t_gpu, error, unit="s",
+         target="1 s")
+    print(f"      CPU timed on {cpu_iterations} iterations, scaled to {iterations}; result "
+          f"difference after {cpu_iterations} iterations")
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--small", action="store_true", help="128³ and 128×128×64")
+    parser.add_argument("--cpu-iterations", type=int, default=20)
+    args = parser.parse_args()
+    try:
+        backend.check_device("gpu")
+    except RuntimeError as error:
+        print(f"no GPU to compare with: {error}")
+        return
+    cp = backend.namespace("gpu")
+    sync = cp.cuda.Device().synchronize
+    name = cp.cuda.runtime.getDeviceProperties(0)["name"].decode()
+    print(f"GPU {name}, CuPy {cp.__version__}; CPU: {core_count()} cores")
+    bench_recon(128 if args.small else 256, cp, sync)
+    bench_qsm((128, 128, 64) if args.small else (256, 256, 128), args.cpu_iterations, sync)
+
+
+if __name__ == "__main__":
+    main()
