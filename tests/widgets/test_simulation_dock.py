@@ -3,7 +3,10 @@
 import numpy as np
 import pytest
 
-from napari_mrmicro.widgets.simulation import PRESETS, SimulationWidget
+from napari_mrmicro.core import Acquisition
+from napari_mrmicro.widgets.simulation import PRESETS, SimulationWidget, result_name
+
+from dock_checks import Notices, screenshot, untipped
 
 pytestmark = pytest.mark.gui
 
@@ -52,21 +55,77 @@ def test_simulate_adds_physical_layers(dock, qtbot):
         pass
     qtbot.waitUntil(lambda: any("magnitude" in layer.name for layer in viewer.layers),
                     timeout=10_000)
-    magnitude = viewer.layers["cochlea magnitude"]
+    name = "cochlea 9.4 T GRE 200 µm 3 echoes"  # specimen, method and key settings
+    assert name == result_name("cochlea", magnitude_acq := widget.acquisition())
+    assert magnitude_acq.voxel_um == pytest.approx((200.0,) * 3)
+    magnitude = viewer.layers[f"{name} magnitude"]
     assert magnitude.data.shape == (3, 32, 32, 32)  # echo axis first
     assert tuple(magnitude.scale) == pytest.approx((1, 200, 200, 200))
     assert [str(u) for u in magnitude.units][1:] == ["micrometer"] * 3
     acq = magnitude.metadata["mrmicro"]["acquisition"]
     assert acq["te_ms"] == [3.0, 6.0, 9.0] and acq["b0_tesla"] == 9.4
-    kspace = viewer.layers["cochlea k-space"]
+    kspace = viewer.layers[f"{name} k-space"]
     complex_k = kspace.metadata["mrmicro"]["kspace"]
     assert complex_k.dtype == np.complex64 and complex_k.shape == (3, 32, 32, 32)
     peak = np.unravel_index(np.argmax(np.abs(complex_k[0])), complex_k[0].shape)
     assert np.all(np.abs(np.array(peak) - 16) <= 1)  # DC at N//2 (field gradients move it)
-    assert "cochlea truth labels" in viewer.layers
+    assert f"{name} truth labels" in viewer.layers
     viewer.dims.set_point(1, 16 * 200)
     shot = viewer.screenshot(canvas_only=False, flash=False)
     assert shot[..., :3].std() > 10
     import imageio.v3 as iio
 
     iio.imwrite("/tmp/simulation_dock.png", shot)
+
+
+def test_every_input_explained_and_defaults_restored(dock):
+    viewer, widget = dock
+    assert untipped(widget) == []
+    assert "Hoult" in widget.b0.tooltip and "T" in widget.b0.tooltip
+    defaults = widget.acquisition()
+    widget.preset.value = "9.4 T microdiamonds, hyperpolarized 13C"
+    widget.averages.value, widget.te.value = 64, "7"
+    widget.effects["noise"].value = False
+    restore = next(w for w in widget if getattr(w, "text", "") == "Restore defaults")
+    restore.changed.emit(True)
+    assert widget.acquisition() == defaults
+    assert widget.preset.value == list(PRESETS)[0] and widget.effects["noise"].value
+
+
+def test_planner_refuses_what_will_not_fit(dock, monkeypatch):
+    viewer, widget = dock
+    from napari_mrmicro.widgets import simulation
+
+    assert "memory (simulation)" in widget.summary.value and widget.run_button.enabled
+    assert "Reconstruction dock measures" in widget.snr_note.value
+    acq = widget.acquisition()
+    needed = widget.memory_needed(acq)
+    # 512³ on a 2× finer specimen grid: the planner's figure is the core guard's
+    big = Acquisition.from_dict({**acq.to_dict(), "matrix": (512, 512, 512)})
+    assert widget.memory_needed(big) == pytest.approx(32 * needed)  # 32× the voxels
+    monkeypatch.setattr(simulation, "available_memory_bytes", lambda: needed // 2)
+    widget.averages.value = 2  # any change re-plans
+    assert not widget.run_button.enabled
+    assert "needs about" in widget.run_button.tooltip and "GiB" in widget.summary.value
+    notices = Notices()
+    assert widget.run() is None  # refused at once, with the reason
+    notices.close()
+    assert len(notices.errors) == 1 and "needs about" in notices.errors[0]
+    monkeypatch.setattr(simulation, "available_memory_bytes", lambda: needed * 2)
+    widget.averages.value = 1
+    assert widget.run_button.enabled
+
+
+def test_cancel_says_cancelled_and_adds_nothing(dock, qtbot):
+    viewer, widget = dock
+    widget.preset.value = "9.4 T cochlea quick look (50 µm, 3D GRE)"
+    notices = Notices()
+    worker = widget.run()
+    qtbot.wait(200)
+    assert widget.cancel_button.enabled and not widget.run_button.enabled
+    with qtbot.waitSignal(worker.finished, timeout=1_000):
+        widget.cancel_button.changed.emit(True)
+    notices.close()
+    assert "MR simulation: cancelled" in notices.messages and not notices.errors
+    assert len(viewer.layers) == 0 and widget.run_button.enabled
+    screenshot(viewer, "simulation")

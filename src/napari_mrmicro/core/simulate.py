@@ -368,15 +368,20 @@ def _grid_factors(specimen: Specimen, acq: Acquisition) -> tuple:
     return tuple(factors)
 
 
-def _check_memory(shape, acq: Acquisition, factors) -> None:
-    """Refuse a simulation whose working set will not fit in the available memory: the
-    labels twice, the field at the fine grid twice (plus interpolation buffers), the
-    encoded spin density, one group's hybrid spectrum and the k-space with its
-    per-group work arrays."""
+def simulation_memory_bytes(shape, acq: Acquisition, factors) -> int:
+    """Bytes :func:`simulate` needs for a specimen of ``shape`` (its fine grid, ``factors``
+    fine voxels per image voxel on each axis) and ``acq``: the labels twice, the field at
+    the fine grid twice (plus interpolation buffers), the encoded spin density, one
+    group's hybrid spectrum and the k-space with its per-group work arrays."""
     fine = int(np.prod(shape))
-    needed = (fine * (2 + 5 * 4) + fine // factors[2] * 8
-              + int(np.prod(acq.matrix)) * 8 * (len(acq.te_ms) + 4))
-    check_memory(needed, f"simulate: a {shape} specimen for a {acq.matrix} matrix",
+    return (fine * (2 + 5 * 4) + fine // factors[2] * 8
+            + int(np.prod(acq.matrix)) * 8 * (len(acq.te_ms) + 4))
+
+
+def _check_memory(shape, acq: Acquisition, factors) -> None:
+    """Refuse a simulation whose working set will not fit in the available memory."""
+    check_memory(simulation_memory_bytes(shape, acq, factors),
+                 f"simulate: a {shape} specimen for a {acq.matrix} matrix",
                  advice="a coarser specimen grid or a smaller matrix")
 
 

@@ -13,13 +13,15 @@ from magicgui.widgets import (
     PushButton,
     SpinBox,
 )
-from napari.layers import Image
 from qtpy.QtCore import Qt
 from qtpy.QtWidgets import QAbstractSpinBox
 from napari.utils.notifications import show_error, show_info
 
 from napari_mrmicro.core import Acquisition
-from napari_mrmicro.core.physics import protocol_summary
+from napari_mrmicro.core.memory import GIB, available_memory_bytes
+from napari_mrmicro.core.physics import REFERENCE_SNR, protocol_summary
+from napari_mrmicro.core.simulate import simulation_memory_bytes
+from napari_mrmicro.widgets._dock import layer_picker, restore_defaults_button
 from napari_mrmicro.widgets._results import add_layers, kspace_layers
 from napari_mrmicro.widgets._worker import progress_worker
 
@@ -48,6 +50,76 @@ PRESETS = {
 }
 SPECIMENS = ("cochlea", "tooth", "tube", "microdiamonds")
 AXES = {"z": 0, "y": 1, "x": 2}
+#: The specimen is built on a grid this many times finer than the image on every axis.
+FINE = 2
+SEQUENCES = {"spin_echo": "SE", "gradient_echo": "GRE"}
+
+#: What each input means, its unit and range, and where the physics comes from.
+TIPS = {
+    "preset": "Protocols MR microscopists start from; every field below can then be edited.",
+    "specimen": "Digital specimen to image: a 9.4 T cochlea (fluid-filled turns in bone), a "
+                "human tooth (enamel, dentine, pulp), a water tube (distortion calibration), "
+                "¹³C microdiamonds; or 'image layer' to use an image as proton density.",
+    "pd_layer": "Image layer used as proton density (0–1 after scaling to its maximum); it is "
+                "resampled onto the simulation's fine grid.",
+    "b0": "Main field B0 in tesla (0.05–30 T). Signal ∝ B0² and coil noise ∝ B0^¼, so SNR ∝ "
+          "B0^7/4 in the coil-noise regime of microscopy probes (Hoult & Richards, J Magn "
+          "Reson 1976;24:71).",
+    "nucleus": "¹H (γ/2π 42.577 MHz/T, thermal polarization) or ¹³C (10.708 MHz/T, "
+               "hyperpolarized: see '13C polarization').",
+    "sequence": "Spin echo refocuses static dephasing (T2 weighting); gradient echo keeps it "
+                "(T2* weighting and the phase QSM needs).",
+    "te": "Echo time(s) in ms, comma-separated, one per echo (e.g. '3, 6, 9' for a multi-echo "
+          "GRE). Longer TE: more T2/T2* decay and more field phase.",
+    "tr": "Repetition time in ms (0.1–100 000). Saturation 1 − e^(−TR/T1); scan time = TR × "
+          "phase encodes × averages.",
+    "flip": "Excitation flip angle in degrees (0.1–180). For a spoiled gradient echo the "
+            "Ernst angle cos α = e^(−TR/T1) maximises signal (Ernst & Anderson, Rev Sci "
+            "Instrum 1966;37:93).",
+    "matrix": "Voxels on each axis (z, y, x), 1–2048. Voxel size = FOV / matrix; memory and "
+              "time grow with the product.",
+    "fov": "Field of view on each axis (z, y, x) in mm (0.01–500). Voxel size = FOV / matrix.",
+    "bandwidth": "Full receiver bandwidth in kHz (0.1–2000). Noise ∝ √bandwidth; readout "
+                 "gradient G = BW / (γ̄ · FOV_read); chemical shift in pixels = δ·γ̄·B0 / "
+                 "(BW / N_read).",
+    "averages": "Signal averages (1–10 000): SNR ∝ √averages, time ∝ averages.",
+    "sample_t": "Sample temperature in K (1–400). Thermal magnetization M0 ∝ B0 / T (Curie's "
+                "law); free-water diffusion also depends on it.",
+    "coil_t": "Receive coil temperature in K (1–400): coil noise ∝ √T_coil; a cryogenic "
+              "probe (≈ 20–80 K) gains up to 2–4× SNR (Black et al., Science "
+              "1993;259:793).",
+    "readout": "Axis read out by the frequency-encoding gradient: chemical-shift, "
+               "susceptibility and T2* blur appear along it.",
+    "max_gradient": "Strongest gradient the system gives, in mT/m (1–100 000; microscopy "
+                    "inserts 1000–3000 mT/m). A protocol that needs more is flagged.",
+    "polarization": "¹³C hyperpolarization in % (0.001–100): magnetization spent by each "
+                    "excitation, no T1 recovery (optically hyperpolarized microdiamonds: Ajoy et al., Sci Adv 2018;4:eaar5492).",
+    "nonlinearity": "Gradient non-linearity in % at the FOV edge (0–20): voxels are displaced "
+                    "by a radial map growing with distance from the FOV centre, as in a tube "
+                    "calibration (Doran et al., Phys Med Biol 2005;50:1343).",
+    "relaxation": "T1/T2/T2* signal weighting of each tissue (spin echo ρ(1−e^(−TR/T1))"
+                  "e^(−TE/T2); spoiled gradient echo with flip α and T2*).",
+    "noise": "Complex Gaussian noise with σ from bandwidth, averages, temperatures and B0.",
+    "diffusion": "Attenuation exp(−b·D) of each k-space sample by the imaging gradients (Torrey, "
+                 "Phys Rev 1956;104:563); it limits resolution below ≈ 10 µm.",
+    "readout_decay": "T2/T2* decay during the readout: a blur (point-spread function) along "
+                     "the readout axis.",
+    "chemical_shift": "Fat/water chemical shift: displacement δ·γ̄·B0 / (BW/N_read) pixels "
+                      "along the readout.",
+    "susceptibility": "Field of the susceptibility distribution (dipole convolution; Marques & "
+                      "Bowtell, Concepts Magn Reson 2005;25B:65): phase ∝ TE and readout "
+                      "displacement ΔB/G.",
+    "truth": "Also add the specimen's true proton density, susceptibility, field and tissue "
+             "labels (hidden), to compare with reconstructions and QSM.",
+}
+
+#: How the planner's SNR relates to the one the Reconstruction dock measures.
+SNR_NOTE = (
+    f"<small>Planner SNR: fully relaxed pure water (ρ = 1) in one voxel over the noise σ, for "
+    f"a reference probe ({REFERENCE_SNR:g} at (25 µm)³, 9.4 T, 298 K). The Reconstruction "
+    f"dock measures mean specimen signal (Otsu mask) over σ from the background: lower by "
+    f"the tissues' proton density, relaxation weighting ρ(1−e<sup>−TR/T1</sup>)e<sup>−TE/T2"
+    f"</sup>, diffusion and partial volume, so a few times below the planner's.</small>")
 
 
 class SimulationWidget(Container):
@@ -63,34 +135,48 @@ class SimulationWidget(Container):
 
     def __init__(self, napari_viewer):
         self.viewer = napari_viewer
-        self.preset = ComboBox(label="preset", choices=list(PRESETS))
-        self.specimen = ComboBox(label="specimen", choices=SPECIMENS + ("image layer",))
-        self.pd_layer = ComboBox(label="proton density", choices=self._image_layers,
-                                 nullable=True, visible=False)
-        self.b0 = FloatSpinBox(label="B0 (T)", min=0.05, max=30.0, step=0.05)
-        self.nucleus = ComboBox(label="nucleus", choices=["1H", "13C"])
-        self.sequence = ComboBox(label="sequence", choices=["spin_echo", "gradient_echo"])
-        self.te = LineEdit(label="TE (ms), one per echo")
-        self.tr = FloatSpinBox(label="TR (ms)", min=0.1, max=100_000.0, step=10.0)
-        self.flip = FloatSpinBox(label="flip (°)", min=0.1, max=180.0)
-        self.matrix = [SpinBox(label=a, min=1, max=2048) for a in AXES]
-        self.fov = [FloatSpinBox(label=a, min=0.01, max=500.0, step=0.1) for a in AXES]
-        self.bandwidth = FloatSpinBox(label="bandwidth (kHz)", min=0.1, max=2000.0, step=1.0)
-        self.averages = SpinBox(label="averages", min=1, max=10_000)
-        self.sample_t = FloatSpinBox(label="sample T (K)", min=1.0, max=400.0)
-        self.coil_t = FloatSpinBox(label="coil T (K)", min=1.0, max=400.0, value=298.0)
-        self.readout = ComboBox(label="readout axis", choices=list(AXES))
-        self.max_gradient = FloatSpinBox(label="max gradient (mT/m)", min=1.0, max=100_000.0)
+        tip = TIPS.get
+        self.preset = ComboBox(label="preset", choices=list(PRESETS), tooltip=tip("preset"))
+        self.specimen = ComboBox(label="specimen", choices=SPECIMENS + ("image layer",),
+                                 tooltip=tip("specimen"))
+        self.pd_layer = layer_picker(self.viewer, "proton density", ("magnitude",),
+                                     tooltip=tip("pd_layer"), nullable=True)
+        self.pd_layer.visible = False
+        self.b0 = FloatSpinBox(label="B0 (T)", min=0.05, max=30.0, step=0.05, tooltip=tip("b0"))
+        self.nucleus = ComboBox(label="nucleus", choices=["1H", "13C"], tooltip=tip("nucleus"))
+        self.sequence = ComboBox(label="sequence", choices=list(SEQUENCES),
+                                 tooltip=tip("sequence"))
+        self.te = LineEdit(label="TE (ms), one per echo", tooltip=tip("te"))
+        self.tr = FloatSpinBox(label="TR (ms)", min=0.1, max=100_000.0, step=10.0,
+                               tooltip=tip("tr"))
+        self.flip = FloatSpinBox(label="flip (°)", min=0.1, max=180.0, tooltip=tip("flip"))
+        self.matrix = [SpinBox(label=a, min=1, max=2048, tooltip=tip("matrix")) for a in AXES]
+        self.fov = [FloatSpinBox(label=a, min=0.01, max=500.0, step=0.1, tooltip=tip("fov"))
+                    for a in AXES]
+        self.bandwidth = FloatSpinBox(label="bandwidth (kHz)", min=0.1, max=2000.0, step=1.0,
+                                      tooltip=tip("bandwidth"))
+        self.averages = SpinBox(label="averages", min=1, max=10_000, tooltip=tip("averages"))
+        self.sample_t = FloatSpinBox(label="sample T (K)", min=1.0, max=400.0,
+                                     tooltip=tip("sample_t"))
+        self.coil_t = FloatSpinBox(label="coil T (K)", min=1.0, max=400.0, value=298.0,
+                                   tooltip=tip("coil_t"))
+        self.readout = ComboBox(label="readout axis", choices=list(AXES), tooltip=tip("readout"))
+        self.max_gradient = FloatSpinBox(label="max gradient (mT/m)", min=1.0, max=100_000.0,
+                                         tooltip=tip("max_gradient"))
         self.polarization = FloatSpinBox(label="13C polarization (%)", min=0.001, max=100.0,
-                                         value=10.0)
+                                         value=10.0, tooltip=tip("polarization"))
         self.nonlinearity = FloatSpinBox(label="gradient non-linearity (%)", min=0.0,
-                                         max=20.0, step=0.5, value=0.0)
-        self.effects = {name: CheckBox(text=name.replace("_", " "), value=True)
+                                         max=20.0, step=0.5, value=0.0,
+                                         tooltip=tip("nonlinearity"))
+        self.effects = {name: CheckBox(text=name.replace("_", " "), value=True, tooltip=tip(name))
                         for name in ("relaxation", "noise", "diffusion", "readout_decay",
                                      "chemical_shift", "susceptibility")}
-        self.truth = CheckBox(text="add ground-truth layers", value=True)
+        self.truth = CheckBox(text="add ground-truth layers", value=True, tooltip=tip("truth"))
         self.summary = Label(label="")
+        self.snr_note = Label(label="", value=SNR_NOTE)
         self.run_button = PushButton(text="Simulate")
+        self.cancel_button = PushButton(text="Cancel", enabled=False,
+                                        tooltip="Stop the running simulation (within a second).")
         row = lambda label, widgets: Container(  # noqa: E731
             widgets=widgets, layout="horizontal", label=label, labels=False)
         checks = list(self.effects.values())
@@ -100,29 +186,31 @@ class SimulationWidget(Container):
             row("FOV (z, y, x) mm", self.fov), self.bandwidth, self.averages, self.sample_t,
             self.coil_t, self.readout, self.max_gradient, self.polarization,
             self.nonlinearity, row("effects", checks[:3]), row("", checks[3:]), self.truth,
-            self.summary, self.run_button])
+            self.summary, self.snr_note, row("", [self.run_button, self.cancel_button])])
         for box in self.matrix + self.fov:  # three to a row: no +/- buttons
             box.native.setButtonSymbols(QAbstractSpinBox.ButtonSymbols.NoButtons)
             box.native.setMinimumWidth(50)
-        self.summary.native.setWordWrap(True)
-        self.summary.native.setTextFormat(Qt.TextFormat.RichText)
+        for label in (self.summary, self.snr_note):
+            label.native.setWordWrap(True)
+            label.native.setTextFormat(Qt.TextFormat.RichText)
         self.reference = None
+        self.worker = None
+        self.memory_problem = None
         self.preset.changed.connect(self._apply_preset)
         self.specimen.changed.connect(self._specimen_changed)
         for widget in self._protocol_widgets():
             widget.changed.connect(self.update_summary)
         self.run_button.changed.connect(self.run)
+        self.cancel_button.changed.connect(self.cancel)
         self.viewer.layers.events.inserted.connect(self.pd_layer.reset_choices)
         self.viewer.layers.events.removed.connect(self.pd_layer.reset_choices)
         self._apply_preset(self.preset.value)
-
-    def _image_layers(self, _widget=None):
-        return [layer for layer in self.viewer.layers if isinstance(layer, Image)]
+        self.insert(len(self) - 1, restore_defaults_button(self, after=self.update_summary))
 
     def _protocol_widgets(self):
         return [self.b0, self.nucleus, self.sequence, self.te, self.tr, self.flip,
                 *self.matrix, *self.fov, self.bandwidth, self.averages, self.sample_t,
-                self.coil_t, self.readout, self.max_gradient]
+                self.coil_t, self.readout, self.max_gradient, self.specimen]
 
     def _specimen_changed(self, value):
         self.pd_layer.visible = value == "image layer"
@@ -170,7 +258,10 @@ class SimulationWidget(Container):
             s = protocol_summary(acq, reference=self.reference)
         except ValueError as error:
             self.summary.value = f"<b style='color:#e06c75'>{error}</b>"
+            self.run_button.enabled = False
+            self.run_button.tooltip = str(error)
             return
+        needed, available = self.memory_needed(acq), available_memory_bytes()
         voxel = " × ".join(f"{v:.1f}" for v in s["voxel_um"])
         rows = [
             ("voxel", f"{voxel} µm"),
@@ -185,12 +276,32 @@ class SimulationWidget(Container):
             ("SNR (water)", f"{s['snr_water']:.1f}"),
             ("SNR vs preset", f"× {s['snr_relative']:.3g}"),
             ("scan time", f"{s['scan_time']} (h:mm)"),
+            ("memory (simulation)", f"{needed / GIB:.2f} of {available / GIB:.1f} GiB"),
         ]
         table = "".join(f"<tr><td>{k}</td><td align='right'><b>{v}</b></td></tr>"
                         for k, v in rows)
         warnings = "".join(f"<p style='color:#e5c07b'>⚠ {w}</p>" for w in s["warnings"])
+        self.memory_problem = None
+        if needed > available:
+            self.memory_problem = (
+                f"Simulate is off: this simulation needs about {needed / GIB:.1f} GiB but "
+                f"{available / GIB:.1f} GiB of memory is free; use a smaller matrix")
+            warnings += f"<p style='color:#e06c75'><b>⛔ {self.memory_problem}.</b></p>"
         self.summary.value = f"<table width='100%'>{table}</table>{warnings}"
         self.last_summary = s
+        if self.worker is None:
+            self.run_button.enabled = self.memory_problem is None
+        self.run_button.tooltip = self.memory_problem or (
+            "Simulate this protocol in the background: k-space, magnitude, phase and "
+            "(optionally) ground-truth layers are added.")
+
+    @staticmethod
+    def memory_needed(acq: Acquisition) -> int:
+        """Bytes the dock's simulation needs: the specimen on the grid FINE× finer than
+        the matrix, through :func:`~napari_mrmicro.core.simulate.simulation_memory_bytes`,
+        plus the specimen itself (labels and density)."""
+        fine = tuple(FINE * n for n in acq.matrix)
+        return simulation_memory_bytes(fine, acq, (FINE,) * 3) + int(np.prod(fine)) * 5
 
     def run(self, *_):
         """Simulate in a worker thread; results arrive as layers."""
@@ -206,21 +317,46 @@ class SimulationWidget(Container):
         except ValueError as error:
             show_error(f"MR Simulation: {error}")
             return None
+        if self.memory_problem is not None:
+            show_error(f"MR Simulation: {self.memory_problem}")
+            return None
         specimen, polarization = self.specimen.value, self.polarization.value / 100.0
         worker = progress_worker(lambda report: _simulate(
             specimen, acq, effects, pd_image, polarization, report), "MR simulation")
         worker.returned.connect(self._add_results)
         worker.errored.connect(lambda e: show_error(f"MR Simulation: {e}"))
-        self.run_button.enabled = False
-        worker.finished.connect(lambda: setattr(self.run_button, "enabled", True))
-        worker.start()
+        worker.finished.connect(self._finished)
+        self.run_button.enabled, self.cancel_button.enabled = False, True
         self.worker = worker
+        worker.start()
         return worker
 
+    def cancel(self, *_):
+        """Stop the running simulation at its next slab."""
+        if self.worker is not None:
+            self.worker.quit()
+
+    def _finished(self):
+        self.worker = None
+        self.cancel_button.enabled = False
+        self.update_summary()
+
     def _add_results(self, result):
-        kspace, name = result
+        kspace, specimen = result
+        name = result_name(specimen, kspace.acquisition)
         add_layers(self.viewer, kspace_layers(kspace, name, truth=self.truth.value))
         show_info(f"MR Simulation: {name} done, noise σ = {kspace.truth['sigma']:.4g}")
+
+
+def result_name(specimen: str, acq: Acquisition) -> str:
+    """A simulation's layer name: specimen, field, sequence, voxel and echoes, e.g.
+    ``cochlea 9.4 T GRE 50 µm 3 echoes``."""
+    voxel = acq.voxel_um
+    size = f"{voxel[0]:.3g}" if max(voxel) - min(voxel) < 1e-6 * max(voxel) else \
+        "×".join(f"{v:.3g}" for v in voxel)
+    echoes = f" {len(acq.te_ms)} echoes" if len(acq.te_ms) > 1 else ""
+    return (f"{specimen} {acq.b0_tesla:g} T {acq.nucleus + ' ' if acq.nucleus != '1H' else ''}"
+            f"{SEQUENCES.get(acq.sequence, acq.sequence)} {size} µm{echoes}")
 
 
 def _simulate(specimen_name, acq, effects, pd_image, polarization, report):
@@ -228,8 +364,8 @@ def _simulate(specimen_name, acq, effects, pd_image, polarization, report):
     from napari_mrmicro.core.simulate import Effects, simulate
     from napari_mrmicro.core.specimens import make_specimen, specimen_from_image
 
-    fine = tuple(2 * n for n in acq.matrix)
-    spacing = tuple(v / 2 for v in acq.voxel_um)
+    fine = tuple(FINE * n for n in acq.matrix)
+    spacing = tuple(v / FINE for v in acq.voxel_um)
     report(0.0, "building specimen")
     if pd_image is not None:
         specimen = specimen_from_image(pd_image, fine, spacing)
