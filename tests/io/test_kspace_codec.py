@@ -187,6 +187,15 @@ def test_mask_that_is_not_zero_or_one_is_refused(tmp_path):
         omezarr.read(path)
 
 
+def test_what_counts_as_kspace():
+    complex_k = np.zeros((1, 2, 2, 2), np.complex64)
+    assert kspace_codec.is_kspace({"kspace": True})  # a Volume's
+    assert kspace_codec.is_kspace({"kspace": complex_k})  # a layer's
+    for meta in ({"kspace": "array([[0j]])"}, {"kspace": np.ones(3)}, {"kspace": None}, {},
+                 None):
+        assert not kspace_codec.is_kspace(meta)
+
+
 def test_parts_that_do_not_fit_are_refused():
     kspace = _kspace()
     with pytest.raises(ValueError, match="sampled must be a bool mask of shape"):

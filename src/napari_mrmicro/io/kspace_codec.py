@@ -185,9 +185,9 @@ def check_kspace(kspace: KSpace) -> None:
     if kspace.trajectory is not None:
         trajectory = np.asarray(kspace.trajectory)
         if trajectory.ndim != 3 or trajectory.shape[:2] != data.shape[-2:] \
-                or trajectory.shape[2] not in (2, 3):
+                or not 1 <= trajectory.shape[2] <= 3:
             raise ValueError(f"trajectory of shape {trajectory.shape} is not (readouts, "
-                             f"samples, 2 or 3) for data {data.shape}")
+                             f"samples, 1 to 3 axes) for data {data.shape}")
     if kspace.density is not None:
         if kspace.trajectory is None:
             raise ValueError("density weights need a trajectory")

@@ -15,6 +15,8 @@ from napari.layers import Image, Labels
 from qtpy.QtCore import QSize, Qt
 from qtpy.QtWidgets import QFrame, QScrollArea
 
+from napari_mrmicro.io import kspace_codec
+
 #: Tallest a dock asks to be (px): two docks stacked still fit a 900 px screen.
 MAX_HINT_HEIGHT = 420
 
@@ -68,7 +70,7 @@ def layer_role(layer) -> str | None:
     meta = (layer.metadata or {}).get("mrmicro") or {}
     if meta.get("role") in ROLES:
         return meta["role"]
-    if meta.get("kspace") is not None and meta.get("kspace") is not False:
+    if kspace_codec.is_kspace(meta):
         return "k-space"
     unit = meta.get("value_unit")
     if unit == "rad":
