@@ -193,3 +193,14 @@ def test_screenshots_mr_and_optical_overlaid_in_2d_and_3d(make_napari_viewer, re
     viewer.layers[1].contrast_limits = mr.contrast_limits
     canvas_nifti = viewer.screenshot(canvas_only=True)
     assert np.abs(canvas_seq.astype(int) - canvas_nifti.astype(int)).mean() < 2.0
+
+
+@pytest.mark.parametrize("suffix", [".tif", ".nii"])
+def test_rotated_placement_survives_a_round_trip(tmp_path, suffix):
+    world = geometry.from_xyz_affine(oblique_affine(), 1e3)
+    vol = Volume(np.arange(4 * 5 * 6, dtype=np.uint16).reshape(4, 5, 6),
+                 geometry.voxel_sizes(world), {}, affine_um=world)
+    write_volume(tmp_path / f"r{suffix}", vol)
+    back = read_volume(tmp_path / f"r{suffix}")
+    np.testing.assert_allclose(back.affine_um, world, rtol=1e-6, atol=1e-3)
+    np.testing.assert_array_equal(back.data, vol.data)

@@ -75,6 +75,17 @@ def check_world_affine(affine_um, ndim: int, name: str = "affine_um") -> np.ndar
     return a
 
 
+def stored_affine(value, ndim: int):
+    """A world affine a file stored as nested lists (our JSON payloads), checked; None when
+    absent or not a valid ``(ndim+1, ndim+1)`` transform."""
+    if value is None:
+        return None
+    try:
+        return check_world_affine(np.asarray(value, dtype=float), ndim)
+    except (TypeError, ValueError):
+        return None
+
+
 def grid_affine(spacing_um, origin_um=None) -> np.ndarray:
     """World affine of an axis-aligned grid: ``diag(spacing)`` plus the first voxel's centre."""
     spacing = as_spacing(spacing_um, len(np.atleast_1d(spacing_um)))

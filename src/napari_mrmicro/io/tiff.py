@@ -37,6 +37,7 @@ from pathlib import Path
 import numpy as np
 import tifffile
 
+from napari_mrmicro.core import geometry
 from napari_mrmicro.io._common import (
     LAZY_BYTES, PAYLOAD_KEY, FormatError, Volume, apply_payload, atomic_output, parse_payload,
     payload_dtype, payload_text, unit_to_um,
@@ -200,9 +201,14 @@ def _read_series(path: Path, index: int, lazy: bool | None) -> Volume:
     if positions > 1:
         name = f"{Path(path).name.split('.')[0]} {name_position}"
     data = _restore_dtype(data, payload_dtype(ours, data))
-    return Volume(data, calibration["spacing"], metadata, origin_um=calibration["origin"],
-                  axis_labels=labels, channel_axis=channel_axis, layer_type=layer_type,
-                  name=name)
+    spacing, origin = calibration["spacing"], calibration["origin"]
+    affine = geometry.stored_affine((ours or {}).get("affine_um"), len(spacing))
+    if affine is not None:  # written by us from a rotated volume
+        spacing = tuple(float(v) for v in geometry.voxel_sizes(affine))
+        origin = tuple(float(v) for v in affine[:-1, -1])
+    return Volume(data, spacing, metadata, origin_um=origin, axis_labels=labels,
+                  channel_axis=channel_axis, layer_type=layer_type, name=name,
+                  affine_um=affine)
 
 
 def _check_ifds(path: Path) -> None:
@@ -651,7 +657,8 @@ def write(path: Path, volume: Volume) -> list[str]:
     spacing = volume.spacing_um
     z_um, y_um, x_um = ((None,) + spacing if nspatial == 2 else spacing)
     meta = {"axes": axes, "unit": "um",
-            "Info": payload_text(volume, "tiff", original, axes=ours) + "\n"}
+            "Info": payload_text(volume, "tiff", original, axes=ours,
+                                 **_rotation_payload(volume)) + "\n"}
     if z_um is not None:
         meta["spacing"] = z_um
     if volume.origin_um is not None:
@@ -666,6 +673,14 @@ def write(path: Path, volume: Volume) -> list[str]:
             raise FormatError(path, f"tifffile cannot write this as ImageJ TIFF ({exc})") \
                 from exc
     return [str(path)]
+
+
+def _rotation_payload(volume: Volume) -> dict:
+    """ImageJ has no rotation: a rotated or flipped placement travels in our payload."""
+    affine = volume.affine_um
+    if affine is None or geometry.is_axis_aligned(affine):
+        return {}
+    return {"affine_um": np.asarray(affine).tolist()}
 
 
 def _lead_axes(nlead: int, channel_axis: int | None) -> list:
