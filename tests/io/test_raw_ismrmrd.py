@@ -179,7 +179,8 @@ def test_non_cartesian_refused(tmp_path):
     header = make_header((1, 4, 8), (1.0, 1.0, 1.0), trajectory=xsd.trajectoryType.RADIAL)
     lines = [(np.ones((1, 8)), {"center_sample": 4}, {}, [], (0, 0, 0))]
     path = write_mrd(tmp_path / "radial.h5", header, lines)
-    with pytest.raises(FormatError, match="radial.h5.*non-Cartesian trajectory 'radial'"):
+    with pytest.raises(FormatError, match="radial.h5.*non-Cartesian trajectory 'radial' "
+                                          "but the acquisitions carry no 2-D traj"):
         mrd.read(path)
 
 
@@ -223,3 +224,102 @@ def test_repetitions_refused_and_bad_xml(tmp_path):
         f["dataset/xml"][0] = b"<ismrmrdHeader><encoding>"
     with pytest.raises(FormatError, match="rep.h5.*not valid XML"):
         mrd.read(path)
+
+
+# --------------------------------------------------------------------------- non-Cartesian
+
+
+def blob_kspace(kappa, n, centre=(3.0, -5.0), sigma=4.0):
+    """Samples at κ (cycles/FOV, (y, x)) of a Gaussian blob exp(−|r − c|²/2σ²) (pixels) on an
+    n × n grid: (1/n)·2πσ²·e^{−2π²σ²|κ/n|²}·e^{−2πiκ·c/n}, its continuous transform."""
+    q = np.asarray(kappa, float) / n
+    value = 2 * np.pi * sigma**2 * np.exp(-2 * np.pi**2 * sigma**2 * (q**2).sum(-1)) \
+        * np.exp(-2j * np.pi * (q @ np.asarray(centre)))
+    return (value / n).astype(np.complex64)
+
+
+def blob_image(n, centre=(3.0, -5.0), sigma=4.0):
+    r = np.arange(n) - n // 2
+    return np.exp(-((r[:, None] - centre[0]) ** 2 + (r[None, :] - centre[1]) ** 2)
+                  / (2 * sigma**2))
+
+
+def spiral_yx(n, interleaves=12, samples=400):
+    t = np.linspace(0, 1, samples)
+    angle = 2 * np.pi * (3 * t[None, :] + np.arange(interleaves)[:, None] / interleaves)
+    return np.stack([n / 2 * t * np.sin(angle), n / 2 * t * np.cos(angle)], -1)
+
+
+def test_spiral_two_channels_two_contrasts(tmp_path):
+    """Gadgetron-style spiral: traj (kx, ky) within ±0.5 of the matrix, per acquisition."""
+    pytest.importorskip("finufft")
+    from napari_mrmicro.core.recon import reconstruct
+
+    n, gains = 32, (1.0, 0.5j)
+    kappa = spiral_yx(n)
+    values = blob_kspace(kappa, n)
+    lines = [(np.ones((2, 400)), {"center_sample": 0}, {}, [19], (0, 0, 0))]  # noise scan
+    for e in range(2):
+        for i in range(kappa.shape[0]):
+            traj = (kappa[i, :, ::-1] / n).astype(np.float32)  # (samples, (kx, ky))
+            data = np.stack([g * (e + 1) * values[i] for g in gains])
+            lines.append((data, {"trajectory_dimensions": 2, "trajectory": traj,
+                                 "sample_time_us": 4.0}, {"contrast": e, "kspace_encode_step_1": i},
+                          [], (0, 0, 0)))
+    header = make_header((1, n, n), (1.0, 4.0, 4.0), te=(1.0, 2.0),
+                         trajectory=xsd.trajectoryType.SPIRAL, channels=2)
+    path = write_mrd(tmp_path / "spiral.h5", header, lines)
+    ks = mrd.read_kspace(path)
+    assert ks.data.shape == (2, 2, 12, 400) and ks.coil_axis == 0
+    np.testing.assert_allclose(ks.trajectory, kappa, atol=1e-4)
+    assert ks.density is None and ks.acquisition.matrix == (1, n, n)
+    np.testing.assert_allclose(ks.data[1, 1], 2 * gains[1] * values, rtol=1e-6)
+    image = reconstruct(ks)  # root-sum-of-squares of the two coils
+    assert image.shape == (2, 1, n, n)
+    truth = np.hypot(*np.abs(gains)) * blob_image(n)
+    assert np.linalg.norm(image[0, 0] - truth) / np.linalg.norm(truth) < 0.05
+    vol = mrd.read(path)
+    md = vol.metadata
+    assert md["trajectory_type"] == "spiral" and md["noise"]["scans"] == 1
+    assert md["trajectory_units"].startswith("relative to the encoded matrix")
+    np.testing.assert_allclose(md["acquisition"]["fov_um"], [1000.0, 4000.0, 4000.0])
+
+
+def test_radial_in_cycles_per_fov_with_density_weights(tmp_path):
+    pytest.importorskip("finufft")
+    from napari_mrmicro.core.nufft import reconstruct_noncartesian
+
+    n, spokes, samples = 24, 40, 48
+    k = (np.arange(samples) - samples / 2) / 2
+    theta = np.pi * np.arange(spokes) / spokes
+    kappa = np.stack([k * np.sin(theta)[:, None], k * np.cos(theta)[:, None]], -1)
+    weights = (np.pi / spokes * np.maximum(np.abs(k), 0.125) * 0.5)[None].repeat(spokes, 0)
+    values = blob_kspace(kappa, n)
+    lines = []
+    for i in range(spokes):
+        traj = np.column_stack([kappa[i, :, 1], kappa[i, :, 0], weights[i]]).astype(np.float32)
+        lines.append((values[i][None], {"trajectory_dimensions": 3, "trajectory": traj},
+                      {"kspace_encode_step_1": i}, [], (0, 0, 0)))
+    header = make_header((1, n, n), (1.0, 2.0, 2.0), trajectory=xsd.trajectoryType.RADIAL)
+    ks = mrd.read_kspace(write_mrd(tmp_path / "radial.mrd", header, lines))
+    assert ks.data.shape == (1, spokes, samples) and ks.coil_axis is None
+    np.testing.assert_allclose(ks.trajectory, kappa, atol=1e-5)
+    np.testing.assert_allclose(ks.density, weights, rtol=1e-6)
+    image = reconstruct_noncartesian(ks)[0, 0]
+    truth = blob_image(n)
+    assert np.linalg.norm(image - truth) / np.linalg.norm(truth) < 0.05
+
+
+def test_non_cartesian_trajectory_errors(tmp_path):
+    header = make_header((1, 8, 8), (1.0, 1.0, 1.0), trajectory=xsd.trajectoryType.SPIRAL)
+    traj = np.full((8, 2), 0.9, np.float32)  # beyond ±0.5: taken as cycles per FOV
+    # 9 cycles/FOV is beyond the 8-point matrix's ±4 (+ half a cell): refused, not wrapped
+    lines = [(np.ones((1, 8)), {"trajectory_dimensions": 2, "trajectory": traj * 10}, {}, [],
+              (0, 0, 0))]
+    with pytest.raises(FormatError, match="big.h5.*traj reaches"):
+        mrd.read_kspace(write_mrd(tmp_path / "big.h5", header, lines))
+    lines = [(np.ones((1, 8)), {"trajectory_dimensions": 2, "trajectory": traj},
+              {"contrast": e}, [], (0, 0, 0)) for e in range(2)]
+    lines[1][1]["trajectory"] = traj * 0.5
+    with pytest.raises(FormatError, match="contrasts are sampled on different trajectories"):
+        mrd.read_kspace(write_mrd(tmp_path / "two.h5", header, lines))

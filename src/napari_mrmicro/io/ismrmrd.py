@@ -30,8 +30,16 @@ Choices made here:
   standard deviation and covariance go to ``metadata["noise"]``. Navigator, phase
   correction, feedback, dummy, calibration-only and phase-stabilisation scans are left
   out and counted.
-- Repetitions, phases and sets with more than one value, multi-slab 3-D and
-  non-Cartesian trajectories are refused.
+- Non-Cartesian encodings (``trajectory`` radial, spiral, goldenangle, epi, other) keep each acquisition's ``traj`` (``trajectory_dimensions`` x samples, sample
+  by sample): the readouts of each contrast, in acquisition order, become
+  ``(echo, readouts, samples)`` with :attr:`KSpace.trajectory` in cycles per FOV on the
+  ``encodedSpace`` matrix (kx, ky, kz -> image order z, y, x). The MRD standard leaves the
+  unit open; trajectories within ±0.5 are taken as relative to the matrix (Gadgetron's
+  and MRIReco's convention, κ = k·N), larger ones within ±N/2 as cycles per FOV already.
+  One more dimension than the encoding has (Gadgetron's spiral: kx, ky, weight) is the
+  density-compensation weight. Averages stay separate readouts (the density weights
+  share them out); multi-slice non-Cartesian data are refused.
+- Repetitions, phases and sets with more than one value and multi-slab 3-D are refused.
 
 Reading needs ``h5py``; the header is parsed with the standard library.
 """
@@ -218,10 +226,6 @@ def _noise(chunks, heads, rows, where) -> dict | None:
 
 def _encoding(header: dict, where) -> tuple:
     """Encoded matrix (z, y, x), encoded FOV (z, y, x) in µm, recon FOV x in µm."""
-    trajectory = str(_get(header, "encoding", "trajectory") or "cartesian")
-    if trajectory.lower() != "cartesian":
-        raise FormatError(where, f"non-Cartesian trajectory {trajectory!r} not supported "
-                                 "(needs gridding)")
     matrix = [_get(header, "encoding", "encodedSpace", "matrixSize", a) for a in "zyx"]
     fov = [_get(header, "encoding", "encodedSpace", "fieldOfView_mm", a) for a in "zyx"]
     if not all(isinstance(m, int) and 1 <= m <= 65535 for m in matrix):
@@ -287,6 +291,73 @@ def _acquisition(header: dict, heads, rows, echoes: int, averages: int) -> dict:
     return out
 
 
+def _trajectory_units(traj: np.ndarray, matrix: tuple, where) -> tuple:
+    """(κ in cycles per FOV, the unit found): ±0.5 relative to the matrix, or cycles/FOV."""
+    limit = np.asarray(matrix, dtype=float)
+    largest = np.abs(traj).reshape(-1, traj.shape[-1]).max(axis=0)
+    if np.all(largest <= 0.5 + 1e-3):
+        return traj * limit.astype(np.float32), "relative to the encoded matrix (±0.5)"
+    if np.all(largest <= limit / 2 + 0.5):
+        return traj, "cycles per FOV"
+    raise FormatError(where, f"traj reaches {largest.round(3).tolist()}: beyond ±0.5 and "
+                             f"beyond ±N/2 of the encoded matrix {tuple(matrix)}")
+
+
+def _noncartesian(dataset, heads, rows, echo, slices, acquisition, name, where) -> tuple:
+    """(KSpace with a trajectory, extra metadata) of non-Cartesian acquisitions."""
+    nz, ny, nx = acquisition.matrix
+    ndim = 3 if nz > 1 else 2
+    if slices > 1:
+        raise FormatError(where, f"non-Cartesian ({name!r}) with {slices} slices: only one "
+                                 "slice or 3-D slab is read")
+    names = heads.dtype.names or ()
+    dims = heads["trajectory_dimensions"][rows].astype(np.int64) \
+        if "trajectory_dimensions" in names else np.zeros(rows.size, np.int64)
+    if "traj" not in (dataset.dtype.names or ()) or np.any(dims != dims[0]) \
+            or dims[0] not in (ndim, ndim + 1):
+        raise FormatError(where, f"non-Cartesian trajectory {name!r} but the acquisitions "
+                                 f"carry no {ndim}-D traj (trajectory_dimensions "
+                                 f"{sorted(set(dims.tolist()))})")
+    dims = int(dims[0])
+    channels = int(heads["active_channels"][rows[0]])
+    samples = int(heads["number_of_samples"][rows[0]])
+    pre = heads["discard_pre"][rows] if "discard_pre" in names else np.zeros(1)
+    post = heads["discard_post"][rows] if "discard_post" in names else np.zeros(1)
+    if np.any(pre != pre[0]) or np.any(post != post[0]) or pre[0] + post[0] >= samples:
+        raise FormatError(where, "non-Cartesian readouts differ in discard_pre/post (or "
+                                 "discard them all)")
+    keep = slice(int(pre[0]), samples - int(post[0]))
+    stored = dataset.fields("traj")[()]
+    sizes = np.fromiter((stored[i].size for i in rows), np.int64, rows.size)
+    if np.any(sizes != dims * samples):
+        bad = int(rows[np.argmax(sizes != dims * samples)])
+        raise FormatError(where, f"acquisition {bad} holds {stored[bad].size} trajectory "
+                                 f"values, not trajectory_dimensions x samples = "
+                                 f"{dims * samples}")
+    echoes = int(echo.max()) + 1
+    per_echo = [rows[echo == e] for e in range(echoes)]
+    if len({r.size for r in per_echo}) != 1:
+        raise FormatError(where, "contrasts hold different numbers of non-Cartesian readouts")
+    positions = [np.stack([np.asarray(stored[i], np.float32).reshape(samples, dims)[keep]
+                           for i in r]) for r in per_echo]
+    if any(not np.array_equal(p, positions[0]) for p in positions[1:]):
+        raise FormatError(where, "contrasts are sampled on different trajectories")
+    positions = positions[0]
+    density = positions[..., ndim] if dims > ndim else None
+    # (kx, ky[, kz]) -> image order; units to cycles per FOV of the encoded matrix
+    kappa, units = _trajectory_units(positions[..., :ndim][..., ::-1],
+                                     (nz, ny, nx)[-ndim:], where)
+    chunks = dataset.fields("data")[()]
+    data = np.stack([_samples(chunks, r, channels, samples, where)[..., keep]
+                     for r in per_echo])  # (echo, readouts, channels, samples)
+    data = data.transpose(2, 0, 1, 3)
+    kspace = KSpace(data if channels > 1 else data[0], acquisition,
+                    coil_axis=0 if channels > 1 else None, trajectory=kappa,
+                    density=None if density is None else density.astype(np.float32))
+    return kspace, {"trajectory_type": name, "trajectory_units": units,
+                    "spacing_source": "encodedSpace fieldOfView_mm"}
+
+
 def _load(path: Path) -> tuple:
     path = Path(path)
     if not path.is_file():
@@ -334,6 +405,18 @@ def _from_group(group, path: Path) -> tuple:
     step1 = _counter(idx, "kspace_encode_step_1", path)
     step2 = _counter(idx, "kspace_encode_step_2", path)
     echoes, slices = int(echo.max()) + 1, int(slice_.max()) + 1
+    trajectory = str(_get(header, "encoding", "trajectory") or "cartesian")
+    if trajectory.lower() != "cartesian":
+        averages = int(np.unique(_counter(idx, "average", path)).size)
+        stated = _acquisition(header, heads, rows, echoes, averages)
+        stated.update(matrix=(nz, ny, nx), fov_um=fov_um)
+        acquisition, stated = stated_acquisition(stated, path)
+        kspace, extra = _noncartesian(dataset, heads, rows, echo, slices, acquisition,
+                                      trajectory, path)
+        noise = _noise(dataset.fields("data")[()], heads, noise_rows, path)
+        extra.update(noise=noise, skipped_scans={k: v for k, v in skipped.items() if v},
+                     readout_oversampling=fov_um[2] / recon_fov_x if recon_fov_x else 1.0)
+        return kspace, header, stated, extra
     multislice = nz == 1
     if not multislice and slices > 1:
         raise FormatError(path, f"3-D encoding with {slices} slices (multi-slab) is not "
