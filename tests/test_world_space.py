@@ -195,7 +195,7 @@ def test_screenshots_mr_and_optical_overlaid_in_2d_and_3d(make_napari_viewer, re
     assert np.abs(canvas_seq.astype(int) - canvas_nifti.astype(int)).mean() < 2.0
 
 
-@pytest.mark.parametrize("suffix", [".tif", ".nii"])
+@pytest.mark.parametrize("suffix", [".tif", ".nii", ".zarr"])
 def test_rotated_placement_survives_a_round_trip(tmp_path, suffix):
     world = geometry.from_xyz_affine(oblique_affine(), 1e3)
     vol = Volume(np.arange(4 * 5 * 6, dtype=np.uint16).reshape(4, 5, 6),

@@ -14,7 +14,8 @@ voxel for labels (``multiscales[0]["type"]`` says which), so a label never becom
 fractional one. A level's voxel centre ``i`` sits at ``origin + (f − 1)/2 · s₀ + i · f · s₀``
 (f the level's factor, s₀ the full-resolution spacing), which is the ``translation`` written.
 What NGFF cannot say (acquisition, layer type, name, the header of the file the volume came
-from) goes into ``.zattrs["napari-mrmicro"]``. k-space is stored as
+from, the world affine of a rotated or flipped volume — NGFF 0.4 holds only scale and
+translation) goes into ``.zattrs["napari-mrmicro"]``. k-space is stored as
 :mod:`~napari_mrmicro.io.kspace_codec` lays it out: the image (one level) is its
 log-magnitude, the complex data, acquired mask and trajectory sit losslessly in real arrays
 of the ``kspace`` sub-group, described by ``.zattrs["napari-mrmicro"]["kspace"]``.
@@ -33,6 +34,7 @@ from pathlib import Path
 import numpy as np
 
 from napari_mrmicro.io import kspace_codec
+from napari_mrmicro.core import geometry
 from napari_mrmicro.io._common import (LAZY_BYTES, FormatError, Volume, apply_payload,
                                        atomic_output, parse_payload, payload_dtype,
                                        payload_text, unit_to_um)
@@ -205,9 +207,11 @@ def read(path: Path, lazy: bool | None = None) -> Volume:
     if payload and isinstance(payload.get("channel_axis"), int) \
             and payload["channel_axis"] in lead:
         channel_axis = payload["channel_axis"]
+    affine = geometry.stored_affine((payload or {}).get("affine_um"), len(spatial))
     return Volume(data, spacing, metadata, origin_um=origin, axis_labels=labels,
                   channel_axis=channel_axis, layer_type=layer_type,
-                  name=name or path.name.removesuffix(".zarr").removesuffix(".ome"))
+                  name=name or path.name.removesuffix(".zarr").removesuffix(".ome"),
+                  affine_um=affine)
 
 
 # --------------------------------------------------------------------------- writing
@@ -355,6 +359,10 @@ def write(path: Path, volume: Volume, chunks=None, levels: int | None = None,
         cname=compression, clevel=3, shuffle=numcodecs.Blosc.BITSHUFFLE)
     s0 = volume.spacing_um
     origin = volume.origin_um or (0.0,) * n_spatial
+    rotated = volume.affine_um is not None and not geometry.is_axis_aligned(volume.affine_um)
+    if volume.affine_um is not None:  # NGFF 0.4: voxel sizes and voxel 0's place
+        s0 = tuple(float(v) for v in geometry.voxel_sizes(volume.affine_um))
+        origin = tuple(float(v) for v in np.asarray(volume.affine_um)[:-1, -1])
     datasets = []
     for level, f in enumerate(factors):
         scale = [1.0] * lead + [s * k for s, k in zip(s0, f)]
@@ -364,6 +372,8 @@ def write(path: Path, volume: Volume, chunks=None, levels: int | None = None,
                                                 "translation": translation}]})
     payload = parse_payload(payload_text(volume, "omezarr", data.dtype))
     payload["channel_axis"] = volume.channel_axis
+    if rotated:  # NGFF 0.4 has no rotation: the full world affine travels in our payload
+        payload["affine_um"] = np.asarray(volume.affine_um).tolist()
     if kspace:
         payload["kspace"] = kspace_attrs
     attrs = {"multiscales": [{
