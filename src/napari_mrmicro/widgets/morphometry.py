@@ -20,7 +20,7 @@ from napari.utils.notifications import show_error, show_info
 from qtpy.QtCore import QObject, Qt, Signal
 from qtpy.QtWidgets import QAbstractItemView, QFileDialog, QTableWidget, QTableWidgetItem
 
-from napari_mrmicro._layers import layer_to_volume
+from napari_mrmicro._layers import layer_to_volume, like
 from napari_mrmicro.core.centerline import centerline, path_length_um, resample_path
 from napari_mrmicro.core.cross_sections import cross_sections
 from napari_mrmicro.core.morphometry import plot_area_profile, region_table, write_table_csv
@@ -211,8 +211,7 @@ class MorphometryWidget(Container):
         meta = dict((layer.metadata or {}).get("mrmicro") or {})
         length = path_length_um(path_um)
         meta["centerline"] = {"label": label, "source": layer.name, "length_um": length}
-        common = {"scale": tuple(layer.scale), "translate": tuple(layer.translate),
-                  "units": tuple(layer.units), "axis_labels": tuple(layer.axis_labels)}
+        common = like(layer)  # placed where the labels sit, rotation included
         self.viewer.add_shapes([path_um / spacing], shape_type="path", edge_color="yellow",
                                edge_width=1.0, name=f"{layer.name} centerline {label}",
                                metadata={"mrmicro": meta}, **common)
@@ -229,9 +228,8 @@ class MorphometryWidget(Container):
 
 
 def _layer_volume(layer, layer_type):
-    return layer_to_volume(layer.data, {"scale": layer.scale, "units": layer.units,
-                                        "translate": layer.translate,
-                                        "metadata": layer.metadata}, layer_type)
+    return layer_to_volume(layer.data, {**like(layer), "metadata": layer.metadata},
+                           layer_type)
 
 
 @thread_worker
