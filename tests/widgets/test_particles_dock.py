@@ -12,6 +12,8 @@ from napari_mrmicro.core.reslice import reslice
 from napari_mrmicro.core.transforms import translation_affine
 from napari_mrmicro.widgets.particles import ParticlesWidget
 
+from dock_checks import Notices, screenshot, untipped
+
 pytestmark = pytest.mark.gui
 
 SPACING = 25.0                                  # specimen grid (µm)
@@ -67,10 +69,12 @@ def test_detect_and_match_without_registration_sees_the_stage_offset(make_napari
     viewer, dock = _viewer(make_napari_viewer, modes, show=True)
     viewer.window.add_dock_widget(dock, name="Dual-mode particles")
     _finish(qtbot, dock, dock.run())
-    mr_pts = viewer.layers["MR particles"]
-    opt_pts = viewer.layers["optical particles"]
-    offsets = viewer.layers["particle offsets"]
+    mr_pts = viewer.layers["MR particles (LoG ⌀100 µm)"]  # method and key settings
+    opt_pts = viewer.layers["optical particles (LoG ⌀60 µm)"]
+    offsets = viewer.layers["particle offsets (gate 100 µm)"]
     assert str(mr_pts.units[0]) == "micrometer"
+    assert mr_pts.features["matched"].sum() == len(dock.result["match"].pairs)
+    assert set(mr_pts.features) >= {"precision_z_um", "precision_y_um", "precision_x_um"}
     # MR detections are where the particles are (the half-voxel grid offset handled).
     found = match_particles(mr_pts.data, truth, 25.0)
     assert found.fraction_b >= 0.95 and np.all(np.abs(found.offsets_um) < 25.0)
@@ -97,6 +101,7 @@ def test_detect_and_match_without_registration_sees_the_stage_offset(make_napari
     import imageio.v3 as iio
 
     iio.imwrite("/tmp/particles_dock.png", shot)
+    screenshot(viewer, "particles")
 
 
 def test_registered_sets_match_within_one_mr_voxel(make_napari_viewer, qtbot, modes):
@@ -108,12 +113,13 @@ def test_registered_sets_match_within_one_mr_voxel(make_napari_viewer, qtbot, mo
     assert np.all(np.linalg.norm(match.offsets_um, axis=1) < 50.0)
     # The fit finds the stage offset: optical world + d = MR world.
     np.testing.assert_allclose(fit.affine[:3, 3], SHIFT_UM, atol=10.0)
-    opt_pts = viewer.layers["optical particles"]
+    opt_pts = viewer.layers["optical particles (LoG ⌀60 µm)"]
     np.testing.assert_allclose(opt_pts.affine.affine_matrix, fit.affine)
     assert "registered" in dock.summary.text()
+    assert "particle offsets (rigid ICP, gate 100 µm)" in viewer.layers
     # A second run replaces the layers instead of piling them up.
     _finish(qtbot, dock, dock.run())
-    assert [layer.name for layer in viewer.layers].count("MR particles") == 1
+    assert [layer.name.startswith("MR particles") for layer in viewer.layers].count(True) == 1
 
 
 def test_refuses_one_layer_for_both(make_napari_viewer):
@@ -121,3 +127,39 @@ def test_refuses_one_layer_for_both(make_napari_viewer):
     viewer.add_image(np.zeros((8, 8, 8)), name="only")
     dock = ParticlesWidget(viewer)
     assert dock.run() is None
+
+
+def test_pickers_filter_by_role_and_never_offer_one_layer_twice(make_napari_viewer):
+    viewer = make_napari_viewer()
+    kspace = np.zeros((8, 8, 8), np.complex64)
+    viewer.add_image(np.zeros((8, 8, 8)), name="sim k-space",
+                     metadata={"mrmicro": {"kspace": kspace, "acquisition": {"b0_tesla": 9.4}}})
+    viewer.add_image(np.zeros((8, 8, 8)), name="13C magnitude",
+                     metadata={"mrmicro": {"acquisition": {"b0_tesla": 9.4}}})
+    viewer.add_image(np.zeros((8, 8, 8)), name="sim phase (rad)",
+                     metadata={"mrmicro": {"value_unit": "rad", "acquisition": {}}})
+    viewer.add_image(np.zeros((8, 8, 8)), name="fluorescence",
+                     metadata={"mrmicro": {"format": "tiff"}})
+    dock = ParticlesWidget(viewer)
+    mr = [layer.name for layer in dock.mr_layer.choices]
+    optical = [layer.name for layer in dock.optical_layer.choices]
+    assert mr == ["13C magnitude"]  # neither k-space nor phase nor optical
+    assert optical == ["fluorescence"]
+    assert dock.mr_layer.value is not dock.optical_layer.value
+    viewer.add_image(np.zeros((8, 8, 8)), name="plain")  # no role: offered to both ...
+    dock.optical_layer.value = viewer.layers["plain"]
+    assert viewer.layers["plain"] not in dock.mr_layer.choices  # ... but not twice
+    assert untipped(dock) == []
+
+
+def test_cancel_says_cancelled(make_napari_viewer, qtbot, modes):
+    viewer, dock = _viewer(make_napari_viewer, modes, show=True)
+    dock.mr_diameter.value = 100.0
+    notices = Notices()
+    worker = dock.run()
+    with qtbot.waitSignal(worker.finished, timeout=1_000):
+        dock.cancel_button.changed.emit(True)
+    notices.close()
+    assert "Dual-mode particles: cancelled" in notices.messages and not notices.errors
+    assert not any(layer.name.startswith("MR particles") for layer in viewer.layers)
+    assert dock.run_button.enabled

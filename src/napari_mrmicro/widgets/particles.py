@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import numpy as np
 from magicgui.widgets import ComboBox, Container, FloatSpinBox, Label, PushButton
-from napari.layers import Image
 from napari.utils.notifications import show_error, show_info
 from qtpy.QtCore import Qt
 from qtpy.QtWidgets import QAbstractSpinBox, QLabel
@@ -20,6 +19,7 @@ from napari_mrmicro.core.particles import (
     particle_affine,
 )
 from napari_mrmicro.core.transforms import apply_affine
+from napari_mrmicro.widgets._dock import exclusive, layer_picker, restore_defaults_button
 from napari_mrmicro.widgets._worker import progress_worker
 from napari_mrmicro.widgets.register import gray_data, origin_um, spacing_um, world_affine_um
 
@@ -28,9 +28,42 @@ REGISTER = ("off", "rigid", "similarity", "affine")
 NAMES = {"mr": "MR particles", "optical": "optical particles", "offsets": "particle offsets"}
 
 
-def _auto_box(label, value, maximum=1e6, step=10.0):
+def result_names(mr_diameter_um, optical_diameter_um, register, gate_um) -> dict:
+    """Layer names with the method and its key settings, e.g. ``MR particles (LoG ⌀100
+    µm)`` and ``particle offsets (rigid ICP, gate 100 µm)``."""
+    fit = "" if register == "off" else f"{register} ICP, "
+    return {"mr": f"{NAMES['mr']} (LoG ⌀{mr_diameter_um:g} µm)",
+            "optical": f"{NAMES['optical']} (LoG ⌀{optical_diameter_um:g} µm)",
+            "offsets": f"{NAMES['offsets']} ({fit}gate {gate_um:g} µm)"}
+
+#: What each input means, its unit and range, and where the method comes from.
+TIPS = {
+    "mr_layer": "MR image showing the particles (e.g. ¹³C magnitude of hyperpolarized "
+                "microdiamonds). Magnitude images are offered; k-space, phase and optical "
+                "layers, and the optical layer chosen below, are not.",
+    "optical_layer": "Optical image of the same particles (fluorescence stack, µm or nm). "
+                     "Optical layers are offered first; never the MR layer chosen above.",
+    "diameter": "Apparent spot diameter in µm (> 0): particle size convolved with the "
+                "imaging PSF. Sets the scale of the Laplacian-of-Gaussian detector, σ = d / "
+                "(2√ndim) (Lindeberg, Int J Comput Vis 1998;30:79).",
+    "threshold": "Minimum normalised LoG response, in image units (≥ 0). 'auto' (0): 5 "
+                 "robust standard deviations (1.4826 × MAD) above the median response.",
+    "separation": "Minimum distance between two detections in µm (≥ 0): a peak is kept only "
+                  "if it is the largest within ± this distance. 'auto' (0): the spot radius; "
+                  "raise it above the Gibbs ringing distance in unapodized MR images.",
+    "max_distance": "Gate in µm (> 0): an MR and an optical particle further apart are never "
+                    "paired. One-to-one matching by the Hungarian algorithm (Kuhn, Nav Res "
+                    "Logist Q 1955;2:83).",
+    "register": "Fit the optical set onto the MR set before matching: iterative closest "
+                "point (Besl & McKay, IEEE PAMI 1992;14:239) with a rigid, similarity (with "
+                "scale) or affine model; 'off' matches the sets where they are.",
+}
+
+
+def _auto_box(label, value, tip, maximum=1e6, step=10.0):
     """A spin box whose 0 reads "auto" (the core default)."""
-    box = FloatSpinBox(label=label, min=0.0, max=maximum, step=step, value=value)
+    box = FloatSpinBox(label=label, min=0.0, max=maximum, step=step, value=value,
+                       tooltip=TIPS[tip])
     box.native.setSpecialValueText("auto")
     box.native.setButtonSymbols(QAbstractSpinBox.ButtonSymbols.NoButtons)
     box.native.setMinimumWidth(60)
@@ -65,18 +98,27 @@ class ParticlesWidget(Container):
 
     def __init__(self, napari_viewer):
         self.viewer = napari_viewer
-        self.mr_layer = ComboBox(label="MR layer", choices=self._image_layers)
-        self.optical_layer = ComboBox(label="optical layer", choices=self._image_layers)
-        self.mr_diameter = _auto_box("", 100.0)
-        self.mr_threshold = _auto_box("", 0.0, step=0.01)
-        self.mr_separation = _auto_box("", 0.0)
-        self.opt_diameter = _auto_box("", 50.0)
-        self.opt_threshold = _auto_box("", 0.0, step=0.01)
-        self.opt_separation = _auto_box("", 0.0)
+        self.mr_layer = layer_picker(self.viewer, "MR layer", ("magnitude",),
+                                     others=(lambda: getattr(self, "optical_layer", None),),
+                                     tooltip=TIPS["mr_layer"])
+        self.optical_layer = layer_picker(self.viewer, "optical layer", ("optical",),
+                                          others=(lambda: getattr(self, "mr_layer", None),),
+                                          tooltip=TIPS["optical_layer"])
+        exclusive(self.mr_layer, self.optical_layer)
+        self.mr_diameter = _auto_box("", 100.0, "diameter")
+        self.mr_threshold = _auto_box("", 0.0, "threshold", step=0.01)
+        self.mr_separation = _auto_box("", 0.0, "separation")
+        self.opt_diameter = _auto_box("", 50.0, "diameter")
+        self.opt_threshold = _auto_box("", 0.0, "threshold", step=0.01)
+        self.opt_separation = _auto_box("", 0.0, "separation")
         self.max_distance = FloatSpinBox(label="max match distance (µm)", min=0.001,
-                                         max=1e6, step=10.0, value=100.0)
-        self.register = ComboBox(label="register sets", choices=REGISTER, value="off")
+                                         max=1e6, step=10.0, value=100.0,
+                                         tooltip=TIPS["max_distance"])
+        self.register = ComboBox(label="register sets", choices=REGISTER, value="off",
+                                 tooltip=TIPS["register"])
         self.run_button = PushButton(text="Detect && match")
+        self.cancel_button = PushButton(text="Cancel", enabled=False,
+                                        tooltip="Stop detection and matching.")
         self.summary = QLabel()
         row = lambda label, *widgets: Container(  # noqa: E731
             widgets=widgets, layout="horizontal", labels=False, label=label)
@@ -85,7 +127,9 @@ class ParticlesWidget(Container):
             self.mr_layer, self.optical_layer, row("", *header),
             row("MR", self.mr_diameter, self.mr_threshold, self.mr_separation),
             row("optical", self.opt_diameter, self.opt_threshold, self.opt_separation),
-            self.max_distance, self.register, self.run_button])
+            self.max_distance, self.register])
+        self.extend([restore_defaults_button(self), row("", self.run_button,
+                                                         self.cancel_button)])
         for label in header:
             label.native.setAlignment(Qt.AlignmentFlag.AlignCenter)
         self.summary.setWordWrap(True)
@@ -96,12 +140,9 @@ class ParticlesWidget(Container):
         self.worker = None
         self.result = None
         self.run_button.changed.connect(self.run)
+        self.cancel_button.changed.connect(lambda *_: self.worker and self.worker.quit())
         for event in (self.viewer.layers.events.inserted, self.viewer.layers.events.removed):
             event.connect(self.reset_choices)
-
-    def _image_layers(self, _widget=None):
-        return [layer for layer in self.viewer.layers if isinstance(layer, Image)
-                and layer.name not in NAMES.values()]
 
     def run(self, *_):
         """Detect in both layers, register (if asked) and match, in a worker."""
@@ -138,42 +179,57 @@ class ParticlesWidget(Container):
             match = match_particles(mr_um, mapped, gate)
             report(1.0)
             return {"mr_um": mr_um, "optical_um": opt_um, "fit": fit, "match": match,
-                    "precision_um": {m: f[1] for m, f in found.items()}}
+                    "precision_um": {m: f[1] for m, f in found.items()},
+                    "names": result_names(params["mr"][1], params["optical"][1], kind, gate)}
 
         worker = progress_worker(job, "Dual-mode particles")
         worker.returned.connect(self._show)
         worker.errored.connect(lambda e: show_error(f"Dual-mode particles: {e}"))
-        worker.finished.connect(lambda: setattr(self.run_button, "enabled", True))
-        self.run_button.enabled = False
+        worker.finished.connect(self._finished)
+        self.run_button.enabled, self.cancel_button.enabled = False, True
         worker.start()
         self.worker = worker
         return worker
 
-    def _replace(self, name, add, data, **kwargs):
-        if name in self.viewer.layers:
-            self.viewer.layers.remove(name)
-        return add(data, name=name, units=UM, **kwargs)
+    def _finished(self):
+        self.run_button.enabled, self.cancel_button.enabled = True, False
+
+    def _replace(self, key, name, add, data, metadata=None, **kwargs):
+        """Add a result layer, removing the one an earlier run made for ``key``."""
+        for layer in list(self.viewer.layers):
+            if ((layer.metadata or {}).get("mrmicro") or {}).get("particles") == key:
+                self.viewer.layers.remove(layer)
+        meta = {"mrmicro": {**((metadata or {}).get("mrmicro") or {}), "particles": key}}
+        return add(data, name=name, units=UM, metadata=meta, **kwargs)
 
     def _show(self, result):
         self.result = result
-        match, ndim = result["match"], result["mr_um"].shape[1]
+        match, ndim, names = result["match"], result["mr_um"].shape[1], result["names"]
         size = float(self.max_distance.value) / 2
-        self._replace(NAMES["mr"], self.viewer.add_points, result["mr_um"], ndim=ndim,
+        features = {}
+        for mode in ("mr", "optical"):
+            paired = np.zeros(len(result[f"{mode}_um"]), bool)
+            paired[match.pairs[:, 0 if mode == "mr" else 1]] = True
+            bound = result["precision_um"][mode].reshape(-1, ndim)
+            features[mode] = {"matched": paired, **{
+                f"precision_{axis}_um": bound[:, i]
+                for i, axis in enumerate("zyx"[-ndim:])}}
+        self._replace("mr", names["mr"], self.viewer.add_points, result["mr_um"], ndim=ndim,
                       size=size, face_color="transparent", border_color="cyan",
-                      border_width=0.15)
+                      border_width=0.15, features=features["mr"])
         fit = result["fit"]
         # Registered: the optical particles are drawn where the fit maps them (their data
         # stay where the optical image has them), so the offsets end on them.
-        self._replace(NAMES["optical"], self.viewer.add_points, result["optical_um"],
-                      ndim=ndim, size=size * 0.6, face_color="magenta",
-                      border_color="magenta",
+        self._replace("optical", names["optical"], self.viewer.add_points,
+                      result["optical_um"], ndim=ndim, size=size * 0.6, face_color="magenta",
+                      border_color="magenta", features=features["optical"],
                       affine=np.eye(ndim + 1) if fit is None else fit.affine,
                       metadata={"mrmicro": {"registered": fit is not None}})
         starts = result["mr_um"][match.pairs[:, 0]] if len(match.pairs) else \
             np.empty((0, ndim))
         vectors = np.stack([starts, match.offsets_um], axis=1) if len(starts) else \
             np.empty((0, 2, ndim))
-        self._replace(NAMES["offsets"], self.viewer.add_vectors, vectors, ndim=ndim,
+        self._replace("offsets", names["offsets"], self.viewer.add_vectors, vectors, ndim=ndim,
                       edge_color="yellow", edge_width=size / 8, vector_style="arrow",
                       features={"distance_um": match.distances_um})
         self.summary.setText(self.summary_text(result))
