@@ -228,5 +228,5 @@ def test_compressed_sensing_of_an_undersampled_spiral(method):
     assert image.shape == (1, 1, N, N) and image.dtype == np.complex64
     # measured: gridding 0.54, L1-wavelet 0.37, TV 0.35
     assert nrmse(image[0, 0], truth) < 0.75 * nrmse(gridded, truth)
-    with pytest.raises(ValueError, match="mask and kspace_axes do not apply"):
+    with pytest.raises(ValueError, match="sampling mask .* do not apply to non-Cartesian"):
         cs_reconstruct(kspace, mask=np.ones((1, N, N), bool))

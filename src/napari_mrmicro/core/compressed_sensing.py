@@ -357,8 +357,9 @@ def cs_reconstruct(kspace, mask=None, method: str = "l1_wavelet", lam: float = 0
     _check_options(method, lam, iterations, tol, callback, rho)
     if isinstance(kspace, KSpace) and kspace.trajectory is not None:
         if mask is not None or kspace_axes is not None:
-            raise ValueError("cs_reconstruct: mask and kspace_axes do not apply to "
-                             "non-Cartesian k-space (KSpace with a trajectory)")
+            raise ValueError("cs_reconstruct: a Cartesian sampling mask (or retrospective "
+                             "acceleration) and kspace_axes do not apply to non-Cartesian "
+                             "k-space (KSpace with a trajectory)")
         if isinstance(cg_iterations, bool) or int(cg_iterations) != cg_iterations \
                 or cg_iterations < 1:
             raise ValueError(f"cs_reconstruct: cg_iterations must be a positive integer, "
