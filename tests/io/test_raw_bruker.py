@@ -277,3 +277,49 @@ def test_missing_method_and_raw(tmp_path):
     (scan / "fid").unlink()
     with pytest.raises(FormatError, match="no fid or rawdata.job0"):
         bruker_raw.read(scan)
+
+
+def spiral_trajectory(interleaves, samples, n):
+    """An Archimedean spiral out to k_max = n/2, in ParaVision's ±0.5 units (read, phase)."""
+    t = np.linspace(0, 1, samples, endpoint=False)
+    turns = n / (2 * interleaves)
+    angle = 2 * np.pi * turns * t[None] + 2 * np.pi * np.arange(interleaves)[:, None] / interleaves
+    radius = 0.5 * t[None]
+    return np.stack([radius * np.cos(angle), radius * np.sin(angle)], -1)
+
+
+def test_spiral_read_with_its_trajectory_and_gridded(tmp_path):
+    from napari_mrmicro.core import reconstruct
+    from napari_mrmicro.core.nufft import nufft_forward
+
+    n, interleaves, samples = 32, 16, 400
+    yy, xx = np.mgrid[:n, :n] - n // 2
+    image = (np.hypot(yy, xx) < 9).astype(np.complex64)
+    traj = spiral_trajectory(interleaves, samples, n)
+    kappa = (traj * n)[..., ::-1].astype(np.float32)  # cycles per FOV, (y, x)
+    k = nufft_forward(image[None], kappa)[0]  # (interleaves, samples)
+    scan = tmp_path / "13"
+    write_scan(scan, np.zeros((1, 1, 1, 4, 8), np.complex64), centric(4))  # headers only
+    values = np.round(np.stack([k.real, k.imag], -1) * 1e4).astype("<i4")
+    blocks = [line.tobytes() + b"\0" * (-line.nbytes % 1024) for line in values]
+    (scan / "fid").write_bytes(b"".join(blocks))
+    traj.astype("<f8").tofile(scan / "traj")
+    (scan / "method").write_text(format_jcamp({
+        **CORE, "Method": "Bruker:SPIRAL", "PVM_SpiralMode": "SpiralOut",
+        "PVM_SpiralNbOfInterleaves": interleaves, "PVM_Matrix": [n, n],
+        "PVM_Fov": [3.2, 3.2], "PVM_SliceThick": 1.0, "PVM_EncNReceivers": 1}))
+    text = (scan / "acqp").read_text().replace("##$ACQ_size=( 2 )\n16 4",
+                                               f"##$ACQ_size=( 2 )\n{2 * samples} "
+                                               f"{interleaves}")
+    (scan / "acqp").write_text(text)
+    ks = bruker_raw.read_kspace(scan)
+    assert ks.data.shape == (1, interleaves, samples) and not ks.cartesian
+    np.testing.assert_allclose(ks.trajectory, kappa, atol=1e-5)
+    np.testing.assert_allclose(ks.data[0], values[..., 0] + 1j * values[..., 1])
+    assert ks.acquisition.matrix == (1, n, n)
+    recon = np.abs(reconstruct(ks))[0, 0] / 1e4
+    assert np.linalg.norm(recon - np.abs(image)) / np.linalg.norm(image) < 0.1
+    (scan / "traj").unlink()
+    with pytest.raises(FormatError, match="traj: no trajectory file") as info:
+        bruker_raw.read(scan)
+    assert "\n" not in str(info.value)

@@ -38,8 +38,11 @@ echo trains) correlates 1.000 slice by slice with Bruker's own 2dseq.
 
 Readout oversampling is kept: the x axis is the acquired readout, its field of view
 ``PVM_Fov[0] x`` the oversampling, so the voxel size is still ``PVM_Fov / PVM_Matrix``.
-Echo-planar raw (ramp sampling, navigator ghost correction), spectroscopy and
-non-Cartesian methods without a trajectory are refused with a message naming the method.
+Spiral and radial methods (``PVM_SpiralNbOfInterleaves``, ``NPro``) are read as acquired,
+``(echo, readouts, samples)``, with the trajectory of the scan's ``traj`` file
+(:mod:`~napari_mrmicro.io.bruker_traj`), for gridding by NUFFT; without a ``traj`` they are
+refused in one line. Echo-planar raw (ramp sampling, navigator ghost correction) and
+spectroscopy are refused with a message naming the method.
 
 This module also holds :func:`kspace_volume`, which the other raw-data readers
 (:mod:`~napari_mrmicro.io.ismrmrd`, :mod:`~napari_mrmicro.io.varian`,
@@ -61,6 +64,7 @@ from napari_mrmicro.core.memory import check_memory
 from napari_mrmicro.io import kspace_codec
 from napari_mrmicro.io._common import FormatError, Volume
 from napari_mrmicro.io.bruker import _numbers, _one, _strings
+from napari_mrmicro.io.bruker_traj import read_trajectory
 from napari_mrmicro.io.jcamp import read_jcamp
 
 WORD_TYPES = {"GO_32BIT_SGN_INT": "i4", "GO_16BIT_SGN_INT": "i2", "GO_32BIT_FLOAT": "f4"}
@@ -217,10 +221,8 @@ def _refuse_unsupported(acqp: dict, method: dict, where) -> None:
                                  "readouts, line reversal and navigator ghost correction) "
                                  "are not reconstructed here; open the scan's pdata "
                                  "2dseq instead")
-    if "PVM_SpiralMode" in method or "NPro" in method:
-        kind = "spiral" if "PVM_SpiralMode" in method else "radial"
-        raise FormatError(where, f"method {label}: {kind} (non-Cartesian) k-space is not "
-                                 "supported")
+    if _non_cartesian_readouts(method, where):
+        return
     for name in names:
         match = _NON_CARTESIAN.search(name)
         if match:
@@ -228,6 +230,21 @@ def _refuse_unsupported(acqp: dict, method: dict, where) -> None:
                                      "acquisitions are not supported")
     if any(d.lower().startswith("spectroscopic") for d in _strings(acqp, "ACQ_dim_desc")):
         raise FormatError(where, f"method {label}: spectroscopic dimensions are not images")
+
+
+def _non_cartesian_readouts(method: dict, where) -> int | None:
+    """Readouts of a non-Cartesian method (spiral interleaves, radial projections), or
+    None for a Cartesian one."""
+    for key in ("PVM_SpiralNbOfInterleaves", "NPro"):
+        if key in method:
+            count = _int(method, key, where)
+            if not count:
+                raise FormatError(where, f"{key} = {count}: a non-Cartesian scan needs at "
+                                         "least one readout")
+            return count
+    if "PVM_SpiralMode" in method:
+        raise FormatError(where, "a spiral method without PVM_SpiralNbOfInterleaves")
+    return None
 
 
 def _receivers(acqp: dict, method: dict, where) -> int:
@@ -433,7 +450,7 @@ def _dimension(acqp: dict, method: dict, where) -> int:
     return dim
 
 
-def _layout(acqp: dict, method: dict, raw: Path, where) -> _Layout:
+def _layout(acqp: dict, method: dict, raw: Path, where, cartesian: bool = True) -> _Layout:
     """Sizes of the raw file from acqp and method.
 
     PV 360 keeps a placeholder ``ACQ_size`` in the stored acqp; its scan length is
@@ -464,8 +481,8 @@ def _layout(acqp: dict, method: dict, raw: Path, where) -> _Layout:
         raise FormatError(where, f"neither PVM_EncMatrix nor ACQ_size gives the number of "
                                  f"phase-encode steps along axis {axis}")
 
-    pe1 = lines(1)
-    pe2 = lines(2) if dim == 3 else 1
+    pe1 = lines(1) if cartesian else 1
+    pe2 = lines(2) if dim == 3 and cartesian else 1
     receivers = _receivers(acqp, method, where)
     echoes = (_int(method, "PVM_NEchoImages", where)
               or _int(acqp, "ACQ_n_echo_images", where) or 1)
@@ -476,7 +493,9 @@ def _layout(acqp: dict, method: dict, raw: Path, where) -> _Layout:
                                  f"{slices} slices = {echoes * slices}")
     phase_factor = _int(acqp, "ACQ_phase_factor", where, 1) or 1
     rare = _int(method, "PVM_RareFactor", where) or _int(acqp, "ACQ_rare_factor", where)
-    if phase_factor == 1 and rare and rare > 1:
+    if not cartesian:
+        phase_factor = 1
+    elif phase_factor == 1 and rare and rare > 1:
         phase_factor = rare  # PV 360 stores ACQ_phase_factor 1 for RARE echo trains
     if pe1 % phase_factor:
         raise FormatError(where, f"{pe1} phase-encode lines are not a multiple of the "
@@ -495,17 +514,23 @@ def _layout(acqp: dict, method: dict, raw: Path, where) -> _Layout:
 # --------------------------------------------------------------------------- reading
 
 
+def _read_scans(raw: Path, layout: _Layout, scans: int, repetition: int) -> np.ndarray:
+    """``(scans, receivers, points)`` complex64 of one repetition, padding dropped."""
+    lay = layout
+    flat = np.fromfile(raw, dtype=lay.dtype, count=scans * lay.block // lay.dtype.itemsize,
+                       offset=repetition * scans * lay.block)
+    flat = flat.reshape(scans, lay.block // lay.dtype.itemsize)
+    values = flat[:, :2 * lay.points * lay.receivers].reshape(
+        scans, lay.receivers, lay.points, 2)
+    out = np.empty(values.shape[:-1], np.complex64)
+    out.real, out.imag = values[..., 0], values[..., 1]
+    return out
+
+
 def _read_lines(raw: Path, layout: _Layout, repetition: int) -> np.ndarray:
     """``(objects, pe2, pe1, receivers, points)`` complex64 lines of one repetition."""
     lay = layout
-    count = lay.scans * lay.block // lay.dtype.itemsize
-    flat = np.fromfile(raw, dtype=lay.dtype, count=count,
-                       offset=repetition * lay.scans * lay.block)
-    flat = flat.reshape(lay.scans, lay.block // lay.dtype.itemsize)
-    values = flat[:, :2 * lay.points * lay.receivers].reshape(
-        lay.scans, lay.receivers, lay.points, 2)
-    lines = np.empty(values.shape[:-1], np.complex64)
-    lines.real, lines.imag = values[..., 0], values[..., 1]
+    lines = _read_scans(raw, lay, lay.scans, repetition)
     # scans, fastest first: segment lines, objects, segments, second phase encode
     lines = lines.reshape(lay.pe2, lay.pe1 // lay.phase_factor, lay.objects,
                           lay.phase_factor, lay.receivers, lay.points)
@@ -519,18 +544,7 @@ def _reco(folder: Path) -> dict:
     return read_jcamp(path) if path.is_file() else {}
 
 
-def _load(path: Path, repetition: int | None = None) -> tuple:
-    raw, acqp_path, method_path = _locate(Path(path))
-    acqp, method = read_jcamp(acqp_path), read_jcamp(method_path)
-    where = acqp_path
-    _refuse_unsupported(acqp, method, where)
-    lay = _layout(acqp, method, raw, where)
-    expected, actual = lay.repetitions * lay.scans * lay.block, raw.stat().st_size
-    if expected != actual:
-        raise FormatError(raw, f"header implies {expected} bytes ({lay.repetitions} "
-                               f"repetitions (NR) x {lay.objects} objects (NI) x {lay.pe1} x "
-                               f"{lay.pe2} phase-encode steps (PVM_EncMatrix / ACQ_size) x "
-                               f"{lay.block}-byte scans) but the file holds {actual}")
+def _repetition(lay: _Layout, repetition: int | None, where) -> int:
     if lay.repetitions > 1 and repetition is None:
         raise FormatError(where, f"NR = {lay.repetitions} repetitions: choose one with "
                                  f"repetition=0..{lay.repetitions - 1}")
@@ -538,6 +552,66 @@ def _load(path: Path, repetition: int | None = None) -> tuple:
     if not 0 <= repetition < lay.repetitions:
         raise FormatError(where, f"repetition {repetition} of NR = {lay.repetitions} "
                                  "does not exist")
+    return repetition
+
+
+def _load_noncartesian(raw: Path, acqp: dict, method: dict, readouts: int,
+                       repetition: int | None, where) -> tuple:
+    """A spiral or radial scan: readouts as acquired and the ``traj`` beside them.
+
+    Scans run, fastest first: objects (echo images), readouts (interleaves or
+    projections), repetitions; one slice (2-D) or a 3-D volume.
+    """
+    lay = _layout(acqp, method, raw, where, cartesian=False)
+    if lay.dim == 2 and lay.slices > 1:
+        raise FormatError(where, f"{lay.slices} slices of a non-Cartesian 2-D method: only "
+                                 "single-slice 2-D and 3-D trajectories are read")
+    scans = lay.echoes * readouts
+    expected, actual = lay.repetitions * scans * lay.block, raw.stat().st_size
+    if expected != actual:
+        raise FormatError(raw, f"header implies {expected} bytes ({lay.repetitions} "
+                               f"repetitions (NR) x {lay.echoes} echo images x {readouts} "
+                               f"readouts (PVM_SpiralNbOfInterleaves / NPro) x {lay.block}"
+                               f"-byte scans) but the file holds {actual}")
+    repetition = _repetition(lay, repetition, where)
+    trajectory = read_trajectory(raw.parent, acqp, method, lay.points, readouts)
+    matrix = _numbers(method, "PVM_Matrix", where, kind=int)
+    grid = tuple(reversed(matrix)) if lay.dim == 3 else (1, matrix[1], matrix[0])
+    scans_data = _read_scans(raw, lay, scans, repetition)
+    data = scans_data.reshape(readouts, lay.echoes, lay.receivers, lay.points)
+    data = np.ascontiguousarray(data.transpose(2, 1, 0, 3))  # receiver, echo, readout, sample
+    if lay.receivers == 1:
+        data = data[0]
+    fov_um, spacing_source = _geometry(acqp, method, grid, lay.dim, 1, where)
+    stated = _acquisition(acqp, method, lay.echoes, grid, fov_um, where)
+    acquisition, stated = stated_acquisition(stated, where)
+    kspace = KSpace(data, acquisition, coil_axis=0 if lay.receivers > 1 else None,
+                    trajectory=trajectory)
+    extra = {"raw_file": raw.name, "word_type": lay.dtype.str, "kblock_padded": lay.padded,
+             "spacing_source": spacing_source, "receivers": lay.receivers,
+             "readouts": readouts, "repetition": repetition,
+             "repetitions": lay.repetitions}
+    name = " ".join(filter(None, [str(_one(acqp, "ACQ_scan_name", "") or ""),
+                                  f"E{raw.parent.name}", "k-space"]))
+    return kspace, raw, {"acqp": acqp, "method": method}, stated, name, extra
+
+
+def _load(path: Path, repetition: int | None = None) -> tuple:
+    raw, acqp_path, method_path = _locate(Path(path))
+    acqp, method = read_jcamp(acqp_path), read_jcamp(method_path)
+    where = acqp_path
+    _refuse_unsupported(acqp, method, where)
+    readouts = _non_cartesian_readouts(method, where)
+    if readouts is not None:
+        return _load_noncartesian(raw, acqp, method, readouts, repetition, where)
+    lay = _layout(acqp, method, raw, where)
+    expected, actual = lay.repetitions * lay.scans * lay.block, raw.stat().st_size
+    if expected != actual:
+        raise FormatError(raw, f"header implies {expected} bytes ({lay.repetitions} "
+                               f"repetitions (NR) x {lay.objects} objects (NI) x {lay.pe1} x "
+                               f"{lay.pe2} phase-encode steps (PVM_EncMatrix / ACQ_size) x "
+                               f"{lay.block}-byte scans) but the file holds {actual}")
+    repetition = _repetition(lay, repetition, where)
     reco = _reco(raw.parent)
 
     nx = _grid_size(reco, method, 0, lay.points, where)
