@@ -120,3 +120,17 @@ def test_tv_qsm_slabs_on_threads_equal_one_slab(monkeypatch):
     monkeypatch.setattr(backend, "SLAB_VOXELS", 3 * 12 * 10)  # slabs of 3 planes
     monkeypatch.setattr(backend._slabs, "core_count", lambda: 3)
     np.testing.assert_array_equal(invert_tv(field, mask, spacing, b0, max_iter=8, tol=0), whole)
+
+
+def test_centred_transforms_in_slabs_equal_one_slab(monkeypatch):
+    k = _complex((2, 9, 8, 7), seed=7)
+    whole = [fn(k, axes) for fn in (centered_fft, centered_ifft, centered_ifft_magnitude)
+             for axes in ((-3, -2, -1), (0, 1, 3))]
+    monkeypatch.setattr(backend, "SLAB_VOXELS", 1)  # one plane per slab
+    monkeypatch.setattr(backend._slabs, "core_count", lambda: 3)
+    sliced = [fn(k, axes) for fn in (centered_fft, centered_ifft, centered_ifft_magnitude)
+              for axes in ((-3, -2, -1), (0, 1, 3))]
+    for a, b in zip(whole, sliced):
+        np.testing.assert_array_equal(a, b)
+    for magnitude, image in ((sliced[4], sliced[2]), (sliced[5], sliced[3])):
+        np.testing.assert_allclose(magnitude, np.abs(image), atol=1e-6 * magnitude.max())

@@ -19,6 +19,8 @@ from __future__ import annotations
 import contextlib
 import contextvars
 import functools
+import threading
+from concurrent.futures import ThreadPoolExecutor, wait
 
 import numpy as np
 import scipy.fft
@@ -30,6 +32,7 @@ DEVICES = ("cpu", "gpu")
 
 #: Voxels per slab of :func:`for_each_slab` on the CPU: a few arrays of it fit in L2 cache.
 SLAB_VOXELS = 2**18
+_POOL_PREFIX = "mrmicro-slab"
 
 _default = contextvars.ContextVar("napari_mrmicro_device", default="cpu")
 
@@ -176,16 +179,32 @@ def check_device_memory(needed_bytes: int, what: str, device: str,
                           "device='cpu'")
 
 
+@functools.lru_cache(maxsize=4)
+def _pool(workers: int) -> ThreadPoolExecutor:
+    """One long-lived pool per core count: iterative solvers call :func:`for_each_slab`
+    several times per iteration, so threads are not started anew each time."""
+    return ThreadPoolExecutor(max_workers=workers, thread_name_prefix=_POOL_PREFIX)
+
+
 def for_each_slab(xp, work, n: int, plane_voxels: int) -> None:
     """Run ``work(start, stop)`` over ``n`` planes: slabs of :data:`SLAB_VOXELS` on all
     cores for numpy (each slab stays in cache), one call ``work(0, n)`` for cupy (one
-    kernel launch per operation over the whole volume)."""
-    if xp is not np or _slabs.core_count() == 1:
-        work(0, n)
-        return
+    kernel launch per operation over the whole volume). Slabs must not write what other
+    slabs read. Called from inside a slab, it runs serially (no nested waits on the pool).
+    """
+    workers = _slabs.core_count()
     size = _slabs.slab_size(plane_voxels, SLAB_VOXELS)
-    if size >= n:
+    if xp is not np or workers == 1 or size >= n \
+            or threading.current_thread().name.startswith(_POOL_PREFIX):
         work(0, n)
         return
-    _slabs.for_each_slab(work, n, size)
-
+    futures = [_pool(workers).submit(work, start, min(n, start + size))
+               for start in range(0, n, size)]
+    try:
+        for future in futures:
+            future.result()
+    except BaseException:
+        for future in futures:
+            future.cancel()
+        wait(futures)
+        raise

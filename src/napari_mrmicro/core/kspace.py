@@ -19,6 +19,7 @@ on the CPU with scipy.fft, CuPy arrays on the GPU with cuFFT, by the same code.
 from __future__ import annotations
 
 import itertools
+import math
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -119,7 +120,8 @@ def multiply_along_axes(array: np.ndarray, factors: dict, out: np.ndarray) -> np
 
     The factors of the last two axes are combined into one small table; the leading axes
     are visited slab by slab, so the whole product is one pass through memory and needs no
-    full-size temporary. ``out`` may be ``array`` (in place). On the GPU (CuPy arrays) the
+    full-size temporary; the slabs run on all cores. ``out`` may be ``array`` (in place).
+    On the GPU (CuPy arrays) the
     factors are broadcast over the whole array instead, one launch per axis.
     """
     xp = backend.array_namespace(array)
@@ -150,17 +152,23 @@ def multiply_along_axes(array: np.ndarray, factors: dict, out: np.ndarray) -> np
         np.multiply(array, table, out=out)
         return out
     lead = array.shape[:ndim - 2]
-    scaled = {}
-    for index in np.ndindex(*lead):
-        scalar = 1.0
-        for a in outer:
-            scalar = scalar * factors[a][index[a]]
-        key = complex(scalar)
-        if key not in scaled:
-            if len(scaled) > 8:
-                scaled.clear()
-            scaled[key] = table * scalar
-        np.multiply(array[index], scaled[key], out=out[index])
+
+    def work(start, stop):
+        scaled = {}
+        for first in range(start, stop):
+            for rest in np.ndindex(*lead[1:]):
+                index = (first,) + rest
+                scalar = 1.0
+                for a in outer:
+                    scalar = scalar * factors[a][index[a]]
+                key = complex(scalar)
+                if key not in scaled:
+                    if len(scaled) > 8:
+                        scaled.clear()
+                    scaled[key] = table * scalar
+                np.multiply(array[index], scaled[key], out=out[index])
+
+    backend.for_each_slab(np, work, lead[0], math.prod(array.shape[1:]))
     return out
 
 
@@ -219,15 +227,29 @@ def centered_ifft_magnitude(kspace, axes=(-3, -2, -1), workers: int = -1,
     y = backend.fft(xp).ifftn(x, axes=axes, norm="ortho", workers=workers,
                               overwrite_x=overwrite_x or x is not kspace)
     out = xp.empty(y.shape, dtype=np.finfo(y.dtype).dtype)
+    # fftshift: out[m] = in[(m - c) mod n] on each transformed axis. The first array axis
+    # is cut into slabs (on all cores); each slab and each later axis are copied in at
+    # most two contiguous pieces.
+    n0 = y.shape[0]
+    c0 = n0 // 2 if 0 in axes else 0
     pieces = []
     for axis in axes:
+        if axis == 0:
+            continue
         n, c = y.shape[axis], y.shape[axis] // 2
-        # fftshift: out[m] = in[(m - c) mod n]
         pieces.append([(axis, slice(0, c), slice(n - c, n)), (axis, slice(c, n), slice(0, n - c))])
-    for combo in itertools.product(*pieces):
-        dst = [slice(None)] * y.ndim
-        src = [slice(None)] * y.ndim
-        for axis, d, s in combo:
-            dst[axis], src[axis] = d, s
-        xp.abs(y[tuple(src)], out=out[tuple(dst)])
+
+    def work(start, stop):
+        for lo, hi in ((start, min(stop, c0)), (max(start, c0), stop)):
+            if lo >= hi:
+                continue
+            first = ((lo - c0) % n0, (lo - c0) % n0 + hi - lo)
+            for combo in itertools.product(*pieces):
+                dst = [slice(lo, hi)] + [slice(None)] * (y.ndim - 1)
+                src = [slice(*first)] + [slice(None)] * (y.ndim - 1)
+                for axis, d, s in combo:
+                    dst[axis], src[axis] = d, s
+                xp.abs(y[tuple(src)], out=out[tuple(dst)])
+
+    backend.for_each_slab(xp, work, n0, math.prod(y.shape[1:]))
     return out
