@@ -95,19 +95,24 @@ def kspace_to_volume(kspace: KSpace, metadata: dict | None = None, *, stated: di
     if Acquisition.from_dict({**assumed, **stated}) != kspace.acquisition:
         raise ValueError(f"kspace_to_volume: stated acquisition {stated} differs from the "
                          "k-space's acquisition")
-    sampled = kspace.sampled
-    meta = {**image_metadata(metadata or {}), "acquisition": stated,
-            "acquisition_assumed": assumed, "kspace": True,
-            "sampled": sampled, "coil_axis": kspace.coil_axis,
-            "multislice": bool(kspace.multislice), "echo_position": kspace.echo_position,
-            "trajectory": kspace.trajectory, "density": kspace.density}
-    if sampled is not None:
-        meta["sampled_fraction"] = float(np.count_nonzero(sampled) / sampled.size)
+    meta = {**image_metadata(metadata or {}), **_entries(kspace, stated, assumed)}
     if not kspace.cartesian:
         return Volume(kspace.data, (1.0, 1.0), meta, axis_labels=_axis_labels(kspace),
                       name=name)
     return Volume(kspace.data, kspace.acquisition.voxel_um, meta, origin_um=origin_um,
                   axis_labels=_axis_labels(kspace), name=name, affine_um=affine_um)
+
+
+def _entries(kspace: KSpace, stated: dict, assumed: dict) -> dict:
+    """The k-space entries of a Volume's metadata (:data:`KSPACE_KEYS`, ``acquisition``)."""
+    sampled = kspace.sampled
+    entries = {"acquisition": stated, "acquisition_assumed": assumed, "kspace": True,
+               "sampled": sampled, "coil_axis": kspace.coil_axis,
+               "multislice": bool(kspace.multislice), "echo_position": kspace.echo_position,
+               "trajectory": kspace.trajectory, "density": kspace.density}
+    if sampled is not None:
+        entries["sampled_fraction"] = float(np.count_nonzero(sampled) / sampled.size)
+    return entries
 
 
 def volume_to_kspace(volume: Volume) -> KSpace:
@@ -274,23 +279,12 @@ def store_attributes(kspace: KSpace, arrays: dict, assumed: dict | None = None) 
             "arrays": sorted(arrays), "acquisition_assumed": dict(assumed or {})}
 
 
-def _stored(group, name: str, where, shape, dtype) -> np.ndarray:
-    try:
-        array = group[name]
-    except KeyError:
-        raise FormatError(where, f"the k-space array {STORE_GROUP}/{name} is missing") from None
-    if tuple(array.shape) != tuple(shape) or array.dtype != np.dtype(dtype):
-        raise FormatError(where, f"{STORE_GROUP}/{name} is {array.dtype} {tuple(array.shape)}, "
-                                 f"expected {np.dtype(dtype)} {tuple(shape)}")
-    return array[...]
-
-
 def store_metadata(root, attributes, acquisition: dict, where) -> tuple:
     """``(complex64 data, k-space metadata entries)`` read from an OME-Zarr store.
 
     ``root`` is the open zarr group, ``attributes`` its ``napari-mrmicro`` ``kspace``
-    entry and ``acquisition`` the stored protocol; FormatError naming ``where`` when they
-    do not describe k-space as :func:`store_arrays` writes it.
+    entry and ``acquisition`` the stored (stated) protocol; FormatError naming ``where``
+    when they do not describe k-space as :func:`store_arrays` writes it.
     """
     if not isinstance(attributes, dict) or attributes.get("version") != STORE_VERSION:
         raise FormatError(where, f"napari-mrmicro 'kspace' is {str(attributes)[:60]!r}, not "
@@ -304,35 +298,32 @@ def store_metadata(root, attributes, acquisition: dict, where) -> tuple:
                                  "are not valid")
     try:
         group = root[STORE_GROUP]
-    except KeyError:
-        raise FormatError(where, f"no {STORE_GROUP} group beside the image") from None
-    pairs = _stored(group, "data", where, shape + [2], np.float32)
-    data = np.ascontiguousarray(pairs).view(np.complex64)[..., 0]
-    meta = {"kspace": True, "coil_axis": attributes.get("coil_axis"),
-            "multislice": bool(attributes.get("multislice")),
-            "echo_position": attributes.get("echo_position"), "sampled": None,
-            "trajectory": None, "density": None,
-            "acquisition_assumed": dict(attributes.get("acquisition_assumed") or {})}
-    for key in ("sampled", "trajectory", "density"):
-        if key in names:
-            try:
-                meta[key] = group[key][...]
-            except KeyError:
-                raise FormatError(where, f"the k-space array {STORE_GROUP}/{key} is "
-                                         "missing") from None
-    sampled = meta["sampled"]
-    if sampled is not None:
-        if sampled.dtype != np.uint8 or (sampled.size and sampled.max() > 1):
-            raise FormatError(where, f"{STORE_GROUP}/sampled must hold uint8 0 and 1, got "
-                                     f"{sampled.dtype}")
-        meta["sampled"] = sampled.astype(bool)
-        meta["sampled_fraction"] = float(np.count_nonzero(sampled) / sampled.size)
-    for key in ("trajectory", "density"):
-        if meta[key] is not None and meta[key].dtype != np.float32:
-            raise FormatError(where, f"{STORE_GROUP}/{key} must be float32, got "
-                                     f"{meta[key].dtype}")
+        arrays = {name: group[name] for name in names}
+    except KeyError as error:
+        raise FormatError(where, f"the k-space array {error} named in the attributes is "
+                                 "missing") from None
+    expected = {"data": np.float32, "sampled": np.uint8, "trajectory": np.float32,
+                "density": np.float32}
+    for name, array in arrays.items():
+        if array.dtype != expected[name]:
+            raise FormatError(where, f"{STORE_GROUP}/{name} must be {np.dtype(expected[name])}"
+                                     f", got {array.dtype}")
+    if tuple(arrays["data"].shape) != tuple(shape) + (2,):
+        raise FormatError(where, f"{STORE_GROUP}/data is {tuple(arrays['data'].shape)}, "
+                                 f"expected {tuple(shape) + (2,)}")
+    values = {name: array[...] for name, array in arrays.items()}
+    data = np.ascontiguousarray(values.pop("data")).view(np.complex64)[..., 0]
+    sampled = values.get("sampled")
+    if sampled is not None and sampled.size and sampled.max() > 1:
+        raise FormatError(where, f"{STORE_GROUP}/sampled holds values other than 0 and 1")
+    parts = {"coil_axis": attributes.get("coil_axis"),
+             "multislice": attributes.get("multislice"),
+             "echo_position": attributes.get("echo_position"),
+             "acquisition": {**(attributes.get("acquisition_assumed") or {}), **acquisition},
+             **values}
     try:  # the parts must fit together as a KSpace
-        _kspace(data, {**meta, "acquisition": acquisition}, f"{STORE_GROUP}")
+        kspace = _kspace(data, parts, STORE_GROUP)
     except ValueError as error:
         raise FormatError(where, str(error)) from None
-    return data, meta
+    return kspace.data, _entries(kspace, acquisition,
+                                 dict(attributes.get("acquisition_assumed") or {}))

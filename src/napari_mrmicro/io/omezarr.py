@@ -149,7 +149,9 @@ def read(path: Path, lazy: bool | None = None) -> Volume:
     Lazy (``lazy=True``, or None with more than ``LAZY_BYTES`` of full-resolution data):
     ``data`` is a dask array with the file's chunks and ``metadata["pyramid"]`` lists every
     level as a dask array (full resolution first) for napari's multiscale display. In memory
-    the full-resolution level only.
+    the full-resolution level only. A k-space store is read as its complex k-space, in
+    memory (:func:`~napari_mrmicro.io.kspace_codec.store_metadata`), not as the
+    log-magnitude image beside it.
     """
     import dask.array as da
     import zarr
