@@ -230,3 +230,15 @@ def test_compressed_sensing_of_an_undersampled_spiral(method):
     assert nrmse(image[0, 0], truth) < 0.75 * nrmse(gridded, truth)
     with pytest.raises(ValueError, match="sampling mask .* do not apply to non-Cartesian"):
         cs_reconstruct(kspace, mask=np.ones((1, N, N), bool))
+
+
+def test_memory_is_checked_first(monkeypatch):
+    import napari_mrmicro.core.memory as memory
+    monkeypatch.setattr(memory, "available_memory_bytes", lambda: 2**16)
+    traj = TRAJECTORIES["spiral"]
+    kspace = KSpace(np.zeros((1,) + traj.shape[:2], np.complex64), acquisition_2d(N),
+                    trajectory=traj)
+    with pytest.raises(MemoryError, match="gridding 1 non-Cartesian volume"):
+        reconstruct(kspace)
+    with pytest.raises(MemoryError, match="density weights of a trajectory"):
+        pipe_menon_density(traj, (N, N))

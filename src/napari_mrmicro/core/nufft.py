@@ -188,6 +188,9 @@ def pipe_menon_density(trajectory, shape, iterations: int = 20, eps: float = 1e-
                          f"{iterations!r}")
     operator = NufftOperator(trajectory, shape, eps, workers)
     fine = tuple(DENSITY_GRID * n for n in shape)
+    check_memory(estimate_nufft_bytes(fine, operator.readouts * operator.samples)
+                 + 4 * math.prod(fine), f"density weights of a trajectory on {shape}",
+                 advice="density weights computed elsewhere (KSpace.density)")
     kernel = np.ones(fine, dtype=np.float32)
     for axis, n in enumerate(shape):
         r = (np.arange(DENSITY_GRID * n) - DENSITY_GRID * n // 2) / n
