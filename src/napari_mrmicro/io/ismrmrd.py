@@ -30,14 +30,16 @@ Choices made here:
   standard deviation and covariance go to ``metadata["noise"]``. Navigator, phase
   correction, feedback, dummy, calibration-only and phase-stabilisation scans are left
   out and counted.
-- Non-Cartesian encodings (``trajectory`` radial, spiral, goldenangle, epi, other) keep each acquisition's ``traj`` (``trajectory_dimensions`` x samples, sample
-  by sample): the readouts of each contrast, in acquisition order, become
+- Non-Cartesian encodings (``trajectory`` radial, spiral, goldenangle, epi, other) keep
+  each acquisition's ``traj`` (``trajectory_dimensions`` x samples, sample by sample):
+  the readouts of each contrast, in acquisition order, become
   ``(echo, readouts, samples)`` with :attr:`KSpace.trajectory` in cycles per FOV on the
   ``encodedSpace`` matrix (kx, ky, kz -> image order z, y, x). The MRD standard leaves the
   unit open; trajectories within ±0.5 are taken as relative to the matrix (Gadgetron's
   and MRIReco's convention, κ = k·N), larger ones within ±N/2 as cycles per FOV already.
   One more dimension than the encoding has (Gadgetron's spiral: kx, ky, weight) is the
-  density-compensation weight. Averages stay separate readouts (the density weights
+  density-compensation weight, used as stored (reconstruction expects k-space cells:
+  one Cartesian cell = 1). Averages stay separate readouts (the density weights
   share them out); multi-slice non-Cartesian data are refused.
 - Repetitions, phases and sets with more than one value and multi-slab 3-D are refused.
 
