@@ -18,10 +18,11 @@ iteration w ← w / (w ⊛ K)(κ_j) (Pipe & Menon, Magn Reson Med 1999;41:179) w
 kernel K of unit integral, evaluated through a type-1/type-2 NUFFT pair on a 2× image grid.
 K is narrow (σ = 0.5 cell): the density of radial and spiral trajectories changes within a
 cell near k = 0, and a wider kernel overweights the centre (a Shepp-Logan test: NRMSE 0.24
-with σ = 1, 0.06 with σ = 0.5); its sum over a unit lattice is 1 within 1.4 % per axis (Cartesian: w = 0.98 in 3-D). The fixed point satisfies Σ_i w_i K(κ_j − κ_i) = 1, so the weights are in
-units of one Cartesian k-space cell: a fully sampled Cartesian trajectory gets w = 1 and
-:func:`reconstruct_noncartesian` then equals the Cartesian reconstruction, and intensities
-and noise compare across trajectories.
+with σ = 1, 0.06 with σ = 0.5). The fixed point satisfies Σ_i w_i K(κ_j − κ_i) = 1, so the
+weights are in units of one Cartesian k-space cell: a fully sampled Cartesian trajectory
+gets w ≈ 1 (K's sum over a unit lattice is 1 within 1.4 % per axis: w = 0.99 in 2-D, 0.98
+in 3-D) and :func:`reconstruct_noncartesian` then matches the Cartesian reconstruction, so
+intensities and noise compare across trajectories.
 """
 
 from __future__ import annotations
