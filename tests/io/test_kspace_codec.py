@@ -319,10 +319,14 @@ def test_real_pv360_partial_echo_flash_through_the_store(tmp_path, realdata):
     from napari_mrmicro.pipeline import Specimen, recon_step
 
     raw = realdata("bruker_pv/pv360_rodent/6") / "rawdata.job0"
-    kspace = bruker_raw.read_kspace(raw)
-    assert kspace.sampled is not None and 0 < kspace.echo_position < 0.5
+    acquired = bruker_raw.read_kspace(raw)
+    assert acquired.sampled is not None and 0 < acquired.echo_position < 0.5
+    volume = read_volume(raw)
+    kspace = kspace_codec.volume_to_kspace(volume)
+    np.testing.assert_array_equal(kspace.sampled, acquired.sampled)
+    assert kspace.echo_position == acquired.echo_position
     path = tmp_path / "6.zarr"
-    omezarr.write(path, read_volume(raw))
+    omezarr.write(path, volume)
     stored = read_volume(path)
     assert_same_kspace(kspace, kspace_codec.volume_to_kspace(stored))
     assert math.isclose(stored.metadata["sampled_fraction"], kspace.sampled.mean())
@@ -330,3 +334,16 @@ def test_real_pv360_partial_echo_flash_through_the_store(tmp_path, realdata):
     recon_step(specimen)
     np.testing.assert_allclose(specimen.volumes["image"].data, np.abs(reconstruct(kspace))[0],
                                rtol=1e-5, atol=1e-6)
+
+
+def test_spiral_from_a_store_reconstructs_as_the_kspace_it_holds(tmp_path):
+    """A trajectory survives the store, so the pipeline's recon grids it (NUFFT)."""
+    from napari_mrmicro.pipeline import Specimen, load_volume, recon_step
+
+    kspace = _spiral_kspace()
+    omezarr.write(tmp_path / "spiral.zarr", kspace_codec.kspace_to_volume(kspace))
+    specimen = Specimen("spiral", tmp_path, {"kspace": load_volume(tmp_path / "spiral.zarr")})
+    recon_step(specimen)
+    image = specimen.volumes["image"]
+    np.testing.assert_allclose(image.data, np.abs(reconstruct(kspace))[0], rtol=1e-5, atol=1e-6)
+    assert image.spacing_um == (500.0, 100.0, 100.0)
