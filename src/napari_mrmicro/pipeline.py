@@ -192,6 +192,7 @@ def recon_step(s: Specimen, window=None, zero_fill: float = 1.0, partial_fourier
     sensing runs on the mask the scanner sampled.
     """
     from napari_mrmicro.core import cs_reconstruct, image_parts, reconstruct
+    from napari_mrmicro.core.geometry import regridded_affine
     from napari_mrmicro.core.sampling import acquired_or_retrospective_mask
     from napari_mrmicro.io import kspace_codec
 
@@ -208,16 +209,21 @@ def recon_step(s: Specimen, window=None, zero_fill: float = 1.0, partial_fourier
     if image.ndim == 4 and image.shape[0] == 1:
         image = image[0]
     parts = image_parts(image)
-    spacing = tuple(v / float(zero_fill) for v in acq.voxel_um)
+    # zero-filling regrids the k-space axes only (not the slices of a multi-slice scan)
+    grid, shape = tuple(acq.matrix), tuple(parts["magnitude"].shape[-3:])
+    spacing = tuple(v * g / n for v, g, n in zip(acq.voxel_um, grid, shape))
+    affine = (None if volume.affine_um is None
+              else regridded_affine(volume.affine_um, grid, shape))
     meta = {**kspace_codec.image_metadata(volume.metadata), "acquisition": acq.to_dict(),
             "recon": {"window": window, "zero_fill": zero_fill,
                       "partial_fourier": partial_fourier, "cs": cs}}
     s.volumes.pop("kspace")
     s.volumes["image"] = Volume(parts["magnitude"], spacing, meta, origin_um=volume.origin_um,
-                                name=f"{s.name} magnitude")
+                                name=f"{s.name} magnitude", affine_um=affine)
     if "phase" in parts:
         s.volumes["phase"] = Volume(parts["phase"], spacing, dict(meta),
-                                    origin_um=volume.origin_um, name=f"{s.name} phase")
+                                    origin_um=volume.origin_um, name=f"{s.name} phase",
+                                    affine_um=affine)
 
 
 def echo_step(s: Specimen, index: int = 0):

@@ -175,3 +175,28 @@ def world_points(affine_um, index) -> np.ndarray:
     a = np.asarray(affine_um, dtype=float)
     idx = np.asarray(index, dtype=float)
     return idx @ a[:-1, :-1].T + a[:-1, -1]
+
+
+def regridded_affine(affine_um, shape, new_shape, axes=None) -> np.ndarray:
+    """The world affine of a centred regridding (zero-fill interpolation, k-space
+    cropping) of a grid: the same field of view sampled by ``new_shape`` voxels.
+
+    In the DESIGN.md k-space convention the image centre is voxel ``N // 2`` on every axis,
+    so voxel ``N' // 2`` of the new grid stays on the world point of voxel ``N // 2`` and
+    the voxel size scales by ``N / N'``. ``axes`` limits the change to some axes (2-D
+    multi-slice: the slice axis is not regridded).
+    """
+    a = np.asarray(affine_um, dtype=float)
+    n = a.shape[0] - 1
+    old = np.asarray(shape, dtype=float)[-n:]
+    new = np.asarray(new_shape, dtype=float)[-n:]
+    if axes is not None:
+        keep = np.ones(n, bool)
+        keep[[ax % n for ax in axes]] = False
+        new = np.where(keep, old, new)
+    factor = old / new
+    centre_old, centre_new = np.floor(old / 2), np.floor(new / 2)
+    step = np.eye(n + 1)
+    step[range(n), range(n)] = factor
+    step[:n, n] = centre_old - centre_new * factor
+    return a @ step

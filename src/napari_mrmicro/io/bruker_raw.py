@@ -63,6 +63,7 @@ from napari_mrmicro.core.kspace import KSpace
 from napari_mrmicro.core.memory import check_memory
 from napari_mrmicro.io import kspace_codec
 from napari_mrmicro.io._common import FormatError, Volume
+from napari_mrmicro.io import bruker
 from napari_mrmicro.io.bruker import _numbers, _one, _strings
 from napari_mrmicro.io.bruker_traj import read_trajectory
 from napari_mrmicro.io.jcamp import read_jcamp
@@ -714,11 +715,53 @@ def read_kspace(path: Path, repetition: int | None = None) -> KSpace:
     return _load(path, repetition)[0]
 
 
+def _vendor_geometry(kspace: KSpace, scan: Path):
+    """(world affine, slices reversed, B0 direction) of the scan's own reconstruction.
+
+    ParaVision computes the image geometry (``VisuCorePosition``/``VisuCoreOrientation``)
+    in the reconstruction it writes beside the raw data, ``pdata/1``. When its frames are
+    the grid of this k-space, the reconstruction of the raw data lies where the vendor's
+    image lies, and gets its placement; otherwise (no pdata, a cropped or resized reco, a
+    non-Cartesian scan) the placement is unknown and None is returned.
+    """
+    visu = scan / "pdata" / "1" / "2dseq"
+    if kspace.trajectory is not None or not (visu.parent / "visu_pars").is_file():
+        return None, False, None
+    try:
+        image = bruker.read(visu, lazy=True)
+    except (FormatError, OSError, ValueError):
+        return None, False, None
+    images = image if isinstance(image, list) else [image]
+    if len(images) != 1 or images[0].affine_um is None:
+        return None, False, None
+    image = images[0]
+    reversed_ = bool(image.metadata.get("slice_axis_reversed"))
+    if tuple(image.data.shape[-3:]) != tuple(kspace.acquisition.matrix) or (
+            reversed_ and not kspace.multislice):
+        return None, False, None
+    direction = (image.metadata.get("acquisition") or {}).get("b0_direction")
+    return image.affine_um, reversed_, direction
+
+
 def read(path: Path, lazy: bool | None = None, repetition: int | None = None) -> Volume:
     """Read a ParaVision scan's raw k-space as a :class:`Volume`.
 
     The lines are reordered into k-space, so the data are always read into memory
-    (``lazy`` is accepted for the io contract and has no effect).
+    (``lazy`` is accepted for the io contract and has no effect). The volume is placed in
+    world space like the scan's own reconstruction (``pdata/1``), slices in its order,
+    when that reconstruction has the same grid (:func:`_vendor_geometry`).
     """
     kspace, raw, header, stated, name, extra = _load(path, repetition)
-    return kspace_volume(kspace, "bruker_raw", raw, header, stated, name=name, **extra)
+    affine, reversed_, direction = _vendor_geometry(kspace, raw.parent)
+    if reversed_:  # multi-slice: z holds image-space slices, reorder them as the 2dseq
+        kspace.data = np.ascontiguousarray(kspace.data[..., ::-1, :, :])
+        if kspace.sampled is not None:
+            kspace.sampled = np.ascontiguousarray(kspace.sampled[::-1])
+    if direction is not None:
+        stated = {**stated, "b0_direction": tuple(direction)}
+        kspace.acquisition = Acquisition.from_dict({**kspace.acquisition.to_dict(),
+                                                    "b0_direction": tuple(direction)})
+    extra["geometry_source"] = "pdata/1 visu_pars" if affine is not None else None
+    volume = kspace_volume(kspace, "bruker_raw", raw, header, stated, name=name, **extra)
+    volume.affine_um = affine
+    return volume
