@@ -19,7 +19,7 @@ back from, exactly these forms here and nowhere else (DESIGN.md, "one codec per 
     metadata with ``kspace`` holding the complex array itself. The layer tuple (placement,
     name, colormap) is built by :mod:`napari_mrmicro._layers`.
 
-**OME-Zarr store**
+**OME-Zarr store** (OME-NGFF 0.4: Moore et al., Nat Methods 2021;18:1496)
     The multiscale image (level ``0``, what any OME-NGFF viewer shows) is the float32
     log-magnitude; the k-space itself sits beside it, losslessly, in real arrays: ``kspace/data``
     float32 ``data.shape + (2,)`` (real, imaginary), ``kspace/sampled`` uint8, and
@@ -183,7 +183,8 @@ def check_kspace(kspace: KSpace) -> None:
         raise ValueError(f"acquisition matrix {tuple(kspace.acquisition.matrix)} is not the "
                          f"k-space grid {data.shape[-3:]}")
     position = kspace.echo_position
-    if position is not None and not (isinstance(position, (int, float))
+    if position is not None and not (isinstance(position, (int, float, np.integer, np.floating))
+                                     and not isinstance(position, bool)
                                      and 0.0 <= position <= 1.0):
         raise ValueError(f"echo_position must be a fraction in [0, 1] or None, got "
                          f"{position!r}")
