@@ -173,3 +173,19 @@ def test_mrmicro_recon_gives_brukers_matrix_slices_and_placement(realdata, tmp_p
     np.testing.assert_allclose(zf.header.get_zooms(), (31.25, 39.0625, 500.0), rtol=1e-5)
     centre = lambda img: img.affine @ np.array([s // 2 for s in img.shape[:2]] + [0, 1])
     np.testing.assert_allclose(centre(zf), centre(ours), atol=1e-6)
+
+
+def test_pv51_parameter_dialect_parsed_and_epi_refused(realdata, tmp_path):
+    """PV 5.1 acqp/method (no RLE, ACQ_size in real values, GO_raw_data_format) parse, and
+    their echo-planar method is refused in one line naming the method."""
+    fixtures = realdata("bruker_pv/brkraw_param_fixtures")
+    scan = tmp_path / "3"
+    scan.mkdir()
+    shutil.copy(fixtures / "acqp_EPI_pv5_1.jdx", scan / "acqp")
+    shutil.copy(fixtures / "method_EPI_pv5_1.jdx", scan / "method")
+    acqp = read_jcamp(scan / "acqp")
+    assert "GO_raw_data_format" in acqp and acqp["ACQ_size"][0] % 2 == 0
+    (scan / "fid").write_bytes(b"\0" * 1024)
+    with pytest.raises(FormatError, match=r"method .*EPI.*echo-planar raw data") as info:
+        bruker_raw.read(scan)
+    assert "\n" not in str(info.value)
