@@ -2,6 +2,7 @@
 
 import os
 import time
+from pathlib import Path
 
 import dask.array as da
 import numpy as np
@@ -359,3 +360,52 @@ def test_failed_write_leaves_previous_output_intact(tmp_path, monkeypatch, failu
     if failure == "headfile_move":
         assert calls  # the crash happened after the new slices were moved in
     assert snapshot(tmp_path) == before  # same names (no temp leftovers), same bytes
+
+
+def test_a_folder_named_like_the_headfile_is_never_deleted(tmp_path):
+    (tmp_path / "x.headfile").mkdir()
+    (tmp_path / "x.headfile" / "notes.txt").write_text("mine")
+    with pytest.raises(FormatError, match="refusing to replace"):
+        civm.write(tmp_path / "x.headfile", Volume(np.ones((2, 2, 2), np.uint16), (1, 1, 1)))
+    assert (tmp_path / "x.headfile" / "notes.txt").read_text() == "mine"
+
+
+def test_slices_of_no_series_are_neither_mixed_in_nor_deleted(tmp_path):
+    (tmp_path / "N5imx.0001.raw").write_bytes(b"\x00\x01" * 4)  # orphan, not ours
+    with pytest.raises(FormatError, match="slices of no series"):
+        civm.write(tmp_path / "N5.headfile", Volume(np.ones((2, 2, 2), np.float32),
+                                                    (1, 1, 1)), dtype="f32")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["N5imx.0001.raw"]
+
+
+def test_a_commit_killed_halfway_is_completed_by_the_next_read(tmp_path, monkeypatch):
+    path = tmp_path / "N6.headfile"
+    civm.write(path, Volume(np.full((3, 2, 2), 1, np.uint16), (1, 1, 1)))
+    moves, real_replace = [], os.replace
+
+    def replace(src, dst):  # the process dies after two files of the new series moved in
+        if ".replaced" not in str(dst) and str(dst).startswith(str(tmp_path / "N6imx")):
+            moves.append(dst)
+            if len(moves) > 2:
+                raise KeyboardInterrupt
+        real_replace(src, dst)
+    monkeypatch.setattr(os, "replace", replace)
+    monkeypatch.setattr(civm, "_undo", lambda *args: None)  # killed: nothing undone
+    monkeypatch.setattr(Path, "unlink", lambda *args, **kw: None)
+    monkeypatch.setattr(civm.shutil, "rmtree", lambda *args, **kw: None)
+    with pytest.raises(KeyboardInterrupt):
+        civm.write(path, Volume(np.full((5, 2, 2), 2, np.uint16), (1, 1, 1)))
+    monkeypatch.undo()
+    assert (tmp_path / ".N6.headfile.commit.json").is_file()
+    volume = civm.read(tmp_path)  # rolled forward: the new series, whole
+    assert volume.data.shape == (5, 2, 2) and np.all(volume.data == 2)
+    assert sorted(p.name for p in tmp_path.iterdir()) == [
+        "N6.headfile"] + [f"N6imx.{n:04d}.raw" for n in range(1, 6)]
+
+
+def test_stale_staging_of_a_killed_writer_is_removed(tmp_path):
+    stale = tmp_path / ".N7.headfile.k2j3h4g5.999999999.part"
+    stale.mkdir()
+    (stale / "N7imx.0001.raw").write_bytes(b"half")
+    civm.write(tmp_path / "N7.headfile", Volume(np.ones((1, 2, 2), np.uint16), (1, 1, 1)))
+    assert not stale.exists()

@@ -148,7 +148,8 @@ def read_text_header(path, max_bytes: int = 4 * 2**20) -> str:
 _TEMPORARY = r"[a-z0-9_]+(?:\.(?P<pid>\d+))?\.(?:part|old)"
 
 
-def _alive(pid: int) -> bool:
+def process_alive(pid: int) -> bool:
+    """True while process ``pid`` (on this machine) runs."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -179,7 +180,7 @@ def stale_temporaries(path) -> list[Path]:
     stale = []
     for name in names:
         match = pattern.fullmatch(name)
-        if match and not (match["pid"] and _alive(int(match["pid"]))):
+        if match and not (match["pid"] and process_alive(int(match["pid"]))):
             stale.append(parent / name)
     return stale
 

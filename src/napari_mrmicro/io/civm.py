@@ -12,6 +12,8 @@ intercept).
 
 from __future__ import annotations
 
+import contextlib
+import json
 import os
 import re
 import shutil
@@ -21,7 +23,9 @@ from pathlib import Path
 import numpy as np
 
 from napari_mrmicro.core.acquisition import Acquisition, acquisition_from_headfile
-from napari_mrmicro.io._common import LAZY_BYTES, FormatError, Volume
+from napari_mrmicro.io._common import (LAZY_BYTES, FormatError, Volume,
+                                       process_alive, remove_stale_temporaries,
+                                       temporary_name)
 from napari_mrmicro.io.headfile import format_headfile, parse_value, read_headfile
 
 WRITE_SUFFIXES = (".headfile",)
@@ -191,6 +195,7 @@ def read(path: Path, lazy: bool | None = None) -> Volume:
         ``fov*`` (mm) / ``dim_*``, or 1 µm with ``metadata["spacing_known"] = False``.
     """
     path = Path(path)
+    finish_interrupted_writes(path if path.is_dir() else path.parent)
     headfile = _locate(path)
     header = read_headfile(headfile)
     nz, ny, nx = _dims(headfile, header)
@@ -340,27 +345,134 @@ def _write_slice(file: Path, plane, disk: np.dtype, scaling) -> None:
     np.ascontiguousarray(plane, dtype=disk).tofile(file)
 
 
-def _commit(path: Path, staging: Path, names: list, stale: list) -> None:
-    """Move the staged slices, then the headfile, into place; undo everything on error."""
+def _journal(path: Path) -> Path:
+    """The commit journal of the series ``path`` (a headfile): present only while the
+    staged series is being moved into place."""
+    return path.parent / f".{path.name}.commit.json"
+
+
+def _own_name(path: Path, name) -> bool:
+    """True for the headfile's own name or one of its ``<runno>imx.NNNN.raw/.f32`` slices."""
+    if not isinstance(name, str) or name != Path(name).name:
+        return False
+    own = re.compile(re.escape(path.stem) + r"imx\.\d{4,}\.(?:raw|f32)", re.IGNORECASE)
+    return name == path.name or own.fullmatch(name) is not None
+
+
+def _move_in(path: Path, staging: Path, files: list, delete: list, done: list) -> None:
+    """Move the staged ``files`` into place and the old series' files (those replaced and
+    those in ``delete``) aside into ``staging/.replaced``, noting each step in ``done``;
+    steps already taken by an interrupted run are skipped, so this can run again."""
+    folder, replaced = path.parent, staging / ".replaced"
+    replaced.mkdir(exist_ok=True)
+    for name in files:  # slices first, the headfile last
+        if not (staging / name).exists():
+            continue  # moved in already
+        if os.path.lexists(folder / name):
+            os.replace(folder / name, replaced / name)
+            done.append(("aside", name))
+        os.replace(staging / name, folder / name)
+        done.append(("in", name))
+    for name in delete:
+        if os.path.lexists(folder / name):
+            os.replace(folder / name, replaced / name)
+            done.append(("aside", name))
+
+
+def _undo(path: Path, staging: Path, done: list) -> None:
+    """Put the old series back after a failed :func:`_move_in` (in this process)."""
     folder = path.parent
-    backup = Path(tempfile.mkdtemp(prefix=f".{path.stem}.", suffix=".old", dir=folder))
-    saved, placed = [], []
+    for step, name in reversed(done):
+        if step == "in":
+            os.replace(folder / name, staging / name)
+        else:
+            os.replace(staging / ".replaced" / name, folder / name)
+
+
+def finish_interrupted_write(path: Path) -> None:
+    """Complete a series write of headfile ``path`` that was killed while committing.
+
+    The journal is written once the whole new series is staged, so an interrupted commit
+    is rolled forward: the staged files still waiting are moved into place and the old
+    series' files removed. A journal that names anything but this series' own files is
+    refused. Without a journal nothing happens.
+    """
+    journal = _journal(path)
+    if not journal.is_file():
+        return
     try:
-        for target in [path] + [folder / n for n in names] + stale:
-            if target.exists() or target.is_symlink():
-                os.replace(target, backup / target.name)
-                saved.append(target)
-        for name in names + [path.name]:
-            os.replace(staging / name, folder / name)
-            placed.append(folder / name)
+        plan = json.loads(journal.read_text(encoding="utf-8"))
+        staging = path.parent / plan["staging"]
+        files, delete = list(plan["files"]), list(plan["delete"])
+    except (OSError, ValueError, KeyError, TypeError) as error:
+        raise FormatError(journal, f"unreadable commit journal ({error}); move it away to "
+                                   "read the series as it is") from None
+    if not (str(plan["staging"]).startswith(f".{path.name}.") and
+            staging.parent == path.parent and all(_own_name(path, n) for n in files + delete)):
+        raise FormatError(journal, "commit journal names files of another series")
+    writer = plan.get("pid")
+    if isinstance(writer, int) and writer != os.getpid() and process_alive(writer):
+        raise FormatError(path, f"the series is being written by process {writer}; read it "
+                                "when that write has finished")
+    try:
+        _move_in(path, staging, files, delete, [])
+        journal.unlink()
+    except OSError as error:
+        raise FormatError(path, f"an interrupted write of this series cannot be completed "
+                                f"({error})") from None
+    shutil.rmtree(staging, ignore_errors=True)
+
+
+def finish_interrupted_writes(folder: Path) -> None:
+    """:func:`finish_interrupted_write` for every series in ``folder`` with a journal."""
+    suffix = ".commit.json"
+    for name in os.listdir(folder):
+        if name.startswith(".") and name.lower().endswith(".headfile" + suffix):
+            finish_interrupted_write(folder / name[1:-len(suffix)])
+
+
+def _replaced_slices(path: Path, names: list) -> list:
+    """The slices of the series at ``path`` that the new ``names`` leave over (deleted at
+    the commit); refuses slice files of this run number that belong to no series here."""
+    folder = path.parent
+    existing = {n for n in os.listdir(folder) if n != path.name and _own_name(path, n)}
+    if not existing:
+        return []
+    old = _series_headfile(path) if path.is_file() else None
+    owned = set()
+    if old is not None:
+        with contextlib.suppress(FormatError, OSError):
+            owned = {n for n in existing
+                     if 1 <= int(_SLICE.fullmatch(n)["number"]) <= _dims(path, old)[0]}
+    foreign = sorted(existing - owned)
+    if foreign:
+        raise FormatError(path, f"{folder} holds slices of no series here ({foreign[0]}"
+                                f"{', ...' if len(foreign) > 1 else ''}); refusing to mix or "
+                                "delete them: move them away first")
+    return sorted(owned - set(names))
+
+
+def _commit(path: Path, staging: Path, names: list, delete: list) -> None:
+    """Record the staged series in a journal, then move it in.
+
+    The journal is the commit point: a kill before it leaves the old series, a kill after
+    it is rolled forward by the next read or write (:func:`finish_interrupted_write`). An
+    error in this process puts the old series back.
+    """
+    journal, done = _journal(path), []
+    tmp = staging / journal.name
+    tmp.write_text(json.dumps({"staging": staging.name, "files": names + [path.name],
+                               "delete": delete, "pid": os.getpid()}), encoding="utf-8")
+    os.replace(tmp, journal)
+    try:
+        _move_in(path, staging, names + [path.name], delete, done)
     except BaseException:
-        for target in placed:
-            target.unlink(missing_ok=True)
-        for target in saved:
-            os.replace(backup / target.name, target)
-        backup.rmdir()
+        _undo(path, staging, done)
+        journal.unlink()
+        shutil.rmtree(staging, ignore_errors=True)
         raise
-    shutil.rmtree(backup, ignore_errors=True)
+    journal.unlink()
+    shutil.rmtree(staging, ignore_errors=True)
 
 
 def write(path: Path, volume: Volume, dtype: str = "auto", scale: bool = False) -> list[str]:
@@ -411,15 +523,21 @@ def write(path: Path, volume: Volume, dtype: str = "auto", scale: bool = False) 
         raise FormatError(path, f"the folder {folder} does not exist")
     ext = "raw" if disk == _ON_DISK["raw"] else "f32"
     names = [f"{runno}imx.{z + 1:04d}.{ext}" for z in range(shape[0])]
-    own = re.compile(re.escape(runno) + r"imx\.\d{4,}\.(?:raw|f32)", re.IGNORECASE)
-    new = set(names)
-    stale = [folder / n for n in sorted(os.listdir(folder)) if own.fullmatch(n) and n not in new]
-    staging = Path(tempfile.mkdtemp(prefix=f".{runno}.", suffix=".part", dir=folder))
+    finish_interrupted_write(path)
+    remove_stale_temporaries(path)
+    for target in [path] + [folder / n for n in names]:
+        if os.path.lexists(target) and (target.is_symlink() or not target.is_file()):
+            raise FormatError(target, "exists and is not a file of a CIVM series; refusing "
+                                      "to replace it (move it away first)")
+    delete = _replaced_slices(path, names)
+    prefix, suffix = temporary_name(path)
+    staging = Path(tempfile.mkdtemp(prefix=prefix, suffix=suffix, dir=folder))
     try:
         for z, name in enumerate(names):
             _write_slice(staging / name, data[z], disk, scaling)
         (staging / path.name).write_bytes(text.encode("utf-8"))
-        _commit(path, staging, names, stale)
-    finally:
+    except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
+        raise
+    _commit(path, staging, names, delete)  # once committed, a failure is rolled forward
     return [str(folder / n) for n in names] + [str(path)]

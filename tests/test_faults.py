@@ -1,0 +1,169 @@
+"""Writers killed at random instants (SIGKILL in a subprocess): the target is the old
+version or the new one, complete, never a mixture or nothing; the next write clears the
+temporaries the killed one left."""
+
+import json
+import os
+import random
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+
+import numpy as np
+import pytest
+
+from napari_mrmicro.io import Volume, read_volume, write_volume
+from napari_mrmicro.io import omezarr
+from napari_mrmicro.pipeline import parse_pipeline, run_specimen
+
+SHAPE = (6, 8, 8)
+KILLS = 20
+
+#: Kills a forked writer of versions 1, 2, 1, ... of a volume at random instants, checks
+#: the target after each kill and prints a JSON summary (forking keeps a kill cheap).
+CAMPAIGN = textwrap.dedent("""
+    import json, os, random, signal, sys, time
+    import dask
+    import numpy as np
+    from napari_mrmicro.io import Volume, read_volume, write_volume
+    from napari_mrmicro.io import omezarr
+    target, kills = sys.argv[1], int(sys.argv[2])
+    dask.config.set(scheduler="synchronous")  # no thread pool to lose in the forks
+    zarr = target.endswith(".zarr")
+    write, read = (omezarr.write, omezarr.read) if zarr else (write_volume, read_volume)
+    versions = [Volume(np.full({shape}, v, np.uint16), (10.0, 10.0, 10.0)) for v in (1, 2)]
+    write(target, versions[0])  # imports what the writer needs before forking
+    start = time.perf_counter()
+    write(target, versions[0])
+    scale = 1.5 * (time.perf_counter() - start)
+    rng, seen, written = random.Random(target), set(), 0
+    for kill in range(kills):
+        done_r, done_w = os.pipe()
+        pid = os.fork()
+        if pid == 0:
+            os.close(done_r)
+            i = kill
+            while True:
+                write(target, versions[i % 2])
+                os.write(done_w, b".")
+                i += 1
+        os.close(done_w)
+        for _ in range(rng.randrange(3)):  # let it finish 0..2 writes, then kill it
+            written += len(os.read(done_r, 1))
+        time.sleep(rng.uniform(0.0, scale))  # at a random instant of the next write
+        os.kill(pid, signal.SIGKILL)
+        os.waitpid(pid, 0)
+        while chunk := os.read(done_r, 4096):
+            written += len(chunk)
+        os.close(done_r)
+        data = np.asarray(read(target, lazy=False).data)
+        value = int(data.flat[0])
+        if data.shape != {shape} or not np.all(data == value) or value not in (1, 2):
+            print(json.dumps({{"kill": kill, "shape": data.shape,
+                               "values": np.unique(data).tolist()}}))
+            sys.exit(1)
+        seen.add(value)
+    print(json.dumps({{"written": written, "seen": sorted(seen)}}))
+""").format(shape=SHAPE)
+
+WRITERS = ("s.headfile", "s.tif", "s.nii", "s.nii.gz", "s.ome.zarr")
+
+
+def _temporaries(folder):
+    return sorted(p.name for p in folder.iterdir() if p.name.startswith("."))
+
+
+@pytest.mark.parametrize("name", WRITERS)
+def test_a_killed_write_leaves_the_old_or_the_new_volume(tmp_path, name):
+    target = tmp_path / name
+    write = omezarr.write if name.endswith(".zarr") else write_volume
+    write(target, Volume(np.full(SHAPE, 1, np.uint16), (10.0, 10.0, 10.0)))
+    (tmp_path / "neighbour.txt").write_text("not ours")
+    run = subprocess.run([sys.executable, "-c", CAMPAIGN, str(target), str(KILLS)],
+                         capture_output=True, text=True, timeout=120)
+    assert run.returncode == 0, run.stdout + run.stderr
+    summary = json.loads(run.stdout.splitlines()[-1])
+    assert summary["written"] >= KILLS // 2 and summary["seen"] == [1, 2]
+    assert (tmp_path / "neighbour.txt").read_text() == "not ours"
+    # the next write removes what the killed ones left behind
+    write(target, Volume(np.full(SHAPE, 3, np.uint16), (10.0, 10.0, 10.0)))
+    read = omezarr.read if name.endswith(".zarr") else read_volume
+    assert np.all(np.asarray(read(target, lazy=False).data) == 3)
+    assert _temporaries(tmp_path) == []
+
+
+#: A child that reruns one specimen with two pipelines in turn until killed.
+RUNNER = textwrap.dedent("""
+    import sys
+    from napari_mrmicro.pipeline import parse_pipeline, run_specimen
+    texts = [sys.argv[3], sys.argv[3].replace("0.5", "0.25")]
+    pipelines = [parse_pipeline(t, "p.toml") for t in texts]
+    print("ready", flush=True)
+    i = 0
+    while True:
+        result = run_specimen(pipelines[i % 2], sys.argv[1], sys.argv[2], force=True)
+        assert result.status == "done", result.error
+        i += 1
+""")
+TRIALS = 3
+
+
+def _kill_at_random(args, seed):
+    """Start ``python -c args...``, wait until it is working, kill it at a random instant."""
+    child = subprocess.Popen([sys.executable, "-c", *args], stdout=subprocess.PIPE,
+                             stderr=subprocess.PIPE, text=True)
+    try:
+        assert child.stdout.readline().strip() == "ready", child.stderr.read()
+        time.sleep(random.Random(seed).uniform(0.02, 0.4))
+        assert child.poll() is None, child.stderr.read()  # still working
+    finally:
+        child.send_signal(signal.SIGKILL)
+        child.wait()
+
+
+PIPELINE = """
+[[step]]
+run = "threshold"
+threshold = 0.5
+[[step]]
+run = "measure"
+[[step]]
+run = "save"
+labels = "labels.tif"
+"""
+
+
+@pytest.mark.parametrize("trial", range(TRIALS))
+def test_a_killed_specimen_run_leaves_the_old_or_the_new_result(tmp_path, trial):
+    image = np.zeros(SHAPE, np.float32)
+    image[2:4, 2:6, 2:6] = 1.0
+    write_volume(tmp_path / "ear.tif", Volume(image, (10.0, 10.0, 10.0)))
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "other").mkdir()
+    (out / "other" / "done.json").write_text("{}")  # another specimen's result
+    pipeline = parse_pipeline(PIPELINE, "p.toml")
+    assert run_specimen(pipeline, tmp_path / "ear.tif", out).status == "done"
+    _kill_at_random([RUNNER, str(tmp_path / "ear.tif"), str(out), PIPELINE], seed=trial)
+    done = json.loads((out / "ear" / "done.json").read_text())
+    assert sorted(done["outputs"]) == ["labels.tif", "regions.csv"]
+    assert sorted(p.name for p in (out / "ear").iterdir()) == ["done.json", "labels.tif",
+                                                               "regions.csv"]
+    labels = np.asarray(read_volume(out / "ear" / "labels.tif").data)
+    assert labels.sum() == 32
+    assert (out / "other" / "done.json").read_text() == "{}"
+    assert run_specimen(pipeline, tmp_path / "ear.tif", out, force=True).status == "done"
+    assert _temporaries(out) == []
+
+
+def test_a_live_writers_temporaries_are_kept(tmp_path):
+    target = tmp_path / "s.nii"
+    live = tmp_path / f".s.nii.abcd1234.{os.getppid()}.part"  # our parent runs
+    dead = tmp_path / ".s.nii.efgh5678.999999999.part"
+    other = tmp_path / ".s.nii.gz.ijkl9012.999999999.part"  # another output's
+    for path in (live, dead, other):
+        path.write_bytes(b"half")
+    write_volume(target, Volume(np.ones(SHAPE, np.uint16), (1.0, 1.0, 1.0)))
+    assert live.exists() and other.exists() and not dead.exists()
