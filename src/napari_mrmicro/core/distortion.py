@@ -14,7 +14,9 @@ k-space origin's image, DESIGN.md), i.e. ``(N // 2) * spacing_um`` in µm.
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 from numpy.polynomial import Polynomial
@@ -151,3 +153,54 @@ def correct_path_length(path_um, profile: DistortionProfile) -> float:
     midpoints = (path[1:] + path[:-1]) / 2
     scale = np.sqrt(1 + profile.area_error(profile.distance_to(midpoints)))
     return float((np.linalg.norm(np.diff(path, axis=0), axis=1) / scale).sum())
+
+
+def write_distortion_profile(profile: DistortionProfile, path) -> Path:
+    """Save a calibration as JSON (coefficients with r in µm, FOV centre, tube diameter, the
+    measured samples and the fit's residual), for :func:`read_distortion_profile`."""
+    path = Path(path)
+    payload = {"kind": "mrmicro distortion profile", "version": 1,
+               "coefficients": [float(c) for c in profile.coefficients],
+               "fov_centre_um": list(profile.fov_centre_um),
+               "true_diameter_um": profile.true_diameter_um,
+               "distance_um": [float(r) for r in profile.distance_um],
+               "relative_area_error": [float(e) for e in profile.relative_area_error],
+               "rms_residual": profile.rms_residual, "tubes": profile.tubes}
+    path.write_text(json.dumps(payload, indent=1), encoding="utf-8")
+    return path
+
+
+def read_distortion_profile(path) -> DistortionProfile:
+    """A calibration saved by :func:`write_distortion_profile`; ValueError naming the file
+    when it is not one."""
+    path = Path(path)
+    try:
+        payload = json.loads(path.read_text(encoding="utf-8"))
+        if payload.get("kind") != "mrmicro distortion profile":
+            raise KeyError("kind")
+        centre = tuple(float(c) for c in payload["fov_centre_um"])
+        if len(centre) != 3:
+            raise KeyError("fov_centre_um")
+        return DistortionProfile(
+            np.asarray(payload["coefficients"], float), centre,
+            float(payload["true_diameter_um"]), np.asarray(payload["distance_um"], float),
+            np.asarray(payload["relative_area_error"], float),
+            float(payload["rms_residual"]), int(payload["tubes"]))
+    except (OSError, ValueError, KeyError, TypeError, AttributeError) as error:
+        raise ValueError(f"{path}: not a distortion profile saved by mrmicro ({error})") from None
+
+
+def plot_distortion(ax, profile: DistortionProfile) -> None:
+    """Draw the measured relative area error (%) against distance from the FOV centre (mm)
+    and the fitted polynomial on a matplotlib Axes."""
+    r_mm = profile.distance_um / 1000
+    ax.plot(r_mm, 100 * profile.relative_area_error, ".", ms=3, alpha=0.6,
+            label="cross-sections")
+    grid = np.linspace(0, max(float(profile.distance_um.max()), 1.0), 200)
+    ax.plot(grid / 1000, 100 * profile.area_error(grid), "-", color="tab:red",
+            label=f"fit (rms {100 * profile.rms_residual:.2f} %)")
+    ax.axhline(0, color="gray", lw=0.5)
+    ax.set_xlabel("distance from FOV centre (mm)")
+    ax.set_ylabel("area error (%)")
+    ax.set_title(f"tube ⌀ {profile.true_diameter_um:g} µm, {profile.tubes} tube(s)")
+    ax.legend(fontsize="small")

@@ -1,31 +1,68 @@
-"""Dock "Morphometry": a Labels layer -> region table, centerline and cross-sections.
+"""Dock "Morphometry": a Labels layer -> region table, centerline and cross-sections, and the
+distortion calibration that corrects them.
 
 Measure runs :func:`napari_mrmicro.core.morphometry.region_table` in a worker thread and shows
-the table (sortable, units in the headers, CSV export); selecting a row selects that label.
+the table (sortable, units in the headers, volumes in mm³ and areas in mm² when those are the
+natural units, CSV export). The table also becomes the Labels layer's ``features`` (hovering a
+label shows its row) and the two are linked both ways: selecting a row selects the label,
+picking a label selects its row. Tissue names from the layer's metadata are a ``name`` column.
+
 "Centerline + cross-sections" measures the selected label along its course: the centerline
-becomes a Shapes path, the section stations a Points layer (area and diameters as features),
-and the area against distance along the path is plotted in the dock.
+becomes a Vectors layer drawn as a line (visible, projected, in 2-D and in 3-D), the section
+stations a Points layer (area and diameters as features), and the area against distance along
+the path is plotted in the dock.
+
+"Distortion calibration": the selected label of a scan of a tube of known diameter gives the
+relative area error e against distance from the FOV centre
+(:func:`napari_mrmicro.core.distortion.distortion_profile`), plotted and saved as a profile;
+with "correct with profile" on, cross-section areas are divided by (1 + e) and the centerline
+length by √(1 + e) segment by segment.
 """
 
 from __future__ import annotations
 
 import numpy as np
-from magicgui.widgets import ComboBox, Container, PushButton, SpinBox
+from magicgui.widgets import CheckBox, Container, FloatSpinBox, Label, PushButton, SpinBox
 from matplotlib.backends.backend_qtagg import FigureCanvasQTAgg
 from matplotlib.figure import Figure
-from napari.layers import Image, Labels
-from napari.qt.threading import thread_worker
-from napari.utils import progress
+from napari.layers import Labels
 from napari.utils.notifications import show_error, show_info
-from qtpy.QtCore import QObject, Qt, Signal
+from qtpy.QtCore import Qt
 from qtpy.QtWidgets import QAbstractItemView, QFileDialog, QTableWidget, QTableWidgetItem
 
-from napari_mrmicro._layers import layer_to_volume, like
+from napari_mrmicro._layers import layer_to_volume
 from napari_mrmicro.core.centerline import centerline, path_length_um, resample_path
 from napari_mrmicro.core.cross_sections import cross_sections
+from napari_mrmicro.core.distortion import (
+    correct_area,
+    correct_path_length,
+    distortion_profile,
+    plot_distortion,
+    read_distortion_profile,
+    write_distortion_profile,
+)
 from napari_mrmicro.core.morphometry import plot_area_profile, region_table, write_table_csv
+from napari_mrmicro.widgets._dock import layer_picker, restore_defaults_button
+from napari_mrmicro.widgets._worker import progress_worker
 
-_UNITS = (("_um3", "µm³"), ("_mm3", "mm³"), ("_um2", "µm²"), ("_um", "µm"), ("_vox", "voxel"))
+_UNITS = (("_um3", "µm³"), ("_mm3", "mm³"), ("_um2", "µm²"), ("_mm2", "mm²"), ("_um", "µm"),
+          ("_vox", "voxel"))
+
+#: What each input means, its unit and range, and where the method comes from.
+TIPS = {
+    "labels": "Labels layer to measure (0 = background, every other value one region), "
+              "3-D (z, y, x) in µm.",
+    "intensity": "Optional image on the same grid (magnitude, field map, susceptibility): "
+                 "adds mean, SD and integrated intensity per label.",
+    "sections": "Cross-sections along the centerline (2–100 000), evenly spaced in arc "
+                "length; each is the area of the label cut perpendicular to the path.",
+    "diameter": "Known inner diameter of the calibration tube in µm (> 0), e.g. from the "
+                "manufacturer or a caliper.",
+    "correct": "Divide cross-section areas by (1 + e(r)) and centerline segments by √(1 + e(r)), "
+               "e(r) the calibrated area error at distance r from the FOV centre (gradient "
+               "non-linearity: Janke et al., Magn Reson Med 2004;52:115). Assumes the same "
+               "matrix and FOV as the tube scan.",
+}
 
 
 def column_header(name: str) -> str:
@@ -36,11 +73,33 @@ def column_header(name: str) -> str:
     return name.replace("_", " ")
 
 
-class _ProgressRelay(QObject):
-    """Carries (done, total) from a worker thread to the progress bar in the main thread."""
+def natural_units(table: dict) -> dict:
+    """The table as a person reads it: volumes in mm³ when the median region is at least
+    0.001 mm³ (else µm³), surface areas in mm² when the median is at least 0.01 mm²; tissue
+    names, when present, right after the label."""
+    out = dict(table)
+    volumes = np.asarray(table.get("volume_um3", []), float)
+    if "volume_mm3" in out and "volume_um3" in out:
+        big = len(volumes) and np.nanmedian(volumes) >= 1e6
+        del out["volume_um3" if big else "volume_mm3"]
+    areas = np.asarray(table.get("surface_area_um2", []), float)
+    if len(areas) and np.any(np.isfinite(areas)) and np.nanmedian(areas) >= 1e4:
+        out = {("surface_area_mm2" if k == "surface_area_um2" else k):
+               (np.asarray(v, float) / 1e6 if k == "surface_area_um2" else v)
+               for k, v in out.items()}
+    return out
 
-    step = Signal(int, int)
-    stage = Signal(str)
+
+def tissue_names(layer, labels) -> list[str] | None:
+    """Names of ``labels`` from the layer's ``metadata["mrmicro"]["tissues"]`` (a mapping of
+    label value to name), or None when the layer names none of them."""
+    tissues = ((layer.metadata or {}).get("mrmicro") or {}).get("tissues") or {}
+    if not isinstance(tissues, dict):
+        return None
+    names = {int(k): str(v) for k, v in tissues.items() if str(k).lstrip("-").isdigit()}
+    if not any(int(label) in names for label in labels):
+        return None
+    return [names.get(int(label), "") for label in labels]
 
 
 class MorphometryWidget(Container):
@@ -49,15 +108,48 @@ class MorphometryWidget(Container):
     def __init__(self, napari_viewer):
         super().__init__()
         self.viewer = napari_viewer
-        self.labels_layer = ComboBox(label="labels", choices=self._layers_of(Labels))
-        self.image_layer = ComboBox(label="intensity", choices=self._layers_of(Image),
-                                    nullable=True, value=None)
-        self.measure_button = PushButton(text="Measure")
-        self.export_button = PushButton(text="Export CSV…", enabled=False)
-        self.sections = SpinBox(label="sections", value=200, min=2, max=100_000)
-        self.centerline_button = PushButton(text="Centerline + cross-sections")
-        self.extend([self.labels_layer, self.image_layer, self.measure_button,
-                     self.export_button, self.sections, self.centerline_button])
+        self.labels_layer = layer_picker(self.viewer, "labels", ("labels",), kind=Labels,
+                                         tooltip=TIPS["labels"])
+        self.image_layer = layer_picker(
+            self.viewer, "intensity", ("magnitude", "field map", "susceptibility", "phase"),
+            tooltip=TIPS["intensity"], nullable=True)
+        self.image_layer.value = None
+        self.measure_button = PushButton(text="Measure", tooltip="Measure every label "
+                                         "(volume, surface, shape, position, intensity).")
+        self.cancel_button = PushButton(text="Cancel", enabled=False,
+                                        tooltip="Stop the running measurement.")
+        self.export_button = PushButton(text="Export CSV…", enabled=False,
+                                        tooltip="Save the table (full precision, µm units).")
+        self.sections = SpinBox(label="sections", value=200, min=2, max=100_000,
+                                tooltip=TIPS["sections"])
+        self.centerline_button = PushButton(
+            text="Centerline + cross-sections",
+            tooltip="Centerline (Lee skeleton, longest path, smoothed) of the selected label "
+                    "and its cross-sectional areas along it.")
+        self.tube_diameter = FloatSpinBox(label="tube ⌀ (µm)", value=1000.0, min=0.001,
+                                          max=1e6, step=10.0, tooltip=TIPS["diameter"])
+        self.calibrate_button = PushButton(
+            text="Calibrate from tube",
+            tooltip="The selected label is the lumen of a tube scan: plot its area error "
+                    "against distance from the FOV centre and keep the fitted profile.")
+        self.save_profile_button = PushButton(text="Save profile…", enabled=False,
+                                              tooltip="Save the calibration as JSON.")
+        self.load_profile_button = PushButton(text="Load profile…",
+                                              tooltip="Load a saved calibration (JSON).")
+        self.correct = CheckBox(text="correct with profile", value=False, enabled=False,
+                                tooltip=TIPS["correct"])
+        self.profile_label = Label(value="no distortion profile")
+        row = lambda *widgets: Container(widgets=widgets, layout="horizontal",  # noqa: E731
+                                         labels=False)
+        self.extend([self.labels_layer, self.image_layer,
+                     row(self.measure_button, self.cancel_button, self.export_button),
+                     self.sections, self.centerline_button,
+                     Label(value="<b>Distortion calibration</b>"), self.tube_diameter,
+                     row(self.calibrate_button, self.save_profile_button,
+                         self.load_profile_button),
+                     self.correct, self.profile_label])
+        self.append(restore_defaults_button(self))
+        self.profile_label.native.setWordWrap(True)
         self.table = QTableWidget()
         self.table.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
         self.table.setSelectionMode(QAbstractItemView.SelectionMode.SingleSelection)
@@ -70,23 +162,22 @@ class MorphometryWidget(Container):
         self.native.layout().addWidget(self.canvas)
 
         self.results: dict[str, np.ndarray] | None = None
+        self.shown: dict[str, np.ndarray] | None = None
         self.path_um: np.ndarray | None = None
         self.cross_sections = None
+        self.profile = None
         self.worker = None
-        self._bar = None
-        self._relay = _ProgressRelay()
-        self._relay.step.connect(self._progress_step)
-        self._relay.stage.connect(self._progress_stage)
+        self._measured_layer = None
         self.measure_button.changed.connect(self.measure)
+        self.cancel_button.changed.connect(self.cancel)
         self.export_button.changed.connect(self._export_dialog)
         self.centerline_button.changed.connect(self.measure_centerline)
+        self.calibrate_button.changed.connect(self.calibrate)
+        self.save_profile_button.changed.connect(self._save_profile_dialog)
+        self.load_profile_button.changed.connect(self._load_profile_dialog)
         self.table.itemSelectionChanged.connect(self._row_selected)
         for event in (self.viewer.layers.events.inserted, self.viewer.layers.events.removed):
             event.connect(self.reset_choices)
-
-    def _layers_of(self, kind):
-        return lambda _widget=None: [layer for layer in self.viewer.layers
-                                     if isinstance(layer, kind)]
 
     # -- measuring -----------------------------------------------------------------------------
 
@@ -99,6 +190,15 @@ class MorphometryWidget(Container):
             raise ValueError(f"{layer.name}: a 3-D (z, y, x) Labels layer is needed, got "
                              f"{volume.data.ndim}-D")
         return layer, volume
+
+    def _selected_mask(self):
+        layer, volume = self._labels_volume()
+        label = int(layer.selected_label)
+        mask = np.asarray(volume.data) == label
+        if not mask.any():
+            raise ValueError(f"label {label} is not in {layer.name}: pick it in the layer "
+                             "or the table")
+        return layer, volume, label, mask
 
     def measure(self, *_):
         """Measure every label in a worker thread; the table fills when it returns."""
@@ -113,77 +213,126 @@ class MorphometryWidget(Container):
         except ValueError as error:
             show_error(f"Morphometry: {error}")
             return None
-        worker = _measure_worker(np.asarray(volume.data), volume.spacing_um, intensity,
-                                 self._relay.step.emit)
-        worker.returned.connect(self.show_table)
-        return self._start(worker, self.measure_button, "Measuring labels")
+        labels, spacing = np.asarray(volume.data), volume.spacing_um
+        job = (lambda report: region_table(labels, spacing, intensity, progress=lambda done,
+                                           total: report(done / max(total, 1), "labels")))
+        worker = progress_worker(job, "Measuring labels")
+        worker.returned.connect(lambda table: self.show_table(table, layer))
+        return self._start(worker, self.measure_button)
 
     def measure_centerline(self, *_):
         """Centerline and cross-sections of the selected label, in a worker thread."""
+        count = self.sections.value
+
+        def job(mask, spacing, report):
+            report(0.0, "centerline")
+            path = centerline(mask, spacing)
+            stations = resample_path(path, count=min(count, len(path)))
+            return path, cross_sections(mask, stations, spacing, progress=lambda done, total:
+                                        report(0.3 + 0.7 * done / total, "cross-sections"))
+
+        return self._on_selected_label("Centerline of label {label}", job,
+                                       self._add_centerline, self.centerline_button)
+
+    def calibrate(self, *_):
+        """Fit the distortion profile of the selected label (a tube of known diameter)."""
+        diameter = self.tube_diameter.value
+
+        def job(mask, spacing, report):
+            report(0.0, "tube centerlines and sections")
+            return distortion_profile(mask, spacing, diameter)
+
+        return self._on_selected_label("Distortion calibration", job,
+                                       lambda layer, volume, label, profile:
+                                       self.set_profile(profile), self.calibrate_button)
+
+    def _on_selected_label(self, desc, job, done, button):
+        """Run ``job(mask, spacing_um, report)`` on the selected label in a worker; its
+        result goes to ``done(layer, volume, label, result)``."""
         try:
-            layer, volume = self._labels_volume()
-            label = int(layer.selected_label)
-            mask = np.asarray(volume.data) == label
-            if not mask.any():
-                raise ValueError(f"label {label} is not in {layer.name}")
+            layer, volume, label, mask = self._selected_mask()
         except ValueError as error:
             show_error(f"Morphometry: {error}")
             return None
-        worker = _centerline_worker(mask, volume.spacing_um, self.sections.value,
-                                    self._relay.step.emit, self._relay.stage.emit)
-        worker.returned.connect(lambda result: self._add_centerline(layer, volume, label, *result))
-        return self._start(worker, self.centerline_button, f"Centerline of label {label}")
+        spacing = volume.spacing_um
+        worker = progress_worker(lambda report: job(mask, spacing, report),
+                                 desc.format(label=label))
+        worker.returned.connect(lambda result: done(layer, volume, label, result))
+        return self._start(worker, button)
 
-    def _start(self, worker, button, description):
+    def _start(self, worker, button):
         worker.errored.connect(lambda e: show_error(f"Morphometry: {e}"))
-        button.enabled = False
-        self._bar = progress(total=0, desc=description)
 
         def finished():
-            button.enabled = True
-            self._bar.close()
-            self._bar = None
+            button.enabled, self.cancel_button.enabled = True, False
+            self.worker = None
 
         worker.finished.connect(finished)
-        worker.start()
+        button.enabled, self.cancel_button.enabled = False, True
         self.worker = worker
+        worker.start()
         return worker
 
-    def _progress_step(self, done, total):
-        if self._bar is not None:
-            self._bar.total = total
-            self._bar.update(done - self._bar.n)
-
-    def _progress_stage(self, text):
-        if self._bar is not None:
-            self._bar.set_description(text)
+    def cancel(self, *_):
+        """Stop the running job (between labels or cross-sections)."""
+        if self.worker is not None:
+            self.worker.quit()
 
     # -- results -------------------------------------------------------------------------------
 
-    def show_table(self, table: dict[str, np.ndarray]):
-        """Fill the dock's table (numeric sorting, units in the headers)."""
+    def show_table(self, table: dict[str, np.ndarray], layer=None):
+        """Fill the dock's table (numeric sorting, units in the headers) and make it the
+        Labels layer's features."""
         self.results = table
-        names = list(table)
+        layer = layer if layer is not None else self.labels_layer.value
+        shown = natural_units(table)
+        names = tissue_names(layer, table["label"]) if layer is not None else None
+        if names is not None:
+            shown = {"label": shown["label"], "name": np.array(names, dtype=object),
+                     **{k: v for k, v in shown.items() if k != "label"}}
+        self.shown = shown
+        columns = list(shown)
         rows = len(table["label"])
+        self.table.blockSignals(True)
         self.table.setSortingEnabled(False)
         self.table.clear()
-        self.table.setColumnCount(len(names))
+        self.table.setColumnCount(len(columns))
         self.table.setRowCount(rows)
-        self.table.setHorizontalHeaderLabels([column_header(n) for n in names])
-        for col, name in enumerate(names):
-            for row, value in enumerate(table[name]):
-                item = QTableWidgetItem()
-                if isinstance(value, np.bool_):
-                    item.setData(Qt.ItemDataRole.DisplayRole, "yes" if value else "no")
-                elif isinstance(value, np.integer):
-                    item.setData(Qt.ItemDataRole.DisplayRole, int(value))
-                else:
-                    item.setData(Qt.ItemDataRole.DisplayRole, float(f"{value:.6g}"))
-                self.table.setItem(row, col, item)
+        self.table.setHorizontalHeaderLabels([column_header(n) for n in columns])
+        for col, name in enumerate(columns):
+            for row, value in enumerate(shown[name]):
+                self.table.setItem(row, col, _item(value))
         self.table.setSortingEnabled(True)
         self.table.resizeColumnsToContents()
+        self.table.blockSignals(False)
         self.export_button.enabled = rows > 0
+        if layer is not None:
+            self._link(layer, shown)
         show_info(f"Morphometry: {rows} label(s) measured")
+
+    def _link(self, layer, shown):
+        """The table as the layer's features (napari shows the row when hovering a label),
+        and the layer's selected label selecting its row."""
+        layer.features = {"index": np.asarray(shown["label"]),
+                          **{k: np.asarray(v) for k, v in shown.items() if k != "label"}}
+        if self._measured_layer is not layer:
+            if self._measured_layer is not None:
+                self._measured_layer.events.selected_label.disconnect(self._label_selected)
+            layer.events.selected_label.connect(self._label_selected)
+            self._measured_layer = layer
+
+    def _label_selected(self, event=None):
+        layer = self._measured_layer
+        if layer is None or self.results is None:
+            return
+        for row in range(self.table.rowCount()):
+            item = self.table.item(row, 0)
+            if item is not None and int(item.data(Qt.ItemDataRole.DisplayRole)) == \
+                    int(layer.selected_label):
+                if {i.row() for i in self.table.selectedItems()} != {row}:
+                    self.table.selectRow(row)
+                return
+        self.table.clearSelection()
 
     def export_csv(self, path):
         """Write the last table as CSV (column names with units, full precision)."""
@@ -203,43 +352,119 @@ class MorphometryWidget(Container):
         if layer is None or len(rows) != 1:
             return
         label = int(self.table.item(rows.pop(), 0).data(Qt.ItemDataRole.DisplayRole))
-        layer.selected_label = label
+        if int(layer.selected_label) != label:
+            layer.selected_label = label
 
-    def _add_centerline(self, layer, volume, label, path_um, sections):
-        self.path_um, self.cross_sections = path_um, sections
+    def _add_centerline(self, layer, volume, label, result):
+        path_um, sections = result
+        self.path_um = path_um
         spacing = np.asarray(volume.spacing_um)
         meta = dict((layer.metadata or {}).get("mrmicro") or {})
         length = path_length_um(path_um)
-        meta["centerline"] = {"label": label, "source": layer.name, "length_um": length}
-        common = like(layer)  # placed where the labels sit, rotation included
-        self.viewer.add_shapes([path_um / spacing], shape_type="path", edge_color="yellow",
-                               edge_width=1.0, name=f"{layer.name} centerline {label}",
-                               metadata={"mrmicro": meta}, **common)
+        corrected = self.correct.value and self.profile is not None
+        suffix = ""
+        if corrected:
+            length = correct_path_length(path_um, self.profile)
+            sections = _corrected_sections(sections, self.profile)
+            suffix = ", distortion-corrected"
+        self.cross_sections = sections
+        meta["centerline"] = {"label": label, "source": layer.name, "length_um": length,
+                              "distortion_corrected": corrected}
+        common = {"scale": tuple(layer.scale), "translate": tuple(layer.translate),
+                  "units": tuple(layer.units), "axis_labels": tuple(layer.axis_labels)}
+        names = tissue_names(layer, [label])
+        what = f"label {label}" + (f" ({names[0]})" if names and names[0] else "")
+        # The path as line segments: a 3-D layer (shown in 3-D, and where it crosses the
+        # slice in 2-D) and its (y, x) projection, a 2-D layer napari draws on every slice
+        # (shown in 2-D only), so the centerline is visible wherever the slider is.
+        points = path_um / spacing
+        segments = np.stack([points[:-1], np.diff(points, axis=0)], axis=1)
+        along = {"distance_um": np.cumsum(np.r_[0.0, np.linalg.norm(
+            np.diff(path_um, axis=0), axis=1)])[:-1]}
+        name = f"{layer.name} {what} centerline {length / 1000:.3f} mm{suffix}"
+        style = {"edge_width": 1.5, "edge_color": "yellow", "vector_style": "line",
+                 "features": along, "metadata": {"mrmicro": meta}}
+        path3d = self.viewer.add_vectors(segments, name=name, **style, **common)
+        flat = self.viewer.add_vectors(
+            segments[:, :, 1:], name=f"{name} (y, x projection)", **style,
+            **{key: value[1:] for key, value in common.items()})
+        self._follow_ndisplay(path3d, flat)
         self.viewer.add_points(sections.path_um / spacing, features=sections.as_table(),
                                face_color="area_um2", face_colormap="viridis", size=3,
-                               name=f"{layer.name} sections {label}",
+                               name=f"{layer.name} {what} {len(sections)} sections{suffix}",
                                metadata={"mrmicro": meta}, **common)
         self.figure.clear()
         plot_area_profile(self.figure.add_subplot(), sections,
-                          title=f"label {label}: centerline {length / 1000:.3f} mm")
+                          title=f"{what}: centerline {length / 1000:.3f} mm{suffix}")
         self.canvas.draw_idle()
-        show_info(f"Morphometry: label {label} centerline {length:.1f} µm, "
-                  f"{len(sections)} cross-sections")
+        show_info(f"Morphometry: {what} centerline {length:.1f} µm, "
+                  f"{len(sections)} cross-sections{suffix}")
+
+    def _follow_ndisplay(self, path3d, flat):
+        """Show the 3-D path in 3-D and its projection in 2-D."""
+        def update(*_):
+            three = self.viewer.dims.ndisplay == 3
+            path3d.visible, flat.visible = three, not three
+
+        self.viewer.dims.events.ndisplay.connect(update)
+        update()
+
+    # -- distortion profile --------------------------------------------------------------------
+
+    def set_profile(self, profile):
+        """Use ``profile`` (a DistortionProfile): plot it, allow saving and correcting."""
+        self.profile = profile
+        self.save_profile_button.enabled = self.correct.enabled = True
+        worst = profile.area_error(profile.distance_um.max())
+        self.profile_label.value = (
+            f"tube ⌀ {profile.true_diameter_um:g} µm: area error "
+            f"{100 * worst:+.2f} % at {profile.distance_um.max() / 1000:.2f} mm from the FOV "
+            f"centre (rms {100 * profile.rms_residual:.2f} %)")
+        self.figure.clear()
+        plot_distortion(self.figure.add_subplot(), profile)
+        self.canvas.draw_idle()
+        show_info("Morphometry: distortion profile ready")
+
+    def _save_profile_dialog(self, *_):
+        path, _ = QFileDialog.getSaveFileName(self.native, "Save distortion profile",
+                                              "distortion.json", "JSON (*.json)")
+        if path and self.profile is not None:
+            write_distortion_profile(self.profile, path)
+
+    def _load_profile_dialog(self, *_):
+        path, _ = QFileDialog.getOpenFileName(self.native, "Load distortion profile", "",
+                                              "JSON (*.json)")
+        if path:
+            try:
+                self.set_profile(read_distortion_profile(path))
+            except ValueError as error:
+                show_error(f"Morphometry: {error}")
+
+
+def _item(value) -> QTableWidgetItem:
+    item = QTableWidgetItem()
+    if isinstance(value, (bool, np.bool_)):
+        item.setData(Qt.ItemDataRole.DisplayRole, "yes" if value else "no")
+    elif isinstance(value, (int, np.integer)):
+        item.setData(Qt.ItemDataRole.DisplayRole, int(value))
+    elif isinstance(value, str):
+        item.setData(Qt.ItemDataRole.DisplayRole, value)
+    else:
+        item.setData(Qt.ItemDataRole.DisplayRole, float(f"{value:.6g}"))
+    return item
+
+
+def _corrected_sections(sections, profile):
+    """Cross-sections with areas ÷ (1 + e) and diameters ÷ √(1 + e) at their stations."""
+    from dataclasses import replace
+
+    areas = correct_area(sections.areas_um2, sections.path_um, profile)
+    scale = np.sqrt(sections.areas_um2 / np.where(areas > 0, areas, np.nan))
+    return replace(sections, areas_um2=areas, min_diameter_um=sections.min_diameter_um / scale,
+                   max_diameter_um=sections.max_diameter_um / scale)
 
 
 def _layer_volume(layer, layer_type):
-    return layer_to_volume(layer.data, {**like(layer), "metadata": layer.metadata},
-                           layer_type)
-
-
-@thread_worker
-def _measure_worker(labels, spacing_um, intensity, report):
-    return region_table(labels, spacing_um, intensity, progress=report)
-
-
-@thread_worker
-def _centerline_worker(mask, spacing_um, count, report, stage):
-    path = centerline(mask, spacing_um)
-    stations = resample_path(path, count=min(count, len(path)))
-    stage("Cross-sections")
-    return path, cross_sections(mask, stations, spacing_um, progress=report)
+    return layer_to_volume(layer.data, {"scale": layer.scale, "units": layer.units,
+                                        "translate": layer.translate,
+                                        "metadata": layer.metadata}, layer_type)
