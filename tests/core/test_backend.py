@@ -134,3 +134,42 @@ def test_centred_transforms_in_slabs_equal_one_slab(monkeypatch):
         np.testing.assert_array_equal(a, b)
     for magnitude, image in ((sliced[4], sliced[2]), (sliced[5], sliced[3])):
         np.testing.assert_allclose(magnitude, np.abs(image), atol=1e-6 * magnitude.max())
+
+
+def test_haar_wavelet_in_slabs_equals_one_slab_and_inverts(monkeypatch):
+    from napari_mrmicro.core.wavelets import wavelet_forward, wavelet_inverse
+    x = _complex((4, 16, 8, 8), seed=9)
+    cases = [((-3, -2, -1), 2), ((0, 1, 2, 3), 1), ((0, 2), 1), ((1, 3), 2)]
+    whole = [wavelet_forward(x, "haar", levels, axes) for axes, levels in cases]
+    monkeypatch.setattr(backend, "SLAB_VOXELS", 1)  # one plane per slab
+    monkeypatch.setattr(backend._slabs, "core_count", lambda: 3)
+    for (axes, levels), expected in zip(cases, whole):
+        coefficients = wavelet_forward(x, "haar", levels, axes)
+        np.testing.assert_array_equal(coefficients, expected)
+        np.testing.assert_allclose(wavelet_inverse(coefficients, "haar", levels, axes), x,
+                                   atol=1e-5)
+
+
+@pytest.mark.parametrize("slab_voxels", [1, 2**18])
+def test_roll_into_is_np_roll(monkeypatch, slab_voxels):
+    monkeypatch.setattr(backend, "SLAB_VOXELS", slab_voxels)
+    monkeypatch.setattr(backend._slabs, "core_count", lambda: 3)
+    x = _complex((7, 6, 5), seed=2)
+    for shifts in ({0: 3, 1: -2, 2: 9}, {1: 1}, {0: 0, 2: 4}, {}):
+        out = backend.roll_into(x, shifts, np.empty_like(x))
+        np.testing.assert_array_equal(out, np.roll(x, tuple(shifts.values()),
+                                                   tuple(shifts.keys())) if shifts else x)
+    magnitude = backend.roll_into(x, {0: 3}, np.empty(x.shape, np.float32), np.abs)
+    np.testing.assert_array_equal(magnitude, np.abs(np.roll(x, 3, 0)))
+
+
+def test_compressed_sensing_in_slabs_equals_one_slab(monkeypatch):
+    from napari_mrmicro.core.compressed_sensing import cs_reconstruct
+    from napari_mrmicro.core.sampling import poisson_disc_mask
+    shape = (20, 16, 12)
+    k = _complex(shape, seed=4)
+    mask = poisson_disc_mask(shape, 3, calib=6, seed=0)
+    whole = cs_reconstruct(k, mask, iterations=4, tol=0)
+    monkeypatch.setattr(backend, "SLAB_VOXELS", 1)  # one plane per slab
+    monkeypatch.setattr(backend._slabs, "core_count", lambda: 3)
+    np.testing.assert_array_equal(cs_reconstruct(k, mask, iterations=4, tol=0), whole)

@@ -19,6 +19,8 @@ from __future__ import annotations
 import contextlib
 import contextvars
 import functools
+import itertools
+import math
 import threading
 from concurrent.futures import ThreadPoolExecutor, wait
 
@@ -208,3 +210,40 @@ def for_each_slab(xp, work, n: int, plane_voxels: int) -> None:
             future.cancel()
         wait(futures)
         raise
+
+
+def roll_into(x, shifts: dict, out, func=None):
+    """``out[...] = func(np.roll(x, shift, axis) for each axis: shift in shifts)`` in one
+    pass, without the intermediate copies of ``np.roll``: each slab of the first axis (on
+    all cores) is copied in at most two contiguous pieces per rolled axis. ``func(a, out=)``
+    is an element-wise ufunc such as ``abs`` (default: a plain copy)."""
+    xp = array_namespace(x)
+    n0 = x.shape[0]
+    s0 = shifts.get(0, 0) % n0
+    pieces = []
+    for axis, shift in shifts.items():
+        if axis % x.ndim == 0:
+            continue
+        n = x.shape[axis]
+        s = shift % n
+        pieces.append([(axis, slice(s, n), slice(0, n - s)),
+                       (axis, slice(0, s), slice(n - s, n))])
+
+    def work(start, stop):
+        for lo, hi in ((start, min(stop, s0)), (max(start, s0), stop)):
+            if lo >= hi:
+                continue
+            first = (lo - s0) % n0
+            for combo in itertools.product(*pieces):
+                dst = [slice(lo, hi)] + [slice(None)] * (x.ndim - 1)
+                src = [slice(first, first + hi - lo)] + [slice(None)] * (x.ndim - 1)
+                for axis, d, s in combo:
+                    dst[axis], src[axis] = d, s
+                if func is None:
+                    out[tuple(dst)] = x[tuple(src)]
+                else:
+                    func(x[tuple(src)], out=out[tuple(dst)])
+
+    for_each_slab(xp, work, n0, math.prod(x.shape[1:]))
+    return out
+

@@ -35,6 +35,7 @@ import math
 
 import numpy as np
 
+from napari_mrmicro.core import backend
 from napari_mrmicro.core.kspace import KSpace, centered_fft, centered_ifft
 from napari_mrmicro.core.memory import check_memory
 from napari_mrmicro.core.nufft import (NufftOperator, density_weights, estimate_nufft_bytes,
@@ -84,15 +85,39 @@ def _stop(change, tol, callback, i, iterations) -> bool:
 
 
 def _soft_threshold(c, threshold):
-    """Complex soft threshold c·max(0, 1 − τ/|c|), in place."""
+    """Complex soft threshold c·max(0, 1 − τ/|c|), in place, slab by slab on all cores."""
     if threshold <= 0:
         return c
-    magnitude = np.abs(c)
-    scale = np.maximum(magnitude, threshold, out=magnitude)
-    np.divide(threshold, scale, out=scale)
-    np.subtract(1, scale, out=scale)
-    c *= scale
+
+    def work(start, stop):
+        part = c[start:stop]
+        magnitude = np.abs(part)
+        scale = np.maximum(magnitude, threshold, out=magnitude)
+        np.divide(threshold, scale, out=scale)
+        np.subtract(1, scale, out=scale)
+        part *= scale
+
+    backend.for_each_slab(np, work, c.shape[0], math.prod(c.shape[1:]))
     return c
+
+
+def _momentum(x_new, x, factor):
+    """FISTA's ``x_new + factor·(x_new − x)`` and the relative change ``‖x_new − x‖/‖x_new‖``
+    in one slab-parallel pass."""
+    z = np.empty_like(x_new)
+    sums = {}
+
+    def work(start, stop):
+        new = x_new[start:stop]
+        difference = new - x[start:stop]
+        flat, new_flat = difference.reshape(-1).view(np.float32), new.reshape(-1).view(np.float32)
+        sums[start] = (float(np.dot(flat, flat)), float(np.dot(new_flat, new_flat)))
+        difference *= factor
+        np.add(new, difference, out=z[start:stop])
+
+    backend.for_each_slab(np, work, x_new.shape[0], math.prod(x_new.shape[1:]))
+    difference, norm = (sum(sums[k][i] for k in sorted(sums)) for i in (0, 1))
+    return z, math.sqrt(difference) / max(math.sqrt(norm), 1e-30)
 
 
 def _fista_l1_wavelet(x0, gradient_step, step, axes, lam, iterations, tol, wavelet, levels,
@@ -109,6 +134,8 @@ def _fista_l1_wavelet(x0, gradient_step, step, axes, lam, iterations, tol, wavel
 
     def data_step(z):
         """The gradient step on the unpadded grid, embedded back into the padded one."""
+        if not any(p[1] for p in pad):
+            return gradient_step(z)
         out = np.zeros_like(z)
         out[crop] = gradient_step(z[crop])
         return out
@@ -119,17 +146,17 @@ def _fista_l1_wavelet(x0, gradient_step, step, axes, lam, iterations, tol, wavel
     rng = np.random.default_rng(0)
     for i in range(iterations):
         shift = tuple(int(v) for v in rng.integers(0, block, len(spatial)))
-        coefficients = wavelet_forward(np.roll(data_step(z), shift, spatial), wavelet, levels,
-                                       spatial)
+        stepped = data_step(z)
+        coefficients = wavelet_forward(
+            backend.roll_into(stepped, dict(zip(spatial, shift)), np.empty_like(stepped)),
+            wavelet, levels, spatial)
         kept = coefficients[approx].copy()
         _soft_threshold(coefficients, threshold)
         coefficients[approx] = kept
-        x_new = np.roll(wavelet_inverse(coefficients, wavelet, levels, spatial),
-                        tuple(-v for v in shift), spatial)
+        x_new = backend.roll_into(wavelet_inverse(coefficients, wavelet, levels, spatial),
+                                  {a: -v for a, v in zip(spatial, shift)}, coefficients)
         t_new = (1 + math.sqrt(1 + 4 * t * t)) / 2
-        difference = x_new - x
-        change = float(np.linalg.norm(difference) / max(np.linalg.norm(x_new), 1e-30))
-        z = x_new + np.float32((t - 1) / t_new) * difference
+        z, change = _momentum(x_new, x, np.float32((t - 1) / t_new))
         x, t = x_new, t_new
         if _stop(change, tol, callback, i, iterations):
             break
@@ -383,7 +410,11 @@ def cs_reconstruct(kspace, mask=None, method: str = "l1_wavelet", lam: float = 0
     def gradient_step(z):
         """z − F^H(M F z − y): the step of length 1 (‖F^H M F‖ = 1)."""
         k = centered_fft(z, axes, workers)
-        np.copyto(k, y, where=mask)
+
+        def keep_samples(start, stop):
+            np.copyto(k[start:stop], y[start:stop], where=mask[start:stop])
+
+        backend.for_each_slab(np, keep_samples, k.shape[0], math.prod(k.shape[1:]))
         return centered_ifft(k, axes, workers, overwrite_x=True)
     return _fista_l1_wavelet(x0, gradient_step, np.float32(1), axes, lam, int(iterations), tol,
                              wavelet, levels, callback)

@@ -18,7 +18,6 @@ on the CPU with scipy.fft, CuPy arrays on the GPU with cuFFT, by the same code.
 
 from __future__ import annotations
 
-import itertools
 import math
 from dataclasses import dataclass, field
 
@@ -227,29 +226,5 @@ def centered_ifft_magnitude(kspace, axes=(-3, -2, -1), workers: int = -1,
     y = backend.fft(xp).ifftn(x, axes=axes, norm="ortho", workers=workers,
                               overwrite_x=overwrite_x or x is not kspace)
     out = xp.empty(y.shape, dtype=np.finfo(y.dtype).dtype)
-    # fftshift: out[m] = in[(m - c) mod n] on each transformed axis. The first array axis
-    # is cut into slabs (on all cores); each slab and each later axis are copied in at
-    # most two contiguous pieces.
-    n0 = y.shape[0]
-    c0 = n0 // 2 if 0 in axes else 0
-    pieces = []
-    for axis in axes:
-        if axis == 0:
-            continue
-        n, c = y.shape[axis], y.shape[axis] // 2
-        pieces.append([(axis, slice(0, c), slice(n - c, n)), (axis, slice(c, n), slice(0, n - c))])
-
-    def work(start, stop):
-        for lo, hi in ((start, min(stop, c0)), (max(start, c0), stop)):
-            if lo >= hi:
-                continue
-            first = ((lo - c0) % n0, (lo - c0) % n0 + hi - lo)
-            for combo in itertools.product(*pieces):
-                dst = [slice(lo, hi)] + [slice(None)] * (y.ndim - 1)
-                src = [slice(*first)] + [slice(None)] * (y.ndim - 1)
-                for axis, d, s in combo:
-                    dst[axis], src[axis] = d, s
-                xp.abs(y[tuple(src)], out=out[tuple(dst)])
-
-    backend.for_each_slab(xp, work, n0, math.prod(y.shape[1:]))
-    return out
+    # fftshift: a roll by N // 2 on each transformed axis, fused into the absolute value
+    return backend.roll_into(y, {axis: y.shape[axis] // 2 for axis in axes}, out, xp.abs)

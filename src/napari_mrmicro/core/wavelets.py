@@ -15,6 +15,8 @@ import math
 
 import numpy as np
 
+from napari_mrmicro.core import backend
+
 _SQRT3 = math.sqrt(3.0)
 #: Scaling (low-pass synthesis) filters h; the wavelet filter is g[n] = (−1)^n h[L−1−n].
 FILTERS = {
@@ -104,7 +106,9 @@ def _synthesis(block, axis, h, g, tmp):
 def _haar_level(block, axes, inverse: bool):
     """One Haar level over all ``axes`` of ``block`` at once, in place: 2×…×2 butterflies
     (a, b) -> (a + b, a − b)/√2 on a reshaped view, then one transposing copy into the packed
-    layout — fewer passes than filtering axis by axis."""
+    layout — fewer passes than filtering axis by axis. Both passes run slab by slab along
+    the first axis on all cores (:func:`~napari_mrmicro.core.backend.for_each_slab`)."""
+    xp = backend.array_namespace(block)
     split, packed, perm, pairs = [], [], [], []
     for a, n in enumerate(block.shape):
         if a in axes:
@@ -116,18 +120,38 @@ def _haar_level(block, axes, inverse: bool):
             perm.append(len(split))
             split.append(n)
             packed.append(n)
+    # views of ``block`` in the butterfly (split) layout; their first axis is cut into slabs
+    source = block.reshape(packed).transpose(np.argsort(perm)) if inverse \
+        else block.reshape(split)
+    v = xp.empty(split, dtype=block.dtype)
+    scale = np.asarray(0.5 ** (len(pairs) / 2), dtype=np.finfo(v.dtype).dtype)
+    plane = math.prod(split[1:])
+
+    def butterflies(start, stop):
+        part = v[start:stop]
+        part[...] = source[start:stop]
+        for p in pairs:
+            first = part[(slice(None),) * p + (0,)]
+            second = part[(slice(None),) * p + (1,)]
+            total = first + second
+            xp.subtract(first, second, out=second)
+            first[...] = total
+        part *= scale
+
+    backend.for_each_slab(xp, butterflies, split[0], plane)
     if inverse:
-        v = np.ascontiguousarray(block.reshape(packed).transpose(np.argsort(perm)))
+        target = block.reshape(split)
+
+        def store(start, stop):
+            target[start:stop] = v[start:stop]
     else:
-        v = np.array(block.reshape(split), copy=True)
-    for p in pairs:
-        first = v[(slice(None),) * p + (0,)]
-        second = v[(slice(None),) * p + (1,)]
-        total = first + second
-        np.subtract(first, second, out=second)
-        first[...] = total
-    v *= np.asarray(0.5 ** (len(pairs) / 2), dtype=np.finfo(v.dtype).dtype)
-    block[...] = v.reshape(block.shape) if inverse else v.transpose(perm).reshape(block.shape)
+        target, packed_v = block.reshape(packed), v.transpose(perm)
+        # with the first axis transformed, packed axis 0 is the half and axis 1 the pair
+        lead = (slice(None),) if 0 in axes else ()
+
+        def store(start, stop):
+            target[lead + (slice(start, stop),)] = packed_v[lead + (slice(start, stop),)]
+    backend.for_each_slab(xp, store, split[0], plane)
 
 
 def _check(x, axes, levels, wavelet, func):
