@@ -204,3 +204,18 @@ def test_rotated_placement_survives_a_round_trip(tmp_path, suffix):
     back = read_volume(tmp_path / f"r{suffix}")
     np.testing.assert_allclose(back.affine_um, world, rtol=1e-6, atol=1e-3)
     np.testing.assert_array_equal(back.data, vol.data)
+
+
+def test_civm_headfile_keeps_the_placement(tmp_path):
+    world = geometry.from_xyz_affine(oblique_affine(), 1e3)
+    vol = Volume(np.arange(4 * 5 * 6, dtype=np.uint16).reshape(4, 5, 6),
+                 geometry.voxel_sizes(world), {}, affine_um=world)
+    folder = tmp_path / "S1images"
+    folder.mkdir()
+    write_volume(folder / "S1.headfile", vol)
+    back = read_volume(folder / "S1.headfile")
+    np.testing.assert_allclose(back.affine_um, world, rtol=1e-9)
+    plain = Volume(vol.data, (30.0, 20.0, 10.0), {}, origin_um=(1.0, 2.0, 3.0))
+    write_volume(folder / "S2.headfile", plain)
+    again = read_volume(folder / "S2.headfile")
+    assert again.origin_um == pytest.approx((1.0, 2.0, 3.0)) and again.affine_um is None

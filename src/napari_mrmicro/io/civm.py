@@ -22,6 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
+from napari_mrmicro.core import geometry
 from napari_mrmicro.core.acquisition import Acquisition, acquisition_from_headfile
 from napari_mrmicro.io._common import (LAZY_BYTES, FormatError, Volume,
                                        process_alive, remove_stale_temporaries,
@@ -32,6 +33,8 @@ WRITE_SUFFIXES = (".headfile",)
 
 _DIMS = ("dim_Z", "dim_Y", "dim_X")
 _FOVS = ("fovz", "fovy", "fovx")
+#: Headfile key holding the world placement (voxel (z, y, x) -> µm RAS+, napari order; 4:4).
+AFFINE_KEY = "mrmicro_affine_um"
 _SLICE = re.compile(r"(?P<prefix>.*?\D)?(?P<number>\d{4,})\.(?P<ext>raw|f32)", re.IGNORECASE)
 _ON_DISK = {"raw": np.dtype(">u2"), "f32": np.dtype(">f4")}
 _HEADFILE_MAX_BYTES = 4 * 2**20
@@ -241,7 +244,14 @@ def read(path: Path, lazy: bool | None = None) -> Volume:
     if scaling:
         metadata["scaling"] = {"slope": scaling[0], "intercept": scaling[1]}
     runno = header.get("U_runno")
-    return Volume(data, spacing, metadata,
+    affine = geometry.stored_affine(header.get(AFFINE_KEY), 3)
+    origin = None
+    if affine is not None:  # written by napari-mrmicro: the world placement, µm RAS+
+        spacing = tuple(float(v) for v in geometry.voxel_sizes(affine))
+        origin = tuple(float(v) for v in affine[:3, 3])
+        if geometry.is_axis_aligned(affine):
+            affine = None
+    return Volume(data, spacing, metadata, origin_um=origin, affine_um=affine,
                   name=str(runno) if runno not in (None, "") else headfile.stem)
 
 
@@ -312,7 +322,7 @@ def _header(path: Path, volume: Volume, runno: str, shape: tuple, spacing: tuple
     """The original CIVM header updated with geometry, runno, acquisition and scaling."""
     meta = volume.metadata or {}
     header = dict(meta.get("header") or {}) if meta.get("format") == "civm" else {}
-    for key in ("mrmicro_slope", "mrmicro_intercept") + _FOVS:
+    for key in ("mrmicro_slope", "mrmicro_intercept", AFFINE_KEY) + _FOVS:
         header.pop(key, None)
     nz, ny, nx = shape
     header.update(dim_X=nx, dim_Y=ny, dim_Z=nz, U_runno=parse_value(runno))
@@ -334,6 +344,11 @@ def _header(path: Path, volume: Volume, runno: str, shape: tuple, spacing: tuple
                 header.update({k: keys[k] for k in _ACQUISITION_KEYS[name]})
     if scaling:
         header.update(mrmicro_slope=scaling[0], mrmicro_intercept=scaling[1])
+    placed = volume.affine_um is not None or volume.origin_um is not None
+    if placed and len(volume.spacing_um) == 3:
+        world = volume.affine_um if volume.affine_um is not None else \
+            geometry.grid_affine(spacing, volume.origin_um)
+        header[AFFINE_KEY] = np.asarray(world, dtype=float).tolist()
     return header
 
 
