@@ -219,3 +219,14 @@ def test_civm_headfile_keeps_the_placement(tmp_path):
     write_volume(folder / "S2.headfile", plain)
     again = read_volume(folder / "S2.headfile")
     assert again.origin_um == pytest.approx((1.0, 2.0, 3.0)) and again.affine_um is None
+
+
+@pytest.mark.parametrize("suffix", [".nii", ".tif", ".zarr"])
+def test_field_map_unit_survives_a_round_trip(tmp_path, suffix):
+    vol = Volume(np.linspace(-900, 940, 60, dtype=np.float32).reshape(3, 4, 5),
+                 (100.0,) * 3, {"value_unit": "Hz"}, name="field")
+    write_volume(tmp_path / f"f{suffix}", vol)
+    (data, kwargs, _), = volume_to_layer_data(read_volume(tmp_path / f"f{suffix}"))
+    assert kwargs["metadata"]["mrmicro"]["value_unit"] == "Hz"
+    assert kwargs["name"] == "field (Hz)" and kwargs["colormap"] == "bwr"
+    assert kwargs["contrast_limits"] == pytest.approx((-940.0, 940.0))

@@ -308,6 +308,8 @@ def payload_text(volume: Volume, fmt: str, dtype: np.dtype, **extra) -> str:
         "acquisition": md.get("acquisition") or {},
         **extra,
     }
+    if md.get("value_unit"):  # Hz, ppm, rad: what the values are
+        payload["value_unit"] = md["value_unit"]
     if md.get("format") == fmt:  # read from this format: pass on what it carried
         payload.update({k: md[k] for k in _SOURCE_KEYS if k in md})
     elif md.get("format"):
@@ -336,6 +338,8 @@ def apply_payload(payload: dict | None, metadata: dict, labels: tuple) -> tuple:
     if not payload:
         return labels, "image", None
     metadata["acquisition"] = dict(payload.get("acquisition") or {})
+    if isinstance(payload.get("value_unit"), str):
+        metadata["value_unit"] = payload["value_unit"]
     metadata.update({k: payload[k] for k in _SOURCE_KEYS if k in payload})
     if len(payload.get("axis_labels") or ()) == len(labels):
         labels = tuple(payload["axis_labels"])
