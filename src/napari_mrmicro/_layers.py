@@ -218,12 +218,28 @@ def volume_to_layer_data(volume: Volume, name: str | None = None) -> list[tuple]
     if axis is None:
         kwargs["name"] = name
         kwargs.update(value_display(volume, name))
+    if volume.layer_type == "labels" and tissue_features(volume.metadata):
+        kwargs["features"] = tissue_features(volume.metadata)  # hover shows the tissue
     pyramid = volume.metadata.get("pyramid")
     if pyramid:  # OME-Zarr: napari shows the levels without loading the full volume
         meta = {k: v for k, v in volume.metadata.items() if k != "pyramid"}
         kwargs.update(multiscale=True, metadata={"mrmicro": meta})
         return [(list(pyramid), kwargs, volume.layer_type)]
     return [(data, kwargs, volume.layer_type)]
+
+
+def tissue_features(metadata: dict) -> dict | None:
+    """Labels features naming each tissue (``index`` = label value, ``name``) from
+    ``metadata["tissues"]`` ({label value: name}), or None when the metadata names none."""
+    tissues = (metadata or {}).get("tissues")
+    if not isinstance(tissues, dict):
+        return None
+    named = sorted((int(k), str(v)) for k, v in tissues.items()
+                   if str(k).lstrip("-").isdigit())
+    if not named:
+        return None
+    return {"index": np.array([k for k, _ in named]),
+            "name": np.array([v for _, v in named], dtype=object)}
 
 
 def _channel_display(channels: list, count: int, name: str) -> dict:

@@ -69,7 +69,8 @@ def test_simulate_adds_physical_layers(dock, qtbot):
     assert complex_k.dtype == np.complex64 and complex_k.shape == (3, 32, 32, 32)
     peak = np.unravel_index(np.argmax(np.abs(complex_k[0])), complex_k[0].shape)
     assert np.all(np.abs(np.array(peak) - 16) <= 1)  # DC at N//2 (field gradients move it)
-    assert f"{name} truth labels" in viewer.layers
+    labels = viewer.layers[f"{name} truth labels"]
+    assert labels.features["name"][0] == "medium" and len(labels.features) >= 3  # tissue names
     viewer.dims.set_point(1, 16 * 200)
     shot = viewer.screenshot(canvas_only=False, flash=False)
     assert shot[..., :3].std() > 10

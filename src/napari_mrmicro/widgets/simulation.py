@@ -13,10 +13,12 @@ from magicgui.widgets import (
     PushButton,
     SpinBox,
 )
+from napari.layers import Labels
 from qtpy.QtCore import Qt
 from qtpy.QtWidgets import QAbstractSpinBox
 from napari.utils.notifications import show_error, show_info
 
+from napari_mrmicro._layers import tissue_features
 from napari_mrmicro.core import Acquisition
 from napari_mrmicro.core.memory import GIB, available_memory_bytes
 from napari_mrmicro.core.physics import REFERENCE_SNR, protocol_summary
@@ -342,9 +344,12 @@ class SimulationWidget(Container):
         self.update_summary()
 
     def _add_results(self, result):
-        kspace, specimen = result
+        kspace, specimen, tissues = result
         name = result_name(specimen, kspace.acquisition)
-        add_layers(self.viewer, kspace_layers(kspace, name, truth=self.truth.value))
+        for layer in add_layers(self.viewer, kspace_layers(kspace, name, truth=self.truth.value)):
+            if isinstance(layer, Labels):  # the truth labels: tissue names on hover
+                layer.metadata["mrmicro"]["tissues"] = dict(enumerate(tissues))
+                layer.features = tissue_features(layer.metadata["mrmicro"])
         show_info(f"MR Simulation: {name} done, noise σ = {kspace.truth['sigma']:.4g}")
 
 
@@ -374,4 +379,4 @@ def _simulate(specimen_name, acq, effects, pd_image, polarization, report):
     kspace = simulate(specimen, acq, seed=0, effects=Effects(**effects),
                       polarization=polarization,
                       progress=lambda stage, fraction: report(0.05 + 0.95 * fraction, stage))
-    return kspace, specimen.name if pd_image is None else "image"
+    return kspace, specimen.name if pd_image is None else "image", specimen.tissue_names
