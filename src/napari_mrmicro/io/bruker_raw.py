@@ -684,11 +684,29 @@ def _load(path: Path, repetition: int | None = None) -> tuple:
              "fov_shift": shifts[0].tolist(), "repetition": repetition,
              "repetitions": lay.repetitions, "reco_grid": bool(reco)}
     scan = raw.parent
-    name = " ".join(filter(None, [str(_one(acqp, "ACQ_scan_name", "") or ""),
-                                  f"E{scan.name}",
+    scan_name = str(_one(acqp, "ACQ_scan_name", "") or "")
+    name = " ".join(filter(None, [scan_name,
+                                  "" if f"(E{scan.name})" in scan_name else f"E{scan.name}",
                                   f"rep {repetition + 1}/{lay.repetitions}"
                                   if lay.repetitions > 1 else "", "k-space"]))
     return kspace, raw, header, stated, name, extra
+
+
+def _placed(path: Path, repetition: int | None) -> tuple:
+    """:func:`_load`, then the scanner's geometry (:func:`_vendor_geometry`) applied: slices
+    in the vendor's order and the B0 direction in array axes; also returns the affine."""
+    kspace, raw, header, stated, name, extra = _load(path, repetition)
+    affine, reversed_, direction = _vendor_geometry(kspace, raw.parent)
+    if reversed_:  # multi-slice: z holds image-space slices, reorder them as the 2dseq
+        kspace.data = np.ascontiguousarray(kspace.data[..., ::-1, :, :])
+        if kspace.sampled is not None:
+            kspace.sampled = np.ascontiguousarray(kspace.sampled[::-1])
+    if direction is not None:
+        stated = {**stated, "b0_direction": tuple(direction)}
+        kspace.acquisition = Acquisition.from_dict({**kspace.acquisition.to_dict(),
+                                                    "b0_direction": tuple(direction)})
+    extra["geometry_source"] = "pdata/1 visu_pars" if affine is not None else None
+    return kspace, raw, header, stated, name, extra, affine
 
 
 def read_kspace(path: Path, repetition: int | None = None) -> KSpace:
@@ -710,9 +728,9 @@ def read_kspace(path: Path, repetition: int | None = None) -> KSpace:
         ``PVM_Matrix x PVM_AntiAlias``) with DC at ``N // 2``; ``sampled`` marks the
         acquired samples (partial echo, partial Fourier, zero filling) and
         ``echo_position`` the asymmetric echo. 2-D scans are ``multislice`` (z = slices
-        in spatial order).
+        in the order of the scan's own reconstruction).
     """
-    return _load(path, repetition)[0]
+    return _placed(path, repetition)[0]
 
 
 def _vendor_geometry(kspace: KSpace, scan: Path):
@@ -751,17 +769,7 @@ def read(path: Path, lazy: bool | None = None, repetition: int | None = None) ->
     world space like the scan's own reconstruction (``pdata/1``), slices in its order,
     when that reconstruction has the same grid (:func:`_vendor_geometry`).
     """
-    kspace, raw, header, stated, name, extra = _load(path, repetition)
-    affine, reversed_, direction = _vendor_geometry(kspace, raw.parent)
-    if reversed_:  # multi-slice: z holds image-space slices, reorder them as the 2dseq
-        kspace.data = np.ascontiguousarray(kspace.data[..., ::-1, :, :])
-        if kspace.sampled is not None:
-            kspace.sampled = np.ascontiguousarray(kspace.sampled[::-1])
-    if direction is not None:
-        stated = {**stated, "b0_direction": tuple(direction)}
-        kspace.acquisition = Acquisition.from_dict({**kspace.acquisition.to_dict(),
-                                                    "b0_direction": tuple(direction)})
-    extra["geometry_source"] = "pdata/1 visu_pars" if affine is not None else None
+    kspace, raw, header, stated, name, extra, affine = _placed(path, repetition)
     volume = kspace_volume(kspace, "bruker_raw", raw, header, stated, name=name, **extra)
     volume.affine_um = affine
     return volume

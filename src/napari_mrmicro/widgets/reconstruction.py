@@ -6,8 +6,9 @@ from magicgui.widgets import ComboBox, Container, FloatSpinBox, Label, PushButto
 from napari.layers import Image
 from napari.utils.notifications import show_error, show_info
 
-from napari_mrmicro._layers import volume_to_layer_data
+from napari_mrmicro._layers import layer_geometry, volume_to_layer_data
 from napari_mrmicro.core import KSpace, cs_reconstruct, reconstruct, snr_estimate
+from napari_mrmicro.core.geometry import regridded_affine, voxel_sizes
 from napari_mrmicro.core.sampling import acquired_or_retrospective_mask
 from napari_mrmicro.io import Volume, kspace_codec
 from napari_mrmicro.widgets._results import add_layers
@@ -113,14 +114,35 @@ class ReconstructionWidget(Container):
         self.run_button.enabled, self.cancel_button.enabled = True, False
 
     def _add_results(self, result, source):
-        image, spacing, snr, meta = result
-        name = source.name.removesuffix(" k-space") + " recon"
-        origin = tuple(source.translate)[-3:]
+        image, _, snr, meta = result
+        name = f"{source.name.removesuffix(' k-space')} {recon_label(meta['recon'])}"
+        # placed like the k-space layer; zero-filling regrids around the FOV centre
+        grid = tuple(meta["acquisition"]["matrix"])
+        affine = regridded_affine(layer_geometry(source).affine_um, grid, image.shape[-3:])
+        spacing = tuple(float(v) for v in voxel_sizes(affine))
         add_layers(self.viewer, volume_to_layer_data(
-            Volume(image, spacing, meta, origin_um=origin, name=name)))
+            Volume(image, spacing, meta, name=name, affine_um=affine)))
         text = "n/a (no background)" if snr is None else f"{snr['snr']:.1f}"
         self.result.value = text
         show_info(f"MR Reconstruction: {name}, SNR {text}")
+
+
+def recon_label(options: dict) -> str:
+    """A result's name suffix saying how it was reconstructed, e.g. ``"POCS zf2 hann"``."""
+    cs = options.get("cs")
+    if cs:
+        parts = [f"CS {cs['method']} λ{cs['lam']:g} {cs['iterations']} it"]
+        if cs.get("acceleration", 1) > 1:
+            parts.append(f"R{cs['acceleration']:g}")
+        return " ".join(parts)
+    partial = options.get("partial_fourier")
+    parts = [partial["method"] if partial else "recon"]
+    if options.get("zero_fill", 1) != 1:
+        parts.append(f"zf{options['zero_fill']:g}")
+    window = options.get("window")
+    if window:
+        parts.append(window["name"] if isinstance(window, dict) else str(window))
+    return " ".join(parts)
 
 
 def _reconstruct(kspace: KSpace, options: dict, report):
@@ -138,8 +160,6 @@ def _reconstruct(kspace: KSpace, options: dict, report):
         report(0.1, "inverse FFT")
         image = reconstruct(kspace, **options)
     report(1.0, "SNR")
-    zero_fill = 1.0 if cs else options["zero_fill"]
-    spacing = tuple(v / zero_fill for v in acq.voxel_um)
     try:
         snr = snr_estimate(image[0] if image.ndim == 4 else image)
     except ValueError:
@@ -148,4 +168,4 @@ def _reconstruct(kspace: KSpace, options: dict, report):
             "recon": {**options, "cs": cs}, "snr": snr}
     if image.ndim == 4 and image.shape[0] == 1:
         image = image[0]
-    return image, spacing, snr, meta
+    return image, acq.voxel_um, snr, meta
