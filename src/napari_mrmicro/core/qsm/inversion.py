@@ -33,6 +33,7 @@ import math
 import numpy as np
 import scipy.fft
 
+from napari_mrmicro.core import backend
 from napari_mrmicro.core._masks import as_mask, as_spacing
 from napari_mrmicro.core.memory import check_memory
 from napari_mrmicro.core.qsm.kernel import _unit, dipole_kernel_fft_order
@@ -152,9 +153,10 @@ class Grid:
         out[self.crop] = volume
         return out
 
-    def dipole(self) -> np.ndarray:
-        """D(k) on the half spectrum, float32."""
-        return dipole_kernel_fft_order(self.padded, self.spacing, self.b0, real=True)
+    def dipole(self, device: str = "cpu") -> np.ndarray:
+        """D(k) on the half spectrum, float32, built on ``device``."""
+        return dipole_kernel_fft_order(self.padded, self.spacing, self.b0, real=True,
+                                       device=device)
 
     def gradient_symbols(self):
         """Per axis ``|E_a(k)|² = (2 sin(π m/N)/h_a)²`` of the forward difference, broadcastable
@@ -167,9 +169,11 @@ class Grid:
             out.append(e2.astype(np.float32).reshape([-1 if i == axis else 1 for i in range(3)]))
         return out
 
-    def laplacian_symbol(self) -> np.ndarray:
-        """``Σ_a |E_a(k)|²`` on the half spectrum (``G^T G`` of the gradient), float32."""
-        e = self.gradient_symbols()
+    def laplacian_symbol(self, device: str = "cpu") -> np.ndarray:
+        """``Σ_a |E_a(k)|²`` on the half spectrum (``G^T G`` of the gradient), float32,
+        summed on ``device``."""
+        xp = backend.namespace(device)
+        e = [xp.asarray(symbol) for symbol in self.gradient_symbols()]
         return (e[0] + e[1] + e[2]).astype(np.float32)
 
     def rfft(self, volume: np.ndarray) -> np.ndarray:

@@ -41,16 +41,20 @@ def _frequencies(shape, spacing_um, real: bool):
     return axes
 
 
-def dipole_kernel_fft_order(shape, spacing_um, b0_direction=(1.0, 0.0, 0.0), real=False):
+def dipole_kernel_fft_order(shape, spacing_um, b0_direction=(1.0, 0.0, 0.0), real=False,
+                            device="cpu"):
     """The dipole kernel in FFT order (DC at index 0); ``real=True`` gives the half
-    spectrum that pairs with ``scipy.fft.rfftn``."""
+    spectrum that pairs with ``scipy.fft.rfftn``. Built on ``device`` (a CuPy array for
+    ``"gpu"``, :mod:`~napari_mrmicro.core.backend`)."""
+    xp = backend.namespace(device)
     b = _unit(b0_direction)
     k = _frequencies(shape, spacing_um, real)
     # (k·b̂)² with the cross terms averaged over ±k at a Nyquist frequency, whose sign an
     # even-length FFT leaves undetermined: otherwise an oblique B0 gives a kernel that is
     # not even in k and a field that is not point-symmetric.
-    kc = [np.where(np.abs(f) * n * d == n / 2, 0.0, f) if n % 2 == 0 else f
+    kc = [xp.asarray(np.where(np.abs(f) * n * d == n / 2, 0.0, f) if n % 2 == 0 else f)
           for f, n, d in zip(k, shape, np.broadcast_to(spacing_um, (3,)))]
+    k = [xp.asarray(f) for f in k]
     kb2 = sum((b[i] * k[i]) ** 2 for i in range(3)) + 2 * (
         b[0] * b[1] * kc[0] * kc[1] + b[0] * b[2] * kc[0] * kc[2] + b[1] * b[2] * kc[1] * kc[2])
     k2 = k[0] ** 2 + k[1] ** 2 + k[2] ** 2
@@ -144,8 +148,8 @@ def forward_field(chi_ppm, spacing_um, b0_direction=(1.0, 0.0, 0.0), pad: int = 
         ``D(k)`` sampled in k-space (the model QSM inversions assume), or the image-space
         point-dipole kernel, exact for the continuous field of the voxels at any B0 angle.
     device : {"cpu", "gpu"}, optional
-        Where the convolution runs (:mod:`~napari_mrmicro.core.backend`; the kernel itself
-        is built on the CPU once).
+        Where the convolution runs and ``D(k)`` is built
+        (:mod:`~napari_mrmicro.core.backend`); the image-space kernel is built on the CPU.
 
     Returns
     -------
@@ -158,14 +162,16 @@ def forward_field(chi_ppm, spacing_um, b0_direction=(1.0, 0.0, 0.0), pad: int = 
         raise ValueError("forward_field: chi_ppm contains NaN or infinite values")
     if pad:
         chi = np.pad(chi, int(pad))
+    device = backend.resolve(device)
     if kernel == "kspace":
-        weights = dipole_kernel_fft_order(chi.shape, spacing_um, b0_direction, real=True)
+        weights = dipole_kernel_fft_order(chi.shape, spacing_um, b0_direction, real=True,
+                                          device=device)
     elif kernel == "spatial":
         weights = dipole_kernel_spatial_fft(chi.shape, spacing_um, b0_direction, real=True,
                                             workers=workers)
     else:
         raise ValueError(f"forward_field: kernel must be 'kspace' or 'spatial', got {kernel!r}")
-    xp = backend.namespace(backend.resolve(device))
+    xp = backend.namespace(device)
     fft = backend.fft(xp)
     spectrum = fft.rfftn(xp.asarray(chi), workers=workers)
     spectrum *= xp.asarray(weights)

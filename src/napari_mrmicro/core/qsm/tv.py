@@ -93,12 +93,11 @@ def admm_tv(grid: Grid, field, data_weight, gradient_weight, lam, rho, mu, max_i
     shape, steps = grid.padded, grid.steps()
     scales = [None if h == 1 else np.float32(1 / h) for h in steps]
     mu, rho = np.float32(mu), np.float32(rho)
-    dipole = grid.dipole()
-    denominator = mu * dipole**2 + rho * grid.laplacian_symbol()
+    dipole = grid.dipole(device)
+    denominator = mu * dipole**2 + rho * grid.laplacian_symbol(device)
     denominator[0, 0, 0] = 1  # k = 0 is in the null space of both terms: keep χ̂(0) = 0
-    data_gain = xp.asarray(mu * dipole / denominator)  # χ̂ = data_gain·F[y − s] + …
-    tv_gain = xp.asarray(rho / denominator)  # … + tv_gain·F[∇ᵀ(z − u)]
-    dipole = xp.asarray(dipole)
+    data_gain = mu * dipole / denominator  # χ̂ = data_gain·F[y − s] + …
+    tv_gain = rho / denominator  # … + tv_gain·F[∇ᵀ(z − u)]
     del denominator
     w2 = data_weight * data_weight
     w2f = xp.asarray(w2 * field)
