@@ -17,6 +17,8 @@ from pathlib import Path
 
 import numpy as np
 
+from napari_mrmicro.core import geometry
+
 #: Volumes above this many bytes open lazily (memory map or dask) unless told otherwise.
 LAZY_BYTES = 256 * 2**20
 
@@ -97,12 +99,11 @@ class Volume:
     affine_um: np.ndarray | None = None
 
     def __post_init__(self):
-        self.spacing_um = tuple(float(s) for s in self.spacing_um)
         ndim = len(self.data.shape)
-        if not 1 <= len(self.spacing_um) <= ndim:
-            raise ValueError(f"Volume: {len(self.spacing_um)} spacings for {ndim}-D data")
-        if not all(np.isfinite(s) and s > 0 for s in self.spacing_um):
-            raise ValueError(f"Volume: spacing_um {self.spacing_um} must be positive")
+        count = np.size(self.spacing_um)
+        if not 1 <= count <= ndim:
+            raise ValueError(f"Volume: {count} spacings for {ndim}-D data")
+        self.spacing_um = geometry.as_spacing(self.spacing_um, count, "Volume spacing_um")
         if self.origin_um is not None:
             self.origin_um = tuple(float(o) for o in self.origin_um)
         if self.axis_labels is None:
