@@ -428,6 +428,12 @@ def test_missing_companion_files_are_named(tmp_path):
     tifffile.imwrite(path, np.ones((6, 8), np.uint8), description=xml, metadata=None)
     with pytest.raises(FormatError, match="part_1.ome.tif, part_2.ome.tif"):
         tiff.read(path)
+    # planes of this very file (its own UUID) are found under any file name
+    own = xml.split("<TiffData FirstZ=\"1\"")[0].replace('SizeZ="3"', 'SizeZ="1"')
+    renamed = tmp_path / "renamed.ome.tif"
+    tifffile.imwrite(renamed, np.ones((6, 8), np.uint8), metadata=None,
+                     description=own + "</Pixels></Image></OME>")
+    assert tiff.read(renamed).data.shape == (6, 8)
 
 
 def test_uncalibrated_stack_is_in_pixels(tmp_path):

@@ -432,7 +432,13 @@ def _position_count(tif, ome: dict | None) -> int:
 def _check_companions(path: Path, xml: str) -> None:
     """Refuse a multi-file OME-TIFF whose companion files are absent (tifffile would fill
     their planes with zeros), naming the missing files."""
-    names = set(re.findall(r'<(?:\w+:)?UUID[^>]*\bFileName="([^"]+)"', xml))
+    try:
+        root = ET.fromstring(xml)
+    except ET.ParseError:
+        return
+    own = (root.get("UUID") or "").strip()
+    names = {e.get("FileName") for e in root.iter() if e.tag.rsplit("}", 1)[-1] == "UUID"
+             and e.get("FileName") and (e.text or "").strip() != own}  # own: this file
     missing = sorted(n for n in names if not (path.parent / n).is_file())
     if missing:
         raise FormatError(path, f"the OME-XML puts planes in companion files that are "
