@@ -176,8 +176,16 @@ class MorphometryWidget(Container):
         self.save_profile_button.changed.connect(self._save_profile_dialog)
         self.load_profile_button.changed.connect(self._load_profile_dialog)
         self.table.itemSelectionChanged.connect(self._row_selected)
+        self.labels_layer.changed.connect(self._labels_chosen)
+        self._labels_chosen(self.labels_layer.value)
         for event in (self.viewer.layers.events.inserted, self.viewer.layers.events.removed):
             event.connect(self.reset_choices)
+
+    def _labels_chosen(self, layer):
+        """A tube scan that states its diameter fills in the calibration's diameter."""
+        meta = ((getattr(layer, "metadata", None) or {}).get("mrmicro") or {})
+        if meta.get("tube_inner_diameter_um"):
+            self.tube_diameter.value = float(meta["tube_inner_diameter_um"])
 
     # -- measuring -----------------------------------------------------------------------------
 
