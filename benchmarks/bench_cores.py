@@ -4,8 +4,8 @@ bare FFT, each core count in a fresh process pinned to that many cores.
 Stages (the same calls on every core count):
 
 * TV-ADMM QSM (``invert_tv``) on 256×256×128, 20 iterations (tol = 0);
-* compressed sensing, L1-wavelet FISTA and TV-ADMM (``cs_reconstruct``), 128³, 4× Poisson
-  disc, 10 iterations;
+* compressed sensing, L1-wavelet FISTA and TV-ADMM (``cs_reconstruct``), 128³ spheres,
+  4× Poisson disc, 10 iterations;
 * 256³ k-space -> magnitude (``reconstruct(output="magnitude")``) and, as its baseline, a
   bare ``scipy.fft.ifftn(workers=-1)`` of the same array.
 
@@ -58,9 +58,10 @@ def _child(stage: str, small: bool, repeat: int) -> float:
         from napari_mrmicro.core.compressed_sensing import cs_reconstruct
         from napari_mrmicro.core.kspace import centered_fft
         from napari_mrmicro.core.sampling import poisson_disc_mask
-        from napari_mrmicro.core.specimens import make_specimen
         n = 64 if small else 128
-        truth = make_specimen("cochlea", (n,) * 3, 12800.0 / n).property_map("proton_density")
+        z, y, x = ((i - n / 2) / (n / 2) for i in np.indices((n,) * 3, sparse=True))
+        truth = ((z**2 + y**2 + x**2 < 0.6).astype(np.float32)  # piecewise-constant phantom
+                 + 0.5 * ((z - 0.2) ** 2 + y**2 + (x + 0.3) ** 2 < 0.05))
         kspace = centered_fft(truth.astype(np.complex64))
         mask = poisson_disc_mask((n,) * 3, 4, calib=max(n // 8, 8), seed=0)
         method = stage[3:]
