@@ -503,3 +503,17 @@ def test_field_map_carries_hz(realdata):
     # Head_Prone: the bore runs along the subject's S-I axis; the frame's y runs along it
     # (VisuCoreOrientation row 2 is (0, 0, -1)), so B0 is along array axis y
     assert np.abs(acq["b0_direction"]) == pytest.approx((0, 1, 0))
+
+
+def test_tripilot_opens_as_three_layers(tmp_path):
+    from napari.layers import Layer
+
+    from napari_mrmicro._reader import read_layers
+
+    n = 8
+    scan = write_scan(tmp_path, np.ones(3 * n * n, "<i2"), tripilot_visu(n))
+    layers = [Layer.create(*ld) for ld in read_layers(scan)]
+    assert len(layers) == 3 and all(layer.ndim == 3 for layer in layers)
+    for layer in layers:  # each slice's centre at the isocentre, in its own plane
+        np.testing.assert_allclose(layer.data_to_world((0, (n - 1) / 2, (n - 1) / 2)), 0,
+                                   atol=1e-6)
