@@ -204,3 +204,28 @@ def plot_distortion(ax, profile: DistortionProfile) -> None:
     ax.set_ylabel("area error (%)")
     ax.set_title(f"tube ⌀ {profile.true_diameter_um:g} µm, {profile.tubes} tube(s)")
     ax.legend(fontsize="small")
+
+
+def correct_sections_table(table: dict, profile: DistortionProfile) -> tuple[dict, float]:
+    """A cross-section table (``area_um2``, ``z_um``/``y_um``/``x_um`` station positions,
+    optionally ``min_diameter_um``/``max_diameter_um``, ``distance_um``) corrected for
+    distortion: areas ÷ (1 + e), diameters and the distances along the path ÷ √(1 + e);
+    returns (table, corrected path length in µm)."""
+    missing = [k for k in ("area_um2", "z_um", "y_um", "x_um") if k not in table]
+    if missing:
+        raise ValueError(f"sections table: missing column(s) {missing}; need area_um2 and "
+                         "the station positions z_um, y_um, x_um")
+    points = np.column_stack([np.asarray(table[k], float) for k in ("z_um", "y_um", "x_um")])
+    out = dict(table)
+    out["area_um2"] = correct_area(table["area_um2"], points, profile)
+    root = np.sqrt(1 + profile.area_error(profile.distance_to(points)))
+    for key in ("min_diameter_um", "max_diameter_um"):
+        if key in table:
+            out[key] = np.asarray(table[key], float) / root
+    length = correct_path_length(points, profile) if len(points) >= 2 else 0.0
+    if "distance_um" in table and len(points) >= 2:
+        midpoints = (points[1:] + points[:-1]) / 2
+        steps = np.linalg.norm(np.diff(points, axis=0), axis=1) / np.sqrt(
+            1 + profile.area_error(profile.distance_to(midpoints)))
+        out["distance_um"] = np.r_[0.0, np.cumsum(steps)]
+    return out, length
