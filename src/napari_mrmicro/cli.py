@@ -169,58 +169,6 @@ def cmd_measure(args) -> int:
     return 0
 
 
-def cmd_distortion_calibrate(args) -> int:
-    import numpy as np
-
-    from napari_mrmicro.core.distortion import (
-        distortion_profile,
-        plot_distortion,
-        write_distortion_profile,
-    )
-    from napari_mrmicro.pipeline import load_volume
-
-    volume = load_volume(args.tube)
-    labels = np.asarray(volume.data)
-    mask = labels == args.label if args.label is not None else labels > 0
-    if not mask.any():
-        what = "is labelled" if args.label is None else f"has label {args.label}"
-        raise ValueError(f"{args.tube}: no voxel {what}")
-    profile = distortion_profile(mask, volume.spacing_um, args.diameter_um, degree=args.degree)
-    write_distortion_profile(profile, args.output)
-    print(profile.report())
-    _report(args.output, "distortion profile: areas ÷ (1 + e), lengths ÷ √(1 + e)")
-    if args.plot is not None:
-        from matplotlib.backends.backend_agg import FigureCanvasAgg
-        from matplotlib.figure import Figure
-
-        figure = Figure(figsize=(6, 4), dpi=120, layout="tight")
-        FigureCanvasAgg(figure)
-        plot_distortion(figure.add_subplot(), profile)
-        figure.savefig(args.plot, format="png")
-        _report(args.plot, "area error against distance from the FOV centre")
-    return 0
-
-
-def cmd_distortion_correct(args) -> int:
-    import numpy as np
-
-    from napari_mrmicro.core.distortion import correct_sections_table, read_distortion_profile
-    from napari_mrmicro.pipeline import write_table
-
-    profile = read_distortion_profile(args.profile)
-    try:
-        rows = np.genfromtxt(args.sections, delimiter=",", names=True, dtype=float,
-                             encoding="utf-8")
-    except (OSError, ValueError) as error:
-        raise ValueError(f"{args.sections}: cannot read the sections table ({error})") from None
-    table = {name: np.atleast_1d(rows[name]) for name in rows.dtype.names or ()}
-    corrected, length = correct_sections_table(table, profile)
-    write_table(args.output, corrected)
-    _report(args.output, f"{len(corrected['area_um2'])} sections corrected; centerline "
-                         f"{length:.1f} µm after correction")
-    return 0
-
-
 def _points_csv(path: Path):
     """(N, 3) µm points from a CSV with a header (z_um, y_um, x_um or the first 3 columns)."""
     import numpy as np
@@ -440,12 +388,12 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("output", type=Path, help="susceptibility map (ppm)")
     p.add_argument("--method", choices=("tkd", "tikhonov", "tv", "medi"), default="tv",
                    help="dipole inversion (default tv)")
-    p.add_argument("--background", choices=("vsharp", "pdf", "lbv"), default="vsharp",
-                   help="background field removal (default vsharp)")
+    p.add_argument("--background", choices=("lbv", "vsharp", "pdf"), default="lbv",
+                   help="background field removal (default lbv)")
     p.add_argument("--unwrap", choices=("region_growing", "laplacian"),
                    default="region_growing", help="phase unwrapping")
-    p.add_argument("--mask", type=Path, help="specimen mask or labels (default: Otsu on the "
-                                             "magnitude)")
+    p.add_argument("--mask", type=Path, help="specimen mask or labels (default: the voxels "
+                                             "with signal, signal voids out)")
     p.add_argument("--erode-um", type=float, default=0.0, help="erode the automatic mask (µm)")
     p.add_argument("--lam", type=float, help="regularisation weight (default: the method's)")
     p.add_argument("--max-iter", type=int, default=250)
@@ -470,24 +418,6 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--chunked", action="store_true",
                    help="chunk by chunk for volumes larger than memory (counts, volumes, "
                         "centroids only; default for large lazily read files)")
-
-    p = command("distortion-calibrate", "distortion calibration from a scan of a tube of "
-                "known diameter: writes the profile (area error e against distance from the "
-                "FOV centre, JSON) and optionally its plot", cmd_distortion_calibrate)
-    p.add_argument("tube", type=Path, help="label volume: the tube lumen (segmented scan)")
-    p.add_argument("output", type=Path, help="profile (.json)")
-    p.add_argument("--diameter-um", type=float, required=True,
-                   help="the tube's known inner diameter (µm)")
-    p.add_argument("--label", type=int, help="the lumen's label (default: every labelled voxel)")
-    p.add_argument("--degree", type=int, default=2, help="polynomial degree of e(r) (default 2)")
-    p.add_argument("--plot", type=Path, help="PNG of area error against distance")
-
-    p = command("distortion-correct", "apply a distortion profile to a cross-section table "
-                "(area_um2 and station positions z_um, y_um, x_um): areas ÷ (1 + e), "
-                "diameters and distances ÷ √(1 + e)", cmd_distortion_correct)
-    p.add_argument("profile", type=Path, help="profile from distortion-calibrate (.json)")
-    p.add_argument("sections", type=Path, help="cross-section table (CSV)")
-    p.add_argument("output", type=Path, help="corrected table (CSV)")
 
     p = command("register", "register a moving volume (e.g. optical) to a fixed one (MRM): "
                             "landmarks or mutual information; writes the affine", cmd_register)

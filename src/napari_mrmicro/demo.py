@@ -85,37 +85,78 @@ def _demo_simulation(out_dir: Path) -> None:
     return acq, image, kspace, specimen
 
 
+#: The demo's bar for QSM against its own ground truth (issue: an honest demo).
+QSM_NRMSE_LIMIT = 50.0
+
+
 def _demo_qsm(out_dir: Path, acq, image, kspace, specimen) -> None:
-    """QSM of the simulated scan, scored against the simulation's ground truth."""
+    """QSM of the simulated scan with the pipeline's defaults, scored against the
+    simulation's ground truth where the truth has signal; a bad number is called bad."""
     from napari_mrmicro.core.qsm import hfen, nrmse, qsm_stages, xsim
+    from napari_mrmicro.core.qsm.pipeline import reference_compartments
     from napari_mrmicro.io import Volume, write_volume
 
     labels = kspace.truth["labels"]
-    # tissue that gives signal: everything but the signal-less otic-capsule bone
-    mask = ~np.isin(labels, specimen.truth["bone_labels"])
-    if specimen.tissues[0].proton_density == 0:  # air around the specimen: no phase
-        mask &= labels > 0
     t0 = time.perf_counter()
     result = qsm_stages(np.abs(image), np.angle(image), acq.te_ms, acq.b0_tesla,
-                        acq.voxel_um, acq.b0_direction, mask=mask, method="tv",
-                        progress=_progress("QSM"))
-    inside = result.local_mask
-    truth = np.where(inside, kspace.truth["chi_ppm"] - kspace.truth["chi_ppm"][inside].mean(), 0)
-    print(f"QSM (V-SHARP + TV) in {time.perf_counter() - t0:.1f} s: NRMSE "
-          f"{nrmse(result.chi_ppm, truth, inside):.1f} %, HFEN "
-          f"{hfen(result.chi_ppm, truth, inside):.1f} %, XSIM "
-          f"{xsim(result.chi_ppm, truth, inside):.3f} against the ground truth")
+                        acq.voxel_um, acq.b0_direction, progress=_progress("QSM"))
+    print(f"QSM (defaults: signal mask, LBV + TV) in {time.perf_counter() - t0:.1f} s")
+    print(f"  {result.mask_report.summary()}")
+    # scored: the pipeline's mask where the truth has proton signal (no bone, no air)
+    density = np.asarray([t.proton_density for t in specimen.tissues])[labels]
+    scored = result.local_mask & ~np.isin(labels, specimen.truth["bone_labels"]) & (density > 0)
+    # χ is relative: each compartment (enclosed by signal voids) against its own mean
+    chi = reference_compartments(result.chi_ppm, scored)
+    truth = reference_compartments(kspace.truth["chi_ppm"], scored)
+    scores = {"NRMSE": nrmse(chi, truth, scored), "HFEN": hfen(chi, truth, scored),
+              "XSIM": xsim(chi, truth, scored)}
+    bad = scores["NRMSE"] > QSM_NRMSE_LIMIT
+    print(f"  against the ground truth in {scored.sum()} voxels with signal: NRMSE "
+          f"{scores['NRMSE']:.1f} %, HFEN {scores['HFEN']:.1f} %, XSIM {scores['XSIM']:.3f}"
+          + (f"  <- BAD: above {QSM_NRMSE_LIMIT:g} %" if bad else ""))
     for index, name in enumerate(specimen.tissue_names):
-        region = inside & (labels == index)
-        if region.sum() > 50:
-            print(f"  {name:>8}: χ {result.chi_ppm[region].mean():+.3f} ppm "
-                  f"(truth {truth[region].mean():+.3f})")
+        region = scored & (labels == index)
+        if region.sum() <= 50:
+            continue
+        measured, expected = float(chi[region].mean()), float(truth[region].mean())
+        wrong = abs(expected) > 0.05 and np.sign(measured) != np.sign(expected)
+        bad |= wrong
+        print(f"  {name:>8}: χ {measured:+.3f} ppm (truth {expected:+.3f})"
+              + ("  <- BAD: wrong sign" if wrong else ""))
+    print(f"  QSM check: {'FAILED, the numbers above marked BAD' if bad else 'ok'} (NRMSE <= "
+          f"{QSM_NRMSE_LIMIT:g} % and the right sign in every tissue with signal)")
     meta = {"acquisition": acq.to_dict(), "unit": "ppm", "source": "mrmicro demo: QSM"}
     for path in write_volume(out_dir / "cochlea_chi.nii.gz",
                              Volume(result.chi_ppm, acq.voxel_um, meta, name="chi")):
         print(f"  wrote {Path(path).relative_to(out_dir)} (χ in ppm)")
-    _write_slice_png(out_dir / "cochlea_chi.png", result.chi_ppm, symmetric=True)
-    print("  wrote cochlea_chi.png (mid slice)")
+    _write_qsm_figure(out_dir / "cochlea_qsm.png", truth, chi, scored, labels, acq.voxel_um)
+    print("  wrote cochlea_qsm.png (truth, χ and their difference, ppm)")
+
+
+def _write_qsm_figure(path: Path, truth, chi, scored, labels, spacing_um) -> None:
+    """Truth, χ and χ − truth side by side on the slice with the most scored tissue kinds,
+    one diverging colour scale in ppm (matplotlib Agg)."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    kinds = [len(np.unique(labels[z][scored[z]])) + scored[z].mean() for z in
+             range(labels.shape[0])]
+    z = int(np.argmax(kinds))
+    limit = float(np.percentile(np.abs(truth[scored]), 99.5)) or 1.0
+    extent = (0, labels.shape[2] * spacing_um[2] / 1000, labels.shape[1] * spacing_um[1] / 1000, 0)
+    figure = Figure(figsize=(12, 4.2), dpi=110, layout="constrained")
+    FigureCanvasAgg(figure)
+    axes = figure.subplots(1, 3)
+    for ax, (title, volume) in zip(axes, (("truth", truth), ("χ (default pipeline)", chi),
+                                          ("χ − truth", chi - truth))):
+        shown = np.ma.masked_where(~scored[z], volume[z])
+        image = ax.imshow(shown, cmap="PiYG", vmin=-limit, vmax=limit, extent=extent)
+        ax.set_title(f"{title}, slice {z}")
+        ax.set_xlabel("x (mm)")
+        ax.set_facecolor("0.2")
+    axes[0].set_ylabel("y (mm)")
+    figure.colorbar(image, ax=axes, label="χ (ppm, per compartment)", shrink=0.85)
+    figure.savefig(path, format="png")
 
 
 def _demo_morphometry(out_dir: Path, acq, image, kspace, specimen) -> None:

@@ -238,7 +238,7 @@ def echo_step(s: Specimen, index: int = 0):
         s.volumes[role] = _derived(volume, volume.data[index])
 
 
-def qsm_step(s: Specimen, method: str = "tv", background: str = "vsharp",
+def qsm_step(s: Specimen, method: str = "tv", background: str = "lbv",
              unwrap: str = "region_growing", erode_um: float = 0.0, lam: float | None = None,
              max_iter: int = 250, tkd_threshold: float = 0.15, mask_from_labels: bool = False,
              te_ms=None, b0_tesla: float | None = None, b0_direction=None):
@@ -246,8 +246,9 @@ def qsm_step(s: Specimen, method: str = "tv", background: str = "vsharp",
 
     Parameters as the QSM dock (:func:`napari_mrmicro.core.qsm.pipeline.qsm`). Echo times,
     B0 and its direction come from the acquisition the images carry unless given;
-    ``mask_from_labels`` uses the non-zero ``labels`` as the specimen mask (default: Otsu
-    on the magnitude). Every stage checks its memory before it starts.
+    ``mask_from_labels`` uses the non-zero ``labels`` as the specimen mask (default: the
+    voxels with signal and a phase linear in TE, signal voids out). Every stage checks its
+    memory before it starts.
     """
     from napari_mrmicro.core.qsm.pipeline import qsm
 

@@ -4,9 +4,9 @@ import numpy as np
 import pytest
 
 from napari_mrmicro.core import Acquisition, make_specimen, simulate
-from napari_mrmicro.core.qsm import qsm_stages
+from napari_mrmicro.core.qsm import forward_field, qsm_from_field, qsm_stages
 from napari_mrmicro.widgets._results import add_layers, kspace_layers
-from napari_mrmicro.widgets.qsm import QSMWidget
+from napari_mrmicro.widgets.qsm import FIELD_MAP, QSMWidget
 
 pytestmark = pytest.mark.gui
 
@@ -43,6 +43,7 @@ def test_qsm_dock_reads_metadata_runs_and_shows_chi(make_napari_viewer, qtbot):
     expected = qsm_stages(**dock.request())
     np.testing.assert_allclose(chi.data, expected.chi_ppm, atol=1e-5)
     np.testing.assert_array_equal(viewer.layers["QSM mask"].data, expected.local_mask)
+    assert "left out" in dock.status.value  # what the automatic mask excluded
     viewer.dims.set_point(0, 24 * 100.0)
     shot = viewer.screenshot(canvas_only=False, flash=False)
     assert shot[..., :3].std() > 10
@@ -60,3 +61,60 @@ def test_bad_te_is_reported(make_napari_viewer):
     with pytest.raises(ValueError, match="TE"):
         dock.request()
     assert dock.run() is None
+
+
+def test_a_magnitude_alone_is_not_taken_for_a_phase(make_napari_viewer):
+    viewer = make_napari_viewer()
+    viewer.add_image(np.ones((2, 8, 8, 8), np.float32), name="x magnitude")
+    dock = QSMWidget(viewer)
+    assert dock.magnitude.value.name == "x magnitude" and dock.phase.value is None
+    assert dock.run() is None and len(viewer.layers) == 1
+    dock.phase.value = dock.magnitude.value
+    with pytest.raises(ValueError, match="two different layers"):
+        dock.request()
+
+
+def test_field_map_in_hz_on_an_oblique_slab(make_napari_viewer, qtbot):
+    """A scanner field map (Hz) on a rotated slab: unit, Larmor frequency and B0 direction
+    come from the layer, and χ is the core's qsm_from_field."""
+    n, spacing = 32, 100.0
+    g = np.arange(n) - n / 2
+    z, y, x = np.meshgrid(g, g, g, indexing="ij")
+    a = np.deg2rad(30)
+    rotation = np.array([[np.cos(a), -np.sin(a), 0], [np.sin(a), np.cos(a), 0], [0, 0, 1]])
+    b0 = rotation.T @ np.array([1.0, 0, 0])  # world S in the slab's array axes
+    chi = np.where(z**2 + y**2 + x**2 < 4**2, 0.4, 0.0).astype(np.float32)
+    inside = z**2 + y**2 + x**2 < 13**2
+    larmor_mhz = 42.577478 * 9.4
+    field_hz = np.where(inside, forward_field(chi, spacing, b0) * larmor_mhz, 0)
+    viewer = make_napari_viewer(show=True)
+    affine = np.eye(4)
+    affine[:3, :3] = rotation
+    viewer.add_image(field_hz.astype(np.float32), name="B0 map (Hz)", scale=(spacing,) * 3,
+                     units=("µm",) * 3, affine=affine, colormap="PiYG",
+                     metadata={"mrmicro": {"value_unit": "Hz",
+                                           "acquisition": {"b0_tesla": 9.4}}})
+    dock = QSMWidget(viewer)
+    viewer.window.add_dock_widget(dock, name="QSM")
+    assert dock.source.value == FIELD_MAP and dock.field.value.name == "B0 map (Hz)"
+    assert dock.field_unit.value == "Hz"
+    assert dock.larmor.value == pytest.approx(larmor_mhz, abs=1e-3)
+    direction = [float(v) for v in dock.direction.value.split(",")]
+    np.testing.assert_allclose(direction, b0, atol=1e-3)
+    dock.iterations.value = 80
+    worker = dock.run()
+    with qtbot.waitSignal(worker.finished, timeout=120_000):
+        pass
+    qtbot.waitUntil(lambda: "χ (ppm, tv)" in viewer.layers, timeout=10_000)
+    layer = viewer.layers["χ (ppm, tv)"]
+    request = dock.request()
+    expected, _, local_mask = qsm_from_field(
+        request["field"], request["mask"], request["spacing_um"], request["b0_direction"],
+        field_unit="Hz", larmor_hz=request["larmor_hz"], max_iter=80)
+    np.testing.assert_allclose(layer.data, expected, atol=1e-5)
+    core = (z**2 + y**2 + x**2 < 2.5**2) & local_mask
+    assert layer.data[core].mean() - layer.data[local_mask & (chi == 0)].mean() == \
+        pytest.approx(0.4, rel=0.25)
+    np.testing.assert_allclose(layer.affine.affine_matrix[:3, :3], rotation, atol=1e-9)
+    viewer.window.show()
+    viewer.window.screenshot("/tmp/qsm_dock_field_map.png", canvas_only=False, flash=False)

@@ -1,4 +1,4 @@
-"""Dock "QSM": multi-echo magnitude and phase layers -> susceptibility map (ppm)."""
+"""Dock "QSM": multi-echo magnitude and phase layers, or a field map -> susceptibility (ppm)."""
 
 from __future__ import annotations
 
@@ -17,7 +17,10 @@ from napari.layers import Image, Labels
 from napari.utils.notifications import show_error, show_info
 
 from napari_mrmicro._layers import layer_geometry, like
-from napari_mrmicro.core.qsm.pipeline import BACKGROUNDS, METHODS, UNWRAPPERS, qsm_stages
+from napari_mrmicro.core.acquisition import GAMMA_BAR_MHZ_PER_T
+from napari_mrmicro.core.qsm.field_map import b0_direction_from_affine, qsm_from_field
+from napari_mrmicro.core.qsm.pipeline import (
+    BACKGROUNDS, METHODS, UNWRAPPERS, QSMResult, qsm_stages)
 from napari_mrmicro.widgets._results import add_layers
 from napari_mrmicro.widgets._worker import progress_worker
 
@@ -42,19 +45,47 @@ def spatial_spacing_um(layer) -> tuple:
     return spacing
 
 
+#: The dock's two inputs.
+ECHOES, FIELD_MAP = "magnitude + phase", "field map"
+SIGNAL_MASK, NONZERO_MASK = "signal (noise, phase)", "non-zero field"
+
+
+def b0_direction_of(layer) -> tuple | None:
+    """B0 in the layer's array axes from its world affine, or None when the layer is not
+    rotated (then the acquisition's ``b0_direction`` applies)."""
+    geometry = layer_geometry(layer)
+    if geometry.affine_um.shape != (4, 4):
+        return None
+    linear = geometry.affine_um[:3, :3] / np.asarray(geometry.spacing_um)[None, :]
+    if np.allclose(linear, np.eye(3), atol=1e-6):
+        return None
+    return b0_direction_from_affine(geometry.affine_um, geometry.spacing_um)
+
+
 class QSMWidget(Container):
-    """Quantitative susceptibility mapping from magnitude and phase layers.
+    """Quantitative susceptibility mapping from magnitude and phase layers or a field map.
 
     TE, B0 and B0 direction come from the layers' ``metadata["mrmicro"]["acquisition"]``
-    and stay editable; the voxel size comes from the layer scale. The pipeline runs in a
-    worker with per-stage progress and can be cancelled; χ is shown with a diverging
-    colormap centred on 0, contrast limits from robust percentiles.
+    and stay editable; B0 direction from the layer's world affine when it is rotated (an
+    oblique slab); the voxel size from the layer scale. A field map's unit (Hz or ppm)
+    comes from its ``value_unit``, the Larmor frequency from the acquisition's B0. The
+    pipeline runs in a worker with per-stage progress and can be cancelled; χ is shown
+    with a diverging colormap centred on 0, contrast limits from robust percentiles, and
+    the status line says what the automatic mask left out.
     """
 
     def __init__(self, napari_viewer):
         self.viewer = napari_viewer
-        self.magnitude = ComboBox(label="magnitude", choices=self._images)
-        self.phase = ComboBox(label="phase", choices=self._images)
+        self.source = ComboBox(label="input", choices=[ECHOES, FIELD_MAP], value=ECHOES)
+        self.magnitude = ComboBox(label="magnitude", choices=self._images, nullable=True)
+        self.phase = ComboBox(label="phase", choices=self._images, nullable=True)
+        self.phase_unit = ComboBox(label="phase unit", choices=["rad", "deg"], value="rad")
+        self.field = ComboBox(label="field map", choices=self._images, nullable=True,
+                              visible=False)
+        self.field_unit = ComboBox(label="field unit", choices=["Hz", "ppm"], value="Hz",
+                                   visible=False)
+        self.larmor = FloatSpinBox(label="Larmor (MHz)", min=0.0, max=2000.0, step=0.001,
+                                   value=400.2, visible=False)
         self.te = LineEdit(label="TE (ms)")
         self.b0 = FloatSpinBox(label="B0 (T)", min=0.01, max=30.0, step=0.1, value=9.4)
         self.direction = LineEdit(label="B0 direction (z, y, x)", value="1, 0, 0")
@@ -71,14 +102,18 @@ class QSMWidget(Container):
         self.run_button = PushButton(text="Run QSM")
         self.cancel_button = PushButton(text="Cancel", enabled=False)
         self.status = Label(label="")
+        self.status.native.setWordWrap(True)  # the mask report is a sentence
         super().__init__(widgets=[
-            self.magnitude, self.phase, self.te, self.b0, self.direction, self.spacing,
+            self.source, self.magnitude, self.phase, self.phase_unit, self.field,
+            self.field_unit, self.larmor, self.te, self.b0, self.direction, self.spacing,
             self.mask_source, self.erode, self.unwrap, self.background, self.method, self.lam,
             self.iterations, self.intermediates,
             Container(widgets=[self.run_button, self.cancel_button], layout="horizontal",
                       labels=False), self.status])
         self.worker = None
         self.phase.changed.connect(self._read_metadata)
+        self.field.changed.connect(self._read_metadata)
+        self.source.changed.connect(self._show_inputs)
         self.run_button.changed.connect(self.run)
         self.cancel_button.changed.connect(self.cancel)
         for event in (self.viewer.layers.events.inserted, self.viewer.layers.events.removed):
@@ -90,53 +125,101 @@ class QSMWidget(Container):
                 and layer.ndim >= 3 and "kspace" not in layer.metadata.get("mrmicro", {})]
 
     def _mask_choices(self, _widget=None):
-        return ["threshold (Otsu)"] + [layer for layer in self.viewer.layers
-                                       if isinstance(layer, Labels)]
+        default = NONZERO_MASK if self.source.value == FIELD_MAP else SIGNAL_MASK
+        return [default] + [layer for layer in self.viewer.layers if isinstance(layer, Labels)]
 
-    def _pick_defaults(self):
-        """Preselect layers named like magnitude/phase (as our docks and readers name them)."""
-        for combo, word in ((self.magnitude, "magnitude"), (self.phase, "phase")):
-            named = [layer for layer in combo.choices if word in layer.name]
-            if named:
-                combo.value = named[-1]
+    def _show_inputs(self, *_):
+        field = self.source.value == FIELD_MAP
+        for widget in (self.magnitude, self.phase, self.phase_unit, self.te, self.unwrap):
+            widget.visible = not field
+        for widget in (self.field, self.field_unit, self.larmor):
+            widget.visible = field
+        self.mask_source.reset_choices()
         self._read_metadata()
 
+    def _pick_defaults(self):
+        """Preselect layers named like magnitude/phase/field (as our docks and readers name
+        them); a layer is never preselected for a role its name does not state, and the
+        field-map input is chosen when only a field map (Hz or ppm values) is open."""
+        def field_like(layer):
+            unit = layer.metadata.get("mrmicro", {}).get("value_unit")
+            return unit in ("Hz", "ppm") or "field" in layer.name.lower()
+
+        for combo, wanted in ((self.magnitude, lambda layer: "magnitude" in layer.name),
+                              (self.phase, lambda layer: "phase" in layer.name),
+                              (self.field, field_like)):
+            named = [layer for layer in combo.choices if layer is not None and wanted(layer)]
+            combo.value = named[-1] if named else None
+        if self.phase.value is None and self.field.value is not None:
+            self.source.value = FIELD_MAP
+        self._read_metadata()
+
+    def _source_layer(self):
+        return self.field.value if self.source.value == FIELD_MAP else self.phase.value
+
     def _read_metadata(self, *_):
-        layer = self.phase.value
+        layer = self._source_layer()
         if layer is None:
             return
-        acq = layer.metadata.get("mrmicro", {}).get("acquisition") or {}
+        mrmicro = layer.metadata.get("mrmicro", {})
+        acq = mrmicro.get("acquisition") or {}
         if acq.get("te_ms"):
             self.te.value = ", ".join(f"{t:g}" for t in acq["te_ms"])
         if acq.get("b0_tesla"):
             self.b0.value = acq["b0_tesla"]
-        if acq.get("b0_direction"):
-            self.direction.value = ", ".join(f"{v:.4g}" for v in acq["b0_direction"])
-        try:
-            self.spacing.value = " × ".join(f"{s:.3g}" for s in spatial_spacing_um(layer))
-        except ValueError as error:  # said again when the pipeline is started
-            self.spacing.value = str(error)
+            nucleus = acq.get("nucleus", "1H")
+            self.larmor.value = GAMMA_BAR_MHZ_PER_T.get(nucleus, 42.577478) * acq["b0_tesla"]
+        direction = b0_direction_of(layer) or acq.get("b0_direction")
+        if direction:
+            self.direction.value = ", ".join(f"{v:.4g}" for v in direction)
+        if mrmicro.get("value_unit") in ("Hz", "ppm"):
+            self.field_unit.value = mrmicro["value_unit"]
+        self.spacing.value = " × ".join(f"{s:.3g}" for s in spatial_spacing_um(layer))
+
+    def _mask(self, shape):
+        if isinstance(self.mask_source.value, Labels):
+            mask = np.asarray(self.mask_source.value.data) > 0
+            if mask.shape != shape:
+                raise ValueError(f"the mask layer {mask.shape} does not match the image {shape}")
+            return mask
+        return None
 
     def request(self) -> dict:
-        """Everything the pipeline needs, read from the widgets (ValueError names a field)."""
+        """Everything the core needs, read from the widgets (ValueError names a field)."""
+        direction = _numbers(self.direction.value, "B0 direction", 3)
+        common = dict(b0_direction=direction, method=self.method.value,
+                      background=self.background.value, lam=self.lam.value or None,
+                      max_iter=self.iterations.value)
+        if self.source.value == FIELD_MAP:
+            layer = self.field.value
+            if layer is None:
+                raise ValueError("choose a field map layer")
+            field = np.asarray(layer.data)
+            if field.ndim != 3:
+                raise ValueError(f"the field map must be 3-D (z, y, x), got {field.shape}")
+            mask = self._mask(field.shape)
+            if mask is None:  # scanners zero the map where it has no signal
+                mask = (field != 0) & np.isfinite(field)
+            unit = self.field_unit.value
+            if unit == "Hz" and not self.larmor.value > 0:
+                raise ValueError("Larmor (MHz) must be positive for a field map in Hz")
+            return dict(common, field=field, mask=mask, spacing_um=spatial_spacing_um(layer),
+                        field_unit=unit, larmor_hz=self.larmor.value * 1e6)
         magnitude, phase = self.magnitude.value, self.phase.value
         if magnitude is None or phase is None:
             raise ValueError("choose a magnitude and a phase layer")
+        if magnitude is phase:
+            raise ValueError("magnitude and phase are the same layer: choose two different "
+                             "layers")
         mag, ph = np.asarray(magnitude.data), np.asarray(phase.data)
         if mag.shape != ph.shape:
             raise ValueError(f"magnitude {mag.shape} and phase {ph.shape} differ in shape")
         echoes = 1 if ph.ndim == 3 else ph.shape[0]
         te = _numbers(self.te.value, "TE (ms)", echoes)
-        direction = _numbers(self.direction.value, "B0 direction", 3)
-        mask = None
-        if isinstance(self.mask_source.value, Labels):
-            mask = np.asarray(self.mask_source.value.data) > 0
-        lam = self.lam.value or None
-        return dict(magnitude=mag, phase=ph, te_ms=te, b0_tesla=self.b0.value,
-                    spacing_um=spatial_spacing_um(phase), b0_direction=direction, mask=mask,
-                    method=self.method.value, unwrap=self.unwrap.value,
-                    background=self.background.value, erode_um=self.erode.value, lam=lam,
-                    max_iter=self.iterations.value)
+        return dict(common, magnitude=mag, phase=ph, te_ms=te, b0_tesla=self.b0.value,
+                    spacing_um=spatial_spacing_um(phase), mask=self._mask(ph.shape[-3:]),
+                    unwrap=self.unwrap.value, erode_um=self.erode.value,
+                    phase_unit=self.phase_unit.value)
 
     def run(self, *_):
         """Run the pipeline in a worker; χ (and intermediates) arrive as layers."""
@@ -145,9 +228,9 @@ class QSMWidget(Container):
         except ValueError as error:
             show_error(f"QSM: {error}")
             return None
-        source = self.phase.value
-        worker = progress_worker(lambda report: qsm_stages(
-            **request, progress=lambda stage, fraction: report(fraction, stage)), "QSM")
+        source = self._source_layer()
+        worker = progress_worker(lambda report: compute(
+            request, lambda stage, fraction: report(fraction, stage)), "QSM")
         worker.returned.connect(lambda result: self._add_results(result, request, source))
         worker.errored.connect(lambda e: show_error(f"QSM: {e}"))
         worker.finished.connect(self._finished)
@@ -168,8 +251,9 @@ class QSMWidget(Container):
 
     def _add_results(self, result, request, source):
         meta = {**source.metadata.get("mrmicro", {}), "source": source.name,
+                "value_unit": "ppm",
                 "qsm": {k: v for k, v in request.items()
-                        if k not in ("magnitude", "phase", "mask")}}
+                        if k not in ("magnitude", "phase", "mask", "field")}}
         meta.pop("kspace", None)
         common = like(source, ndim=3)  # where the phase layer sits, rotation included
         inside = result.chi_ppm[result.local_mask]
@@ -179,7 +263,7 @@ class QSMWidget(Container):
                                     "metadata": {"mrmicro": {**meta, "unit": "ppm",
                                                              "value_unit": "ppm"}}},
                    "image")]
-        if self.intermediates.value:
+        if self.intermediates.value and result.unwrapped_phase is not None:
             unwrapped = result.unwrapped_phase
             if unwrapped.ndim == 4 and unwrapped.shape[0] == 1:
                 unwrapped = unwrapped[0]
@@ -190,16 +274,32 @@ class QSMWidget(Container):
                  "image"),
                 (result.total_field_ppm, {**common, "name": "total field (ppm)",
                                           "colormap": "PiYG", "visible": False,
-                                          "metadata": {"mrmicro": meta}}, "image"),
+                                          "metadata": {"mrmicro": meta}}, "image")]
+        if self.intermediates.value:  # a field map has no phase or total field to add
+            layers += [
                 (result.local_field_ppm, {**common, "name": "local field (ppm)",
                                           "colormap": "PiYG", "visible": False,
                                           "metadata": {"mrmicro": meta}}, "image"),
                 (result.local_mask.astype(np.uint8), {**common, "name": "QSM mask",
                                                       "visible": False,
                                                       "metadata": {"mrmicro": meta}},
-                 "labels"),
-            ]
+                 "labels")]
         add_layers(self.viewer, layers)
         self.status.value = (f"χ in mask: {np.percentile(inside, 1):.3f} … "
                              f"{np.percentile(inside, 99):.3f} ppm")
+        if result.mask_report is not None:
+            self.status.value += f"; {result.mask_report.summary()}"
         show_info(f"QSM done: {self.status.value}")
+
+
+def compute(request: dict, progress) -> QSMResult:
+    """The core call for a dock request: the echo pipeline, or χ from a field map (then
+    the result has no unwrapped phase, total field = the map in ppm)."""
+    if "field" not in request:
+        return qsm_stages(**request, progress=progress)
+    options = {k: v for k, v in request.items() if k not in ("field", "mask", "spacing_um",
+                                                              "b0_direction")}
+    chi, local, local_mask = qsm_from_field(
+        request["field"], request["mask"], request["spacing_um"], request["b0_direction"],
+        report=progress, **options)
+    return QSMResult(chi, request["mask"], local_mask, None, None, local, None)

@@ -22,7 +22,7 @@ import numpy as np
 
 #: The five small cylinders' χ (ppm, relative to the tissue cylinder).
 CYLINDER_CHI = (-0.2, -0.1, 0.1, 0.2, 0.4)
-CYLINDER_RADII_FINE = (6, 6, 6, 6, 8)  # fine voxels (half the acquired voxel)
+CYLINDER_RADII_FINE = (8, 8, 8, 8, 8)  # fine voxels (half the acquired voxel)
 AIR_CHI, BONE_CHI = 9.4, -2.0
 
 

@@ -2,11 +2,13 @@
 
 import numpy as np
 import pytest
-from qsm_forward_phantom import CYLINDER_CHI, forward_scan
+from scipy.ndimage import binary_erosion
 
 from napari_mrmicro.core import qsm_from_field
 from napari_mrmicro.core.qsm import (
     b0_direction_from_affine, forward_field, nrmse, qsm_stages, signal_mask)
+
+from qsm_forward_phantom import CYLINDER_CHI, forward_scan  # noqa: E402  (tests/core/qsm)
 
 pytest.importorskip("qsm_forward")
 
@@ -35,12 +37,13 @@ def test_defaults_recover_the_cylinders_of_qsm_forward(scan):
     errors = cylinder_errors(scan, result)
     assert (errors <= 0.20).sum() >= 4, errors
     tissue = result.local_mask & scan.tissue
-    assert nrmse(result.chi_ppm, scan.chi_ppm, tissue) <= 36.0  # measured 32.8 %
+    assert nrmse(result.chi_ppm, scan.chi_ppm, tissue) <= 36.0  # measured 32.2 % (the issue asks 30 %)
     # the mask: the bone void and the dephased shell next to the bubble are out
     report = result.mask_report
     assert report is not None and report.misfit_checked
-    assert (result.mask & scan.voids).sum() < 0.15 * scan.voids.sum()  # edge voxels stay
-    assert report.voids > 0 and report.misfit > 0
+    assert not (result.mask & binary_erosion(scan.voids)).any()
+    assert (result.mask & scan.voids).sum() < 0.1 * scan.voids.sum()  # a few edge voxels
+    assert report.voids > 0 and report.misfit > 0 and report.dim > 0
     assert result.mask[scan.tissue].mean() > 0.8
     assert "left out" in report.summary()
 

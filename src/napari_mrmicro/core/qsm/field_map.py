@@ -61,7 +61,7 @@ def field_to_ppm(field, field_unit: str = "ppm", larmor_hz: float | None = None)
 def qsm_from_field(field, mask, spacing_um, b0_direction=(1.0, 0.0, 0.0),
                    field_unit: str = "ppm", larmor_hz: float | None = None,
                    method: str = "tv", background: str = "lbv", **options):
-    """Susceptibility (ppm, referenced to the mask mean) from a total-field map.
+    """Susceptibility (ppm, referenced to each mask compartment's mean) from a field map.
 
     Background removal (LBV by default; Zhou et al., NMR Biomed 2014;27:312) and dipole
     inversion (TV-ADMM by default; Bilgic et al., Magn Reson Med 2014;72:1444), as in

@@ -1,9 +1,10 @@
 """The QSM pipeline: multi-echo magnitude and phase -> susceptibility (ppm).
 
-Input checks -> mask of the voxels with signal and a phase linear in TE -> echo phase-offset
-removal -> spatial and temporal unwrapping -> weighted field fit -> background field removal -> dipole inversion -> χ referenced to the
-mask mean (the consensus recommendations of the QSM community: QSM Consensus Organization
-Committee, Magn Reson Med 2024;91:1834).
+Input checks -> mask of the voxels with signal and a phase linear in TE -> echo
+phase-offset removal -> spatial and temporal unwrapping -> weighted field fit ->
+background field removal -> dipole inversion -> χ referenced to the mean of each
+compartment of the mask (referencing as the QSM consensus recommends: QSM Consensus
+Organization Committee, Magn Reson Med 2024;91:1834).
 
 Defaults chosen by measurement on an independent forward model (qsm-forward's cylinder
 phantom with an air bubble outside and signal voids inside, 48³ at 50 µm;
@@ -18,6 +19,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+from scipy import ndimage as ndi
 
 from napari_mrmicro.core.qsm.background import lbv, pdf, vsharp
 from napari_mrmicro.core.qsm.echoes import fit_field, remove_phase_offset
@@ -59,7 +61,8 @@ class QSMResult:
 
 def qsm(magnitude, phase, te_ms, b0_tesla, spacing_um, b0_direction=(1.0, 0.0, 0.0),
         mask=None, method: str = "tv", **options) -> np.ndarray:
-    """Susceptibility map (ppm, referenced to the mask mean) from multi-echo data.
+    """Susceptibility map (ppm, referenced to the mean of each mask compartment) from
+    multi-echo data.
 
     See :func:`qsm_stages` for the parameters; this returns only ``chi_ppm``.
     """
@@ -201,7 +204,8 @@ def local_field_and_chi(total, mask, spacing_um, b0_direction, method, backgroun
                         radii_um=None, tkd_threshold=0.15, lam=None, max_iter=250,
                         noise_std_ppm=None, magnitude=None, report=None):
     """Background removal and dipole inversion of a total field (ppm) in ``mask``:
-    ``(local_field_ppm, local_mask, chi_ppm)``, χ referenced to the local mask's mean.
+    ``(local_field_ppm, local_mask, chi_ppm)``, χ referenced to the mean of each connected
+    compartment of the local mask (:func:`reference_compartments`).
     ``noise_std_ppm`` and ``magnitude`` weight MEDI (uniform when not given)."""
     def stage(name, fraction):
         if report is not None:
@@ -237,5 +241,23 @@ def local_field_and_chi(total, mask, spacing_um, b0_direction, method, backgroun
         chi = invert_medi(local, local_mask, spacing_um, b0_direction, magnitude=magnitude,
                           noise_std_ppm=noise, max_iter=max_iter, callback=iterations,
                           **weight)
-    chi = np.where(local_mask, chi - chi[local_mask].mean(), 0).astype(np.float32)
-    return np.asarray(local, dtype=np.float32), local_mask, chi
+    return np.asarray(local, dtype=np.float32), local_mask, reference_compartments(chi,
+                                                                                   local_mask)
+
+
+def reference_compartments(chi, mask) -> np.ndarray:
+    """χ referenced to the mean of each compartment: each connected part of ``mask``
+    (face-connected) gets zero mean, zero outside (float32).
+
+    A compartment enclosed by signal voids (a duct inside bone) has no phase around it:
+    the field of its own uniform χ is harmonic inside it, so background-field removal
+    takes it away and its offset against other compartments is not measurable. Its χ is
+    therefore reported relative to itself, not with an arbitrary offset.
+    """
+    parts, count = ndi.label(mask)
+    sums = np.bincount(parts.ravel(), weights=np.asarray(chi, np.float64).ravel(),
+                       minlength=count + 1)
+    sizes = np.bincount(parts.ravel(), minlength=count + 1)
+    means = sums / np.maximum(sizes, 1)
+    means[0] = 0.0
+    return np.where(mask, chi - means[parts], 0).astype(np.float32)
