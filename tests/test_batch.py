@@ -81,3 +81,11 @@ def test_duplicate_specimen_names_are_refused_before_anything_runs(tmp_path, clu
                   [tmp_path / "same.tif", tmp_path / "a" / "same.tif"], tmp_path / "o",
                   client=cluster[1])
     assert not (tmp_path / "o").exists()
+
+
+@pytest.mark.parametrize("option", [{"n_workers": -1}, {"n_workers": 0},
+                                    {"threads_per_worker": 0}, {"n_workers": 1.5}])
+def test_nonsense_worker_counts_are_refused_at_once(tmp_path, option):
+    with pytest.raises(ValueError, match=next(iter(option))):
+        run_batch(parse_pipeline(PIPELINE, "p.toml"), [tmp_path / "a.tif"], tmp_path,
+                  **option)

@@ -57,7 +57,7 @@ def test_recon_is_the_centred_inverse_fft_in_micrometres(simulated, capsys):
 
 def test_recon_refuses_what_will_not_fit_in_memory(simulated, capsys):
     code = main(["recon", str(simulated / "tube.zarr"), str(simulated / "huge.tif"),
-                 "--zero-fill", "128"])
+                 "--zero-fill", "64"])
     assert code == 3
     err = capsys.readouterr().err
     assert "not enough memory" in err and "GiB" in err

@@ -61,6 +61,10 @@ def run_batch(pipeline: Pipeline, inputs, out_dir, scheduler: str | None = None,
     """
     from distributed import as_completed
 
+    for name, value in (("n_workers", n_workers), ("threads_per_worker", threads_per_worker)):
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int)
+                                  or value < 1):
+            raise ValueError(f"run_batch: {name} must be a whole number >= 1, got {value!r}")
     inputs = [Path(p) for p in inputs]
     names = check_names(inputs)
     out_dir = Path(out_dir)

@@ -8,6 +8,7 @@ specimens, ``batch`` in parallel on dask.distributed.
 from __future__ import annotations
 
 import argparse
+import math
 import sys
 from pathlib import Path
 
@@ -22,14 +23,44 @@ _EPILOG = ("Files: CIVM .headfile, ImageJ/OME .tif, NIfTI .nii(.gz), OME-Zarr .z
 SPECIMENS = ("cochlea", "tooth", "tube", "microdiamonds")
 
 
-def _numbers(kind=float):
-    def parse(text: str) -> tuple:
+def _numbers(kind=float, low: float | None = None, high: float | None = None,
+             above: bool = False, many: bool = True):
+    """An argparse type: one number (``many=False``) or a comma-separated list, each
+    finite and within ``[low, high]`` (``(low, high]`` with ``above``): the physical
+    range of the option, so nonsense is refused before any work starts."""
+    def check(value):
+        if not math.isfinite(value) or (low is not None and (value <= low if above
+                                                             else value < low)) \
+                or (high is not None and value > high):
+            bound = "" if low is None else f"> {low:g}" if above else f">= {low:g}"
+            bound += ("" if high is None else f"{' and ' if bound else ''}<= {high:g}")
+            raise argparse.ArgumentTypeError(f"{value!r} is outside the range of this "
+                                             f"option ({bound or 'finite'})")
+        return value
+
+    def parse(text: str):
         try:
-            return tuple(kind(v) for v in text.replace(";", ",").split(",") if v.strip())
+            values = tuple(kind(v) for v in text.replace(";", ",").split(",") if v.strip())
         except ValueError:
-            raise argparse.ArgumentTypeError(f"{text!r} is not a comma-separated list of "
-                                             "numbers") from None
+            raise argparse.ArgumentTypeError(
+                f"{text!r} is not {'a comma-separated list of numbers' if many else 'a number'}"
+            ) from None
+        if not values or (len(values) > 1 and not many):
+            raise argparse.ArgumentTypeError(f"{text!r}: give {'numbers' if many else 'one'}")
+        values = tuple(check(v) for v in values)
+        return values if many else values[0]
     return parse
+
+
+def _one(kind=float, low=None, high=None, above=False):
+    return _numbers(kind, low, high, above, many=False)
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse that reports a wrong command line in one line (exit status 2)."""
+
+    def error(self, message):
+        self.exit(EXIT_BAD_INPUT, f"{self.prog}: error: {message} (see {self.prog} -h)\n")
 
 
 def _report(volume_path, what: str) -> None:
@@ -169,14 +200,72 @@ def cmd_measure(args) -> int:
     return 0
 
 
+def cmd_distortion_calibrate(args) -> int:
+    import numpy as np
+
+    from napari_mrmicro.core.distortion import (
+        distortion_profile,
+        plot_distortion,
+        write_distortion_profile,
+    )
+    from napari_mrmicro.pipeline import load_volume
+
+    volume = load_volume(args.tube)
+    labels = np.asarray(volume.data)
+    mask = labels == args.label if args.label is not None else labels > 0
+    if not mask.any():
+        what = "is labelled" if args.label is None else f"has label {args.label}"
+        raise ValueError(f"{args.tube}: no voxel {what}")
+    profile = distortion_profile(mask, volume.spacing_um, args.diameter_um, degree=args.degree)
+    write_distortion_profile(profile, args.output)
+    print(profile.report())
+    _report(args.output, "distortion profile: areas ÷ (1 + e), lengths ÷ √(1 + e)")
+    if args.plot is not None:
+        from matplotlib.backends.backend_agg import FigureCanvasAgg
+        from matplotlib.figure import Figure
+
+        figure = Figure(figsize=(6, 4), dpi=120, layout="tight")
+        FigureCanvasAgg(figure)
+        plot_distortion(figure.add_subplot(), profile)
+        figure.savefig(args.plot, format="png")
+        _report(args.plot, "area error against distance from the FOV centre")
+    return 0
+
+
+def cmd_distortion_correct(args) -> int:
+    import numpy as np
+
+    from napari_mrmicro.core.distortion import correct_sections_table, read_distortion_profile
+    from napari_mrmicro.pipeline import write_table
+
+    profile = read_distortion_profile(args.profile)
+    try:
+        rows = np.genfromtxt(args.sections, delimiter=",", names=True, dtype=float,
+                             encoding="utf-8")
+    except (OSError, ValueError) as error:
+        raise ValueError(f"{args.sections}: cannot read the sections table ({error})") from None
+    table = {name: np.atleast_1d(rows[name]) for name in rows.dtype.names or ()}
+    corrected, length = correct_sections_table(table, profile)
+    write_table(args.output, corrected)
+    _report(args.output, f"{len(corrected['area_um2'])} sections corrected; centerline "
+                         f"{length:.1f} µm after correction")
+    return 0
+
+
 def _points_csv(path: Path):
     """(N, 3) µm points from a CSV with a header (z_um, y_um, x_um or the first 3 columns)."""
     import numpy as np
 
     try:
-        rows = np.genfromtxt(path, delimiter=",", names=True, dtype=float)
-    except OSError as error:
-        raise ValueError(f"{path}: cannot read landmarks ({error})") from None
+        lines = [line for line in Path(path).read_text(encoding="utf-8").splitlines()
+                 if line.strip()]
+        if len(lines) < 2:
+            raise ValueError("no landmark rows below the header")
+        rows = np.genfromtxt(lines, delimiter=",", names=True, dtype=float)
+    except (OSError, UnicodeDecodeError, ValueError, IndexError) as error:
+        raise ValueError(f"{path}: cannot read landmarks ({error}); need a header and "
+                         "three coordinate columns (z_um, y_um, x_um), one row per "
+                         "landmark") from None
     names = rows.dtype.names or ()
     wanted = [n for n in ("z_um", "y_um", "x_um") if n in names] or list(names[:3])
     if len(wanted) != 3 or rows.size == 0:
@@ -315,11 +404,12 @@ def _device_option(p) -> None:
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="mrmicro", epilog=_EPILOG,
         description="MR microscopy without a viewer (napari-mrmicro): simulate, reconstruct, "
                     "measure and convert volumes in physical units, one file or a batch.")
-    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND",
+                                     parser_class=_Parser)
 
     def command(name, help_, func):
         p = commands.add_parser(name, help=help_, description=help_, epilog=_EPILOG)
@@ -335,27 +425,28 @@ def _parser() -> argparse.ArgumentParser:
                             "its k-space (OME-Zarr) for `mrmicro recon`", cmd_simulate)
     p.add_argument("specimen", choices=SPECIMENS, help="digital specimen")
     p.add_argument("output", type=Path, help="k-space output, a *.zarr folder")
-    p.add_argument("--matrix", type=_numbers(int), default=(64,), metavar="N[,N,N]",
+    p.add_argument("--matrix", type=_numbers(int, 1, 4096), default=(64,), metavar="N[,N,N]",
                    help="voxels along z,y,x (default 64 each)")
-    p.add_argument("--fov-mm", type=_numbers(), default=(6.4,), metavar="F[,F,F]",
+    p.add_argument("--fov-mm", type=_numbers(float, 0.01, 1000.0), default=(6.4,), metavar="F[,F,F]",
                    help="field of view along z,y,x in mm (default 6.4)")
-    p.add_argument("--b0-tesla", type=float, default=9.4, help="main field (default 9.4 T)")
+    p.add_argument("--b0-tesla", type=_one(float, 0.0, 50.0, above=True), default=9.4,
+                   help="main field (default 9.4 T)")
     p.add_argument("--nucleus", choices=("1H", "13C"), default="1H")
     p.add_argument("--sequence", choices=("spin_echo", "gradient_echo"),
                    default="gradient_echo")
-    p.add_argument("--te-ms", type=_numbers(), default=(3.0, 6.0), metavar="TE[,TE...]",
+    p.add_argument("--te-ms", type=_numbers(float, 0.0, 1e4, above=True), default=(3.0, 6.0), metavar="TE[,TE...]",
                    help="echo times in ms, one per echo (default 3,6)")
-    p.add_argument("--tr-ms", type=float, default=40.0, help="repetition time (default 40 ms)")
-    p.add_argument("--flip-deg", type=float, default=15.0, help="flip angle (default 15°)")
-    p.add_argument("--bandwidth-khz", type=float, default=50.0,
+    p.add_argument("--tr-ms", type=_one(float, 0.0, 1e6, above=True), default=40.0, help="repetition time (default 40 ms)")
+    p.add_argument("--flip-deg", type=_one(float, 0.0, 180.0, above=True), default=15.0, help="flip angle (default 15°)")
+    p.add_argument("--bandwidth-khz", type=_one(float, 0.0, 1e4, above=True), default=50.0,
                    help="full receiver bandwidth (default 50 kHz)")
-    p.add_argument("--averages", type=int, default=1)
-    p.add_argument("--temperature-k", type=float, default=293.0, help="sample temperature")
+    p.add_argument("--averages", type=_one(int, 1, 1e6), default=1)
+    p.add_argument("--temperature-k", type=_one(float, 0.0, 1000.0, above=True), default=293.0, help="sample temperature")
     p.add_argument("--readout", choices=("z", "y", "x"), default="x", help="readout axis")
-    p.add_argument("--nonlinearity-percent", type=float, default=0.0,
+    p.add_argument("--nonlinearity-percent", type=_one(float, -50.0, 50.0), default=0.0,
                    help="gradient non-linearity at half the largest FOV (%%)")
     p.add_argument("--no-noise", action="store_true", help="simulate without noise")
-    p.add_argument("--seed", type=int, default=0, help="seed of specimen and noise")
+    p.add_argument("--seed", type=_one(int, 0), default=0, help="seed of specimen and noise")
     p.add_argument("--truth", type=Path, help="also write the true tissue labels here")
 
     p = command("recon", "reconstruct k-space into magnitude (and phase) images", cmd_recon)
@@ -365,19 +456,19 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--phase", type=Path, help="also write the phase (radians) here")
     p.add_argument("--window", choices=("none", "hann", "hamming", "tukey"), default="none",
                    help="k-space apodization (default none)")
-    p.add_argument("--tukey-alpha", type=float, default=0.5)
-    p.add_argument("--zero-fill", type=float, default=1.0,
+    p.add_argument("--tukey-alpha", type=_one(float, 0.0, 1.0), default=0.5)
+    p.add_argument("--zero-fill", type=_one(float, 1.0, 64.0), default=1.0,
                    help="zero-fill factor >= 1 (voxels shrink by it; default 1)")
     p.add_argument("--partial-fourier", choices=("auto", "homodyne", "pocs"), default="auto",
                    help="partial-Fourier completion (auto: detected from the data)")
     p.add_argument("--pf-axis", choices=("z", "y", "x"), default="y")
-    p.add_argument("--pf-fraction", type=float, help="acquired fraction (default: detected)")
+    p.add_argument("--pf-fraction", type=_one(float, 0.5, 1.0, above=True), help="acquired fraction (default: detected)")
     p.add_argument("--cs", choices=("off", "l1_wavelet", "tv"), default="off",
                    help="compressed sensing for undersampled scans (default off)")
-    p.add_argument("--acceleration", type=float, default=1.0,
+    p.add_argument("--acceleration", type=_one(float, 1.0, 64.0), default=1.0,
                    help="retrospective undersampling R of fully sampled data, for --cs")
-    p.add_argument("--lam", type=float, default=0.005, help="CS regularisation (rel. to max)")
-    p.add_argument("--iterations", type=int, default=50, help="CS iterations")
+    p.add_argument("--lam", type=_one(float, 0.0, above=True), default=0.005, help="CS regularisation (rel. to max)")
+    p.add_argument("--iterations", type=_one(int, 1, 1e5), default=50, help="CS iterations")
     _device_option(p)
 
     p = command("qsm", "quantitative susceptibility mapping: multi-echo magnitude and phase "
@@ -394,13 +485,16 @@ def _parser() -> argparse.ArgumentParser:
                    default="region_growing", help="phase unwrapping")
     p.add_argument("--mask", type=Path, help="specimen mask or labels (default: the voxels "
                                              "with signal, signal voids out)")
-    p.add_argument("--erode-um", type=float, default=0.0, help="erode the automatic mask (µm)")
-    p.add_argument("--lam", type=float, help="regularisation weight (default: the method's)")
-    p.add_argument("--max-iter", type=int, default=250)
-    p.add_argument("--tkd-threshold", type=float, default=0.15)
-    p.add_argument("--te-ms", type=_numbers(), help="echo times in ms (default: from the file)")
-    p.add_argument("--b0-tesla", type=float, help="main field (default: from the file)")
-    p.add_argument("--b0-direction", type=_numbers(), metavar="Z,Y,X",
+    p.add_argument("--erode-um", type=_one(float, 0.0), default=0.0, help="erode the automatic mask (µm)")
+    p.add_argument("--lam", type=_one(float, 0.0, above=True), help="regularisation weight (default: the method's)")
+    p.add_argument("--max-iter", type=_one(int, 1, 1e5), default=250)
+    p.add_argument("--tkd-threshold", type=_one(float, 0.0, 2 / 3, above=True), default=0.15,
+                   help="TKD truncation of the dipole kernel, 0 < t <= 2/3 (default 0.15)")
+    p.add_argument("--te-ms", type=_numbers(float, 0.0, 1e4, above=True),
+                   help="echo times in ms (default: from the file)")
+    p.add_argument("--b0-tesla", type=_one(float, 0.0, 50.0, above=True),
+                   help="main field (default: from the file)")
+    p.add_argument("--b0-direction", type=_numbers(float, -1.0, 1.0), metavar="Z,Y,X",
                    help="B0 unit vector in (z, y, x) (default: from the file, else 1,0,0)")
     _device_option(p)
 
@@ -413,11 +507,29 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--threshold-otsu", action="store_true",
                    help="the input is an image: label its connected parts above Otsu's "
                         "threshold first")
-    p.add_argument("--echo", type=int, default=0,
+    p.add_argument("--echo", type=_one(int, 0), default=0,
                    help="with --threshold-otsu: the echo of a multi-echo image (default 0)")
     p.add_argument("--chunked", action="store_true",
                    help="chunk by chunk for volumes larger than memory (counts, volumes, "
                         "centroids only; default for large lazily read files)")
+
+    p = command("distortion-calibrate", "distortion calibration from a scan of a tube of "
+                "known diameter: writes the profile (area error e against distance from the "
+                "FOV centre, JSON) and optionally its plot", cmd_distortion_calibrate)
+    p.add_argument("tube", type=Path, help="label volume: the tube lumen (segmented scan)")
+    p.add_argument("output", type=Path, help="profile (.json)")
+    p.add_argument("--diameter-um", type=float, required=True,
+                   help="the tube's known inner diameter (µm)")
+    p.add_argument("--label", type=int, help="the lumen's label (default: every labelled voxel)")
+    p.add_argument("--degree", type=int, default=2, help="polynomial degree of e(r) (default 2)")
+    p.add_argument("--plot", type=Path, help="PNG of area error against distance")
+
+    p = command("distortion-correct", "apply a distortion profile to a cross-section table "
+                "(area_um2 and station positions z_um, y_um, x_um): areas ÷ (1 + e), "
+                "diameters and distances ÷ √(1 + e)", cmd_distortion_correct)
+    p.add_argument("profile", type=Path, help="profile from distortion-calibrate (.json)")
+    p.add_argument("sections", type=Path, help="cross-section table (CSV)")
+    p.add_argument("output", type=Path, help="corrected table (CSV)")
 
     p = command("register", "register a moving volume (e.g. optical) to a fixed one (MRM): "
                             "landmarks or mutual information; writes the affine", cmd_register)
@@ -440,8 +552,8 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("input", type=Path)
     p.add_argument("output", type=Path, help="output; the suffix picks the format "
                                              "(.zarr, .tif, .nii, .nii.gz, .headfile)")
-    p.add_argument("--chunks", type=int, default=128, help="OME-Zarr chunk edge (voxels)")
-    p.add_argument("--levels", type=int, help="OME-Zarr resolution levels (default: halve "
+    p.add_argument("--chunks", type=_one(int, 1, 4096), default=128, help="OME-Zarr chunk edge (voxels)")
+    p.add_argument("--levels", type=_one(int, 1, 32), help="OME-Zarr resolution levels (default: halve "
                                               "until <= 256 voxels)")
     p.add_argument("--labels", action="store_true", help="the volume is a label volume")
     p.add_argument("--lazy", action="store_true",
@@ -463,20 +575,25 @@ def _parser() -> argparse.ArgumentParser:
             p.add_argument("--scheduler", metavar="ADDRESS",
                            help="an existing dask scheduler (e.g. tcp://10.0.0.5:8786); "
                                 "default: a local cluster on this machine")
-            p.add_argument("--workers", type=int,
+            p.add_argument("--workers", type=_one(int, 1, 4096),
                            help="local cluster: worker processes (default: one per core)")
     return parser
 
 
 def main(argv=None) -> int:
-    args = _parser().parse_args(argv)
+    try:
+        args = _parser().parse_args(argv)
+    except SystemExit as stop:  # -h, or a wrong command line (one line already printed)
+        return stop.code if isinstance(stop.code, int) else EXIT_BAD_INPUT
     try:
         return args.func(args)
     except MemoryError as error:
-        print(f"mrmicro {args.command}: not enough memory: {error}", file=sys.stderr)
+        print(f"mrmicro {args.command}: not enough memory: {' '.join(str(error).split())}",
+              file=sys.stderr)
         return EXIT_NO_MEMORY
     except (OSError, ValueError) as error:
-        print(f"mrmicro {args.command}: error: {error}", file=sys.stderr)
+        message = " ".join(str(error).split()) or type(error).__name__
+        print(f"mrmicro {args.command}: error: {message}", file=sys.stderr)
         return EXIT_BAD_INPUT
 
 

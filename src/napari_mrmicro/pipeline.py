@@ -418,6 +418,22 @@ def load_pipeline(path) -> Pipeline:
     return parse_pipeline(text, str(path))
 
 
+def in_context(error: Exception, where: str) -> Exception:
+    """``error`` again, its message prefixed by ``where`` and its type kept (a
+    :class:`FormatError` keeps its file; an error that cannot be rebuilt becomes a
+    RuntimeError naming its type), so a batch reports what went wrong and where."""
+    from napari_mrmicro.io import FormatError
+
+    if isinstance(error, FormatError):
+        return FormatError(error.path, f"{error.problem} ({where})")
+    try:
+        again = type(error)(f"{where}: {error}")
+    except Exception:  # noqa: BLE001 - a constructor with other arguments
+        return RuntimeError(f"{where}: {type(error).__name__}: {error}")
+    return again if str(again) == f"{where}: {error}" else \
+        RuntimeError(f"{where}: {type(error).__name__}: {error}")
+
+
 def run_steps(pipeline: Pipeline, input_path, out_dir, threads: int = -1) -> Specimen:
     """Run every step on one input, writing into ``out_dir`` (which must exist)."""
     import dask
@@ -431,8 +447,8 @@ def run_steps(pipeline: Pipeline, input_path, out_dir, threads: int = -1) -> Spe
         for index, (name, params) in enumerate(pipeline.steps):
             try:
                 STEPS[name](specimen, **params)
-            except (ValueError, TypeError, MemoryError) as error:
-                raise type(error)(f"{input_path}: step {index + 1} ({name}): {error}") \
+            except (ValueError, TypeError, MemoryError, OSError) as error:
+                raise in_context(error, f"{input_path}: step {index + 1} ({name})") \
                     from error
     for table, columns in specimen.tables.items():
         path = specimen.out_dir.resolve() / f"{table}.csv"  # claimed by its measure step
