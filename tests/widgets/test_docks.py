@@ -41,3 +41,18 @@ def test_every_dock_scrolls_and_fits_900_px(make_napari_viewer, tmp_path):
     assert shot.shape[0] <= 900
     for name, widget in docked.items():  # no dock is cut on the right
         assert widget.widget().width() <= widget.viewport().width(), name
+
+
+@pytest.mark.parametrize("module, cls", [("simulation", "SimulationWidget"),
+                                         ("reconstruction", "ReconstructionWidget"),
+                                         ("morphometry", "MorphometryWidget"),
+                                         ("register", "RegisterWidget"),
+                                         ("particles", "ParticlesWidget")])
+def test_every_input_has_a_tooltip(make_napari_viewer, module, cls):
+    import importlib
+
+    from dock_checks import untipped
+
+    viewer = make_napari_viewer()
+    dock = getattr(importlib.import_module(f"napari_mrmicro.widgets.{module}"), cls)(viewer)
+    assert untipped(dock) == []

@@ -27,23 +27,52 @@ class ReconstructionWidget(Container):
 
     def __init__(self, napari_viewer):
         self.viewer = napari_viewer
-        self.layer = ComboBox(label="k-space layer", choices=self._kspace_layers)
+        self.layer = ComboBox(label="k-space layer", choices=self._kspace_layers,
+                              tooltip="k-space layer to reconstruct (from MR Simulation or a raw file: "
+                                      "Bruker fid, Varian fid, ISMRMRD, Tecmag).")
         self.window = ComboBox(label="window", choices=["none", "hann", "hamming", "tukey",
-                                                        "fermi"])
-        self.alpha = FloatSpinBox(label="Tukey α", min=0.0, max=1.0, step=0.05, value=0.5)
-        self.zero_fill = ComboBox(label="zero-fill", choices=[1.0, 1.5, 2.0, 4.0])
+                                                        "fermi"],
+                               tooltip="k-space apodization: tapers the edges of k-space to "
+                                       "reduce Gibbs ringing at the cost of resolution "
+                                       "(Harris, Proc IEEE 1978;66:51); none keeps the "
+                                       "full resolution.")
+        self.alpha = FloatSpinBox(label="Tukey α", min=0.0, max=1.0, step=0.05, value=0.5,
+                                  tooltip="Tapered fraction of the Tukey window (0–1): 0 is no "
+                                          "window, 1 a Hann window.")
+        self.zero_fill = ComboBox(label="zero-fill", choices=[1.0, 1.5, 2.0, 4.0],
+                                  tooltip="Zero-filling factor (1–4): sinc interpolation onto a "
+                                          "finer grid; smaller voxels, no new resolution "
+                                          "(Bernstein et al., J Magn Reson Imaging 2001;14:270).")
         self.pf_method = ComboBox(label="partial Fourier", choices=["auto", "homodyne",
-                                                                    "pocs"])
-        self.pf_axis = ComboBox(label="partial Fourier axis", choices=list(AXES), value="y")
+                                                                    "pocs"],
+                                  tooltip="Partial-Fourier reconstruction of an asymmetric "
+                                          "echo: auto (from the sampling mask), homodyne (Noll "
+                                          "et al., IEEE TMI 1991;10:154) or POCS (Haacke et "
+                                          "al., J Magn Reson 1991;92:126).")
+        self.pf_axis = ComboBox(label="partial Fourier axis", choices=list(AXES), value="y",
+                                tooltip="Axis (z, y, x) along which k-space is partly acquired.")
         self.pf_fraction = FloatSpinBox(label="acquired fraction", min=0.5, max=1.0,
-                                        step=0.0625, value=1.0)
+                                        step=0.0625, value=1.0,
+                                        tooltip="Acquired fraction of k-space along that axis "
+                                                "(0.5–1; 1 = full).")
         self.cs_method = ComboBox(label="compressed sensing", choices=["off", "l1_wavelet",
-                                                                       "tv"])
+                                                                       "tv"],
+                                  tooltip="Compressed sensing for undersampled k-space: "
+                                          "l1-wavelet (FISTA; Lustig et al., Magn Reson Med "
+                                          "2007;58:1182) or total variation (ADMM); off: "
+                                          "plain inverse FFT.")
         self.acceleration = FloatSpinBox(label="retrospective R (if fully sampled)",
-                                         min=1.0, max=16.0, step=0.5, value=1.0)
+                                         min=1.0, max=16.0, step=0.5, value=1.0,
+                                         tooltip="Undersampling factor R (1–16) applied to "
+                                                 "fully sampled k-space with a Poisson-disc "
+                                                 "mask, to try compressed sensing.")
         self.lam = FloatSpinBox(label="λ (rel. to max)", min=0.0, max=1.0, step=0.001,
-                                value=0.005)
-        self.iterations = SpinBox(label="iterations", min=1, max=1000, value=50)
+                                value=0.005,
+                                tooltip="Regularization weight λ relative to the largest "
+                                        "k-space magnitude (0–1): larger is smoother.")
+        self.iterations = SpinBox(label="iterations", min=1, max=1000, value=50,
+                                  tooltip="Most solver iterations (1–1000); it stops earlier "
+                                          "when the image no longer changes.")
         self.run_button = PushButton(text="Reconstruct")
         self.cancel_button = PushButton(text="Cancel", enabled=False)
         self.result = Label(label="SNR")

@@ -198,20 +198,39 @@ class RegisterWidget(Container):
 
     def __init__(self, napari_viewer):
         self.viewer = napari_viewer
-        self.fixed = ComboBox(label="fixed (MRM)", choices=self._image_layers)
-        self.moving = ComboBox(label="moving (optical)", choices=self._image_layers)
-        self.section_z = FloatSpinBox(min=-1e9, max=1e9, step=10.0)
+        self.fixed = ComboBox(label="fixed (MRM)", choices=self._image_layers,
+                              tooltip="Reference volume that stays where it is (usually the "
+                                      "MR microscopy scan, world µm).")
+        self.moving = ComboBox(label="moving (optical)", choices=self._image_layers,
+                               tooltip="Volume or 2-D section mapped onto the fixed one "
+                                       "(e.g. optical microscopy; any length unit).")
+        self.section_z = FloatSpinBox(min=-1e9, max=1e9, step=10.0,
+                                      tooltip="Where a 2-D section sits along the fixed "
+                                              "volume's z axis, in µm.")
         self.place_button = PushButton(text="Place section on its plane")
         self.landmarks_button = PushButton(text="Add landmark layers")
-        self.fixed_points = ComboBox(label="fixed points", choices=self._points_layers)
-        self.moving_points = ComboBox(label="moving points", choices=self._points_layers)
+        self.fixed_points = ComboBox(label="fixed points", choices=self._points_layers,
+                                     tooltip="Points layer of landmarks on the fixed volume, "
+                                             "paired with the moving points in order.")
+        self.moving_points = ComboBox(label="moving points", choices=self._points_layers,
+                                      tooltip="Points layer of the same landmarks on the "
+                                              "moving volume, in the same order.")
         self.method = ComboBox(label="method", choices=list(METHODS),
-                               value="landmarks: similarity")
+                               value="landmarks: similarity",
+                               tooltip="Landmarks: least-squares rigid / similarity (with "
+                                       "scale) / affine fit (Umeyama, IEEE PAMI 1991;13:376); "
+                                       "needs at least 4 point pairs in 3-D (3 in 2-D), not "
+                                       "collinear (not coplanar for affine). Mutual "
+                                       "information: rigid 3-D intensity registration "
+                                       "(Viola & Wells, IJCV 1997;24:137). Section plane "
+                                       "search: finds a 2-D section's plane in the 3-D scan.")
         self.fit_button = PushButton(text="Fit")
         self.undo_button = PushButton(text="Undo", enabled=False)
         self.rms = Label(value="")
-        self.blend = CheckBox(text="blend")
-        self.square = FloatSpinBox(min=1.0, max=1e6, step=50.0, value=200.0)
+        self.blend = CheckBox(text="blend", tooltip="Show fixed in green and moving in magenta, additive: "
+                                                  "aligned structures turn white.")
+        self.square = FloatSpinBox(min=1.0, max=1e6, step=50.0, value=200.0,
+                                   tooltip="Checkerboard square size in µm (1–10⁶).")
         self.checker_button = PushButton(text="Checkerboard")
         self.reslice_button = PushButton(text="Reslice MRM to match this section")
         self.export_button = PushButton(text="Export transform…")
