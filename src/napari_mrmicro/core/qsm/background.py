@@ -299,10 +299,20 @@ def lbv(total_field_ppm, mask, spacing_um, tol: float = 1e-4, max_iter: int = 20
             out[tuple(mid)] += np.float32(inv_h2[axis]) * (v[tuple(lo)] + v[tuple(hi)])
         return out
 
-    def negative_laplacian(v):
-        out = laplacian(v)
-        out *= -1
-        out[~interior] = 0
+    exterior = ~interior
+    weights = [None if w == 1 else np.float32(w) for w in inv_h2]
+    centre = np.float32(2 * inv_h2.sum())
+
+    def negative_laplacian(v):  # −∇²v in the interior, 0 elsewhere, fused in place
+        out = v * centre
+        for axis, weight in enumerate(weights):
+            lo, hi, mid = [slice(None)] * 3, [slice(None)] * 3, [slice(None)] * 3
+            lo[axis], hi[axis], mid[axis] = slice(None, -2), slice(2, None), slice(1, -1)
+            pair = v[tuple(lo)] + v[tuple(hi)]
+            if weight is not None:
+                pair *= weight
+            out[tuple(mid)] -= pair
+        np.copyto(out, 0, where=exterior)
         return out
 
     # b = f + e with e = 0 on the boundary: −∇²e = ∇²f in the interior, from e = 0, so the
