@@ -46,7 +46,7 @@ def test_every_dock_scrolls_and_fits_900_px(make_napari_viewer, tmp_path):
 @pytest.mark.parametrize("module, cls", [("simulation", "SimulationWidget"),
                                          ("reconstruction", "ReconstructionWidget"),
                                          ("morphometry", "MorphometryWidget"),
-                                         ("register", "RegisterWidget"),
+                                         ("register", "RegisterWidget"), ("qsm", "QSMWidget"),
                                          ("particles", "ParticlesWidget")])
 def test_every_input_has_a_tooltip(make_napari_viewer, module, cls):
     import importlib

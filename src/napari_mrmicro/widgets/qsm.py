@@ -76,29 +76,61 @@ class QSMWidget(Container):
 
     def __init__(self, napari_viewer):
         self.viewer = napari_viewer
-        self.source = ComboBox(label="input", choices=[ECHOES, FIELD_MAP], value=ECHOES)
-        self.magnitude = ComboBox(label="magnitude", choices=self._images, nullable=True)
-        self.phase = ComboBox(label="phase", choices=self._images, nullable=True)
-        self.phase_unit = ComboBox(label="phase unit", choices=["rad", "deg"], value="rad")
+        self.source = ComboBox(label="input", choices=[ECHOES, FIELD_MAP], value=ECHOES,
+                               tooltip="Start from gradient-echo magnitude and phase "
+                                       "(one or more echoes), or from a field map (Hz or ppm).")
+        self.magnitude = ComboBox(label="magnitude", choices=self._images, nullable=True,
+                                  tooltip="Magnitude image(s) (echo, z, y, x): weights the "
+                                          "echo fit and the automatic mask.")
+        self.phase = ComboBox(label="phase", choices=self._images, nullable=True,
+                              tooltip="Wrapped phase of the same echoes (rad or deg); phase "
+                                      "= 2π·γ̄·B0·field(ppm)·1e-6·TE.")
+        self.phase_unit = ComboBox(label="phase unit", choices=["rad", "deg"], value="rad",
+                                   tooltip="Unit of the phase values: radians (−π…π) or degrees.")
         self.field = ComboBox(label="field map", choices=self._images, nullable=True,
-                              visible=False)
+                              visible=False, tooltip="Total field map (e.g. a scanner B0 "
+                              "map) in Hz or ppm.")
         self.field_unit = ComboBox(label="field unit", choices=["Hz", "ppm"], value="Hz",
-                                   visible=False)
+                                   visible=False, tooltip="Unit of the field map: Hz "
+                                   "(divided by the Larmor frequency) or ppm.")
         self.larmor = FloatSpinBox(label="Larmor (MHz)", min=0.0, max=2000.0, step=0.001,
-                                   value=400.2, visible=False)
-        self.te = LineEdit(label="TE (ms)")
-        self.b0 = FloatSpinBox(label="B0 (T)", min=0.01, max=30.0, step=0.1, value=9.4)
-        self.direction = LineEdit(label="B0 direction (z, y, x)", value="1, 0, 0")
+                                   value=400.2, visible=False,
+                                   tooltip="¹H Larmor frequency in MHz (Hz → ppm), "
+                                           "42.577 MHz/T × B0.")
+        self.te = LineEdit(label="TE (ms)", tooltip="Echo times in ms, comma-separated, one per echo "
+                                                      "(from the layer's acquisition when known).")
+        self.b0 = FloatSpinBox(label="B0 (T)", min=0.01, max=30.0, step=0.1, value=9.4,
+                               tooltip="Main field in tesla (0.01–30): converts phase to ppm.")
+        self.direction = LineEdit(label="B0 direction (z, y, x)", value="1, 0, 0",
+                                  tooltip="B0 unit vector in the array axes (z, y, x); from "
+                                          "the layer's world affine for oblique slabs.")
         self.spacing = Label(label="voxel (µm)")
-        self.mask_source = ComboBox(label="mask", choices=self._mask_choices)
-        self.erode = FloatSpinBox(label="erode mask (µm)", min=0.0, max=10_000.0, value=0.0)
-        self.unwrap = ComboBox(label="unwrapping", choices=list(UNWRAPPERS))
-        self.background = ComboBox(label="background removal", choices=list(BACKGROUNDS))
-        self.method = ComboBox(label="inversion", choices=list(METHODS), value="tv")
+        self.mask_source = ComboBox(label="mask", choices=self._mask_choices,
+                                    tooltip="Region where χ is computed: automatic (signal "
+                                            "above noise, reliable phase) or a Labels layer.")
+        self.erode = FloatSpinBox(label="erode mask (µm)", min=0.0, max=10_000.0, value=0.0,
+                                  tooltip="Shrink the mask by this distance in µm (0–10 000): "
+                                          "drops unreliable edge voxels.")
+        self.unwrap = ComboBox(label="unwrapping", choices=list(UNWRAPPERS),
+                               tooltip="Phase unwrapping: region growing (quality-guided) or "
+                                       "Laplacian (Schofield & Zhu, Opt Lett 2003;28:1194).")
+        self.background = ComboBox(label="background removal", choices=list(BACKGROUNDS),
+                                   tooltip="Remove the field of sources outside the mask: LBV "
+                                           "(Zhou et al., NMR Biomed 2014;27:312), V-SHARP (Wu "
+                                           "et al., MRM 2012;67:137) or PDF (Liu et al., NMR "
+                                           "Biomed 2011;24:1129).")
+        self.method = ComboBox(label="inversion", choices=list(METHODS), value="tv",
+                               tooltip="Dipole inversion: total variation, TKD (Shmueli et "
+                                       "al., MRM 2009;62:1510), Tikhonov, or MEDI (Liu et "
+                                       "al., MRM 2011;66:777).")
         self.lam = FloatSpinBox(label="λ (0: paper default)", min=0.0, max=1.0, step=1e-4,
-                                value=0.0)
-        self.iterations = SpinBox(label="max iterations", min=1, max=5000, value=250)
-        self.intermediates = CheckBox(text="add intermediate layers", value=False)
+                                value=0.0, tooltip="Regularization weight (0–1); 0 uses "
+                                "the value the method's paper recommends.")
+        self.iterations = SpinBox(label="max iterations", min=1, max=5000, value=250,
+                                  tooltip="Most iterations of the iterative steps (1–5000).")
+        self.intermediates = CheckBox(text="add intermediate layers", value=False,
+                                      tooltip="Also add the unwrapped phase, total and local "
+                                              "field and mask as layers.")
         self.run_button = PushButton(text="Run QSM")
         self.cancel_button = PushButton(text="Cancel", enabled=False)
         self.status = Label(label="")
