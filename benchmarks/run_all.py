@@ -2,7 +2,7 @@
 
 Each script runs in its own process (small sizes by default, the documented sizes with
 ``--full``); every line of its output that states a ratio (``ratio``, ``GPU/CPU``,
-``1->k cores``, ``N.NN×`` / ``N.NNx``) becomes one row of the table, with the script's
+``speedup``, ``1->k cores``, ``N.NN×`` / ``N.NNx``) becomes one row of the table, with the script's
 name, so the figures and their baselines are read exactly as the script printed them. A
 script that fails or times out gets a row saying so. The table replaces the one between
 the ``results`` markers of the README; the rest of the README is kept.
@@ -40,7 +40,7 @@ BENCHMARKS = {
     "bench_batch.py": (["--size", "128", "--specimens", "2", "--matrix", "32"], []),
 }
 
-RATIO = re.compile(r"ratio|GPU/CPU|\d->\d+ cores|\d\.\d+\s*[×x](?![\w³])", re.IGNORECASE)
+RATIO = re.compile(r"ratio|speed-?up|GPU/CPU|\d->\d+ cores|\d\.\d+\s*[×x](?![\w³])", re.IGNORECASE)
 
 
 def ratio_lines(output: str) -> list[str]:
