@@ -247,3 +247,41 @@ def roll_into(x, shifts: dict, out, func=None):
     for_each_slab(xp, work, n0, math.prod(x.shape[1:]))
     return out
 
+
+def periodic_difference(x, axis: int, start: int, stop: int, out, backward: bool = False):
+    """Periodic difference of ``x`` along ``axis`` (>= 0) on the planes ``start:stop`` of
+    its first axis, written to ``out`` (the slab's shape): forward ``x[i+1] − x[i]``, or
+    backward ``x[i−1] − x[i]``. Along the first axis the neighbour plane outside the slab is
+    read from ``x`` (wrapping round), so slabs can be computed in parallel."""
+    n = x.shape[axis]
+    if axis == 0:
+        if backward:
+            out[1:] = x[start:stop - 1]
+            out[1:] -= x[start + 1:stop]
+            out[0] = x[(start - 1) % n]
+            out[0] -= x[start]
+        else:
+            out[:-1] = x[start + 1:stop]
+            out[:-1] -= x[start:stop - 1]
+            out[-1] = x[stop % n]
+            out[-1] -= x[stop - 1]
+        return out
+    slab = x[start:stop]
+
+    def cut(part):
+        return tuple(part if a == axis else slice(None) for a in range(x.ndim))
+
+    ahead, behind = cut(slice(1, None)), cut(slice(None, -1))
+    first, last = cut(slice(0, 1)), cut(slice(-1, None))
+    if backward:
+        out[ahead] = slab[behind]
+        out[ahead] -= slab[ahead]
+        out[first] = slab[last]
+        out[first] -= slab[first]
+    else:
+        out[behind] = slab[ahead]
+        out[behind] -= slab[behind]
+        out[last] = slab[first]
+        out[last] -= slab[last]
+    return out
+

@@ -101,10 +101,19 @@ def _soft_threshold(c, threshold):
     return c
 
 
-def _momentum(x_new, x, factor):
-    """FISTA's ``x_new + factor·(x_new − x)`` and the relative change ``‖x_new − x‖/‖x_new‖``
-    in one slab-parallel pass."""
-    z = np.empty_like(x_new)
+def _squeeze_leading(shape, axes):
+    """``shape`` and ``axes`` without the leading axes of length 1 (a single echo, a single
+    2-D slice): the solvers cut their slabs for the cores along the first axis."""
+    drop = 0
+    while drop < len(shape) - 1 and shape[drop] == 1:
+        drop += 1
+    return tuple(shape[drop:]), tuple(a - drop for a in axes if a >= drop)
+
+
+def _momentum(x_new, x, factor=None):
+    """FISTA's ``x_new + factor·(x_new − x)`` (None without ``factor``) and the relative
+    change ``‖x_new − x‖/‖x_new‖``, in one slab-parallel pass."""
+    z = None if factor is None else np.empty_like(x_new)
     sums = {}
 
     def work(start, stop):
@@ -112,8 +121,9 @@ def _momentum(x_new, x, factor):
         difference = new - x[start:stop]
         flat, new_flat = difference.reshape(-1).view(np.float32), new.reshape(-1).view(np.float32)
         sums[start] = (float(np.dot(flat, flat)), float(np.dot(new_flat, new_flat)))
-        difference *= factor
-        np.add(new, difference, out=z[start:stop])
+        if z is not None:
+            difference *= factor
+            np.add(new, difference, out=z[start:stop])
 
     backend.for_each_slab(np, work, x_new.shape[0], math.prod(x_new.shape[1:]))
     difference, norm = (sum(sums[k][i] for k in sorted(sums)) for i in (0, 1))
@@ -206,15 +216,35 @@ def _admm_tv(x0, solve, axes, lam, iterations, tol, rho, callback):
     x = x0
     threshold = np.float32(lam * np.abs(x).max() / rho)
     u = np.zeros((len(tv_axes),) + x0.shape, dtype=np.complex64)
+    v = np.zeros_like(u)  # z − u
+    planes, plane = x0.shape[0], math.prod(x0.shape[1:])
+
+    def shrink(start, stop):
+        """w = ∇x + u; z = w·(1 − τ/max(‖w‖, τ)); u ← w − z; v = z − u (this slab)."""
+        w = np.empty((len(tv_axes), stop - start) + x.shape[1:], np.complex64)
+        for i, a in enumerate(tv_axes):
+            backend.periodic_difference(x, a, start, stop, w[i])
+            w[i] += u[i, start:stop]
+        norm = w.real**2 + w.imag**2
+        np.sqrt(np.sum(norm, axis=0), out=norm[0])
+        z = w * (1 - threshold / np.maximum(norm[0], threshold))
+        np.subtract(w, z, out=u[:, start:stop])
+        np.subtract(z, u[:, start:stop], out=v[:, start:stop])
+
+    def divergence_adjoint(start, stop):
+        """∇^H v = Σ_a (v_a[i−1] − v_a[i]) on this slab."""
+        out, term = divergence[start:stop], np.empty_like(divergence[start:stop])
+        out[...] = 0
+        for i, a in enumerate(tv_axes):
+            out += backend.periodic_difference(v[i], a, start, stop, term, backward=True)
+
     for i in range(iterations):
         # z- and u-updates first: starting from z = ∇x₀ would leave x₀ a fixed point.
-        w = _gradient(x, tv_axes)
-        w += u
-        norm = np.sqrt(np.sum(w.real**2 + w.imag**2, axis=0))
-        z = w * (1 - threshold / np.maximum(norm, threshold))
-        u = w - z
-        x_new = solve(_divergence_adjoint(z - u, tv_axes), x)
-        change = float(np.linalg.norm(x_new - x) / max(np.linalg.norm(x_new), 1e-30))
+        backend.for_each_slab(np, shrink, planes, plane)
+        divergence = np.empty(x0.shape, np.complex64)  # solve may overwrite it
+        backend.for_each_slab(np, divergence_adjoint, planes, plane)
+        x_new = solve(divergence, x)
+        _, change = _momentum(x_new, x)
         x = x_new
         if _stop(change, tol, callback, i, iterations):
             break
@@ -311,16 +341,18 @@ def _noncartesian(kspace, method, lam, iterations, tol, wavelet, levels, rho, ca
     def forward(x):
         return operator.forward(x.reshape(lead + grid))
 
+    solver_shape, axes = _squeeze_leading(image_shape,
+                                          tuple(range(len(lead), len(image_shape))))
+
     def adjoint(k):
-        return operator.adjoint(k).reshape(image_shape)
+        return operator.adjoint(k).reshape(solver_shape)
 
     def normal(x):
         return adjoint(forward(x) * weights)
 
     x0 = adjoint(y * weights)
-    axes = tuple(range(len(lead), len(image_shape)))
     if method == "tv":
-        tv_axes = [a for a in axes if image_shape[a] > 1]
+        tv_axes = [a for a in axes if solver_shape[a] > 1]
         rho32 = np.float32(rho)
 
         def regularized(x):
@@ -328,14 +360,15 @@ def _noncartesian(kspace, method, lam, iterations, tol, wavelet, levels, rho, ca
 
         def solve(divergence, x):
             return _conjugate_gradient(regularized, x0 + rho32 * divergence, x, cg_iterations)
-        return _admm_tv(x0, solve, axes, lam, int(iterations), tol, rho, callback)
-    levels = _wavelet_levels(image_shape, axes, wavelet, levels)
-    step = np.float32(1 / _operator_norm(normal, image_shape))
+        return _admm_tv(x0, solve, axes, lam, int(iterations), tol, rho,
+                        callback).reshape(image_shape)
+    levels = _wavelet_levels(solver_shape, axes, wavelet, levels)
+    step = np.float32(1 / _operator_norm(normal, solver_shape))
 
     def gradient_step(z):
         return z - step * adjoint((forward(z) - y) * weights)
     return _fista_l1_wavelet(x0, gradient_step, step, axes, lam, int(iterations), tol, wavelet,
-                             levels, callback)
+                             levels, callback).reshape(image_shape)
 
 
 def cs_reconstruct(kspace, mask=None, method: str = "l1_wavelet", lam: float = 0.005,
@@ -401,11 +434,14 @@ def cs_reconstruct(kspace, mask=None, method: str = "l1_wavelet", lam: float = 0
     y = np.where(mask, data, 0).astype(np.complex64)
     if not np.all(np.isfinite(y)):
         raise ValueError("cs_reconstruct: the sampled k-space contains NaN or Inf")
+    shape, axes = _squeeze_leading(y.shape, axes)
+    y, mask = y.reshape(shape), mask.reshape(shape)
     x0 = centered_ifft(y, axes, workers)
     if method == "tv":
         solve = _cartesian_tv_solver(y, mask, axes, rho, workers)
-        return _admm_tv(x0, solve, axes, lam, int(iterations), tol, rho, callback)
-    levels = _wavelet_levels(data.shape, axes, wavelet, levels)
+        return _admm_tv(x0, solve, axes, lam, int(iterations), tol, rho,
+                        callback).reshape(data.shape)
+    levels = _wavelet_levels(shape, axes, wavelet, levels)
 
     def gradient_step(z):
         """z − F^H(M F z − y): the step of length 1 (‖F^H M F‖ = 1)."""
@@ -417,4 +453,4 @@ def cs_reconstruct(kspace, mask=None, method: str = "l1_wavelet", lam: float = 0
         backend.for_each_slab(np, keep_samples, k.shape[0], math.prod(k.shape[1:]))
         return centered_ifft(k, axes, workers, overwrite_x=True)
     return _fista_l1_wavelet(x0, gradient_step, np.float32(1), axes, lam, int(iterations), tol,
-                             wavelet, levels, callback)
+                             wavelet, levels, callback).reshape(data.shape)

@@ -31,46 +31,6 @@ from napari_mrmicro.core.qsm.inversion import (
 ADMM_VOLUMES = 20
 
 
-def _difference(x, axis: int, start: int, stop: int, out, backward: bool = False):
-    """Periodic difference of ``x`` along ``axis`` on the planes ``start:stop`` of axis
-    ``-3``, written to ``out`` (the slab's shape): forward ``x[i+1] − x[i]``, or backward
-    ``x[i−1] − x[i]``."""
-    n = x.shape[-3]
-    slab = x[..., start:stop, :, :]
-    if axis != 0:
-        axis -= 3  # -2 or -1: inside the slab
-        head = tuple(slice(None) if a != axis % slab.ndim else slice(1, None)
-                     for a in range(slab.ndim))
-        tail = tuple(slice(None) if a != axis % slab.ndim else slice(None, -1)
-                     for a in range(slab.ndim))
-        first = tuple(slice(None) if a != axis % slab.ndim else slice(0, 1)
-                      for a in range(slab.ndim))
-        last = tuple(slice(None) if a != axis % slab.ndim else slice(-1, None)
-                     for a in range(slab.ndim))
-        if backward:
-            out[head] = slab[tail]
-            out[head] -= slab[head]
-            out[first] = slab[last]
-            out[first] -= slab[first]
-        else:
-            out[tail] = slab[head]
-            out[tail] -= slab[tail]
-            out[last] = slab[first]
-            out[last] -= slab[last]
-        return out
-    if backward:  # the plane before the slab wraps round to the end of the volume
-        out[1:] = x[start:stop - 1]
-        out[1:] -= x[start + 1:stop]
-        out[0] = x[(start - 1) % n]
-        out[0] -= x[start]
-    else:
-        out[:-1] = x[start + 1:stop]
-        out[:-1] -= x[start:stop - 1]
-        out[-1] = x[stop % n]
-        out[-1] -= x[stop - 1]
-    return out
-
-
 def admm_tv(grid: Grid, field, data_weight, gradient_weight, lam, rho, mu, max_iter, tol,
             callback, device=None):
     """ADMM for ``½‖W(Dχ − f)‖² + λ‖g ⊙ ∇χ‖₁`` on ``grid`` (arrays already padded):
@@ -121,7 +81,8 @@ def admm_tv(grid: Grid, field, data_weight, gradient_weight, lam, rho, mu, max_i
         out = adjoint[start:stop]
         for axis in range(3):
             target = out if axis == 0 else difference
-            _difference(split[axis], axis, start, stop, target, backward=True)
+            backend.periodic_difference(split[axis], axis, start, stop, target,
+                                            backward=True)
             if scales[axis] is not None:
                 target *= scales[axis]
             if axis:
@@ -146,7 +107,7 @@ def admm_tv(grid: Grid, field, data_weight, gradient_weight, lam, rho, mu, max_i
         w = xp.empty((stop - start,) + shape[1:], np.float32)
         for axis in range(3):
             # w = ∇χ + u; u = clip(w, ±t); z − u = (w − u) − u
-            _difference(chi_new, axis, start, stop, w)
+            backend.periodic_difference(chi_new, axis, start, stop, w)
             if scales[axis] is not None:
                 w *= scales[axis]
             w += dual[axis, part]
