@@ -38,6 +38,7 @@ BENCHMARKS = {
     "bench_register.py": (["64"], []),
     "bench_bruker_raw.py": ([], []),
     "bench_batch.py": (["--size", "128", "--specimens", "2", "--matrix", "32"], []),
+    "bench_memory.py": ([], ["--full"]),
 }
 
 RATIO = re.compile(r"ratio|speed-?up|GPU/CPU|\d->\d+ cores|\d\.\d+\s*[×x](?![\w³])", re.IGNORECASE)

@@ -78,7 +78,8 @@ def cmd_demo(args) -> int:
 
 def cmd_simulate(args) -> int:
     from napari_mrmicro.core import Acquisition, make_specimen, simulate
-    from napari_mrmicro.core.simulate import Effects
+    from napari_mrmicro.core.memory import check_memory
+    from napari_mrmicro.core.simulate import Effects, simulation_memory_bytes
     from napari_mrmicro.io import Volume, kspace_codec
     from napari_mrmicro.pipeline import save_volume
 
@@ -92,8 +93,12 @@ def cmd_simulate(args) -> int:
                       te_ms=args.te_ms, tr_ms=args.tr_ms, flip_deg=args.flip_deg,
                       bandwidth_hz=args.bandwidth_khz * 1000.0, averages=args.averages,
                       temperature_k=args.temperature_k, readout_axis="zyx".index(args.readout))
-    specimen = make_specimen(args.specimen, tuple(2 * n for n in acq.matrix),
-                             tuple(v / 2 for v in acq.voxel_um), seed=args.seed)
+    fine = tuple(2 * n for n in acq.matrix)  # the specimen at twice the resolution
+    check_memory(simulation_memory_bytes(fine, acq, (2, 2, 2)),
+                 f"simulate: a {fine} specimen for a {acq.matrix} matrix",
+                 advice="a smaller --matrix")
+    specimen = make_specimen(args.specimen, fine, tuple(v / 2 for v in acq.voxel_um),
+                             seed=args.seed)
     kspace = simulate(specimen, acq, seed=args.seed,
                       effects=Effects(noise=not args.no_noise,
                                       gradient_nonlinearity=args.nonlinearity_percent / 100))

@@ -48,6 +48,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
+import math
 import os
 import tempfile
 import time
@@ -59,6 +60,7 @@ from pathlib import Path
 import numpy as np
 
 from napari_mrmicro.io import Volume
+from napari_mrmicro.io._common import LAZY_BYTES
 
 DONE = "done.json"
 #: Roles of the volumes a specimen carries between steps.
@@ -71,12 +73,16 @@ _SUFFIXES = (".ome.zarr", ".zarr", ".nii.gz", ".nii", ".headfile", ".ome.tiff", 
 
 
 def load_volume(path, lazy: bool | None = None) -> Volume:
-    """Read any volume napari-mrmicro reads, OME-Zarr included."""
+    """Read any volume napari-mrmicro reads, OME-Zarr included (lazily above
+    :data:`~napari_mrmicro.io._common.LAZY_BYTES` unless ``lazy`` says otherwise)."""
     from napari_mrmicro.io import omezarr, read_volume
 
     path = Path(path)
     if omezarr.can_read(path):
-        return omezarr.read(path, lazy=lazy)
+        volume = omezarr.read(path, lazy=True if lazy is None else lazy)
+        if lazy is None and volume.data.nbytes <= LAZY_BYTES:  # large k-space stays on disk
+            volume.data = np.asarray(volume.data)  # until recon has checked its memory
+        return volume
     return read_volume(path, lazy=lazy)
 
 
@@ -179,6 +185,24 @@ def _derived(volume: Volume, data, **changes) -> Volume:
                   layer_type=changes.pop("layer_type", "image"))
 
 
+def _check_recon_memory(volume: Volume, zero_fill) -> None:
+    """Refuse, before the k-space is loaded, a reconstruction whose peak (the k-space in
+    memory, :func:`~napari_mrmicro.core.recon.estimate_recon_bytes`, magnitude and phase)
+    will not fit."""
+    from napari_mrmicro.core.memory import check_memory
+    from napari_mrmicro.core.recon import estimate_recon_bytes
+
+    shape = tuple(int(n) for n in volume.data.shape)
+    factors = np.broadcast_to(np.asarray(zero_fill, dtype=float), (3,))
+    full = math.prod(shape[:-3]) * math.prod(int(round(n * f))
+                                              for n, f in zip(shape[-3:], factors))
+    loaded = isinstance(volume.data, np.ndarray) and volume.data.dtype == np.complex64
+    check_memory((0 if loaded else 8 * math.prod(shape))
+                 + estimate_recon_bytes(shape, zero_fill) + 8 * full,
+                 f"recon of k-space {shape} with zero-fill {zero_fill}",
+                 advice="a smaller zero-fill factor, fewer echoes or coils at a time")
+
+
 def recon_step(s: Specimen, window=None, zero_fill: float = 1.0, partial_fourier=None,
                cs=None, lam: float = 0.005, iterations: int = 50, acceleration: float = 1.0):
     """k-space -> magnitude (``image``) and, for complex images, ``phase`` (radians).
@@ -197,6 +221,8 @@ def recon_step(s: Specimen, window=None, zero_fill: float = 1.0, partial_fourier
     from napari_mrmicro.io import kspace_codec
 
     volume = s.need("kspace", "recon")
+    if not cs:
+        _check_recon_memory(volume, zero_fill)
     kspace = kspace_codec.volume_to_kspace(volume)
     acq = kspace.acquisition
     if cs:

@@ -27,6 +27,7 @@ from scipy.sparse import csgraph
 
 from napari_mrmicro.core._masks import as_mask, as_spacing, bounding_slices
 from napari_mrmicro.core.cross_sections import plane_section
+from napari_mrmicro.core.memory import check_memory
 
 #: Gaussian smoothing of the ordered skeleton path, in path points.
 PATH_SMOOTHING_POINTS = 2.0
@@ -117,6 +118,11 @@ def path_distances_um(path_um) -> np.ndarray:
     return np.concatenate([[0.0], np.cumsum(steps)])
 
 
+#: Peak bytes per output point of :func:`resample_path`: the targets, three interpolated
+#: columns and their stacked copy (float64), rounded up.
+RESAMPLE_BYTES_PER_POINT = 64
+
+
 def resample_path(path_um, step_um: float | None = None, count: int | None = None) -> np.ndarray:
     """Points at equal arc-length spacing along a polyline: every ``step_um`` or ``count`` points.
 
@@ -132,6 +138,8 @@ def resample_path(path_um, step_um: float | None = None, count: int | None = Non
         count = int(np.ceil(distance[-1] / step_um - 1e-9)) + 1
     if count < 2:
         raise ValueError(f"count must be at least 2, got {count}")
+    check_memory(RESAMPLE_BYTES_PER_POINT * count, f"resampling a {distance[-1]:.4g} µm path "
+                 f"at {count} points", advice="a larger step_um or a smaller count")
     keep = np.concatenate([[True], np.diff(distance) > 0])
     targets = np.linspace(0.0, distance[-1], count)
     return np.column_stack([np.interp(targets, distance[keep], path[keep, k]) for k in range(3)])
@@ -332,7 +340,10 @@ def _values(volume, points_um, spacing) -> np.ndarray:
 
 def _exit_along(volume, start_um, direction, spacing, step, reach) -> np.ndarray:
     """Where the interpolated mask first drops below 0.5 on the ray from an inside point."""
-    t = np.arange(0, int(reach / (0.125 * step)) + 2) * 0.125 * step
+    count = int(reach / (0.125 * step)) + 2
+    check_memory(RESAMPLE_BYTES_PER_POINT * count, f"tracing the tube's end over {reach:.4g} "
+                 f"µm at {count} points (step_um {step:g})", advice="a larger step_um")
+    t = np.arange(0, count) * 0.125 * step
     values = _values(volume, start_um + t[:, None] * direction, spacing)
     k = int(np.argmax(values < 0.5))
     if k == 0:

@@ -89,10 +89,16 @@ def region_table(labels, spacing_um, intensity=None,
     foreground = labels != 0
     if foreground.any():  # find_objects on the labelled box only: one cheap pass, then a small one
         box = bounding_slices(foreground)
-        for i, found in enumerate(ndi.find_objects(labels[box])):
+        boxed, ids = labels[box], None
+        if int(boxed.max()) > 4 * boxed.size:  # sparse ids (e.g. 2**31 - 1): number them 1..n
+            ids, boxed = np.unique(boxed, return_inverse=True)
+            boxed = boxed.reshape(labels[box].shape) + (0 if ids[0] == 0 else 1)
+            ids = ids[ids != 0]
+        for i, found in enumerate(ndi.find_objects(boxed)):
             if found is not None:
-                present.append((i + 1, tuple(slice(b.start + f.start, b.start + f.stop)
-                                             for b, f in zip(box, found))))
+                present.append((i + 1 if ids is None else int(ids[i]),
+                                tuple(slice(b.start + f.start, b.start + f.stop)
+                                      for b, f in zip(box, found))))
     del foreground
     rows = []
     for done, (label, box) in enumerate(present, start=1):

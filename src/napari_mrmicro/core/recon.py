@@ -79,6 +79,7 @@ def estimate_recon_bytes(shape, zero_fill=1, kspace_axes=(-3, -2, -1), coil_axis
     axes = tuple(sorted({int(a) % len(shape) for a in kspace_axes}))
     full = math.prod(_zero_filled_shape(shape, axes, zero_fill))
     total = 8 * full  # the zero-filled, windowed copy that becomes the image
+    total += full // 2 + 8 * 2**20  # FFT scratch and window factors (benchmarks/bench_memory.py)
     if partial_fourier:
         total += 4 * 8 * math.prod(shape)  # data copy, estimate, phase, image
     coils = 1 if coil_axis is None else shape[int(coil_axis) % len(shape)]

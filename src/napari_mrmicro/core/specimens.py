@@ -19,12 +19,13 @@ from __future__ import annotations
 import inspect
 import math
 import operator
-import os
 from dataclasses import dataclass, field
 
 import numpy as np
 from scipy import integrate
 from scipy.spatial import cKDTree
+
+from napari_mrmicro.core.memory import check_memory
 
 #: Property names, units in the names (DESIGN.md conventions).
 PROPERTIES = ("proton_density", "t1_ms", "t2_ms", "t2star_ms", "diffusion_um2_per_ms",
@@ -598,18 +599,11 @@ def _microdiamonds(shape, spacing_um, rng, diameter_um=2.0, count=60, min_separa
     return labels, MICRODIAMOND_TISSUES, truth, {"scale": 1.0}
 
 
-#: Builders and their peak memory in bytes per voxel: the tooth evaluates float32 shape
-#: functions over the whole grid; the others hold the labels and one boolean temporary.
-_BUILDERS = {"tooth": (_tooth, 40), "cochlea": (_cochlea, 3), "tube": (_tube, 2),
+#: Builders and their peak memory in bytes per voxel (measured: benchmarks/bench_memory.py):
+#: the tooth evaluates float32 shape functions over the whole grid, the cochlea float
+#: distances along its duct; the others hold the labels and one boolean temporary.
+_BUILDERS = {"tooth": (_tooth, 40), "cochlea": (_cochlea, 12), "tube": (_tube, 2),
              "microdiamonds": (_microdiamonds, 1)}
-
-
-def _physical_memory_bytes():
-    """Installed physical memory, or None where the OS does not say."""
-    try:
-        return os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
-    except (ValueError, OSError, AttributeError):
-        return None
 
 
 def make_specimen(name: str, shape, spacing_um, seed: int = 0, **options) -> Specimen:
@@ -678,11 +672,8 @@ def make_specimen(name: str, shape, spacing_um, seed: int = 0, **options) -> Spe
     if unknown:
         raise ValueError(f"make_specimen: unknown option(s) {unknown} for {name!r}; "
                          f"options: {allowed or 'none'}")
-    need = bytes_per_voxel * math.prod(shape)
-    memory = _physical_memory_bytes()
-    if memory is not None and need > memory:
-        raise MemoryError(f"make_specimen: a {name} of shape {shape} needs ≈ "
-                          f"{need / 2**30:.1f} GiB; this machine has {memory / 2**30:.1f} GiB")
+    check_memory(bytes_per_voxel * math.prod(shape), f"make_specimen: a {name} of shape {shape}",
+                 advice="a coarser specimen grid")
     spacing = tuple(float(s) for s in spacing)
     labels, tissues, truth, meta = build(shape, spacing, np.random.default_rng(seed), **options)
     meta = {"specimen": name, "seed": seed, "options": dict(options), **meta}
