@@ -134,15 +134,20 @@ def _demo_qsm(out_dir: Path, acq, image, kspace, specimen) -> None:
 
 
 def _write_qsm_figure(path: Path, truth, chi, scored, labels, spacing_um) -> None:
-    """Truth, χ and χ − truth side by side on the slice with the most scored tissue kinds,
-    one diverging colour scale in ppm (matplotlib Agg)."""
+    """Truth, χ and χ − truth side by side on the slice showing the most scored tissue
+    kinds, one diverging colour scale in ppm spanning the truth (matplotlib Agg)."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
-    kinds = [len(np.unique(labels[z][scored[z]])) + scored[z].mean() for z in
-             range(labels.shape[0])]
-    z = int(np.argmax(kinds))
-    limit = float(np.percentile(np.abs(truth[scored]), 99.5)) or 1.0
+    def variety(z):  # tissue kinds with 20+ voxels, then the rarest one's count
+        counts = np.bincount(labels[z][scored[z]])
+        present = counts[counts >= 20]
+        return (present.size, present.min() if present.size else 0)
+
+    z = max(range(labels.shape[0]), key=variety)
+    means = [abs(float(truth[scored & (labels == k)].mean()))
+             for k in np.unique(labels[scored])]
+    limit = 1.5 * max(means) or 1.0  # the tissues' contrast, not partial-volume edges
     extent = (0, labels.shape[2] * spacing_um[2] / 1000, labels.shape[1] * spacing_um[1] / 1000, 0)
     figure = Figure(figsize=(12, 4.2), dpi=110, layout="constrained")
     FigureCanvasAgg(figure)
