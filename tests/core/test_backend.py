@@ -169,7 +169,14 @@ def test_compressed_sensing_in_slabs_equals_one_slab(monkeypatch):
     shape = (20, 16, 12)
     k = _complex(shape, seed=4)
     mask = poisson_disc_mask(shape, 3, calib=6, seed=0)
-    whole = cs_reconstruct(k, mask, iterations=4, tol=0)
+    methods = ("l1_wavelet", "tv")
+    whole = [cs_reconstruct(k, mask, method=m, iterations=4, tol=0) for m in methods]
     monkeypatch.setattr(backend, "SLAB_VOXELS", 1)  # one plane per slab
     monkeypatch.setattr(backend._slabs, "core_count", lambda: 3)
-    np.testing.assert_array_equal(cs_reconstruct(k, mask, iterations=4, tol=0), whole)
+    for method, expected in zip(methods, whole):
+        np.testing.assert_array_equal(
+            cs_reconstruct(k, mask, method=method, iterations=4, tol=0), expected)
+        # a single echo (echo, z, y, x) is cut along z like the 3-D volume
+        echo = cs_reconstruct(k[None], mask, method=method, iterations=4, tol=0)
+        assert echo.shape == (1,) + shape
+        np.testing.assert_array_equal(echo[0], expected)
