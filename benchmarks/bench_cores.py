@@ -14,8 +14,8 @@ reports that many CPUs to scipy.fft (``workers=-1``) and to the slab pool. The p
 the best time per core count, the speed-up ``t(1 core) / t(k cores)`` (targets ≥ 1.6 for
 QSM TV and CS from 1 to 2 cores) and ``recon / bare FFT`` per core count (target ≤ 1.25).
 
-Usage: ``python benchmarks/bench_cores.py [--small] [--cores 1,2]`` (``--small``: 128×128×64,
-64³ and 128³; default cores: 1, 2 and all, where there are more).
+Usage: ``python benchmarks/bench_cores.py [--small] [--cores 1,2] [--stages ...]``
+(``--small``: 128×128×64, 64³ and 128³; default cores: 1, 2 and all, where there are more).
 """
 
 import argparse
@@ -91,6 +91,8 @@ def main():
     parser.add_argument("--small", action="store_true")
     parser.add_argument("--cores", help="comma-separated core counts (default 1,2[,all])")
     parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--stages", nargs="+", choices=STAGES, default=STAGES,
+                        help="a subset of the stages")
     parser.add_argument("--child", choices=STAGES, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
@@ -102,15 +104,17 @@ def main():
         sorted({1, min(2, available), available})
     cores = [c for c in cores if c <= available]
     times = {stage: {c: run_stage(stage, c, args.small, args.repeat) for c in cores}
-             for stage in STAGES}
+             for stage in args.stages}
     print(f"best of {args.repeat} after a warm-up, each core count in its own pinned process; "
           f"cores: {', '.join(map(str, cores))}" + (" (--small sizes)" if args.small else ""))
-    for stage in STAGES[:3]:
+    for stage in [s for s in STAGES[:3] if s in times]:
         row = "   ".join(f"{c} core{'s' if c > 1 else ''} {times[stage][c]:.3f} s" for c in cores)
         speedups = "   ".join(f"1->{c} cores {times[stage][1] / times[stage][c]:.2f}x"
                                for c in cores if c > 1 and 1 in cores)
         print(f"  {stage:<16} {row}   {speedups}" + ("   (target 1->2 >= 1.6)"
                                                      if 2 in cores else ""))
+    if "recon_magnitude" not in times or "bare_ifftn" not in times:
+        return
     ratios = "   ".join(f"{c} core{'s' if c > 1 else ''}: ratio "
                         f"{times['recon_magnitude'][c] / times['bare_ifftn'][c]:.2f}"
                         for c in cores)
