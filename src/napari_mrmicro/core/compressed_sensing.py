@@ -203,9 +203,14 @@ def _cartesian_tv_solver(y, mask, axes, rho, workers):
 
     def solve(divergence, x):
         rhs = centered_fft(divergence, axes, workers, overwrite_x=True)
-        rhs *= np.float32(rho)
-        rhs += y
-        rhs *= denominator
+
+        def combine(start, stop):  # rhs = (ρ·F[∇^H v] + y) / (M + ρ|E|²)
+            part = rhs[start:stop]
+            part *= np.float32(rho)
+            part += y[start:stop]
+            part *= denominator[start:stop] if len(denominator) > 1 else denominator
+
+        backend.for_each_slab(np, combine, rhs.shape[0], math.prod(rhs.shape[1:]))
         return centered_ifft(rhs, axes, workers, overwrite_x=True)
     return solve
 
