@@ -37,7 +37,7 @@ def test_defaults_recover_the_cylinders_of_qsm_forward(scan):
     errors = cylinder_errors(scan, result)
     assert (errors <= 0.20).sum() >= 4, errors
     tissue = result.local_mask & scan.tissue
-    assert nrmse(result.chi_ppm, scan.chi_ppm, tissue) <= 36.0  # measured 32.2 % (the issue asks 30 %)
+    assert nrmse(result.chi_ppm, scan.chi_ppm, tissue) <= 34.0  # measured 30.9 % (the issue asks 30 %)
     # the mask: the bone void and the dephased shell next to the bubble are out
     report = result.mask_report
     assert report is not None and report.misfit_checked
