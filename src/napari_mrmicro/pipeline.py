@@ -79,7 +79,7 @@ def load_volume(path, lazy: bool | None = None) -> Volume:
 
     path = Path(path)
     if omezarr.can_read(path):
-        volume = omezarr.read(path, lazy=True if lazy is None else lazy)
+        volume = read_volume(path, lazy=True if lazy is None else lazy)
         if lazy is None and volume.data.nbytes <= LAZY_BYTES:  # large k-space stays on disk
             volume.data = np.asarray(volume.data)  # until recon has checked its memory
         return volume

@@ -409,3 +409,27 @@ def test_stale_staging_of_a_killed_writer_is_removed(tmp_path):
     (stale / "N7imx.0001.raw").write_bytes(b"half")
     civm.write(tmp_path / "N7.headfile", Volume(np.ones((1, 2, 2), np.uint16), (1, 1, 1)))
     assert not stale.exists()
+
+
+def _series(folder, header_text, values=(0, 1, 2, 3)):
+    (folder / "N8.headfile").write_text(header_text)
+    (folder / "N8imx.0001.raw").write_bytes(np.asarray(values, ">u2").tobytes())
+    return folder / "N8.headfile"
+
+
+def test_unstated_protocol_values_stay_unknown(tmp_path):
+    volume = civm.read(_series(tmp_path, "dim_X=2\ndim_Y=2\ndim_Z=1\nU_runno=N8\n"))
+    assert volume.metadata["acquisition"] == {"matrix": (1, 2, 2)}  # no TE, FOV or B0
+    assert volume.metadata["spacing_known"] is False
+
+
+@pytest.mark.parametrize("scaling, reason", [
+    ("mrmicro_slope=1e39\nmrmicro_intercept=0\n", "beyond the float32 range"),
+    ("mrmicro_slope=1e34\nmrmicro_intercept=0\n", "beyond the float32 range"),
+    ("mrmicro_slope=0.5\n", "need both"),
+    ("mrmicro_slope=0\nmrmicro_intercept=1\n", "non-zero"),
+])
+def test_a_scaling_that_would_lie_is_refused(tmp_path, scaling, reason):
+    path = _series(tmp_path, "dim_X=2\ndim_Y=2\ndim_Z=1\n" + scaling)
+    with pytest.raises(FormatError, match=reason):
+        civm.read(path)

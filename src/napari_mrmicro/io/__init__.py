@@ -7,6 +7,7 @@ and ``read(path, lazy=None) -> Volume``; writable formats add
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 from pathlib import Path
 
@@ -58,7 +59,22 @@ def read_volume(path, lazy: bool | None = None) -> Volume:
         raise FormatError(path, "not a format napari-mrmicro reads (CIVM headfile, NIH "
                                 "Image, ImageJ/OME-TIFF, NIfTI, Bruker 2dseq or raw fid, "
                                 "Agilent/Varian fid, ISMRMRD, Tecmag .tnt, OME-Zarr)")
-    return _module(name).read(path, lazy=lazy)
+    with foreign_errors_named(path):
+        return _module(name).read(path, lazy=lazy)
+
+
+@contextlib.contextmanager
+def foreign_errors_named(path):
+    """Turn an exception a format library raises on a bad file (tifffile, nibabel, zarr,
+    numpy, struct, zlib, an empty AssertionError...) into ``FormatError(path, reason)``;
+    FormatError and MemoryError pass unchanged."""
+    try:
+        yield
+    except (FormatError, MemoryError):
+        raise
+    except Exception as error:  # noqa: BLE001 - any library's complaint about this file
+        reason = str(error).strip() or "no message"
+        raise FormatError(path, f"unreadable ({type(error).__name__}: {reason})") from error
 
 
 def read_volumes(path, lazy: bool | None = None) -> list[Volume]:
@@ -68,7 +84,8 @@ def read_volumes(path, lazy: bool | None = None) -> list[Volume]:
     name = reader_for(path)
     module = _module(name) if name else None
     if module is not None and hasattr(module, "read_all"):
-        return module.read_all(path, lazy=lazy)
+        with foreign_errors_named(path):
+            return module.read_all(path, lazy=lazy)
     return [read_volume(path, lazy=lazy)]
 
 

@@ -128,6 +128,23 @@ def check_size(path, expected_bytes: int, actual_bytes: int | None = None) -> No
                                 f"the file holds {actual}")
 
 
+def check_scaled_range(path, stored: np.dtype, scaling, keys: str) -> None:
+    """Refuse a linear scaling ``value = stored·slope + offset`` (``scaling`` = (slope,
+    offset), scalars or per-frame arrays, or None) that can give values beyond float32:
+    the data would read as infinities. Integer data are bounded by their type's range,
+    float data by their own values."""
+    if scaling is None:
+        return
+    slope, offset = (np.abs(np.asarray(v, dtype=np.float64)) for v in scaling)
+    stored = np.dtype(stored)
+    top = float(max(abs(np.iinfo(stored).min), np.iinfo(stored).max)) \
+        if stored.kind in "iu" else 1.0
+    largest = slope * top + offset
+    if not np.all(np.isfinite(largest)) or float(np.max(largest)) > np.finfo(np.float32).max:
+        raise FormatError(path, f"{keys} = {np.max(slope):g}/{np.max(offset):g} scale "
+                                f"{stored.name} values beyond the float32 range")
+
+
 def read_text_header(path, max_bytes: int = 4 * 2**20) -> str:
     """Read a small text header, refusing binary or huge files."""
     path = Path(path)

@@ -40,8 +40,8 @@ import numpy as np
 
 from napari_mrmicro.core import geometry
 from napari_mrmicro.core.acquisition import GAMMA_BAR_MHZ_PER_T
-from napari_mrmicro.io._common import (LAZY_BYTES, FormatError, Volume, check_size,
-                                       unit_to_um)
+from napari_mrmicro.io._common import (LAZY_BYTES, FormatError, Volume,
+                                       check_scaled_range, check_size, unit_to_um)
 from napari_mrmicro.io.jcamp import read_jcamp
 
 WORD_TYPES = {"_8BIT_UNSGN_INT": "u1", "_16BIT_SGN_INT": "i2", "_32BIT_SGN_INT": "i4",
@@ -479,6 +479,7 @@ def read_all(path: Path, lazy: bool | None = None) -> list:
     groups = _frame_groups(header, visu, frames)
     frame_spacing = _frame_spacing_um(header, size, visu)
     scaling = _scaling(header, visu, frames)
+    check_scaled_range(visu, dtype, scaling, "VisuCoreDataSlope/VisuCoreDataOffs")
     complex_index = next((i for i, g in enumerate(groups) if g["name"] == "FG_COMPLEX"), None)
     if complex_index is not None and groups[complex_index]["length"] != 2:
         raise FormatError(visu, f"FG_COMPLEX has {groups[complex_index]['length']} frames, "

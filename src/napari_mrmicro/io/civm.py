@@ -25,7 +25,7 @@ import numpy as np
 from napari_mrmicro.core import geometry
 from napari_mrmicro.core.acquisition import Acquisition, acquisition_from_headfile
 from napari_mrmicro.io._common import (LAZY_BYTES, FormatError, Volume,
-                                       process_alive, remove_stale_temporaries,
+                                       check_scaled_range, process_alive, remove_stale_temporaries,
                                        temporary_name)
 from napari_mrmicro.io.headfile import format_headfile, parse_value, read_headfile
 
@@ -161,10 +161,13 @@ def _scaling(headfile: Path, header: dict):
     """``(slope, intercept)`` from mrmicro_slope/intercept, or None."""
     if header.get("mrmicro_slope") is None and header.get("mrmicro_intercept") is None:
         return None
-    slope, intercept = header.get("mrmicro_slope", 1.0), header.get("mrmicro_intercept", 0.0)
-    if not all(isinstance(v, (int, float)) and np.isfinite(v) for v in (slope, intercept)):
+    slope, intercept = header.get("mrmicro_slope"), header.get("mrmicro_intercept")
+    if not all(isinstance(v, (int, float)) and not isinstance(v, bool) and np.isfinite(v)
+               for v in (slope, intercept)) or slope == 0:
         raise FormatError(headfile, f"mrmicro_slope={slope!r}, mrmicro_intercept="
-                                    f"{intercept!r}: need finite numbers")
+                                    f"{intercept!r}: need both, finite, the slope non-zero")
+    check_scaled_range(headfile, np.dtype(np.uint16), (slope, intercept),
+                       "mrmicro_slope/mrmicro_intercept")
     return float(slope), float(intercept)
 
 

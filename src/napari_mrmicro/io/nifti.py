@@ -71,6 +71,27 @@ def _sniff(head: bytes, single_file: bool) -> bool:
     return False
 
 
+def _check_raw_header(path: Path, head: bytes, single_file: bool) -> None:
+    """Refuse what nibabel would silently repair: ``dim[0]`` outside 1..7 and a
+    ``vox_offset`` that is not a whole byte count past the header (NIfTI-1: float32)."""
+    for order in "<>":
+        size = struct.unpack(order + "i", head[:4])[0]
+        if size in _MAGIC:
+            break
+    if size == 348:
+        ndim = struct.unpack(order + "h", head[40:42])[0]
+        offset = struct.unpack(order + "f", head[108:112])[0]
+    else:
+        ndim = struct.unpack(order + "q", head[16:24])[0]
+        offset = struct.unpack(order + "q", head[168:176])[0]
+    if not 1 <= ndim <= 7:
+        raise FormatError(path, f"dim[0] = {ndim}: a NIfTI image has 1 to 7 dimensions")
+    lowest = size + 4 if single_file else 0
+    if not (math.isfinite(offset) and offset == int(offset) and offset >= lowest):
+        raise FormatError(path, f"vox_offset = {offset!r}: the image data must start at a "
+                                f"whole byte at or after {lowest}")
+
+
 def _head(path: Path) -> bytes:
     """The first 540 bytes of the header (decompressed for ``.gz``)."""
     if path.name.lower().endswith(".gz"):
@@ -126,8 +147,10 @@ def read(path: Path, lazy: bool | None = None) -> Volume:
     if path.stat().st_size == 0:
         raise FormatError(path, "the file is empty")
     pair = path.name.lower().endswith(".hdr")
-    if not _sniff(_head(path), not pair):
+    head = _head(path)
+    if not _sniff(head, not pair):
         raise FormatError(path, "not a NIfTI-1/NIfTI-2 file (no n+1/ni1/n+2/ni2 magic)")
+    _check_raw_header(path, head, not pair)
     if pair and not _image_file(path).is_file():
         raise FormatError(path, f"the image file {_image_file(path).name} is missing")
     try:

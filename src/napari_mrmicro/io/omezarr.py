@@ -179,6 +179,11 @@ def read(path: Path, lazy: bool | None = None) -> Volume:
                                 "positive")
     origin = tuple(translation[i] * f for i, f in zip(spatial, factors))
     payload = attrs.get(PAYLOAD_ATTR) if isinstance(attrs.get(PAYLOAD_ATTR), dict) else None
+    if payload and payload.get("all_chunks_stored"):
+        for p, array in zip(level_paths, arrays):
+            if array.nchunks_initialized < array.nchunks:
+                raise FormatError(path, f"level {p!r}: {array.nchunks - array.nchunks_initialized}"
+                                        f" of its {array.nchunks} chunks are missing")
     labels = tuple(str(a.get("name")) for a in axes)
     metadata = {"format": "omezarr", "source": str(path), "header": attrs,
                 "acquisition": {}, "zarr_format": fmt,
@@ -374,6 +379,7 @@ def write(path: Path, volume: Volume, chunks=None, levels: int | None = None,
                                                 "translation": translation}]})
     payload = parse_payload(payload_text(volume, "omezarr", data.dtype))
     payload["channel_axis"] = volume.channel_axis
+    payload["all_chunks_stored"] = True  # empty chunks too: a missing one is a lost one
     if rotated:  # NGFF 0.4 has no rotation: the full world affine travels in our payload
         payload["affine_um"] = np.asarray(volume.affine_um).tolist()
     if kspace:
@@ -397,7 +403,7 @@ def write(path: Path, volume: Volume, chunks=None, levels: int | None = None,
             array = group.create_array(
                 str(level), shape=current.shape, dtype=current.dtype,
                 chunks=tuple(min(c, n) for c, n in zip(chunk, current.shape)),
-                compressors=compressor, fill_value=0,
+                compressors=compressor, fill_value=0, config={"write_empty_chunks": True},
                 chunk_key_encoding={"name": "v2", "separator": "/"})
             _store_slabs(array, current, lead)
             previous = da.from_zarr(array)

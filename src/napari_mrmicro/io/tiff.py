@@ -145,6 +145,9 @@ def _read_series(path: Path, index: int, lazy: bool | None) -> Volume:
         ours = _our_info(ij)
         header = _header(tif, ij, ome)
         axes, shape = series.axes, tuple(series.shape)
+        if not shape or min(shape) < 1:
+            raise FormatError(path, f"image dimensions {dict(zip(axes, shape))}: width, "
+                                    "height and every other axis need at least 1")
         rgb = (axes.endswith("S") and shape[-1] in (3, 4)
                and int(page.photometric) in (2, 6))  # RGB, YCbCr (decoded to RGB)
         calibration = _calibration(page, ij, ome, _spatial_axes(axes, rgb))
