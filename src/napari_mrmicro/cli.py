@@ -404,8 +404,10 @@ def _device(name: str) -> str:
 
 def _device_option(p) -> None:
     p.add_argument("--device", type=_device, default="cpu", metavar="{cpu,gpu}",
-                   help="where the transforms and iterations run: cpu (all cores) or gpu "
-                        "(a CUDA device through CuPy: pip install 'napari-mrmicro[gpu]')")
+                   help="cpu (all cores) or gpu (CUDA through CuPy: pip install "
+                        "'napari-mrmicro[gpu]') for the Cartesian reconstruction and the "
+                        "TV/MEDI dipole inversion; CS, NUFFT and the other QSM steps run on "
+                        "the CPU")
 
 
 def _parser() -> argparse.ArgumentParser:
