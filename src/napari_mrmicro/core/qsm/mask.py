@@ -212,8 +212,6 @@ def signal_mask(magnitude, spacing_um=None, erode_um: float = 0.0,
     magnitude = np.asarray(magnitude)
     echoes = magnitude.shape[0] if magnitude.ndim == 4 else 1
     combined = combined_magnitude(magnitude)
-    if np.any(combined < 0):
-        raise ValueError("magnitude has negative values: pass the magnitude, not the real part")
     background = combined[combined <= otsu_threshold(combined)]
     sigma = float(np.median(background)) / np.sqrt(stats.chi2.median(2 * echoes))
     threshold = sigma * float(np.sqrt(stats.chi2.isf(NOISE_FALSE_ALARM, 2 * echoes)))
