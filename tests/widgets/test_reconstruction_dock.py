@@ -119,3 +119,25 @@ def test_paravision_360_raw_reconstructed_onto_its_2dseq(make_napari_viewer, qtb
                                layer_geometry(vendor).affine_um, atol=1e-6)
     a, b = magnitude.data[9], np.asarray(vendor.data[9], dtype=np.float32)
     assert np.corrcoef(a.ravel(), b.ravel())[0, 1] > 0.95
+
+
+def test_cancel_compressed_sensing_says_so_and_adds_nothing(make_napari_viewer, qtbot,
+                                                            cochlea_kspace):
+    import time
+
+    viewer = make_napari_viewer()
+    add_layers(viewer, kspace_layers(cochlea_kspace, "cochlea", truth=False))
+    dock = ReconstructionWidget(viewer)
+    dock.result.value = "15.5"
+    dock.cs_method.value, dock.acceleration.value, dock.iterations.value = "l1_wavelet", 4.0, 1000
+    count = len(viewer.layers)
+    worker = dock.run()
+    assert dock.result.value == "running ..."
+    qtbot.wait(300)
+    start = time.perf_counter()
+    with qtbot.waitSignal(worker.finished, timeout=5_000):
+        dock.cancel()
+    assert time.perf_counter() - start < 1.0
+    qtbot.wait(200)
+    assert dock.result.value == "cancelled" and len(viewer.layers) == count
+    assert dock.run_button.enabled

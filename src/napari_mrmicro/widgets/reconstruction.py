@@ -127,8 +127,10 @@ class ReconstructionWidget(Container):
                                  "MR reconstruction")
         worker.returned.connect(lambda result: self._add_results(result, layer))
         worker.errored.connect(lambda e: show_error(f"MR Reconstruction: {e}"))
+        worker.aborted.connect(lambda: setattr(self.result, "value", "cancelled"))
         worker.finished.connect(self._finished)
         self.run_button.enabled, self.cancel_button.enabled = False, True
+        self.result.value = "running ..."  # never the previous run's SNR
         worker.start()
         self.worker = worker
         return worker
