@@ -145,3 +145,22 @@ def test_paravision_field_map_gives_finite_ppm(realdata):
     # brain tissue: χ within a few tenths of a ppm of its mean, local field well below 1 ppm
     assert np.percentile(np.abs(chi[inside]), 99) < 1.0
     assert np.percentile(np.abs(local[inside]), 99) < 0.5
+
+
+def test_field_fit_misfit_is_chi_square_where_the_phase_is_linear():
+    from napari_mrmicro.core.qsm import fit_field
+
+    rng = np.random.default_rng(3)
+    te = np.array([2.0, 4.0, 6.0, 8.0])
+    sigma, shape = 0.02, (16, 16, 16)
+    field_hz = rng.uniform(-50, 50, shape)
+    phase = 2 * np.pi * field_hz * te[:, None, None, None] * 1e-3 + 0.3
+    signal = np.exp(1j * phase) + sigma * (rng.standard_normal((4,) + shape)
+                                           + 1j * rng.standard_normal((4,) + shape))
+    unwrapped = phase + np.angle(signal * np.exp(-1j * phase))  # noise only, no wraps
+    fit = fit_field(unwrapped, te, np.abs(signal), noise_sigma=sigma)
+    assert fit.misfit_dof == 2
+    assert fit.misfit.mean() == pytest.approx(2.0, rel=0.1)  # E[χ²(2)] = 2
+    bent = unwrapped.copy()
+    bent[3] += 1.0  # the last echo off the line by 1 rad
+    assert fit_field(bent, te, np.abs(signal), noise_sigma=sigma).misfit.min() > 100
