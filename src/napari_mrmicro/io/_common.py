@@ -139,7 +139,8 @@ def check_scaled_range(path, stored: np.dtype, scaling, keys: str) -> None:
     stored = np.dtype(stored)
     top = float(max(abs(np.iinfo(stored).min), np.iinfo(stored).max)) \
         if stored.kind in "iu" else 1.0
-    largest = slope * top + offset
+    with np.errstate(over="ignore", invalid="ignore"):
+        largest = slope * top + offset
     if not np.all(np.isfinite(largest)) or float(np.max(largest)) > np.finfo(np.float32).max:
         raise FormatError(path, f"{keys} = {np.max(slope):g}/{np.max(offset):g} scale "
                                 f"{stored.name} values beyond the float32 range")

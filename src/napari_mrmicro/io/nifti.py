@@ -34,7 +34,8 @@ import numpy as np
 
 from napari_mrmicro.core import geometry
 from napari_mrmicro.io._common import (
-    LAZY_BYTES, PAYLOAD_KEY, FormatError, Volume, apply_payload, atomic_output, parse_payload,
+    LAZY_BYTES, PAYLOAD_KEY, FormatError, Volume, apply_payload, atomic_output,
+    check_scaled_range, parse_payload,
     payload_dtype, payload_text,
 )
 
@@ -182,6 +183,8 @@ def read(path: Path, lazy: bool | None = None) -> Volume:
 
     slope, inter = float(img.dataobj.slope), float(img.dataobj.inter)
     scaled = (slope, inter) != (1.0, 0.0)
+    if scaled:
+        check_scaled_range(path, dtype, (slope, inter), "scl_slope/scl_inter")
     gz = path.name.lower().endswith(".gz")
     if lazy is None:
         lazy = nbytes > LAZY_BYTES
