@@ -271,14 +271,22 @@ def _is_zarr_store(path: Path) -> bool:
 def _store_slabs(array, source, lead: int) -> None:
     """Write a dask array into a zarr array one slab of chunks (along z) at a time.
 
-    Each slab is computed whole (its chunks in parallel) and written, so memory holds one
-    slab — e.g. 128 slices — whatever order the source's chunks come in (one per slice
-    for a slice series).
+    Each slab is computed whole (its chunks in parallel, each stored in place into one
+    reused buffer, so no concatenated copy) and written, so memory holds one slab — e.g.
+    128 slices — whatever order the source's chunks come in (one per slice for a slice
+    series).
     """
+    import dask.array as da
+
     depth = array.chunks[lead]
+    buffer = None
     for start in range(0, source.shape[lead], depth):
         index = (slice(None),) * lead + (slice(start, start + depth),)
-        array[index] = source[index].compute()
+        part = source[index]
+        if buffer is None or buffer.shape != part.shape:
+            buffer = np.empty(part.shape, part.dtype)
+        da.store(part, buffer, lock=False)
+        array[index] = buffer
 
 
 def _store_kspace(group, arrays: dict, chunk: tuple, compressor) -> None:
