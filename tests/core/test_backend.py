@@ -180,3 +180,23 @@ def test_compressed_sensing_in_slabs_equals_one_slab(monkeypatch):
         echo = cs_reconstruct(k[None], mask, method=method, iterations=4, tol=0)
         assert echo.shape == (1,) + shape
         np.testing.assert_array_equal(echo[0], expected)
+
+
+@pytest.mark.skipif(not hasattr(__import__("os"), "fork"), reason="needs fork")
+def test_slab_pool_works_in_a_forked_child(monkeypatch):
+    import multiprocessing
+
+    monkeypatch.setattr(backend._slabs, "core_count", lambda: 2)
+    backend.for_each_slab(np, lambda start, stop: None, 64, 2**16)  # the pool now exists
+    with multiprocessing.get_context("fork").Pool(1) as pool:
+        total = pool.apply_async(_slab_sum_in_child).get(timeout=60)
+    assert total == sum(range(64))
+
+
+def _slab_sum_in_child():
+    backend._slabs.core_count = lambda: 2
+    seen = np.zeros(64, int)
+    backend.for_each_slab(np, lambda start, stop: seen.__setitem__(slice(start, stop),
+                                                                   np.arange(start, stop)),
+                          64, 2**16)
+    return int(seen.sum())

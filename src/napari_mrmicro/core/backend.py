@@ -21,6 +21,7 @@ import contextvars
 import functools
 import itertools
 import math
+import os
 import threading
 from concurrent.futures import ThreadPoolExecutor, wait
 
@@ -186,6 +187,10 @@ def _pool(workers: int) -> ThreadPoolExecutor:
     """One long-lived pool per core count: iterative solvers call :func:`for_each_slab`
     several times per iteration, so threads are not started anew each time."""
     return ThreadPoolExecutor(max_workers=workers, thread_name_prefix=_POOL_PREFIX)
+
+
+if hasattr(os, "register_at_fork"):  # a forked child has none of the parent's threads
+    os.register_at_fork(after_in_child=_pool.cache_clear)
 
 
 def for_each_slab(xp, work, n: int, plane_voxels: int) -> None:
