@@ -89,3 +89,17 @@ def test_nonsense_worker_counts_are_refused_at_once(tmp_path, option):
     with pytest.raises(ValueError, match=next(iter(option))):
         run_batch(parse_pipeline(PIPELINE, "p.toml"), [tmp_path / "a.tif"], tmp_path,
                   **option)
+
+
+def test_a_format_error_on_a_worker_keeps_its_message(tmp_path, cluster):
+    _cubes(tmp_path / "half.tif", 1)
+    (tmp_path / "half.tif").write_bytes((tmp_path / "half.tif").read_bytes()[:300])
+    write_volume(tmp_path / "frac.tif", Volume(np.full((4, 4, 4), 1.5, np.float32), (5, 5, 5)))
+    write_volume(tmp_path / "whole.tif", Volume(np.ones((4, 4, 4), np.float32), (5, 5, 5)))
+    pipeline = parse_pipeline('[[step]]\nrun = "save"\nimage = "x.headfile"\n', "p.toml")
+    results = run_batch(pipeline, [tmp_path / n for n in ("half.tif", "frac.tif", "whole.tif")],
+                        tmp_path / "out", client=cluster[1], progress=None)
+    assert [r.status for r in results] == ["failed", "failed", "done"]
+    assert results[0].error.startswith("FormatError: ") and "half.tif" in results[0].error
+    assert results[1].error.startswith("FormatError: ") and "fractional values" in \
+        results[1].error and "step 1 (save)" in results[1].error
