@@ -505,8 +505,9 @@ def is_done(out_root, name: str, pipeline: Pipeline) -> bool:
 
 def write_text_atomic(path: Path, text: str) -> None:
     """Write a text file through a temporary name, so it is complete or absent."""
-    from napari_mrmicro.io._common import temporary_name
+    from napari_mrmicro.io._common import remove_stale_temporaries, temporary_name
 
+    remove_stale_temporaries(path)
     prefix, suffix = temporary_name(path)
     fd, tmp = tempfile.mkstemp(prefix=prefix, suffix=suffix, dir=path.parent)
     try:

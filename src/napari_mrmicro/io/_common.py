@@ -168,13 +168,22 @@ _TEMPORARY = r"[a-z0-9_]+(?:\.(?P<pid>\d+))?\.(?:part|old)"
 
 
 def process_alive(pid: int) -> bool:
-    """True while process ``pid`` (on this machine) runs."""
+    """True while process ``pid`` (on this machine) runs; True when that cannot be told,
+    so a temporary is never taken for stale by mistake."""
+    if pid <= 0:
+        return True
+    if os.name == "nt":  # os.kill(pid, 0) would terminate the process on Windows
+        try:
+            import psutil
+        except ImportError:
+            return True
+        return psutil.pid_exists(pid)
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
         return False
     except (PermissionError, OverflowError, ValueError):
-        return pid > 0
+        return True
     return True
 
 
