@@ -15,6 +15,7 @@ import time
 
 import numpy as np
 import pytest
+import tifffile
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -65,6 +66,22 @@ def _omezarr(folder):
     return folder / "v.ome.zarr"
 
 
+def _nih_tiff(folder):
+    """An NIH Image TIFF: its 512-byte header (ImageJ's offsets) in tag 43314 as 256
+    big-endian shorts, 12.5 µm pixels, 3 slices 40 µm apart."""
+    header = bytearray(512)
+    header[0:8] = b"IPICIMAG"
+    struct.pack_into(">h", header, 12, 160)  # version
+    struct.pack_into(">d", header, 160, 80.0)  # pixels per mm: 12.5 µm
+    struct.pack_into(">h", header, 172, 7)  # unit code 7: mm
+    struct.pack_into(">h", header, 260, 3)  # slices
+    struct.pack_into(">f", header, 262, 0.04)  # slice spacing, mm
+    tag = (43314, "H", 256, np.frombuffer(bytes(header), ">u2"), True)
+    tifffile.imwrite(folder / "v.tif", _data().astype(np.uint8), byteorder=">",
+                     photometric="minisblack", metadata=None, extratags=[tag])
+    return folder / "v.tif"
+
+
 def _real(relative, files):
     def build(folder, realdata):
         source = realdata(relative)
@@ -78,7 +95,7 @@ def _real(relative, files):
 
 BUILDERS = {
     "tiff": _tiff, "nifti": _nifti, "nifti_gz": _nifti_gz, "civm": _civm,
-    "omezarr": _omezarr,
+    "omezarr": _omezarr, "nih_tiff": _nih_tiff,
     "real_nifti": _real("nifti/nibabel/anatomical.nii", ["anatomical.nii"]),
     "real_paravision": _real("bruker_pv/pv360_rodent/8/pdata/1",
                              ["2dseq", "visu_pars", "reco"]),
