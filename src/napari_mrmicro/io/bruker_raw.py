@@ -545,6 +545,16 @@ def _reco(folder: Path) -> dict:
     return read_jcamp(path) if path.is_file() else {}
 
 
+def _check_file_size(raw: Path, lay: _Layout, scans: int, counts: str) -> None:
+    """Refuse, before anything is allocated, a raw file whose size is not what the header
+    says: ``NR x scans x block`` bytes; ``counts`` names how ``scans`` was counted."""
+    expected, actual = lay.repetitions * scans * lay.block, raw.stat().st_size
+    if expected != actual:
+        raise FormatError(raw, f"header implies {expected} bytes ({lay.repetitions} "
+                               f"repetitions (NR) x {counts} x {lay.block}-byte scans) but "
+                               f"the file holds {actual}")
+
+
 def _repetition(lay: _Layout, repetition: int | None, where) -> int:
     if lay.repetitions > 1 and repetition is None:
         raise FormatError(where, f"NR = {lay.repetitions} repetitions: choose one with "
@@ -568,12 +578,8 @@ def _load_noncartesian(raw: Path, acqp: dict, method: dict, readouts: int,
         raise FormatError(where, f"{lay.slices} slices of a non-Cartesian 2-D method: only "
                                  "single-slice 2-D and 3-D trajectories are read")
     scans = lay.echoes * readouts
-    expected, actual = lay.repetitions * scans * lay.block, raw.stat().st_size
-    if expected != actual:
-        raise FormatError(raw, f"header implies {expected} bytes ({lay.repetitions} "
-                               f"repetitions (NR) x {lay.echoes} echo images x {readouts} "
-                               f"readouts (PVM_SpiralNbOfInterleaves / NPro) x {lay.block}"
-                               f"-byte scans) but the file holds {actual}")
+    _check_file_size(raw, lay, scans, f"{lay.echoes} echo images x {readouts} readouts "
+                                      "(PVM_SpiralNbOfInterleaves / NPro)")
     repetition = _repetition(lay, repetition, where)
     trajectory = read_trajectory(raw.parent, acqp, method, lay.points, readouts)
     matrix = _numbers(method, "PVM_Matrix", where, kind=int)
@@ -606,12 +612,9 @@ def _load(path: Path, repetition: int | None = None) -> tuple:
     if readouts is not None:
         return _load_noncartesian(raw, acqp, method, readouts, repetition, where)
     lay = _layout(acqp, method, raw, where)
-    expected, actual = lay.repetitions * lay.scans * lay.block, raw.stat().st_size
-    if expected != actual:
-        raise FormatError(raw, f"header implies {expected} bytes ({lay.repetitions} "
-                               f"repetitions (NR) x {lay.objects} objects (NI) x {lay.pe1} x "
-                               f"{lay.pe2} phase-encode steps (PVM_EncMatrix / ACQ_size) x "
-                               f"{lay.block}-byte scans) but the file holds {actual}")
+    _check_file_size(raw, lay, lay.scans, f"{lay.objects} objects (NI) x {lay.pe1} x "
+                                          f"{lay.pe2} phase-encode steps (PVM_EncMatrix / "
+                                          "ACQ_size)")
     repetition = _repetition(lay, repetition, where)
     reco = _reco(raw.parent)
 
