@@ -69,9 +69,60 @@ def test_a_magnitude_alone_is_not_taken_for_a_phase(make_napari_viewer):
     dock = QSMWidget(viewer)
     assert dock.magnitude.value.name == "x magnitude" and dock.phase.value is None
     assert dock.run() is None and len(viewer.layers) == 1
-    dock.phase.value = dock.magnitude.value
-    with pytest.raises(ValueError, match="two different layers"):
-        dock.request()
+    assert dock.magnitude.value not in dock.phase.choices  # never offered twice
+    with pytest.raises(ValueError, match="not a valid choice"):
+        dock.phase.value = dock.magnitude.value
+
+
+def test_pickers_by_role_never_offer_one_layer_twice(make_napari_viewer):
+    """Roles from the layer metadata: a k-space layer, a χ map and a 2-D image are no
+    input; magnitude and phase exclude each other's choice and follow a change."""
+    viewer = make_napari_viewer()
+    acq = {"te_ms": [5.0], "b0_tesla": 9.4}
+    magnitude = viewer.add_image(np.ones((8, 8, 8), np.float32), name="scan A",
+                                 metadata={"mrmicro": {"acquisition": acq}})
+    phase = viewer.add_image(np.zeros((8, 8, 8), np.float32), name="scan B",
+                             metadata={"mrmicro": {"acquisition": acq, "value_unit": "rad"}})
+    field = viewer.add_image(np.zeros((8, 8, 8), np.float32), name="B0 map",
+                             metadata={"mrmicro": {"value_unit": "Hz"}})
+    viewer.add_image(np.zeros((8, 8, 8), np.float32), name="χ (ppm, tv)",
+                     metadata={"mrmicro": {"value_unit": "ppm"}})
+    viewer.add_image(np.zeros((8, 8), np.float32), name="photo")
+    labels = viewer.add_labels(np.zeros((8, 8, 8), np.uint8), name="tissue")
+    dock = QSMWidget(viewer)
+    assert (dock.magnitude.value, dock.phase.value, dock.field.value) == \
+        (magnitude, phase, field)
+    assert [c for c in dock.magnitude.choices if c is not None] == [magnitude]
+    assert [c for c in dock.phase.choices if c is not None] == [phase]
+    assert [c for c in dock.field.choices if c is not None] == [field]
+    assert dock.mask_source.choices[1:] == (labels,)
+    plain = viewer.add_image(np.zeros((8, 8, 8), np.float32), name="no metadata")
+    assert plain in dock.magnitude.choices and plain in dock.phase.choices  # role unknown
+    dock.magnitude.value = plain  # ... but once taken, never offered twice
+    assert plain not in dock.phase.choices and dock.phase.value is phase
+    dock.magnitude.value = magnitude
+    assert plain in dock.phase.choices
+
+
+def test_restore_defaults_keeps_layers_and_rereads_the_acquisition(make_napari_viewer):
+    viewer = make_napari_viewer()
+    acq = {"te_ms": [4.0, 8.0], "b0_tesla": 7.0}
+    viewer.add_image(np.ones((2, 8, 8, 8), np.float32), name="s magnitude",
+                     metadata={"mrmicro": {"acquisition": acq}})
+    viewer.add_image(np.zeros((2, 8, 8, 8), np.float32), name="s phase (rad)",
+                     metadata={"mrmicro": {"acquisition": acq, "value_unit": "rad"}})
+    dock = QSMWidget(viewer)
+    chosen = dock.magnitude.value, dock.phase.value
+    defaults = dock.method.value, dock.iterations.value, dock.erode.value
+    dock.method.value, dock.iterations.value, dock.erode.value = "tkd", 7, 50.0
+    dock.te.value, dock.b0.value = "1, 2", 3.0
+    dock.status.value = "χ in mask: …"
+    restore = next(w for w in dock if getattr(w, "text", None) == "Restore defaults")
+    restore.changed.emit(True)
+    assert (dock.method.value, dock.iterations.value, dock.erode.value) == defaults
+    assert (dock.magnitude.value, dock.phase.value) == chosen
+    assert dock.te.value == "4, 8" and dock.b0.value == pytest.approx(7.0)
+    assert dock.status.value == "χ in mask: …"
 
 
 def test_field_map_in_hz_on_an_oblique_slab(make_napari_viewer, qtbot):

@@ -141,3 +141,17 @@ def test_cancel_compressed_sensing_says_so_and_adds_nothing(make_napari_viewer, 
     qtbot.wait(200)
     assert dock.result.value == "cancelled" and len(viewer.layers) == count
     assert dock.run_button.enabled
+
+
+def test_restore_defaults_keeps_the_layer(make_napari_viewer, cochlea_kspace):
+    viewer = make_napari_viewer()
+    add_layers(viewer, kspace_layers(cochlea_kspace, "cochlea", truth=False))
+    dock = ReconstructionWidget(viewer)
+    layer, defaults = dock.layer.value, dock.options()
+    dock.window.value, dock.zero_fill.value, dock.cs_method.value = "hann", 2.0, "tv"
+    dock.lam.value, dock.result.value = 0.5, "12.8"
+    assert dock.options() != defaults
+    restore = next(w for w in dock if getattr(w, "text", None) == "Restore defaults")
+    restore.changed.emit(True)
+    assert dock.options() == defaults and dock.layer.value is layer
+    assert dock.result.value == "12.8"  # the last run's figure is no setting

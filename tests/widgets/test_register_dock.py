@@ -273,3 +273,36 @@ def test_registration_onto_an_oblique_mr_scan_stays_registered(make_napari_viewe
         in_fixed = apply_affine(truth, (index * S_M)[None])[0] / S_F  # fixed voxel index
         np.testing.assert_allclose(np.asarray(moving.data_to_world(index)) / 1e3,  # nm
                                    fixed.data_to_world(in_fixed), atol=1e-3)
+
+
+def test_opens_with_mr_fixed_and_optical_moving_never_one_layer_twice(make_napari_viewer):
+    """Roles from metadata: the optical layer (added first) is not taken as fixed, the MR
+    image is; a k-space layer is neither; a picker never offers the other's layer."""
+    viewer = make_napari_viewer()
+    optical = viewer.add_image(np.zeros((16, 16), np.float32), name="photo",
+                               metadata={"mrmicro": {"format": "tiff"}})
+    mr = viewer.add_image(np.zeros((8, 16, 16), np.float32), name="scan",
+                          metadata={"mrmicro": {"acquisition": {"b0_tesla": 9.4}}})
+    viewer.add_image(np.zeros((8, 16, 16), np.float32), name="scan k-space",
+                     metadata={"mrmicro": {"role": "k-space"}})
+    dock = RegisterWidget(viewer)
+    assert (dock.fixed.value, dock.moving.value) == (mr, optical)
+    assert list(dock.fixed.choices) == [mr] and list(dock.moving.choices) == [optical]
+    other = viewer.add_image(np.zeros((8, 16, 16), np.float32), name="second scan",
+                             metadata={"mrmicro": {"acquisition": {"b0_tesla": 9.4}}})
+    assert list(dock.moving.choices) == [optical, other]  # optical first, then MR
+    dock.moving.value = other
+    assert other not in dock.fixed.choices and mr not in dock.moving.choices
+    with pytest.raises(ValueError, match="not a valid choice"):
+        dock.fixed.value = other
+
+
+def test_restore_defaults_keeps_layers(scene):
+    viewer, dock, fixed, moving, *_ = scene
+    centre = dock.section_z.value
+    dock.method.value, dock.square.value, dock.section_z.value = "landmarks: affine", 7.0, 0.0
+    restore = next(w for w in dock if getattr(w, "text", None) == "Restore defaults")
+    restore.changed.emit(True)
+    assert (dock.method.value, dock.square.value) == ("landmarks: similarity", 200.0)
+    assert dock.section_z.value == pytest.approx(centre)
+    assert (dock.fixed.value, dock.moving.value) == (fixed, moving)

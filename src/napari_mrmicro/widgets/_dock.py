@@ -9,7 +9,7 @@ its dock inside a :class:`ScrollingDock`, a QScrollArea around it.
 
 from __future__ import annotations
 
-from magicgui.widgets import ComboBox, Container, PushButton
+from magicgui.widgets import ComboBox, Container, Label, PushButton
 from magicgui.widgets.bases import ValueWidget
 from napari.layers import Image, Labels
 from qtpy.QtCore import QSize, Qt
@@ -88,29 +88,32 @@ def layer_role(layer) -> str | None:
     return None
 
 
-def layers_with_role(viewer, roles, kind=Image, exclude=()) -> list:
-    """Layers of ``kind`` whose role is one of ``roles`` first, then those without a role;
-    layers with another role, and those in ``exclude``, are left out."""
-    picked, unknown = [], []
+def layers_with_role(viewer, roles, kind=Image, exclude=(), where=None) -> list:
+    """Layers of ``kind`` whose role is one of ``roles`` first (in the order of ``roles``),
+    then those without a role; layers with another role, those in ``exclude`` and those
+    ``where(layer)`` refuses are left out."""
+    ranked, unknown = {role: [] for role in roles}, []
     for layer in viewer.layers:
-        if not isinstance(layer, kind) or any(layer is other for other in exclude):
+        if not isinstance(layer, kind) or any(layer is other for other in exclude) \
+                or (where is not None and not where(layer)):
             continue
         role = layer_role(layer)
-        if role in roles:
-            picked.append(layer)
+        if role in ranked:
+            ranked[role].append(layer)
         elif role is None:
             unknown.append(layer)
-    return picked + unknown
+    return [layer for role in roles for layer in ranked[role]] + unknown
 
 
 def layer_picker(viewer, label: str, roles, kind=Image, others=(), tooltip: str = "",
-                 nullable: bool = False) -> ComboBox:
+                 nullable: bool = False, where=None) -> ComboBox:
     """A ComboBox of the viewer's layers of the given roles (see :func:`layers_with_role`)
     that never offers the layer chosen in one of the ``others`` pickers (callables that
     return those pickers, so pickers can name each other)."""
     def choices(_widget=None):
         taken = [picker().value for picker in others if picker() is not None]
-        return layers_with_role(viewer, roles, kind, [t for t in taken if t is not None])
+        return layers_with_role(viewer, roles, kind, [t for t in taken if t is not None],
+                                where)
 
     return ComboBox(label=label, choices=choices, tooltip=tooltip, nullable=nullable)
 
@@ -128,12 +131,14 @@ def exclusive(*pickers: ComboBox) -> None:
 
 
 def _value_widgets(container: Container):
+    """The settings of a dock: its value widgets less layer pickers (callable choices: the
+    user's) and status lines (Labels: the dock's)."""
     for widget in container:
         if isinstance(widget, Container):
             yield from _value_widgets(widget)
-        elif isinstance(widget, ValueWidget) and not isinstance(widget, PushButton) \
+        elif isinstance(widget, ValueWidget) and not isinstance(widget, (PushButton, Label)) \
                 and not (isinstance(widget, ComboBox) and callable(widget._default_choices)):
-            yield widget  # layer pickers (callable choices) are the user's, not settings
+            yield widget
 
 
 def restore_defaults_button(container: Container, after=None) -> PushButton:

@@ -13,7 +13,7 @@ from magicgui.widgets import (
     PushButton,
     SpinBox,
 )
-from napari.layers import Image, Labels
+from napari.layers import Labels
 from napari.utils.notifications import show_error, show_info
 
 from napari_mrmicro._layers import layer_geometry, like
@@ -21,6 +21,8 @@ from napari_mrmicro.core.acquisition import GAMMA_BAR_MHZ_PER_T
 from napari_mrmicro.core.qsm.field_map import b0_direction_from_affine, qsm_from_field
 from napari_mrmicro.core.qsm.pipeline import (
     BACKGROUNDS, METHODS, UNWRAPPERS, QSMResult, qsm_stages)
+from napari_mrmicro.widgets._dock import (
+    exclusive, layer_picker, layer_role, layers_with_role, restore_defaults_button)
 from napari_mrmicro.widgets._results import add_layers
 from napari_mrmicro.widgets._worker import progress_worker
 
@@ -62,6 +64,11 @@ def b0_direction_of(layer) -> tuple | None:
     return b0_direction_from_affine(geometry.affine_um, geometry.spacing_um)
 
 
+def _volume(layer) -> bool:
+    """A layer QSM can read: 3-D, or echoes × 3-D."""
+    return layer.ndim >= 3
+
+
 class QSMWidget(Container):
     """Quantitative susceptibility mapping from magnitude and phase layers or a field map.
 
@@ -79,17 +86,23 @@ class QSMWidget(Container):
         self.source = ComboBox(label="input", choices=[ECHOES, FIELD_MAP], value=ECHOES,
                                tooltip="Start from gradient-echo magnitude and phase "
                                        "(one or more echoes), or from a field map (Hz or ppm).")
-        self.magnitude = ComboBox(label="magnitude", choices=self._images, nullable=True,
-                                  tooltip="Magnitude image(s) (echo, z, y, x): weights the "
-                                          "echo fit and the automatic mask.")
-        self.phase = ComboBox(label="phase", choices=self._images, nullable=True,
-                              tooltip="Wrapped phase of the same echoes (rad or deg); phase "
-                                      "= 2π·γ̄·B0·field(ppm)·1e-6·TE.")
+        self.magnitude = layer_picker(
+            self.viewer, "magnitude", ("magnitude",), nullable=True, where=_volume,
+            others=(lambda: getattr(self, "phase", None),),
+            tooltip="Magnitude image(s) (echo, z, y, x): weights the echo fit and the "
+                    "automatic mask.")
+        self.phase = layer_picker(
+            self.viewer, "phase", ("phase",), nullable=True, where=_volume,
+            others=(lambda: self.magnitude,),
+            tooltip="Wrapped phase of the same echoes (rad or deg); phase "
+                    "= 2π·γ̄·B0·field(ppm)·1e-6·TE.")
+        exclusive(self.magnitude, self.phase)
         self.phase_unit = ComboBox(label="phase unit", choices=["rad", "deg"], value="rad",
                                    tooltip="Unit of the phase values: radians (−π…π) or degrees.")
-        self.field = ComboBox(label="field map", choices=self._images, nullable=True,
-                              visible=False, tooltip="Total field map (e.g. a scanner B0 "
-                              "map) in Hz or ppm.")
+        self.field = layer_picker(self.viewer, "field map", ("field map",), nullable=True,
+                                  where=_volume, tooltip="Total field map (e.g. a scanner "
+                                  "B0 map) in Hz or ppm.")
+        self.field.visible = False
         self.field_unit = ComboBox(label="field unit", choices=["Hz", "ppm"], value="Hz",
                                    visible=False, tooltip="Unit of the field map: Hz "
                                    "(divided by the Larmor frequency) or ppm.")
@@ -142,6 +155,7 @@ class QSMWidget(Container):
             self.iterations, self.intermediates,
             Container(widgets=[self.run_button, self.cancel_button], layout="horizontal",
                       labels=False), self.status])
+        self.insert(len(self) - 2, restore_defaults_button(self, after=self._read_metadata))
         self.worker = None
         self.phase.changed.connect(self._read_metadata)
         self.field.changed.connect(self._read_metadata)
@@ -152,13 +166,9 @@ class QSMWidget(Container):
             event.connect(self.reset_choices)
         self._pick_defaults()
 
-    def _images(self, _widget=None):
-        return [layer for layer in self.viewer.layers if isinstance(layer, Image)
-                and layer.ndim >= 3 and "kspace" not in layer.metadata.get("mrmicro", {})]
-
     def _mask_choices(self, _widget=None):
         default = NONZERO_MASK if self.source.value == FIELD_MAP else SIGNAL_MASK
-        return [default] + [layer for layer in self.viewer.layers if isinstance(layer, Labels)]
+        return [default] + layers_with_role(self.viewer, ("labels",), kind=Labels)
 
     def _show_inputs(self, *_):
         field = self.source.value == FIELD_MAP
@@ -170,17 +180,21 @@ class QSMWidget(Container):
         self._read_metadata()
 
     def _pick_defaults(self):
-        """Preselect layers named like magnitude/phase/field (as our docks and readers name
-        them); a layer is never preselected for a role its name does not state, and the
-        field-map input is chosen when only a field map (Hz or ppm values) is open."""
+        """Preselect the layers whose role (:func:`~napari_mrmicro.widgets._dock.layer_role`)
+        or name states magnitude, phase or field map; a layer is never preselected for a
+        role neither states, nor for two inputs, and the field-map input is chosen when
+        only a field map (Hz or ppm values) is open."""
         def field_like(layer):
             unit = layer.metadata.get("mrmicro", {}).get("value_unit")
             return unit in ("Hz", "ppm") or "field" in layer.name.lower()
 
-        for combo, wanted in ((self.magnitude, lambda layer: "magnitude" in layer.name),
-                              (self.phase, lambda layer: "phase" in layer.name),
-                              (self.field, field_like)):
-            named = [layer for layer in combo.choices if layer is not None and wanted(layer)]
+        self.magnitude.value = self.phase.value = None
+        for combo, role, wanted in (
+                (self.magnitude, "magnitude", lambda layer: "magnitude" in layer.name),
+                (self.phase, "phase", lambda layer: "phase" in layer.name),
+                (self.field, "field map", field_like)):
+            named = [layer for layer in combo.choices if layer is not None
+                     and (layer_role(layer) == role or wanted(layer))]
             combo.value = named[-1] if named else None
         if self.phase.value is None and self.field.value is not None:
             self.source.value = FIELD_MAP
@@ -240,9 +254,6 @@ class QSMWidget(Container):
         magnitude, phase = self.magnitude.value, self.phase.value
         if magnitude is None or phase is None:
             raise ValueError("choose a magnitude and a phase layer")
-        if magnitude is phase:
-            raise ValueError("magnitude and phase are the same layer: choose two different "
-                             "layers")
         mag, ph = np.asarray(magnitude.data), np.asarray(phase.data)
         if mag.shape != ph.shape:
             raise ValueError(f"magnitude {mag.shape} and phase {ph.shape} differ in shape")

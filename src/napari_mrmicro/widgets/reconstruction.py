@@ -11,6 +11,7 @@ from napari_mrmicro.core import KSpace, cs_reconstruct, reconstruct, snr_estimat
 from napari_mrmicro.core.geometry import regridded_affine, voxel_sizes
 from napari_mrmicro.core.sampling import acquired_or_retrospective_mask
 from napari_mrmicro.io import Volume, kspace_codec
+from napari_mrmicro.widgets._dock import restore_defaults_button
 from napari_mrmicro.widgets._results import add_layers
 from napari_mrmicro.widgets._worker import progress_worker
 
@@ -81,6 +82,7 @@ class ReconstructionWidget(Container):
             self.pf_axis, self.pf_fraction, self.cs_method, self.acceleration, self.lam,
             self.iterations, Container(widgets=[self.run_button, self.cancel_button],
                                        layout="horizontal", labels=False), self.result])
+        self.insert(len(self) - 2, restore_defaults_button(self))
         self.worker = None
         self.run_button.changed.connect(self.run)
         self.cancel_button.changed.connect(self.cancel)

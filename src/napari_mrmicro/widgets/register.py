@@ -43,6 +43,7 @@ from napari_mrmicro.core.register import mutual_information_affine, section_plan
 from napari_mrmicro.core.reslice import reslice
 from napari_mrmicro.core.transforms import apply_affine, translation_affine
 from napari_mrmicro.io.transform_files import write_itk_affine, write_transform_json
+from napari_mrmicro.widgets._dock import exclusive, layer_picker, restore_defaults_button
 from napari_mrmicro.widgets._worker import progress_worker
 
 UM = "µm"
@@ -198,12 +199,18 @@ class RegisterWidget(Container):
 
     def __init__(self, napari_viewer):
         self.viewer = napari_viewer
-        self.fixed = ComboBox(label="fixed (MRM)", choices=self._image_layers,
-                              tooltip="Reference volume that stays where it is (usually the "
-                                      "MR microscopy scan, world µm).")
-        self.moving = ComboBox(label="moving (optical)", choices=self._image_layers,
-                               tooltip="Volume or 2-D section mapped onto the fixed one "
-                                       "(e.g. optical microscopy; any length unit).")
+        self.fixed = layer_picker(
+            self.viewer, "fixed (MRM)", ("magnitude",),
+            others=(lambda: getattr(self, "moving", None),),
+            tooltip="Reference volume that stays where it is (usually the MR microscopy "
+                    "scan, world µm); MR images are offered first, never the moving layer.")
+        self.moving = layer_picker(
+            self.viewer, "moving (optical)", ("optical", "magnitude"),
+            others=(lambda: self.fixed,),
+            tooltip="Volume or 2-D section mapped onto the fixed one (e.g. optical "
+                    "microscopy; any length unit); optical layers are offered first, never "
+                    "the fixed layer.")
+        exclusive(self.fixed, self.moving)
         self.section_z = FloatSpinBox(min=-1e9, max=1e9, step=10.0,
                                       tooltip="Where a 2-D section sits along the fixed "
                                               "volume's z axis, in µm.")
@@ -265,11 +272,9 @@ class RegisterWidget(Container):
         for event in (self.viewer.layers.events.inserted, self.viewer.layers.events.removed):
             event.connect(self.reset_choices)
         self._centre_section_z()
+        self.append(restore_defaults_button(self, after=self._centre_section_z))
 
     # -- choices --------------------------------------------------------------------------
-
-    def _image_layers(self, _widget=None):
-        return [layer for layer in self.viewer.layers if isinstance(layer, Image)]
 
     def _points_layers(self, _widget=None):
         return [layer for layer in self.viewer.layers if isinstance(layer, Points)]
