@@ -55,7 +55,7 @@ def table_column(widget, header):
             for r in range(widget.table.rowCount())]
 
 
-def test_measure_table_export_select_centerline(dock, qtbot, tmp_path):
+def test_measure_table_export_select_centerline(dock, qtbot, tmp_path, logged):
     viewer, widget, layer, length = dock
     assert widget.labels_layer.value is layer
     widget.image_layer.value = viewer.layers["mrm"]
@@ -187,7 +187,7 @@ def test_distortion_calibration_plot_profile_and_correction(make_napari_viewer, 
     screenshot(viewer, "morphometry-distortion")
 
 
-def test_cancel_says_cancelled(dock, qtbot):
+def test_cancel_says_cancelled(dock, qtbot, logged):
     viewer, widget, layer, length = dock
     notices = Notices()
     layer.selected_label = 2

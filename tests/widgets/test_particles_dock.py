@@ -64,7 +64,7 @@ def _finish(qtbot, dock, worker):
 
 
 def test_detect_and_match_without_registration_sees_the_stage_offset(make_napari_viewer,
-                                                                     qtbot, modes):
+                                                                     qtbot, modes, logged):
     truth = modes[0]
     viewer, dock = _viewer(make_napari_viewer, modes, show=True)
     viewer.window.add_dock_widget(dock, name="Dual-mode particles")
@@ -152,7 +152,7 @@ def test_pickers_filter_by_role_and_never_offer_one_layer_twice(make_napari_view
     assert untipped(dock) == []
 
 
-def test_cancel_says_cancelled(make_napari_viewer, qtbot, modes):
+def test_cancel_says_cancelled(make_napari_viewer, qtbot, modes, logged):
     viewer, dock = _viewer(make_napari_viewer, modes, show=True)
     dock.mr_diameter.value = 100.0
     notices = Notices()

@@ -6,12 +6,14 @@ import pytest
 from napari_mrmicro.core import Acquisition, make_specimen, simulate
 from napari_mrmicro.core.qsm import forward_field, qsm_from_field, qsm_stages
 from napari_mrmicro.widgets._results import add_layers, kspace_layers
-from napari_mrmicro.widgets.qsm import FIELD_MAP, QSMWidget
+from napari_mrmicro.widgets.qsm import FIELD_MAP, QSMWidget, chi_name
+
+from dock_checks import screenshot
 
 pytestmark = pytest.mark.gui
 
 
-def test_qsm_dock_reads_metadata_runs_and_shows_chi(make_napari_viewer, qtbot):
+def test_qsm_dock_reads_metadata_runs_and_shows_chi(make_napari_viewer, qtbot, logged):
     acq = Acquisition(matrix=(48, 48, 48), fov_um=(4800.0,) * 3, b0_tesla=9.4,
                       sequence="gradient_echo", te_ms=(4.0, 8.0, 12.0), tr_ms=60.0,
                       flip_deg=20.0, bandwidth_hz=50_000.0, b0_direction=(0.0, 0.6, 0.8))
@@ -32,8 +34,10 @@ def test_qsm_dock_reads_metadata_runs_and_shows_chi(make_napari_viewer, qtbot):
     worker = dock.run()
     with qtbot.waitSignal(worker.finished, timeout=300_000):
         pass
-    qtbot.waitUntil(lambda: "χ (ppm, tv)" in viewer.layers, timeout=10_000)
-    chi = viewer.layers["χ (ppm, tv)"]
+    name = f"χ (ppm, tv, {dock.background.value})"  # the method and key settings
+    assert chi_name(dock.request()) == name
+    qtbot.waitUntil(lambda: name in viewer.layers, timeout=10_000)
+    chi = viewer.layers[name]
     assert tuple(chi.scale) == pytest.approx((100.0, 100.0, 100.0))
     low, high = chi.contrast_limits
     assert low == pytest.approx(-high) and high > 0
@@ -47,9 +51,7 @@ def test_qsm_dock_reads_metadata_runs_and_shows_chi(make_napari_viewer, qtbot):
     viewer.dims.set_point(0, 24 * 100.0)
     shot = viewer.screenshot(canvas_only=False, flash=False)
     assert shot[..., :3].std() > 10
-    import imageio.v3 as iio
-
-    iio.imwrite("/tmp/qsm_dock.png", shot)
+    screenshot(viewer, "qsm")
 
 
 def test_bad_te_is_reported(make_napari_viewer):
@@ -125,7 +127,7 @@ def test_restore_defaults_keeps_layers_and_rereads_the_acquisition(make_napari_v
     assert dock.status.value == "χ in mask: …"
 
 
-def test_field_map_in_hz_on_an_oblique_slab(make_napari_viewer, qtbot):
+def test_field_map_in_hz_on_an_oblique_slab(make_napari_viewer, qtbot, logged):
     """A scanner field map (Hz) on a rotated slab: unit, Larmor frequency and B0 direction
     come from the layer, and χ is the core's qsm_from_field."""
     n, spacing = 32, 100.0
@@ -156,8 +158,9 @@ def test_field_map_in_hz_on_an_oblique_slab(make_napari_viewer, qtbot):
     worker = dock.run()
     with qtbot.waitSignal(worker.finished, timeout=120_000):
         pass
-    qtbot.waitUntil(lambda: "χ (ppm, tv)" in viewer.layers, timeout=10_000)
-    layer = viewer.layers["χ (ppm, tv)"]
+    name = chi_name(dock.request())
+    qtbot.waitUntil(lambda: name in viewer.layers, timeout=10_000)
+    layer = viewer.layers[name]
     request = dock.request()
     expected, _, local_mask = qsm_from_field(
         request["field"], request["mask"], request["spacing_um"], request["b0_direction"],
@@ -167,5 +170,29 @@ def test_field_map_in_hz_on_an_oblique_slab(make_napari_viewer, qtbot):
     assert layer.data[core].mean() - layer.data[local_mask & (chi == 0)].mean() == \
         pytest.approx(0.4, rel=0.25)
     np.testing.assert_allclose(layer.affine.affine_matrix[:3, :3], rotation, atol=1e-9)
-    viewer.window.show()
-    viewer.window.screenshot("/tmp/qsm_dock_field_map.png", canvas_only=False, flash=False)
+    dock.lam.value, dock.background.value = 0.002, "vsharp"
+    assert chi_name(dock.request()) == "χ (ppm, tv λ0.002, vsharp)"
+    screenshot(viewer, "qsm-field-map")
+
+
+def test_cancel_stops_within_a_second_and_adds_nothing(make_napari_viewer, qtbot, logged):
+    import time
+
+    viewer = make_napari_viewer()
+    field = np.zeros((32, 32, 32), np.float32)
+    field[8:24, 8:24, 8:24] = np.random.default_rng(0).normal(size=(16,) * 3)
+    viewer.add_image(field, name="B0 map (ppm)", metadata={"mrmicro": {"value_unit": "ppm"}})
+    dock = QSMWidget(viewer)
+    dock.method.value, dock.iterations.value = "tv", 5000
+    count = len(viewer.layers)
+    worker = dock.run()
+    assert dock.status.value == "running…" and dock.cancel_button.enabled
+    qtbot.wait(300)
+    start = time.perf_counter()
+    with qtbot.waitSignal(worker.finished, timeout=5_000):
+        dock.cancel_button.changed.emit(True)
+    assert time.perf_counter() - start < 1.0
+    qtbot.wait(200)
+    assert dock.status.value == "cancelled" and len(viewer.layers) == count
+    assert dock.run_button.enabled and not dock.cancel_button.enabled
+    assert "QSM: cancelled" in logged.messages

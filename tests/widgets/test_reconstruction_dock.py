@@ -25,7 +25,7 @@ def finish(qtbot, worker, viewer, count):
     qtbot.waitUntil(lambda: len(viewer.layers) >= count, timeout=10_000)
 
 
-def test_reconstruct_zero_fill_and_cs(make_napari_viewer, qtbot, cochlea_kspace):
+def test_reconstruct_zero_fill_and_cs(make_napari_viewer, qtbot, cochlea_kspace, logged):
     viewer = make_napari_viewer(show=True)
     add_layers(viewer, kspace_layers(cochlea_kspace, "cochlea", truth=False))
     dock = ReconstructionWidget(viewer)
@@ -122,7 +122,7 @@ def test_paravision_360_raw_reconstructed_onto_its_2dseq(make_napari_viewer, qtb
 
 
 def test_cancel_compressed_sensing_says_so_and_adds_nothing(make_napari_viewer, qtbot,
-                                                            cochlea_kspace):
+                                                            cochlea_kspace, logged):
     import time
 
     viewer = make_napari_viewer()
@@ -140,7 +140,7 @@ def test_cancel_compressed_sensing_says_so_and_adds_nothing(make_napari_viewer, 
     assert time.perf_counter() - start < 1.0
     qtbot.wait(200)
     assert dock.result.value == "cancelled" and len(viewer.layers) == count
-    assert dock.run_button.enabled
+    assert dock.run_button.enabled and "MR reconstruction: cancelled" in logged.messages
 
 
 def test_restore_defaults_keeps_the_layer(make_napari_viewer, cochlea_kspace):

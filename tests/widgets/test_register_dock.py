@@ -13,6 +13,8 @@ from napari_mrmicro.io.transform_files import read_itk_affine, read_transform_js
 from napari_mrmicro.widgets.register import (RegisterWidget, array_affine_um, checkerboard,
                                              points_world_um)
 
+from dock_checks import screenshot
+
 pytestmark = pytest.mark.gui
 
 SHAPE_F, S_F = (24, 40, 40), np.full(3, 40.0)            # MRM: 40 µm voxels
@@ -70,7 +72,7 @@ def _world_um(layer, index):
     return np.asarray(layer.data_to_world(index), dtype=float) * factor
 
 
-def test_landmarks_fit_undo_views_and_export(scene, qtbot, tmp_path):
+def test_landmarks_fit_undo_views_and_export(scene, qtbot, tmp_path, logged):
     viewer, dock, fixed, moving, truth, optical_truth, rng = scene
     fixed_pts, moving_pts = dock.add_landmark_layers()
     assert (fixed_pts.name, moving_pts.name) == ("fixed landmarks", "moving landmarks")
@@ -84,6 +86,7 @@ def test_landmarks_fit_undo_views_and_export(scene, qtbot, tmp_path):
 
     dock.method.value = "landmarks: similarity"
     _finish(qtbot, dock, dock.fit())
+    assert "Register: landmarks: similarity → 'optical' affine set" in logged.messages
     expected = landmark_affine(moving_arr, fixed_arr, "similarity")
     np.testing.assert_allclose(array_affine_um(moving, fixed), expected.affine, atol=1e-6)
     # napari draws every optical voxel where the fit puts it, over the MRM voxel the truth
@@ -111,6 +114,7 @@ def test_landmarks_fit_undo_views_and_export(scene, qtbot, tmp_path):
     dock.square.value = 200.0
     board = dock.add_checkerboard()
     assert board.data.shape == SHAPE_F and tuple(board.scale) == pytest.approx(tuple(S_F))
+    assert board.name == "checkerboard 200 µm MRM | optical"  # the view and its setting
     resampled = reslice(moving.data, S_M, np.linalg.inv(expected.affine), SHAPE_F, S_F)
     covered = resampled > 0
     # The registered optical volume, resampled on the MRM grid, is the optical truth.
@@ -129,11 +133,8 @@ def test_landmarks_fit_undo_views_and_export(scene, qtbot, tmp_path):
     board.visible = False
     viewer.reset_view()
     viewer.dims.set_point(0, (T_F[0] + 12 * S_F[0]) * 1000)   # world in nm (finest unit)
-    shot = viewer.screenshot(canvas_only=False, flash=False)
+    shot = screenshot(viewer, "register")
     assert shot[..., :3].std() > 10
-    import imageio.v3 as iio
-
-    iio.imwrite("/tmp/register_dock.png", shot)
     dock.blend.value = False
     assert moving.blending == blending and moving.colormap.name == "magma"
 
@@ -167,6 +168,26 @@ def test_mutual_information_refines_a_perturbed_pose(scene, qtbot):
     assert len(dock.undo_stack) == 2
     dock.undo()
     np.testing.assert_allclose(array_affine_um(moving, fixed), start, atol=1e-9)
+
+
+def test_cancelled_fit_says_so_and_leaves_the_pose(scene, qtbot, logged):
+    """The mutual-information fit runs in one core call: Cancel ends the job in the GUI at
+    once (the result of the call, when it comes, is dropped)."""
+    import time
+
+    viewer, dock, fixed, moving, *_ = scene
+    dock.method.value = "mutual information (rigid, 3-D)"
+    pose = moving.affine.affine_matrix.copy()
+    worker = dock.fit()
+    qtbot.wait(200)
+    start = time.perf_counter()
+    with qtbot.waitSignal(worker.finished, timeout=5_000):
+        worker.quit()
+    assert time.perf_counter() - start < 1.0
+    qtbot.waitUntil(lambda: dock.fit_button.enabled, timeout=5_000)
+    assert "Mutual-information registration: cancelled" in logged.messages
+    np.testing.assert_array_equal(moving.affine.affine_matrix, pose)
+    assert not dock.undo_button.enabled
 
 
 def test_section_placed_fitted_and_resliced(make_napari_viewer, qtbot):

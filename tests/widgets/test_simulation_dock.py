@@ -43,7 +43,7 @@ def test_presets_and_live_summary(dock):
     assert "TE" in widget.summary.value
 
 
-def test_simulate_adds_physical_layers(dock, qtbot):
+def test_simulate_adds_physical_layers(dock, qtbot, logged):
     viewer, widget = dock
     widget.preset.value = "9.4 T cochlea quick look (50 µm, 3D GRE)"
     for w, n in zip(widget.matrix, (32, 32, 32)):
@@ -117,7 +117,7 @@ def test_planner_refuses_what_will_not_fit(dock, monkeypatch):
     assert widget.run_button.enabled
 
 
-def test_cancel_says_cancelled_and_adds_nothing(dock, qtbot):
+def test_cancel_says_cancelled_and_adds_nothing(dock, qtbot, logged):
     viewer, widget = dock
     widget.preset.value = "9.4 T cochlea quick look (50 µm, 3D GRE)"
     notices = Notices()

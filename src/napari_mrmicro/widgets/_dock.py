@@ -21,6 +21,9 @@ from napari_mrmicro.io import kspace_codec
 MAX_HINT_HEIGHT = 420
 
 ROLES = ("k-space", "magnitude", "phase", "field map", "susceptibility", "labels", "optical")
+#: The role of a simulation's ground-truth layer (``metadata["mrmicro"]["truth"]``).
+TRUTH_ROLES = {"proton_density": "magnitude", "chi_ppm": "susceptibility",
+               "field_ppm": "field map"}
 
 
 class ScrollingDock(QScrollArea):
@@ -60,8 +63,8 @@ def layer_role(layer) -> str | None:
 
     From ``metadata["mrmicro"]``: an explicit ``role``; complex ``kspace`` data; the value
     unit (rad: phase; Hz: field map; ppm: field map, or susceptibility when the layer
-    holds χ); a TIFF without an MR acquisition is optical; any other layer with an MR
-    acquisition is a magnitude image. Labels layers are labels.
+    holds χ); a TIFF without an MR acquisition is optical; a simulation's ground truth by
+    :data:`TRUTH_ROLES`; any other layer with an MR acquisition is a magnitude image. Labels layers are labels.
     """
     if isinstance(layer, Labels):
         return "labels"
@@ -83,7 +86,9 @@ def layer_role(layer) -> str | None:
         return "susceptibility" if chi else "field map"
     if meta.get("format") in ("tiff", "ome-tiff") and not meta.get("acquisition"):
         return "optical"
-    if meta.get("truth") == "proton_density" or meta.get("acquisition"):
+    if meta.get("truth") in TRUTH_ROLES:
+        return TRUTH_ROLES[meta["truth"]]
+    if meta.get("acquisition"):
         return "magnitude"
     return None
 

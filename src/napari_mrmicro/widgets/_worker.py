@@ -45,8 +45,8 @@ class JobWorker(GeneratorWorker):
     cancel_event: threading.Event
 
     def quit(self) -> None:
+        super().quit()  # first: a job that sees the cancel finds the worker aborting
         self.cancel_event.set()
-        super().quit()
 
     @property
     def cancelled(self) -> bool:
@@ -83,6 +83,8 @@ def _relay(func, latest: _Latest, cancel: threading.Event):
     thread.start()
     while thread.is_alive():
         thread.join(INTERVAL)
+        yield latest.fraction, latest.stage
+    if cancel.is_set():  # the worker aborts before taking the next value: no error shown
         yield latest.fraction, latest.stage
     if "error" in outcome:
         raise outcome["error"]

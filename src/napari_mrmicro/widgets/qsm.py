@@ -180,9 +180,9 @@ class QSMWidget(Container):
         self._read_metadata()
 
     def _pick_defaults(self):
-        """Preselect the layers whose role (:func:`~napari_mrmicro.widgets._dock.layer_role`)
-        or name states magnitude, phase or field map; a layer is never preselected for a
-        role neither states, nor for two inputs, and the field-map input is chosen when
+        """Preselect the layers whose name, else whose role (:func:`~napari_mrmicro.
+        widgets._dock.layer_role`), states magnitude, phase or field map; a layer is never
+        preselected for a role neither states, nor for two inputs, and the field-map input is chosen when
         only a field map (Hz or ppm values) is open."""
         def field_like(layer):
             unit = layer.metadata.get("mrmicro", {}).get("value_unit")
@@ -193,8 +193,9 @@ class QSMWidget(Container):
                 (self.magnitude, "magnitude", lambda layer: "magnitude" in layer.name),
                 (self.phase, "phase", lambda layer: "phase" in layer.name),
                 (self.field, "field map", field_like)):
-            named = [layer for layer in combo.choices if layer is not None
-                     and (layer_role(layer) == role or wanted(layer))]
+            layers = [layer for layer in combo.choices if layer is not None]
+            named = ([layer for layer in layers if wanted(layer)]
+                     or [layer for layer in layers if layer_role(layer) == role])
             combo.value = named[-1] if named else None
         if self.phase.value is None and self.field.value is not None:
             self.source.value = FIELD_MAP
@@ -301,7 +302,7 @@ class QSMWidget(Container):
         common = like(source, ndim=3)  # where the phase layer sits, rotation included
         inside = result.chi_ppm[result.local_mask]
         limit = float(np.percentile(np.abs(inside), 99.5)) if inside.size else 1.0
-        layers = [(result.chi_ppm, {**common, "name": f"χ (ppm, {request['method']})",
+        layers = [(result.chi_ppm, {**common, "name": chi_name(request),
                                     "colormap": "PiYG", "contrast_limits": (-limit, limit),
                                     "metadata": {"mrmicro": {**meta, "unit": "ppm",
                                                              "value_unit": "ppm"}}},
@@ -333,6 +334,13 @@ class QSMWidget(Container):
         if result.mask_report is not None:
             self.status.value += f"; {result.mask_report.summary()}"
         show_info(f"QSM done: {self.status.value}")
+
+
+def chi_name(request: dict) -> str:
+    """The χ layer's name: the inversion, its λ when one was set, and the background
+    removal, e.g. ``"χ (ppm, tv λ0.002, lbv)"``."""
+    lam = f" λ{request['lam']:g}" if request.get("lam") else ""
+    return f"χ (ppm, {request['method']}{lam}, {request['background']})"
 
 
 def compute(request: dict, progress) -> QSMResult:

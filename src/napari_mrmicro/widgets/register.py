@@ -540,7 +540,8 @@ class RegisterWidget(Container):
             show_error(f"Register: {error}")
             return None
         board = checkerboard(_normalised(a), _normalised(b), grid, self.square.value)
-        return self.viewer.add_image(board, name=f"checkerboard {fixed.name} | {moving.name}",
+        return self.viewer.add_image(board, name=f"checkerboard {self.square.value:g} µm "
+                                                   f"{fixed.name} | {moving.name}",
                                      colormap="gray", contrast_limits=(0, 1), **like)
 
     def add_resliced(self, *_):
