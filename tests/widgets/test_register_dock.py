@@ -327,3 +327,29 @@ def test_restore_defaults_keeps_layers(scene):
     assert (dock.method.value, dock.square.value) == ("landmarks: similarity", 200.0)
     assert dock.section_z.value == pytest.approx(centre)
     assert (dock.fixed.value, dock.moving.value) == (fixed, moving)
+
+
+def test_a_micrometre_optical_plane_keeps_the_mr_z_slider(make_napari_viewer, tmp_path):
+    """napari steps an axis by the finest layer scale on it, recomputed on every layer
+    change (``viewer.dims.set_range`` does not last). A single optical plane is read as a
+    2-D layer (no z axis) and a placed section is one MR slice thick, so a 1 µm plane next
+    to a 100 µm MR scan leaves the z slider at the MR's slices."""
+    import tifffile
+
+    from napari_mrmicro._reader import read_layers
+
+    viewer = make_napari_viewer()
+    viewer.add_image(np.zeros((24, 40, 40), np.float32), name="MRM", scale=(100.0,) * 3,
+                     units="µm", metadata={"mrmicro": {"acquisition": {"b0_tesla": 9.4}}})
+    assert viewer.dims.nsteps[0] == 24
+    path = tmp_path / "plane.ome.tif"
+    tifffile.imwrite(path, np.ones((1, 300, 300), np.uint16), metadata={
+        "axes": "ZYX", "PhysicalSizeX": 1.0, "PhysicalSizeY": 1.0, "PhysicalSizeZ": 1.0})
+    (data, kwargs, kind), = read_layers(path)
+    plane = viewer.add_image(data, **kwargs)
+    assert plane.ndim == 2 and viewer.dims.nsteps[0] == 24
+    dock = RegisterWidget(viewer)
+    assert (dock.fixed.value.name, dock.moving.value) == ("MRM", plane)
+    placed = dock.place_section()
+    assert placed.ndim == 3 and placed.scale[0] == pytest.approx(100.0)
+    assert viewer.dims.nsteps[0] == 24
