@@ -15,6 +15,8 @@ from pathlib import Path
 EXIT_FAILED_SPECIMENS = 1
 EXIT_BAD_INPUT = 2
 EXIT_NO_MEMORY = 3
+#: ``mrmicro convert`` loads an input whole only up to this size; larger ones stream.
+CONVERT_LOAD_BYTES = 64 * 2**20
 
 _EPILOG = ("Files: CIVM .headfile, ImageJ/OME .tif, NIfTI .nii(.gz), OME-Zarr .zarr folders, "
            "and raw k-space (Bruker fid/rawdata.job0, Agilent fid, ISMRMRD .h5, Tecmag .tnt) "
@@ -338,9 +340,15 @@ def cmd_register(args) -> int:
 
 
 def cmd_convert(args) -> int:
+    import numpy as np
+
     from napari_mrmicro.pipeline import load_volume, save_volume
 
-    volume = load_volume(args.input, lazy=True if args.lazy else None)
+    # Opened lazily (memory-mapped or dask) and loaded whole only when small: the writers
+    # stream a lazy volume slab by slab.
+    volume = load_volume(args.input, lazy=True)
+    if not args.lazy and volume.data.nbytes <= CONVERT_LOAD_BYTES:
+        volume.data = np.asarray(volume.data)
     options = {}
     if str(args.output).lower().endswith(".zarr"):
         options = {"chunks": args.chunks, "levels": args.levels}
@@ -564,7 +572,7 @@ def _parser() -> argparse.ArgumentParser:
                                               "until <= 256 voxels)")
     p.add_argument("--labels", action="store_true", help="the volume is a label volume")
     p.add_argument("--lazy", action="store_true",
-                   help="never load the input whole (default: when it exceeds 256 MiB)")
+                   help="never load the input whole (default: when it exceeds 64 MiB)")
 
     for name, func, help_ in (
             ("run", cmd_run, "run a pipeline file (TOML) on each input, one after another"),

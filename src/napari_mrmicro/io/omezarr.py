@@ -27,14 +27,16 @@ default) and lazy reading for a few chunks, never for the volume.
 
 from __future__ import annotations
 
+import itertools
 import json
 import math
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
 
 from napari_mrmicro.io import kspace_codec
-from napari_mrmicro.core import geometry
+from napari_mrmicro.core import _slabs, geometry
 from napari_mrmicro.io._common import (LAZY_BYTES, FormatError, Volume, apply_payload,
                                        atomic_output, parse_payload, payload_dtype,
                                        payload_text, unit_to_um)
@@ -250,17 +252,159 @@ def _level_factors(shape: tuple, n_spatial: int, levels) -> list[tuple]:
     return factors
 
 
-def _downsample(level, step: tuple, lead: int, labels: bool):
-    """Halve the spatial axes marked 2 in ``step``: stride for labels, block mean else."""
-    import dask.array as da
+def _level_shape(shape: tuple, step: tuple, labels: bool) -> tuple:
+    """Shape after halving the spatial axes marked 2 in ``step``: ``ceil(n / 2)`` for
+    labels (every second voxel), ``n // 2`` for images (whole 2×2×2 blocks only)."""
+    lead = len(shape) - len(step)
+    return shape[:lead] + tuple((n + 1) // 2 if labels and s > 1 else n // s
+                                for n, s in zip(shape[lead:], step))
 
+
+def _halve(block: np.ndarray, step: tuple, lead: int, labels: bool, out: np.ndarray) -> None:
+    """``out`` = ``block`` halved on the spatial axes marked 2 in ``step`` (the first
+    spatial axis of ``block`` holds whole pairs): every second voxel for labels, else the
+    block mean in float32 (rounded for integers, as ``dask.array.coarsen(np.mean)``)."""
     if labels:
-        return level[(slice(None),) * lead + tuple(slice(None, None, s) for s in step)]
-    axes = {lead + i: s for i, s in enumerate(step) if s > 1}
-    mean = da.coarsen(np.mean, level.astype(np.float32), axes, trim_excess=True)
-    if np.issubdtype(level.dtype, np.integer):
-        mean = da.round(mean)
-    return mean.astype(level.dtype)
+        out[...] = block[(slice(None),) * lead + tuple(slice(None, None, s) for s in step)]
+        return
+    trimmed = block[(slice(None),) * lead + tuple(slice(0, n - n % s) for n, s in
+                                                  zip(block.shape[lead:], step))]
+    split = trimmed.shape[:lead]
+    for n, s in zip(trimmed.shape[lead:], step):
+        split += (n // s, s)
+    axes = tuple(lead + 2 * i + 1 for i in range(len(step)))
+    mean = np.mean(trimmed.astype(np.float32).reshape(split), axis=axes)
+    if np.issubdtype(out.dtype, np.integer):
+        np.round(mean, out=mean)
+    out[...] = mean
+
+
+#: Planes halved for the next level at a time (even: block means take pairs).
+_PASS_PLANES = 16
+
+
+class _LevelWriter:
+    """One resolution level written as it streams past, and the levels below it.
+
+    Planes along the first spatial axis arrive in order (:meth:`add`); whole slabs of
+    chunks are compressed and stored at once, their chunks in parallel on ``pool``
+    (Blosc releases the GIL), straight into the array's folder with the Zarr v2 chunk
+    layout (``/``-separated keys, edge chunks padded with the fill value 0). The same
+    planes are halved in memory for the next level, so no level is read back from disk.
+    """
+
+    def __init__(self, folder: Path, shape: tuple, dtype, chunk: tuple, lead: int,
+                 compressor, pool, labels: bool, steps: list):
+        self.folder, self.shape, self.dtype = folder, shape, np.dtype(dtype)
+        self.chunk = tuple(min(c, n) for c, n in zip(chunk, shape))
+        self.lead, self.compressor, self.pool, self.labels = lead, compressor, pool, labels
+        self.depth = self.chunk[lead]
+        self.buffer = None  # planes waiting for a whole slab of chunks
+        self.filled = self.written = self.seen = 0
+        self.carry = None  # a last plane waiting for its pair (block means)
+        self.step = steps[0] if steps else None
+        self.next = None
+        if steps:
+            self.next = _LevelWriter(folder.parent / str(int(folder.name) + 1),
+                                     _level_shape(shape, self.step, labels), dtype, chunk,
+                                     lead, compressor, pool, labels, steps[1:])
+
+    def _plane(self, index) -> tuple:
+        return (slice(None),) * self.lead + (index,)
+
+    def add(self, block: np.ndarray) -> None:
+        """Take the next planes (a numpy array with this level's other dimensions)."""
+        n, done = block.shape[self.lead], 0
+        while done < n:
+            left = self.shape[self.lead] - self.written
+            if self.filled == 0 and (n - done >= self.depth or n - done == left):
+                # whole chunk planes straight from the block, without a copy
+                whole = n - done if n - done == left else (n - done) // self.depth * self.depth
+                self._store(block[self._plane(slice(done, done + whole))])
+                done += whole
+                continue
+            if self.buffer is None:
+                self.buffer = np.empty(self.shape[:self.lead] + (self.depth,) +
+                                       self.shape[self.lead + 1:], self.dtype)
+            take = min(n - done, self.depth - self.filled)
+            self.buffer[self._plane(slice(self.filled, self.filled + take))] = \
+                block[self._plane(slice(done, done + take))]
+            self.filled += take
+            done += take
+            if self.filled == self.depth or self.filled == left:
+                self._store(self.buffer[self._plane(slice(0, self.filled))])
+        if self.next is not None:  # a few planes at a time: small temporaries
+            for start in range(0, n, _PASS_PLANES):
+                self._pass_down(block[self._plane(slice(start, start + _PASS_PLANES))])
+
+    def _pass_down(self, block: np.ndarray) -> None:
+        pair = self.step[0]
+        if pair == 1 or self.labels:
+            first = (-self.seen) % pair  # labels keep the planes of even index
+            self.seen += block.shape[self.lead]
+            part = block[self._plane(slice(first, None, pair))]
+            if part.shape[self.lead]:
+                rest = (1,) + self.step[1:]
+                out = np.empty(_level_shape(part.shape, rest, self.labels), self.dtype)
+                _halve(part, rest, self.lead, self.labels, out)
+                self.next.add(out)
+            return
+        if self.carry is not None:
+            block = np.concatenate([self.carry, block], axis=self.lead)
+            self.carry = None
+        n = block.shape[self.lead]
+        if n % 2:
+            self.carry = block[self._plane(slice(n - 1, n))].copy()
+            block = block[self._plane(slice(0, n - 1))]
+        if n < 2:
+            return
+        out = np.empty(_level_shape(block.shape, self.step, False), self.dtype)
+        pairs = out.shape[self.lead]
+        size = max(1, pairs // (4 * _slabs.core_count()))
+
+        def work(start):
+            stop = min(pairs, start + size)
+            _halve(block[self._plane(slice(2 * start, 2 * stop))], self.step, self.lead,
+                   False, out[self._plane(slice(start, stop))])
+
+        list(self.pool.map(work, range(0, pairs, size)))
+        self.next.add(out)
+
+    def _store(self, slab: np.ndarray) -> None:
+        """Compress and write the chunks of ``slab``: the planes from ``written`` on, whole
+        chunks along the first spatial axis except at the volume's end."""
+        offset = [0] * len(self.chunk)
+        offset[self.lead] = self.written
+        jobs = []
+        for origin in itertools.product(*(range(0, n, c) for n, c in
+                                          zip(slab.shape, self.chunk))):
+            piece = slab[tuple(slice(o, o + c) for o, c in zip(origin, self.chunk))]
+            key = [(o + d) // c for o, d, c in zip(origin, offset, self.chunk)]
+            jobs.append(self.pool.submit(self._write_chunk, piece, key))
+        for job in jobs:
+            job.result()
+        self.written += slab.shape[self.lead]
+        self.filled = 0
+
+    def _write_chunk(self, piece: np.ndarray, key: list) -> None:
+        if piece.shape != self.chunk:  # Zarr v2 edge chunks are stored whole, padded
+            full = np.zeros(self.chunk, self.dtype)
+            full[tuple(slice(0, n) for n in piece.shape)] = piece
+            piece = full
+        piece = np.ascontiguousarray(piece)
+        encoded = piece.tobytes() if self.compressor is None else \
+            self.compressor.encode(piece)
+        target = self.folder.joinpath(*(str(k) for k in key))
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_bytes(encoded)
+
+    def close(self) -> None:
+        """Check every plane of every level arrived (a short source is a bug here)."""
+        if self.written != self.shape[self.lead]:
+            raise RuntimeError(f"OME-Zarr level {self.folder.name}: {self.written} of "
+                               f"{self.shape[self.lead]} planes written")
+        if self.next is not None:
+            self.next.close()
 
 
 def _is_zarr_store(path: Path) -> bool:
@@ -268,25 +412,23 @@ def _is_zarr_store(path: Path) -> bool:
     return any((path / name).is_file() for name in (".zgroup", ".zarray", "zarr.json"))
 
 
-def _store_slabs(array, source, lead: int) -> None:
-    """Write a dask array into a zarr array one slab of chunks (along z) at a time.
-
-    Each slab is computed whole (its chunks in parallel, each stored in place into one
-    reused buffer, so no concatenated copy) and written, so memory holds one slab — e.g.
-    128 slices — whatever order the source's chunks come in (one per slice for a slice
-    series).
-    """
+def _stream_slabs(top: _LevelWriter, source, lead: int) -> None:
+    """Feed ``source`` (numpy, memory-mapped or dask) to ``top`` one slab of chunk planes
+    at a time: a dask slab is computed into one reused buffer (its chunks in parallel,
+    no concatenated copy), a numpy slab is passed as the view it is."""
     import dask.array as da
 
-    depth = array.chunks[lead]
     buffer = None
-    for start in range(0, source.shape[lead], depth):
-        index = (slice(None),) * lead + (slice(start, start + depth),)
+    for start in range(0, source.shape[lead], top.depth):
+        index = (slice(None),) * lead + (slice(start, start + top.depth),)
         part = source[index]
-        if buffer is None or buffer.shape != part.shape:
-            buffer = np.empty(part.shape, part.dtype)
-        da.store(part, buffer, lock=False)
-        array[index] = buffer
+        if isinstance(part, da.Array):
+            if buffer is None or buffer.shape != part.shape:
+                buffer = np.empty(part.shape, part.dtype)
+            da.store(part, buffer, lock=False)
+            part = buffer
+        top.add(np.asarray(part, dtype=top.dtype))
+    top.close()
 
 
 def _store_kspace(group, arrays: dict, chunk: tuple, compressor) -> None:
@@ -367,9 +509,8 @@ def write(path: Path, volume: Volume, chunks=None, levels: int | None = None,
         factors = _level_factors(shape, n_spatial, 1 if kspace else levels)
     except ValueError as error:
         raise FormatError(path, str(error)) from None
-    source = data if isinstance(data, da.Array) else da.from_array(data, chunks=chunk)
-    if source.dtype == np.float64:
-        source = source.astype(np.float32)
+    source = data if isinstance(data, (da.Array, np.ndarray)) else np.asarray(data)
+    dtype = np.dtype(np.float32) if source.dtype == np.float64 else source.dtype
     compressor = None if compression is None else numcodecs.Blosc(
         cname=compression, clevel=3, shuffle=numcodecs.Blosc.BITSHUFFLE)
     s0 = volume.spacing_um
@@ -401,20 +542,21 @@ def write(path: Path, volume: Volume, chunks=None, levels: int | None = None,
         PAYLOAD_ATTR: payload}
     with atomic_output(path, directory=True, replaces=_is_zarr_store) as tmp:
         group = zarr.open_group(str(tmp), mode="w", zarr_format=2)
-        previous = None
+        level_shape = shape
         for level, f in enumerate(factors):
-            if level == 0:
-                current = source
-            else:
+            if level:
                 step = tuple(a // b for a, b in zip(f, factors[level - 1]))
-                current = _downsample(previous, step, lead, labels)
-            array = group.create_array(
-                str(level), shape=current.shape, dtype=current.dtype,
-                chunks=tuple(min(c, n) for c, n in zip(chunk, current.shape)),
+                level_shape = _level_shape(level_shape, step, labels)
+            group.create_array(
+                str(level), shape=level_shape, dtype=dtype,
+                chunks=tuple(min(c, n) for c, n in zip(chunk, level_shape)),
                 compressors=compressor, fill_value=0, config={"write_empty_chunks": True},
                 chunk_key_encoding={"name": "v2", "separator": "/"})
-            _store_slabs(array, current, lead)
-            previous = da.from_zarr(array)
+        steps = [tuple(a // b for a, b in zip(f, g)) for g, f in zip(factors, factors[1:])]
+        with ThreadPoolExecutor(_slabs.core_count()) as pool:
+            top = _LevelWriter(Path(tmp) / "0", shape, dtype, chunk, lead,
+                               compressor, pool, labels, steps)
+            _stream_slabs(top, source, lead)
         if kspace:
             _store_kspace(group, kspace_arrays, chunk, compressor)
         group.attrs.update(json.loads(json.dumps(attrs, default=str)))
