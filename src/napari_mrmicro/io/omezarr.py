@@ -20,9 +20,11 @@ translation) goes into ``.zattrs["napari-mrmicro"]``. k-space is stored as
 log-magnitude, the complex data, acquired mask and trajectory sit losslessly in real arrays
 of the ``kspace`` sub-group, described by ``.zattrs["napari-mrmicro"]["kspace"]``.
 
-Every level is written one slab of chunks (along z) at a time, each computed from the level
-above as it sits on disk (dask), so writing needs memory for one slab (128 slices by
-default) and lazy reading for a few chunks, never for the volume.
+The source is read one slab of chunks (along z) at a time; each slab's chunks are compressed
+and stored in parallel, and the slab is halved in memory for the next level, which is
+written the same way as its slabs fill up. Writing needs memory for one slab (128 slices by
+default) plus a slab per smaller level, never for the volume, and reads nothing back; lazy
+reading needs a few chunks.
 """
 
 from __future__ import annotations
