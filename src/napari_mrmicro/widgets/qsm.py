@@ -15,6 +15,7 @@ from magicgui.widgets import (
 )
 from napari.layers import Labels
 from napari.utils.notifications import show_error, show_info
+from qtpy.QtWidgets import QSizePolicy
 
 from napari_mrmicro._layers import layer_geometry, like
 from napari_mrmicro.core.acquisition import GAMMA_BAR_MHZ_PER_T
@@ -148,6 +149,8 @@ class QSMWidget(Container):
         self.cancel_button = PushButton(text="Cancel", enabled=False)
         self.status = Label(label="")
         self.status.native.setWordWrap(True)  # the mask report is a sentence
+        self.status.native.setSizePolicy(QSizePolicy.Policy.Expanding,
+                                         QSizePolicy.Policy.Preferred)
         super().__init__(widgets=[
             self.source, self.magnitude, self.phase, self.phase_unit, self.field,
             self.field_unit, self.larmor, self.te, self.b0, self.direction, self.spacing,
@@ -156,6 +159,7 @@ class QSMWidget(Container):
             Container(widgets=[self.run_button, self.cancel_button], layout="horizontal",
                       labels=False), self.status])
         self.insert(len(self) - 2, restore_defaults_button(self, after=self._read_metadata))
+        self.native.layout().addStretch()  # a tall dock keeps its rows together at the top
         self.worker = None
         self.phase.changed.connect(self._read_metadata)
         self.field.changed.connect(self._read_metadata)

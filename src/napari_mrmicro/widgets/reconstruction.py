@@ -83,6 +83,7 @@ class ReconstructionWidget(Container):
             self.iterations, Container(widgets=[self.run_button, self.cancel_button],
                                        layout="horizontal", labels=False), self.result])
         self.insert(len(self) - 2, restore_defaults_button(self))
+        self.native.layout().addStretch()  # a tall dock keeps its rows together at the top
         self.worker = None
         self.run_button.changed.connect(self.run)
         self.cancel_button.changed.connect(self.cancel)

@@ -15,7 +15,7 @@ from magicgui.widgets import (
 )
 from napari.layers import Labels
 from qtpy.QtCore import Qt
-from qtpy.QtWidgets import QAbstractSpinBox
+from qtpy.QtWidgets import QAbstractSpinBox, QSizePolicy
 from napari.utils.notifications import show_error, show_info
 
 from napari_mrmicro._layers import tissue_features
@@ -120,8 +120,10 @@ SNR_NOTE = (
     f"<small>Planner SNR: fully relaxed pure water (ρ = 1) in one voxel over the noise σ, for "
     f"a reference probe ({REFERENCE_SNR:g} at (25 µm)³, 9.4 T, 298 K). The Reconstruction "
     f"dock measures mean specimen signal (Otsu mask) over σ from the background: lower by "
-    f"the tissues' proton density, relaxation weighting ρ(1−e<sup>−TR/T1</sup>)e<sup>−TE/T2"
-    f"</sup>, diffusion and partial volume, so a few times below the planner's.</small>")
+    f"the specimen's mean of proton density × relaxation weighting ρ(1−e<sup>−TR/T1</sup>)"
+    f"e<sup>−TE/T2</sup> × diffusion and partial-volume losses. Close to the planner's for "
+    f"fluid-filled specimens (TR ≫ T1, TE ≪ T2), several times lower for short-T2 or "
+    f"low-density tissue (dentine, enamel, bone).</small>")
 
 
 class SimulationWidget(Container):
@@ -193,6 +195,8 @@ class SimulationWidget(Container):
             box.native.setButtonSymbols(QAbstractSpinBox.ButtonSymbols.NoButtons)
             box.native.setMinimumWidth(50)
         for label in (self.summary, self.snr_note):
+            label.native.setSizePolicy(QSizePolicy.Policy.Expanding,  # the column's width
+                                       QSizePolicy.Policy.Preferred)
             label.native.setWordWrap(True)
             label.native.setTextFormat(Qt.TextFormat.RichText)
         self.reference = None
