@@ -120,13 +120,11 @@ def test_planner_refuses_what_will_not_fit(dock, monkeypatch):
 def test_cancel_says_cancelled_and_adds_nothing(dock, qtbot, logged):
     viewer, widget = dock
     widget.preset.value = "9.4 T cochlea quick look (50 µm, 3D GRE)"
-    notices = Notices()
     worker = widget.run()
     qtbot.wait(200)
     assert widget.cancel_button.enabled and not widget.run_button.enabled
     with qtbot.waitSignal(worker.finished, timeout=1_000):
         widget.cancel_button.changed.emit(True)
-    notices.close()
-    assert "MR simulation: cancelled" in notices.messages and not notices.errors
+    assert "MR simulation: cancelled" in logged.messages
     assert len(viewer.layers) == 0 and widget.run_button.enabled
     screenshot(viewer, "simulation")
