@@ -229,3 +229,25 @@ def _slab_sum_in_child():
                                                                    np.arange(start, stop)),
                           64, 2**16)
     return int(seen.sum())
+
+
+def test_qsm_element_wise_steps_in_slabs_equal_one_slab(monkeypatch):
+    from napari_mrmicro.core.qsm.kernel import dipole_kernel_fft_order
+    from napari_mrmicro.core.qsm.tkd import invert_tkd
+    from napari_mrmicro.core.qsm.unwrap import unwrap_laplacian
+    rng = np.random.default_rng(6)
+    shape = (11, 10, 9)
+    phase = rng.uniform(-np.pi, np.pi, shape).astype(np.float32)
+    field = rng.standard_normal(shape).astype(np.float32)
+    mask = rng.random(shape) > 0.3
+
+    def run():
+        return [unwrap_laplacian(phase, (20.0, 25.0, 30.0)),
+                invert_tkd(field, mask, (20.0, 20.0, 30.0), (1.0, 0.3, 0.2), pad=2),
+                dipole_kernel_fft_order((12, 10, 8), (1.0, 2.0, 1.5), (0.6, 0.8, 0.0), real=True)]
+
+    whole = run()
+    monkeypatch.setattr(backend, "SLAB_VOXELS", 1)  # one plane per slab
+    monkeypatch.setattr(backend._slabs, "core_count", lambda: 3)
+    for a, b in zip(whole, run()):
+        np.testing.assert_array_equal(a, b)

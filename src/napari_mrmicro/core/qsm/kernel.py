@@ -55,13 +55,21 @@ def dipole_kernel_fft_order(shape, spacing_um, b0_direction=(1.0, 0.0, 0.0), rea
     kc = [xp.asarray(np.where(np.abs(f) * n * d == n / 2, 0.0, f) if n % 2 == 0 else f)
           for f, n, d in zip(k, shape, np.broadcast_to(spacing_um, (3,)))]
     k = [xp.asarray(f) for f in k]
-    kb2 = sum((b[i] * k[i]) ** 2 for i in range(3)) + 2 * (
-        b[0] * b[1] * kc[0] * kc[1] + b[0] * b[2] * kc[0] * kc[2] + b[1] * b[2] * kc[1] * kc[2])
-    k2 = k[0] ** 2 + k[1] ** 2 + k[2] ** 2
-    with np.errstate(invalid="ignore", divide="ignore"):
-        d = 1.0 / 3.0 - kb2 / k2
-    d[0, 0, 0] = 0.0
-    return d.astype(np.float32)
+    out = xp.empty((k[0].shape[0], k[1].shape[1], k[2].shape[2]), np.float32)
+
+    def work(start, stop):  # float64 per slab of the first axis, on all cores
+        k0, c0 = k[0][start:stop], kc[0][start:stop]
+        kb2 = (b[0] * k0) ** 2 + (b[1] * k[1]) ** 2 + (b[2] * k[2]) ** 2 + 2 * (
+            b[0] * b[1] * c0 * kc[1] + b[0] * b[2] * c0 * kc[2] + b[1] * b[2] * kc[1] * kc[2])
+        k2 = k0 ** 2 + k[1] ** 2 + k[2] ** 2
+        with np.errstate(invalid="ignore", divide="ignore"):
+            d = 1.0 / 3.0 - kb2 / k2
+        if start == 0:
+            d[0, 0, 0] = 0.0
+        out[start:stop] = d
+
+    backend.for_each_slab(xp, work, out.shape[0], out[0].size)
+    return out
 
 
 def dipole_kernel_spatial_fft(shape, spacing_um, b0_direction=(1.0, 0.0, 0.0), real=False,

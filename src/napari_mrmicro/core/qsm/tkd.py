@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from napari_mrmicro.core import backend
 from napari_mrmicro.core.qsm.inversion import Grid, check_inputs, check_positive, result
 
 
@@ -56,7 +57,14 @@ def invert_tkd(local_field_ppm, mask, spacing_um, b0_direction=(1.0, 0.0, 0.0),
     threshold = check_positive(threshold, "threshold", where)
     grid = Grid(field.shape, spacing, b0_direction, pad, where)
     grid.check_memory(5)
-    field = np.where(mask, field, np.float32(0))
-    spectrum = grid.rfft(grid.embed(field))
-    spectrum *= tkd_inverse_kernel(grid.dipole(), threshold)
+    padded = np.zeros(grid.padded, np.float32)
+    np.copyto(padded[grid.crop], field, where=mask)  # the field inside the mask, embedded
+    spectrum = grid.rfft(padded)
+    del padded
+    dipole = grid.dipole()
+
+    def divide(start, stop):  # the truncated division slab by slab, on all cores
+        spectrum[start:stop] *= tkd_inverse_kernel(dipole[start:stop], threshold)
+
+    backend.for_each_slab(np, divide, spectrum.shape[0], spectrum[0].size)
     return result(grid, grid.irfft(spectrum), mask)

@@ -24,6 +24,7 @@ import scipy.sparse as sp
 from scipy.sparse import csgraph
 from scipy.sparse.linalg import spsolve_triangular
 
+from napari_mrmicro.core import backend
 from napari_mrmicro.core._masks import as_mask, as_spacing
 from napari_mrmicro.core.memory import check_memory
 
@@ -75,31 +76,35 @@ def unwrap_laplacian(wrapped_phase, spacing_um, workers: int = -1) -> np.ndarray
     """
     phase = _phase_volume(wrapped_phase, "wrapped_phase")
     spacing = _spacing(spacing_um)
-    source = np.zeros(phase.shape, dtype=np.float32)
-    for axis, h in enumerate(spacing):
-        if phase.shape[axis] < 2:
-            continue
-        flux = wrap_phase(np.diff(phase, axis=axis))
-        flux *= np.float32(1.0 / h**2)
-        source[_cut(axis, 0, -1)] += flux
-        source[_cut(axis, 1, None)] -= flux
-        del flux
+    nz, plane = phase.shape[0], phase[0].size
+    source = np.empty(phase.shape, dtype=np.float32)
+    backend.for_each_slab(np, lambda start, stop: _wrapped_laplacian(
+        phase, spacing, start, stop, source[start:stop]), nz, plane)
     spectrum = scipy.fft.dctn(source, type=2, norm="ortho", workers=workers)
     del source
-    eigen = np.zeros(phase.shape, dtype=np.float64)
-    for axis, (n, h) in enumerate(zip(phase.shape, spacing)):
-        k = (2.0 * np.cos(np.pi * np.arange(n) / n) - 2.0) / h**2
-        eigen = eigen + k.reshape([-1 if i == axis else 1 for i in range(3)])
-    eigen[0, 0, 0] = 1.0
-    spectrum /= eigen.astype(np.float32)
+    k = [(2.0 * np.cos(np.pi * np.arange(n) / n) - 2.0) / h**2
+         for n, h in zip(phase.shape, spacing)]
+
+    def divide(start, stop):  # by the eigenvalues of the Neumann Laplacian, slab by slab
+        eigen = k[0][start:stop, None, None] + k[1][None, :, None] + k[2]
+        if start == 0:
+            eigen[0, 0, 0] = 1.0
+        spectrum[start:stop] /= eigen.astype(np.float32)
+
+    backend.for_each_slab(np, divide, nz, plane)
     spectrum[0, 0, 0] = 0.0
-    del eigen
     unwrapped = scipy.fft.idctn(spectrum, type=2, norm="ortho", workers=workers,
                                 overwrite_x=True).astype(np.float32, copy=False)
     # the constant: agree with the data modulo 2π on (circular) average
-    residue = phase - unwrapped
-    offset = np.arctan2(np.sin(residue).sum(dtype=np.float64),
-                        np.cos(residue).sum(dtype=np.float64))
+    sums = np.zeros((nz, 2))
+
+    def circular(start, stop):
+        residue = phase[start:stop] - unwrapped[start:stop]
+        sums[start, 0] = np.sin(residue).sum(dtype=np.float64)
+        sums[start, 1] = np.cos(residue).sum(dtype=np.float64)
+
+    backend.for_each_slab(np, circular, nz, plane)
+    offset = np.arctan2(sums[:, 0].sum(), sums[:, 1].sum())
     unwrapped += np.float32(offset)
     return unwrapped
 
@@ -263,6 +268,30 @@ def unwrap_echoes(phases, te_ms, magnitudes=None, mask=None, spacing_um=None,
 
 
 # -- helpers ----------------------------------------------------------------------------
+
+def _wrapped_laplacian(phase, spacing, start, stop, out) -> None:
+    """``out`` = the wrapped-difference Laplacian of ``phase`` on the planes
+    ``start:stop`` of its first axis (the neighbour planes outside the slab are read), each
+    voxel summed in the same order as on the whole volume."""
+    out[...] = 0
+    nz = phase.shape[0]
+    if nz > 1:  # first axis: the fluxes between planes lo .. hi
+        lo, hi = max(start - 1, 0), min(stop, nz - 1)
+        flux = wrap_phase(phase[lo + 1:hi + 1] - phase[lo:hi])
+        flux *= np.float32(1.0 / spacing[0] ** 2)
+        ahead = flux[start - lo:stop - lo]  # flux from plane i to i + 1, i in the slab
+        out[:len(ahead)] += ahead
+        behind = flux[max(start, 1) - 1 - lo:stop - 1 - lo]  # into plane i from i − 1
+        out[len(out) - len(behind):] -= behind
+    slab = phase[start:stop]
+    for axis, h in enumerate(spacing[1:], 1):
+        if phase.shape[axis] < 2:
+            continue
+        flux = wrap_phase(np.diff(slab, axis=axis))
+        flux *= np.float32(1.0 / h**2)
+        out[_cut(axis, 0, -1)] += flux
+        out[_cut(axis, 1, None)] -= flux
+
 
 def _cut(axis: int, start, stop) -> tuple:
     index = [slice(None)] * 3
