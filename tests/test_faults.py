@@ -167,3 +167,30 @@ def test_a_live_writers_temporaries_are_kept(tmp_path):
         path.write_bytes(b"half")
     write_volume(target, Volume(np.ones(SHAPE, np.uint16), (1.0, 1.0, 1.0)))
     assert live.exists() and other.exists() and not dead.exists()
+
+
+def test_a_killed_table_write_leaves_the_old_or_the_new_table(tmp_path):
+    """Measurement tables (CSV) go through the same atomic output: killed writers leave the
+    old table or the new one, and their temporaries go with the next write."""
+    from napari_mrmicro.pipeline import write_table
+
+    target = tmp_path / "regions.csv"
+    tables = [{"label": np.arange(n), "volume_um3": np.full(n, float(n))} for n in (2000, 3000)]
+    write_table(target, tables[0])
+    rng = random.Random(0)
+    for kill in range(10):
+        pid = os.fork()
+        if pid == 0:  # pragma: no cover - the child is killed
+            i = kill
+            while True:
+                write_table(target, tables[i % 2])
+                i += 1
+        time.sleep(rng.uniform(0.0, 0.05))
+        os.kill(pid, signal.SIGKILL)
+        os.waitpid(pid, 0)
+        rows = target.read_text().splitlines()
+        assert rows[0] == "label,volume_um3" and len(rows) - 1 in (2000, 3000)
+        assert rows[-1].endswith(f"{len(rows) - 1:.1f}") or rows[-1].endswith(
+            repr(float(len(rows) - 1)))
+    write_table(target, tables[1])
+    assert _temporaries(tmp_path) == []

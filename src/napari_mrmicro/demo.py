@@ -168,7 +168,8 @@ def _demo_morphometry(out_dir: Path, acq, image, kspace, specimen) -> None:
     """Segment the cochlear duct in the simulated scan and measure it along its course."""
     from scipy import ndimage
 
-    from napari_mrmicro.core.morphometry import measure_duct, write_area_plot, write_table_csv
+    from napari_mrmicro.core.morphometry import measure_duct, write_area_plot
+    from napari_mrmicro.pipeline import write_table
     from napari_mrmicro.core.segmentation import threshold_mask
 
     magnitude = np.abs(image[0])
@@ -186,8 +187,8 @@ def _demo_morphometry(out_dir: Path, acq, image, kspace, specimen) -> None:
           f"{table['volume_mm3'][0]:.2f} mm³, centerline {length / 1000:.2f} mm (specimen "
           f"truth {truth_length / 1000:.2f} mm), cross-section {areas.min() / 1e6:.3f}–"
           f"{areas.max() / 1e6:.3f} mm² over {len(areas)} sections")
-    write_table_csv(table, out_dir / "duct_regions.csv")
-    write_table_csv(sections.as_table(), out_dir / "duct_sections.csv")
+    write_table(out_dir / "duct_regions.csv", table)
+    write_table(out_dir / "duct_sections.csv", sections.as_table())
     write_area_plot(sections, out_dir / "duct_area.png", title="cochlear duct")
     print("  wrote duct_regions.csv, duct_sections.csv, duct_area.png")
 

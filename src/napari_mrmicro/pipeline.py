@@ -136,10 +136,14 @@ def _plain_name(name, what: str) -> str:
 
 
 def write_table(path, table: dict) -> Path:
-    """Write a table of columns as CSV atomically."""
+    """Write a table of columns as CSV atomically: a killed or failed write leaves the old
+    file (or none) and its temporary is cleaned by the next write."""
     from napari_mrmicro.core.morphometry import write_table_csv
+    from napari_mrmicro.io._common import atomic_output
 
-    return write_table_csv(table, path)
+    with atomic_output(path) as tmp:
+        write_table_csv(table, tmp)
+    return Path(path)
 
 
 # --------------------------------------------------------------------------- steps

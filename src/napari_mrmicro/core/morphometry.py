@@ -239,9 +239,11 @@ def measure_duct(labels, spacing_um, label: int, sections: int = 200,
 
 
 def write_table_csv(table: dict, path) -> Path:
-    """Write a table (dict of equal-length columns) as CSV, atomically (temp file, then rename).
+    """Write a table (dict of equal-length columns) as CSV to ``path``.
 
-    Column names are written as given (they carry their units, e.g. ``volume_um3``).
+    Column names are written as given (they carry their units, e.g. ``volume_um3``). The
+    write is plain: callers that must never leave a partial file write through
+    :func:`napari_mrmicro.pipeline.write_table` (atomic, temporaries cleaned).
     """
     path = Path(path)
     names = list(table)
@@ -249,17 +251,11 @@ def write_table_csv(table: dict, path) -> Path:
     lengths = {len(c) for c in columns}
     if len(lengths) > 1:
         raise ValueError(f"table columns differ in length: {dict(zip(names, map(len, columns)))}")
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", newline="", encoding="utf-8") as handle:
-            writer = csv.writer(handle)
-            writer.writerow(names)
-            for row in zip(*columns):
-                writer.writerow([_csv_value(v) for v in row])
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with open(path, "w", newline="", encoding="utf-8") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(names)
+        for row in zip(*columns):
+            writer.writerow([_csv_value(v) for v in row])
     return path
 
 
