@@ -169,8 +169,8 @@ def _demo_morphometry(out_dir: Path, acq, image, kspace, specimen) -> None:
     from scipy import ndimage
 
     from napari_mrmicro.core.morphometry import measure_duct, write_area_plot
-    from napari_mrmicro.pipeline import write_table
     from napari_mrmicro.core.segmentation import threshold_mask
+    from napari_mrmicro.pipeline import write_table
 
     magnitude = np.abs(image[0])
     components, _ = ndimage.label(threshold_mask(magnitude))
