@@ -22,11 +22,12 @@ appears ``Δf / BW_px`` pixels towards *lower* readout index.
 from __future__ import annotations
 
 import functools
+import math
 from dataclasses import dataclass
 
 import numpy as np
-import scipy.fft
 
+from napari_mrmicro.core import backend
 from napari_mrmicro.core._slabs import for_each_slab, slab_size
 from napari_mrmicro.core.acquisition import Acquisition
 from napari_mrmicro.core.encoding import encode
@@ -73,7 +74,8 @@ NEGLIGIBLE = 1e-7
 
 def simulate(specimen: Specimen, acquisition: Acquisition, seed: int | None = None,
              effects: Effects | None = None, polarization: float = 0.1,
-             coil_temperature_k: float | None = None, progress=None) -> KSpace:
+             coil_temperature_k: float | None = None, progress=None,
+             device: str | None = None) -> KSpace:
     """Simulate a Cartesian acquisition of a digital specimen.
 
     Parameters
@@ -96,6 +98,11 @@ def simulate(specimen: Specimen, acquisition: Acquisition, seed: int | None = No
         For the noise model (default: ``acquisition.extra["coil_temperature_k"]`` or 298 K).
     progress : callable, optional
         ``progress(stage: str, fraction: float)``.
+    device : {"cpu", "gpu"}, optional
+        Where the transforms run (:mod:`~napari_mrmicro.core.backend`; default "cpu"): on
+        the GPU the susceptibility field, each slab's x and y transforms and the z
+        transform go through cuFFT; labels, encoding, relaxation and noise stay on the
+        CPU, and the k-space comes back as a numpy array.
 
     Returns
     -------
@@ -114,12 +121,17 @@ def simulate(specimen: Specimen, acquisition: Acquisition, seed: int | None = No
     the same (relaxation, chemical shift, diffusion) share one Fourier transform.
     """
     acq, fx = acquisition, effects or Effects()
+    device = backend.resolve(device)
     report = progress or (lambda stage, fraction: None)
     multislice = bool(acq.extra.get("multislice"))
     factors = _grid_factors(specimen, acq)
     amplitudes = _tissue_amplitudes(specimen, acq, fx, polarization)  # (tissue, echo)
     groups = _groups(specimen, acq, fx, amplitudes)
     _check_memory(specimen.labels.shape, acq, factors)
+    if device == "gpu":  # one group's hybrid spectrum and its z transform on the device
+        backend.check_device_memory(16 * specimen.labels.shape[0] * math.prod(acq.matrix[1:]),
+                                    "simulate's k-space transforms", device,
+                                    "a coarser specimen grid")
     gamma_b0 = acq.gamma_bar_hz_per_t * acq.b0_tesla * 1e-6  # Hz per ppm
 
     report("truth", 0.0)
@@ -133,7 +145,7 @@ def simulate(specimen: Specimen, acquisition: Acquisition, seed: int | None = No
     if fx.susceptibility and np.ptp(truth["chi_ppm"]) > 0:
         report("field", 0.05)
         coarse = forward_field(truth["chi_ppm"], acq.voxel_um, acq.b0_direction,
-                               kernel="spatial")
+                               kernel="spatial", device=device)
         truth["field_ppm"] = coarse
         field = upsample_linear(coarse, factors)
     else:
@@ -161,7 +173,7 @@ def simulate(specimen: Specimen, acquisition: Acquisition, seed: int | None = No
                                      [amplitudes[:, e if phase_per_echo else g.echo]
                                       for g in groups], acq.matrix, factors, multislice,
                                      lambda f, e=e: report("k-space", 0.3 + 0.65 * (
-                                         e + f) / len(acq.te_ms)))
+                                         e + f) / len(acq.te_ms)), device)
         for group, spectrum in zip(groups, spectra):
             if spectrum is None:
                 continue
@@ -249,15 +261,17 @@ def _groups(specimen: Specimen, acq: Acquisition, fx: Effects, amplitudes) -> li
 
 
 def _group_spectra(labels, field, density, radians_per_ppm, groups, amplitudes, matrix,
-                   factors, multislice: bool, report) -> list:
+                   factors, multislice: bool, report, device: str = "cpu") -> list:
     """The k-space of each group's transverse magnetization, ``amplitude[label]·density·
     e^{iφ}`` (real without ``radians_per_ppm``; ``density`` 1 when None), truncated to the
     matrix (None for an empty group).
 
     Slab by slab, on all cores, the rows along x that hold the group are Fourier
     transformed and truncated, then the slab's planes along y; z (or, multi-slice, the
-    z block mean) runs last, on a quarter of the fine grid.
+    z block mean) runs last, on a quarter of the fine grid. The transforms run on
+    ``device``.
     """
+    xp = backend.namespace(device)
     shape, (mz, my, mx) = labels.shape, matrix
     hybrid_bytes = shape[0] * my * mx * 8
     batch = max(1, int(0.5 * available_memory_bytes() // hybrid_bytes))
@@ -268,7 +282,7 @@ def _group_spectra(labels, field, density, radians_per_ppm, groups, amplitudes, 
         hybrids = [np.zeros((shape[0], my, mx), dtype=np.complex64) for _ in chunk]
         held = [np.zeros(shape[0], dtype=bool) for _ in chunk]
         work = functools.partial(_xy_spectra, labels, field, density, radians_per_ppm, chunk,
-                                 hybrids, held, matrix, factors)
+                                 hybrids, held, matrix, factors, xp)
         progress = (lambda f, first=first: report((first + f * len(chunk)) / len(groups)))
         for_each_slab(work, shape[0], slab_size(shape[1] * shape[2], 2**19), progress)
         for hybrid, planes in zip(hybrids, held):
@@ -277,8 +291,10 @@ def _group_spectra(labels, field, density, radians_per_ppm, groups, amplitudes, 
             elif multislice:  # slices are not encoded: their fine planes average
                 spectra.append(hybrid.reshape(mz, factors[0], my, mx).mean(axis=1))
             else:
-                spectrum = scipy.fft.fft(hybrid, axis=0, workers=-1, overwrite_x=True)
-                spectra.append(keep_frequencies(spectrum, 0, shape[0], mz, factors[0]))
+                spectrum = backend.fft(xp).fftn(backend.to_device(hybrid, device), axes=(0,),
+                                                workers=-1, overwrite_x=True)
+                spectra.append(backend.to_host(keep_frequencies(spectrum, 0, shape[0], mz,
+                                                                factors[0])))
                 del spectrum
         del hybrids
     return spectra
@@ -307,8 +323,10 @@ class _GroupImage:
 
 
 def _xy_spectra(labels, field, density, radians_per_ppm, chunk, hybrids, held, matrix,
-                factors, z0, z1):
-    """x then y spectra of slab ``z0:z1`` for each group of ``chunk``."""
+                factors, xp, z0, z1):
+    """x then y spectra of slab ``z0:z1`` for each group of ``chunk``, transformed with
+    array module ``xp`` (the slab's image moved to the GPU for cupy)."""
+    fft = backend.fft(xp)
     _, ny, nx = labels.shape
     _, my, mx = matrix
     slab = labels[z0:z1].reshape(-1, nx)
@@ -335,19 +353,24 @@ def _xy_spectra(labels, field, density, radians_per_ppm, chunk, hybrids, held, m
             image = amplitude[pick].astype(np.float32, copy=False)
         else:
             image = np.multiply(carrier[pick], amplitude[pick], dtype=carrier.dtype)
-        spectrum = (scipy.fft.rfft(image, axis=1, workers=1) if real else
-                    scipy.fft.fft(image, axis=1, workers=1, overwrite_x=True))
+        if xp is not np:
+            image = xp.asarray(image)
+        spectrum = (fft.rfftn(image, axes=(1,), workers=1) if real else
+                    fft.fftn(image, axes=(1,), workers=1, overwrite_x=True))
         del image
         if isinstance(pick, slice):
             rows_x = keep_frequencies(spectrum, 1, nx, mx, factors[2], real, group.scale)
         else:
-            rows_x = np.zeros((rows.size, mx), dtype=np.complex64)
-            rows_x[pick] = keep_frequencies(spectrum, 1, nx, mx, factors[2], real,
-                                            group.scale)
+            rows_x = xp.zeros((rows.size, mx), dtype=np.complex64)
+            rows_x[xp.asarray(pick)] = keep_frequencies(spectrum, 1, nx, mx, factors[2],
+                                                        real, group.scale)
         del spectrum
-        spectrum = scipy.fft.fft(rows_x.reshape(z1 - z0, ny, mx), axis=1, workers=1,
-                                 overwrite_x=True)
-        keep_frequencies(spectrum, 1, ny, my, factors[1], out=hybrid[z0:z1])
+        spectrum = fft.fftn(rows_x.reshape(z1 - z0, ny, mx), axes=(1,), workers=1,
+                            overwrite_x=True)
+        if xp is np:
+            keep_frequencies(spectrum, 1, ny, my, factors[1], out=hybrid[z0:z1])
+        else:
+            hybrid[z0:z1] = backend.to_host(keep_frequencies(spectrum, 1, ny, my, factors[1]))
 
 
 def _grid_factors(specimen: Specimen, acq: Acquisition) -> tuple:

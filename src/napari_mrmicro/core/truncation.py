@@ -15,6 +15,8 @@ import itertools
 
 import numpy as np
 
+from napari_mrmicro.core import backend
+
 from napari_mrmicro.core._slabs import for_each_slab, slab_size
 
 
@@ -47,14 +49,15 @@ def keep_frequencies(spectrum: np.ndarray, axis: int, n: int, m: int, f: int,
         scaled by ``√m / n``: ortho-normalised for the matrix, and a uniform region keeps
         its value in the image.
     """
+    xp = backend.array_namespace(spectrum)  # a CuPy spectrum stays on the GPU
     shape = list(spectrum.shape)
     shape[axis] = m
     if out is None:
-        out = np.empty(shape, dtype=np.complex64)
+        out = xp.empty(shape, dtype=np.complex64)
     q = np.arange(m) - m // 2
     centre = f * (m // 2) + (f - 1) / 2
-    factor = (np.exp(2j * np.pi * q * centre / n) * (np.sqrt(m) / n * scale)).astype(
-        np.complex64).reshape(along(axis, spectrum.ndim))
+    factor = xp.asarray((np.exp(2j * np.pi * q * centre / n) * (np.sqrt(m) / n * scale)).astype(
+        np.complex64).reshape(along(axis, spectrum.ndim)))
     h = m // 2
 
     def cut(array, start, stop, step=1):
@@ -62,11 +65,11 @@ def keep_frequencies(spectrum: np.ndarray, axis: int, n: int, m: int, f: int,
 
     negative, positive = cut(out, 0, h), cut(out, h, m)
     if half:  # X[−q] = conj(X[q]) along a real line
-        np.conjugate(cut(spectrum, h, 0, -1), out=negative)
+        xp.conjugate(cut(spectrum, h, 0, -1), out=negative)
         negative *= cut(factor, 0, h)
     else:
-        np.multiply(cut(spectrum, n - h, n), cut(factor, 0, h), out=negative)
-    np.multiply(cut(spectrum, 0, m - h), cut(factor, h, m), out=positive)
+        xp.multiply(cut(spectrum, n - h, n), cut(factor, 0, h), out=negative)
+    xp.multiply(cut(spectrum, 0, m - h), cut(factor, h, m), out=positive)
     return out
 
 
