@@ -13,8 +13,11 @@ to the CPU result's peak (float32 tolerance):
 (d) TV-ADMM QSM 256×256×128, 100 iterations (``invert_tv``, tol = 0), host arrays in and
     out. Target: < 1 s on the GPU. The CPU runs ``--cpu-iterations`` (default 20) and its
     time is scaled to 100 iterations (the iterations cost the same).
+(e) ``simulate`` of a 128³ two-echo gradient-echo acquisition from a 256³ cochlea (its
+    susceptibility field and x, y, z transforms on the device), host in and out.
 
-Usage: ``python benchmarks/bench_gpu.py [--small]`` (``--small``: 128³ and 128×128×64).
+Usage: ``python benchmarks/bench_gpu.py [--small]`` (``--small``: 128³, 128×128×64, and
+64³ from 128³ for the simulation).
 Without a CUDA device it says so and exits.
 """
 
@@ -123,6 +126,20 @@ def bench_qsm(shape, cpu_iterations, sync):
           f"difference after {cpu_iterations} iterations")
 
 
+def bench_simulate(n, sync):
+    from napari_mrmicro.core import Acquisition, make_specimen, simulate
+    specimen = make_specimen("cochlea", (2 * n,) * 3, 6400.0 / n)
+    acquisition = Acquisition(matrix=(n,) * 3, fov_um=(12800.0,) * 3,
+                              sequence="gradient_echo", te_ms=(3.0, 6.0))
+    cpu = simulate(specimen, acquisition, seed=1)
+    t_cpu = best_seconds(lambda: simulate(specimen, acquisition, seed=1), 1)
+    t_gpu = best_seconds(lambda: simulate(specimen, acquisition, seed=1, device="gpu"), 2,
+                         sync)
+    line(f"(e) simulate {n}³ from {2 * n}³", t_cpu, t_gpu,
+         relative_error(simulate(specimen, acquisition, seed=1, device="gpu").data, cpu.data),
+         unit="s")
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--small", action="store_true", help="128³ and 128×128×64")
@@ -139,6 +156,7 @@ def main():
     print(f"GPU {name}, CuPy {cp.__version__}; CPU: {core_count()} cores")
     bench_recon(128 if args.small else 256, cp, sync)
     bench_qsm((128, 128, 64) if args.small else (256, 256, 128), args.cpu_iterations, sync)
+    bench_simulate(64 if args.small else 128, sync)
 
 
 if __name__ == "__main__":
