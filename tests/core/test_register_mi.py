@@ -105,3 +105,25 @@ def test_nan_and_constant_images_refused():
         mutual_information_affine(bad, SPACING, mrm, SPACING)
     with pytest.raises(ValueError, match="constant"):
         section_plane_affine(np.ones((32, 32)), 20.0, mrm, SPACING)
+
+
+def test_progress_callback_reports_and_a_raise_stops_the_search():
+    _, mrm, optical, _ = _specimen(2)
+    calls = []
+
+    class Stop(Exception):
+        pass
+
+    def callback(done, total):
+        calls.append((done, total))
+        if len(calls) == 25:
+            raise Stop
+
+    with pytest.raises(Stop):
+        mutual_information_affine(optical, SPACING, mrm, SPACING, samples=2000,
+                                  callback=callback)
+    assert len(calls) == 25 and calls[0] == (0, 3 * 800)
+    assert all(b[0] > a[0] for a, b in zip(calls, calls[1:]))
+    with pytest.raises(Stop):
+        section_plane_affine(optical[N // 2], SPACING[1:], mrm, SPACING, samples=2000,
+                             callback=lambda *_: (_ for _ in ()).throw(Stop()))

@@ -90,21 +90,33 @@ class _Interpolator:
         return values, valid
 
 
-def _maximise(levels: list, compose: Callable, start: np.ndarray):
+#: Most metric evaluations of one level's Powell search.
+MAX_EVALUATIONS = 800
+
+
+def _maximise(levels: list, compose: Callable, start: np.ndarray, callback=None):
     """Powell maximisation of MI over 6 rigid parameters, level by level.
 
     ``levels``: per level ``(evaluate(affine) -> MI, unit_um, radius_um)``; ``compose(x,
-    unit_deg, unit_um, base) -> affine`` applies the parameter vector to ``base``."""
+    unit_deg, unit_um, base) -> affine`` applies the parameter vector to ``base``.
+    ``callback(done, total)`` is called before every evaluation (``done`` of at most
+    ``total`` evaluations); an exception it raises (a cancel) stops the search."""
     current, evaluations, best = start, 0, 0.0
-    for evaluate, unit_um, radius_um in levels:
+    total = MAX_EVALUATIONS * len(levels)
+    for level, (evaluate, unit_um, radius_um) in enumerate(levels):
         unit_deg = np.degrees(unit_um / radius_um)
         base = current
+        count = [0]
 
-        def cost(x, base=base, unit_deg=unit_deg, unit_um=unit_um):
+        def cost(x, base=base, unit_deg=unit_deg, unit_um=unit_um, level=level, count=count):
+            if callback is not None:
+                callback(level * MAX_EVALUATIONS + count[0], total)
+            count[0] += 1
             return -evaluate(compose(x, unit_deg, unit_um, base))
 
         result = optimize.minimize(cost, np.zeros(6), method="Powell",
-                                   options={"xtol": 5e-2, "ftol": 1e-4, "maxfev": 800})
+                                   options={"xtol": 5e-2, "ftol": 1e-4,
+                                            "maxfev": MAX_EVALUATIONS})
         evaluations += result.nfev
         current = compose(result.x, unit_deg, unit_um, base)
         best = -float(result.fun)
@@ -118,7 +130,7 @@ def _delta(x, unit_deg, unit_um, centre):
 def mutual_information_affine(moving, moving_spacing_um, fixed, fixed_spacing_um,
                               initial_affine=None, *, levels=(4, 2, 1), bins: int = 32,
                               samples: int = 10000, fixed_mask=None,
-                              seed: int = 0) -> MutualInformationFit:
+                              seed: int = 0, callback=None) -> MutualInformationFit:
     """Rigid 3-D ↔ 3-D registration maximising Mattes mutual information.
 
     Optimises 6 parameters — 3 rotations about the fixed volume's centre and 3 translations
@@ -139,6 +151,8 @@ def mutual_information_affine(moving, moving_spacing_um, fixed, fixed_spacing_um
         Fixed voxels sampled per level (a fixed random subset, drawn with ``seed``).
     fixed_mask : bool (z, y, x) array, optional
         Where to sample the fixed image (e.g. the specimen).
+    callback : callable(done, total), optional
+        Progress before each metric evaluation; raising in it stops the search.
 
     Returns
     -------
@@ -183,13 +197,14 @@ def mutual_information_affine(moving, moving_spacing_um, fixed, fixed_spacing_um
     def compose(x, unit_deg, unit_um, base):
         return _delta(x, unit_deg, unit_um, centre) @ base
 
-    affine, mi, n = _maximise(built, compose, start)
+    affine, mi, n = _maximise(built, compose, start, callback)
     return MutualInformationFit(affine, mi, n)
 
 
 def section_plane_affine(section, section_spacing_um, volume, volume_spacing_um,
                          initial_plane_affine=None, *, levels=(4, 2, 1), bins: int = 32,
-                         samples: int = 10000, seed: int = 0) -> MutualInformationFit:
+                         samples: int = 10000, seed: int = 0,
+                         callback=None) -> MutualInformationFit:
     """Find the pose of a 2-D section (e.g. an optical slice) inside a 3-D volume.
 
     Optimises the rigid pose of the section's pixel grid — 3 rotations about the section
@@ -206,7 +221,7 @@ def section_plane_affine(section, section_spacing_um, volume, volume_spacing_um,
     initial_plane_affine : (4, 4) array, optional
         Starting pose (section local µm, the section at local z = 0 → volume world µm);
         default: the section centred in the volume, parallel to the (y, x) planes.
-    levels, bins, samples, seed
+    levels, bins, samples, seed, callback
         As in :func:`mutual_information_affine` (samples are section pixels).
 
     Returns
@@ -246,5 +261,5 @@ def section_plane_affine(section, section_spacing_um, volume, volume_spacing_um,
     def compose(x, unit_deg, unit_um, base):
         return base @ _delta(x, unit_deg, unit_um, local_centre)
 
-    affine, mi, n = _maximise(built, compose, start)
+    affine, mi, n = _maximise(built, compose, start, callback)
     return MutualInformationFit(affine, mi, n)

@@ -423,8 +423,9 @@ class RegisterWidget(Container):
 
             def job(report):
                 report(0.05, "mutual information, coarse to fine")
-                fit = mutual_information_affine(moving_data, spacing_um(moving), fixed_data,
-                                                spacing_um(fixed), start)
+                fit = mutual_information_affine(
+                    moving_data, spacing_um(moving), fixed_data, spacing_um(fixed), start,
+                    callback=lambda done, total: report(0.05 + 0.95 * done / total))
                 report(1.0)
                 return {"affine": fit.affine, "mutual_information": fit.mutual_information,
                         "kind": "mutual_information"}
@@ -436,8 +437,9 @@ class RegisterWidget(Container):
 
         def job(report):
             report(0.05, "section plane search")
-            fit = section_plane_affine(section, spacing_um(moving)[1:], fixed_data,
-                                       spacing_um(fixed), start)
+            fit = section_plane_affine(
+                section, spacing_um(moving)[1:], fixed_data, spacing_um(fixed), start,
+                callback=lambda done, total: report(0.05 + 0.95 * done / total))
             report(1.0)
             return {"affine": fit.affine, "mutual_information": fit.mutual_information,
                     "kind": "section_plane"}
