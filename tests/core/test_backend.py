@@ -233,6 +233,7 @@ def _slab_sum_in_child():
 
 def test_qsm_element_wise_steps_in_slabs_equal_one_slab(monkeypatch):
     from napari_mrmicro.core.qsm.kernel import dipole_kernel_fft_order
+    from napari_mrmicro.core.qsm.tikhonov import invert_tikhonov
     from napari_mrmicro.core.qsm.tkd import invert_tkd
     from napari_mrmicro.core.qsm.unwrap import unwrap_laplacian
     rng = np.random.default_rng(6)
@@ -244,6 +245,8 @@ def test_qsm_element_wise_steps_in_slabs_equal_one_slab(monkeypatch):
     def run():
         return [unwrap_laplacian(phase, (20.0, 25.0, 30.0)),
                 invert_tkd(field, mask, (20.0, 20.0, 30.0), (1.0, 0.3, 0.2), pad=2),
+                invert_tikhonov(field, mask, (20.0, 20.0, 30.0), (1.0, 0.3, 0.2)),
+                invert_tikhonov(field, mask, 20.0, regularizer="identity", pad=1),
                 dipole_kernel_fft_order((12, 10, 8), (1.0, 2.0, 1.5), (0.6, 0.8, 0.0), real=True)]
 
     whole = run()

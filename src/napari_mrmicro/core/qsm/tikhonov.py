@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from napari_mrmicro.core import backend
 from napari_mrmicro.core.qsm.inversion import Grid, check_inputs, check_positive, result
 
 REGULARIZERS = ("identity", "gradient")
@@ -42,10 +43,21 @@ def invert_tikhonov(local_field_ppm, mask, spacing_um, b0_direction=(1.0, 0.0, 0
                          f"{regularizer!r}")
     grid = Grid(field.shape, spacing, b0_direction, pad, where)
     grid.check_memory(6)
+    padded = np.zeros(grid.padded, np.float32)
+    np.copyto(padded[grid.crop], field, where=mask)  # the field inside the mask, embedded
+    spectrum = grid.rfft(padded)
+    del padded
     dipole = grid.dipole()
-    penalty = grid.laplacian_symbol() if regularizer == "gradient" else np.float32(1)
-    denominator = dipole**2 + np.float32(lam) * penalty
-    denominator[0, 0, 0] = 1  # D(0) = 0 and ∇ of a constant is 0: keep the mean at 0
-    spectrum = grid.rfft(grid.embed(np.where(mask, field, np.float32(0))))
-    spectrum *= dipole / denominator
+    symbols = grid.gradient_symbols() if regularizer == "gradient" else None
+
+    def divide(start, stop):  # the filter built and applied slab by slab, on all cores
+        d = dipole[start:stop]
+        penalty = np.float32(1) if symbols is None else \
+            symbols[0][start:stop] + symbols[1] + symbols[2]
+        denominator = d**2 + np.float32(lam) * penalty
+        if start == 0:
+            denominator[0, 0, 0] = 1  # D(0) = 0 and ∇ of a constant is 0: the mean stays 0
+        spectrum[start:stop] *= d / denominator
+
+    backend.for_each_slab(np, divide, spectrum.shape[0], spectrum[0].size)
     return result(grid, grid.irfft(spectrum), mask)
