@@ -103,3 +103,28 @@ def test_bad_input_names_the_parameter(call, match):
     magnitudes, *_ = sphere_echoes()
     with pytest.raises(ValueError, match=match):
         call(magnitudes)
+
+
+def test_signal_mask_leaves_out_partial_volume_edge_voxels_of_a_void():
+    """Tissue filling the array around a void drawn with partial volume (4³ subvoxels):
+    the edge voxels that are a third void or more leave, whole voxels stay, and the array's
+    faces are not an edge."""
+    from napari_mrmicro.core.qsm.mask import PARTIAL_FRACTION, signal_mask
+
+    shape, fine = (24, 24, 24), 4
+    axes = [(np.arange(n * fine) + 0.5) / fine - n / 2 for n in shape]
+    z, y, x = np.meshgrid(*axes, indexing="ij")
+    void = (z**2 + y**2 + x**2 <= 6.3**2).astype(np.float32)
+    void_fraction = void.reshape(shape[0], fine, shape[1], fine, shape[2], fine).mean((1, 3, 5))
+    rng = np.random.default_rng(2)
+    signal = 1 - void_fraction
+    data = signal + 0.01 * (rng.normal(size=shape) + 1j * rng.normal(size=shape))
+    magnitude = np.abs(data).astype(np.float32)
+    kept, report = signal_mask(magnitude, partial_fraction=PARTIAL_FRACTION)
+    everything, plain = signal_mask(magnitude, partial_fraction=0)
+    dim_edge = everything & ~kept
+    assert report.partial == dim_edge.sum() > 0 and plain.partial == 0
+    assert (void_fraction[dim_edge] >= 0.25).all()  # partial volume, not whole tissue
+    assert kept[void_fraction == 0].all()  # whole voxels, the array's faces included
+    assert not kept[void_fraction > 0.5].any()
+    assert "dim at the edge" in report.summary()

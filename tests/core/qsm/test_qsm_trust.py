@@ -37,7 +37,7 @@ def test_defaults_recover_the_cylinders_of_qsm_forward(scan):
     errors = cylinder_errors(scan, result)
     assert (errors <= 0.20).sum() >= 4, errors
     tissue = result.local_mask & scan.tissue
-    assert nrmse(result.chi_ppm, scan.chi_ppm, tissue) <= 34.0  # measured 30.9 % (the issue asks 30 %)
+    assert nrmse(result.chi_ppm, scan.chi_ppm, tissue) <= 33.0  # measured 31.0 % (the issue asks 30 %)
     # the mask: the bone void and the dephased shell next to the bubble are out
     report = result.mask_report
     assert report is not None and report.misfit_checked
@@ -46,6 +46,21 @@ def test_defaults_recover_the_cylinders_of_qsm_forward(scan):
     assert report.voids > 0 and report.misfit > 0 and report.dim > 0
     assert result.mask[scan.tissue].mean() > 0.8
     assert "left out" in report.summary()
+
+
+def test_partial_volume_edge_of_voids_out_of_the_mask_helps_with_an_air_pocket():
+    """With an air pocket (χ +9.4 ppm) inside too, the mask's dim edge voxels, part void,
+    are strong sources; leaving them out lowers NRMSE (measured 39.1 → 36.4 %)."""
+    s = forward_scan(voids=("bone", "air", "bubble"))
+    scores = []
+    for fraction in (0.0, 0.7):
+        mask, _ = signal_mask(s.magnitude, phase=s.phase, te_ms=s.te_ms,
+                              partial_fraction=fraction)
+        result = qsm_stages(s.magnitude, s.phase, s.te_ms, s.b0_tesla, s.spacing_um,
+                            s.b0_direction, mask=mask)
+        assert (cylinder_errors(s, result) <= 0.20).sum() >= 4
+        scores.append(nrmse(result.chi_ppm, s.chi_ppm, result.local_mask & s.tissue))
+    assert scores[1] < scores[0] - 1.5 and scores[1] <= 37.5, scores
 
 
 def test_vsharp_with_published_radii_is_biased_low_here(scan):
@@ -58,8 +73,9 @@ def test_vsharp_with_published_radii_is_biased_low_here(scan):
 def test_mask_leaves_out_voids_without_phase():
     """Magnitude alone cannot tell a void's Gibbs ringing from tissue; the phase can."""
     s = forward_scan(n=32, voids=("bone",), seed=1)
-    plain, plain_report = signal_mask(s.magnitude)
-    checked, report = signal_mask(s.magnitude, phase=s.phase, te_ms=s.te_ms)
+    plain, plain_report = signal_mask(s.magnitude, partial_fraction=0)
+    checked, report = signal_mask(s.magnitude, phase=s.phase, te_ms=s.te_ms,
+                                  partial_fraction=0)
     assert not plain_report.misfit_checked and report.misfit_checked
     assert (checked & s.voids).sum() < (plain & s.voids).sum()
     assert checked[s.tissue & ~s.voids].mean() > 0.95

@@ -109,6 +109,17 @@ DIM_FRACTION = 0.5
 #: microscopy specimens differs in signal by less than this (the simulated cochlea's
 #: modiolus has 0.7 of the fluid's).
 FLOOR_FRACTION = 0.3
+#: A voxel on the mask's edge against a void or the outside (not the array's edge) dimmer
+#: than this fraction of the mask's median signal is left out: about a third of it or more
+#: is void, so its χ is largely the void's (bone −2 ppm, air +9.4 ppm against water) and
+#: its field is no tissue's; left in, it is a sheet of strong sources along the void that
+#: background removal keeps and the inversion spreads (the boundary layer that LBV's
+#: "peel" drops, Zhou et al., NMR Biomed 2014;27:312, here only where the signal says it is
+#: partial). Measured with LBV + TV: the demo cochlea's χ error in its fluid falls from
+#: 0.62 to 0.08 ppm RMS (0.34 to 0.03 from the true field); qsm-forward's cylinder phantom
+#: NRMSE 30.9 → 31.0 % with a bone-like void, 39.1 → 36.4 % with an air pocket too
+#: (fraction 0.5: 0.16 ppm, 31.1 %, 38.5 %; 0.8: 0.08 ppm, 31.6 %, 36.2 %).
+PARTIAL_FRACTION = 0.7
 
 
 @dataclass(frozen=True)
@@ -119,7 +130,9 @@ class MaskReport:
     ``threshold``: the echo-combined magnitude a voxel must exceed; ``kept``: voxels in the
     final mask; ``voids``: signal voids enclosed by the specimen (bone, air, tube walls);
     ``specks``: isolated bits above the threshold dropped as noise; ``dim``: voxels above
-    the noise but below :data:`FLOOR_FRACTION` of the median signal; ``misfit``: voxels with
+    the noise but below :data:`FLOOR_FRACTION` of the median signal; ``partial``: edge
+    voxels below :data:`PARTIAL_FRACTION` of it (partial volume with a void or the
+    outside); ``misfit``: voxels with
     signal whose phase does not grow linearly with TE (dephasing next to a void, unwrapping
     errors); ``misfit_checked``: False with too few echoes for that test.
     """
@@ -132,12 +145,14 @@ class MaskReport:
     dim: int = 0
     misfit: int = 0
     misfit_checked: bool = False
+    partial: int = 0
 
     def summary(self) -> str:
         misfit = (f"{self.misfit} with non-linear phase over TE" if self.misfit_checked
                   else "phase linearity not checked (too few echoes)")
         return (f"mask {self.kept} voxels; left out {self.voids} in signal voids, "
-                f"{self.dim} dim (partial volume, ringing), {self.specks} in noise specks, "
+                f"{self.dim} dim (partial volume, ringing), {self.partial} dim at the "
+                f"edge (partial volume with a void), {self.specks} in noise specks, "
                 f"{misfit} (noise σ {self.noise_sigma:.3g}, threshold {self.threshold:.3g})")
 
 
@@ -171,7 +186,8 @@ def phase_curvature(magnitude, phase, te_ms):
 
 def signal_mask(magnitude, spacing_um=None, erode_um: float = 0.0,
                 min_part_voxels: int = 27, phase=None, te_ms=None,
-                floor_fraction: float = FLOOR_FRACTION) -> tuple[np.ndarray, MaskReport]:
+                floor_fraction: float = FLOOR_FRACTION,
+                partial_fraction: float = PARTIAL_FRACTION) -> tuple[np.ndarray, MaskReport]:
     """The voxels with signal: echo-combined magnitude against the measured noise.
 
     Noise-only voxels of ``√Σ_e|S_e|²`` over E echoes are ``σ·√χ²(2E)`` (root-sum-of-squares
@@ -189,7 +205,10 @@ def signal_mask(magnitude, spacing_um=None, erode_um: float = 0.0,
     bends over TE (:func:`phase_curvature` above ``χ²_{1−p/n}(1)``, ``p`` =
     :data:`MISFIT_FALSE_ALARM`, Bonferroni over the n echo triples) are left out before
     any unwrapping: partial-volume and dephased voxels at voids and edges, whose phase is
-    no field.
+    no field. Last, the mask's edge voxels (against a void or the outside, not the array's
+    edge) dimmer than ``partial_fraction`` (:data:`PARTIAL_FRACTION`) of its median signal
+    leave: partial volume
+    with a void, whose χ is mostly the void's.
 
     Parameters
     ----------
@@ -204,6 +223,8 @@ def signal_mask(magnitude, spacing_um=None, erode_um: float = 0.0,
     te_ms : sequence of float, optional
     floor_fraction : float
         0 keeps every voxel above the noise.
+    partial_fraction : float
+        0 keeps the mask's dim edge voxels.
 
     Returns
     -------
@@ -237,12 +258,18 @@ def signal_mask(magnitude, spacing_um=None, erode_um: float = 0.0,
             bent, checked, mask = int(mask.sum() - straight.sum()), True, straight
     if not mask.any():
         raise ValueError("no voxel has both signal and a phase that grows linearly with TE")
+    edge = mask & ~ndi.binary_erosion(mask, border_value=1)
+    dim_edge = edge & (combined < float(partial_fraction) * np.median(combined[mask]))
+    kept = _drop_specks(mask & ~dim_edge, min_part_voxels)
+    partial = 0
+    if kept.any():
+        partial, mask = int(mask.sum() - kept.sum()), kept
     voids = int((ndi.binary_fill_holes(mask) & ~mask).sum())
     if erode_um > 0:
         mask = mask_from_magnitude(mask.astype(np.float32), 0.5, erode_um, fill_holes=False,
                                    keep_largest=False, spacing_um=spacing_um)
     return mask, MaskReport(sigma, threshold, int(mask.sum()), voids, specks, dim, bent,
-                            checked)
+                            checked, partial)
 
 
 def _drop_specks(mask, min_part_voxels):
