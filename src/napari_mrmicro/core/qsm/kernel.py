@@ -57,16 +57,22 @@ def dipole_kernel_fft_order(shape, spacing_um, b0_direction=(1.0, 0.0, 0.0), rea
     k = [xp.asarray(f) for f in k]
     out = xp.empty((k[0].shape[0], k[1].shape[1], k[2].shape[2]), np.float32)
 
+    # the planes' terms once: (k·b̂)² = (b0 k0)² + 2 b0 c0 (b1 c1 + b2 c2) + plane_kb2
+    plane_kb2 = (b[1] * k[1]) ** 2 + (b[2] * k[2]) ** 2 + 2 * b[1] * b[2] * kc[1] * kc[2]
+    plane_cross = 2 * b[0] * (b[1] * kc[1] + b[2] * kc[2])
+    plane_k2 = k[1] ** 2 + k[2] ** 2
+
     def work(start, stop):  # float64 per slab of the first axis, on all cores
         k0, c0 = k[0][start:stop], kc[0][start:stop]
-        kb2 = (b[0] * k0) ** 2 + (b[1] * k[1]) ** 2 + (b[2] * k[2]) ** 2 + 2 * (
-            b[0] * b[1] * c0 * kc[1] + b[0] * b[2] * c0 * kc[2] + b[1] * b[2] * kc[1] * kc[2])
-        k2 = k0 ** 2 + k[1] ** 2 + k[2] ** 2
+        kb2 = (b[0] * k0) ** 2 + plane_kb2
+        kb2 += c0 * plane_cross
+        k2 = k0 ** 2 + plane_k2
         with np.errstate(invalid="ignore", divide="ignore"):
-            d = 1.0 / 3.0 - kb2 / k2
+            kb2 /= k2
+        xp.subtract(1.0 / 3.0, kb2, out=kb2)
         if start == 0:
-            d[0, 0, 0] = 0.0
-        out[start:stop] = d
+            kb2[0, 0, 0] = 0.0
+        out[start:stop] = kb2
 
     backend.for_each_slab(xp, work, out.shape[0], out[0].size)
     return out
