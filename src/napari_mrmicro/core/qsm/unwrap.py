@@ -269,6 +269,16 @@ def unwrap_echoes(phases, te_ms, magnitudes=None, mask=None, spacing_um=None,
 
 # -- helpers ----------------------------------------------------------------------------
 
+def _wrapped_flux(difference, h: float):
+    """``wrap_phase(difference) / h²`` computed in place (the same float32 operations)."""
+    turns = np.divide(difference, TWO_PI)
+    np.round(turns, out=turns)
+    turns *= TWO_PI
+    difference -= turns
+    difference *= np.float32(1.0 / h**2)
+    return difference
+
+
 def _wrapped_laplacian(phase, spacing, start, stop, out) -> None:
     """``out`` = the wrapped-difference Laplacian of ``phase`` on the planes
     ``start:stop`` of its first axis (the neighbour planes outside the slab are read), each
@@ -277,8 +287,7 @@ def _wrapped_laplacian(phase, spacing, start, stop, out) -> None:
     nz = phase.shape[0]
     if nz > 1:  # first axis: the fluxes between planes lo .. hi
         lo, hi = max(start - 1, 0), min(stop, nz - 1)
-        flux = wrap_phase(phase[lo + 1:hi + 1] - phase[lo:hi])
-        flux *= np.float32(1.0 / spacing[0] ** 2)
+        flux = _wrapped_flux(np.subtract(phase[lo + 1:hi + 1], phase[lo:hi]), spacing[0])
         ahead = flux[start - lo:stop - lo]  # flux from plane i to i + 1, i in the slab
         out[:len(ahead)] += ahead
         behind = flux[max(start, 1) - 1 - lo:stop - 1 - lo]  # into plane i from i − 1
@@ -287,8 +296,7 @@ def _wrapped_laplacian(phase, spacing, start, stop, out) -> None:
     for axis, h in enumerate(spacing[1:], 1):
         if phase.shape[axis] < 2:
             continue
-        flux = wrap_phase(np.diff(slab, axis=axis))
-        flux *= np.float32(1.0 / h**2)
+        flux = _wrapped_flux(np.diff(slab, axis=axis), h)
         out[_cut(axis, 0, -1)] += flux
         out[_cut(axis, 1, None)] -= flux
 
