@@ -199,14 +199,26 @@ def for_each_slab(xp, work, n: int, plane_voxels: int) -> None:
     kernel launch per operation over the whole volume). Slabs must not write what other
     slabs read. Called from inside a slab, it runs serially (no nested waits on the pool).
     """
-    workers = _slabs.core_count()
     size = _slabs.slab_size(plane_voxels, SLAB_VOXELS)
-    if xp is not np or workers == 1 or size >= n \
-            or threading.current_thread().name.startswith(_POOL_PREFIX):
+    if xp is not np or size >= n or _serial():
         work(0, n)
         return
-    futures = [_pool(workers).submit(work, start, min(n, start + size))
-               for start in range(0, n, size)]
+    _run_ranges(work, [(start, min(n, start + size)) for start in range(0, n, size)])
+
+
+def _serial() -> bool:
+    """One core, or called from inside a slab (no nested waits on the pool)."""
+    return _slabs.core_count() == 1 or threading.current_thread().name.startswith(_POOL_PREFIX)
+
+
+def _run_ranges(work, bounds) -> None:
+    """``work(start, stop)`` for each of ``bounds`` on the pool (one after another when
+    :func:`_serial`), waiting for all; an exception stops the rest and is raised."""
+    if len(bounds) < 2 or _serial():
+        for start, stop in bounds:
+            work(start, stop)
+        return
+    futures = [_pool(_slabs.core_count()).submit(work, start, stop) for start, stop in bounds]
     try:
         for future in futures:
             future.result()
@@ -259,24 +271,27 @@ def magnitude_in_place(y):
     destroyed. No second volume is allocated.
 
     Element ``j`` of the result occupies half of the bytes of complex element ``j / 2``, so
-    a slab ``[a, b)`` overwrites only complex elements ``[a / 2, b / 2)``: slabs run in
-    waves ``{0}, {1}, {2, 3}, {4 .. 7}, ...``, each wave (in parallel on all cores) writing
-    only where the previous waves have already read.
+    a range ``[a, b)`` overwrites only complex elements ``[a / 2, b / 2)``: after a small
+    first range ``[0, s)`` the ranges run in waves ``[s, 2s), [2s, 4s), ...``, each wave
+    split over all cores (into pieces of at most :data:`SLAB_VOXELS`) and writing only
+    where the previous waves have already read.
     """
     if not (y.flags.c_contiguous and np.iscomplexobj(y)):
         raise ValueError("magnitude_in_place: needs a C-contiguous complex array")
     flat = y.reshape(-1)
     real = flat.view(np.finfo(y.dtype).dtype)[:flat.size]
-    size = SLAB_VOXELS
-    np.abs(flat[:size].copy(), out=real[:size])  # the one slab that overlaps itself
-    lo = size
+
+    def work(start, stop):
+        np.abs(flat[start:stop], out=real[start:stop])
+
+    first = min(flat.size, max(1, SLAB_VOXELS // 16))
+    np.abs(flat[:first].copy(), out=real[:first])  # the one range that overlaps itself
+    workers = _slabs.core_count()
+    lo = first
     while lo < flat.size:
         hi = min(flat.size, 2 * lo)
-
-        def work(start, stop, lo=lo):
-            np.abs(flat[lo + start:lo + stop], out=real[lo + start:lo + stop])
-
-        for_each_slab(np, work, hi - lo, 1)
+        size = min(SLAB_VOXELS, -(-(hi - lo) // workers))
+        _run_ranges(work, [(start, min(hi, start + size)) for start in range(lo, hi, size)])
         lo = hi
     return real.reshape(y.shape)
 
