@@ -258,13 +258,14 @@ def signal_mask(magnitude, spacing_um=None, erode_um: float = 0.0,
             bent, checked, mask = int(mask.sum() - straight.sum()), True, straight
     if not mask.any():
         raise ValueError("no voxel has both signal and a phase that grows linearly with TE")
+    # voids counted before the edge goes (it may open a void to the array's edge)
+    voids = int((ndi.binary_fill_holes(mask) & ~mask).sum())
     edge = mask & ~ndi.binary_erosion(mask, border_value=1)
     dim_edge = edge & (combined < float(partial_fraction) * np.median(combined[mask]))
     kept = _drop_specks(mask & ~dim_edge, min_part_voxels)
     partial = 0
     if kept.any():
         partial, mask = int(mask.sum() - kept.sum()), kept
-    voids = int((ndi.binary_fill_holes(mask) & ~mask).sum())
     if erode_um > 0:
         mask = mask_from_magnitude(mask.astype(np.float32), 0.5, erode_um, fill_holes=False,
                                    keep_largest=False, spacing_um=spacing_um)
