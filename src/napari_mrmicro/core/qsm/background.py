@@ -31,6 +31,7 @@ import math
 import numpy as np
 import scipy.fft
 
+from napari_mrmicro.core import backend
 from napari_mrmicro.core._masks import bounding_slices
 from napari_mrmicro.core.memory import check_memory
 from napari_mrmicro.core.qsm.inversion import (
@@ -51,13 +52,30 @@ def default_vsharp_radii_um(spacing_um) -> np.ndarray:
 
 def smv_kernel(shape, spacing_um, radius_um) -> np.ndarray:
     """Spherical mean value kernel in FFT order (centre at index 0): the voxels within
-    ``radius_um`` of the centre (physical distance), each weighted 1/count; float32."""
+    ``radius_um`` of the centre (physical distance), each weighted 1/count; float32.
+    Distances are evaluated only on the corner blocks the ball can reach."""
     spacing = np.broadcast_to(np.asarray(spacing_um, dtype=np.float64), (3,))
-    coords = [scipy.fft.ifftshift((np.arange(n) - n // 2) * d).reshape(
-        [-1 if i == axis else 1 for i in range(3)]) for axis, (n, d) in
-        enumerate(zip(shape, spacing))]
-    ball = (coords[0] ** 2 + coords[1] ** 2 + coords[2] ** 2) <= radius_um**2 * (1 + 1e-9)
-    return (ball / np.count_nonzero(ball)).astype(np.float32)
+    limit = radius_um**2 * (1 + 1e-9)
+    squares, near = [], []
+    for axis, (n, d) in enumerate(zip(shape, spacing)):
+        c2 = scipy.fft.ifftshift((np.arange(n) - n // 2) * d) ** 2
+        index = np.flatnonzero(c2 <= limit)  # a sum of squares is never below one of them
+        near.append(index)
+        squares.append(c2[index].reshape([-1 if i == axis else 1 for i in range(3)]))
+    ball = (squares[0] + squares[1] + squares[2]) <= limit
+    kernel = np.zeros(shape, np.float32)
+    kernel[np.ix_(*near)] = ball * np.float32(1 / np.count_nonzero(ball))
+    return kernel
+
+
+def _product(spectrum, factor, out):
+    """``out = spectrum · factor`` (a real filter on a half spectrum), slab by slab on all
+    cores; ``out`` may be ``spectrum``."""
+    def work(start, stop):
+        np.multiply(spectrum[start:stop], factor[start:stop], out=out[start:stop])
+
+    backend.for_each_slab(np, work, spectrum.shape[0], spectrum[0].size)
+    return out
 
 
 def _edge_clear(shape, spacing, radius_um) -> tuple[slice, ...]:
@@ -119,29 +137,34 @@ def vsharp(total_field_ppm, mask, spacing_um, radii_um=None, threshold: float = 
     for radius in radii:
         kernel = smv_kernel(shape, spacing, radius)
         count = round(1 / float(kernel[0, 0, 0]))
-        smv = scipy.fft.rfftn(kernel, workers=-1).real.astype(np.float32)
+        buffer = scipy.fft.rfftn(kernel, workers=-1)  # reused for each product below
         del kernel
+        smv = buffer.real.copy()
         # the ball fits in the mask: its mean of the mask is 1 (to float32 precision)
-        mean = scipy.fft.irfftn(mask_spectrum * smv, s=shape, workers=-1)
+        mean = scipy.fft.irfftn(_product(mask_spectrum, smv, buffer), s=shape, workers=-1,
+                                overwrite_x=True)
         eroded = np.zeros(shape, bool)
         clear = _edge_clear(shape, spacing, radius)
         eroded[clear] = mean[clear] > 1 - 0.5 / count
         del mean
         new = eroded & ~claimed
-        high_pass = 1 - smv
+        high_pass = np.subtract(1, smv, out=smv)
         if new.any():
-            filtered = scipy.fft.irfftn(field_spectrum * high_pass, s=shape, workers=-1)
-            combined[new] = filtered[new]
+            filtered = scipy.fft.irfftn(_product(field_spectrum, high_pass, buffer), s=shape,
+                                        workers=-1, overwrite_x=True)
+            np.copyto(combined, filtered, where=new)
             claimed |= new
             del filtered
         if inverse is None and new.any():
             keep = high_pass > threshold
             inverse = np.where(keep, 1 / np.where(keep, high_pass, 1), 0).astype(np.float32)
+        del buffer
     if not claimed.any():
         raise ValueError(f"{where}: the mask is too thin for an SMV radius of "
                          f"{radii.min():g} µm: eroding it leaves nothing")
-    local = scipy.fft.irfftn(scipy.fft.rfftn(combined, workers=-1) * inverse, s=shape,
-                             workers=-1).astype(np.float32)
+    spectrum = scipy.fft.rfftn(combined, workers=-1)
+    local = scipy.fft.irfftn(_product(spectrum, inverse, spectrum), s=shape, workers=-1,
+                             overwrite_x=True).astype(np.float32, copy=False)
     local[~claimed] = 0
     return local, claimed
 

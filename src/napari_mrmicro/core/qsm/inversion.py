@@ -153,6 +153,24 @@ class Grid:
         out[self.crop] = volume
         return out
 
+    def embed_masked(self, volume: np.ndarray, mask: np.ndarray) -> np.ndarray:
+        """``volume`` inside ``mask``, zero elsewhere, zero-padded onto the grid (float32),
+        written slab by slab on all cores in one pass."""
+        out = np.empty(self.padded, np.float32)
+        first = self.crop[0]
+
+        def work(start, stop):
+            slab = out[start:stop]
+            slab[...] = 0
+            lo, hi = max(start, first.start), min(stop, first.stop)
+            if lo < hi:
+                inside = slice(lo - first.start, hi - first.start)
+                np.copyto(slab[(slice(lo - start, hi - start),) + self.crop[1:]],
+                          volume[inside], where=mask[inside])
+
+        backend.for_each_slab(np, work, self.padded[0], out[0].size)
+        return out
+
     def dipole(self, device: str = "cpu") -> np.ndarray:
         """D(k) on the half spectrum, float32, built on ``device``."""
         return dipole_kernel_fft_order(self.padded, self.spacing, self.b0, real=True,

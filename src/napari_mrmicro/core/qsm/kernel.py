@@ -47,6 +47,18 @@ def dipole_kernel_fft_order(shape, spacing_um, b0_direction=(1.0, 0.0, 0.0), rea
     spectrum that pairs with ``scipy.fft.rfftn``. Built on ``device`` (a CuPy array for
     ``"gpu"``, :mod:`~napari_mrmicro.core.backend`)."""
     xp = backend.namespace(device)
+    out_shape, fill = dipole_slabs(shape, spacing_um, b0_direction, real, xp)
+    out = xp.empty(out_shape, np.float32)
+    backend.for_each_slab(xp, lambda start, stop: fill(start, stop, out[start:stop]),
+                          out.shape[0], out[0].size)
+    return out
+
+
+def dipole_slabs(shape, spacing_um, b0_direction=(1.0, 0.0, 0.0), real=False, xp=np):
+    """The dipole kernel of :func:`dipole_kernel_fft_order` built slab by slab: its shape
+    and ``fill(start, stop, out)``, which writes planes ``start:stop`` of the first axis
+    into the float32 array ``out``, so a caller can fuse the kernel into its own slab pass
+    (the kernel is never held whole)."""
     b = _unit(b0_direction)
     k = _frequencies(shape, spacing_um, real)
     # (k·b̂)² with the cross terms averaged over ±k at a Nyquist frequency, whose sign an
@@ -55,27 +67,28 @@ def dipole_kernel_fft_order(shape, spacing_um, b0_direction=(1.0, 0.0, 0.0), rea
     kc = [xp.asarray(np.where(np.abs(f) * n * d == n / 2, 0.0, f) if n % 2 == 0 else f)
           for f, n, d in zip(k, shape, np.broadcast_to(spacing_um, (3,)))]
     k = [xp.asarray(f) for f in k]
-    out = xp.empty((k[0].shape[0], k[1].shape[1], k[2].shape[2]), np.float32)
+    out_shape = (k[0].shape[0], k[1].shape[1], k[2].shape[2])
 
     # the planes' terms once: (k·b̂)² = (b0 k0)² + 2 b0 c0 (b1 c1 + b2 c2) + plane_kb2
     plane_kb2 = (b[1] * k[1]) ** 2 + (b[2] * k[2]) ** 2 + 2 * b[1] * b[2] * kc[1] * kc[2]
     plane_cross = 2 * b[0] * (b[1] * kc[1] + b[2] * kc[2])
     plane_k2 = k[1] ** 2 + k[2] ** 2
+    cross = bool(xp.any(plane_cross))  # zero when B0 lies in the first axis' plane
 
-    def work(start, stop):  # float64 per slab of the first axis, on all cores
+    def fill(start, stop, out):  # float64 per slab of the first axis
         k0, c0 = k[0][start:stop], kc[0][start:stop]
         kb2 = (b[0] * k0) ** 2 + plane_kb2
-        kb2 += c0 * plane_cross
+        if cross:
+            kb2 += c0 * plane_cross
         k2 = k0 ** 2 + plane_k2
         with np.errstate(invalid="ignore", divide="ignore"):
             kb2 /= k2
         xp.subtract(1.0 / 3.0, kb2, out=kb2)
         if start == 0:
             kb2[0, 0, 0] = 0.0
-        out[start:stop] = kb2
+        out[...] = kb2
 
-    backend.for_each_slab(xp, work, out.shape[0], out[0].size)
-    return out
+    return out_shape, fill
 
 
 def dipole_kernel_spatial_fft(shape, spacing_um, b0_direction=(1.0, 0.0, 0.0), real=False,

@@ -12,6 +12,7 @@ import numpy as np
 
 from napari_mrmicro.core import backend
 from napari_mrmicro.core.qsm.inversion import Grid, check_inputs, check_positive, result
+from napari_mrmicro.core.qsm.kernel import dipole_slabs
 
 REGULARIZERS = ("identity", "gradient")
 
@@ -43,15 +44,13 @@ def invert_tikhonov(local_field_ppm, mask, spacing_um, b0_direction=(1.0, 0.0, 0
                          f"{regularizer!r}")
     grid = Grid(field.shape, spacing, b0_direction, pad, where)
     grid.check_memory(6)
-    padded = np.zeros(grid.padded, np.float32)
-    np.copyto(padded[grid.crop], field, where=mask)  # the field inside the mask, embedded
-    spectrum = grid.rfft(padded)
-    del padded
-    dipole = grid.dipole()
+    spectrum = grid.rfft(grid.embed_masked(field, mask))  # the field inside the mask
+    _, dipole = dipole_slabs(grid.padded, grid.spacing, grid.b0, real=True)
     symbols = grid.gradient_symbols() if regularizer == "gradient" else None
 
     def divide(start, stop):  # the filter built and applied slab by slab, on all cores
-        d = dipole[start:stop]
+        d = np.empty((stop - start,) + spectrum.shape[1:], np.float32)
+        dipole(start, stop, d)
         penalty = np.float32(1) if symbols is None else \
             symbols[0][start:stop] + symbols[1] + symbols[2]
         denominator = d**2 + np.float32(lam) * penalty

@@ -12,20 +12,25 @@ import numpy as np
 
 from napari_mrmicro.core import backend
 from napari_mrmicro.core.qsm.inversion import Grid, check_inputs, check_positive, result
+from napari_mrmicro.core.qsm.kernel import dipole_slabs
 
 
-def tkd_inverse_kernel(dipole: np.ndarray, threshold: float) -> np.ndarray:
-    """``1/D`` for ``|D| > δ``, else ``sign(D)/δ`` with ``sign(0) → 0``.
+def tkd_inverse_kernel(dipole: np.ndarray, threshold: float, out=None) -> np.ndarray:
+    """``1/D`` for ``|D| > δ``, else ``sign(D)/δ`` with ``sign(0) → 0``, as float32 (into
+    ``out`` when given, which may be ``dipole`` itself).
 
     ``D = 0`` holds at k = 0 and on samples exactly on the magic cone; the field carries no
     information there (a consistent field vanishes), so K = 0 leaves those components of χ
     at zero rather than inventing ``±1/δ`` of them: the mean of χ stays undetermined, as the
     physics has it, and is referenced later.
     """
+    small = np.abs(dipole) <= threshold
+    truncated = np.sign(dipole[small]) / threshold
+    out = np.empty(dipole.shape, np.float32) if out is None else out
     with np.errstate(divide="ignore"):
-        inverse = np.where(np.abs(dipole) > threshold, 1.0 / dipole,
-                           np.sign(dipole) / threshold)
-    return inverse.astype(np.float32)
+        np.divide(1.0, dipole, out=out)
+    out[small] = truncated
+    return out
 
 
 def invert_tkd(local_field_ppm, mask, spacing_um, b0_direction=(1.0, 0.0, 0.0),
@@ -57,14 +62,13 @@ def invert_tkd(local_field_ppm, mask, spacing_um, b0_direction=(1.0, 0.0, 0.0),
     threshold = check_positive(threshold, "threshold", where)
     grid = Grid(field.shape, spacing, b0_direction, pad, where)
     grid.check_memory(5)
-    padded = np.zeros(grid.padded, np.float32)
-    np.copyto(padded[grid.crop], field, where=mask)  # the field inside the mask, embedded
-    spectrum = grid.rfft(padded)
-    del padded
-    dipole = grid.dipole()
+    spectrum = grid.rfft(grid.embed_masked(field, mask))  # the field inside the mask
+    _, dipole = dipole_slabs(grid.padded, grid.spacing, grid.b0, real=True)
 
-    def divide(start, stop):  # the truncated division slab by slab, on all cores
-        spectrum[start:stop] *= tkd_inverse_kernel(dipole[start:stop], threshold)
+    def divide(start, stop):  # kernel built and applied slab by slab, on all cores
+        kernel = np.empty((stop - start,) + spectrum.shape[1:], np.float32)
+        dipole(start, stop, kernel)
+        spectrum[start:stop] *= tkd_inverse_kernel(kernel, threshold, out=kernel)
 
     backend.for_each_slab(np, divide, spectrum.shape[0], spectrum[0].size)
     return result(grid, grid.irfft(spectrum), mask)
