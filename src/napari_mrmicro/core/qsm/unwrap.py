@@ -86,10 +86,11 @@ def unwrap_laplacian(wrapped_phase, spacing_um, workers: int = -1) -> np.ndarray
          for n, h in zip(phase.shape, spacing)]
 
     def divide(start, stop):  # by the eigenvalues of the Neumann Laplacian, slab by slab
-        eigen = k[0][start:stop, None, None] + k[1][None, :, None] + k[2]
+        eigen = np.add(k[0][start:stop, None, None] + k[1][None, :, None], k[2],
+                       out=np.empty(spectrum[start:stop].shape, np.float32))  # rounded once
         if start == 0:
             eigen[0, 0, 0] = 1.0
-        spectrum[start:stop] /= eigen.astype(np.float32)
+        spectrum[start:stop] /= eigen
 
     backend.for_each_slab(np, divide, nz, plane)
     spectrum[0, 0, 0] = 0.0
@@ -99,13 +100,18 @@ def unwrap_laplacian(wrapped_phase, spacing_um, workers: int = -1) -> np.ndarray
     sums = np.zeros((nz, 2))
 
     def circular(start, stop):
-        residue = phase[start:stop] - unwrapped[start:stop]
-        sums[start, 0] = np.sin(residue).sum(dtype=np.float64)
-        sums[start, 1] = np.cos(residue).sum(dtype=np.float64)
+        residue = np.subtract(phase[start:stop], unwrapped[start:stop])
+        wave = np.sin(residue)
+        sums[start, 0] = wave.sum(dtype=np.float64)
+        sums[start, 1] = np.cos(residue, out=wave).sum(dtype=np.float64)
 
     backend.for_each_slab(np, circular, nz, plane)
-    offset = np.arctan2(sums[:, 0].sum(), sums[:, 1].sum())
-    unwrapped += np.float32(offset)
+    offset = np.float32(np.arctan2(sums[:, 0].sum(), sums[:, 1].sum()))
+
+    def shift(start, stop):
+        unwrapped[start:stop] += offset
+
+    backend.for_each_slab(np, shift, nz, plane)
     return unwrapped
 
 
