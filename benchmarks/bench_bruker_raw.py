@@ -9,25 +9,17 @@ read + reconstruction under 2 s on 2 cores. Usage: ``python benchmarks/bench_bru
 """
 
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
 import scipy.fft
 
+from _timing import best_of
+
 from napari_mrmicro.core import reconstruct
 from napari_mrmicro.io import bruker_raw
 
 DEFAULT = Path(__file__).resolve().parents[2] / "shared/realdata/bruker_pv/pv360_rodent/6"
-
-
-def best_of(fn, repeat=5):
-    times = []
-    for _ in range(repeat):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return min(times)
 
 
 def main(scan: Path) -> None:
@@ -40,11 +32,12 @@ def main(scan: Path) -> None:
         np.fromfile(raw, dtype="<i4")
         scipy.fft.ifft2(ks.data, workers=-1)
 
-    base = best_of(baseline)
-    read = best_of(lambda: bruker_raw.read_kspace(scan))
+    base = best_of(baseline, repeat=5)
+    read = best_of(lambda: bruker_raw.read_kspace(scan), repeat=5)
     zero = best_of(lambda: reconstruct(bruker_raw.read_kspace(scan).data, kspace_axes=(-2, -1),
-                                       output="magnitude"))
-    pocs = best_of(lambda: reconstruct(bruker_raw.read_kspace(scan), output="magnitude"))
+                                       output="magnitude"), repeat=5)
+    pocs = best_of(lambda: reconstruct(bruker_raw.read_kspace(scan), output="magnitude"),
+                   repeat=5)
     print(f"{scan}: k-space {ks.data.shape}, baseline (fromfile + ifft2) {base * 1e3:.1f} ms")
     for label, t in [("read", read), ("read + zero-filled recon", zero),
                      ("read + POCS partial Fourier recon", pocs)]:

@@ -23,7 +23,8 @@ import json
 import os
 import subprocess
 import sys
-import time
+
+from _timing import best_of
 
 STAGES = ("qsm_tv", "cs_l1_wavelet", "cs_tv", "recon_magnitude", "bare_ifftn")
 
@@ -37,13 +38,7 @@ def _child(stage: str, small: bool, repeat: int) -> float:
     import numpy as np
 
     def best(fn):
-        fn()  # warm-up: FFT plans, page faults, the slab pool
-        times = []
-        for _ in range(repeat):
-            t0 = time.perf_counter()
-            fn()
-            times.append(time.perf_counter() - t0)
-        return min(times)
+        return best_of(fn, repeat, warmup=True)  # warm-up: FFT plans, page faults, the pool
 
     if stage == "qsm_tv":
         from napari_mrmicro.core.qsm.tv import invert_tv

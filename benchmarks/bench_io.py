@@ -7,10 +7,11 @@ of the same slice files. Usage: ``python benchmarks/bench_io.py [N ...]`` (defau
 
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import numpy as np
+
+from _timing import best_of
 
 from napari_mrmicro.io import read_volume, write_headfile
 
@@ -27,15 +28,6 @@ def make_series(folder: Path, n: int) -> list[Path]:
                    {"dim_X": n, "dim_Y": n, "dim_Z": n, "fovx": n * 0.02, "fovy": n * 0.02,
                     "fovz": n * 0.02, "U_runno": runno})
     return paths
-
-
-def best_of(fn, repeat=3):
-    times = []
-    for _ in range(repeat):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return min(times)
 
 
 def bench(n: int):

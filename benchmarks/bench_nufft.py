@@ -11,25 +11,15 @@ Usage: ``python benchmarks/bench_nufft.py [N] [M]``.
 """
 
 import sys
-import time
 
 import numpy as np
+
+from _timing import interleaved_best
 
 from napari_mrmicro.core.acquisition import Acquisition
 from napari_mrmicro.core.kspace import KSpace, centered_ifft
 from napari_mrmicro.core.nufft import (nufft_adjoint, nufft_forward, pipe_menon_density,
                                        reconstruct_noncartesian)
-
-
-def interleaved_best(functions, repeat=3):
-    """Best time of each function, alternating them so load changes hit all alike."""
-    best = [np.inf] * len(functions)
-    for _ in range(repeat):
-        for i, fn in enumerate(functions):
-            t0 = time.perf_counter()
-            fn()
-            best[i] = min(best[i], time.perf_counter() - t0)
-    return best
 
 
 def random_complex(shape, seed=0):

@@ -17,22 +17,13 @@ import tracemalloc
 import numpy as np
 import scipy.fft
 
+from _timing import interleaved_best
+
 from napari_mrmicro.core.compressed_sensing import cs_reconstruct
 from napari_mrmicro.core.kspace import centered_fft
 from napari_mrmicro.core.recon import reconstruct
 from napari_mrmicro.core.sampling import poisson_disc_mask
 from napari_mrmicro.core.specimens import make_specimen
-
-
-def interleaved_best(functions, repeat=5):
-    """Best time of each function, alternating them so load changes hit all alike."""
-    best = [np.inf] * len(functions)
-    for _ in range(repeat):
-        for i, fn in enumerate(functions):
-            t0 = time.perf_counter()
-            fn()
-            best[i] = min(best[i], time.perf_counter() - t0)
-    return best
 
 
 def peak_bytes(fn):
@@ -52,7 +43,7 @@ def bench_fft(n):
         lambda: scipy.fft.ifftn(kspace, workers=-1),
         lambda: reconstruct(kspace, output="magnitude"),
         lambda: reconstruct(kspace),
-    ])
+    ], repeat=5)
     size = kspace.nbytes
     print(f"(a) {n}³ complex64 ({size / 2**20:.0f} MiB), bare scipy.fft.ifftn(workers=-1): "
           f"{base:.3f} s")

@@ -17,8 +17,6 @@ import sys
 import time
 from pathlib import Path
 
-import numpy as np
-
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests" / "core" / "qsm"))
 
 from qsm_forward_phantom import forward_scan  # noqa: E402
