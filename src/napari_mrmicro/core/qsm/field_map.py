@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from napari_mrmicro.core._masks import as_mask
 from napari_mrmicro.core.qsm.inversion import as_field
 from napari_mrmicro.core.qsm.pipeline import check_choices, local_field_and_chi
 
@@ -94,12 +95,10 @@ def qsm_from_field(field, mask, spacing_um, b0_direction=(1.0, 0.0, 0.0),
     total = field_to_ppm(field, field_unit, larmor_hz)
     if mask is None:
         raise ValueError("qsm_from_field: mask is needed (where the field map is reliable)")
-    mask = np.asarray(mask, dtype=bool)
+    mask = as_mask(mask, "qsm_from_field: the mask")
     if mask.shape != total.shape:
         raise ValueError(f"qsm_from_field: mask {mask.shape} does not match the field "
                          f"{total.shape}")
-    if not mask.any():
-        raise ValueError("qsm_from_field: the mask is empty")
     if not np.all(np.isfinite(total[mask])):
         raise ValueError("qsm_from_field: the field has NaN or infinite values in the mask")
     total = np.where(mask, total, np.float32(0))
