@@ -259,16 +259,23 @@ def _receivers(acqp: dict, method: dict, where) -> int:
     return count or 1
 
 
-def _encoded_size(method: dict, axis: int, acquired: int, where) -> int:
-    """Length of the encoded k-space along ``axis`` before the vendor's zero filling:
-    round(PVM_AntiAlias x PVM_Matrix) reduced by PVM_EncZf; ``acquired`` when the method
-    does not say."""
+def _matrix_size(method: dict, axis: int, where) -> int | None:
+    """round(PVM_AntiAlias x PVM_Matrix) along ``axis``, or None when the method does not
+    give the matrix."""
     matrix = _numbers(method, "PVM_Matrix", where)
     if not matrix or len(matrix) <= axis:
-        return acquired
+        return None
     anti = _numbers(method, "PVM_AntiAlias", where) or []
+    return int(round((anti[axis] if len(anti) > axis else 1.0) * matrix[axis]))
+
+
+def _encoded_size(method: dict, axis: int, acquired: int, where) -> int:
+    """Length of the encoded k-space along ``axis`` before the vendor's zero filling:
+    :func:`_matrix_size` reduced by PVM_EncZf; ``acquired`` when the method does not say."""
+    size = _matrix_size(method, axis, where)
+    if size is None:
+        return acquired
     zf = _numbers(method, "PVM_EncZf", where) or []
-    size = round((anti[axis] if len(anti) > axis else 1.0) * matrix[axis])
     if len(zf) > axis and zf[axis] > 0:
         size -= 2 * math.floor((size - size / zf[axis]) / 2)
     return int(size)
@@ -280,11 +287,8 @@ def _grid_size(reco: dict, method: dict, axis: int, acquired: int, where) -> int
     ft = _numbers(reco, "RECO_ft_size", where, kind=int) if reco else None
     if ft and len(ft) > axis and ft[axis] >= acquired:
         return int(ft[axis])
-    matrix = _numbers(method, "PVM_Matrix", where)
-    if not matrix or len(matrix) <= axis:
-        return acquired
-    anti = _numbers(method, "PVM_AntiAlias", where) or []
-    return max(int(round((anti[axis] if len(anti) > axis else 1.0) * matrix[axis])), acquired)
+    size = _matrix_size(method, axis, where)
+    return acquired if size is None else max(size, acquired)
 
 
 def _step_indices(method: dict, key: str, count: int, grid: int, where) -> np.ndarray:

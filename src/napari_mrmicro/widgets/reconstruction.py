@@ -148,7 +148,7 @@ class ReconstructionWidget(Container):
         self.run_button.enabled, self.cancel_button.enabled = True, False
 
     def _add_results(self, result, source):
-        image, _, snr, meta = result
+        image, snr, meta = result
         name = f"{source.name.removesuffix(' k-space')} {recon_label(meta['recon'])}"
         # placed like the k-space layer; zero-filling regrids around the FOV centre
         grid = tuple(meta["acquisition"]["matrix"])
@@ -202,4 +202,4 @@ def _reconstruct(kspace: KSpace, options: dict, report):
             "recon": {**options, "cs": cs}, "snr": snr}
     if image.ndim == 4 and image.shape[0] == 1:
         image = image[0]
-    return image, acq.voxel_um, snr, meta
+    return image, snr, meta
