@@ -135,6 +135,16 @@ def _one_specimen(path: Path, out_dir: Path, steps: list, extra: dict | None = N
     return specimen
 
 
+def _raw_of_scan(path: Path) -> Path:
+    """A ParaVision scan folder names its raw data (fid or rawdata.job0) for ``recon``; its
+    pdata 2dseq is the scanner's image, not k-space. Anything else is passed on as given."""
+    from napari_mrmicro.io import bruker_raw
+
+    if path.is_dir() and bruker_raw.can_read(path):
+        return next(path / name for name in bruker_raw.RAW_NAMES if (path / name).is_file())
+    return path
+
+
 def cmd_recon(args) -> int:
     from napari_mrmicro.pipeline import save_volume
 
@@ -148,7 +158,7 @@ def cmd_recon(args) -> int:
     from napari_mrmicro.core.backend import use_device
 
     with use_device(args.device):
-        specimen = _one_specimen(args.input, args.output.parent, [("recon", {
+        specimen = _one_specimen(_raw_of_scan(args.input), args.output.parent, [("recon", {
             "window": window, "zero_fill": args.zero_fill, "partial_fourier": partial,
             "cs": None if args.cs == "off" else args.cs, "lam": args.lam,
             "iterations": args.iterations, "acceleration": args.acceleration})])
@@ -465,8 +475,9 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--truth", type=Path, help="also write the true tissue labels here")
 
     p = command("recon", "reconstruct k-space into magnitude (and phase) images", cmd_recon)
-    p.add_argument("input", type=Path, help="k-space: raw scanner data or a *.zarr from "
-                                            "`mrmicro simulate`")
+    p.add_argument("input", type=Path, help="k-space: raw scanner data (a ParaVision scan "
+                                            "folder reads its fid/rawdata.job0) or a *.zarr "
+                                            "from `mrmicro simulate`")
     p.add_argument("output", type=Path, help="magnitude image (.zarr, .tif, .nii, .headfile)")
     p.add_argument("--phase", type=Path, help="also write the phase (radians) here")
     p.add_argument("--window", choices=("none", "hann", "hamming", "tukey"), default="none",

@@ -157,7 +157,8 @@ def test_mrmicro_recon_gives_brukers_matrix_slices_and_placement(realdata, tmp_p
     from napari_mrmicro.cli import main
 
     scan = realdata(f"{STUDY}/6")
-    assert main(["recon", str(scan / "rawdata.job0"), str(tmp_path / "raw.nii.gz")]) == 0
+    # the scan folder itself names its raw data (not the 2dseq image in its pdata)
+    assert main(["recon", str(scan), str(tmp_path / "raw.nii.gz")]) == 0
     assert main(["convert", str(scan / "pdata/1/2dseq"), str(tmp_path / "2dseq.nii.gz")]) == 0
     ours, theirs = (nibabel.load(tmp_path / f) for f in ("raw.nii.gz", "2dseq.nii.gz"))
     assert ours.shape == theirs.shape == (256, 128, 18)
