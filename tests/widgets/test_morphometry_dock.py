@@ -58,7 +58,9 @@ def table_column(widget, header):
 def test_measure_table_export_select_centerline(dock, qtbot, tmp_path, logged):
     viewer, widget, layer, length = dock
     assert widget.labels_layer.value is layer
-    widget.image_layer.value = viewer.layers["mrm"]
+    # the image on the labels' grid is proposed as intensity; no empty plot box yet
+    assert widget.image_layer.value is viewer.layers["mrm"]
+    assert not widget.canvas.isVisible()
     widget.measure()
     qtbot.waitUntil(lambda: widget.results is not None, timeout=60_000)
     assert widget.table.rowCount() == 2
@@ -122,6 +124,7 @@ def test_measure_table_export_select_centerline(dock, qtbot, tmp_path, logged):
     # The tube radius is only 3 voxels along z: single sections scatter by several per cent.
     assert inner.mean() == pytest.approx(np.pi * 60.0**2, rel=0.02)
     np.testing.assert_allclose(inner, np.pi * 60.0**2, rtol=0.08)
+    assert widget.canvas.isVisible()
     line = widget.figure.axes[0].lines[0]
     assert len(line.get_xdata()) == 40
     assert np.nanmax(line.get_ydata()) == pytest.approx(np.pi * 60.0**2 / 1e6, rel=0.1)

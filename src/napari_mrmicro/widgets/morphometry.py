@@ -158,6 +158,7 @@ class MorphometryWidget(Container):
         self.figure = Figure(figsize=(4, 2.6), layout="tight")
         self.canvas = FigureCanvasQTAgg(self.figure)
         self.canvas.setMinimumHeight(220)
+        self.canvas.setVisible(False)  # shown with its first plot, not as an empty box
         self.native.layout().addWidget(self.table)
         self.native.layout().addWidget(self.canvas)
 
@@ -182,10 +183,19 @@ class MorphometryWidget(Container):
             event.connect(self.reset_choices)
 
     def _labels_chosen(self, layer):
-        """A tube scan that states its diameter fills in the calibration's diameter."""
+        """A tube scan that states its diameter fills in the calibration's diameter; with no
+        intensity image chosen, the first one on the labels' grid (shape, scale and affine)
+        is proposed."""
         meta = ((getattr(layer, "metadata", None) or {}).get("mrmicro") or {})
         if meta.get("tube_inner_diameter_um"):
             self.tube_diameter.value = float(meta["tube_inner_diameter_um"])
+        if layer is not None and self.image_layer.value is None:
+            self.image_layer.value = next(
+                (image for image in self.image_layer.choices if image is not None
+                 and image.data.shape == layer.data.shape
+                 and np.allclose(image.scale, layer.scale)
+                 and np.allclose(image.affine.affine_matrix, layer.affine.affine_matrix)),
+                None)
 
     # -- measuring -----------------------------------------------------------------------------
 
@@ -401,12 +411,17 @@ class MorphometryWidget(Container):
                                face_color="area_um2", face_colormap="viridis", size=3,
                                name=f"{layer.name} {what} {len(sections)} sections{suffix}",
                                metadata={"mrmicro": meta}, **common)
-        self.figure.clear()
-        plot_area_profile(self.figure.add_subplot(), sections,
-                          title=f"{what}: centerline {length / 1000:.3f} mm{suffix}")
-        self.canvas.draw_idle()
+        self._plot(plot_area_profile, sections,
+                   title=f"{what}: centerline {length / 1000:.3f} mm{suffix}")
         show_info(f"Morphometry: {what} centerline {length:.1f} µm, "
                   f"{len(sections)} cross-sections{suffix}")
+
+    def _plot(self, draw, *args, **options):
+        """``draw(axes, *args, **options)`` on a fresh figure, shown in the dock."""
+        self.figure.clear()
+        draw(self.figure.add_subplot(), *args, **options)
+        self.canvas.setVisible(True)
+        self.canvas.draw_idle()
 
     def _follow_ndisplay(self, path3d, flat):
         """Show the 3-D path in 3-D and its projection in 2-D."""
@@ -428,9 +443,7 @@ class MorphometryWidget(Container):
             f"tube ⌀ {profile.true_diameter_um:g} µm: area error "
             f"{100 * worst:+.2f} % at {profile.distance_um.max() / 1000:.2f} mm from the FOV "
             f"centre (rms {100 * profile.rms_residual:.2f} %)")
-        self.figure.clear()
-        plot_distortion(self.figure.add_subplot(), profile)
-        self.canvas.draw_idle()
+        self._plot(plot_distortion, profile)
         show_info("Morphometry: distortion profile ready")
 
     def _save_profile_dialog(self, *_):
