@@ -1,5 +1,5 @@
 """What every dock shares: a scroll area that fits a laptop screen, layer pickers that know
-a layer's role, and "restore defaults".
+a layer's role, the device a job runs on, and "restore defaults".
 
 napari docks a magicgui widget by its ``native`` QWidget, so magicgui's own
 ``scrollable=True`` (which puts the scroll area *around* ``native``) is lost on docking.
@@ -15,6 +15,7 @@ from napari.layers import Image, Labels
 from qtpy.QtCore import QSize, Qt
 from qtpy.QtWidgets import QFrame, QScrollArea
 
+from napari_mrmicro.core import backend
 from napari_mrmicro.io import kspace_codec
 
 #: Tallest a dock asks to be (px): two docks stacked still fit a 900 px screen.
@@ -130,6 +131,51 @@ def exclusive(*pickers: ComboBox) -> None:
         for other in pickers:
             if other is not picker:
                 picker.changed.connect(lambda *_, o=other: o.reset_choices())
+
+
+# -- the device a job runs on ----------------------------------------------------------------
+
+#: The docks' "device" choices: (shown text, :mod:`~napari_mrmicro.core.backend` device).
+DEVICE_CHOICES = (("CPU", "cpu"), ("GPU (CUDA)", "gpu"))
+NO_GPU = "no CUDA device found: install napari-mrmicro[gpu] on a machine with an NVIDIA GPU"
+
+
+def device_picker(on_gpu: str) -> ComboBox:
+    """A "device" choice, CPU (the default) or GPU (CUDA); ``on_gpu`` says which of the
+    dock's steps run on the GPU. Without CuPy or a CUDA device
+    (:func:`~napari_mrmicro.core.backend.gpu_available`) the GPU entry is greyed out and
+    cannot be picked, and the tooltip says why."""
+    picker = ComboBox(label="device", choices=DEVICE_CHOICES, value="cpu")
+    tip = (f"Where the job runs: CPU (all cores) or GPU (CUDA, through CuPy), where "
+           f"{on_gpu}. Results come back as ordinary layers; their metadata "
+           "(mrmicro → device) and a GPU result's name say where they were computed.")
+    try:
+        backend.check_device("gpu")
+    except RuntimeError as error:
+        cause = str(error).removeprefix("device 'gpu' is not available: ")
+        reason = f"GPU (CUDA) is off here: {NO_GPU}. Cause: {cause}."
+        item = picker.native.model().item(picker.native.findData("gpu"))
+        item.setEnabled(False)
+        item.setToolTip(reason)
+        tip += f"\n\n{reason}"
+    picker.tooltip = tip
+    return picker
+
+
+def on_device(device: str, job):
+    """``job(report)`` run with ``device`` as the default of every core call inside it
+    (:func:`~napari_mrmicro.core.backend.use_device`). The default is a context variable,
+    which a new thread does not inherit, so it is set here, in the thread that runs the
+    job (:func:`~napari_mrmicro.widgets._worker.progress_worker` starts one per job)."""
+    def run(report):
+        with backend.use_device(device):
+            return job(report)
+    return run
+
+
+def device_suffix(device: str) -> str:
+    """What a result's layer name adds for ``device``: " GPU" for the GPU, else nothing."""
+    return " GPU" if device == "gpu" else ""
 
 
 # -- restore defaults -------------------------------------------------------------------------

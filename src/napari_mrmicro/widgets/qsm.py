@@ -18,12 +18,21 @@ from napari.utils.notifications import show_error, show_info
 from qtpy.QtWidgets import QSizePolicy
 
 from napari_mrmicro._layers import layer_geometry, like
+from napari_mrmicro.core import backend
 from napari_mrmicro.core.acquisition import GAMMA_BAR_MHZ_PER_T
 from napari_mrmicro.core.qsm.field_map import b0_direction_from_affine, qsm_from_field
 from napari_mrmicro.core.qsm.pipeline import (
     BACKGROUNDS, METHODS, UNWRAPPERS, QSMResult, qsm_stages)
 from napari_mrmicro.widgets._dock import (
-    exclusive, layer_picker, layer_role, layers_with_role, restore_defaults_button)
+    device_picker,
+    device_suffix,
+    exclusive,
+    layer_picker,
+    layer_role,
+    layers_with_role,
+    on_device,
+    restore_defaults_button,
+)
 from napari_mrmicro.widgets._results import add_layers
 from napari_mrmicro.widgets._worker import progress_worker
 
@@ -145,6 +154,9 @@ class QSMWidget(Container):
         self.intermediates = CheckBox(text="add intermediate layers", value=False,
                                       tooltip="Also add the unwrapped phase, total and local "
                                               "field and mask as layers.")
+        self.device = device_picker(
+            "the dipole field and the TV and MEDI inversions run (unwrapping, background "
+            "removal, TKD and Tikhonov stay on the CPU)")
         self.run_button = PushButton(text="Run QSM")
         self.cancel_button = PushButton(text="Cancel", enabled=False)
         self.status = Label(label="")
@@ -155,7 +167,7 @@ class QSMWidget(Container):
             self.source, self.magnitude, self.phase, self.phase_unit, self.field,
             self.field_unit, self.larmor, self.te, self.b0, self.direction, self.spacing,
             self.mask_source, self.erode, self.unwrap, self.background, self.method, self.lam,
-            self.iterations, self.intermediates,
+            self.iterations, self.intermediates, self.device,
             Container(widgets=[self.run_button, self.cancel_button], layout="horizontal",
                       labels=False), self.status])
         self.insert(len(self) - 2, restore_defaults_button(self, after=self._read_metadata))
@@ -273,13 +285,15 @@ class QSMWidget(Container):
         """Run the pipeline in a worker; χ (and intermediates) arrive as layers."""
         try:
             request = self.request()
-        except ValueError as error:
+            device = backend.check_device(self.device.value)
+        except (ValueError, RuntimeError) as error:
             show_error(f"QSM: {error}")
             return None
         source = self._source_layer()
-        worker = progress_worker(lambda report: compute(
-            request, lambda stage, fraction: report(fraction, stage)), "QSM")
-        worker.returned.connect(lambda result: self._add_results(result, request, source))
+        worker = progress_worker(on_device(device, lambda report: compute(
+            request, lambda stage, fraction: report(fraction, stage))), "QSM")
+        worker.returned.connect(
+            lambda result: self._add_results(result, request, source, device))
         worker.errored.connect(lambda e: show_error(f"QSM: {e}"))
         worker.finished.connect(self._finished)
         self.run_button.enabled, self.cancel_button.enabled = False, True
@@ -297,17 +311,18 @@ class QSMWidget(Container):
     def _finished(self):
         self.run_button.enabled, self.cancel_button.enabled = True, False
 
-    def _add_results(self, result, request, source):
+    def _add_results(self, result, request, source, device):
         meta = {**source.metadata.get("mrmicro", {}), "source": source.name,
-                "value_unit": "ppm",
+                "value_unit": "ppm", "device": device,
                 "qsm": {k: v for k, v in request.items()
                         if k not in ("magnitude", "phase", "mask", "field")}}
         meta.pop("kspace", None)
         common = like(source, ndim=3)  # where the phase layer sits, rotation included
         inside = result.chi_ppm[result.local_mask]
         limit = float(np.percentile(np.abs(inside), 99.5)) if inside.size else 1.0
-        layers = [(result.chi_ppm, {**common, "name": chi_name(request),
-                                    "colormap": "PiYG", "contrast_limits": (-limit, limit),
+        name = chi_name(request) + device_suffix(device)
+        layers = [(result.chi_ppm, {**common, "name": name, "colormap": "PiYG",
+                                    "contrast_limits": (-limit, limit),
                                     "metadata": {"mrmicro": {**meta, "unit": "ppm",
                                                              "value_unit": "ppm"}}},
                    "image")]

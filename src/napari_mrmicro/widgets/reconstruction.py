@@ -7,11 +7,12 @@ from napari.layers import Image
 from napari.utils.notifications import show_error, show_info
 
 from napari_mrmicro._layers import layer_geometry, volume_to_layer_data
-from napari_mrmicro.core import KSpace, cs_reconstruct, reconstruct, snr_estimate
+from napari_mrmicro.core import KSpace, backend, cs_reconstruct, reconstruct, snr_estimate
 from napari_mrmicro.core.geometry import regridded_affine, voxel_sizes
 from napari_mrmicro.core.sampling import acquired_or_retrospective_mask
 from napari_mrmicro.io import Volume, kspace_codec
-from napari_mrmicro.widgets._dock import restore_defaults_button
+from napari_mrmicro.widgets._dock import (
+    device_picker, device_suffix, on_device, restore_defaults_button)
 from napari_mrmicro.widgets._results import add_layers
 from napari_mrmicro.widgets._worker import progress_worker
 
@@ -74,13 +75,16 @@ class ReconstructionWidget(Container):
         self.iterations = SpinBox(label="iterations", min=1, max=1000, value=50,
                                   tooltip="Most solver iterations (1–1000); it stops earlier "
                                           "when the image no longer changes.")
+        self.device = device_picker(
+            "the Cartesian inverse FFT, window and zero-filling run (partial Fourier, "
+            "compressed sensing, NUFFT and coil combination stay on the CPU)")
         self.run_button = PushButton(text="Reconstruct")
         self.cancel_button = PushButton(text="Cancel", enabled=False)
         self.result = Label(label="SNR")
         super().__init__(widgets=[
             self.layer, self.window, self.alpha, self.zero_fill, self.pf_method,
             self.pf_axis, self.pf_fraction, self.cs_method, self.acceleration, self.lam,
-            self.iterations, Container(widgets=[self.run_button, self.cancel_button],
+            self.iterations, self.device, Container(widgets=[self.run_button, self.cancel_button],
                                        layout="horizontal", labels=False), self.result])
         self.insert(len(self) - 2, restore_defaults_button(self))
         self.native.layout().addStretch()  # a tall dock keeps its rows together at the top
@@ -126,8 +130,13 @@ class ReconstructionWidget(Container):
             show_error(f"MR Reconstruction: {error}")
             return None
         options = self.options()
-        worker = progress_worker(lambda report: _reconstruct(kspace, options, report),
-                                 "MR reconstruction")
+        try:
+            device = backend.check_device(self.device.value)
+        except RuntimeError as error:
+            show_error(f"MR Reconstruction: {error}")
+            return None
+        worker = progress_worker(on_device(device, lambda report: _reconstruct(
+            kspace, options, report)), "MR reconstruction")
         worker.returned.connect(lambda result: self._add_results(result, layer))
         worker.errored.connect(lambda e: show_error(f"MR Reconstruction: {e}"))
         worker.aborted.connect(lambda: setattr(self.result, "value", "cancelled"))
@@ -149,7 +158,8 @@ class ReconstructionWidget(Container):
 
     def _add_results(self, result, source):
         image, snr, meta = result
-        name = f"{source.name.removesuffix(' k-space')} {recon_label(meta['recon'])}"
+        name = (f"{source.name.removesuffix(' k-space')} {recon_label(meta['recon'])}"
+                f"{device_suffix(meta['device'])}")
         # placed like the k-space layer; zero-filling regrids around the FOV centre
         grid = tuple(meta["acquisition"]["matrix"])
         affine = regridded_affine(layer_geometry(source).affine_um, grid, image.shape[-3:])
@@ -199,7 +209,7 @@ def _reconstruct(kspace: KSpace, options: dict, report):
     except ValueError:
         snr = None
     meta = {"acquisition": acq.to_dict(), "source": "MR Reconstruction",
-            "recon": {**options, "cs": cs}, "snr": snr}
+            "recon": {**options, "cs": cs}, "snr": snr, "device": backend.resolve()}
     if image.ndim == 4 and image.shape[0] == 1:
         image = image[0]
     return image, snr, meta

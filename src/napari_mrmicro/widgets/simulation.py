@@ -19,11 +19,12 @@ from qtpy.QtWidgets import QAbstractSpinBox, QSizePolicy
 from napari.utils.notifications import show_error, show_info
 
 from napari_mrmicro._layers import tissue_features
-from napari_mrmicro.core import Acquisition
+from napari_mrmicro.core import Acquisition, backend
 from napari_mrmicro.core.memory import GIB, available_memory_bytes
 from napari_mrmicro.core.physics import REFERENCE_SNR, protocol_summary
 from napari_mrmicro.core.simulate import simulation_memory_bytes
-from napari_mrmicro.widgets._dock import layer_picker, restore_defaults_button
+from napari_mrmicro.widgets._dock import (
+    device_picker, device_suffix, layer_picker, on_device, restore_defaults_button)
 from napari_mrmicro.widgets._results import add_layers, kspace_layers
 from napari_mrmicro.widgets._worker import progress_worker
 
@@ -176,6 +177,9 @@ class SimulationWidget(Container):
                         for name in ("relaxation", "noise", "diffusion", "readout_decay",
                                      "chemical_shift", "susceptibility")}
         self.truth = CheckBox(text="add ground-truth layers", value=True, tooltip=tip("truth"))
+        self.device = device_picker(
+            "the susceptibility field and the k-space Fourier transforms run (specimen, "
+            "encoding, relaxation and noise stay on the CPU)")
         self.summary = Label(label="")
         self.snr_note = Label(label="", value=SNR_NOTE)
         self.run_button = PushButton(text="Simulate")
@@ -190,6 +194,7 @@ class SimulationWidget(Container):
             row("FOV (z, y, x) mm", self.fov), self.bandwidth, self.averages, self.sample_t,
             self.coil_t, self.readout, self.max_gradient, self.polarization,
             self.nonlinearity, row("effects", checks[:3]), row("", checks[3:]), self.truth,
+            self.device,
             self.summary, self.snr_note, row("", [self.run_button, self.cancel_button])])
         for box in self.matrix + self.fov:  # three to a row: no +/- buttons
             box.native.setButtonSymbols(QAbstractSpinBox.ButtonSymbols.NoButtons)
@@ -320,16 +325,17 @@ class SimulationWidget(Container):
                 if self.pd_layer.value is None:
                     raise ValueError("proton density: choose an Image layer")
                 pd_image = np.asarray(self.pd_layer.value.data, dtype=np.float32)
-        except ValueError as error:
+            device = backend.check_device(self.device.value)
+        except (ValueError, RuntimeError) as error:
             show_error(f"MR Simulation: {error}")
             return None
         if self.memory_problem is not None:
             show_error(f"MR Simulation: {self.memory_problem}")
             return None
         specimen, polarization = self.specimen.value, self.polarization.value / 100.0
-        worker = progress_worker(lambda report: _simulate(
-            specimen, acq, effects, pd_image, polarization, report), "MR simulation")
-        worker.returned.connect(self._add_results)
+        worker = progress_worker(on_device(device, lambda report: _simulate(
+            specimen, acq, effects, pd_image, polarization, report)), "MR simulation")
+        worker.returned.connect(lambda result: self._add_results(result, device))
         worker.errored.connect(lambda e: show_error(f"MR Simulation: {e}"))
         worker.finished.connect(self._finished)
         self.run_button.enabled, self.cancel_button.enabled = False, True
@@ -347,10 +353,11 @@ class SimulationWidget(Container):
         self.cancel_button.enabled = False
         self.update_summary()
 
-    def _add_results(self, result):
+    def _add_results(self, result, device):
         kspace, specimen, tissues = result
-        name = result_name(specimen, kspace.acquisition)
+        name = result_name(specimen, kspace.acquisition) + device_suffix(device)
         for layer in add_layers(self.viewer, kspace_layers(kspace, name, truth=self.truth.value)):
+            layer.metadata["mrmicro"]["device"] = device
             if isinstance(layer, Labels):  # the truth labels: tissue names on hover
                 layer.metadata["mrmicro"]["tissues"] = dict(enumerate(tissues))
                 layer.features = tissue_features(layer.metadata["mrmicro"])
