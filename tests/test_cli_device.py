@@ -1,12 +1,16 @@
-"""`mrmicro recon|qsm --device`: the CPU by default, a clear refusal when no GPU is there."""
+"""`mrmicro simulate|recon|qsm --device`: the CPU by default, a clear refusal when no GPU
+is there."""
+
+import importlib
 
 import pytest
 
-from napari_mrmicro.cli import _parser
+from napari_mrmicro.cli import _parser, main
 from napari_mrmicro.core import backend
 
 
-@pytest.mark.parametrize("command", [["recon", "k.zarr", "out.tif"],
+@pytest.mark.parametrize("command", [["simulate", "tube", "k.zarr"],
+                                     ["recon", "k.zarr", "out.tif"],
                                      ["qsm", "mag.tif", "phase.tif", "chi.tif"]])
 def test_device_defaults_to_cpu_and_is_checked(command, capsys):
     assert _parser().parse_args(command).device == "cpu"
@@ -21,3 +25,21 @@ def test_gpu_refused_with_the_reason_when_there_is_none(capsys):
     with pytest.raises(SystemExit):
         _parser().parse_args(["recon", "k.zarr", "out.tif", "--device", "gpu"])
     assert "device 'gpu' is not available" in capsys.readouterr().err
+
+
+def test_simulate_device_reaches_the_simulator(tmp_path, monkeypatch):
+    """Without a GPU here: the backend is told there is one, and the simulator records
+    the device it was handed before computing on the CPU."""
+    core = importlib.import_module("napari_mrmicro.core")
+    real, seen = core.simulate, []
+
+    def recording(*args, device=None, **kwargs):
+        seen.append(device)
+        return real(*args, device="cpu", **kwargs)
+
+    monkeypatch.setattr(backend, "gpu_available", lambda: True)
+    monkeypatch.setattr(core, "simulate", recording)
+    out = tmp_path / "tube.zarr"
+    assert main(["simulate", "tube", str(out), "--matrix", "8,8,8", "--fov-mm", "0.8",
+                 "--device", "gpu"]) == 0
+    assert seen == ["gpu"] and out.is_dir()

@@ -103,7 +103,8 @@ def cmd_simulate(args) -> int:
                              seed=args.seed)
     kspace = simulate(specimen, acq, seed=args.seed,
                       effects=Effects(noise=not args.no_noise,
-                                      gradient_nonlinearity=args.nonlinearity_percent / 100))
+                                      gradient_nonlinearity=args.nonlinearity_percent / 100),
+                      device=args.device)
     meta = {"format": "simulation", "source": f"mrmicro simulate {args.specimen}",
             "noise_sigma": float(kspace.truth["sigma"])}
     save_volume(args.output, kspace_codec.kspace_to_volume(kspace, meta,
@@ -420,12 +421,12 @@ def _device(name: str) -> str:
         raise argparse.ArgumentTypeError(str(error)) from None
 
 
-def _device_option(p) -> None:
+def _device_option(p, on_gpu: str = "the Cartesian reconstruction and the TV/MEDI dipole "
+                                     "inversion; CS, NUFFT and the other QSM steps run on "
+                                     "the CPU") -> None:
     p.add_argument("--device", type=_device, default="cpu", metavar="{cpu,gpu}",
                    help="cpu (all cores) or gpu (CUDA through CuPy: pip install "
-                        "'napari-mrmicro[gpu]') for the Cartesian reconstruction and the "
-                        "TV/MEDI dipole inversion; CS, NUFFT and the other QSM steps run on "
-                        "the CPU")
+                        f"'napari-mrmicro[gpu]') for {on_gpu}")
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -473,6 +474,8 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--no-noise", action="store_true", help="simulate without noise")
     p.add_argument("--seed", type=_one(int, 0), default=0, help="seed of specimen and noise")
     p.add_argument("--truth", type=Path, help="also write the true tissue labels here")
+    _device_option(p, "the susceptibility field and the k-space Fourier transforms; the "
+                      "specimen, encoding, relaxation and noise run on the CPU")
 
     p = command("recon", "reconstruct k-space into magnitude (and phase) images", cmd_recon)
     p.add_argument("input", type=Path, help="k-space: raw scanner data (a ParaVision scan "
