@@ -47,14 +47,21 @@ def _ball(shape, centre, radius):
 
 def forward_scan(n: int = 48, voxel_um: float = 50.0, b0_tesla: float = 9.4,
                  te_ms=(2.0, 4.0, 6.0, 8.0), peak_snr: float = 100.0,
-                 seed: int = 0, voids=("bone", "air", "bubble")) -> ForwardScan:
-    """The phantom scanned at ``n³`` voxels of ``voxel_um``, simulated on a 2× finer grid."""
+                 seed: int = 0, voids=("bone", "air", "bubble"),
+                 b0_direction=(1.0, 0.0, 0.0), cylinder_chi=CYLINDER_CHI) -> ForwardScan:
+    """The phantom scanned at ``n³`` voxels of ``voxel_um``, simulated on a 2× finer grid.
+
+    ``b0_direction`` (array axes, normalised here; the default is across the cylinders)
+    and ``cylinder_chi`` (five values, ppm) give other configurations of the same phantom.
+    """
     import qsm_forward
 
+    if len(cylinder_chi) != len(CYLINDER_RADII_FINE):
+        raise ValueError(f"cylinder_chi needs {len(CYLINDER_RADII_FINE)} values")
     fine = 2 * n
     chi = qsm_forward.generate_susceptibility_phantom(
         resolution=[fine] * 3, background=0.0, large_cylinder_val=0.0,
-        small_cylinder_radii=list(CYLINDER_RADII_FINE), small_cylinder_vals=list(CYLINDER_CHI))
+        small_cylinder_radii=list(CYLINDER_RADII_FINE), small_cylinder_vals=list(cylinder_chi))
     # the specimen: qsm-forward's large cylinder (along axis 2)
     c = fine // 2
     z, y, x = np.indices((fine,) * 3, sparse=True)
@@ -73,7 +80,8 @@ def forward_scan(n: int = 48, voxel_um: float = 50.0, b0_tesla: float = 9.4,
     # an air bubble just outside the specimen's wall
     chi[bubble] = AIR_CHI
 
-    b0_direction = (1.0, 0.0, 0.0)  # array axis 0, across the cylinders
+    b0_direction = tuple(float(v) for v in np.asarray(b0_direction)
+                         / np.linalg.norm(b0_direction))
     # qsm-forward's B0_dir is in array-axis order too
     field = qsm_forward.generate_field(chi, m0, voxel_size=[voxel_um / 2 * 1e-3] * 3,
                                        B0_dir=[b0_direction[0], b0_direction[1],
@@ -91,13 +99,19 @@ def forward_scan(n: int = 48, voxel_um: float = 50.0, b0_tesla: float = 9.4,
         phases.append(np.angle(signal))
 
     def down(volume):  # the mean over each acquired voxel (partial volume, no ringing)
-        return volume.reshape(n, 2, n, 2, n, 2).mean(axis=(1, 3, 5))
+        # cropping k-space samples the fine grid at every second voxel: acquired voxel i is
+        # centred on fine voxel 2i and covers half of each neighbour (weights ¼, ½, ¼)
+        volume = np.asarray(volume, np.float64)
+        for axis in range(3):
+            volume = 0.5 * volume + 0.25 * (np.roll(volume, 1, axis)
+                                            + np.roll(volume, -1, axis))
+        return volume[::2, ::2, ::2]
 
     coarse_chi = down(chi)
 
     cylinders = []
     for i, r in enumerate(CYLINDER_RADII_FINE):
-        angle = 2 * np.pi * i / len(CYLINDER_CHI)
+        angle = 2 * np.pi * i / len(CYLINDER_RADII_FINE)
         cz, cy = c + radius / 2 * np.cos(angle), c + radius / 2 * np.sin(angle)
         core = ((z - cz) ** 2 + (y - cy) ** 2 < (r - 2) ** 2) & (x >= 0.25 * fine) \
             & (x < 0.75 * fine)

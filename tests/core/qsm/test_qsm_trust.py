@@ -35,9 +35,9 @@ def test_defaults_recover_the_cylinders_of_qsm_forward(scan):
     result = qsm_stages(scan.magnitude, scan.phase, scan.te_ms, scan.b0_tesla,
                         scan.spacing_um, scan.b0_direction)
     errors = cylinder_errors(scan, result)
-    assert (errors <= 0.20).sum() >= 4, errors
+    assert (errors <= 0.20).sum() >= 4, errors  # measured 5 of 5, all within 11 %
     tissue = result.local_mask & scan.tissue
-    assert nrmse(result.chi_ppm, scan.chi_ppm, tissue) <= 33.0  # measured 31.0 % (the issue asks 30 %)
+    assert nrmse(result.chi_ppm, scan.chi_ppm, tissue) <= 12.0  # measured 10.5 % (issue: 30 %)
     # the mask: the bone void and the dephased shell next to the bubble are out
     report = result.mask_report
     assert report is not None and report.misfit_checked
@@ -50,7 +50,7 @@ def test_defaults_recover_the_cylinders_of_qsm_forward(scan):
 
 def test_partial_volume_edge_of_voids_out_of_the_mask_helps_with_an_air_pocket():
     """With an air pocket (χ +9.4 ppm) inside too, the mask's dim edge voxels, part void,
-    are strong sources; leaving them out lowers NRMSE (measured 39.1 → 36.4 %)."""
+    are strong sources; leaving them out lowers NRMSE (measured 27.3 → 14.3 %)."""
     s = forward_scan(voids=("bone", "air", "bubble"))
     scores = []
     for fraction in (0.0, 0.7):
@@ -60,7 +60,46 @@ def test_partial_volume_edge_of_voids_out_of_the_mask_helps_with_an_air_pocket()
                             s.b0_direction, mask=mask)
         assert (cylinder_errors(s, result) <= 0.20).sum() >= 4
         scores.append(nrmse(result.chi_ppm, s.chi_ppm, result.local_mask & s.tissue))
-    assert scores[1] < scores[0] - 1.5 and scores[1] <= 37.5, scores
+    assert scores[1] < scores[0] - 8 and scores[1] <= 16.0, scores
+
+
+@pytest.mark.parametrize("config, limit", [
+    # the same phantom, B0 oblique to the cylinders, another noise draw: measured 11.2 %
+    (dict(voids=("bone", "bubble"), seed=1, b0_direction=(1.0, 0.3, 0.5)), 13.0),
+    # other χ, one cylinder at 0.05 ppm, B0 along y: measured 8.0 %
+    (dict(voids=("bone", "bubble"), seed=3, b0_direction=(0.0, 1.0, 0.0),
+          cylinder_chi=(0.3, -0.15, 0.05, -0.3, 0.15)), 10.0),
+])
+def test_defaults_hold_on_other_configurations(config, limit):
+    s = forward_scan(**config)
+    result = qsm_stages(s.magnitude, s.phase, s.te_ms, s.b0_tesla, s.spacing_um,
+                        s.b0_direction)
+    assert (cylinder_errors(s, result) <= 0.20).sum() >= 4
+    assert nrmse(result.chi_ppm, s.chi_ppm, result.local_mask & s.tissue) <= limit
+
+
+def test_lbv_boundary_passes_put_back_the_local_field_at_the_surface(scan):
+    """Plain LBV takes the local field to vanish on the mask boundary; the cylinders' field
+    reaches it, so their χ comes out low. The passes measure 24.3 → 10.5 % and stop by the
+    noise rule after three."""
+    stages = []
+    plain = qsm_stages(scan.magnitude, scan.phase, scan.te_ms, scan.b0_tesla,
+                       scan.spacing_um, scan.b0_direction, boundary_passes=0)
+    passes = qsm_stages(scan.magnitude, scan.phase, scan.te_ms, scan.b0_tesla,
+                        scan.spacing_um, scan.b0_direction, boundary_passes=6,
+                        progress=lambda stage, f: stages.append(stage))
+    scores = [nrmse(r.chi_ppm, scan.chi_ppm, r.local_mask & scan.tissue)
+              for r in (plain, passes)]
+    assert scores[1] < scores[0] - 10, scores
+    ran = {stage for stage in stages if "boundary pass" in stage}
+    assert 2 <= len(ran) < 6, ran  # stopped by the noise rule, not by the cap
+    # the local field no longer vanishes next to the boundary (measured 2.1× plain LBV's)
+    rim = passes.local_mask & ~binary_erosion(passes.local_mask)
+    assert np.abs(passes.local_field_ppm[rim]).mean() > 1.5 * np.abs(
+        plain.local_field_ppm[rim]).mean()
+    with pytest.raises(ValueError, match="boundary_passes"):
+        qsm_stages(scan.magnitude, scan.phase, scan.te_ms, scan.b0_tesla, scan.spacing_um,
+                   boundary_passes=-1)
 
 
 def test_vsharp_with_published_radii_is_biased_low_here(scan):
@@ -161,6 +200,23 @@ def test_paravision_field_map_gives_finite_ppm(realdata):
     # brain tissue: χ within a few tenths of a ppm of its mean, local field well below 1 ppm
     assert np.percentile(np.abs(chi[inside]), 99) < 1.0
     assert np.percentile(np.abs(local[inside]), 99) < 0.5
+
+
+def test_field_error_grows_with_the_misfit_where_the_phase_bends():
+    from napari_mrmicro.core.qsm import fit_field
+
+    te = np.array([2.0, 4.0, 6.0, 8.0])
+    phase = 2 * np.pi * 30.0 * te[:, None, None, None] * 1e-3 * np.ones((4, 4, 4, 4))
+    phase[3, 0] += 0.5  # one plane's last echo off the line
+    fit = fit_field(phase, te, np.ones_like(phase), b0_tesla=9.4, noise_sigma=0.01)
+    error = fit.error_std_ppm()
+    np.testing.assert_allclose(error[1:], fit.noise_std_ppm[1:])  # linear: the noise
+    factor = np.sqrt(fit.misfit[0] / fit.misfit_dof)
+    np.testing.assert_allclose(error[0], fit.noise_std_ppm[0] * factor, rtol=1e-5)
+    assert factor.min() > 10
+    one = fit_field(phase[:1], te[:1], np.ones_like(phase[:1]), b0_tesla=9.4,
+                    noise_sigma=0.01)
+    assert one.error_std_ppm() is one.noise_std_ppm  # no degree of freedom left
 
 
 def test_field_fit_misfit_is_chi_square_where_the_phase_is_linear():

@@ -66,6 +66,21 @@ class FieldFit:
     misfit: np.ndarray
     misfit_dof: int
 
+    def error_std_ppm(self) -> np.ndarray | None:
+        """Standard deviation of ``field_ppm`` from the noise, scaled up where the phase is
+        not linear in TE: ``noise_std_ppm·√max(1, misfit/misfit_dof)``, the fit's reduced
+        χ² as the factor on its variance (the Birge ratio; Birge, Phys Rev 1932;40:207).
+        Where a voxel's phase bends (a field that changes within the voxel, at the edge of
+        a structure or a void) its phase is not its mean field, and the misfit measures by
+        how much; where the phase is linear the factor is 1 (noise fluctuations below it
+        do not lower the noise). ``noise_std_ppm`` itself without a degree of freedom
+        (``misfit_dof`` 0); None without ``b0_tesla``.
+        """
+        if self.noise_std_ppm is None or self.misfit_dof == 0:
+            return self.noise_std_ppm
+        factor = np.sqrt(np.maximum(self.misfit / np.float32(self.misfit_dof), 1))
+        return (self.noise_std_ppm * factor).astype(np.float32)
+
 
 def remove_phase_offset(phases, te_ms, magnitudes=None, mask=None, smooth_um: float = 0.0,
                         spacing_um=None) -> tuple[np.ndarray, np.ndarray]:
