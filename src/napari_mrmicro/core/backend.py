@@ -206,6 +206,35 @@ def for_each_slab(xp, work, n: int, plane_voxels: int) -> None:
     _run_ranges(work, [(start, min(n, start + size)) for start in range(0, n, size)])
 
 
+def all_finite(x: np.ndarray) -> bool:
+    """True when every element of the numpy array ``x`` is finite, checked slab by slab
+    on all cores."""
+    if x.ndim == 0 or x.shape[0] < 2:
+        return bool(np.all(np.isfinite(x)))
+    bad = []
+
+    def work(start, stop):
+        if not np.isfinite(x[start:stop]).all():
+            bad.append(start)
+
+    for_each_slab(np, work, x.shape[0], math.prod(x.shape[1:]))
+    return not bad
+
+
+def plane_runs(n: int, per_core: int = 4) -> list[tuple[int, int]]:
+    """``n`` planes cut into ``per_core`` runs of consecutive planes per core (at most
+    ``n`` runs): the ``(start, stop)`` bounds for :func:`for_each_run`."""
+    runs = max(1, min(n, per_core * _slabs.core_count()))
+    return [(r * n // runs, (r + 1) * n // runs) for r in range(runs)]
+
+
+def for_each_run(work, bounds) -> None:
+    """``work(start, stop)`` for each of ``bounds`` on all cores (the pool of
+    :func:`for_each_slab`), waiting for all: for CPU loops that carry state from plane to
+    plane within a run (compiled loops that release the GIL)."""
+    _run_ranges(work, bounds)
+
+
 def _serial() -> bool:
     """One core, or called from inside a slab (no nested waits on the pool)."""
     return _slabs.core_count() == 1 or threading.current_thread().name.startswith(_POOL_PREFIX)

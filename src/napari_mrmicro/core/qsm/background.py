@@ -34,6 +34,7 @@ import scipy.fft
 from napari_mrmicro.core import backend
 from napari_mrmicro.core._masks import bounding_slices
 from napari_mrmicro.core.memory import check_memory
+from napari_mrmicro.core.qsm import _fused
 from napari_mrmicro.core.qsm.inversion import (
     Grid, check_inputs, check_iteration, check_positive, check_weight, stop)
 
@@ -71,10 +72,7 @@ def smv_kernel(shape, spacing_um, radius_um) -> np.ndarray:
 def _product(spectrum, factor, out):
     """``out = spectrum · factor`` (a real filter on a half spectrum), slab by slab on all
     cores; ``out`` may be ``spectrum``."""
-    def work(start, stop):
-        np.multiply(spectrum[start:stop], factor[start:stop], out=out[start:stop])
-
-    backend.for_each_slab(np, work, spectrum.shape[0], spectrum[0].size)
+    _fused.multiply_spectrum(spectrum, factor, out)
     return out
 
 
@@ -187,12 +185,22 @@ def _conjugate_gradient(apply, rhs, x, max_iter, tol, callback):
         if math.sqrt(rr) <= tol * scale:
             break
         ap = apply(p)
-        alpha = rr / float(np.vdot(p, ap).real)
-        x += np.float32(alpha) * p
-        r -= np.float32(alpha) * ap
+        alpha = np.float32(rr / float(np.vdot(p, ap).real))
+
+        def step(start, stop):  # x += αp, r −= α·Ap, slab by slab on all cores
+            scaled = np.multiply(p[start:stop], alpha)
+            x[start:stop] += scaled
+            r[start:stop] -= np.multiply(ap[start:stop], alpha, out=scaled)
+
+        backend.for_each_slab(np, step, x.shape[0], x[0].size)
         rr_new = float(np.vdot(r, r).real)
-        p *= np.float32(rr_new / rr)
-        p += r
+        beta = np.float32(rr_new / rr)
+
+        def direction(start, stop):  # p = βp + r
+            p[start:stop] *= beta
+            p[start:stop] += r[start:stop]
+
+        backend.for_each_slab(np, direction, x.shape[0], x[0].size)
         rr = rr_new
         if stop(math.sqrt(rr) / scale, tol, callback, iteration, max_iter):
             break
@@ -249,20 +257,24 @@ def pdf(total_field_ppm, mask, spacing_um, b0_direction=(1.0, 0.0, 0.0), weight=
     grid.check_memory(9)
     dipole = grid.dipole()
     w2 = grid.embed(w2)
-    outside = grid.embed(mask.astype(np.float32)) == 0  # the padding is outside too
+    inside = grid.embed(mask.astype(np.float32)) != 0  # the padding is outside
+    n, plane = grid.padded[0], math.prod(grid.padded[1:])
 
     def convolve(x):
-        return grid.irfft(grid.rfft(x) * dipole)
+        spectrum = grid.rfft(x)
+        return grid.irfft(_product(spectrum, dipole, spectrum))
 
-    def normal(x):
-        y = convolve(np.where(outside, x, np.float32(0)))
-        y *= w2
-        y = convolve(y)
-        y[~outside] = 0
-        return y
+    def normal(x):  # x is 0 inside the mask: CG's start, residuals and directions are
+        once = convolve(x)
+        backend.for_each_slab(np, lambda start, stop: np.multiply(
+            once[start:stop], w2[start:stop], out=once[start:stop]), n, plane)
+        twice = convolve(once)
+        backend.for_each_slab(np, lambda start, stop: np.copyto(
+            twice[start:stop], 0, where=inside[start:stop]), n, plane)
+        return twice
 
     rhs = convolve(w2 * grid.embed(field))
-    rhs[~outside] = 0
+    rhs[inside] = 0
     chi = _conjugate_gradient(normal, rhs, np.zeros(grid.padded, np.float32), int(max_iter),
                               float(tol), callback)
     background = convolve(chi)

@@ -48,7 +48,7 @@ def as_field(field, name: str, where: str) -> np.ndarray:
     if not np.issubdtype(field.dtype, np.number) or np.iscomplexobj(field):
         raise ValueError(f"{where}: {name} must be real, got dtype {field.dtype}")
     field = field.astype(np.float32, copy=False)
-    if not np.all(np.isfinite(field)):
+    if not backend.all_finite(field):
         raise ValueError(f"{where}: {name} contains NaN or infinite values")
     return field
 
@@ -240,5 +240,7 @@ def gradient_adjoint(v: np.ndarray, steps) -> np.ndarray:
 def result(grid: Grid, chi_padded: np.ndarray, mask: np.ndarray) -> np.ndarray:
     """χ cropped back to the data grid, zero outside the mask, float32."""
     chi = np.ascontiguousarray(chi_padded[grid.crop], dtype=np.float32)
-    chi[~mask] = 0
+    backend.for_each_slab(np, lambda start, stop: np.copyto(
+        chi[start:stop], 0, where=np.logical_not(mask[start:stop])), chi.shape[0],
+        chi[0].size)
     return chi

@@ -83,10 +83,9 @@ def dipole_slabs(shape, spacing_um, b0_direction=(1.0, 0.0, 0.0), real=False, xp
         k2 = k0 ** 2 + plane_k2
         with np.errstate(invalid="ignore", divide="ignore"):
             kb2 /= k2
-        xp.subtract(1.0 / 3.0, kb2, out=kb2)
+        xp.subtract(1.0 / 3.0, kb2, out=out)  # in float64, rounded once into out
         if start == 0:
-            kb2[0, 0, 0] = 0.0
-        out[...] = kb2
+            out[0, 0, 0] = 0.0
 
     return out_shape, fill
 

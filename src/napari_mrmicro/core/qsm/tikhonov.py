@@ -11,6 +11,7 @@ from __future__ import annotations
 import numpy as np
 
 from napari_mrmicro.core import backend
+from napari_mrmicro.core.qsm import _fused
 from napari_mrmicro.core.qsm.inversion import Grid, check_inputs, check_positive, result
 from napari_mrmicro.core.qsm.kernel import dipole_slabs
 
@@ -46,17 +47,19 @@ def invert_tikhonov(local_field_ppm, mask, spacing_um, b0_direction=(1.0, 0.0, 0
     grid.check_memory(6)
     spectrum = grid.rfft(grid.embed_masked(field, mask))  # the field inside the mask
     _, dipole = dipole_slabs(grid.padded, grid.spacing, grid.b0, real=True)
-    symbols = grid.gradient_symbols() if regularizer == "gradient" else None
+    if regularizer == "gradient":
+        symbols = [np.ascontiguousarray(e.ravel()) for e in grid.gradient_symbols()]
+    else:  # a penalty of (1 + 0) + 0
+        symbols = [np.ones(n, np.float32) if axis == 0 else np.zeros(n, np.float32)
+                   for axis, n in enumerate(spectrum.shape)]
+    pairs = spectrum.view(np.float32)
 
     def divide(start, stop):  # the filter built and applied slab by slab, on all cores
         d = np.empty((stop - start,) + spectrum.shape[1:], np.float32)
         dipole(start, stop, d)
-        penalty = np.float32(1) if symbols is None else \
-            symbols[0][start:stop] + symbols[1] + symbols[2]
-        denominator = d**2 + np.float32(lam) * penalty
-        if start == 0:
-            denominator[0, 0, 0] = 1  # D(0) = 0 and ∇ of a constant is 0: the mean stays 0
-        spectrum[start:stop] *= d / denominator
+        # D / (D² + λ·penalty), 1 in place of the denominator at k = 0 (D(0) = 0 and ∇ of a
+        # constant is 0: the mean stays 0)
+        _fused.tikhonov_planes(pairs[start:stop], d, *symbols, np.float32(lam), start)
 
     backend.for_each_slab(np, divide, spectrum.shape[0], spectrum[0].size)
     return result(grid, grid.irfft(spectrum), mask)

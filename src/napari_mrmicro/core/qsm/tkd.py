@@ -11,6 +11,7 @@ from __future__ import annotations
 import numpy as np
 
 from napari_mrmicro.core import backend
+from napari_mrmicro.core.qsm import _fused
 from napari_mrmicro.core.qsm.inversion import Grid, check_inputs, check_positive, result
 from napari_mrmicro.core.qsm.kernel import dipole_slabs
 
@@ -64,11 +65,14 @@ def invert_tkd(local_field_ppm, mask, spacing_um, b0_direction=(1.0, 0.0, 0.0),
     grid.check_memory(5)
     spectrum = grid.rfft(grid.embed_masked(field, mask))  # the field inside the mask
     _, dipole = dipole_slabs(grid.padded, grid.spacing, grid.b0, real=True)
+    pairs = spectrum.view(np.float32)
 
     def divide(start, stop):  # kernel built and applied slab by slab, on all cores
         kernel = np.empty((stop - start,) + spectrum.shape[1:], np.float32)
         dipole(start, stop, kernel)
-        spectrum[start:stop] *= tkd_inverse_kernel(kernel, threshold, out=kernel)
+        _fused.multiply_planes(pairs[start:stop], tkd_inverse_kernel(kernel, threshold,
+                                                                     out=kernel),
+                               pairs[start:stop])
 
     backend.for_each_slab(np, divide, spectrum.shape[0], spectrum[0].size)
     return result(grid, grid.irfft(spectrum), mask)

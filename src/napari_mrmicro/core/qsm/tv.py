@@ -24,6 +24,7 @@ import math
 import numpy as np
 
 from napari_mrmicro.core import backend
+from napari_mrmicro.core.qsm import _fused
 from napari_mrmicro.core.qsm.inversion import (
     Grid, check_inputs, check_iteration, check_positive, check_weight, result, stop)
 
@@ -37,12 +38,14 @@ def admm_tv(grid: Grid, field, data_weight, gradient_weight, lam, rho, mu, max_i
     ``field`` f, ``data_weight`` W (zero outside the mask), ``gradient_weight`` g
     (broadcastable to ``(3, z, y, x)``). Returns the padded χ (float32, numpy).
 
-    ``device`` (:mod:`~napari_mrmicro.core.backend`) is where it runs: on the CPU the
-    element-wise updates between the transforms run slab by slab on all cores, fused so
-    that each slab's updates are done while it is in cache; on the GPU the same updates run
-    once over the whole volume. The dual variables are kept as ``U = u = clip(w, ±t)`` and
-    ``V = z − u = (w − U) − U`` (``w = ∇χ + u``): one volume triple less than ``z`` and
-    ``u`` separately, with the same floating-point operations.
+    ``device`` (:mod:`~napari_mrmicro.core.backend`) is where it runs. On the GPU the
+    element-wise updates between the transforms run once over the whole volume, written
+    below with its array namespace. On the CPU the same float32 operations run as the
+    compiled loops of :mod:`._fused` on all cores: one visit per voxel for the gains (built
+    from ``D`` and the gradient symbols on the fly) and one for the update, which also forms
+    ``∇ᵀV`` plane by plane, so V is never stored. The dual variables are kept as
+    ``U = u = clip(w, ±t)`` and ``V = z − u = (w − U) − U`` (``w = ∇χ + u``): one volume
+    triple less than ``z`` and ``u`` separately, with the same floating-point operations.
     """
     device = backend.resolve(device)
     if device == "gpu":  # the host's memory is the caller's Grid.check_memory
@@ -54,11 +57,13 @@ def admm_tv(grid: Grid, field, data_weight, gradient_weight, lam, rho, mu, max_i
     scales = [None if h == 1 else np.float32(1 / h) for h in steps]
     mu, rho = np.float32(mu), np.float32(rho)
     dipole = grid.dipole(device)
-    denominator = mu * dipole**2 + rho * grid.laplacian_symbol(device)
-    denominator[0, 0, 0] = 1  # k = 0 is in the null space of both terms: keep χ̂(0) = 0
-    data_gain = mu * dipole / denominator  # χ̂ = data_gain·F[y − s] + …
-    tv_gain = rho / denominator  # … + tv_gain·F[∇ᵀ(z − u)]
-    del denominator
+    fused = xp is np
+    if not fused:
+        denominator = mu * dipole**2 + rho * grid.laplacian_symbol(device)
+        denominator[0, 0, 0] = 1  # k = 0 is in the null space of both terms: keep χ̂(0) = 0
+        data_gain = mu * dipole / denominator  # χ̂ = data_gain·F[y − s] + …
+        tv_gain = rho / denominator  # … + tv_gain·F[∇ᵀ(z − u)]
+        del denominator
     w2 = data_weight * data_weight
     w2f = xp.asarray(w2 * field)
     w2mu = xp.asarray(w2 + mu)
@@ -71,7 +76,7 @@ def admm_tv(grid: Grid, field, data_weight, gradient_weight, lam, rho, mu, max_i
     s = xp.zeros_like(chi)
     residual = y - s  # y − s, the input of the data-term transform
     dual = xp.zeros((3,) + shape, np.float32)  # U = u
-    split = xp.zeros((3,) + shape, np.float32)  # V = z − u
+    split = None if fused else xp.zeros((3,) + shape, np.float32)  # V = z − u
     adjoint = xp.empty_like(chi)  # ∇ᵀV
     plane = shape[1] * shape[2]
     half_plane = grid.spectrum_shape[1] * grid.spectrum_shape[2]
@@ -119,18 +124,31 @@ def admm_tv(grid: Grid, field, data_weight, gradient_weight, lam, rho, mu, max_i
         sums[start] = (float((w * w).sum(dtype=np.float64)),
                        float((chi_new[part] * chi_new[part]).sum(dtype=np.float64)))
 
+    if fused:
+        step_scales = np.array([1 if a is None else a for a in scales], np.float32)
+        symbols = grid.gradient_symbols()
+        thresholds = threshold if threshold.ndim else np.broadcast_to(threshold, (3,) + shape)
+        adjoint[...] = 0  # ∇ᵀV of V = 0; then written by each update
     for iteration in range(max_iter):
-        backend.for_each_slab(xp, apply_adjoint, shape[0], plane)
+        if not fused:
+            backend.for_each_slab(xp, apply_adjoint, shape[0], plane)
         rhs = fft.rfftn(residual, workers=-1)
         tv_spectrum = fft.rfftn(adjoint, workers=-1)
-        backend.for_each_slab(xp, combine, shape[0], half_plane)
+        if fused:
+            _fused.admm_combine(rhs, tv_spectrum, dipole, symbols, mu, rho)
+        else:
+            backend.for_each_slab(xp, combine, shape[0], half_plane)
         dchi = fft.irfftn(tv_spectrum, s=shape, workers=-1, overwrite_x=True)  # Dχ
         chi_new = fft.irfftn(rhs, s=shape, workers=-1, overwrite_x=True)
         del rhs, tv_spectrum
-        sums = {}
-        backend.for_each_slab(xp, update, shape[0], plane)
+        if fused:
+            difference, norm = _fused.admm_update(dchi, s, w2f, w2mu, mu, chi_new, chi, dual,
+                                                  thresholds, step_scales, adjoint)
+        else:
+            sums = {}
+            backend.for_each_slab(xp, update, shape[0], plane)
+            difference, norm = (sum(sums[k][i] for k in sorted(sums)) for i in (0, 1))
         residual = dchi
-        difference, norm = (sum(sums[k][i] for k in sorted(sums)) for i in (0, 1))
         change = math.sqrt(difference) / max(math.sqrt(norm), 1e-30)
         chi = chi_new
         if stop(change, tol, callback, iteration, max_iter):

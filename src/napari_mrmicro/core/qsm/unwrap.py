@@ -27,6 +27,7 @@ from scipy.sparse.linalg import spsolve_triangular
 from napari_mrmicro.core import backend
 from napari_mrmicro.core._masks import as_mask, as_spacing
 from napari_mrmicro.core.memory import check_memory
+from napari_mrmicro.core.qsm import _fused
 
 TWO_PI = 2.0 * np.pi
 
@@ -78,21 +79,16 @@ def unwrap_laplacian(wrapped_phase, spacing_um, workers: int = -1) -> np.ndarray
     spacing = _spacing(spacing_um)
     nz, plane = phase.shape[0], phase[0].size
     source = np.empty(phase.shape, dtype=np.float32)
-    backend.for_each_slab(np, lambda start, stop: _wrapped_laplacian(
-        phase, spacing, start, stop, source[start:stop]), nz, plane)
+    weights = np.array([1.0 / h**2 for h in spacing], np.float32)
+    backend.for_each_slab(np, lambda start, stop: _fused.wrapped_laplacian(
+        phase, weights, start, stop, source[start:stop]), nz, plane)
     spectrum = scipy.fft.dctn(source, type=2, norm="ortho", workers=workers)
     del source
     k = [(2.0 * np.cos(np.pi * np.arange(n) / n) - 2.0) / h**2
          for n, h in zip(phase.shape, spacing)]
-
-    def divide(start, stop):  # by the eigenvalues of the Neumann Laplacian, slab by slab
-        eigen = np.add(k[0][start:stop, None, None] + k[1][None, :, None], k[2],
-                       out=np.empty(spectrum[start:stop].shape, np.float32))  # rounded once
-        if start == 0:
-            eigen[0, 0, 0] = 1.0
-        spectrum[start:stop] /= eigen
-
-    backend.for_each_slab(np, divide, nz, plane)
+    # by the eigenvalues of the Neumann Laplacian, rounded once to float32, slab by slab
+    backend.for_each_slab(np, lambda start, stop: _fused.divide_by_eigenvalues(
+        spectrum, *k, start, stop), nz, plane)
     spectrum[0, 0, 0] = 0.0
     unwrapped = scipy.fft.idctn(spectrum, type=2, norm="ortho", workers=workers,
                                 overwrite_x=True).astype(np.float32, copy=False)
@@ -275,38 +271,6 @@ def unwrap_echoes(phases, te_ms, magnitudes=None, mask=None, spacing_um=None,
 
 # -- helpers ----------------------------------------------------------------------------
 
-def _wrapped_flux(difference, h: float):
-    """``wrap_phase(difference) / h²`` computed in place (the same float32 operations)."""
-    turns = np.divide(difference, TWO_PI)
-    np.round(turns, out=turns)
-    turns *= TWO_PI
-    difference -= turns
-    difference *= np.float32(1.0 / h**2)
-    return difference
-
-
-def _wrapped_laplacian(phase, spacing, start, stop, out) -> None:
-    """``out`` = the wrapped-difference Laplacian of ``phase`` on the planes
-    ``start:stop`` of its first axis (the neighbour planes outside the slab are read), each
-    voxel summed in the same order as on the whole volume."""
-    out[...] = 0
-    nz = phase.shape[0]
-    if nz > 1:  # first axis: the fluxes between planes lo .. hi
-        lo, hi = max(start - 1, 0), min(stop, nz - 1)
-        flux = _wrapped_flux(np.subtract(phase[lo + 1:hi + 1], phase[lo:hi]), spacing[0])
-        ahead = flux[start - lo:stop - lo]  # flux from plane i to i + 1, i in the slab
-        out[:len(ahead)] += ahead
-        behind = flux[max(start, 1) - 1 - lo:stop - 1 - lo]  # into plane i from i − 1
-        out[len(out) - len(behind):] -= behind
-    slab = phase[start:stop]
-    for axis, h in enumerate(spacing[1:], 1):
-        if phase.shape[axis] < 2:
-            continue
-        flux = _wrapped_flux(np.diff(slab, axis=axis), h)
-        out[_cut(axis, 0, -1)] += flux
-        out[_cut(axis, 1, None)] -= flux
-
-
 def _cut(axis: int, start, stop) -> tuple:
     index = [slice(None)] * 3
     index[axis] = slice(start, stop)
@@ -327,7 +291,7 @@ def _phase_volume(phase, name: str) -> np.ndarray:
     if phase.ndim != 3:
         raise ValueError(f"{name} must be a 3-D (z, y, x) array, got shape {phase.shape}")
     phase = phase.astype(np.float32, copy=False)
-    if not np.all(np.isfinite(phase)):
+    if not backend.all_finite(phase):
         raise ValueError(f"{name} contains NaN or infinite values")
     return phase
 
