@@ -16,16 +16,24 @@ def test_demo_writes_round_trips_and_a_simulation(tmp_path, capsys):
     assert out.count("[ok]") >= 4 and "FAIL" not in out
     assert "FOV 25.00 x 12.50 x 12.50 mm" in out and "97.66" in out
     magnitude = tifffile.imread(tmp_path / "cochlea_magnitude.tif")
-    assert magnitude.shape == (4, 128, 128, 128)
+    assert magnitude.shape == (6, 128, 128, 128)
     kspace = np.load(tmp_path / "cochlea_kspace.npy")
     assert kspace.dtype == np.complex64
     assert "NRMSE" in out and (tmp_path / "cochlea_chi.nii.gz").exists()
-    # QSM: what is scored and how the truth varies there is said; χ errs by 0.075 ppm RMS
-    # (0.62 before the mask left out the partial-volume edge of the bone)
+    # QSM of the Gd-soaked inner ear in Fomblin, scored where the truth has signal: the
+    # nerve in its canal and the modiolus carry χ contrast (0.17 ppm below the fluid); the
+    # issue's bar is NRMSE <= 50 % (measured 42 %) with every tissue's sign right
     spread, error = map(float, re.search(r"truth varies by ([\d.]+) ppm RMS .* χ errs by "
                                          r"([\d.]+) ppm RMS", out).groups())
-    assert error < 0.15 and "QSM check: " in out and "scored:" in out
-    assert ("flat where QSM can see it" in out) == (spread < 0.05)
+    score = float(re.search(r"NRMSE ([\d.]+) %", out).group(1))
+    assert spread > 0.03 and error < 0.5 * spread and score <= 50.0
+    assert "flat where QSM can see it" not in out and "BAD" not in out
+    assert "QSM check: met" in out and "reference: χ and truth each relative" in out
+    signs = {name: (float(chi), float(truth)) for name, chi, truth in re.findall(
+        r"^ +([a-z ]+): χ ([-+][\d.]+) ppm \(truth ([-+][\d.]+)\)", out, re.M)}
+    for name in ("modiolus", "canal fluid", "cochlear nerve"):
+        chi, truth = signs[name]
+        assert abs(truth) > 0.04 and np.sign(chi) == np.sign(truth), (name, chi, truth)
     assert (tmp_path / "cochlea_qsm.png").stat().st_size > 1000
     assert (tmp_path / "duct_area.png").stat().st_size > 1000
     sections = (tmp_path / "duct_sections.csv").read_text().splitlines()

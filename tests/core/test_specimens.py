@@ -1,8 +1,10 @@
+import dataclasses
+
 import numpy as np
 import pytest
 
 from napari_mrmicro.core.physics import larmor_hz, magnitude_with_noise, spin_echo_signal
-from napari_mrmicro.core.specimens import PROPERTIES, make_specimen
+from napari_mrmicro.core.specimens import PROPERTIES, Tissue, gd_soaked, make_specimen
 
 
 def test_tooth_has_its_tissues_and_is_deterministic():
@@ -187,6 +189,41 @@ def test_cochlea_tissue_properties_and_options():
     small = make_specimen("cochlea", (40, 64, 64), 50.0)
     assert small.metadata["scale"] < 1
     assert small.truth["basal_diameter_um"] < 64 * 50.0
+
+
+def test_soaked_cochlea_in_fomblin_with_its_nerve_canal():
+    # Gd soak, by hand: R1 = 1/1.5 s + 4/s/mM · 1.5 mM = 6.67/s; χ = −0.05 + 0.75·0.33·1.5
+    nerve = gd_soaked(Tissue("nerve", 0.75, 1500.0, 40.0, 20.0, 0.8, -0.05))
+    assert nerve.t1_ms == pytest.approx(150.0) and nerve.chi_ppm == pytest.approx(0.32125)
+    assert nerve.t2_ms == pytest.approx(1e3 / 32.5)
+    assert 1 / nerve.t2star_ms - 1 / nerve.t2_ms == pytest.approx(1 / 20.0 - 1 / 40.0)
+    s = make_specimen("cochlea", (64, 96, 96), 100.0, surrounding="fomblin",
+                      nerve_canal=True, air_bubble=True)
+    t, names = s.truth, s.tissue_names
+    assert names == ("Fomblin", "bone", "modiolus", "duct", "canal fluid", "cochlear nerve",
+                     "air bubble")
+    assert (t["canal_label"], t["nerve_label"], t["bubble_label"]) == (4, 5, 6)
+    assert s.tissues[0].proton_density == 0
+    assert dataclasses.replace(s.tissues[5], name="modiolus") == s.tissues[2]
+    # the modiolus is soaked like its nerve: T1 of the fluid, χ 0.17 ppm below it
+    fluid, modiolus = s.tissues[4], s.tissues[2]
+    assert modiolus.t1_ms == pytest.approx(fluid.t1_ms, rel=0.05)
+    assert fluid.chi_ppm - modiolus.chi_ppm == pytest.approx(0.18, abs=0.01)
+    # The canal hangs below the capsule on the modiolar axis: fluid around the nerve, in
+    # bone, and the nerve meets the modiolus; the duct stays walled in by bone.
+    centre = np.asarray(s.labels.shape) // 2
+    axis = s.labels[:, centre[1], centre[2]]
+    nerve_rows = np.nonzero(axis == 5)[0]
+    assert nerve_rows.size and axis[nerve_rows[-1] + 1] == 2  # nerve → modiolus
+    row = s.labels[nerve_rows[nerve_rows.size // 2], centre[1]]
+    inside = np.nonzero(row != 0)[0]  # bone | fluid | nerve | fluid | bone across the canal
+    runs = [int(v) for i, v in enumerate(row[inside]) if i == 0 or row[inside][i - 1] != v]
+    assert runs == [1, 4, 5, 4, 1]
+    assert np.count_nonzero(row == 5) * 100.0 == pytest.approx(2 * t["nerve_radius_um"],
+                                                              abs=200.0)
+    assert t["canal_length_um"] == pytest.approx(2 * 900.0 * s.metadata["scale"])
+    duct = ndi.binary_dilation(s.labels == t["duct_label"])
+    assert not np.any(duct & np.isin(s.labels, (0, 2, 4, 5)))
 
 
 def test_tube_diameter_and_offset_are_honoured():

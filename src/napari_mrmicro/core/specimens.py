@@ -19,7 +19,7 @@ from __future__ import annotations
 import inspect
 import math
 import operator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 from scipy import integrate
@@ -74,20 +74,54 @@ TOOTH_TISSUES = (
 # Gd-DTPA (Magnevist) doping at 9.4 T, 295 K: r1 ≈ 4 s⁻¹mM⁻¹, r2 ≈ 5 s⁻¹mM⁻¹; molar χ of
 # Gd³⁺ by Curie's law (μ_eff = 7.94 μ_B) ≈ +0.33 ppm per mM (de Rochefort et al., Magn Reson
 # Med 2008;60:1003). Fixed specimens soaked in dilute Gd shorten T1 to ~100 ms for fast
-# imaging ("active staining": Johnson et al., Radiology 2002;222:789).
+# imaging ("active staining": Johnson et al., Radiology 2002;222:789); after days of soaking
+# the agent reaches the water of the fixed (permeabilized) tissue at the bath's
+# concentration, so a tissue's rates gain r·[Gd] and its χ gains (water fraction)·0.33·[Gd].
+GD_MM, GD_R1_PER_S_MM, GD_R2_PER_S_MM, GD_CHI_PPM_PER_MM = 1.5, 4.0, 5.0, 0.33
 
-#: Fixed inner ear soaked in Gd-DTPA (≈ 1.6 mM: T1 ≈ 150 ms, χ ≈ +0.5 ppm), at 9.4 T.
+
+def gd_soaked(tissue: Tissue, gd_mm: float = GD_MM) -> Tissue:
+    """A tissue after soaking to equilibrium in ``gd_mm`` Gd-DTPA: R1, R2 and R2* gain
+    r1·[Gd] and r2·[Gd] (T2′ kept), χ gains ``proton_density``·0.33 ppm/mM·[Gd] (the agent
+    sits in the tissue's water, whose fraction is the proton density)."""
+    t2_prime = 1.0 / (1.0 / tissue.t2star_ms - 1.0 / tissue.t2_ms)
+    t2 = 1e3 / (1e3 / tissue.t2_ms + GD_R2_PER_S_MM * gd_mm)
+    return Tissue(tissue.name, tissue.proton_density,
+                  1e3 / (1e3 / tissue.t1_ms + GD_R1_PER_S_MM * gd_mm), t2,
+                  1.0 / (1.0 / t2 + 1.0 / t2_prime), tissue.diffusion_um2_per_ms,
+                  tissue.chi_ppm + tissue.proton_density * GD_CHI_PPM_PER_MM * gd_mm,
+                  tissue.shift_ppm, tissue.c13_density, tissue.fluorescence)
+
+
+#: Fixed inner ear soaked in 1.5 mM Gd-DTPA at 9.4 T. Fluid (perilymph/fixative): T1 3 s,
+#: T2 ≈ 0.2 s undoped, so T1 ≈ 160 ms, T2 ≈ 80 ms and χ ≈ +0.5 ppm vs water once doped.
 #: Otic capsule: the densest bone of the body, little water, T2* ≈ 0.3–0.5 ms (cortical bone,
 #: Reichert et al., Magn Reson Imaging 2005;23:611), χ ≈ −2 ppm vs water (Dimov et al. 2018).
-#: Modiolus (cochlear nerve, myelinated): T1 ≈ 1.5 s, T2 ≈ 40 ms at 9.4 T.
+#: Modiolus and cochlear nerve (myelinated nerve, water fraction 0.75): T1 ≈ 1.5 s, T2 ≈
+#: 40 ms, T2* ≈ 20 ms at 9.4 T unsoaked; myelin makes nerve ≈ 0.05 ppm more diamagnetic
+#: than water (the χ contrast lost in dysmyelinated fixed mouse brain at 9.4 T: Liu et al.,
+#: NeuroImage 2011;56:930); soaked: T1 ≈ 150 ms, χ ≈ 0.75·0.5 − 0.05 ≈ +0.32 ppm, 0.17 ppm
+#: below the fluid around it.
 _COCHLEA_FLUID = dict(proton_density=1.0, t1_ms=150.0, t2_ms=80.0, t2star_ms=30.0,
                       diffusion_um2_per_ms=2.0, chi_ppm=0.5, fluorescence=0.02)
+_NERVE = gd_soaked(Tissue("modiolus", 0.75, 1500.0, 40.0, 20.0, 0.8, -0.05,
+                          fluorescence=0.05))
 COCHLEA_TISSUES = (
     Tissue("medium", **_COCHLEA_FLUID),
     Tissue("bone", 0.15, 400.0, 0.5, 0.4, 0.0, -2.0, fluorescence=0.1),
-    Tissue("modiolus", 0.75, 1500.0, 40.0, 20.0, 0.8, -0.05, fluorescence=0.05),
+    _NERVE,
     Tissue("duct", **_COCHLEA_FLUID),
 )
+#: With ``nerve_canal``: the internal auditory canal's fluid and the cochlear nerve in it.
+COCHLEA_CANAL_TISSUES = (
+    Tissue("canal fluid", **_COCHLEA_FLUID),
+    replace(_NERVE, name="cochlear nerve"),
+)
+#: Fomblin (perfluoropolyether), in which fixed specimens are scanned: no ¹H signal, and
+#: diamagnetic close to water (PTFE, the same CF₂ chains, is −10.3 ppm SI at 2.2 g/cm³:
+#: Wapler et al., J Magn Reson 2014;242:233; scaled to Fomblin's 1.9 g/cm³, −8.9 ppm, within
+#: 0.2 ppm of water's −9.05), taken as water's. T1/T2 are placeholders (no signal).
+FOMBLIN = Tissue("Fomblin", 0.0, 1.0, 1.0, 1.0, 0.0, 0.0)
 #: A trapped air bubble in the duct: air's properties under its own label.
 AIR_BUBBLE = Tissue("air bubble", 0.0, 1.0, 1.0, 1.0, 0.0, 9.4, 0.0)
 
@@ -357,18 +391,23 @@ def _paint_duct(labels, spiral, rho, phi, spacing_um, value, batch=4_000_000):
 
 
 def _cochlea(shape, spacing_um, rng, species="human", surrounding="fluid", air_bubble=False,
-             bubble_radius_um=None):
+             bubble_radius_um=None, nerve_canal=False):
     """An inner ear: a spiral duct (a conical logarithmic helix around the z axis, base at low
     z, tapering) of Gd-doped fluid in dense otic-capsule bone, around a conical modiolus
     whose nerve leaves through the bottom of the capsule.
 
-    Labels: 0 medium (Gd-doped fluid) or air (``surrounding``), 1 bone, 2 modiolus, 3 duct,
-    4 air bubble (with ``air_bubble``: air, χ +9.4 ppm vs water, in the basal turn, radius
-    ``bubble_radius_um``, default 0.6 × the local duct radius and at most that radius).
+    Labels: 0 medium (Gd-doped fluid), air or Fomblin (``surrounding``), 1 bone, 2 modiolus,
+    3 duct; with ``nerve_canal`` 4 canal fluid and 5 cochlear nerve: the internal auditory
+    canal below the capsule, a bony tube as wide as the modiolus base, two basal duct radii
+    long, whose Gd-doped fluid holds the nerve (0.6 of the canal radius) along the modiolar
+    axis; then the air bubble (with ``air_bubble``: air, χ +9.4 ppm vs water, in the basal
+    turn, radius ``bubble_radius_um``, default 0.6 × the local duct radius and at most that
+    radius).
     """
     species = _choice("species", species, tuple(COCHLEA_GEOMETRY))
-    surrounding = _choice("surrounding", surrounding, ("fluid", "air"))
+    surrounding = _choice("surrounding", surrounding, ("fluid", "air", "fomblin"))
     air_bubble = _choice("air_bubble", air_bubble, (False, True))
+    nerve_canal = _choice("nerve_canal", nerve_canal, (False, True))
     g = dict(COCHLEA_GEOMETRY[species])
     wobble = 1.0 + 0.03 * rng.standard_normal(2)
     phi0 = float(rng.uniform(0.0, 2 * np.pi))
@@ -376,9 +415,12 @@ def _cochlea(shape, spacing_um, rng, species="human", surrounding="fluid", air_b
     g["height"] *= wobble[1]
 
     extent = np.asarray(shape) * np.asarray(spacing_um)
-    need = np.array([g["height"] + 2 * g["bone"], *(2 * [g["diameter"] + 2 * g["bone"]])])
+    canal = 2 * g["duct_base"] if nerve_canal else 0.0  # its length, kept centred (2× in z)
+    need = np.array([g["height"] + 2 * g["bone"] + 2 * canal,
+                     *(2 * [g["diameter"] + 2 * g["bone"]])])
     fit = float(min(1.0, np.min(extent / (1.05 * need))))
     g = {k: (v if k == "turns" else v * fit) for k, v in g.items()}
+    canal *= fit
     rise = g["height"] - g["duct_base"] - g["duct_apex"]
     spiral = _Spiral(g["diameter"] / 2 - g["duct_base"], g["apex_radius"],
                      -g["height"] / 2 + g["duct_base"], rise, g["turns"], phi0,
@@ -413,6 +455,14 @@ def _cochlea(shape, spacing_um, rng, species="human", surrounding="fluid", air_b
         sl = slice(rows[0], rows[-1] + 1)
         labels[sl][rho[None] <= modiolus[sl, None, None].astype(np.float32)] = 2
     _paint_duct(labels, spiral, rho, phi, spacing_um, 3)
+    canal_radius = 0.5 * (spiral.radius(0.0) - g["duct_base"])  # the modiolus base
+    if nerve_canal:
+        rows = np.nonzero((z >= bottom - canal) & (z < bottom))[0]
+        if rows.size:
+            sl = slice(rows[0], rows[-1] + 1)
+            labels[sl][:, rho <= canal_radius + g["bone"]] = 1
+            labels[sl][:, rho <= canal_radius] = 4
+            labels[sl][:, rho <= 0.6 * canal_radius] = 5
 
     centre = _volume_centre_um(shape, spacing_um)
     length = integrate.quad(spiral.speed, 0.0, spiral.theta_end, limit=200)[0]
@@ -435,7 +485,12 @@ def _cochlea(shape, spacing_um, rng, species="human", surrounding="fluid", air_b
         "modiolar_axis": (1.0, 0.0, 0.0),
         "duct_label": 3, "modiolus_label": 2, "bone_labels": (1,),
     }
-    tissues = COCHLEA_TISSUES if surrounding == "fluid" else (AIR, *COCHLEA_TISSUES[1:])
+    surround = {"fluid": COCHLEA_TISSUES[0], "air": AIR, "fomblin": FOMBLIN}[surrounding]
+    tissues = (surround, *COCHLEA_TISSUES[1:])
+    if nerve_canal:
+        tissues = (*tissues, *COCHLEA_CANAL_TISSUES)
+        truth.update(canal_label=4, nerve_label=5, canal_radius_um=float(canal_radius),
+                     nerve_radius_um=float(0.6 * canal_radius), canal_length_um=float(canal))
     if air_bubble:
         box = [slice(max(0, int(np.floor((c[i] - radius) / s + (n - 1) / 2))),
                      min(n, int(np.ceil((c[i] + radius) / s + (n - 1) / 2)) + 1))
@@ -444,11 +499,12 @@ def _cochlea(shape, spacing_um, rng, species="human", surrounding="fluid", air_b
                       for i, (b, n, s) in enumerate(zip(box, shape, spacing_um)))
         sphere = (zb[:, None, None] ** 2 + yb[None, :, None] ** 2
                   + xb[None, None, :] ** 2) <= radius**2
-        labels[tuple(box)][sphere] = 4
+        labels[tuple(box)][sphere] = len(tissues)
+        truth.update(bubble_centre_um=c + centre, bubble_radius_um=radius,
+                     bubble_label=len(tissues))
         tissues = (*tissues, AIR_BUBBLE)
-        truth.update(bubble_centre_um=c + centre, bubble_radius_um=radius, bubble_label=4)
     meta = {"scale": fit, "species": species, "surrounding": surrounding,
-            "air_bubble": air_bubble}
+            "air_bubble": air_bubble, "nerve_canal": nerve_canal}
     return labels, tissues, truth, meta
 
 
@@ -615,15 +671,19 @@ def make_specimen(name: str, shape, spacing_um, seed: int = 0, **options) -> Spe
         ``"tooth"``: a two-rooted molar whose pulp alone has long T2 (2.35 T properties;
         shrunk to fit the FOV). No options.
 
-        ``"cochlea"``: an inner ear — a 2.5-turn (human) spiral duct of Gd-doped fluid
-        (bright, T1 150 ms) in dense bone (no signal, χ −2 ppm), around a modiolus, at 9.4 T.
-        Options: ``species`` "human" (basal diameter 9 mm, 5 mm tall) or "mouse" (2 mm,
-        1.75 turns); ``surrounding`` "fluid" or "air"; ``air_bubble`` (bool) and
+        ``"cochlea"``: a fixed inner ear soaked in Gd-DTPA — a 2.5-turn (human) spiral duct
+        of doped fluid (bright, T1 150 ms, χ +0.5 ppm) in dense bone (no signal, χ −2 ppm),
+        around a soaked, myelinated modiolus (χ +0.32 ppm), at 9.4 T. Options: ``species``
+        "human" (basal diameter 9 mm, 5 mm tall) or "mouse" (2 mm, 1.75 turns);
+        ``surrounding`` "fluid", "air" or "fomblin"; ``nerve_canal`` (bool: the internal
+        auditory canal, its fluid around the cochlear nerve); ``air_bubble`` (bool) and
         ``bubble_radius_um``. Truth: ``centreline_um`` (N, 3) base → apex, one point per
         quarter apical duct radius of arc; ``duct_radius_um`` (N,); ``duct_length_um`` and
         ``duct_volume_um3`` (∫πr²ds), both by adaptive quadrature of the helix; ``turns``;
         ``basal_diameter_um``; ``modiolar_axis``; ``duct_label``, ``modiolus_label``,
-        ``bone_labels``; with a bubble ``bubble_centre_um``, ``bubble_radius_um``.
+        ``bone_labels``; with the canal ``canal_label``, ``nerve_label``,
+        ``canal_radius_um``, ``nerve_radius_um``, ``canal_length_um``; with a bubble
+        ``bubble_label``, ``bubble_centre_um``, ``bubble_radius_um``.
 
         ``"tube"``: a glass capillary of doped water (T1 300 ms) along an axis.
         Options: ``inner_diameter_um``, ``wall_thickness_um``, ``axis``, ``offset_um``,
