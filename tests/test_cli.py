@@ -50,3 +50,20 @@ def test_errors_name_the_problem_and_exit_nonzero(tmp_path):
                              str(blocker / "out")], capture_output=True, text=True)
     assert result.returncode == 2
     assert "mrmicro demo: error" in result.stderr and "file" in result.stderr
+
+
+def test_demo_progress_into_a_log_is_one_line_per_stage_and_ten_percent(monkeypatch):
+    import io
+
+    from napari_mrmicro import demo
+
+    log = io.StringIO()
+    monkeypatch.setattr(demo.sys, "stderr", log)
+    report = demo._progress("QSM")
+    for stage in ("mask", "inversion (tv)"):
+        for i in range(1001):
+            report(stage, i / 1000)
+    lines = log.getvalue().splitlines()
+    assert "\r" not in log.getvalue()
+    assert len(lines) == 22  # 0, 10, ..., 100 % for each stage
+    assert lines[-1].endswith("100 % inversion (tv)")

@@ -294,12 +294,24 @@ def _write_slice_png(path: Path, volume, symmetric: bool = False) -> None:
 
 
 def _progress(task: str):
-    """A text progress bar on stderr for a core function's ``progress(stage, fraction)``."""
+    """A text progress bar on stderr for a core function's ``progress(stage, fraction)``:
+    redrawn in place on a terminal when its percentage or stage changes; into a log (not a
+    terminal) one line per stage and per 10 %."""
+    terminal = sys.stderr.isatty()
+    shown = [None]
+
     def report(stage, fraction):
+        step = int(100 * fraction) if terminal else 10 * int(10 * fraction)
+        if (stage, step) == shown[0]:
+            return
+        shown[0] = (stage, step)
         filled = int(30 * fraction)
-        end = "\n" if fraction >= 1 else ""
-        print(f"\r  {task} [{'#' * filled}{' ' * (30 - filled)}] {100 * fraction:3.0f} % "
-              f"{stage:<24}", end=end, file=sys.stderr, flush=True)
+        bar = f"  {task} [{'#' * filled}{' ' * (30 - filled)}] {100 * fraction:3.0f} % {stage}"
+        if terminal:
+            print(f"\r{bar:<70}", end="\n" if fraction >= 1 else "", file=sys.stderr,
+                  flush=True)
+        else:
+            print(bar, file=sys.stderr, flush=True)
     return report
 
 
