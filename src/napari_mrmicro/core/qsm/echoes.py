@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 import numpy as np
 from scipy import ndimage as ndi
-from scipy import stats
+from scipy.special import chdtri  # χ² quantiles: chdtri(k, p) = chi2.isf(p, k)
 
 from napari_mrmicro.core._masks import as_mask
 from napari_mrmicro.core.acquisition import GAMMA_BAR_MHZ_PER_T
@@ -277,7 +277,7 @@ def _estimate_sigma(chi2, mags, dof, known, inside, magnitudes_uniform: bool) ->
         raise ValueError("cannot estimate the noise: no voxel (in the mask) has a non-zero "
                          "magnitude; pass noise_sigma")
     if dof >= 1:
-        sigma2 = np.median(chi2[where]) / stats.chi2.median(dof)
+        sigma2 = np.median(chi2[where]) / chdtri(dof, 0.5)
         return float(np.sqrt(sigma2))
     if magnitudes_uniform:
         raise ValueError("one echo (or two with fit_offset) without magnitudes leaves "

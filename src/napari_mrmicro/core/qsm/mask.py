@@ -10,7 +10,7 @@ from dataclasses import dataclass
 
 import numpy as np
 from scipy import ndimage as ndi
-from scipy import stats
+from scipy.special import chdtri  # χ² quantiles: chdtri(k, p) = chi2.isf(p, k)
 
 from napari_mrmicro.core._masks import as_labels
 from napari_mrmicro.core.qsm.unwrap import _spacing
@@ -234,8 +234,8 @@ def signal_mask(magnitude, spacing_um=None, erode_um: float = 0.0,
     echoes = magnitude.shape[0] if magnitude.ndim == 4 else 1
     combined = combined_magnitude(magnitude)
     background = combined[combined <= otsu_threshold(combined)]
-    sigma = float(np.median(background)) / np.sqrt(stats.chi2.median(2 * echoes))
-    threshold = sigma * float(np.sqrt(stats.chi2.isf(NOISE_FALSE_ALARM, 2 * echoes)))
+    sigma = float(np.median(background)) / np.sqrt(chdtri(2 * echoes, 0.5))
+    threshold = sigma * float(np.sqrt(chdtri(2 * echoes, NOISE_FALSE_ALARM)))
     above = combined > threshold
     if not above.any():
         raise ValueError(f"no voxel has signal above the noise (σ {sigma:.3g}, threshold "
@@ -251,7 +251,7 @@ def signal_mask(magnitude, spacing_um=None, erode_um: float = 0.0,
         curvature, bend, triples = phase_curvature(magnitude, np.asarray(phase, np.float32),
                                                    te_ms)
         if curvature is not None:
-            limit = stats.chi2.isf(MISFIT_FALSE_ALARM / triples, 1) * sigma**2
+            limit = chdtri(1, MISFIT_FALSE_ALARM / triples) * sigma**2
             faint = combined < DIM_FRACTION * np.median(combined[mask])
             bent_dim = (curvature > limit) & (bend > BEND_TOLERANCE) & faint
             straight = _drop_specks(mask & ~bent_dim, min_part_voxels)
