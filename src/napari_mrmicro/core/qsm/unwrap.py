@@ -82,7 +82,9 @@ def unwrap_laplacian(wrapped_phase, spacing_um, workers: int = -1) -> np.ndarray
     weights = np.array([1.0 / h**2 for h in spacing], np.float32)
     backend.for_each_slab(np, lambda start, stop: _fused.wrapped_laplacian(
         phase, weights, start, stop, source[start:stop]), nz, plane)
-    spectrum = scipy.fft.dctn(source, type=2, norm="ortho", workers=workers)
+    # in place: one volume's memory for the whole solve (a fresh one costs its page faults)
+    spectrum = scipy.fft.dctn(source, type=2, norm="ortho", workers=workers,
+                              overwrite_x=True)
     del source
     k = [(2.0 * np.cos(np.pi * np.arange(n) / n) - 2.0) / h**2
          for n, h in zip(phase.shape, spacing)]
