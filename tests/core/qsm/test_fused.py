@@ -136,6 +136,41 @@ def test_spectrum_products_equal_numpy():
     np.testing.assert_array_equal(spectrum, out)
 
 
+
+def test_smv_products_equal_numpy(monkeypatch):
+    monkeypatch.setattr(backend, "SLAB_VOXELS", 40)  # several slabs
+    rng = np.random.default_rng(9)
+    kernel, mask = ((rng.standard_normal((6, 5, 4)) + 1j * rng.standard_normal((6, 5, 4))
+                     ).astype(np.complex64) for _ in range(2))
+    smv = kernel.real.copy()
+    high_pass = np.empty(smv.shape, np.float32)
+    _fused.smv_products(kernel, mask, high_pass)
+    np.testing.assert_array_equal(high_pass, np.subtract(1, smv))
+    np.testing.assert_array_equal(kernel, mask * smv)
+
+
+@pytest.mark.parametrize("clear", [(slice(1, 6), slice(2, 4), slice(0, 5)),
+                                   (slice(4, 3), slice(0, 5), slice(0, 5))])
+def test_new_claims_and_claim_equal_numpy(monkeypatch, clear):
+    monkeypatch.setattr(backend, "SLAB_VOXELS", 30)  # several slabs
+    rng = np.random.default_rng(10)
+    shape = (7, 6, 5)
+    mean = rng.random(shape).astype(np.float32)
+    claimed = rng.random(shape) > 0.7
+    threshold = np.float32(0.4)
+    eroded = np.zeros(shape, bool)
+    eroded[clear] = mean[clear] > threshold
+    expected = eroded & ~claimed
+    new = np.empty(shape, bool)
+    assert _fused.new_claims(mean, threshold, clear, claimed, new) == expected.any()
+    np.testing.assert_array_equal(new, expected)
+    filtered, combined = rng.random(shape).astype(np.float32), np.zeros(shape, np.float32)
+    want_combined, want_claimed = combined.copy(), claimed | new
+    np.copyto(want_combined, filtered, where=new)
+    _fused.claim(filtered, new, combined, claimed)
+    np.testing.assert_array_equal(combined, want_combined)
+    np.testing.assert_array_equal(claimed, want_claimed)
+
 def test_all_finite_finds_one_bad_voxel_in_any_slab(monkeypatch):
     monkeypatch.setattr(backend, "SLAB_VOXELS", 4)
     volume = np.zeros((7, 3, 2), np.float32)

@@ -257,3 +257,72 @@ def divide_by_eigenvalues(spectrum, k0, k1, k2, start, stop):
                 spectrum[z, y, x] /= np.float32(plane + k2[x])
     if start == 0:
         spectrum[0, 0, 0] = dc
+
+
+def smv_products(kernel_spectrum, mask_spectrum, high_pass) -> None:
+    """For :func:`.background.vsharp`, from the spectrum of an SMV kernel (real: the ball is
+    even) in one pass: ``high_pass = 1 − Ŝ`` and, in place of ``kernel_spectrum``, the
+    spectrum of the mask's ball mean ``mask_spectrum · Ŝ``, slab by slab on all cores."""
+    kernel, mask = kernel_spectrum.view(np.float32), mask_spectrum.view(np.float32)
+    backend.for_each_slab(np, lambda start, stop: _smv_products(
+        kernel, mask, high_pass, start, stop), high_pass.shape[0], kernel[0].size)
+
+
+@_jit
+def _smv_products(kernel, mask, high_pass, start, stop):
+    ny, nx = high_pass.shape[1], high_pass.shape[2]
+    one = np.float32(1)
+    for z in range(start, stop):
+        for y in range(ny):
+            for k in range(nx):
+                s = kernel[z, y, 2 * k]
+                high_pass[z, y, k] = one - s
+                kernel[z, y, 2 * k] = mask[z, y, 2 * k] * s
+                kernel[z, y, 2 * k + 1] = mask[z, y, 2 * k + 1] * s
+
+
+def new_claims(mean, threshold, clear, claimed, new) -> bool:
+    """``new`` = the voxels of the box ``clear`` (3 slices) where ``mean > threshold``
+    (float32) and not yet ``claimed``; whether there is any (:func:`.background.vsharp`)."""
+    bounds = np.array([(s.start, s.stop) for s in clear], np.int64)
+    found = []
+
+    def work(start, stop):
+        if _new_claims(mean, threshold, bounds, claimed, new, start, stop):
+            found.append(start)
+
+    backend.for_each_slab(np, work, mean.shape[0], mean[0].size)
+    return bool(found)
+
+
+@_jit
+def _new_claims(mean, threshold, bounds, claimed, new, start, stop):
+    ny, nx = mean.shape[1], mean.shape[2]
+    found = False
+    for z in range(start, stop):
+        z_in = bounds[0, 0] <= z < bounds[0, 1]
+        for y in range(ny):
+            y_in = z_in and bounds[1, 0] <= y < bounds[1, 1]
+            for x in range(nx):
+                inside = y_in and bounds[2, 0] <= x < bounds[2, 1]
+                value = inside and mean[z, y, x] > threshold and not claimed[z, y, x]
+                new[z, y, x] = value
+                found |= value
+    return found
+
+
+def claim(filtered, new, combined, claimed) -> None:
+    """``combined = filtered`` and ``claimed = True`` where ``new``, slab by slab."""
+    backend.for_each_slab(np, lambda start, stop: _claim(
+        filtered, new, combined, claimed, start, stop), new.shape[0], new[0].size)
+
+
+@_jit
+def _claim(filtered, new, combined, claimed, start, stop):
+    ny, nx = new.shape[1], new.shape[2]
+    for z in range(start, stop):
+        for y in range(ny):
+            for x in range(nx):
+                if new[z, y, x]:
+                    combined[z, y, x] = filtered[z, y, x]
+                    claimed[z, y, x] = True

@@ -131,29 +131,26 @@ def vsharp(total_field_ppm, mask, spacing_um, radii_um=None, threshold: float = 
     mask_spectrum = scipy.fft.rfftn(mask.astype(np.float32), workers=-1)
     combined = np.zeros(shape, np.float32)
     claimed = np.zeros(shape, bool)
+    new = np.empty(shape, bool)
+    high_pass = np.empty(mask_spectrum.shape, np.float32)
     inverse = None
     for radius in radii:
         kernel = smv_kernel(shape, spacing, radius)
         count = round(1 / float(kernel[0, 0, 0]))
         buffer = scipy.fft.rfftn(kernel, workers=-1)  # reused for each product below
         del kernel
-        smv = buffer.real.copy()
-        # the ball fits in the mask: its mean of the mask is 1 (to float32 precision)
-        mean = scipy.fft.irfftn(_product(mask_spectrum, smv, buffer), s=shape, workers=-1,
-                                overwrite_x=True)
-        eroded = np.zeros(shape, bool)
-        clear = _edge_clear(shape, spacing, radius)
-        eroded[clear] = mean[clear] > 1 - 0.5 / count
+        # 1 − Ŝ, and the mask's ball mean, which is 1 (to float32 precision) where it fits
+        _fused.smv_products(buffer, mask_spectrum, high_pass)
+        mean = scipy.fft.irfftn(buffer, s=shape, workers=-1, overwrite_x=True)
+        claims = _fused.new_claims(mean, np.float32(1 - 0.5 / count),
+                                   _edge_clear(shape, spacing, radius), claimed, new)
         del mean
-        new = eroded & ~claimed
-        high_pass = np.subtract(1, smv, out=smv)
-        if new.any():
+        if claims:
             filtered = scipy.fft.irfftn(_product(field_spectrum, high_pass, buffer), s=shape,
                                         workers=-1, overwrite_x=True)
-            np.copyto(combined, filtered, where=new)
-            claimed |= new
+            _fused.claim(filtered, new, combined, claimed)
             del filtered
-        if inverse is None and new.any():
+        if inverse is None and claims:
             keep = high_pass > threshold
             inverse = np.where(keep, 1 / np.where(keep, high_pass, 1), 0).astype(np.float32)
         del buffer
