@@ -41,3 +41,21 @@ def realdata():
         return path
 
     return find
+
+
+@pytest.fixture
+def gpu(monkeypatch):
+    """The GPU's array module: CuPy on a machine with a CUDA device, else a strict
+    numpy-backed stand-in (``tests/fake_cupy.py``) installed as the dispatch's GPU, so the
+    GPU branches run and their host/device boundaries are checked everywhere."""
+    from napari_mrmicro.core import backend
+
+    if backend.gpu_available():
+        return backend.namespace("gpu")
+    import fake_cupy
+
+    fake = fake_cupy.make()
+    monkeypatch.setattr(backend, "_cupy", lambda: fake)
+    monkeypatch.setattr(backend, "_gpu_fft",
+                        lambda: backend._Transforms(fake.fft_module, threaded=False))
+    return fake

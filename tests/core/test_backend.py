@@ -10,10 +10,6 @@ from napari_mrmicro.core.qsm.kernel import forward_field
 from napari_mrmicro.core.qsm.tv import invert_tv
 from napari_mrmicro.core.recon import reconstruct
 
-needs_gpu = pytest.mark.skipif(not backend.gpu_available(),
-                               reason="no CuPy with a CUDA device")
-
-
 def _complex(shape, seed=0):
     rng = np.random.default_rng(seed)
     return (rng.standard_normal(shape) + 1j * rng.standard_normal(shape)).astype(np.complex64)
@@ -69,9 +65,8 @@ def test_slabs_cover_every_plane_once():
     assert np.all(seen == 1)
 
 
-@needs_gpu
-def test_centred_transforms_gpu_match_cpu():
-    cp = backend.namespace("gpu")
+def test_centred_transforms_gpu_match_cpu(gpu):
+    cp = gpu
     k = _complex((16, 12, 10))
     for fn in (centered_fft, centered_ifft, centered_ifft_magnitude):
         cpu = fn(k)
@@ -80,9 +75,8 @@ def test_centred_transforms_gpu_match_cpu():
         np.testing.assert_allclose(backend.to_host(gpu), cpu, atol=1e-5 * np.abs(cpu).max())
 
 
-@needs_gpu
-def test_reconstruct_gpu_matches_cpu_and_returns_where_it_came_from():
-    cp = backend.namespace("gpu")
+def test_reconstruct_gpu_matches_cpu_and_returns_where_it_came_from(gpu):
+    cp = gpu
     k = _complex((2, 16, 12, 10), seed=3)
     for options in ({"output": "magnitude"}, {"window": "hann", "zero_fill": 1.5}, {}):
         cpu = reconstruct(k, **options)
@@ -94,8 +88,7 @@ def test_reconstruct_gpu_matches_cpu_and_returns_where_it_came_from():
         np.testing.assert_allclose(on_device.get(), cpu, atol=1e-5 * np.abs(cpu).max())
 
 
-@needs_gpu
-def test_tv_qsm_and_forward_field_gpu_match_cpu():
+def test_tv_qsm_and_forward_field_gpu_match_cpu(gpu):
     shape, spacing, b0 = (24, 20, 16), (1.0, 1.0, 1.5), (0.3, 0.1, 1.0)
     z, y, x = np.indices(shape)
     mask = (z - 12) ** 2 + (y - 10) ** 2 + (x - 8) ** 2 < 49
@@ -254,3 +247,26 @@ def test_qsm_element_wise_steps_in_slabs_equal_one_slab(monkeypatch):
     monkeypatch.setattr(backend._slabs, "core_count", lambda: 3)
     for a, b in zip(whole, run()):
         np.testing.assert_array_equal(a, b)
+
+
+def test_the_gpu_stand_in_refuses_to_mix_host_and_device(gpu):
+    """Without a device the GPU tests run on tests/fake_cupy.py; it must fail where CuPy
+    would, or those tests prove nothing."""
+    if backend.gpu_available() and type(gpu).__name__ != "_Module":
+        pytest.skip("a real CUDA device: nothing to check about the stand-in")
+    host = np.arange(6.0)
+    device = gpu.asarray(host)
+    assert backend.on_gpu(device) and not isinstance(device, np.ndarray)
+    host[0] = 7.0  # asarray copied to the device
+    assert float(device[0]) == 0.0
+    with pytest.raises(TypeError, match="Implicit conversion"):
+        np.asarray(device)
+    with pytest.raises(TypeError, match="mix host and device"):
+        device + host
+    with pytest.raises(TypeError, match="mix host and device"):
+        gpu.multiply(device, host, out=device)
+    with pytest.raises(TypeError, match="mix host and device"):
+        gpu.abs(host)
+    doubled = np.multiply(device, 2.0)  # numpy ufuncs run on the device, as with CuPy
+    assert backend.on_gpu(doubled) and doubled.get()[1] == 2.0
+    assert np.array_equal(backend.to_host(device * device), np.arange(6.0) ** 2)

@@ -5,10 +5,6 @@ import pytest
 
 from napari_mrmicro.core import Acquisition, backend, make_specimen, simulate
 
-needs_gpu = pytest.mark.skipif(not backend.gpu_available(),
-                               reason="no CuPy with a CUDA device")
-
-
 def _case():
     specimen = make_specimen("cochlea", (32, 32, 32), 50.0)
     acquisition = Acquisition(matrix=(16, 16, 16), fov_um=(1600.0,) * 3,
@@ -31,8 +27,7 @@ def test_gpu_without_a_device_is_a_clear_error():
         simulate(specimen, acquisition, device="gpu")
 
 
-@needs_gpu
-def test_gpu_transforms_equal_the_cpu_within_float32():
+def test_gpu_transforms_equal_the_cpu_within_float32(gpu):
     specimen, acquisition = _case()
     cpu = simulate(specimen, acquisition, seed=2)
     gpu = simulate(specimen, acquisition, seed=2, device="gpu")
