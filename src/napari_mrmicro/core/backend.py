@@ -127,15 +127,26 @@ def _transform(name: str):
     return call
 
 
+def _cosine_transform(name: str):
+    def call(self, x, type=2, s=None, axes=None, norm=None, overwrite_x=False, workers=-1):
+        options = {"workers": workers} if self.threaded else {}
+        return getattr(self.module, name)(x, type=type, s=s, axes=axes, norm=norm,
+                                          overwrite_x=overwrite_x, **options)
+    call.__name__ = name
+    return call
+
+
 class _Transforms:
-    """``fftn``/``ifftn``/``rfftn``/``irfftn`` of one array module, all taking scipy.fft's
-    keywords (``workers`` is ignored on the GPU, where cuFFT uses the whole device)."""
+    """``fftn``/``ifftn``/``rfftn``/``irfftn``/``dctn``/``idctn`` of one array module, all
+    taking scipy.fft's keywords (``workers`` is ignored on the GPU, where cuFFT uses the
+    whole device)."""
 
     def __init__(self, module, threaded: bool):
         self.module, self.threaded = module, threaded
 
     fftn, ifftn = _transform("fftn"), _transform("ifftn")
     rfftn, irfftn = _transform("rfftn"), _transform("irfftn")
+    dctn, idctn = _cosine_transform("dctn"), _cosine_transform("idctn")
 
 
 _CPU_FFT = _Transforms(scipy.fft, threaded=True)

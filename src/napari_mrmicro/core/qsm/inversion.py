@@ -237,6 +237,26 @@ def gradient_adjoint(v: np.ndarray, steps) -> np.ndarray:
     return out
 
 
+#: float32 volumes of the padded grid :func:`filter_on_gpu` holds at its peak (the field,
+#: its half spectrum, the filter and its temporaries, χ).
+FILTER_VOLUMES = 6
+
+
+def filter_on_gpu(grid: Grid, field: np.ndarray, mask: np.ndarray, gain) -> np.ndarray:
+    """``χ = F⁻¹[K · F[f inside the mask]]`` on the GPU: the one FFT pair of the direct
+    inversions (TKD, Tikhonov), with the half-spectrum filter ``K = gain(xp)`` built there
+    (whole-volume operations of the array namespace ``xp``); χ comes back to the host,
+    cropped and zero outside the mask (:func:`result`)."""
+    backend.check_device_memory(4 * FILTER_VOLUMES * math.prod(grid.padded),
+                                f"{grid.where} on a padded grid of {grid.padded}", "gpu")
+    xp = backend.namespace("gpu")
+    fft = backend.fft(xp)
+    spectrum = fft.rfftn(xp.asarray(grid.embed_masked(field, mask)))
+    spectrum *= gain(xp)
+    chi = fft.irfftn(spectrum, s=grid.padded, overwrite_x=True)
+    return result(grid, backend.to_host(chi).astype(np.float32, copy=False), mask)
+
+
 def result(grid: Grid, chi_padded: np.ndarray, mask: np.ndarray) -> np.ndarray:
     """χ cropped back to the data grid, zero outside the mask, float32."""
     chi = np.ascontiguousarray(chi_padded[grid.crop], dtype=np.float32)

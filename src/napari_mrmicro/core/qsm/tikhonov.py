@@ -12,14 +12,16 @@ import numpy as np
 
 from napari_mrmicro.core import backend
 from napari_mrmicro.core.qsm import _fused
-from napari_mrmicro.core.qsm.inversion import Grid, check_inputs, check_positive, result
+from napari_mrmicro.core.qsm.inversion import (
+    Grid, check_inputs, check_positive, filter_on_gpu, result)
 from napari_mrmicro.core.qsm.kernel import dipole_slabs
 
 REGULARIZERS = ("identity", "gradient")
 
 
 def invert_tikhonov(local_field_ppm, mask, spacing_um, b0_direction=(1.0, 0.0, 0.0),
-                    lam: float = 1e-2, regularizer: str = "gradient", pad=0) -> np.ndarray:
+                    lam: float = 1e-2, regularizer: str = "gradient", pad=0,
+                    device=None) -> np.ndarray:
     """Susceptibility (ppm) by closed-form Tikhonov regularization.
 
     Parameters
@@ -31,6 +33,8 @@ def invert_tikhonov(local_field_ppm, mask, spacing_um, b0_direction=(1.0, 0.0, 0
         size, see :mod:`.inversion`).
     regularizer : {"gradient", "identity"}
         ``‖∇χ‖²`` (smooth, less underestimation) or ``‖χ‖²``.
+    device : {"cpu", "gpu"}, optional
+        As for :func:`~.tkd.invert_tkd`.
 
     Returns
     -------
@@ -44,6 +48,8 @@ def invert_tikhonov(local_field_ppm, mask, spacing_um, b0_direction=(1.0, 0.0, 0
         raise ValueError(f"{where}: regularizer must be one of {REGULARIZERS}, got "
                          f"{regularizer!r}")
     grid = Grid(field.shape, spacing, b0_direction, pad, where)
+    if backend.resolve(device) == "gpu":
+        return filter_on_gpu(grid, field, mask, lambda xp: _gain(grid, lam, regularizer, xp))
     grid.check_memory(6)
     spectrum = grid.rfft(grid.embed_masked(field, mask))  # the field inside the mask
     _, dipole = dipole_slabs(grid.padded, grid.spacing, grid.b0, real=True)
@@ -63,3 +69,15 @@ def invert_tikhonov(local_field_ppm, mask, spacing_um, b0_direction=(1.0, 0.0, 0
 
     backend.for_each_slab(np, divide, spectrum.shape[0], spectrum[0].size)
     return result(grid, grid.irfft(spectrum), mask)
+
+
+def _gain(grid, lam: float, regularizer: str, xp):
+    """``D / (D² + λ·R)`` on the half spectrum, built with the array namespace ``xp`` (the
+    GPU's form of the compiled loop on the CPU; 1 in place of the denominator at k = 0)."""
+    device = "cpu" if xp is np else "gpu"
+    dipole = grid.dipole(device)
+    penalty = grid.laplacian_symbol(device) if regularizer == "gradient" else np.float32(1)
+    denominator = dipole * dipole
+    denominator += np.float32(lam) * penalty
+    denominator[0, 0, 0] = 1
+    return xp.divide(dipole, denominator, out=denominator)

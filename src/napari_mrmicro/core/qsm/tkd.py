@@ -12,7 +12,8 @@ import numpy as np
 
 from napari_mrmicro.core import backend
 from napari_mrmicro.core.qsm import _fused
-from napari_mrmicro.core.qsm.inversion import Grid, check_inputs, check_positive, result
+from napari_mrmicro.core.qsm.inversion import (
+    Grid, check_inputs, check_positive, filter_on_gpu, result)
 from napari_mrmicro.core.qsm.kernel import dipole_slabs
 
 
@@ -25,17 +26,18 @@ def tkd_inverse_kernel(dipole: np.ndarray, threshold: float, out=None) -> np.nda
     at zero rather than inventing ``±1/δ`` of them: the mean of χ stays undetermined, as the
     physics has it, and is referenced later.
     """
-    small = np.abs(dipole) <= threshold
-    truncated = np.sign(dipole[small]) / threshold
-    out = np.empty(dipole.shape, np.float32) if out is None else out
+    xp = backend.array_namespace(dipole)
+    small = xp.abs(dipole) <= threshold
+    truncated = xp.sign(dipole[small]) / threshold
+    out = xp.empty(dipole.shape, np.float32) if out is None else out
     with np.errstate(divide="ignore"):
-        np.divide(1.0, dipole, out=out)
+        xp.divide(1.0, dipole, out=out)
     out[small] = truncated
     return out
 
 
 def invert_tkd(local_field_ppm, mask, spacing_um, b0_direction=(1.0, 0.0, 0.0),
-               threshold: float = 0.15, pad=0) -> np.ndarray:
+               threshold: float = 0.15, pad=0, device=None) -> np.ndarray:
     """Susceptibility (ppm) by truncated k-space division (Shmueli et al., MRM 2009).
 
     Parameters
@@ -52,6 +54,10 @@ def invert_tkd(local_field_ppm, mask, spacing_um, b0_direction=(1.0, 0.0, 0.0),
         δ, the truncation level of ``|D|`` (0.15 as in Wharton 2010 / QSM.jl).
     pad : int or 3 ints
         Zero voxels per side before the FFT (see :mod:`.inversion`).
+    device : {"cpu", "gpu"}, optional
+        Where the transform and the division run (:mod:`~napari_mrmicro.core.backend`;
+        default the CPU, or the default of
+        :func:`~napari_mrmicro.core.backend.use_device`). χ comes back as numpy.
 
     Returns
     -------
@@ -62,6 +68,9 @@ def invert_tkd(local_field_ppm, mask, spacing_um, b0_direction=(1.0, 0.0, 0.0),
     field, mask, spacing = check_inputs(local_field_ppm, mask, spacing_um, where)
     threshold = check_positive(threshold, "threshold", where)
     grid = Grid(field.shape, spacing, b0_direction, pad, where)
+    if backend.resolve(device) == "gpu":
+        return filter_on_gpu(grid, field, mask, lambda xp: tkd_inverse_kernel(
+            grid.dipole("gpu"), threshold))
     grid.check_memory(5)
     spectrum = grid.rfft(grid.embed_masked(field, mask))  # the field inside the mask
     _, dipole = dipole_slabs(grid.padded, grid.spacing, grid.b0, real=True)

@@ -42,7 +42,7 @@ def wrap_phase(phase) -> np.ndarray:
     return (phase - TWO_PI * np.round(phase / TWO_PI)).astype(np.float32, copy=False)
 
 
-def unwrap_laplacian(wrapped_phase, spacing_um, workers: int = -1) -> np.ndarray:
+def unwrap_laplacian(wrapped_phase, spacing_um, workers: int = -1, device=None) -> np.ndarray:
     """Laplacian (Poisson) phase unwrapping on the whole box.
 
     The wrapped phase fixes the Laplacian of the true phase, ``∇²φ = Im[e^{−iφ}∇²e^{iφ}]``
@@ -70,6 +70,11 @@ def unwrap_laplacian(wrapped_phase, spacing_um, workers: int = -1) -> np.ndarray
         Voxel size in µm along (z, y, x).
     workers : int
         Threads for ``scipy.fft``.
+    device : {"cpu", "gpu"}, optional
+        Where it runs (:mod:`~napari_mrmicro.core.backend`; default the CPU, or the
+        default of :func:`~napari_mrmicro.core.backend.use_device`). On the CPU the
+        wrapped Laplacian and the division are compiled loops over slabs on all cores; on
+        the GPU the same float32 operations run over the whole volume. numpy comes back.
 
     Returns
     -------
@@ -77,6 +82,10 @@ def unwrap_laplacian(wrapped_phase, spacing_um, workers: int = -1) -> np.ndarray
     """
     phase = _phase_volume(wrapped_phase, "wrapped_phase")
     spacing = _spacing(spacing_um)
+    if backend.resolve(device) == "gpu":
+        backend.check_device_memory(4 * _LAPLACIAN_GPU_VOLUMES * phase.size,
+                                    f"unwrap_laplacian of a {phase.shape} phase", "gpu")
+        return backend.to_host(_unwrap_laplacian_gpu(phase, spacing))
     nz, plane = phase.shape[0], phase[0].size
     source = np.empty(phase.shape, dtype=np.float32)
     weights = np.array([1.0 / h**2 for h in spacing], np.float32)
@@ -110,6 +119,47 @@ def unwrap_laplacian(wrapped_phase, spacing_um, workers: int = -1) -> np.ndarray
         unwrapped[start:stop] += offset
 
     backend.for_each_slab(np, shift, nz, plane)
+    return unwrapped
+
+
+#: float32 volumes :func:`_unwrap_laplacian_gpu` holds at its peak (the phase, the
+#: source/spectrum, a float64 eigenvalue volume and a difference temporary).
+_LAPLACIAN_GPU_VOLUMES = 6
+
+
+def _unwrap_laplacian_gpu(phase: np.ndarray, spacing):
+    """:func:`unwrap_laplacian` written once with the GPU's array namespace: the same
+    float32 operations as the compiled CPU loops, in the same order, over the whole
+    volume."""
+    xp = backend.namespace("gpu")
+    fft = backend.fft(xp)
+    phase = xp.asarray(phase)
+    two_pi = np.float32(TWO_PI)
+    source = xp.zeros(phase.shape, np.float32)
+    for axis, h in enumerate(spacing):  # + the flux to the next voxel, − that from the last
+        if phase.shape[axis] < 2:
+            continue
+        difference = phase[_cut(axis, 1, None)] - phase[_cut(axis, 0, -1)]
+        flux = difference - xp.rint(difference / two_pi) * two_pi
+        flux *= np.float32(1.0 / h**2)
+        source[_cut(axis, 0, -1)] += flux
+        source[_cut(axis, 1, None)] -= flux
+        del difference, flux
+    spectrum = fft.dctn(source, type=2, norm="ortho", overwrite_x=True)
+    del source
+    k = [xp.asarray((2.0 * np.cos(np.pi * np.arange(n) / n) - 2.0) / h**2)
+         for n, h in zip(phase.shape, spacing)]
+    eigenvalues = ((k[0][:, None, None] + k[1][None, :, None]) + k[2]).astype(np.float32)
+    eigenvalues[0, 0, 0] = 1
+    spectrum /= eigenvalues
+    del eigenvalues
+    spectrum[0, 0, 0] = 0.0
+    unwrapped = fft.idctn(spectrum, type=2, norm="ortho", overwrite_x=True)
+    unwrapped = unwrapped.astype(np.float32, copy=False)
+    residue = phase - unwrapped
+    offset = np.arctan2(float(xp.sin(residue).sum(dtype=np.float64)),
+                        float(xp.cos(residue).sum(dtype=np.float64)))
+    unwrapped += np.float32(offset)
     return unwrapped
 
 
