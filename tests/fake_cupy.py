@@ -237,8 +237,10 @@ def make() -> types.ModuleType:
         free = available_memory_bytes()
         return free, free
 
+    module.__version__ = f"numpy {np.__version__} (stand-in)"
     module.cuda = types.SimpleNamespace(runtime=types.SimpleNamespace(
-        getDeviceCount=lambda: 1, memGetInfo=mem_get_info),
+        getDeviceCount=lambda: 1, memGetInfo=mem_get_info,
+        getDeviceProperties=lambda index: {"name": b"numpy stand-in for CuPy"}),
         Device=lambda *a: types.SimpleNamespace(synchronize=lambda: None))
     pool = _Pool()
     module.get_default_memory_pool = lambda: pool

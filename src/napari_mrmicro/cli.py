@@ -421,9 +421,7 @@ def _device(name: str) -> str:
         raise argparse.ArgumentTypeError(str(error)) from None
 
 
-def _device_option(p, on_gpu: str = "the Cartesian reconstruction and the TV/MEDI dipole "
-                                     "inversion; CS, NUFFT and the other QSM steps run on "
-                                     "the CPU") -> None:
+def _device_option(p, on_gpu: str) -> None:
     p.add_argument("--device", type=_device, default="cpu", metavar="{cpu,gpu}",
                    help="cpu (all cores) or gpu (CUDA through CuPy: pip install "
                         f"'napari-mrmicro[gpu]') for {on_gpu}")
@@ -498,7 +496,8 @@ def _parser() -> argparse.ArgumentParser:
                    help="retrospective undersampling R of fully sampled data, for --cs")
     p.add_argument("--lam", type=_one(float, 0.0, above=True), default=0.005, help="CS regularisation (rel. to max)")
     p.add_argument("--iterations", type=_one(int, 1, 1e5), default=50, help="CS iterations")
-    _device_option(p)
+    _device_option(p, "the Cartesian reconstruction and compressed sensing; partial Fourier, "
+                      "non-Cartesian (NUFFT) data and coil combination run on the CPU")
 
     p = command("qsm", "quantitative susceptibility mapping: multi-echo magnitude and phase "
                        "-> susceptibility (ppm)", cmd_qsm)
@@ -525,7 +524,9 @@ def _parser() -> argparse.ArgumentParser:
                    help="main field (default: from the file)")
     p.add_argument("--b0-direction", type=_numbers(float, -1.0, 1.0), metavar="Z,Y,X",
                    help="B0 unit vector in (z, y, x) (default: from the file, else 1,0,0)")
-    _device_option(p)
+    _device_option(p, "Laplacian unwrapping, V-SHARP, PDF, the dipole field and every "
+                      "inversion; the echo fit, the mask, region-growing unwrapping and LBV "
+                      "run on the CPU")
 
     p = command("measure", "measure every label of a label volume: volume (µm³, mm³), "
                            "surface, shape, centroid; writes a CSV table", cmd_measure)

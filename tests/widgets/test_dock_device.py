@@ -1,10 +1,10 @@
 """The "device" switch of the Reconstruction, QSM and Simulation docks.
 
-Without a CUDA device the GPU path cannot run here; the GPU itself is tested by the core
-GPU tests where a device exists. These tests prove the switch: it is offered only when
-the backend finds a GPU, says why not otherwise, and the choice reaches the core calls in
-the job's own thread (the backend's default device is a context variable, which a new
-thread does not inherit).
+The switch: it is offered only when the backend finds a GPU, says why not otherwise, and
+the choice reaches the core calls in the job's own thread (the backend's default device is
+a context variable, which a new thread does not inherit). The GPU branches themselves run
+from the docks on the ``gpu`` fixture: CuPy on a CUDA device, else the strict numpy-backed
+stand-in of tests/fake_cupy.py.
 """
 
 import importlib
@@ -145,8 +145,8 @@ def test_reconstruction_runs_on_the_chosen_device(make_napari_viewer, qtbot, mon
     np.testing.assert_array_equal(gpu.data, cpu.data)
 
 
-def test_qsm_runs_on_the_chosen_device(make_napari_viewer, qtbot, monkeypatch, fake_gpu,
-                                       logged):
+def qsm_viewer(make_napari_viewer):
+    """A viewer holding one echo (magnitude and phase) of a χ ball in a bigger ball."""
     shape, spacing = (16, 16, 16), (100.0,) * 3
     grid = np.indices(shape) - 7.5
     ball = (grid**2).sum(0) < 6.0**2
@@ -158,6 +158,12 @@ def test_qsm_runs_on_the_chosen_device(make_napari_viewer, qtbot, monkeypatch, f
     viewer.add_image((ball + noise).astype(np.float32), name="x magnitude", scale=spacing)
     viewer.add_image(np.where(ball, phase, 0).astype(np.float32), name="x phase",
                      scale=spacing)
+    return viewer
+
+
+def test_qsm_runs_on_the_chosen_device(make_napari_viewer, qtbot, monkeypatch, fake_gpu,
+                                       logged):
+    viewer = qsm_viewer(make_napari_viewer)
     dock = QSMWidget(viewer)
     dock.te.value, dock.b0.value, dock.method.value = "5", 9.4, "tkd"
     calls = spy(monkeypatch, qsm_dock, "qsm_stages")
@@ -184,3 +190,43 @@ def test_simulation_runs_on_the_chosen_device(make_napari_viewer, qtbot, monkeyp
     assert all(layer.name.startswith("tube 9.4 T GRE") and " GPU" in layer.name
                and layer.metadata["mrmicro"]["device"] == "gpu" for layer in viewer.layers)
     assert all(type(layer.data) is np.ndarray for layer in viewer.layers)
+
+
+@pytest.mark.parametrize("unwrap, background, method",
+                         [("laplacian", "vsharp", "tv"), ("laplacian", "pdf", "tikhonov"),
+                          ("region_growing", "lbv", "tkd")])
+def test_qsm_dock_on_the_gpu_equals_the_cpu(make_napari_viewer, qtbot, gpu, logged, unwrap,
+                                            background, method):
+    """The GPU branches themselves, from the dock's worker thread to numpy layers (on the
+    strict CuPy stand-in of tests/fake_cupy.py where no CUDA device exists)."""
+    viewer = qsm_viewer(make_napari_viewer)
+    dock = QSMWidget(viewer)
+    dock.te.value, dock.b0.value = "5", 9.4
+    dock.unwrap.value, dock.background.value, dock.method.value = unwrap, background, method
+    dock.iterations.value = 20
+    results = []
+    for device in ("cpu", "gpu"):
+        dock.device.value = device
+        finish(qtbot, viewer, dock.run(), 3 + len(results))
+        results.append(viewer.layers[-1])
+    cpu, on_gpu = results
+    assert on_gpu.name == cpu.name + " GPU" and on_gpu.metadata["mrmicro"]["device"] == "gpu"
+    assert type(on_gpu.data) is np.ndarray and on_gpu.data.dtype == np.float32
+    np.testing.assert_allclose(on_gpu.data, cpu.data, atol=1e-4 * np.abs(cpu.data).max())
+
+
+@pytest.mark.parametrize("cs_method", ["l1_wavelet", "tv"])
+def test_compressed_sensing_dock_on_the_gpu_equals_the_cpu(make_napari_viewer, qtbot, gpu,
+                                                           small_kspace, logged, cs_method):
+    viewer = make_napari_viewer()
+    add_layers(viewer, kspace_layers(small_kspace, "tube", truth=False))
+    dock = ReconstructionWidget(viewer)
+    dock.cs_method.value, dock.acceleration.value, dock.iterations.value = cs_method, 3.0, 10
+    for device, count in (("cpu", 5), ("gpu", 7)):
+        dock.device.value = device
+        finish(qtbot, viewer, dock.run(), count)
+    cpu, on_gpu = (viewer.layers[f"tube CS {cs_method} λ0.005 10 it R3{suffix} magnitude"]
+                   for suffix in ("", " GPU"))
+    assert cpu.metadata["mrmicro"]["device"] == "cpu"
+    assert type(on_gpu.data) is np.ndarray and on_gpu.metadata["mrmicro"]["device"] == "gpu"
+    np.testing.assert_allclose(on_gpu.data, cpu.data, atol=1e-4 * np.abs(cpu.data).max())

@@ -76,8 +76,8 @@ class ReconstructionWidget(Container):
                                   tooltip="Most solver iterations (1–1000); it stops earlier "
                                           "when the image no longer changes.")
         self.device = device_picker(
-            "the Cartesian inverse FFT, window and zero-filling run (partial Fourier, "
-            "compressed sensing, NUFFT and coil combination stay on the CPU)")
+            "the Cartesian inverse FFT, window, zero-filling and compressed sensing run "
+            "(partial Fourier, NUFFT and coil combination stay on the CPU)")
         self.run_button = PushButton(text="Reconstruct")
         self.cancel_button = PushButton(text="Cancel", enabled=False)
         self.result = Label(label="SNR")
