@@ -55,51 +55,54 @@ def max_levels(shape, wavelet: str = "db4") -> int:
 
 
 def _analysis(block, axis, h, g, tmp):
-    """One level along ``axis``: block -> [approximation | detail], in place."""
-    x = np.moveaxis(block, axis, 0)
+    """One level along ``axis``: block -> [approximation | detail], in place (numpy or
+    CuPy arrays)."""
+    xp = backend.array_namespace(block)
+    x = xp.moveaxis(block, axis, 0)
     m, p = x.shape[0] // 2, len(h) // 2
     even, odd = x[0::2], x[1::2]
     if p > 1:
-        even = np.concatenate([even, even[:p - 1]])
-        odd = np.concatenate([odd, odd[:p - 1]])
+        even = xp.concatenate([even, even[:p - 1]])
+        odd = xp.concatenate([odd, odd[:p - 1]])
     else:
         even, odd = even.copy(), odd.copy()
-    t = np.moveaxis(tmp, axis, 0)[:m]
+    t = xp.moveaxis(tmp, axis, 0)[:m]
     out_c, out_d = x[:m], x[m:]
-    np.multiply(even[:m], h[0], out=out_c)
-    np.multiply(even[:m], g[0], out=out_d)
+    xp.multiply(even[:m], h[0], out=out_c)
+    xp.multiply(even[:m], g[0], out=out_d)
     for j in range(p):
         for phase, src in ((0, even), (1, odd)):
             if j == 0 and phase == 0:
                 continue
             view = src[j:j + m]
-            np.multiply(view, h[2 * j + phase], out=t)
+            xp.multiply(view, h[2 * j + phase], out=t)
             out_c += t
-            np.multiply(view, g[2 * j + phase], out=t)
+            xp.multiply(view, g[2 * j + phase], out=t)
             out_d += t
 
 
 def _synthesis(block, axis, h, g, tmp):
     """Inverse of :func:`_analysis` (its adjoint), in place."""
-    x = np.moveaxis(block, axis, 0)
+    xp = backend.array_namespace(block)
+    x = xp.moveaxis(block, axis, 0)
     m, p = x.shape[0] // 2, len(h) // 2
     c, d = x[:m], x[m:]
     if p > 1:  # x[2k'+φ] = Σ_j h[2j+φ] c[k'−j] + g[2j+φ] d[k'−j]
-        c = np.concatenate([c[m - p + 1:], c])
-        d = np.concatenate([d[m - p + 1:], d])
+        c = xp.concatenate([c[m - p + 1:], c])
+        d = xp.concatenate([d[m - p + 1:], d])
     else:
         c, d = c.copy(), d.copy()
-    t = np.moveaxis(tmp, axis, 0)[:m]
+    t = xp.moveaxis(tmp, axis, 0)[:m]
     for phase in (0, 1):
         out = x[phase::2]
         for j in range(p):
             lo, hi = c[p - 1 - j:p - 1 - j + m], d[p - 1 - j:p - 1 - j + m]
             if j == 0:
-                np.multiply(lo, h[phase], out=out)
+                xp.multiply(lo, h[phase], out=out)
             else:
-                np.multiply(lo, h[2 * j + phase], out=t)
+                xp.multiply(lo, h[2 * j + phase], out=t)
                 out += t
-            np.multiply(hi, g[2 * j + phase], out=t)
+            xp.multiply(hi, g[2 * j + phase], out=t)
             out += t
 
 
@@ -121,7 +124,8 @@ def _haar_level(block, axes, inverse: bool):
             split.append(n)
             packed.append(n)
     # views of ``block`` in the butterfly (split) layout; their first axis is cut into slabs
-    source = block.reshape(packed).transpose(np.argsort(perm)) if inverse \
+    inverse_perm = tuple(int(a) for a in np.argsort(perm))
+    source = block.reshape(packed).transpose(inverse_perm) if inverse \
         else block.reshape(split)
     v = xp.empty(split, dtype=block.dtype)
     scale = np.asarray(0.5 ** (len(pairs) / 2), dtype=np.finfo(v.dtype).dtype)
@@ -155,7 +159,6 @@ def _haar_level(block, axes, inverse: bool):
 
 
 def _check(x, axes, levels, wavelet, func):
-    x = np.asarray(x)
     axes = tuple(sorted({int(a) % x.ndim for a in axes}))
     axes = tuple(a for a in axes if x.shape[a] > 1)
     limit = max_levels([x.shape[a] for a in axes], wavelet)
@@ -166,11 +169,13 @@ def _check(x, axes, levels, wavelet, func):
 
 
 def wavelet_forward(x, wavelet: str = "db4", levels: int = 3, axes=(-3, -2, -1)) -> np.ndarray:
-    """Packed orthonormal DWT of ``x`` along ``axes`` (a new array of the same shape)."""
-    axes, levels = _check(x, axes, levels, wavelet, "wavelet_forward")
-    out = np.array(x, copy=True)
+    """Packed orthonormal DWT of ``x`` along ``axes`` (a new array of the same shape, on
+    the device of ``x``)."""
+    xp = backend.array_namespace(x)
+    out = xp.array(x, copy=True)
+    axes, levels = _check(out, axes, levels, wavelet, "wavelet_forward")
     h, g = _filters(wavelet, out.dtype)
-    tmp = None if wavelet == "haar" else np.empty_like(out)
+    tmp = None if wavelet == "haar" else xp.empty_like(out)
     for level in range(levels):
         corner = tuple(slice(0, n >> level) if a in axes else slice(None)
                        for a, n in enumerate(out.shape))
@@ -184,11 +189,12 @@ def wavelet_forward(x, wavelet: str = "db4", levels: int = 3, axes=(-3, -2, -1))
 
 def wavelet_inverse(coefficients, wavelet: str = "db4", levels: int = 3,
                     axes=(-3, -2, -1)) -> np.ndarray:
-    """Inverse of :func:`wavelet_forward` (a new array)."""
-    axes, levels = _check(coefficients, axes, levels, wavelet, "wavelet_inverse")
-    out = np.array(coefficients, copy=True)
+    """Inverse of :func:`wavelet_forward` (a new array, on the device of ``coefficients``)."""
+    xp = backend.array_namespace(coefficients)
+    out = xp.array(coefficients, copy=True)
+    axes, levels = _check(out, axes, levels, wavelet, "wavelet_inverse")
     h, g = _filters(wavelet, out.dtype)
-    tmp = None if wavelet == "haar" else np.empty_like(out)
+    tmp = None if wavelet == "haar" else xp.empty_like(out)
     for level in reversed(range(levels)):
         corner = tuple(slice(0, n >> level) if a in axes else slice(None)
                        for a, n in enumerate(out.shape))

@@ -22,6 +22,11 @@ is the region in which the local field is valid:
 The SMV kernels are balls of physical radius on the (possibly anisotropic) grid, normalised
 to sum 1. All transforms are real FFTs (``scipy.fft``, ``workers=-1``); arrays float32.
 Fields are in ppm, but any unit passes through unchanged (the methods are linear).
+
+V-SHARP, SHARP and PDF take ``device`` (:mod:`~napari_mrmicro.core.backend`): on the GPU
+the same float32 operations run over the whole volume with CuPy (cuFFT), where the CPU
+runs compiled loops slab by slab; numpy comes back. LBV's conjugate gradients on the
+mask's 7-point Laplacian stay on the CPU.
 """
 
 from __future__ import annotations
@@ -40,6 +45,9 @@ from napari_mrmicro.core.qsm.inversion import (
 
 #: Float32 volumes of the full grid :func:`vsharp` holds at its peak.
 VSHARP_VOLUMES = 10
+#: Float32 volumes of the padded grid :func:`pdf` holds at its peak (W², the
+#: mask, the dipole, CG's χ, r, p and A·p, a spectrum and its inverse transform).
+PDF_VOLUMES = 9
 
 
 def default_vsharp_radii_um(spacing_um) -> np.ndarray:
@@ -82,7 +90,8 @@ def _edge_clear(shape, spacing, radius_um) -> tuple[slice, ...]:
     return tuple(slice(r, n - r) for r, n in zip(reach, shape))
 
 
-def vsharp(total_field_ppm, mask, spacing_um, radii_um=None, threshold: float = 0.05):
+def vsharp(total_field_ppm, mask, spacing_um, radii_um=None, threshold: float = 0.05,
+           device=None):
     """Local field by variable-radius SHARP (Wu et al., MRM 2012; Schweser et al. 2011).
 
     For each radius r (largest first) the high-passed field ``f − S_r ⊗ f`` is kept on the
@@ -103,6 +112,9 @@ def vsharp(total_field_ppm, mask, spacing_um, radii_um=None, threshold: float = 
         :func:`default_vsharp_radii_um`. One radius is SHARP.
     threshold : float
         Truncation level of ``1 − Ŝ`` (0.05).
+    device : {"cpu", "gpu"}, optional
+        Where it runs (default the CPU, or the default of
+        :func:`~napari_mrmicro.core.backend.use_device`).
 
     Returns
     -------
@@ -125,6 +137,11 @@ def vsharp(total_field_ppm, mask, spacing_um, radii_um=None, threshold: float = 
         raise ValueError(f"{where}: radii_um must be finite and at least the largest voxel "
                          f"size {max(spacing):g} µm, got {radii_um!r}")
     radii = np.sort(radii)[::-1]
+    if backend.resolve(device) == "gpu":
+        backend.check_device_memory(4 * VSHARP_VOLUMES * field.size,
+                                    f"{where} of a {field.shape} field", "gpu")
+        local, claimed = _vsharp_gpu(field, mask, spacing, radii, threshold)
+        return backend.to_host(local), backend.to_host(claimed)
     check_memory(4 * VSHARP_VOLUMES * field.size, f"{where} of a {field.shape} field")
     shape = field.shape
     field_spectrum = scipy.fft.rfftn(np.where(mask, field, np.float32(0)), workers=-1)
@@ -164,40 +181,90 @@ def vsharp(total_field_ppm, mask, spacing_um, radii_um=None, threshold: float = 
     return local, claimed
 
 
-def sharp(total_field_ppm, mask, spacing_um, radius_um=None, threshold: float = 0.05):
+def _vsharp_gpu(field, mask, spacing, radii, threshold):
+    """:func:`vsharp` on the GPU: the same float32 operations as the compiled CPU passes,
+    in the same order, over the whole volume; device arrays come back."""
+    xp = backend.namespace("gpu")
+    fft = backend.fft(xp)
+    shape = field.shape
+    inside = xp.asarray(mask)
+    field_spectrum = fft.rfftn(xp.where(inside, xp.asarray(field), np.float32(0)))
+    mask_spectrum = fft.rfftn(inside.astype(np.float32))
+    del inside
+    combined = xp.zeros(shape, np.float32)
+    claimed = xp.zeros(shape, bool)
+    inverse = None
+    for radius in radii:
+        kernel = smv_kernel(shape, spacing, radius)
+        count = round(1 / float(kernel[0, 0, 0]))
+        ball = fft.rfftn(xp.asarray(kernel)).real  # the ball is even: Ŝ is real
+        del kernel
+        high_pass = np.float32(1) - ball
+        mean = fft.irfftn(mask_spectrum * ball, s=shape, overwrite_x=True)
+        del ball
+        new = xp.zeros(shape, bool)
+        clear = _edge_clear(shape, spacing, radius)
+        new[clear] = mean[clear] > np.float32(1 - 0.5 / count)
+        del mean
+        new &= ~claimed
+        claims = bool(new.any())
+        if claims:
+            filtered = fft.irfftn(field_spectrum * high_pass, s=shape, overwrite_x=True)
+            xp.copyto(combined, filtered, where=new)
+            claimed |= new
+            del filtered
+        if inverse is None and claims:
+            keep = high_pass > threshold
+            inverse = xp.where(keep, 1 / xp.where(keep, high_pass, 1), 0).astype(np.float32)
+        del high_pass, new
+    if not bool(claimed.any()):
+        raise ValueError(f"vsharp: the mask is too thin for an SMV radius of "
+                         f"{radii.min():g} µm: eroding it leaves nothing")
+    spectrum = fft.rfftn(combined)
+    spectrum *= inverse
+    local = fft.irfftn(spectrum, s=shape, overwrite_x=True).astype(np.float32, copy=False)
+    local[~claimed] = 0
+    return local, claimed
+
+
+def sharp(total_field_ppm, mask, spacing_um, radius_um=None, threshold: float = 0.05,
+          device=None):
     """Local field by SHARP with one SMV radius (Schweser et al., NeuroImage 2011), default
     18·min(voxel) µm; see :func:`vsharp`."""
     spacing = np.broadcast_to(np.asarray(spacing_um, dtype=np.float64), (3,))
     radius = 18 * spacing.min() if radius_um is None else radius_um
-    return vsharp(total_field_ppm, mask, spacing_um, radii_um=[radius], threshold=threshold)
+    return vsharp(total_field_ppm, mask, spacing_um, radii_um=[radius], threshold=threshold,
+                  device=device)
 
 
 def _conjugate_gradient(apply, rhs, x, max_iter, tol, callback):
-    """CG for the s.p.d. ``apply`` from ``x``; stops at ``‖r‖ ≤ tol·‖rhs‖``."""
+    """CG for the s.p.d. ``apply`` from ``x``; stops at ``‖r‖ ≤ tol·‖rhs‖``. The arrays
+    are numpy or CuPy (:func:`~napari_mrmicro.core.backend.array_namespace`)."""
+    xp = backend.array_namespace(x)
     r = rhs - apply(x)
     p = r.copy()
-    rr = float(np.vdot(r, r).real)
-    scale = max(float(np.linalg.norm(rhs)), 1e-30)
+    rr = float(xp.vdot(r, r).real)
+    scale = max(float(xp.linalg.norm(rhs)), 1e-30)
     for iteration in range(max_iter):
         if math.sqrt(rr) <= tol * scale:
             break
         ap = apply(p)
-        alpha = np.float32(rr / float(np.vdot(p, ap).real))
+        alpha = np.float32(rr / float(xp.vdot(p, ap).real))
 
         def step(start, stop):  # x += αp, r −= α·Ap, slab by slab on all cores
-            scaled = np.multiply(p[start:stop], alpha)
+            scaled = xp.multiply(p[start:stop], alpha)
             x[start:stop] += scaled
-            r[start:stop] -= np.multiply(ap[start:stop], alpha, out=scaled)
+            r[start:stop] -= xp.multiply(ap[start:stop], alpha, out=scaled)
 
-        backend.for_each_slab(np, step, x.shape[0], x[0].size)
-        rr_new = float(np.vdot(r, r).real)
+        backend.for_each_slab(xp, step, x.shape[0], x[0].size)
+        rr_new = float(xp.vdot(r, r).real)
         beta = np.float32(rr_new / rr)
 
         def direction(start, stop):  # p = βp + r
             p[start:stop] *= beta
             p[start:stop] += r[start:stop]
 
-        backend.for_each_slab(np, direction, x.shape[0], x[0].size)
+        backend.for_each_slab(xp, direction, x.shape[0], x[0].size)
         rr = rr_new
         if stop(math.sqrt(rr) / scale, tol, callback, iteration, max_iter):
             break
@@ -205,7 +272,7 @@ def _conjugate_gradient(apply, rhs, x, max_iter, tol, callback):
 
 
 def pdf(total_field_ppm, mask, spacing_um, b0_direction=(1.0, 0.0, 0.0), weight=None,
-        tol: float = 1e-4, max_iter: int = 300, pad=0, callback=None):
+        tol: float = 1e-4, max_iter: int = 300, pad=0, callback=None, device=None):
     """Local field by projection onto dipole fields (Liu et al., NMR Biomed 2011).
 
     Solves ``min_χb ‖W·M·(f − D ⊗ χb)‖²`` over susceptibilities ``χb`` outside the mask ``M``
@@ -233,6 +300,9 @@ def pdf(total_field_ppm, mask, spacing_um, b0_direction=(1.0, 0.0, 0.0), weight=
         Zero voxels per side: room for background sources beyond the field of view.
     callback : callable, optional
         ``callback(iteration, total)``; returning ``False`` stops with the current fit.
+    device : {"cpu", "gpu"}, optional
+        Where the conjugate gradients run (default the CPU, or the default of
+        :func:`~napari_mrmicro.core.backend.use_device`).
 
     Returns
     -------
@@ -251,31 +321,42 @@ def pdf(total_field_ppm, mask, spacing_um, b0_direction=(1.0, 0.0, 0.0), weight=
         if not w2.any():
             raise ValueError(f"{where}: weight is zero everywhere inside the mask")
     grid = Grid(field.shape, spacing, b0_direction, pad, where)
-    grid.check_memory(9)
-    dipole = grid.dipole()
-    w2 = grid.embed(w2)
-    inside = grid.embed(mask.astype(np.float32)) != 0  # the padding is outside
+    grid.check_memory(PDF_VOLUMES)
+    device = backend.resolve(device)
+    if device == "gpu":
+        backend.check_device_memory(4 * PDF_VOLUMES * math.prod(grid.padded),
+                                    f"{where} on a padded grid of {grid.padded}", device)
+    xp = backend.namespace(device)
+    fft = backend.fft(xp)
+    dipole = grid.dipole(device)
+    w2 = xp.asarray(grid.embed(w2))
+    inside = xp.asarray(grid.embed(mask.astype(np.float32)) != 0)  # the padding is outside
     n, plane = grid.padded[0], math.prod(grid.padded[1:])
 
     def convolve(x):
-        spectrum = grid.rfft(x)
-        return grid.irfft(_product(spectrum, dipole, spectrum))
+        spectrum = fft.rfftn(x)
+        if xp is np:
+            _product(spectrum, dipole, spectrum)
+        else:
+            spectrum *= dipole
+        return fft.irfftn(spectrum, s=grid.padded, overwrite_x=True).astype(np.float32,
+                                                                            copy=False)
 
     def normal(x):  # x is 0 inside the mask: CG's start, residuals and directions are
         once = convolve(x)
-        backend.for_each_slab(np, lambda start, stop: np.multiply(
+        backend.for_each_slab(xp, lambda start, stop: xp.multiply(
             once[start:stop], w2[start:stop], out=once[start:stop]), n, plane)
         twice = convolve(once)
-        backend.for_each_slab(np, lambda start, stop: np.copyto(
-            twice[start:stop], 0, where=inside[start:stop]), n, plane)
+        backend.for_each_slab(xp, lambda start, stop: xp.copyto(
+            twice[start:stop], np.float32(0), where=inside[start:stop]), n, plane)
         return twice
 
-    rhs = convolve(w2 * grid.embed(field))
+    rhs = convolve(w2 * xp.asarray(grid.embed(field)))
     rhs[inside] = 0
-    chi = _conjugate_gradient(normal, rhs, np.zeros(grid.padded, np.float32), int(max_iter),
+    chi = _conjugate_gradient(normal, rhs, xp.zeros(grid.padded, np.float32), int(max_iter),
                               float(tol), callback)
-    background = convolve(chi)
-    local = np.where(mask, field - background[grid.crop], np.float32(0)).astype(np.float32)
+    background = backend.to_host(convolve(chi)[grid.crop])
+    local = np.where(mask, field - background, np.float32(0)).astype(np.float32)
     return local, mask.copy()
 
 
