@@ -15,9 +15,14 @@ to the CPU result's peak (float32 tolerance):
     time is scaled to 100 iterations (the iterations cost the same).
 (e) ``simulate`` of a 128³ two-echo gradient-echo acquisition from a 256³ cochlea (its
     susceptibility field and x, y, z transforms on the device), host in and out.
+(f) every other QSM stage at the size of (d), host in and out: Laplacian unwrapping,
+    V-SHARP, PDF (50 iterations), TKD, Tikhonov, MEDI (100 iterations, the CPU's time
+    scaled from ``--cpu-iterations`` like (d)).
+(g) Cartesian compressed sensing of a 128³ cochlea at 4× Poisson-disc undersampling,
+    L1-wavelet (FISTA) and TV (ADMM), 30 iterations each, host in and out.
 
-Usage: ``python benchmarks/bench_gpu.py [--small]`` (``--small``: 128³, 128×128×64, and
-64³ from 128³ for the simulation).
+Usage: ``python benchmarks/bench_gpu.py [--small]`` (``--small``: 128³, 128×128×64, 64³
+from 128³ for the simulation, 64³ compressed sensing).
 Without a CUDA device it says so and exits.
 """
 
@@ -126,6 +131,70 @@ def bench_qsm(shape, cpu_iterations, sync):
           f"difference after {cpu_iterations} iterations")
 
 
+def bench_qsm_stages(shape, cpu_iterations, sync):
+    from napari_mrmicro.core.qsm.background import pdf, vsharp
+    from napari_mrmicro.core.qsm.medi import invert_medi
+    from napari_mrmicro.core.qsm.tikhonov import invert_tikhonov
+    from napari_mrmicro.core.qsm.tkd import invert_tkd
+    from napari_mrmicro.core.qsm.unwrap import unwrap_laplacian, wrap_phase
+
+    spacing, b0 = (20.0, 20.0, 20.0), (1.0, 0.0, 0.0)
+    chi, mask = qsm_inputs(shape)
+    local = forward_field(chi, spacing, b0)
+    z = np.linspace(-1, 1, shape[0], dtype=np.float32)[:, None, None]
+    total = local + 0.5 * z + 0.3 * z**2  # a smooth background field
+    wrapped = wrap_phase(40 * total)
+    magnitude = np.where(mask, 1.0 - 0.5 * (chi > 0), 0.0).astype(np.float32)
+    stages = [
+        ("Laplacian unwrapping", lambda d: unwrap_laplacian(wrapped, spacing, device=d)),
+        ("V-SHARP", lambda d: vsharp(total, mask, spacing, device=d)[0]),
+        ("PDF, 50 it", lambda d: pdf(total, mask, spacing, b0, max_iter=50, tol=0,
+                                     device=d)[0]),
+        ("TKD", lambda d: invert_tkd(local, mask, spacing, b0, device=d)),
+        ("Tikhonov", lambda d: invert_tikhonov(local, mask, spacing, b0, device=d)),
+    ]
+    print("(f) QSM stages", shape)
+    for name, stage in stages:
+        reference = stage("cpu")
+        t_cpu = best_seconds(lambda: stage("cpu"), 1)
+        t_gpu = best_seconds(lambda: stage("gpu"), 3, sync)
+        line(name, t_cpu, t_gpu, relative_error(stage("gpu"), reference))
+
+    def medi(device, n):
+        with backend.use_device(device):
+            return invert_medi(local, mask, spacing, b0, magnitude=magnitude, max_iter=n,
+                               tol=0)
+
+    iterations = 100
+    short_cpu = medi("cpu", cpu_iterations)
+    t0 = time.perf_counter()
+    medi("cpu", cpu_iterations)
+    t_cpu = (time.perf_counter() - t0) * iterations / cpu_iterations
+    t_gpu = best_seconds(lambda: medi("gpu", iterations), 1, sync)
+    line(f"MEDI, {iterations} it (CPU scaled)", t_cpu, t_gpu,
+         relative_error(medi("gpu", cpu_iterations), short_cpu), unit="s")
+
+
+def bench_cs(n, sync):
+    from napari_mrmicro.core import make_specimen
+    from napari_mrmicro.core.compressed_sensing import cs_reconstruct
+    from napari_mrmicro.core.kspace import centered_fft
+    from napari_mrmicro.core.sampling import poisson_disc_mask
+
+    image = make_specimen("cochlea", (n,) * 3, 12800.0 / n).property_map("proton_density")
+    k = centered_fft(image.astype(np.complex64))
+    mask = poisson_disc_mask(k.shape, 4, calib=max(n // 8, 8), seed=0)
+    print(f"(g) compressed sensing {n}³, 4× Poisson disc, 30 iterations")
+    for method in ("l1_wavelet", "tv"):
+        def run(device):
+            return cs_reconstruct(k, mask, method=method, iterations=30, tol=0,
+                                  device=device)
+        reference = run("cpu")
+        t_cpu = best_seconds(lambda: run("cpu"), 1)
+        t_gpu = best_seconds(lambda: run("gpu"), 2, sync)
+        line(method, t_cpu, t_gpu, relative_error(run("gpu"), reference), unit="s")
+
+
 def bench_simulate(n, sync):
     from napari_mrmicro.core import Acquisition, make_specimen, simulate
     specimen = make_specimen("cochlea", (2 * n,) * 3, 6400.0 / n)
@@ -157,6 +226,9 @@ def main():
     bench_recon(128 if args.small else 256, cp, sync)
     bench_qsm((128, 128, 64) if args.small else (256, 256, 128), args.cpu_iterations, sync)
     bench_simulate(64 if args.small else 128, sync)
+    bench_qsm_stages((128, 128, 64) if args.small else (256, 256, 128), args.cpu_iterations,
+                     sync)
+    bench_cs(64 if args.small else 128, sync)
 
 
 if __name__ == "__main__":
