@@ -20,6 +20,9 @@ to the CPU result's peak (float32 tolerance):
     scaled from ``--cpu-iterations`` like (d)).
 (g) Cartesian compressed sensing of a 128³ cochlea at 4× Poisson-disc undersampling,
     L1-wavelet (FISTA) and TV (ADMM), 30 iterations each, host in and out.
+(h) gridding of a 3-D radial (kooshball) acquisition onto 128³, 16384 spokes × 256 samples,
+    density given (one adjoint NUFFT: FINUFFT on all cores / cuFINUFFT), host in and out;
+    skipped when cuFINUFFT is not installed.
 
 Usage: ``python benchmarks/bench_gpu.py [--small]`` (``--small``: 128³, 128×128×64, 64³
 from 128³ for the simulation, 64³ compressed sensing).
@@ -195,6 +198,37 @@ def bench_cs(n, sync):
         line(method, t_cpu, t_gpu, relative_error(run("gpu"), reference), unit="s")
 
 
+def bench_gridding(n, sync):
+    from napari_mrmicro.core import Acquisition
+    from napari_mrmicro.core.kspace import KSpace
+    from napari_mrmicro.core.nufft import reconstruct_noncartesian
+
+    rng = np.random.default_rng(0)
+    spokes, samples = 16 * n * n // 128, 2 * n
+    directions = rng.standard_normal((spokes, 3))
+    directions /= np.linalg.norm(directions, axis=1, keepdims=True)
+    k = (np.arange(samples) - samples / 2) / samples * n
+    traj = (directions[:, None, :] * k[None, :, None]).astype(np.float32)
+    data = (rng.standard_normal((1, spokes, samples))
+            + 1j * rng.standard_normal((1, spokes, samples))).astype(np.complex64)
+    density = (k[None, :] ** 2 + 0.25).repeat(spokes, 0).astype(np.float32)
+    kspace = KSpace(data, Acquisition(matrix=(n,) * 3, fov_um=(6400.0,) * 3),
+                    trajectory=traj, density=density)
+
+    def run(device):
+        return reconstruct_noncartesian(kspace, device=device)
+
+    reference = run("cpu")
+    t_cpu = best_seconds(lambda: run("cpu"), 1)
+    name = f"(h) 3-D radial gridding onto {n}³"
+    try:
+        t_gpu = best_seconds(lambda: run("gpu"), 2, sync)
+    except ImportError as error:
+        print(f"  {name:<34} CPU {t_cpu * 1e3:9.2f} ms   GPU skipped: {error}")
+        return
+    line(name, t_cpu, t_gpu, relative_error(run("gpu"), reference))
+
+
 def bench_simulate(n, sync):
     from napari_mrmicro.core import Acquisition, make_specimen, simulate
     specimen = make_specimen("cochlea", (2 * n,) * 3, 6400.0 / n)
@@ -229,6 +263,7 @@ def main():
     bench_qsm_stages((128, 128, 64) if args.small else (256, 256, 128), args.cpu_iterations,
                      sync)
     bench_cs(64 if args.small else 128, sync)
+    bench_gridding(64 if args.small else 128, sync)
 
 
 if __name__ == "__main__":

@@ -25,7 +25,7 @@ step() { echo "== $1"; shift; "$@" 2>&1 | tee -a "$out/device_check.log"; }
 step "GPU tests" "$python" -m pytest -q -p no:cacheprovider \
     tests/core/test_backend.py tests/core/test_simulate_device.py \
     tests/core/qsm/test_inversion_device.py tests/core/qsm/test_background_device.py \
-    tests/core/test_cs_device.py
+    tests/core/test_cs_device.py tests/core/test_nufft_device.py
 step "bench_gpu" "$python" benchmarks/bench_gpu.py
 step "recon -> magnitude per core count" "$python" benchmarks/bench_cores.py --cores 2,16 \
     --stages recon_magnitude bare_ifftn --repeat 3

@@ -59,3 +59,21 @@ def gpu(monkeypatch):
     monkeypatch.setattr(backend, "_gpu_fft",
                         lambda: backend._Transforms(fake.fft_module, threaded=False))
     return fake
+
+
+@pytest.fixture
+def gpu_nufft(gpu, monkeypatch):
+    """:func:`gpu` with cuFINUFFT: the real one on a CUDA device (skip when it is not
+    installed there), else a stand-in running FINUFFT's CPU plans behind cuFINUFFT's
+    interface on the fake CuPy's arrays."""
+    import fake_cupy
+
+    from napari_mrmicro.core import nufft
+
+    if not isinstance(gpu, fake_cupy._Module):  # CuPy on a CUDA device
+        pytest.importorskip("cufinufft", reason="cuFINUFFT is not installed on this GPU "
+                                                "machine (the gpu extra brings it)")
+        return gpu
+    fake = fake_cupy.make_cufinufft()
+    monkeypatch.setattr(nufft, "_cufinufft", lambda: fake)
+    return gpu

@@ -250,3 +250,43 @@ def make() -> types.ModuleType:
         for name in ("fftn", "ifftn", "rfftn", "irfftn", "fft", "ifft", "dctn", "idctn")})
     module.fft_module = fft_module
     return module
+
+
+def make_cufinufft() -> types.ModuleType:
+    """A fake ``cufinufft`` for the fake ``cupy``: FINUFFT's CPU plans behind cuFINUFFT's
+    interface (``Plan(type, n_modes, n_trans, eps, isign, dtype)``, ``setpts``,
+    ``execute``), refusing host arrays, the wrong dtype and non-contiguous data as the real
+    one does, and returning device arrays."""
+    import finufft
+
+    def device_array(value, name, dtype):
+        if not isinstance(value, ndarray):
+            raise TypeError(f"fake cuFINUFFT: argument `{name}` must be a device array, got "
+                            f"{type(value).__name__}")
+        if value._a.dtype != np.dtype(dtype):
+            raise TypeError(f"fake cuFINUFFT: argument `{name}` has dtype {value._a.dtype}, "
+                            f"{np.dtype(dtype)} expected")
+        if not value._a.flags.c_contiguous:
+            raise TypeError(f"fake cuFINUFFT: argument `{name}` is not C-contiguous")
+        return value._a
+
+    class Plan:
+        def __init__(self, nufft_type, n_modes, n_trans=1, eps=1e-6, isign=None,
+                     dtype="complex64", **kwargs):
+            self._dtype = np.dtype(dtype)
+            self._real = np.float32 if self._dtype == np.complex64 else np.float64
+            self._plan = finufft.Plan(nufft_type, n_modes, n_trans=n_trans, eps=eps,
+                                      isign=isign, dtype=dtype, nthreads=1)
+
+        def setpts(self, x, y=None, z=None):
+            points = [device_array(v, n, self._real)
+                      for v, n in ((x, "x"), (y, "y"), (z, "z")) if v is not None]
+            self._points = [p.copy() for p in points]  # the plan keeps them alive
+            self._plan.setpts(*self._points)
+
+        def execute(self, data, out=None):
+            return ndarray(self._plan.execute(device_array(data, "data", self._dtype)))
+
+    module = types.ModuleType("cufinufft")
+    module.Plan = Plan
+    return module

@@ -496,8 +496,8 @@ def _parser() -> argparse.ArgumentParser:
                    help="retrospective undersampling R of fully sampled data, for --cs")
     p.add_argument("--lam", type=_one(float, 0.0, above=True), default=0.005, help="CS regularisation (rel. to max)")
     p.add_argument("--iterations", type=_one(int, 1, 1e5), default=50, help="CS iterations")
-    _device_option(p, "the Cartesian reconstruction and compressed sensing; partial Fourier, "
-                      "non-Cartesian (NUFFT) data and coil combination run on the CPU")
+    _device_option(p, "the reconstruction (non-Cartesian data by cuFINUFFT) and compressed "
+                      "sensing; partial Fourier and coil combination run on the CPU")
 
     p = command("qsm", "quantitative susceptibility mapping: multi-echo magnitude and phase "
                        "-> susceptibility (ppm)", cmd_qsm)

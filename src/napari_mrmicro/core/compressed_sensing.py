@@ -24,10 +24,9 @@ is the gridding image and A^H W A is close to the identity): FISTA steps by 1/�
 (power iteration), and the TV x-update, no longer diagonal in k-space, is solved by
 conjugate gradients (Hestenes & Stiefel, J Res Natl Bur Stand 1952;49:409), warm-started.
 
-On the GPU (``device="gpu"``, Cartesian k-space) both solvers run with the same float32
-operations over the whole volume through CuPy (cuFFT), written once with the array
-namespace; on the CPU they run slab by slab on all cores. Non-Cartesian k-space runs on the
-CPU (the NUFFT is finufft's CPU transform).
+On the GPU (``device="gpu"``) both solvers run with the same float32 operations over the
+whole volume through CuPy (cuFFT; cuFINUFFT for non-Cartesian k-space), written once with
+the array namespace; on the CPU they run slab by slab on all cores.
 
 Stopping rule (both): stop after iteration i when ‖x_i − x_{i−1}‖ ≤ tol·‖x_i‖, or after
 ``iterations`` iterations. ``lam`` is relative to the largest magnitude of the zero-filled
@@ -188,14 +187,16 @@ def _fista_l1_wavelet(x0, gradient_step, step, axes, lam, iterations, tol, wavel
 
 
 def _gradient(x, axes):
-    return np.stack([np.roll(x, -1, a) - x for a in axes])
+    xp = backend.array_namespace(x)
+    return xp.stack([xp.roll(x, -1, a) - x for a in axes])
 
 
 def _divergence_adjoint(v, axes):
     """∇^H v = Σ_a (roll(v_a, +1) − v_a)."""
-    out = np.zeros(v.shape[1:], dtype=v.dtype)
+    xp = backend.array_namespace(v)
+    out = xp.zeros(v.shape[1:], dtype=v.dtype)
     for va, a in zip(v, axes):
-        out += np.roll(va, 1, a) - va
+        out += xp.roll(va, 1, a) - va
     return out
 
 
@@ -310,38 +311,41 @@ def _wavelet_levels(shape, axes, wavelet, levels) -> int:
     return int(levels)
 
 
-def _operator_norm(normal, shape, iterations: int = 12) -> float:
-    """‖N‖ of a positive semi-definite operator by power iteration (seeded)."""
+def _operator_norm(normal, shape, xp, iterations: int = 12) -> float:
+    """‖N‖ of a positive semi-definite operator by power iteration (seeded), with arrays
+    of the namespace ``xp``."""
     rng = np.random.default_rng(0)
-    v = (rng.standard_normal(shape) + 1j * rng.standard_normal(shape)).astype(np.complex64)
+    v = xp.asarray((rng.standard_normal(shape) + 1j * rng.standard_normal(shape)).astype(
+        np.complex64))
     norm = 1.0
     for _ in range(iterations):
-        v /= np.float32(max(np.linalg.norm(v), 1e-30))
+        v /= np.float32(max(float(xp.linalg.norm(v)), 1e-30))
         v = normal(v)
-        norm = float(np.linalg.norm(v))
+        norm = float(xp.linalg.norm(v))
     return norm
 
 
 def _conjugate_gradient(normal, b, x, iterations: int):
     """A few CG iterations on normal(x) = b from x (Hestenes & Stiefel 1952)."""
+    xp = backend.array_namespace(x)
     r = b - normal(x)
     p = r.copy()
-    rr = float(np.vdot(r, r).real)
+    rr = float(xp.vdot(r, r).real)
     for _ in range(iterations):
         if rr <= 1e-30:
             break
         q = normal(p)
-        alpha = np.float32(rr / max(float(np.vdot(p, q).real), 1e-30))
+        alpha = np.float32(rr / max(float(xp.vdot(p, q).real), 1e-30))
         x = x + alpha * p
         r -= alpha * q
-        rr_new = float(np.vdot(r, r).real)
+        rr_new = float(xp.vdot(r, r).real)
         p = r + np.float32(rr_new / rr) * p
         rr = rr_new
     return x
 
 
 def _noncartesian(kspace, method, lam, iterations, tol, wavelet, levels, rho, callback,
-                  density, cg_iterations, workers):
+                  density, cg_iterations, workers, device):
     data, traj, grid, spatial = noncartesian_layout(kspace, "cs_reconstruct")
     if kspace.coil_axis is not None:
         raise ValueError("cs_reconstruct: takes single-channel k-space; reconstruct coils "
@@ -350,14 +354,17 @@ def _noncartesian(kspace, method, lam, iterations, tol, wavelet, levels, rho, ca
         raise ValueError("cs_reconstruct: the sampled k-space contains NaN or Inf")
     lead = data.shape[:-2]
     image_shape = lead + spatial
-    check_memory(estimate_cs_bytes(image_shape, method)
-                 + estimate_nufft_bytes(grid, data.shape[-1] * data.shape[-2],
-                                        math.prod(lead)),
-                 f"compressed sensing ({method}) of non-Cartesian k-space {data.shape} onto "
-                 f"{spatial}", advice="fewer echoes at a time")
-    weights = density_weights(kspace, traj, grid, density, workers, "cs_reconstruct")
-    operator = NufftOperator(traj, grid, workers=workers)
-    y = data.astype(np.complex64)
+    needed = estimate_cs_bytes(image_shape, method) + estimate_nufft_bytes(
+        grid, data.shape[-1] * data.shape[-2], math.prod(lead))
+    what = f"compressed sensing ({method}) of non-Cartesian k-space {data.shape} onto {spatial}"
+    check_memory(needed, what, advice="fewer echoes at a time")
+    if device == "gpu":
+        backend.check_device_memory(needed, what, device, advice="fewer echoes at a time")
+    weights = density_weights(kspace, traj, grid, density, workers, "cs_reconstruct", device)
+    operator = NufftOperator(traj, grid, workers=workers, device=device)
+    xp = operator.xp
+    weights = xp.asarray(weights)
+    y = xp.asarray(data.astype(np.complex64))
 
     def forward(x):
         return operator.forward(x.reshape(lead + grid))
@@ -381,15 +388,16 @@ def _noncartesian(kspace, method, lam, iterations, tol, wavelet, levels, rho, ca
 
         def solve(divergence, x):
             return _conjugate_gradient(regularized, x0 + rho32 * divergence, x, cg_iterations)
-        return _admm_tv(x0, solve, axes, lam, int(iterations), tol, rho,
-                        callback).reshape(image_shape)
+        image = _admm_tv(x0, solve, axes, lam, int(iterations), tol, rho, callback)
+        return backend.to_host(image).reshape(image_shape)
     levels = _wavelet_levels(solver_shape, axes, wavelet, levels)
-    step = np.float32(1 / _operator_norm(normal, solver_shape))
+    step = np.float32(1 / _operator_norm(normal, solver_shape, xp))
 
     def gradient_step(z):
         return z - step * adjoint((forward(z) - y) * weights)
-    return _fista_l1_wavelet(x0, gradient_step, step, axes, lam, int(iterations), tol, wavelet,
-                             levels, callback).reshape(image_shape)
+    image = _fista_l1_wavelet(x0, gradient_step, step, axes, lam, int(iterations), tol,
+                              wavelet, levels, callback)
+    return backend.to_host(image).reshape(image_shape)
 
 
 def cs_reconstruct(kspace, mask=None, method: str = "l1_wavelet", lam: float = 0.005,
@@ -435,11 +443,11 @@ def cs_reconstruct(kspace, mask=None, method: str = "l1_wavelet", lam: float = 0
     cg_iterations : int
         Non-Cartesian TV: conjugate-gradient iterations per x-update.
     device : {"cpu", "gpu"}, optional
-        Where Cartesian k-space is reconstructed (default the CPU, or the default of
+        Where it runs (default the CPU, or the default of
         :func:`~napari_mrmicro.core.backend.use_device`); the image comes back as numpy.
-        Non-Cartesian k-space runs on the CPU.
     """
     _check_options(method, lam, iterations, tol, callback, rho)
+    device = backend.resolve(device)
     if isinstance(kspace, KSpace) and kspace.trajectory is not None:
         if mask is not None or kspace_axes is not None:
             raise ValueError("cs_reconstruct: a Cartesian sampling mask (or retrospective "
@@ -450,12 +458,11 @@ def cs_reconstruct(kspace, mask=None, method: str = "l1_wavelet", lam: float = 0
             raise ValueError(f"cs_reconstruct: cg_iterations must be a positive integer, "
                              f"got {cg_iterations!r}")
         return _noncartesian(kspace, method, lam, iterations, tol, wavelet, levels, rho,
-                             callback, density, int(cg_iterations), workers)
+                             callback, density, int(cg_iterations), workers, device)
     data, mask, axes = _inputs(kspace, mask, kspace_axes)
     what = f"compressed sensing ({method}) of k-space {data.shape}"
     check_memory(estimate_cs_bytes(data.shape, method), what,
                  advice="fewer echoes or coils at a time")
-    device = backend.resolve(device)
     if device == "gpu":
         backend.check_device_memory(estimate_cs_bytes(data.shape, method), what, device,
                                     advice="fewer echoes or coils at a time")

@@ -12,6 +12,9 @@ so on the Cartesian grid (κ integers, w = 1) they are exactly ``centered_fft`` 
 ``centered_ifft``. Both transforms are computed by FINUFFT (Barnett, Magland & af Klinteberg,
 SIAM J Sci Comput 2019;41:C479), an exponential-of-semicircle spreading kernel with
 tolerance ``eps``: it is an optional dependency (``pip install napari-mrmicro[nufft]``).
+On the GPU (``device="gpu"``) the same transforms are cuFINUFFT's (Shih et al., IEEE IPDPSW
+2021:688), FINUFFT's CUDA twin with the same kernel, plan interface and conventions, in the
+``gpu`` extra; writing our own spreader would only repeat theirs.
 
 Density compensation w (:func:`pipe_menon_density`) is the fixed point of Pipe & Menon's
 iteration w ← w / (w ⊛ K)(κ_j) (Pipe & Menon, Magn Reson Med 1999;41:179) with a Gaussian
@@ -32,6 +35,7 @@ import os
 
 import numpy as np
 
+from napari_mrmicro.core import backend
 from napari_mrmicro.core.apodization import apodization_factors
 from napari_mrmicro.core.coils import combine_rss, combine_sensitivity
 from napari_mrmicro.core.kspace import KSpace
@@ -51,6 +55,15 @@ def _finufft():
         raise ImportError("non-Cartesian reconstruction needs FINUFFT: pip install "
                           "'napari-mrmicro[nufft]'") from None
     return finufft
+
+
+def _cufinufft():
+    try:
+        import cufinufft
+    except ImportError:
+        raise ImportError("non-Cartesian reconstruction on the GPU needs cuFINUFFT: pip "
+                          "install 'napari-mrmicro[gpu]' (or device='cpu')") from None
+    return cufinufft
 
 
 def _threads(workers: int) -> int:
@@ -94,17 +107,25 @@ class NufftOperator:
         FINUFFT's relative tolerance (single precision: >= 1e-6).
     workers : int
         Threads (-1: all cores).
+    device : {"cpu", "gpu"}, optional
+        FINUFFT on the CPU or cuFINUFFT on the GPU (default the CPU, or the default of
+        :func:`~napari_mrmicro.core.backend.use_device`). :meth:`forward` and
+        :meth:`adjoint` take arrays from either and return arrays on this device.
 
     FINUFFT plans (the sorted sample positions) are kept per batch size and reused, so an
     iterative solver pays for the setup once.
     """
 
-    def __init__(self, trajectory, shape, eps: float = 1e-5, workers: int = -1):
+    def __init__(self, trajectory, shape, eps: float = 1e-5, workers: int = -1,
+                 device=None):
         self.shape = tuple(int(n) for n in shape)
         traj = check_trajectory(trajectory, self.shape, "NufftOperator")
         self.readouts, self.samples = traj.shape[:2]
+        self.device = backend.resolve(device)
+        self.xp = backend.namespace(self.device)
         points = traj.reshape(-1, len(self.shape))
-        self._points = [np.ascontiguousarray(2 * np.pi * points[:, a] / n, dtype=np.float32)
+        self._points = [self.xp.asarray(np.ascontiguousarray(2 * np.pi * points[:, a] / n,
+                                                             dtype=np.float32))
                         for a, n in enumerate(self.shape)]
         if not 1e-7 <= eps < 1:
             raise ValueError(f"NufftOperator: eps must be in [1e-7, 1), got {eps!r}")
@@ -116,10 +137,13 @@ class NufftOperator:
         shape = self.shape if shape is None else shape
         key = (kind, batch, shape)
         if key not in self._plans:
-            finufft = _finufft()
-            plan = finufft.Plan(kind, shape, n_trans=batch, eps=self.eps,
-                                isign=-1 if kind == 2 else 1, dtype="complex64",
-                                nthreads=self.threads)
+            isign = -1 if kind == 2 else 1
+            if self.device == "gpu":
+                plan = _cufinufft().Plan(kind, shape, n_trans=batch, eps=self.eps,
+                                         isign=isign, dtype="complex64")
+            else:
+                plan = _finufft().Plan(kind, shape, n_trans=batch, eps=self.eps, isign=isign,
+                                       dtype="complex64", nthreads=self.threads)
             plan.setpts(*self._points)
             self._plans[key] = plan
         return self._plans[key]
@@ -127,10 +151,10 @@ class NufftOperator:
     def forward(self, image, shape=None) -> np.ndarray:
         """``(..., *shape)`` image -> ``(..., readouts, samples)`` k-space samples."""
         shape = self.shape if shape is None else tuple(shape)
-        image = np.asarray(image, dtype=np.complex64)
+        image = self.xp.asarray(image, dtype=np.complex64)
         lead = image.shape[:image.ndim - len(shape)]
         batch = math.prod(lead)
-        stack = np.ascontiguousarray(image.reshape((batch,) + shape))
+        stack = self.xp.ascontiguousarray(image.reshape((batch,) + shape))
         out = self._plan(2, batch, shape).execute(stack if batch > 1 else stack[0])
         out *= self.scale
         return out.reshape(lead + (self.readouts, self.samples))
@@ -138,20 +162,22 @@ class NufftOperator:
     def adjoint(self, data, shape=None) -> np.ndarray:
         """``(..., readouts, samples)`` samples -> ``(..., *shape)`` image (no weights)."""
         shape = self.shape if shape is None else tuple(shape)
-        data = np.asarray(data, dtype=np.complex64)
+        data = self.xp.asarray(data, dtype=np.complex64)
         lead = data.shape[:-2]
         batch = math.prod(lead)
-        stack = np.ascontiguousarray(data.reshape(batch, -1))
+        stack = self.xp.ascontiguousarray(data.reshape(batch, -1))
         out = self._plan(1, batch, shape).execute(stack if batch > 1 else stack[0])
         out *= self.scale
         return out.reshape(lead + shape)
 
 
-def nufft_forward(image, trajectory, eps: float = 1e-5, workers: int = -1) -> np.ndarray:
+def nufft_forward(image, trajectory, eps: float = 1e-5, workers: int = -1,
+                  device=None) -> np.ndarray:
     """k-space samples ``(..., readouts, samples)`` of an image at trajectory positions.
 
     ``y(κ) = (ΠN)^-½ Σ_r x[r] e^{−2πi κ·r/N}`` over the last ``ndim`` axes of ``image``
     (a type-2 NUFFT, Barnett et al. 2019); on integer κ it equals ``centered_fft``.
+    ``device`` as for :class:`NufftOperator`; numpy comes back.
     """
     traj = np.asarray(trajectory)
     image = np.asarray(image)
@@ -159,39 +185,44 @@ def nufft_forward(image, trajectory, eps: float = 1e-5, workers: int = -1) -> np
     if not 1 <= ndim <= image.ndim:
         raise ValueError(f"nufft_forward: trajectory {traj.shape} does not fit the image "
                          f"{image.shape}")
-    return NufftOperator(traj, image.shape[-ndim:], eps, workers).forward(image)
+    operator = NufftOperator(traj, image.shape[-ndim:], eps, workers, device)
+    return backend.to_host(operator.forward(image))
 
 
-def nufft_adjoint(data, trajectory, shape, eps: float = 1e-5, workers: int = -1) -> np.ndarray:
+def nufft_adjoint(data, trajectory, shape, eps: float = 1e-5, workers: int = -1,
+                  device=None) -> np.ndarray:
     """The adjoint of :func:`nufft_forward`: samples ``(..., readouts, samples)`` -> image
     ``(..., *shape)``, ``x[r] = (ΠN)^-½ Σ_j y_j e^{+2πi κ_j·r/N}`` (type-1 NUFFT, no
     density weights)."""
-    operator = NufftOperator(trajectory, shape, eps, workers)
+    operator = NufftOperator(trajectory, shape, eps, workers, device)
     data = np.asarray(data)
     if data.shape[-2:] != (operator.readouts, operator.samples):
         raise ValueError(f"nufft_adjoint: data {data.shape} do not end in the trajectory's "
                          f"(readouts, samples) = {(operator.readouts, operator.samples)}")
-    return operator.adjoint(data)
+    return backend.to_host(operator.adjoint(data))
 
 
 def pipe_menon_density(trajectory, shape, iterations: int = 20, eps: float = 1e-4,
-                       workers: int = -1) -> np.ndarray:
+                       workers: int = -1, device=None) -> np.ndarray:
     """Density-compensation weights ``(readouts, samples)`` float32, in k-space cells.
 
     The Pipe & Menon (Magn Reson Med 1999;41:179) iteration w ← w / (w ⊛ K)(κ_j), from
     w = 1, with K a Gaussian of σ = :data:`DENSITY_SIGMA` cells and unit integral. The
     convolution is one type-1 NUFFT onto a 2× image grid, a multiplication by K's Fourier
     transform and one type-2 NUFFT back (the kernel is periodic with the grid, like the DFT).
+    ``device`` as for :class:`NufftOperator`; numpy comes back.
     """
     shape = tuple(int(n) for n in shape)
     if isinstance(iterations, bool) or int(iterations) != iterations or iterations < 1:
         raise ValueError(f"pipe_menon_density: iterations must be a positive integer, got "
                          f"{iterations!r}")
-    operator = NufftOperator(trajectory, shape, eps, workers)
+    operator = NufftOperator(trajectory, shape, eps, workers, device)
     fine = tuple(DENSITY_GRID * n for n in shape)
-    check_memory(estimate_nufft_bytes(fine, operator.readouts * operator.samples)
-                 + 4 * math.prod(fine), f"density weights of a trajectory on {shape}",
-                 advice="density weights computed elsewhere (KSpace.density)")
+    backend.check_device_memory(estimate_nufft_bytes(fine, operator.readouts * operator.samples)
+                                + 4 * math.prod(fine),
+                                f"density weights of a trajectory on {shape}",
+                                operator.device,
+                                advice="density weights computed elsewhere (KSpace.density)")
     kernel = np.ones(fine, dtype=np.float32)
     for axis, n in enumerate(shape):
         r = (np.arange(DENSITY_GRID * n) - DENSITY_GRID * n // 2) / n
@@ -201,11 +232,13 @@ def pipe_menon_density(trajectory, shape, iterations: int = 20, eps: float = 1e-
         kernel = kernel * profile.astype(np.float32).reshape(view)
     # The operator's orthonormal scale appears twice; the kernel carries the plain sums.
     kernel /= operator.scale**2
-    w = np.ones((operator.readouts, operator.samples), dtype=np.complex64)
+    xp = operator.xp
+    kernel = xp.asarray(kernel)
+    w = xp.ones((operator.readouts, operator.samples), dtype=np.complex64)
     for _ in range(int(iterations)):
         smoothed = operator.forward(operator.adjoint(w, fine) * kernel, fine)
-        w = w / np.maximum(np.abs(smoothed), 1e-12)
-    return np.abs(w).astype(np.float32)
+        w = w / xp.maximum(xp.abs(smoothed), 1e-12)
+    return backend.to_host(xp.abs(w).astype(np.float32))
 
 
 def estimate_nufft_bytes(shape, samples: int, batch: int = 1) -> int:
@@ -268,12 +301,12 @@ def noncartesian_layout(kspace, func: str) -> tuple:
 
 
 def density_weights(kspace: KSpace, trajectory, grid, density=None, workers: int = -1,
-                    func: str = "reconstruct_noncartesian") -> np.ndarray:
+                    func: str = "reconstruct_noncartesian", device=None) -> np.ndarray:
     """The density weights to use: ``density`` if given, else ``kspace.density``, else
-    :func:`pipe_menon_density` of the trajectory."""
+    :func:`pipe_menon_density` of the trajectory (on ``device``)."""
     density = kspace.density if density is None else density
     if density is None:
-        return pipe_menon_density(trajectory, grid, workers=workers)
+        return pipe_menon_density(trajectory, grid, workers=workers, device=device)
     density = np.asarray(density, dtype=np.float32)
     if density.shape != trajectory.shape[:2] or not np.all(np.isfinite(density)) \
             or np.any(density < 0):
@@ -284,7 +317,7 @@ def density_weights(kspace: KSpace, trajectory, grid, density=None, workers: int
 
 def reconstruct_noncartesian(kspace: KSpace, window=None, zero_fill=1, coil_maps=None,
                              average_axis=None, *, density=None, output: str = "complex",
-                             eps: float = 1e-5, workers: int = -1) -> np.ndarray:
+                             eps: float = 1e-5, workers: int = -1, device=None) -> np.ndarray:
     """Gridding reconstruction of non-Cartesian k-space onto ``acquisition.matrix``.
 
     The density-compensated adjoint NUFFT (Jackson et al., IEEE Trans Med Imaging
@@ -315,6 +348,10 @@ def reconstruct_noncartesian(kspace: KSpace, window=None, zero_fill=1, coil_maps
     output : {"complex", "magnitude"}
     eps, workers : float, int
         FINUFFT tolerance and threads.
+    device : {"cpu", "gpu"}, optional
+        Where the density weights and the adjoint NUFFT are computed (FINUFFT, or cuFINUFFT
+        on the GPU; default the CPU, or the default of
+        :func:`~napari_mrmicro.core.backend.use_device`); coil combination runs on the CPU.
 
     Returns
     -------
@@ -348,17 +385,21 @@ def reconstruct_noncartesian(kspace: KSpace, window=None, zero_fill=1, coil_maps
                          f"({len(grid)}), got {zero_fill!r}")
     filled = tuple(int(round(n * f)) for n, f in zip(grid, factors))
     batch = math.prod(data.shape[:-2])
-    check_memory(estimate_nufft_bytes(filled, traj.shape[0] * traj.shape[1], batch),
-                 f"gridding {batch} non-Cartesian volume(s) onto {filled}",
-                 advice="fewer echoes or coils at a time, or a smaller zero-fill")
-    weights = density_weights(kspace, traj, grid, density, workers, func)
+    what = f"gridding {batch} non-Cartesian volume(s) onto {filled}"
+    needed = estimate_nufft_bytes(filled, traj.shape[0] * traj.shape[1], batch)
+    advice = "fewer echoes or coils at a time, or a smaller zero-fill"
+    check_memory(needed, what, advice=advice)
+    device = backend.resolve(device)
+    if device == "gpu":
+        backend.check_device_memory(needed, what, device, advice=advice)
+    weights = density_weights(kspace, traj, grid, density, workers, func, device)
     window_weights = _window_weights(traj, grid, window)
     if window_weights is not None:
         weights = weights * window_weights
     weights = weights * np.float32(math.sqrt(math.prod(filled) / math.prod(grid)))
-    operator = NufftOperator(traj, filled, eps, workers)
+    operator = NufftOperator(traj, filled, eps, workers, device)
     # The operator's 1/√ΠN_filled scale with the gain above gives 1/√ΠN of the matrix.
-    image = operator.adjoint(np.asarray(data, dtype=np.complex64) * weights)
+    image = backend.to_host(operator.adjoint(np.asarray(data, dtype=np.complex64) * weights))
     if len(spatial) != len(grid):
         image = image.reshape(image.shape[:-len(grid)] + (1,) + filled)
     if coil_axis is not None:

@@ -174,7 +174,7 @@ def reconstruct(kspace_data, window=None, zero_fill=1, partial_fourier=None, coi
     device : {"cpu", "gpu"}, optional
         Where the transforms run (:mod:`~napari_mrmicro.core.backend`); default: where the
         data are (CuPy arrays: the GPU), else the CPU. Partial-Fourier completion runs on
-        the CPU.
+        the CPU; non-Cartesian k-space is gridded by cuFINUFFT on the GPU.
 
     Returns
     -------
@@ -190,7 +190,8 @@ def reconstruct(kspace_data, window=None, zero_fill=1, partial_fourier=None, coi
             raise ValueError(f"reconstruct: {', '.join(unused)} do not apply to non-Cartesian "
                              "k-space (KSpace with a trajectory)")
         return reconstruct_noncartesian(kspace_data, window, zero_fill, coil_maps,
-                                        average_axis, output=output, workers=workers)
+                                        average_axis, output=output, workers=workers,
+                                        device=device)
     data, coil_axis, axes, sampled = _layout(kspace_data, coil_axis, kspace_axes)
     device = backend.resolve(device, data)
     host_input = not backend.on_gpu(data)

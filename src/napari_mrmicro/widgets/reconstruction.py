@@ -76,8 +76,8 @@ class ReconstructionWidget(Container):
                                   tooltip="Most solver iterations (1–1000); it stops earlier "
                                           "when the image no longer changes.")
         self.device = device_picker(
-            "the Cartesian inverse FFT, window, zero-filling and compressed sensing run "
-            "(partial Fourier, NUFFT and coil combination stay on the CPU)")
+            "the inverse FFT (non-Cartesian data: cuFINUFFT), window, zero-filling and "
+            "compressed sensing run (partial Fourier and coil combination stay on the CPU)")
         self.run_button = PushButton(text="Reconstruct")
         self.cancel_button = PushButton(text="Cancel", enabled=False)
         self.result = Label(label="SNR")
