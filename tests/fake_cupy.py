@@ -128,7 +128,7 @@ def _unwrap(value, where: str, host_ok: bool = False):
     ``host_ok``; containers walked."""
     if isinstance(value, ndarray):
         return value._a
-    if isinstance(value, np.ndarray) and value.ndim > 0 and not host_ok:
+    if isinstance(value, np.ndarray) and not host_ok:
         raise TypeError(f"fake CuPy: a numpy array (shape {value.shape}) was passed to "
                         f"{where} with device arrays; CuPy refuses to mix host and device")
     if isinstance(value, tuple):

@@ -128,7 +128,7 @@ def _haar_level(block, axes, inverse: bool):
     source = block.reshape(packed).transpose(inverse_perm) if inverse \
         else block.reshape(split)
     v = xp.empty(split, dtype=block.dtype)
-    scale = np.asarray(0.5 ** (len(pairs) / 2), dtype=np.finfo(v.dtype).dtype)
+    scale = np.finfo(v.dtype).dtype.type(0.5 ** (len(pairs) / 2))  # a scalar, as CuPy needs
     plane = math.prod(split[1:])
 
     def butterflies(start, stop):
