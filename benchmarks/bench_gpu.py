@@ -16,7 +16,7 @@ to the CPU result's peak (float32 tolerance):
 (e) ``simulate`` of a 128³ two-echo gradient-echo acquisition from a 256³ cochlea (its
     susceptibility field and x, y, z transforms on the device), host in and out.
 (f) every other QSM stage at the size of (d), host in and out: Laplacian unwrapping,
-    V-SHARP, PDF (50 iterations), TKD, Tikhonov, MEDI (100 iterations, the CPU's time
+    V-SHARP, PDF (50 iterations), LBV (200 iterations), TKD, Tikhonov, MEDI (100 iterations, the CPU's time
     scaled from ``--cpu-iterations`` like (d)).
 (g) Cartesian compressed sensing of a 128³ cochlea at 4× Poisson-disc undersampling,
     L1-wavelet (FISTA) and TV (ADMM), 30 iterations each, host in and out.
@@ -135,7 +135,7 @@ def bench_qsm(shape, cpu_iterations, sync):
 
 
 def bench_qsm_stages(shape, cpu_iterations, sync):
-    from napari_mrmicro.core.qsm.background import pdf, vsharp
+    from napari_mrmicro.core.qsm.background import lbv, pdf, vsharp
     from napari_mrmicro.core.qsm.medi import invert_medi
     from napari_mrmicro.core.qsm.tikhonov import invert_tikhonov
     from napari_mrmicro.core.qsm.tkd import invert_tkd
@@ -153,6 +153,8 @@ def bench_qsm_stages(shape, cpu_iterations, sync):
         ("V-SHARP", lambda d: vsharp(total, mask, spacing, device=d)[0]),
         ("PDF, 50 it", lambda d: pdf(total, mask, spacing, b0, max_iter=50, tol=0,
                                      device=d)[0]),
+        ("LBV, 200 it", lambda d: lbv(total, mask, spacing, max_iter=200, tol=0,
+                                      device=d)[0]),
         ("TKD", lambda d: invert_tkd(local, mask, spacing, b0, device=d)),
         ("Tikhonov", lambda d: invert_tikhonov(local, mask, spacing, b0, device=d)),
     ]

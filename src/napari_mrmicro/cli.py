@@ -524,9 +524,9 @@ def _parser() -> argparse.ArgumentParser:
                    help="main field (default: from the file)")
     p.add_argument("--b0-direction", type=_numbers(float, -1.0, 1.0), metavar="Z,Y,X",
                    help="B0 unit vector in (z, y, x) (default: from the file, else 1,0,0)")
-    _device_option(p, "Laplacian unwrapping, V-SHARP, PDF, the dipole field and every "
-                      "inversion; the echo fit, the mask, region-growing unwrapping and LBV "
-                      "run on the CPU")
+    _device_option(p, "Laplacian unwrapping, background removal (LBV, V-SHARP, PDF), the "
+                      "dipole field and every inversion; the echo fit, the mask and "
+                      "region-growing unwrapping run on the CPU")
 
     p = command("measure", "measure every label of a label volume: volume (µm³, mm³), "
                            "surface, shape, centroid; writes a CSV table", cmd_measure)

@@ -155,8 +155,9 @@ class QSMWidget(Container):
                                       tooltip="Also add the unwrapped phase, total and local "
                                               "field and mask as layers.")
         self.device = device_picker(
-            "Laplacian unwrapping, V-SHARP, PDF, the dipole field and every inversion run "
-            "(the echo fit, the mask, region-growing unwrapping and LBV stay on the CPU)")
+            "Laplacian unwrapping, background removal (LBV, V-SHARP, PDF), the dipole field "
+            "and every inversion run (the echo fit, the mask and region-growing unwrapping "
+            "stay on the CPU)")
         self.run_button = PushButton(text="Run QSM")
         self.cancel_button = PushButton(text="Cancel", enabled=False)
         self.status = Label(label="")

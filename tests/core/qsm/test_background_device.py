@@ -1,4 +1,4 @@
-"""V-SHARP, SHARP and PDF on the GPU: equal to the CPU within float32 rounding, the same
+"""V-SHARP, SHARP, PDF and LBV on the GPU: equal to the CPU within float32 rounding, the same
 eroded mask, memory checked first (on the CuPy stand-in of tests/fake_cupy.py where no
 device exists)."""
 
@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from napari_mrmicro.core import backend
-from napari_mrmicro.core.qsm.background import pdf, sharp, vsharp
+from napari_mrmicro.core.qsm.background import lbv, pdf, sharp, vsharp
 from napari_mrmicro.core.qsm.kernel import forward_field
 
 SHAPE, SPACING, B0 = (28, 26, 24), (40.0, 40.0, 60.0), (0.2, 0.1, 1.0)
@@ -61,6 +61,20 @@ def test_pdf_on_the_gpu_equals_the_cpu(gpu):
     _close(iterations["gpu result"], iterations["cpu result"], rtol=1e-4)
 
 
+def test_lbv_on_the_gpu_equals_the_cpu(gpu):
+    field, mask = _total_field()
+    iterations = {"cpu": [], "gpu": []}
+    results = {device: lbv(field, mask, SPACING, tol=0, max_iter=60, device=device,
+                           callback=lambda i, n, d=device: iterations[d].append(i))
+               for device in ("cpu", "gpu")}
+    assert iterations["cpu"] == iterations["gpu"] == list(range(1, 61))
+    np.testing.assert_array_equal(results["gpu"][1], results["cpu"][1])
+    _close(results["gpu"][0], results["cpu"][0], rtol=1e-4)
+    with backend.use_device("gpu"):  # converged, as the pipeline runs it
+        _close(lbv(field, mask, SPACING)[0], lbv(field, mask, SPACING, device="cpu")[0],
+               rtol=1e-4)
+
+
 def test_vsharp_errors_on_the_gpu_match_the_cpu(gpu, monkeypatch):
     field, mask = _total_field()
     thin = np.zeros_like(mask)
@@ -73,3 +87,5 @@ def test_vsharp_errors_on_the_gpu_match_the_cpu(gpu, monkeypatch):
         vsharp(field, mask, SPACING, device="gpu")
     with pytest.raises(MemoryError, match="pdf on a padded grid.*GPU memory"):
         pdf(field, mask, SPACING, B0, device="gpu")
+    with pytest.raises(MemoryError, match="lbv of a .* field.*GPU memory"):
+        lbv(field, mask, SPACING, device="gpu")

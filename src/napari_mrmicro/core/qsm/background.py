@@ -23,10 +23,9 @@ The SMV kernels are balls of physical radius on the (possibly anisotropic) grid,
 to sum 1. All transforms are real FFTs (``scipy.fft``, ``workers=-1``); arrays float32.
 Fields are in ppm, but any unit passes through unchanged (the methods are linear).
 
-V-SHARP, SHARP and PDF take ``device`` (:mod:`~napari_mrmicro.core.backend`): on the GPU
-the same float32 operations run over the whole volume with CuPy (cuFFT), where the CPU
-runs compiled loops slab by slab; numpy comes back. LBV's conjugate gradients on the
-mask's 7-point Laplacian stay on the CPU.
+Every method takes ``device`` (:mod:`~napari_mrmicro.core.backend`): on the GPU the same
+float32 operations run over the whole volume with CuPy (cuFFT), where the CPU runs them
+slab by slab on all cores (compiled loops for V-SHARP); numpy comes back.
 """
 
 from __future__ import annotations
@@ -361,7 +360,7 @@ def pdf(total_field_ppm, mask, spacing_um, b0_direction=(1.0, 0.0, 0.0), weight=
 
 
 def lbv(total_field_ppm, mask, spacing_um, tol: float = 1e-4, max_iter: int = 2000,
-        callback=None):
+        callback=None, device=None):
     """Local field by Laplacian boundary value removal (Zhou et al., NMR Biomed 2014).
 
     The background ``b`` solves ``∇²b = 0`` in the mask interior with ``b = f`` on the
@@ -380,6 +379,9 @@ def lbv(total_field_ppm, mask, spacing_um, tol: float = 1e-4, max_iter: int = 20
         FFT); the iteration count grows with the mask's diameter in voxels.
     callback : callable, optional
         ``callback(iteration, total)``; returning ``False`` stops with the current solution.
+    device : {"cpu", "gpu"}, optional
+        Where the conjugate gradients run (default the CPU, or the default of
+        :func:`~napari_mrmicro.core.backend.use_device`).
 
     Returns
     -------
@@ -393,8 +395,11 @@ def lbv(total_field_ppm, mask, spacing_um, tol: float = 1e-4, max_iter: int = 20
                                         "total_field_ppm")
     check_iteration(max_iter, tol, callback, where)
     box = bounding_slices(mask)
-    check_memory(4 * 9 * int(np.prod([s.stop - s.start + 2 for s in box])),
-                 f"{where} of a {field.shape} field")
+    needed = 4 * 9 * int(np.prod([s.stop - s.start + 2 for s in box]))
+    check_memory(needed, f"{where} of a {field.shape} field")
+    device = backend.resolve(device)
+    if device == "gpu":
+        backend.check_device_memory(needed, f"{where} of a {field.shape} field", device)
     sub = np.pad(mask[box], 1)
     interior = sub.copy()
     for axis in range(3):
@@ -402,7 +407,8 @@ def lbv(total_field_ppm, mask, spacing_um, tol: float = 1e-4, max_iter: int = 20
     if not interior.any():
         raise ValueError(f"{where}: the mask has no interior voxel (it is one voxel thin)")
     inv_h2 = (min(spacing) / np.asarray(spacing)) ** 2
-    f = np.pad(np.where(mask, field, np.float32(0))[box], 1)
+    xp = backend.namespace(device)
+    f = xp.asarray(np.pad(np.where(mask, field, np.float32(0))[box], 1))
 
     def laplacian(v):
         out = np.float32(-2 * inv_h2.sum()) * v
@@ -412,29 +418,44 @@ def lbv(total_field_ppm, mask, spacing_um, tol: float = 1e-4, max_iter: int = 20
             out[tuple(mid)] += np.float32(inv_h2[axis]) * (v[tuple(lo)] + v[tuple(hi)])
         return out
 
-    exterior = ~interior
+    inside = xp.asarray(interior)
+    exterior = ~inside
     weights = [None if w == 1 else np.float32(w) for w in inv_h2]
     centre = np.float32(2 * inv_h2.sum())
+    n = f.shape[0]
 
-    def negative_laplacian(v):  # −∇²v in the interior, 0 elsewhere, fused in place
-        out = v * centre
-        for axis, weight in enumerate(weights):
-            lo, hi, mid = [slice(None)] * 3, [slice(None)] * 3, [slice(None)] * 3
-            lo[axis], hi[axis], mid[axis] = slice(None, -2), slice(2, None), slice(1, -1)
-            pair = v[tuple(lo)] + v[tuple(hi)]
-            if weight is not None:
-                pair *= weight
-            out[tuple(mid)] -= pair
-        np.copyto(out, 0, where=exterior)
+    def negative_laplacian(v):  # −∇²v in the interior, 0 elsewhere, slab by slab
+        out = xp.empty_like(v)
+
+        def work(start, stop):
+            xp.multiply(v[start:stop], centre, out=out[start:stop])
+            for axis, weight in enumerate(weights):
+                if axis == 0:  # planes start..stop−1 of the interior 1..n−2, neighbours ±1
+                    lo, hi = max(start, 1), min(stop, n - 1)
+                    if lo >= hi:
+                        continue
+                    mid, pair = slice(lo, hi), v[lo - 1:hi - 1] + v[lo + 1:hi + 1]
+                else:
+                    cut = [slice(start, stop), slice(None), slice(None)]
+                    low, high = list(cut), list(cut)
+                    cut[axis], low[axis], high[axis] = (slice(1, -1), slice(None, -2),
+                                                        slice(2, None))
+                    mid, pair = tuple(cut), v[tuple(low)] + v[tuple(high)]
+                if weight is not None:
+                    pair *= weight
+                out[mid] -= pair
+            xp.copyto(out[start:stop], np.float32(0), where=exterior[start:stop])
+
+        backend.for_each_slab(xp, work, n, v[0].size)
         return out
 
     # b = f + e with e = 0 on the boundary: −∇²e = ∇²f in the interior, from e = 0, so the
     # right-hand side is the Laplacian of the local field and tol is relative to it.
     rhs = laplacian(f)
-    rhs[~interior] = 0
-    correction = _conjugate_gradient(negative_laplacian, rhs, np.zeros_like(f), int(max_iter),
+    rhs[exterior] = 0
+    correction = _conjugate_gradient(negative_laplacian, rhs, xp.zeros_like(f), int(max_iter),
                                      float(tol), callback)
-    local_sub = np.where(interior, -correction, np.float32(0))[1:-1, 1:-1, 1:-1]
+    local_sub = backend.to_host(xp.where(inside, -correction, np.float32(0))[1:-1, 1:-1, 1:-1])
     local = np.zeros(field.shape, np.float32)
     local[box] = local_sub
     interior_mask = np.zeros(field.shape, bool)
