@@ -58,10 +58,11 @@ def default_vsharp_radii_um(spacing_um) -> np.ndarray:
     return np.asarray(radii + [smallest])
 
 
-def smv_kernel(shape, spacing_um, radius_um) -> np.ndarray:
+def smv_kernel(shape, spacing_um, radius_um, xp=np) -> np.ndarray:
     """Spherical mean value kernel in FFT order (centre at index 0): the voxels within
-    ``radius_um`` of the centre (physical distance), each weighted 1/count; float32.
-    Distances are evaluated only on the corner blocks the ball can reach."""
+    ``radius_um`` of the centre (physical distance), each weighted 1/count; float32, an
+    array of the namespace ``xp`` (built there: only the corner blocks the ball can reach
+    are evaluated on the host)."""
     spacing = np.broadcast_to(np.asarray(spacing_um, dtype=np.float64), (3,))
     limit = radius_um**2 * (1 + 1e-9)
     squares, near = [], []
@@ -71,8 +72,12 @@ def smv_kernel(shape, spacing_um, radius_um) -> np.ndarray:
         near.append(index)
         squares.append(c2[index].reshape([-1 if i == axis else 1 for i in range(3)]))
     ball = (squares[0] + squares[1] + squares[2]) <= limit
-    kernel = np.zeros(shape, np.float32)
-    kernel[np.ix_(*near)] = ball * np.float32(1 / np.count_nonzero(ball))
+    kernel = xp.zeros(shape, np.float32)
+    values = ball * np.float32(1 / np.count_nonzero(ball))
+    if xp is np:
+        kernel[np.ix_(*near)] = values
+    else:
+        kernel[xp.ix_(*[xp.asarray(index) for index in near])] = xp.asarray(values)
     return kernel
 
 
@@ -194,9 +199,9 @@ def _vsharp_gpu(field, mask, spacing, radii, threshold):
     claimed = xp.zeros(shape, bool)
     inverse = None
     for radius in radii:
-        kernel = smv_kernel(shape, spacing, radius)
+        kernel = smv_kernel(shape, spacing, radius, xp)
         count = round(1 / float(kernel[0, 0, 0]))
-        ball = fft.rfftn(xp.asarray(kernel)).real  # the ball is even: Ŝ is real
+        ball = fft.rfftn(kernel).real  # the ball is even: Ŝ is real
         del kernel
         high_pass = np.float32(1) - ball
         mean = fft.irfftn(mask_spectrum * ball, s=shape, overwrite_x=True)
