@@ -27,8 +27,16 @@ def test_gpu_without_a_device_is_a_clear_error():
         simulate(specimen, acquisition, device="gpu")
 
 
-def test_gpu_transforms_equal_the_cpu_within_float32(gpu):
-    specimen, acquisition = _case()
+@pytest.mark.parametrize("name, sequence, multislice", [
+    ("cochlea", "gradient_echo", False), ("tooth", "spin_echo", False),
+    ("tube", "gradient_echo", True)])
+def test_gpu_transforms_equal_the_cpu_within_float32(gpu, name, sequence, multislice):
+    """Phase per echo (complex images), real images (spin echo), multi-slice block means;
+    one tissue group per modulation, uniform and look-up amplitudes."""
+    specimen = make_specimen(name, (32, 32, 32), 50.0)
+    acquisition = Acquisition(matrix=(16, 16, 16), fov_um=(1600.0,) * 3, sequence=sequence,
+                              te_ms=(3.0, 6.0) if sequence == "gradient_echo" else (8.0,),
+                              extra={"multislice": multislice})
     cpu = simulate(specimen, acquisition, seed=2)
     gpu = simulate(specimen, acquisition, seed=2, device="gpu")
     assert isinstance(gpu.data, np.ndarray) and gpu.data.dtype == np.complex64

@@ -26,6 +26,7 @@ import math
 from dataclasses import dataclass
 
 import numpy as np
+import scipy.fft
 
 from napari_mrmicro.core import backend
 from napari_mrmicro.core._slabs import for_each_slab, slab_size
@@ -99,10 +100,13 @@ def simulate(specimen: Specimen, acquisition: Acquisition, seed: int | None = No
     progress : callable, optional
         ``progress(stage: str, fraction: float)``.
     device : {"cpu", "gpu"}, optional
-        Where the transforms run (:mod:`~napari_mrmicro.core.backend`; default "cpu"): on
-        the GPU the susceptibility field, each slab's x and y transforms and the z
-        transform go through cuFFT; labels, encoding, relaxation and noise stay on the
-        CPU, and the k-space comes back as a numpy array.
+        Where the transforms run (:mod:`~napari_mrmicro.core.backend`; default the CPU,
+        or the default of :func:`~napari_mrmicro.core.backend.use_device`): on the GPU
+        the susceptibility field and, for each tissue group, its image (built there from
+        the encoded labels, field and density, which cross once) and its x, y and z
+        transforms run through CuPy and cuFFT, and only the matrix-sized spectrum comes
+        back; labels, encoding, relaxation and noise stay on the CPU, and the k-space is a
+        numpy array.
 
     Returns
     -------
@@ -128,8 +132,8 @@ def simulate(specimen: Specimen, acquisition: Acquisition, seed: int | None = No
     amplitudes = _tissue_amplitudes(specimen, acq, fx, polarization)  # (tissue, echo)
     groups = _groups(specimen, acq, fx, amplitudes)
     _check_memory(specimen.labels.shape, acq, factors)
-    if device == "gpu":  # one group's hybrid spectrum and its z transform on the device
-        backend.check_device_memory(16 * specimen.labels.shape[0] * math.prod(acq.matrix[1:]),
+    if device == "gpu":  # one group's image and its transforms on the device
+        backend.check_device_memory(_GPU_BYTES_PER_VOXEL * specimen.labels.size,
                                     "simulate's k-space transforms", device,
                                     "a coarser specimen grid")
     gamma_b0 = acq.gamma_bar_hz_per_t * acq.b0_tesla * 1e-6  # Hz per ppm
@@ -260,6 +264,11 @@ def _groups(specimen: Specimen, acq: Acquisition, fx: Effects, amplitudes) -> li
             for members in groups.values()]
 
 
+#: Bytes per fine voxel :func:`_group_spectra_gpu` holds on the device at its peak: the
+#: labels, the field or its complex carrier, one group's amplitude, image and x spectrum.
+_GPU_BYTES_PER_VOXEL = 32
+
+
 def _group_spectra(labels, field, density, radians_per_ppm, groups, amplitudes, matrix,
                    factors, multislice: bool, report, device: str = "cpu") -> list:
     """The k-space of each group's transverse magnetization, ``amplitude[label]·density·
@@ -268,10 +277,13 @@ def _group_spectra(labels, field, density, radians_per_ppm, groups, amplitudes, 
 
     Slab by slab, on all cores, the rows along x that hold the group are Fourier
     transformed and truncated, then the slab's planes along y; z (or, multi-slice, the
-    z block mean) runs last, on a quarter of the fine grid. The transforms run on
-    ``device``.
+    z block mean) runs last, on a quarter of the fine grid. On the GPU the whole volume
+    moves there once and each group is built and transformed there
+    (:func:`_group_spectra_gpu`).
     """
-    xp = backend.namespace(device)
+    if device == "gpu":
+        return _group_spectra_gpu(labels, field, density, radians_per_ppm, groups, amplitudes,
+                                  matrix, factors, multislice, report)
     shape, (mz, my, mx) = labels.shape, matrix
     hybrid_bytes = shape[0] * my * mx * 8
     batch = max(1, int(0.5 * available_memory_bytes() // hybrid_bytes))
@@ -282,7 +294,7 @@ def _group_spectra(labels, field, density, radians_per_ppm, groups, amplitudes, 
         hybrids = [np.zeros((shape[0], my, mx), dtype=np.complex64) for _ in chunk]
         held = [np.zeros(shape[0], dtype=bool) for _ in chunk]
         work = functools.partial(_xy_spectra, labels, field, density, radians_per_ppm, chunk,
-                                 hybrids, held, matrix, factors, xp)
+                                 hybrids, held, matrix, factors)
         progress = (lambda f, first=first: report((first + f * len(chunk)) / len(groups)))
         for_each_slab(work, shape[0], slab_size(shape[1] * shape[2], 2**19), progress)
         for hybrid, planes in zip(hybrids, held):
@@ -291,12 +303,63 @@ def _group_spectra(labels, field, density, radians_per_ppm, groups, amplitudes, 
             elif multislice:  # slices are not encoded: their fine planes average
                 spectra.append(hybrid.reshape(mz, factors[0], my, mx).mean(axis=1))
             else:
-                spectrum = backend.fft(xp).fftn(backend.to_device(hybrid, device), axes=(0,),
-                                                workers=-1, overwrite_x=True)
-                spectra.append(backend.to_host(keep_frequencies(spectrum, 0, shape[0], mz,
-                                                                factors[0])))
+                spectrum = scipy.fft.fftn(hybrid, axes=(0,), workers=-1, overwrite_x=True)
+                spectra.append(keep_frequencies(spectrum, 0, shape[0], mz, factors[0]))
                 del spectrum
         del hybrids
+    return spectra
+
+
+def _group_spectra_gpu(labels, field, density, radians_per_ppm, groups, amplitudes, matrix,
+                       factors, multislice: bool, report) -> list:
+    """:func:`_group_spectra` on the GPU: the labels, field and density cross once; each
+    group's image is built over the whole volume there and transformed along x, y and z
+    (truncated after each), and only its matrix-sized spectrum comes back."""
+    xp = backend.namespace("gpu")
+    fft = backend.fft(xp)
+    (nz, ny, nx), (mz, my, mx) = labels.shape, matrix
+    on_device = xp.asarray(labels)
+    carrier = None if density is None else xp.asarray(density)
+    if radians_per_ppm is not None:
+        phase = xp.asarray(field) * np.float32(radians_per_ppm)
+        turn = xp.empty(phase.shape, dtype=np.complex64)
+        xp.cos(phase, out=turn.real)
+        xp.sin(phase, out=turn.imag)
+        del phase
+        if carrier is not None:
+            turn *= carrier
+        carrier = turn
+    real = carrier is None or carrier.dtype != np.complex64
+    spectra = []
+    for i, (group, amplitude) in enumerate(zip(groups, amplitudes)):
+        image_of = _GroupImage(group, amplitude)
+        if image_of.uniform:
+            voxels = on_device == image_of.tissues[0]
+            for t in image_of.tissues[1:]:
+                voxels |= on_device == t
+        else:
+            voxels = xp.take(xp.asarray(image_of.lut), on_device)
+        if not bool(voxels.any()):
+            spectra.append(None)
+            continue
+        image = (voxels.astype(np.float32) if carrier is None
+                 else xp.multiply(carrier, voxels, dtype=carrier.dtype))
+        del voxels
+        spectrum = (fft.rfftn(image, axes=(2,)) if real
+                    else fft.fftn(image, axes=(2,), overwrite_x=True))
+        del image
+        spectrum = fft.fftn(keep_frequencies(spectrum, 2, nx, mx, factors[2], real,
+                                             image_of.scale), axes=(1,), overwrite_x=True)
+        hybrid = keep_frequencies(spectrum, 1, ny, my, factors[1])
+        del spectrum
+        if multislice:  # slices are not encoded: their fine planes average
+            spectrum = hybrid.reshape(mz, factors[0], my, mx).mean(axis=1)
+        else:
+            spectrum = keep_frequencies(fft.fftn(hybrid, axes=(0,), overwrite_x=True), 0, nz,
+                                        mz, factors[0])
+        del hybrid
+        spectra.append(backend.to_host(spectrum))
+        report((i + 1) / len(groups))
     return spectra
 
 
@@ -323,10 +386,8 @@ class _GroupImage:
 
 
 def _xy_spectra(labels, field, density, radians_per_ppm, chunk, hybrids, held, matrix,
-                factors, xp, z0, z1):
-    """x then y spectra of slab ``z0:z1`` for each group of ``chunk``, transformed with
-    array module ``xp`` (the slab's image moved to the GPU for cupy)."""
-    fft = backend.fft(xp)
+                factors, z0, z1):
+    """x then y spectra of slab ``z0:z1`` for each group of ``chunk`` (CPU)."""
     _, ny, nx = labels.shape
     _, my, mx = matrix
     slab = labels[z0:z1].reshape(-1, nx)
@@ -353,24 +414,18 @@ def _xy_spectra(labels, field, density, radians_per_ppm, chunk, hybrids, held, m
             image = amplitude[pick].astype(np.float32, copy=False)
         else:
             image = np.multiply(carrier[pick], amplitude[pick], dtype=carrier.dtype)
-        if xp is not np:
-            image = xp.asarray(image)
-        spectrum = (fft.rfftn(image, axes=(1,), workers=1) if real else
-                    fft.fftn(image, axes=(1,), workers=1, overwrite_x=True))
+        spectrum = (scipy.fft.rfftn(image, axes=(1,), workers=1) if real else
+                    scipy.fft.fftn(image, axes=(1,), workers=1, overwrite_x=True))
         del image
         if isinstance(pick, slice):
             rows_x = keep_frequencies(spectrum, 1, nx, mx, factors[2], real, group.scale)
         else:
-            rows_x = xp.zeros((rows.size, mx), dtype=np.complex64)
-            rows_x[xp.asarray(pick)] = keep_frequencies(spectrum, 1, nx, mx, factors[2],
-                                                        real, group.scale)
+            rows_x = np.zeros((rows.size, mx), dtype=np.complex64)
+            rows_x[pick] = keep_frequencies(spectrum, 1, nx, mx, factors[2], real, group.scale)
         del spectrum
-        spectrum = fft.fftn(rows_x.reshape(z1 - z0, ny, mx), axes=(1,), workers=1,
-                            overwrite_x=True)
-        if xp is np:
-            keep_frequencies(spectrum, 1, ny, my, factors[1], out=hybrid[z0:z1])
-        else:
-            hybrid[z0:z1] = backend.to_host(keep_frequencies(spectrum, 1, ny, my, factors[1]))
+        spectrum = scipy.fft.fftn(rows_x.reshape(z1 - z0, ny, mx), axes=(1,), workers=1,
+                                  overwrite_x=True)
+        keep_frequencies(spectrum, 1, ny, my, factors[1], out=hybrid[z0:z1])
 
 
 def _grid_factors(specimen: Specimen, acq: Acquisition) -> tuple:
