@@ -70,7 +70,7 @@ def gpu_nufft(gpu, monkeypatch):
 
     from napari_mrmicro.core import nufft
 
-    if not isinstance(gpu, fake_cupy._Module):  # CuPy on a CUDA device
+    if not fake_cupy.is_stand_in(gpu):  # CuPy on a CUDA device
         pytest.importorskip("cufinufft", reason="cuFINUFFT is not installed on this GPU "
                                                 "machine (the gpu extra brings it)")
         return gpu

@@ -10,6 +10,7 @@ stand-in of tests/fake_cupy.py.
 import importlib
 import threading
 
+import fake_cupy
 import numpy as np
 import pytest
 from dock_checks import Notices
@@ -212,7 +213,10 @@ def test_qsm_dock_on_the_gpu_equals_the_cpu(make_napari_viewer, qtbot, gpu, logg
     cpu, on_gpu = results
     assert on_gpu.name == cpu.name + " GPU" and on_gpu.metadata["mrmicro"]["device"] == "gpu"
     assert type(on_gpu.data) is np.ndarray and on_gpu.data.dtype == np.float32
-    np.testing.assert_allclose(on_gpu.data, cpu.data, atol=1e-4 * np.abs(cpu.data).max())
+    # on a device, PDF's stopping iteration follows its dot products' rounding
+    # (tests/core/qsm/test_background_device.py): the stand-in rounds as numpy does
+    rtol = 1e-4 if fake_cupy.is_stand_in(gpu) else 3e-2
+    np.testing.assert_allclose(on_gpu.data, cpu.data, atol=rtol * np.abs(cpu.data).max())
 
 
 @pytest.mark.parametrize("cs_method", ["l1_wavelet", "tv"])
