@@ -79,7 +79,8 @@ def test_noncartesian_cs_on_the_gpu_equals_the_cpu(gpu_nufft, method):
     on_gpu = cs_reconstruct(kspace, device="gpu", callback=lambda i, n: calls.append(i),
                             **options)
     assert calls == list(range(1, 9))
-    _close(gpu_nufft, on_gpu, cpu, eps=1e-4)
+    # on a device: the NUFFTs' own tolerance, amplified by the iterations (and TV's CG)
+    _close(gpu_nufft, on_gpu, cpu, eps=1e-3)
 
 
 def test_gpu_memory_is_checked_before_gridding(gpu_nufft, monkeypatch):
