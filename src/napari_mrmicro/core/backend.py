@@ -193,6 +193,15 @@ def check_device_memory(needed_bytes: int, what: str, device: str,
                           "device='cpu'")
 
 
+def check_memory_on(needed_bytes: int, what: str, device: str,
+                    advice: str = "a smaller problem") -> None:
+    """The host's guard always (inputs and results are numpy arrays wherever the work
+    runs), and :func:`check_device_memory` of the GPU too when ``device`` is the GPU."""
+    check_memory(needed_bytes, what, advice=advice)
+    if check_device(device) == "gpu":
+        check_device_memory(needed_bytes, what, "gpu", advice)
+
+
 @functools.lru_cache(maxsize=4)
 def _pool(workers: int) -> ThreadPoolExecutor:
     """One long-lived pool per core count: iterative solvers call :func:`for_each_slab`

@@ -41,7 +41,6 @@ import numpy as np
 
 from napari_mrmicro.core import backend
 from napari_mrmicro.core.kspace import KSpace, centered_fft, centered_ifft
-from napari_mrmicro.core.memory import check_memory
 from napari_mrmicro.core.nufft import (NufftOperator, density_weights, estimate_nufft_bytes,
                                        noncartesian_layout)
 from napari_mrmicro.core.wavelets import (WAVELETS, approximation_slices, max_levels,
@@ -357,9 +356,7 @@ def _noncartesian(kspace, method, lam, iterations, tol, wavelet, levels, rho, ca
     needed = estimate_cs_bytes(image_shape, method) + estimate_nufft_bytes(
         grid, data.shape[-1] * data.shape[-2], math.prod(lead))
     what = f"compressed sensing ({method}) of non-Cartesian k-space {data.shape} onto {spatial}"
-    check_memory(needed, what, advice="fewer echoes at a time")
-    if device == "gpu":
-        backend.check_device_memory(needed, what, device, advice="fewer echoes at a time")
+    backend.check_memory_on(needed, what, device, advice="fewer echoes at a time")
     weights = density_weights(kspace, traj, grid, density, workers, "cs_reconstruct", device)
     operator = NufftOperator(traj, grid, workers=workers, device=device)
     xp = operator.xp
@@ -460,12 +457,9 @@ def cs_reconstruct(kspace, mask=None, method: str = "l1_wavelet", lam: float = 0
         return _noncartesian(kspace, method, lam, iterations, tol, wavelet, levels, rho,
                              callback, density, int(cg_iterations), workers, device)
     data, mask, axes = _inputs(kspace, mask, kspace_axes)
-    what = f"compressed sensing ({method}) of k-space {data.shape}"
-    check_memory(estimate_cs_bytes(data.shape, method), what,
-                 advice="fewer echoes or coils at a time")
-    if device == "gpu":
-        backend.check_device_memory(estimate_cs_bytes(data.shape, method), what, device,
-                                    advice="fewer echoes or coils at a time")
+    backend.check_memory_on(estimate_cs_bytes(data.shape, method),
+                            f"compressed sensing ({method}) of k-space {data.shape}", device,
+                            advice="fewer echoes or coils at a time")
     mask = np.broadcast_to(mask, data.shape)
     y = np.where(mask, data, 0).astype(np.complex64)
     if not np.all(np.isfinite(y)):

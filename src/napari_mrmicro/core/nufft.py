@@ -39,7 +39,6 @@ from napari_mrmicro.core import backend
 from napari_mrmicro.core.apodization import apodization_factors
 from napari_mrmicro.core.coils import combine_rss, combine_sensitivity
 from napari_mrmicro.core.kspace import KSpace
-from napari_mrmicro.core.memory import check_memory
 
 OUTPUTS = ("complex", "magnitude")
 #: Gaussian kernel width (standard deviation, k-space cells) of the density iteration.
@@ -385,13 +384,10 @@ def reconstruct_noncartesian(kspace: KSpace, window=None, zero_fill=1, coil_maps
                          f"({len(grid)}), got {zero_fill!r}")
     filled = tuple(int(round(n * f)) for n, f in zip(grid, factors))
     batch = math.prod(data.shape[:-2])
-    what = f"gridding {batch} non-Cartesian volume(s) onto {filled}"
-    needed = estimate_nufft_bytes(filled, traj.shape[0] * traj.shape[1], batch)
-    advice = "fewer echoes or coils at a time, or a smaller zero-fill"
-    check_memory(needed, what, advice=advice)
     device = backend.resolve(device)
-    if device == "gpu":
-        backend.check_device_memory(needed, what, device, advice=advice)
+    backend.check_memory_on(estimate_nufft_bytes(filled, traj.shape[0] * traj.shape[1], batch),
+                            f"gridding {batch} non-Cartesian volume(s) onto {filled}", device,
+                            advice="fewer echoes or coils at a time, or a smaller zero-fill")
     weights = density_weights(kspace, traj, grid, density, workers, func, device)
     window_weights = _window_weights(traj, grid, window)
     if window_weights is not None:

@@ -333,12 +333,7 @@ def _group_spectra_gpu(labels, field, density, radians_per_ppm, groups, amplitud
     spectra = []
     for i, (group, amplitude) in enumerate(zip(groups, amplitudes)):
         image_of = _GroupImage(group, amplitude)
-        if image_of.uniform:
-            voxels = on_device == image_of.tissues[0]
-            for t in image_of.tissues[1:]:
-                voxels |= on_device == t
-        else:
-            voxels = xp.take(xp.asarray(image_of.lut), on_device)
+        voxels = image_of.amplitude(on_device)
         if not bool(voxels.any()):
             spectra.append(None)
             continue
@@ -376,13 +371,15 @@ class _GroupImage:
         self.lut[self.tissues] = values
 
     def amplitude(self, labels):
-        """The group's voxels: a bool mask (uniform amplitude) or their amplitudes."""
+        """The group's voxels: a bool mask (uniform amplitude) or their amplitudes, on the
+        device of ``labels``."""
         if self.uniform:
             mask = labels == self.tissues[0]
             for t in self.tissues[1:]:
                 mask |= labels == t
             return mask
-        return np.take(self.lut, labels)
+        xp = backend.array_namespace(labels)
+        return xp.take(xp.asarray(self.lut), labels)
 
 
 def _xy_spectra(labels, field, density, radians_per_ppm, chunk, hybrids, held, matrix,

@@ -325,11 +325,8 @@ def pdf(total_field_ppm, mask, spacing_um, b0_direction=(1.0, 0.0, 0.0), weight=
         if not w2.any():
             raise ValueError(f"{where}: weight is zero everywhere inside the mask")
     grid = Grid(field.shape, spacing, b0_direction, pad, where)
-    grid.check_memory(PDF_VOLUMES)
     device = backend.resolve(device)
-    if device == "gpu":
-        backend.check_device_memory(4 * PDF_VOLUMES * math.prod(grid.padded),
-                                    f"{where} on a padded grid of {grid.padded}", device)
+    grid.check_memory(PDF_VOLUMES, device)
     xp = backend.namespace(device)
     fft = backend.fft(xp)
     dipole = grid.dipole(device)
@@ -400,11 +397,9 @@ def lbv(total_field_ppm, mask, spacing_um, tol: float = 1e-4, max_iter: int = 20
                                         "total_field_ppm")
     check_iteration(max_iter, tol, callback, where)
     box = bounding_slices(mask)
-    needed = 4 * 9 * int(np.prod([s.stop - s.start + 2 for s in box]))
-    check_memory(needed, f"{where} of a {field.shape} field")
     device = backend.resolve(device)
-    if device == "gpu":
-        backend.check_device_memory(needed, f"{where} of a {field.shape} field", device)
+    backend.check_memory_on(4 * 9 * int(np.prod([s.stop - s.start + 2 for s in box])),
+                            f"{where} of a {field.shape} field", device)
     sub = np.pad(mask[box], 1)
     interior = sub.copy()
     for axis in range(3):

@@ -35,7 +35,6 @@ import scipy.fft
 
 from napari_mrmicro.core import backend
 from napari_mrmicro.core._masks import as_mask, as_spacing
-from napari_mrmicro.core.memory import check_memory
 from napari_mrmicro.core.qsm.kernel import _unit, dipole_kernel_fft_order
 
 
@@ -142,10 +141,11 @@ class Grid:
     def spectrum_shape(self):
         return self.padded[:2] + (self.padded[2] // 2 + 1,)
 
-    def check_memory(self, volumes: int) -> None:
-        """Refuse when ``volumes`` float32 arrays of the padded size will not fit."""
-        check_memory(4 * volumes * math.prod(self.padded),
-                     f"{self.where} on a padded grid of {self.padded}")
+    def check_memory(self, volumes: int, device: str = "cpu") -> None:
+        """Refuse when ``volumes`` float32 arrays of the padded size will not fit in the
+        host's memory, or also the GPU's (:func:`~napari_mrmicro.core.backend.check_memory_on`)."""
+        backend.check_memory_on(4 * volumes * math.prod(self.padded),
+                                f"{self.where} on a padded grid of {self.padded}", device)
 
     def embed(self, volume: np.ndarray) -> np.ndarray:
         """``volume`` zero-padded onto the grid (float32)."""
