@@ -10,6 +10,7 @@ from napari_mrmicro.core.compressed_sensing import cs_reconstruct
 from napari_mrmicro.core.kspace import centered_fft
 from napari_mrmicro.core.sampling import poisson_disc_mask
 from napari_mrmicro.core.specimens import make_specimen
+from napari_mrmicro.io import bruker_raw, read_volume
 
 
 @pytest.fixture(scope="module")
@@ -50,3 +51,19 @@ def test_cs_gpu_memory_is_checked_before_the_work(gpu, undersampled, monkeypatch
     monkeypatch.setattr(backend, "device_free_bytes", lambda device: 1000)
     with pytest.raises(MemoryError, match=r"compressed sensing \(tv\).*GPU memory"):
         cs_reconstruct(kspace, mask, method="tv", device="gpu")
+
+
+@pytest.mark.parametrize("method", ["l1_wavelet", "tv"])
+def test_cs_of_a_real_paravision_scan_on_the_gpu(gpu, realdata, method):
+    """A ParaVision 360 multi-slice FLASH (18 × 128 × 256, partial echo, its acquired mask):
+    the GPU's CS equals the CPU's and both match Bruker's own reconstruction (2dseq) slice
+    by slice (measured: median correlation 0.999, lowest 0.992)."""
+    scan = realdata("bruker_pv/pv360_rodent/6")
+    kspace = bruker_raw.read_kspace(scan / "rawdata.job0")
+    cpu = cs_reconstruct(kspace, method=method, iterations=15)
+    _close(cs_reconstruct(kspace, method=method, iterations=15, device="gpu"), cpu)
+    reference = np.asarray(read_volume(scan / "pdata" / "1" / "2dseq").data, np.float32)
+    image = np.abs(cpu[0])
+    assert image.shape == reference.shape == (18, 128, 256)
+    r = [np.corrcoef(a.ravel(), b.ravel())[0, 1] for a, b in zip(image, reference)]
+    assert np.median(r) > 0.99 and min(r) > 0.98
