@@ -27,6 +27,33 @@ def test_cpu_namespace_and_transforms_are_numpy_and_scipy():
                                   scipy.fft.ifftn(x, axes=(0, 2), norm="ortho"))
 
 
+@pytest.mark.parametrize("shape, s, axes, norm, dtype", [
+    ((16, 8, 9), None, None, None, np.complex64),  # power-of-two: bit-identical
+    ((16, 8, 9), (16, 8, 17), None, "ortho", np.complex64),  # odd last length
+    ((6, 10, 7), None, None, "forward", np.complex128),  # other lengths: within rounding
+    ((3, 12, 6, 5), (12, 6, 9), (1, 2, 3), None, np.complex64),  # a stack of volumes
+])
+def test_in_place_inverse_real_transform_is_scipy_irfftn(shape, s, axes, norm, dtype):
+    rng = np.random.default_rng(2)
+    spectrum = (rng.standard_normal(shape) + 1j * rng.standard_normal(shape)).astype(dtype)
+    expected = scipy.fft.irfftn(spectrum, s=s, axes=axes, norm=norm)
+    work = spectrum.copy()
+    got = backend.fft(np).irfftn(work, s=s, axes=axes, norm=norm, overwrite_x=True)
+    assert got.dtype == expected.dtype and got.shape == expected.shape
+    exact = all(n & (n - 1) == 0 for n in expected.shape)  # the transforms' lengths
+    tol = 0 if exact else 8 * np.finfo(dtype).eps * np.abs(expected).max()
+    np.testing.assert_allclose(got, expected, rtol=0, atol=tol)
+    assert not np.array_equal(work, spectrum)  # it did run in the caller's memory
+    # without overwrite_x, or on a strided view, the input is left as it was
+    for x, overwrite in ((spectrum, False), (np.asfortranarray(spectrum), True)):
+        before = x.copy()
+        np.testing.assert_allclose(backend.fft(np).irfftn(x, s=s, axes=axes, norm=norm,
+                                                          overwrite_x=overwrite),
+                                   expected, rtol=0, atol=tol)
+        if not overwrite:
+            np.testing.assert_array_equal(x, before)
+
+
 def test_device_names_are_checked():
     with pytest.raises(ValueError, match="device must be one of"):
         backend.check_device("tpu")

@@ -148,8 +148,9 @@ def vsharp(total_field_ppm, mask, spacing_um, radii_um=None, threshold: float = 
         return backend.to_host(local), backend.to_host(claimed)
     check_memory(4 * VSHARP_VOLUMES * field.size, f"{where} of a {field.shape} field")
     shape = field.shape
-    field_spectrum = scipy.fft.rfftn(np.where(mask, field, np.float32(0)), workers=-1)
-    mask_spectrum = scipy.fft.rfftn(mask.astype(np.float32), workers=-1)
+    fft = backend.fft(np)
+    field_spectrum = fft.rfftn(np.where(mask, field, np.float32(0)))
+    mask_spectrum = fft.rfftn(mask.astype(np.float32))
     combined = np.zeros(shape, np.float32)
     claimed = np.zeros(shape, bool)
     new = np.empty(shape, bool)
@@ -158,17 +159,17 @@ def vsharp(total_field_ppm, mask, spacing_um, radii_um=None, threshold: float = 
     for radius in radii:
         kernel = smv_kernel(shape, spacing, radius)
         count = round(1 / float(kernel[0, 0, 0]))
-        buffer = scipy.fft.rfftn(kernel, workers=-1)  # reused for each product below
+        buffer = fft.rfftn(kernel)  # reused for each product below
         del kernel
         # 1 − Ŝ, and the mask's ball mean, which is 1 (to float32 precision) where it fits
         _fused.smv_products(buffer, mask_spectrum, high_pass)
-        mean = scipy.fft.irfftn(buffer, s=shape, workers=-1, overwrite_x=True)
+        mean = fft.irfftn(buffer, s=shape, overwrite_x=True)
         claims = _fused.new_claims(mean, np.float32(1 - 0.5 / count),
                                    _edge_clear(shape, spacing, radius), claimed, new)
         del mean
         if claims:
-            filtered = scipy.fft.irfftn(_product(field_spectrum, high_pass, buffer), s=shape,
-                                        workers=-1, overwrite_x=True)
+            filtered = fft.irfftn(_product(field_spectrum, high_pass, buffer), s=shape,
+                                  overwrite_x=True)
             _fused.claim(filtered, new, combined, claimed)
             del filtered
         if inverse is None and claims:
@@ -178,9 +179,9 @@ def vsharp(total_field_ppm, mask, spacing_um, radii_um=None, threshold: float = 
     if not claimed.any():
         raise ValueError(f"{where}: the mask is too thin for an SMV radius of "
                          f"{radii.min():g} µm: eroding it leaves nothing")
-    spectrum = scipy.fft.rfftn(combined, workers=-1)
-    local = scipy.fft.irfftn(_product(spectrum, inverse, spectrum), s=shape, workers=-1,
-                             overwrite_x=True).astype(np.float32, copy=False)
+    spectrum = fft.rfftn(combined)
+    local = fft.irfftn(_product(spectrum, inverse, spectrum), s=shape,
+                       overwrite_x=True).astype(np.float32, copy=False)
     local[~claimed] = 0
     return local, claimed
 

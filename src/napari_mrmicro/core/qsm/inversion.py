@@ -195,11 +195,12 @@ class Grid:
         return (e[0] + e[1] + e[2]).astype(np.float32)
 
     def rfft(self, volume: np.ndarray) -> np.ndarray:
-        return scipy.fft.rfftn(volume, workers=-1)
+        return backend.fft(np).rfftn(volume)
 
     def irfft(self, spectrum: np.ndarray) -> np.ndarray:
-        return scipy.fft.irfftn(spectrum, s=self.padded, workers=-1,
-                                overwrite_x=True).astype(np.float32, copy=False)
+        """The volume of ``spectrum`` (float32), which is overwritten."""
+        return backend.fft(np).irfftn(spectrum, s=self.padded,
+                                      overwrite_x=True).astype(np.float32, copy=False)
 
     def steps(self) -> np.ndarray:
         """``h_a`` of :meth:`gradient_symbols`, float32."""
