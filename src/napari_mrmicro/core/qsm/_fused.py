@@ -95,10 +95,12 @@ def tikhonov_planes(spectrum, dipole, e0, e1, e2, lam, first):
         spectrum[0, 0, 1] = dc[1] * gain
 
 
-def admm_update(dchi, s, w2f, w2mu, mu, chi_new, chi, dual, threshold, scales, adjoint):
+def admm_update(dchi, s, w2f, w2mu, mu, chi_new, chi, dual, t0, weight, scales, adjoint):
     """One ADMM update after the transforms of :func:`.tv.admm_tv`, voxel by voxel:
     ``d = Dχ + s``; ``y = (μd + W²f)/(W² + μ)``; ``s ← d − y``; ``dchi ← y − s`` (the next
-    ``y − s``); per axis ``w = ∇χ + U``, ``U ← clip(w, ±t)``, ``V = (w − U) − U``; and
+    ``y − s``); per axis ``w = ∇χ + U``, ``U ← clip(w, ±t)`` with ``t = t0·g`` (float32
+    ``t0``, the gradient weight ``g`` read per voxel from ``weight`` (3, z, y, x), of any
+    real dtype: MEDI's binary weight as bytes), ``V = (w − U) − U``; and
     ``adjoint ← ∇ᵀV = Σ_a (V_a[i−1] − V_a[i])·scale_a``, the next iteration's input, from V
     held one plane at a time (V is never stored whole).
 
@@ -112,7 +114,7 @@ def admm_update(dchi, s, w2f, w2mu, mu, chi_new, chi, dual, threshold, scales, a
     sums = {}
 
     def work(start, stop):
-        sums[start] = _admm_update(dchi, s, w2f, w2mu, mu, chi_new, chi, dual, threshold,
+        sums[start] = _admm_update(dchi, s, w2f, w2mu, mu, chi_new, chi, dual, t0, weight,
                                    scales, adjoint, start, stop,
                                    halo[bounds.index((start, stop))])
 
@@ -121,7 +123,7 @@ def admm_update(dchi, s, w2f, w2mu, mu, chi_new, chi, dual, threshold, scales, a
 
 
 @_jit
-def _admm_update(dchi, s, w2f, w2mu, mu, chi_new, chi, dual, threshold, scales, adjoint,
+def _admm_update(dchi, s, w2f, w2mu, mu, chi_new, chi, dual, t0, weight, scales, adjoint,
                  z0, z1, halo):
     nz, ny, nx = chi.shape
     s0, s1, s2 = scales[0], scales[1], scales[2]
@@ -134,7 +136,7 @@ def _admm_update(dchi, s, w2f, w2mu, mu, chi_new, chi, dual, threshold, scales, 
     for y in range(ny):
         for x in range(nx):
             w = (chi_new[z0, y, x] - chi_new[zb, y, x]) * s0 + halo[y, x]
-            before[y, x] = _shrink(w, threshold[0, zb, y, x])[1]
+            before[y, x] = _shrink(w, t0 * np.float32(weight[0, zb, y, x]))[1]
     change = 0.0
     norm = 0.0
     for z in range(z0, z1):
@@ -150,14 +152,14 @@ def _admm_update(dchi, s, w2f, w2mu, mu, chi_new, chi, dual, threshold, scales, 
             for x in range(nx):
                 here = chi_new[z, y, x]
                 w = (chi_new[zf, y, x] - here) * s0 + dual[0, z, y, x]
-                dual[0, z, y, x], v0[y, x] = _shrink(w, threshold[0, z, y, x])
+                dual[0, z, y, x], v0[y, x] = _shrink(w, t0 * np.float32(weight[0, z, y, x]))
                 w = (chi_new[z, yf, x] - here) * s1 + dual[1, z, y, x]
-                dual[1, z, y, x], v1[y, x] = _shrink(w, threshold[1, z, y, x])
+                dual[1, z, y, x], v1[y, x] = _shrink(w, t0 * np.float32(weight[1, z, y, x]))
             for x in range(nx):
                 xf = 0 if x == nx - 1 else x + 1
                 here = chi_new[z, y, x]
                 w = (chi_new[z, y, xf] - here) * s2 + dual[2, z, y, x]
-                dual[2, z, y, x], v2[y, x] = _shrink(w, threshold[2, z, y, x])
+                dual[2, z, y, x], v2[y, x] = _shrink(w, t0 * np.float32(weight[2, z, y, x]))
                 steps[x] = here - chi[z, y, x]
             change, norm = _add_squares(steps, chi_new[z, y], change, norm)
         for y in range(ny):

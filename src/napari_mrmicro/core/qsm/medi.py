@@ -94,7 +94,7 @@ def invert_medi(local_field_ppm, mask, spacing_um, b0_direction=(1.0, 0.0, 0.0),
     edges = np.float32(1)
     if magnitude is not None:
         magnitude = check_weight(magnitude, field.shape, "magnitude", where)
-        edges = np.ones((3,) + grid.padded, np.float32)
+        edges = np.ones((3,) + grid.padded, np.uint8)  # 0/1: a quarter of float32's reads
         edges[(slice(None),) + grid.crop] = morphology_mask(magnitude, mask, spacing,
                                                             edge_percentage)
     chi = admm_tv(grid, grid.embed(np.where(mask, field, np.float32(0))), grid.embed(weight),

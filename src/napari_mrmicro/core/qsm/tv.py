@@ -36,7 +36,8 @@ def admm_tv(grid: Grid, field, data_weight, gradient_weight, lam, rho, mu, max_i
             callback, device=None):
     """ADMM for ``½‖W(Dχ − f)‖² + λ‖g ⊙ ∇χ‖₁`` on ``grid`` (arrays already padded):
     ``field`` f, ``data_weight`` W (zero outside the mask), ``gradient_weight`` g
-    (broadcastable to ``(3, z, y, x)``). Returns the padded χ (float32, numpy).
+    (broadcastable to ``(3, z, y, x)``, any real dtype: a binary weight can be bytes).
+    Returns the padded χ (float32, numpy).
 
     ``device`` (:mod:`~napari_mrmicro.core.backend`) is where it runs. On the GPU the
     element-wise updates between the transforms run once over the whole volume, written
@@ -68,9 +69,11 @@ def admm_tv(grid: Grid, field, data_weight, gradient_weight, lam, rho, mu, max_i
     w2f = xp.asarray(w2 * field)
     w2mu = xp.asarray(w2 + mu)
     del w2
-    threshold = (np.float32(lam) / rho) * np.asarray(gradient_weight, np.float32)
-    if threshold.ndim:
-        threshold = xp.broadcast_to(xp.asarray(threshold), (3,) + shape)
+    t0 = np.float32(lam) / rho
+    if not fused:
+        threshold = t0 * np.asarray(gradient_weight, np.float32)
+        if threshold.ndim:
+            threshold = xp.broadcast_to(xp.asarray(threshold), (3,) + shape)
     chi = xp.zeros(shape, np.float32)
     y = xp.asarray(field, dtype=np.float32).copy()
     s = xp.zeros_like(chi)
@@ -127,7 +130,9 @@ def admm_tv(grid: Grid, field, data_weight, gradient_weight, lam, rho, mu, max_i
     if fused:
         step_scales = np.array([1 if a is None else a for a in scales], np.float32)
         symbols = grid.gradient_symbols()
-        thresholds = threshold if threshold.ndim else np.broadcast_to(threshold, (3,) + shape)
+        weight = np.asarray(gradient_weight)
+        weight = np.broadcast_to(weight if weight.ndim else weight.astype(np.float32),
+                                 (3,) + shape)
         adjoint[...] = 0  # ∇ᵀV of V = 0; then written by each update
     for iteration in range(max_iter):
         if not fused:
@@ -143,7 +148,7 @@ def admm_tv(grid: Grid, field, data_weight, gradient_weight, lam, rho, mu, max_i
         del rhs, tv_spectrum
         if fused:
             difference, norm = _fused.admm_update(dchi, s, w2f, w2mu, mu, chi_new, chi, dual,
-                                                  thresholds, step_scales, adjoint)
+                                                  t0, weight, step_scales, adjoint)
         else:
             sums = {}
             backend.for_each_slab(xp, update, shape[0], plane)
