@@ -69,10 +69,12 @@ def test_pdf_on_the_gpu_equals_the_cpu(gpu):
 def test_lbv_on_the_gpu_equals_the_cpu(gpu):
     field, mask = _total_field()
     iterations = {"cpu": [], "gpu": []}
-    results = {device: lbv(field, mask, SPACING, tol=0, max_iter=60, device=device,
+    # 12 multigrid-preconditioned iterations: the residual falls to 2e-11 of its start
+    # (by 25 it underflows float32 here)
+    results = {device: lbv(field, mask, SPACING, tol=0, max_iter=12, device=device,
                            callback=lambda i, n, d=device: iterations[d].append(i))
                for device in ("cpu", "gpu")}
-    assert iterations["cpu"] == iterations["gpu"] == list(range(1, 61))
+    assert iterations["cpu"] == iterations["gpu"] == list(range(1, 13))
     np.testing.assert_array_equal(results["gpu"][1], results["cpu"][1])
     _close(results["gpu"][0], results["cpu"][0], rtol=1e-4)
     with backend.use_device("gpu"):  # converged, as the pipeline runs it

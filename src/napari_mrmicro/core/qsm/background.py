@@ -15,9 +15,10 @@ is the region in which the local field is valid:
   total field inside it, found by conjugate gradients.
 * :func:`lbv` — Laplacian boundary value (Zhou et al., NMR Biomed 2014;27:312): the
   background solves Laplace's equation inside the mask with the total field as its value
-  on the mask boundary. Zhou et al. solve it by full multigrid; here it is a matrix-free
-  conjugate-gradient solve of the 7-point Laplacian (physical spacing) over the mask, which
-  has the same solution (tolerance 1e-4 as published), only more iterations.
+  on the mask boundary. Zhou et al. solve it by full multigrid; here it is conjugate
+  gradients on the 7-point Laplacian (physical spacing) over the mask, preconditioned by a
+  multigrid V-cycle (:mod:`.multigrid`): the same solution (tolerance 1e-4 as published)
+  in a handful of iterations whatever the size.
 
 The SMV kernels are balls of physical radius on the (possibly anisotropic) grid, normalised
 to sum 1. All transforms are real FFTs (``scipy.fft``, ``workers=-1``); arrays float32.
@@ -41,12 +42,17 @@ from napari_mrmicro.core.memory import check_memory
 from napari_mrmicro.core.qsm import _fused
 from napari_mrmicro.core.qsm.inversion import (
     Grid, check_inputs, check_iteration, check_positive, check_weight, stop)
+from napari_mrmicro.core.qsm.multigrid import DirichletLaplacian, VCycle
 
 #: Float32 volumes of the full grid :func:`vsharp` holds at its peak.
 VSHARP_VOLUMES = 10
 #: Float32 volumes of the padded grid :func:`pdf` holds at its peak (W², the
 #: mask, the dipole, CG's χ, r, p and A·p, a spectrum and its inverse transform).
 PDF_VOLUMES = 9
+#: Float32 volumes of the mask's bounding box :func:`lbv` holds at its peak (measured 13.1
+#: with tracemalloc: CG's five, the V-cycle's iterate, sweep, correction and coarse levels,
+#: the field in and out).
+LBV_VOLUMES = 14
 
 
 def default_vsharp_radii_um(spacing_um) -> np.ndarray:
@@ -242,19 +248,22 @@ def sharp(total_field_ppm, mask, spacing_um, radius_um=None, threshold: float = 
                   device=device)
 
 
-def _conjugate_gradient(apply, rhs, x, max_iter, tol, callback):
-    """CG for the s.p.d. ``apply`` from ``x``; stops at ``‖r‖ ≤ tol·‖rhs‖``. The arrays
+def _conjugate_gradient(apply, rhs, x, max_iter, tol, callback, precondition=None):
+    """CG for the s.p.d. ``apply`` from ``x``; stops at ``‖r‖ ≤ tol·‖rhs‖``. With
+    ``precondition`` (a s.p.d. ``r ↦ z ≈ apply⁻¹ r``) it is preconditioned CG. The arrays
     are numpy or CuPy (:func:`~napari_mrmicro.core.backend.array_namespace`)."""
     xp = backend.array_namespace(x)
     r = rhs - apply(x)
-    p = r.copy()
+    z = r if precondition is None else precondition(r)
+    p = z.copy()
     rr = float(xp.vdot(r, r).real)
+    rz = rr if precondition is None else float(xp.vdot(r, z).real)
     scale = max(float(xp.linalg.norm(rhs)), 1e-30)
     for iteration in range(max_iter):
         if math.sqrt(rr) <= tol * scale:
             break
         ap = apply(p)
-        alpha = np.float32(rr / float(xp.vdot(p, ap).real))
+        alpha = np.float32(rz / float(xp.vdot(p, ap).real))
 
         def step(start, stop):  # x += αp, r −= α·Ap, slab by slab on all cores
             scaled = xp.multiply(p[start:stop], alpha)
@@ -262,15 +271,20 @@ def _conjugate_gradient(apply, rhs, x, max_iter, tol, callback):
             r[start:stop] -= xp.multiply(ap[start:stop], alpha, out=scaled)
 
         backend.for_each_slab(xp, step, x.shape[0], x[0].size)
-        rr_new = float(xp.vdot(r, r).real)
-        beta = np.float32(rr_new / rr)
+        rr = float(xp.vdot(r, r).real)
+        if precondition is None:
+            z, rz_new = r, rr
+        else:
+            z = precondition(r)
+            rz_new = float(xp.vdot(r, z).real)
+        beta = np.float32(rz_new / rz)
 
-        def direction(start, stop):  # p = βp + r
+        def direction(start, stop):  # p = βp + z
             p[start:stop] *= beta
-            p[start:stop] += r[start:stop]
+            p[start:stop] += z[start:stop]
 
         backend.for_each_slab(xp, direction, x.shape[0], x[0].size)
-        rr = rr_new
+        rz = rz_new
         if stop(math.sqrt(rr) / scale, tol, callback, iteration, max_iter):
             break
     return x
@@ -369,7 +383,8 @@ def lbv(total_field_ppm, mask, spacing_um, tol: float = 1e-4, max_iter: int = 20
     The background ``b`` solves ``∇²b = 0`` in the mask interior with ``b = f`` on the
     mask's one-voxel boundary (the mask voxels with a face neighbour outside it or on the
     array edge); the local field is ``f − b``. The 7-point Laplacian uses the physical
-    spacing; the solve is conjugate gradients for ``b − f`` from 0.
+    spacing; the solve is conjugate gradients for ``b − f`` from 0, preconditioned by one
+    multigrid V-cycle per iteration (:mod:`.multigrid`).
 
     Parameters
     ----------
@@ -378,8 +393,9 @@ def lbv(total_field_ppm, mask, spacing_um, tol: float = 1e-4, max_iter: int = 20
     tol : float
         Relative residual at which CG stops (1e-4, as Zhou et al.).
     max_iter : int
-        At most this many CG iterations (each ≈ 15 passes over the mask's bounding box, no
-        FFT); the iteration count grows with the mask's diameter in voxels.
+        At most this many CG iterations (each ≈ 15 passes over the mask's bounding box and a
+        V-cycle, no FFT); 6 for the 205-voxel ellipsoid of ``benchmarks/bench_qsm.py``
+        (196 without the preconditioner), nearly independent of the size.
     callback : callable, optional
         ``callback(iteration, total)``; returning ``False`` stops with the current solution.
     device : {"cpu", "gpu"}, optional
@@ -399,8 +415,9 @@ def lbv(total_field_ppm, mask, spacing_um, tol: float = 1e-4, max_iter: int = 20
     check_iteration(max_iter, tol, callback, where)
     box = bounding_slices(mask)
     device = backend.resolve(device)
-    backend.check_memory_on(4 * 9 * int(np.prod([s.stop - s.start + 2 for s in box])),
-                            f"{where} of a {field.shape} field", device)
+    box_voxels = int(np.prod([s.stop - s.start + 2 for s in box]))
+    backend.check_memory_on(4 * LBV_VOLUMES * box_voxels, f"{where} of a {field.shape} field",
+                            device)
     sub = np.pad(mask[box], 1)
     interior = sub.copy()
     for axis in range(3):
@@ -419,44 +436,15 @@ def lbv(total_field_ppm, mask, spacing_um, tol: float = 1e-4, max_iter: int = 20
             out[tuple(mid)] += np.float32(inv_h2[axis]) * (v[tuple(lo)] + v[tuple(hi)])
         return out
 
-    inside = xp.asarray(interior)
-    exterior = ~inside
-    weights = [None if w == 1 else np.float32(w) for w in inv_h2]
-    centre = np.float32(2 * inv_h2.sum())
-    n = f.shape[0]
-
-    def negative_laplacian(v):  # −∇²v in the interior, 0 elsewhere, slab by slab
-        out = xp.empty_like(v)
-
-        def work(start, stop):
-            xp.multiply(v[start:stop], centre, out=out[start:stop])
-            for axis, weight in enumerate(weights):
-                if axis == 0:  # planes start..stop−1 of the interior 1..n−2, neighbours ±1
-                    lo, hi = max(start, 1), min(stop, n - 1)
-                    if lo >= hi:
-                        continue
-                    mid, pair = slice(lo, hi), v[lo - 1:hi - 1] + v[lo + 1:hi + 1]
-                else:
-                    cut = [slice(start, stop), slice(None), slice(None)]
-                    low, high = list(cut), list(cut)
-                    cut[axis], low[axis], high[axis] = (slice(1, -1), slice(None, -2),
-                                                        slice(2, None))
-                    mid, pair = tuple(cut), v[tuple(low)] + v[tuple(high)]
-                if weight is not None:
-                    pair *= weight
-                out[mid] -= pair
-            xp.copyto(out[start:stop], np.float32(0), where=exterior[start:stop])
-
-        backend.for_each_slab(xp, work, n, v[0].size)
-        return out
-
+    negative_laplacian = DirichletLaplacian(xp.asarray(interior), inv_h2)
     # b = f + e with e = 0 on the boundary: −∇²e = ∇²f in the interior, from e = 0, so the
     # right-hand side is the Laplacian of the local field and tol is relative to it.
     rhs = laplacian(f)
-    rhs[exterior] = 0
+    rhs[negative_laplacian.exterior] = 0
     correction = _conjugate_gradient(negative_laplacian, rhs, xp.zeros_like(f), int(max_iter),
-                                     float(tol), callback)
-    local_sub = backend.to_host(xp.where(inside, -correction, np.float32(0))[1:-1, 1:-1, 1:-1])
+                                     float(tol), callback, VCycle(negative_laplacian))
+    local_sub = backend.to_host(xp.where(negative_laplacian.interior, -correction,
+                                         np.float32(0))[1:-1, 1:-1, 1:-1])
     local = np.zeros(field.shape, np.float32)
     local[box] = local_sub
     interior_mask = np.zeros(field.shape, bool)
