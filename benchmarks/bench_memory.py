@@ -103,7 +103,7 @@ def main(argv=None) -> int:
             (_resample, (4_000_000,))]
     context = multiprocessing.get_context("spawn")
     failed = 0
-    print(f"{'operation':55s} {'estimate MiB':>12s} {'peak MiB':>9s} {'ratio':>6s}")
+    print(f"{'operation':55s} {'estimate MiB':>12s} {'peak MiB':>9s} {'estimate/peak':>13s}")
     for job, args in jobs:
         queue = context.Queue()
         process = context.Process(target=_worker, args=(queue, job, args))
@@ -112,7 +112,7 @@ def main(argv=None) -> int:
         process.join()
         ratio = estimate / max(peak, 1)
         failed += ratio < 1
-        print(f"{what:55s} {estimate / 2**20:12.1f} {peak / 2**20:9.1f} {ratio:6.2f}"
+        print(f"{what:55s} {estimate / 2**20:12.1f} {peak / 2**20:9.1f} {ratio:12.2f}×"
               + ("  ESTIMATE BELOW PEAK" if ratio < 1 else ""), flush=True)
     return 1 if failed else 0
 
