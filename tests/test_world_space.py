@@ -230,3 +230,74 @@ def test_field_map_unit_survives_a_round_trip(tmp_path, suffix):
     assert kwargs["metadata"]["mrmicro"]["value_unit"] == "Hz"
     assert kwargs["name"] == "field (Hz)" and kwargs["colormap"] == "bwr"
     assert kwargs["contrast_limits"] == pytest.approx((-940.0, 940.0))
+
+
+def sagittal_volume():
+    """A (4, 5, 6) grid stored with its first axis along world R, its second along S
+    (reversed) and its third along A, as ParaVision stores a sagittal slab."""
+    linear = np.zeros((3, 3))
+    linear[2, 0], linear[0, 1], linear[1, 2] = 200.0, -50.0, 40.0  # world (S, A, R) rows
+    affine = np.eye(4)
+    affine[:3, :3] = linear
+    affine[:3, 3] = (900.0, -120.0, 35.0)
+    data = np.arange(4 * 5 * 6, dtype=np.float32).reshape(4, 5, 6)
+    return Volume(data, (200.0, 50.0, 40.0), {"value_unit": "Hz"}, affine_um=affine)
+
+
+def test_permuted_grid_is_reordered_to_the_world_axes():
+    """napari cannot draw a 2-D slice of a layer whose affine permutes the displayed axes
+    (the block is singular): the layer's axes follow the world's, every voxel where it was."""
+    vol = sagittal_volume()
+    (data, kwargs, kind), = volume_to_layer_data(vol)
+    layer = Layer.create(data, kwargs, kind)
+    order = kwargs["metadata"]["mrmicro"]["array_axes_from_file"]
+    assert order == (1, 2, 0) and data.shape == (5, 6, 4)
+    block = np.asarray(kwargs["affine"])[:3, :3]
+    np.testing.assert_allclose(np.abs(block), np.eye(3))  # only a flip is left
+    assert kwargs["scale"] == (50.0, 40.0, 200.0)
+    for index in np.ndindex(vol.data.shape):
+        new = tuple(index[j] for j in order)
+        assert data[new] == vol.data[index]
+        expected = geometry.world_points(vol.affine_um, np.array([index], float))[0]
+        np.testing.assert_allclose(layer.data_to_world(new), expected, atol=1e-9)
+    # an axis-aligned or merely oblique grid keeps its axes
+    for plain in (Volume(vol.data, (1.0,) * 3, {}),
+                  Volume(vol.data, (50.0, 40.0, 200.0), {},
+                         affine_um=geometry.from_xyz_affine(oblique_affine(), 1e3))):
+        (same, kw, _), = volume_to_layer_data(plain)
+        assert same is plain.data and "array_axes_from_file" not in kw["metadata"]["mrmicro"]
+
+
+def test_reordered_layer_writes_back_to_the_same_place(tmp_path):
+    vol = sagittal_volume()
+    (data, kwargs, kind), = volume_to_layer_data(vol)
+    layer = Layer.create(data, kwargs, kind)
+    write_volume(tmp_path / "back.nii", layer_to_volume(layer.data, layer.as_layer_data_tuple()[1]))
+    back = read_volume(tmp_path / "back.nii")
+    for index in [(0, 0, 0), (3, 4, 5), (1, 2, 3)]:
+        new = tuple(index[j] for j in (1, 2, 0))
+        world = geometry.world_points(vol.affine_um, np.array([index], float))[0]
+        np.testing.assert_allclose(
+            geometry.world_points(back.affine_um, np.array([new], float))[0], world, atol=1e-3)
+        assert back.data[new] == vol.data[index]
+
+
+@pytest.mark.gui
+def test_paravision_sagittal_field_map_draws_in_2d(make_napari_viewer, realdata):
+    """ParaVision scan 8 stores its field map with the first axis along world R: before its
+    axes were reordered, napari's 2-D canvas failed to draw it (singular affine block)."""
+    path = realdata("bruker_pv/pv360_rodent/8/pdata/1/2dseq")
+    vol = read_volume(path)
+    viewer = make_napari_viewer(show=True)
+    (layer,) = viewer.open(str(path), plugin="napari-mrmicro")
+    assert layer.metadata["mrmicro"]["array_axes_from_file"] == (1, 2, 0)
+    # a voxel lies where the file puts it: layer voxel (a, b, c) is stored voxel (c, a, b)
+    voxel = np.array([10, 20, 40])
+    np.testing.assert_allclose(layer.data_to_world(tuple(voxel)),
+                               geometry.world_points(vol.affine_um, voxel[None, [2, 0, 1]]
+                                                     .astype(float))[0], atol=1e-6)
+    assert layer.data[tuple(voxel)] == np.asarray(vol.data)[tuple(voxel[[2, 0, 1]])]
+    viewer.dims.set_point(0, layer.data_to_world((32, 0, 0))[0])
+    viewer.reset_view()
+    shot = viewer.screenshot(canvas_only=True, flash=False)
+    assert shot[..., :3].std() > 5  # the map is drawn, not a blank or failed canvas

@@ -166,7 +166,7 @@ def like(layer, **changes) -> dict:
     get = layer.get if isinstance(layer, dict) else (lambda key: getattr(layer, key, None))
     ndim = changes.pop("ndim", None)
     out = {}
-    for key in ("scale", "translate", "units", "axis_labels"):
+    for key in ("scale", "translate", "units"):  # the labels stay: axis 0 is now along S
         value = get(key)
         if value is not None:
             value = tuple(value)
@@ -182,7 +182,60 @@ def like(layer, **changes) -> dict:
 
 
 def volume_to_layer_data(volume: Volume, name: str | None = None) -> list[tuple]:
-    """LayerData tuples for a Volume; complex data become magnitude and phase layers."""
+    """LayerData tuples for a Volume; complex data become magnitude and phase layers. A
+    grid whose axes the scanner stored permuted against the world (a sagittal or coronal
+    slab) comes with its array axes reordered (:func:`world_aligned`)."""
+    layers = _layer_data(volume, name)
+    if kspace_codec.is_kspace(volume.metadata):  # the codec's metadata is in array order
+        return layers
+    return [world_aligned(data, kwargs, kind, len(volume.spacing_um))
+            for data, kwargs, kind in layers]
+
+
+def world_aligned(data, kwargs: dict, kind: str, n: int) -> tuple:
+    """``(data, kwargs, kind)`` with the last ``n`` axes in the order of the world axes they
+    lie closest to, and ``affine``, ``scale`` and ``units`` to match: the
+    same voxels in the same world places, as nibabel's ``io_orientation`` chooses.
+
+    napari draws a 2-D slice through the displayed rows and columns of a layer's affine; an
+    affine that permutes the axes (ParaVision stores a sagittal map as (z, y, x) with its
+    first axis along world R) leaves that block singular and the canvas fails to draw
+    (napari #2616). Only the residual rotation is left in the affine. The permutation
+    (new axis i = stored axis ``order[i]``) is recorded as ``metadata["mrmicro"]
+    ["array_axes_from_file"]``. Channel-split and RGB layers are left as they are."""
+    affine = kwargs.get("affine")
+    if affine is None or "channel_axis" in kwargs or kwargs.get("rgb"):
+        return data, kwargs, kind
+    affine = np.asarray(affine, dtype=float)
+    nd = affine.shape[0] - 1
+    lead = nd - n
+    block = np.abs(affine[lead:nd, lead:nd])
+    closest = {}  # world axis -> the stored axis along it, the most decided world axis first
+    for world in np.argsort(-block.max(axis=1)):
+        free = [j for j in range(n) if j not in closest.values()]
+        closest[int(world)] = free[int(np.argmax(block[world, free]))]
+    order = [closest[world] for world in range(n)]
+    if order == list(range(n)):
+        return data, kwargs, kind
+    axes = list(range(lead)) + [lead + j for j in order]
+    levels = data if isinstance(data, list) else [data]
+    if not all(hasattr(level, "transpose") for level in levels):
+        return data, kwargs, kind
+    levels = [level.transpose(axes) for level in levels]
+    out = dict(kwargs)
+    new_affine = affine.copy()
+    new_affine[:, :nd] = affine[:, axes]
+    out["affine"] = new_affine
+    for key in ("scale", "translate", "units"):  # the labels stay: axis 0 is now along S
+        if out.get(key) is not None and len(out[key]) == nd:
+            out[key] = tuple(out[key][a] for a in axes)
+    meta = dict(out.get("metadata", {}).get("mrmicro", {}))
+    meta["array_axes_from_file"] = tuple(order)
+    out["metadata"] = {**out.get("metadata", {}), "mrmicro": meta}
+    return (levels if isinstance(data, list) else levels[0]), out, kind
+
+
+def _layer_data(volume: Volume, name: str | None) -> list[tuple]:
     data = volume.data
     rgb = bool(volume.metadata.get("rgb"))
     nd = data.ndim - rgb  # napari dimensions: the RGB sample axis is not one
