@@ -301,3 +301,10 @@ def test_paravision_sagittal_field_map_draws_in_2d(make_napari_viewer, realdata)
     viewer.reset_view()
     shot = viewer.screenshot(canvas_only=True, flash=False)
     assert shot[..., :3].std() > 5  # the map is drawn, not a blank or failed canvas
+    # the QSM dock reads the map's unit, and the Larmor frequency the Hz are relative to
+    from napari_mrmicro.widgets.qsm import QSMWidget
+
+    dock = QSMWidget(viewer)
+    dock.field.value = layer
+    assert dock.field_unit.value == "Hz"
+    assert dock.larmor.value == pytest.approx(400.3077, abs=1e-3)  # acqp BF1, in MHz

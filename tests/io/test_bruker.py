@@ -6,6 +6,7 @@ import dask.array as da
 import numpy as np
 import pytest
 
+from napari_mrmicro.core.acquisition import GAMMA_BAR_MHZ_PER_T
 from napari_mrmicro.io import bruker
 from napari_mrmicro.io._common import FormatError
 from napari_mrmicro.io.jcamp import format_jcamp
@@ -503,6 +504,19 @@ def test_field_map_carries_hz(realdata):
     # Head_Prone: the bore runs along the subject's S-I axis; the frame's y runs along it
     # (VisuCoreOrientation row 2 is (0, 0, -1)), so B0 is along array axis y
     assert np.abs(acq["b0_direction"]) == pytest.approx((0, 1, 0))
+    # the map's Hz are relative to the imaging frequency (acqp BF1 = 400.30774 MHz), not to
+    # γ̄ times ParaVision's nominal VisuMagneticFieldStrength (9.40219 T: 400.3213 MHz)
+    assert acq["b0_tesla"] * GAMMA_BAR_MHZ_PER_T["1H"] == pytest.approx(400.30774436548796,
+                                                                        rel=1e-12)
+
+
+def test_image_and_raw_of_one_scan_state_one_field(realdata):
+    from napari_mrmicro.io import bruker_raw
+
+    scan = realdata("bruker_pv/pv360_rodent/5")
+    image = bruker.read(scan / "pdata" / "1" / "2dseq").metadata["acquisition"]
+    raw = bruker_raw.read(scan).metadata["acquisition"]
+    assert image["b0_tesla"] == pytest.approx(raw["b0_tesla"], rel=1e-12)
 
 
 def test_tripilot_opens_as_three_layers(tmp_path):

@@ -107,7 +107,9 @@ def test_3d_metadata_acquisition_and_noise(volume3d):
     acq = md["acquisition"]
     assert acq["matrix"] == [4, 6, 8]
     np.testing.assert_allclose(acq["fov_um"], [2000.0, 3000.0, 4000.0])
-    assert acq["b0_tesla"] == 9.4 and acq["te_ms"] == [5.0, 9.0] and acq["tr_ms"] == 120.0
+    # B0 from H1resonanceFrequency_Hz (the phase's reference), not the nominal 9.4 T
+    assert acq["b0_tesla"] == pytest.approx(400.13 / 42.577478, rel=1e-12)
+    assert acq["te_ms"] == [5.0, 9.0] and acq["tr_ms"] == 120.0
     assert acq["flip_deg"] == 25.0 and acq["sequence"] == "gradient_echo"
     assert acq["bandwidth_hz"] == pytest.approx(50000.0) and acq["averages"] == 1
     np.testing.assert_allclose(vol.spacing_um, (500.0, 500.0, 500.0))

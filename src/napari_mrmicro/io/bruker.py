@@ -328,12 +328,16 @@ def _acquisition(header: dict, visu: Path, matrix: tuple, fov_um: tuple | None,
         value = _first(header, key, visu)
         if value is not None and (value > 0 or name == "flip_deg"):
             out[name] = int(value) if name == "averages" else value
+    # The imaging frequency (acqp BF1) is what a field map in Hz is relative to, and what
+    # the raw reader derives B0 from; VisuMagneticFieldStrength is ParaVision's nominal
+    # field (9.40219 T against 400.30774 MHz / γ̄ = 9.40185 T for the rodent field map,
+    # 36 ppm apart). Both readers of one scan give the same B0 and Larmor frequency.
     field = _first(header, "VisuMagneticFieldStrength", visu)
     frequency = _first(header, "VisuAcqImagingFrequency", visu)
-    if field and field > 0:
-        out["b0_tesla"] = field
-    elif frequency and frequency > 0:
+    if frequency and frequency > 0:
         out["b0_tesla"] = frequency / GAMMA_BAR_MHZ_PER_T[out.get("nucleus", "1H")]
+    elif field and field > 0:
+        out["b0_tesla"] = field
     phase_dir = _strings(header, "VisuAcqImagePhaseEncDir")
     if phase_dir and phase_dir[0] in ("col_dir", "row_dir"):
         out["readout_axis"] = 2 if phase_dir[0] == "col_dir" else 1

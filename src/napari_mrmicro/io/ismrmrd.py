@@ -269,10 +269,10 @@ def _acquisition(header: dict, heads, rows, echoes: int, averages: int) -> dict:
     out = {"readout_axis": 2}
     field = _positive(_get(header, "acquisitionSystemInformation", "systemFieldStrength_T"))
     frequency = _positive(_get(header, "experimentalConditions", "H1resonanceFrequency_Hz"))
-    if field:
-        out["b0_tesla"] = field
-    elif frequency:
+    if frequency:  # the reference of the phase; the field strength may be nominal
         out["b0_tesla"] = frequency / 1e6 / GAMMA_BAR_MHZ_PER_T["1H"]
+    elif field:
+        out["b0_tesla"] = field
     parameters = _get(header, "sequenceParameters") or {}
     echo_times = [t for t in _list(parameters.get("TE")) if isinstance(t, (int, float))]
     if len(echo_times) >= echoes:
