@@ -339,37 +339,6 @@ def roll_into(x, shifts: dict, out, func=None):
     return out
 
 
-def magnitude_in_place(y):
-    """``|y|`` written over the memory of the C-contiguous complex array ``y`` (numpy), as
-    the real array of ``y``'s shape held in the first half of that memory; ``y`` is
-    destroyed. No second volume is allocated.
-
-    Element ``j`` of the result occupies half of the bytes of complex element ``j / 2``, so
-    a range ``[a, b)`` overwrites only complex elements ``[a / 2, b / 2)``: after a small
-    first range ``[0, s)`` the ranges run in waves ``[s, 2s), [2s, 4s), ...``, each wave
-    split over all cores (into pieces of at most :data:`SLAB_VOXELS`) and writing only
-    where the previous waves have already read.
-    """
-    if not (y.flags.c_contiguous and np.iscomplexobj(y)):
-        raise ValueError("magnitude_in_place: needs a C-contiguous complex array")
-    flat = y.reshape(-1)
-    real = flat.view(np.finfo(y.dtype).dtype)[:flat.size]
-
-    def work(start, stop):
-        np.abs(flat[start:stop], out=real[start:stop])
-
-    first = min(flat.size, max(1, SLAB_VOXELS // 16))
-    np.abs(flat[:first].copy(), out=real[:first])  # the one range that overlaps itself
-    workers = _slabs.core_count()
-    lo = first
-    while lo < flat.size:
-        hi = min(flat.size, 2 * lo)
-        size = min(SLAB_VOXELS, -(-(hi - lo) // workers))
-        _run_ranges(work, [(start, min(hi, start + size)) for start in range(lo, hi, size)])
-        lo = hi
-    return real.reshape(y.shape)
-
-
 def periodic_difference(x, axis: int, start: int, stop: int, out, backward: bool = False):
     """Periodic difference of ``x`` along ``axis`` (>= 0) on the planes ``start:stop`` of
     its first axis, written to ``out`` (the slab's shape): forward ``x[i+1] − x[i]``, or
