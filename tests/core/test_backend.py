@@ -142,6 +142,27 @@ def test_tv_qsm_slabs_on_threads_equal_one_slab(monkeypatch):
     np.testing.assert_array_equal(invert_tv(field, mask, spacing, b0, max_iter=8, tol=0), whole)
 
 
+@pytest.mark.parametrize("cores", [1, 2])
+def test_centring_ramps_need_no_volume_sized_factor(monkeypatch, cores):
+    """The ramps' per-slab factor stays one slab, also when one thread runs every slab."""
+    import tracemalloc
+
+    from napari_mrmicro.core.kspace import _centering_ramps, multiply_along_axes
+    monkeypatch.setattr(backend, "SLAB_VOXELS", 64 * 64 * 2)  # slabs of 2 planes
+    monkeypatch.setattr(backend._slabs, "core_count", lambda: cores)
+    backend.for_each_slab(np, lambda start, stop: None, 4, 1)  # the pool exists already
+    for shape in ((96, 64, 64), (95, 63, 63)):  # ±1 ramps, and complex ones
+        k = _complex(shape, seed=3)
+        pre, _ = _centering_ramps(shape, (0, 1, 2), True, np.float32)
+        expected = k * np.multiply.outer(np.multiply.outer(pre[0], pre[1]), pre[2])
+        tracemalloc.start()
+        multiply_along_axes(k, pre, k)
+        peak = tracemalloc.get_traced_memory()[1]
+        tracemalloc.stop()
+        assert peak < 0.25 * k.nbytes  # a whole-volume factor: 0.5 (float32) or 1 (complex)
+        np.testing.assert_allclose(k, expected, rtol=1e-6, atol=1e-6)
+
+
 def test_centred_transforms_in_slabs_equal_one_slab(monkeypatch):
     k = _complex((2, 9, 8, 7), seed=7)
     whole = [fn(k, axes) for fn in (centered_fft, centered_ifft, centered_ifft_magnitude)

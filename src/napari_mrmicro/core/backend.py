@@ -238,13 +238,18 @@ if hasattr(os, "register_at_fork"):  # a forked child has none of the parent's t
     os.register_at_fork(after_in_child=_pool.cache_clear)
 
 
+def slab_planes(plane_voxels: int) -> int:
+    """Planes of ``plane_voxels`` each in one slab of :func:`for_each_slab`."""
+    return _slabs.slab_size(plane_voxels, SLAB_VOXELS)
+
+
 def for_each_slab(xp, work, n: int, plane_voxels: int) -> None:
     """Run ``work(start, stop)`` over ``n`` planes: slabs of :data:`SLAB_VOXELS` on all
     cores for numpy (each slab stays in cache), one call ``work(0, n)`` for cupy (one
     kernel launch per operation over the whole volume). Slabs must not write what other
     slabs read. Called from inside a slab, it runs serially (no nested waits on the pool).
     """
-    size = _slabs.slab_size(plane_voxels, SLAB_VOXELS)
+    size = slab_planes(plane_voxels)
     if xp is not np or size >= n or _serial():
         work(0, n)
         return

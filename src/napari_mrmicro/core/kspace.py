@@ -119,7 +119,9 @@ def multiply_along_axes(array: np.ndarray, factors: dict, out: np.ndarray) -> np
 
     The factors of the last two axes are combined into one small table; the leading axes
     are visited slab by slab, so the whole product is one pass through memory and needs no
-    full-size temporary; the slabs run on all cores. ``out`` may be ``array`` (in place).
+    full-size temporary; the slabs run on all cores, each with one multiplication by the
+    slab's factor (its first-axis values times the table; slabs whose values repeat, as
+    the ±1 centring ramps do, share it). ``out`` may be ``array`` (in place).
     On the GPU (CuPy arrays) the
     factors are broadcast over the whole array instead, one launch per axis.
     """
@@ -152,22 +154,35 @@ def multiply_along_axes(array: np.ndarray, factors: dict, out: np.ndarray) -> np
         return out
     lead = array.shape[:ndim - 2]
 
-    def work(start, stop):
-        scaled = {}
-        for first in range(start, stop):
-            for rest in np.ndindex(*lead[1:]):
-                index = (first,) + rest
-                scalar = 1.0
-                for a in outer:
-                    scalar = scalar * factors[a][index[a]]
-                key = complex(scalar)
-                if key not in scaled:
-                    if len(scaled) > 8:
-                        scaled.clear()
-                    scaled[key] = table * scalar
-                np.multiply(array[index], scaled[key], out=out[index])
+    slab_factors = {}  # the product of all factors over a slab, by its first-axis values
+    plane = math.prod(array.shape[1:])
+    chunk = backend.slab_planes(plane)  # bounds the factor when one thread runs it all
 
-    backend.for_each_slab(np, work, lead[0], math.prod(array.shape[1:]))
+    def multiply(start, stop, rest):
+        scalar = 1.0
+        for a in outer:
+            if a:
+                scalar = scalar * factors[a][rest[a - 1]]
+        values = (factors[0][start:stop] if 0 in factors
+                  else np.ones(stop - start, table.dtype)) * scalar
+        key = values.tobytes()
+        factor = slab_factors.get(key)
+        if factor is None:  # ±1 ramps repeat: slabs of one length share their factor
+            factor = np.empty((len(values),) + table.shape, np.result_type(values, table))
+            for i, value in enumerate(values):
+                np.multiply(table, value, out=factor[i])
+            if len(slab_factors) >= 2:
+                slab_factors.clear()
+            slab_factors[key] = factor
+        index = (slice(start, stop),) + rest
+        np.multiply(array[index], factor, out=out[index])
+
+    def work(start, stop):
+        for first in range(start, stop, chunk):
+            for rest in np.ndindex(*lead[1:]):
+                multiply(first, min(stop, first + chunk), rest)
+
+    backend.for_each_slab(np, work, lead[0], plane)
     return out
 
 
