@@ -42,6 +42,23 @@ def test_wavelets_are_orthonormal_and_match_pywavelets(wavelet):
         wavelet_forward(x, wavelet, 9)
 
 
+@pytest.mark.parametrize("wavelet", WAVELETS)
+def test_wavelets_in_place_equal_the_copying_transform(wavelet):
+    x = (np.random.default_rng(2).standard_normal((32, 32, 32)) * (1 + 1j)).astype(np.complex64)
+    before = x.copy()
+    c = wavelet_forward(x, wavelet, 2)
+    np.testing.assert_array_equal(x, before)  # left alone without overwrite_x
+    work = x.copy()
+    in_place = wavelet_forward(work, wavelet, 2, overwrite_x=True)
+    assert in_place is work
+    np.testing.assert_array_equal(in_place, c)
+    back = wavelet_inverse(in_place, wavelet, 2, overwrite_x=True)
+    assert back is work
+    np.testing.assert_array_equal(back, wavelet_inverse(c, wavelet, 2))
+    strided = np.repeat(before, 2, axis=2)[:, :, ::2]  # not C-contiguous: copied all the same
+    np.testing.assert_array_equal(wavelet_forward(strided, wavelet, 2, overwrite_x=True), c)
+
+
 def test_masks_hit_the_acceleration_and_keep_the_centre():
     shape = (48, 64, 32)  # readout along x
     for make in (poisson_disc_mask, variable_density_mask):

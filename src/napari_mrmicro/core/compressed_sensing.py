@@ -171,12 +171,14 @@ def _fista_l1_wavelet(x0, gradient_step, step, axes, lam, iterations, tol, wavel
         stepped = data_step(z)
         coefficients = wavelet_forward(
             backend.roll_into(stepped, dict(zip(spatial, shift)), xp.empty_like(stepped)),
-            wavelet, levels, spatial)
+            wavelet, levels, spatial, overwrite_x=True)
         kept = coefficients[approx].copy()
         _soft_threshold(coefficients, threshold)
         coefficients[approx] = kept
-        x_new = backend.roll_into(wavelet_inverse(coefficients, wavelet, levels, spatial),
-                                  {a: -v for a, v in zip(spatial, shift)}, coefficients)
+        # the inverse in the coefficients' memory, rolled back into the step's (now unused)
+        x_new = backend.roll_into(wavelet_inverse(coefficients, wavelet, levels, spatial,
+                                                  overwrite_x=True),
+                                  {a: -v for a, v in zip(spatial, shift)}, stepped)
         t_new = (1 + math.sqrt(1 + 4 * t * t)) / 2
         z, change = _momentum(x_new, x, np.float32((t - 1) / t_new))
         x, t = x_new, t_new

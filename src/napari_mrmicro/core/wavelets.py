@@ -168,14 +168,33 @@ def _check(x, axes, levels, wavelet, func):
     return axes, int(levels)
 
 
-def wavelet_forward(x, wavelet: str = "db4", levels: int = 3, axes=(-3, -2, -1)) -> np.ndarray:
-    """Packed orthonormal DWT of ``x`` along ``axes`` (a new array of the same shape, on
-    the device of ``x``)."""
+def _working_copy(x, overwrite_x: bool):
+    """``x`` itself when it may be overwritten and is C-contiguous, else a copy made slab by
+    slab on all cores."""
     xp = backend.array_namespace(x)
-    out = xp.array(x, copy=True)
+    if overwrite_x and x.flags.c_contiguous:
+        return x
+    out = xp.empty(x.shape, x.dtype)
+    if x.ndim == 0:
+        out[...] = x
+        return out
+
+    def copy(start, stop):
+        out[start:stop] = x[start:stop]
+
+    backend.for_each_slab(xp, copy, x.shape[0], math.prod(x.shape[1:]))
+    return out
+
+
+def wavelet_forward(x, wavelet: str = "db4", levels: int = 3, axes=(-3, -2, -1),
+                    overwrite_x: bool = False) -> np.ndarray:
+    """Packed orthonormal DWT of ``x`` along ``axes`` (an array of the same shape, on the
+    device of ``x``: ``x`` itself with ``overwrite_x=True`` when it is C-contiguous, else a
+    new one)."""
+    out = _working_copy(x, overwrite_x)
     axes, levels = _check(out, axes, levels, wavelet, "wavelet_forward")
     h, g = _filters(wavelet, out.dtype)
-    tmp = None if wavelet == "haar" else xp.empty_like(out)
+    tmp = None if wavelet == "haar" else backend.array_namespace(out).empty_like(out)
     for level in range(levels):
         corner = tuple(slice(0, n >> level) if a in axes else slice(None)
                        for a, n in enumerate(out.shape))
@@ -188,13 +207,13 @@ def wavelet_forward(x, wavelet: str = "db4", levels: int = 3, axes=(-3, -2, -1))
 
 
 def wavelet_inverse(coefficients, wavelet: str = "db4", levels: int = 3,
-                    axes=(-3, -2, -1)) -> np.ndarray:
-    """Inverse of :func:`wavelet_forward` (a new array, on the device of ``coefficients``)."""
-    xp = backend.array_namespace(coefficients)
-    out = xp.array(coefficients, copy=True)
+                    axes=(-3, -2, -1), overwrite_x: bool = False) -> np.ndarray:
+    """Inverse of :func:`wavelet_forward` (on the device of ``coefficients``; in their memory
+    with ``overwrite_x=True`` when they are C-contiguous, else a new array)."""
+    out = _working_copy(coefficients, overwrite_x)
     axes, levels = _check(out, axes, levels, wavelet, "wavelet_inverse")
     h, g = _filters(wavelet, out.dtype)
-    tmp = None if wavelet == "haar" else xp.empty_like(out)
+    tmp = None if wavelet == "haar" else backend.array_namespace(out).empty_like(out)
     for level in reversed(range(levels)):
         corner = tuple(slice(0, n >> level) if a in axes else slice(None)
                        for a, n in enumerate(out.shape))
