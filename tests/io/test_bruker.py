@@ -510,13 +510,27 @@ def test_field_map_carries_hz(realdata):
                                                                         rel=1e-12)
 
 
-def test_image_and_raw_of_one_scan_state_one_field(realdata):
+@pytest.mark.parametrize("number, excitation", [(5, 90.0), (6, 50.0)])
+def test_image_and_raw_of_one_scan_state_one_protocol(realdata, number, excitation):
+    """B0 from the imaging frequency, and the flip angle of the excitation pulse (method
+    ExcPulse1): RARE's VisuAcqFlipAngle and ACQ_flip_angle are its 180° refocusing."""
     from napari_mrmicro.io import bruker_raw
 
-    scan = realdata("bruker_pv/pv360_rodent/5")
+    scan = realdata(f"bruker_pv/pv360_rodent/{number}")
     image = bruker.read(scan / "pdata" / "1" / "2dseq").metadata["acquisition"]
     raw = bruker_raw.read(scan).metadata["acquisition"]
     assert image["b0_tesla"] == pytest.approx(raw["b0_tesla"], rel=1e-12)
+    assert image["flip_deg"] == raw["flip_deg"] == excitation
+
+
+def test_excitation_angle_across_paravision_versions(realdata):
+    from napari_mrmicro.io.jcamp import read_jcamp
+
+    fixtures = realdata("bruker_pv/brkraw_param_fixtures")
+    assert bruker.excitation_angle(read_jcamp(fixtures / "method_EPI_pv5_1.jdx")) == 68.4
+    assert bruker.excitation_angle(read_jcamp(fixtures / "method_FLASH_pv360_3_1.jdx")) == 30
+    assert bruker.excitation_angle({"ExcPulse1": [1.0, 5400]}) is None  # too short
+    assert bruker.excitation_angle({"ExcPulse1": [1.0, 5400, "Yes"]}) is None
 
 
 def test_tripilot_opens_as_three_layers(tmp_path):

@@ -310,9 +310,37 @@ def _first(header: dict, key: str, visu: Path):
     return values[0] if values else None
 
 
+def excitation_angle(method: dict) -> float | None:
+    """The excitation pulse's flip angle (degrees) from a ``method`` file: the third field of
+    ``ExcPulse1`` (ParaVision 6 and 360) or ``ExcPulse`` (ParaVision 5), else None.
+
+    ``ACQ_flip_angle`` and ``VisuAcqFlipAngle`` hold the refocusing angle in spin-echo
+    methods (180° in the PV360 RARE scan 5, whose ExcPulse1 is 90°)."""
+    for key in ("ExcPulse1", "ExcPulse"):
+        pulse = method.get(key)
+        if isinstance(pulse, (list, tuple)) and len(pulse) > 2:
+            angle = pulse[2]
+            if isinstance(angle, (int, float)) and 0 < angle <= 360:
+                return float(angle)
+    return None
+
+
+def _scan_method(visu: Path) -> dict:
+    """The ``method`` of the scan that ``<scan>/pdata/<n>/visu_pars`` belongs to ({} when
+    the 2dseq was copied without its scan folder or the file does not parse)."""
+    path = visu.parent.parent.parent / "method"
+    if visu.parent.parent.name != "pdata" or not path.is_file():
+        return {}
+    try:
+        return read_jcamp(path)
+    except (OSError, ValueError):
+        return {}
+
+
 def _acquisition(header: dict, visu: Path, matrix: tuple, fov_um: tuple | None,
                  groups: list) -> dict:
-    """The :class:`~napari_mrmicro.core.Acquisition` fields visu_pars states."""
+    """The :class:`~napari_mrmicro.core.Acquisition` fields visu_pars states (the flip angle
+    from the excitation pulse in the scan's ``method``, when it is there)."""
     out = {}
     if fov_um is not None:
         out["matrix"], out["fov_um"] = matrix, fov_um
@@ -328,6 +356,9 @@ def _acquisition(header: dict, visu: Path, matrix: tuple, fov_um: tuple | None,
         value = _first(header, key, visu)
         if value is not None and (value > 0 or name == "flip_deg"):
             out[name] = int(value) if name == "averages" else value
+    excitation = excitation_angle(_scan_method(visu))
+    if excitation is not None:
+        out["flip_deg"] = excitation
     # The imaging frequency (acqp BF1) is what a field map in Hz is relative to, and what
     # the raw reader derives B0 from; VisuMagneticFieldStrength is ParaVision's nominal
     # field (9.40219 T against 400.30774 MHz / γ̄ = 9.40185 T for the rodent field map,

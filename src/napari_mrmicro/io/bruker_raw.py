@@ -397,7 +397,8 @@ def _acquisition(acqp: dict, method: dict, echoes: int, matrix: tuple, fov_um: t
         acqp, "ACQ_repetition_time", where)
     if tr and tr[0] > 0:
         out["tr_ms"] = tr[0]
-    flip = _numbers(acqp, "ACQ_flip_angle", where)
+    excitation = bruker.excitation_angle(method)  # ACQ_flip_angle: refocusing in RARE
+    flip = [excitation] if excitation else _numbers(acqp, "ACQ_flip_angle", where)
     if flip:
         out["flip_deg"] = flip[0]
     bandwidth = _numbers(method, "PVM_EffSWh", where) or _numbers(acqp, "SW_h", where)
