@@ -85,6 +85,59 @@ def test_section_pose_found_in_the_volume():
     assert apply_affine(fit.affine, [local_centre]).shape == (1, 3)
 
 
+def test_samples_outside_the_moving_image_carry_no_information():
+    """Mapped outside the moving image, samples fall in an 'outside' bin: the MI of the
+    rest is not inflated by leaving them out (the small-overlap bias)."""
+    from napari_mrmicro.core.mutual_information import MattesMetric
+    labels, mrm, optical, _ = _specimen()
+    fixed, moving = mrm.ravel(), optical.ravel()
+    metric = MattesMetric(fixed, (moving.min(), moving.max()))
+    everything = metric(moving, np.ones(moving.size, bool))
+    assert everything == pytest.approx(metric(moving))  # all inside: plain Mattes MI
+    assert everything == pytest.approx(mutual_information(mrm, optical))
+    half = np.arange(moving.size) < moving.size // 2
+    inside_half = MattesMetric(fixed[half], (moving.min(), moving.max()))(moving[half])
+    with_outside = metric(moving, half)
+    assert with_outside < 0.6 * inside_half  # about half: the outside half tells nothing
+
+
+def test_coarse_levels_use_fewer_bins():
+    from napari_mrmicro.core.register import _level_bins
+    assert [_level_bins(32, n) for n in (100, 256, 1024, 4096, 10000)] == [8, 8, 16, 32, 32]
+    assert _level_bins(16, 10000) == 16
+
+
+@pytest.mark.parametrize("normal_voxels", [-3, 2, 4])
+def test_section_pose_found_from_a_plane_off_along_its_normal(normal_voxels):
+    """Seed 3's section, started a few voxels off along its normal: before the outside bin
+    and the per-level bins the coarse level preferred a pose 13–70 voxels away."""
+    labels, mrm, optical, rng = _specimen(3)
+    shape, spacing = (64, 64), np.array([20.0, 20.0])
+    truth = oblique_plane_affine((N - 1) / 2 * SPACING + [40.0, -30.0, 20.0],
+                                 (10.0, 20.0, -15.0), shape, spacing)
+    section = reslice(optical, SPACING, truth, shape, spacing)
+    section += rng.normal(0, 0.03, shape).astype(np.float32)
+    local_centre = [0.0, (shape[0] - 1) / 2 * spacing[0], (shape[1] - 1) / 2 * spacing[1]]
+    start = truth @ rigid_affine((0, 0, 0), (normal_voxels * VOXEL_UM, 0, 0),
+                                 centre_um=local_centre)
+    corners = np.column_stack([np.zeros(4), box_corners_um(shape, spacing)])
+    fit = section_plane_affine(section, spacing, mrm, SPACING, start, samples=4000)
+    err = displacement_error_um(fit.affine, truth, corners).max() / VOXEL_UM
+    assert err < 1.0, f"worst-corner error {err:.2f} voxels"
+
+
+def test_3d_refinement_from_8_voxels():
+    labels, mrm, optical, rng = _specimen(3)
+    centre = (N - 1) / 2 * SPACING
+    truth = rigid_affine((4.0, -3.0, 2.0), (90.0, -60.0, 45.0), centre_um=centre)
+    moving = reslice(optical, SPACING, truth, (N, N, N), SPACING)
+    moving += rng.normal(0, 0.03, moving.shape).astype(np.float32)
+    start = _offset(5.0, 8.0, centre) @ truth  # the old metric ended 76 voxels away
+    fit = mutual_information_affine(moving, SPACING, mrm, SPACING, start, samples=5000)
+    err = displacement_error_um(fit.affine, truth, box_corners_um((N, N, N), SPACING)).max()
+    assert err / VOXEL_UM < 1.0, f"worst-corner error {err / VOXEL_UM:.2f} voxels"
+
+
 @pytest.mark.parametrize("kwargs, message", [
     (dict(levels=(1, 2)), "levels"),
     (dict(samples=10), "samples"),
