@@ -122,15 +122,44 @@ def test_coarse_levels_use_fewer_bins():
     assert _level_bins(16, 10000) == 16
 
 
-@pytest.mark.parametrize("normal_voxels", [-3, 2, 4])
-def test_section_pose_found_from_a_plane_off_along_its_normal(normal_voxels):
-    """Seed 3's section, started a few voxels off along its normal: before the outside bin
-    and the per-level bins the coarse level preferred a pose 13–70 voxels away."""
+@pytest.mark.parametrize("normal_voxels, degrees", [(-3, 0), (2, 0), (4, 0), (12, 0),
+                                                    (-15, 0), (10, 5)])
+def test_section_pose_found_from_a_plane_off_along_its_normal(normal_voxels, degrees):
+    """Seed 3's section, started off along its normal (and turned): before the outside bin
+    and the per-level bins the coarse level preferred a pose 13–70 voxels away even from
+    2 voxels off; the depth scan finds it from anywhere along the normal."""
     mrm, section, truth, spacing, local_centre = _section_case(3)
-    start = truth @ rigid_affine((0, 0, 0), (normal_voxels * VOXEL_UM, 0, 0),
+    start = truth @ rigid_affine((degrees, degrees / 2, 0), (normal_voxels * VOXEL_UM, 0, 0),
                                  centre_um=local_centre)
     _, err = _section_error(section, spacing, mrm, start, truth)
     assert err < 1.0, f"worst-corner error {err:.2f} voxels"
+
+
+def test_depth_scan_moves_the_plane_along_its_normal_inside_the_volume():
+    from napari_mrmicro.core.register import _along_normal
+    mrm, section, truth, spacing, local_centre = _section_case(3)
+    box = (np.asarray(mrm.shape) - 1) * SPACING
+    poses = _along_normal(truth, local_centre, box, 60.0)
+    centre = apply_affine(truth, [local_centre])[0]
+    normal = truth[:3, 0]
+    shifts = [float(np.dot(apply_affine(p, [local_centre])[0] - centre, normal))
+              for p in poses]
+    assert len(poses) > 10 and 0.0 not in shifts
+    # steps of 60 µm, in order, on both sides of the start (which is not repeated)
+    np.testing.assert_allclose(np.diff(sorted(shifts + [0.0])), 60.0)
+    assert shifts == sorted(shifts) and shifts[0] < 0 < shifts[-1]
+    for pose, shift in zip(poses, shifts):
+        np.testing.assert_allclose(pose[:3, :3], truth[:3, :3])  # the same orientation
+        assert np.all((apply_affine(pose, [local_centre])[0] >= -1e-6)
+                      & (apply_affine(pose, [local_centre])[0] <= box + 1e-6))
+    # one step beyond each end leaves the volume
+    for shift in (shifts[0] - 60.0, shifts[-1] + 60.0):
+        outside = centre + shift * normal
+        assert np.any((outside < 0) | (outside > box))
+    # a start whose centre lies outside the volume gets no scan
+    far = truth.copy()
+    far[:3, 3] += 10 * box.max() * truth[:3, 1]
+    assert _along_normal(far, local_centre, box, 60.0) == []
 
 
 @pytest.mark.parametrize("kwargs, message", [
