@@ -239,6 +239,12 @@ def test_section_placed_fitted_and_resliced(make_napari_viewer, qtbot):
     dock.method.value = "section plane search (2-D in 3-D)"
     _finish(qtbot, dock, dock.fit())
     assert displacement_error_um(array_affine_um(placed, fixed), plane, grid).max() < 0.5 * S_F[0]
+    # ... and from a rough placement: 6 voxels deeper and 4° off (the depth scan finds it)
+    rough = rigid_affine((4.0, 0.0, 0.0), (-240.0, 0.0, 0.0), centre_um=centre) @ plane
+    dock.apply_affine_um(rough)
+    assert displacement_error_um(rough, plane, grid).max() > 6 * S_F[0]
+    _finish(qtbot, dock, dock.fit())
+    assert displacement_error_um(array_affine_um(placed, fixed), plane, grid).max() < 0.5 * S_F[0]
 
     # Undo all the way back: the 2-D layer returns.
     while dock.undo_stack:
