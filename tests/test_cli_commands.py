@@ -158,6 +158,46 @@ def test_qsm_takes_echo_times_and_field_from_the_files(tmp_path, capsys):
                  str(tmp_path / "c2.tif"), "--te-ms", "3"]) == 2
     err = capsys.readouterr().err
     assert "m.tif" in err and "1 echo times for 3 echoes" in err
+    from napari_mrmicro.io import read_volume
+    assert read_volume(tmp_path / "chi.tif").metadata["value_unit"] == "ppm"
+
+
+def test_qsm_field_from_a_paravision_field_map(realdata, tmp_path, capsys):
+    """Scan 8's B0 map (Hz, stored with its first axis along world R): the Larmor frequency
+    is the file's imaging frequency, B0's direction comes from the grid's rotation, and χ
+    lies where the map lies."""
+    from napari_mrmicro.core.qsm import b0_direction_from_affine, qsm_from_field
+    from napari_mrmicro.io import read_volume
+
+    scan = realdata("bruker_pv/pv360_rodent/8")
+    out = tmp_path / "chi.nii.gz"
+    assert main(["qsm-field", str(scan), str(out), "--max-iter", "20"]) == 0
+    assert "Larmor 400.3077 MHz" in capsys.readouterr().out
+    field = read_volume(scan / "pdata" / "1" / "2dseq")
+    chi = read_volume(out)
+    b0 = b0_direction_from_affine(field.affine_um, field.spacing_um)
+    assert np.abs(b0) == pytest.approx((0, 1, 0))  # the bore along the frame's y
+    data = np.asarray(field.data)
+    expected, _, _ = qsm_from_field(data, data != 0, field.spacing_um, b0, field_unit="Hz",
+                                    larmor_hz=400.30774436548796e6, max_iter=20)
+    np.testing.assert_allclose(chi.data, expected, atol=1e-6)
+    np.testing.assert_allclose(chi.affine_um, field.affine_um, atol=1e-3)  # µm
+    assert chi.metadata["value_unit"] == "ppm"
+
+
+def test_qsm_field_needs_the_unit_of_a_map_that_states_none(tmp_path, capsys):
+    field = np.zeros((16, 16, 16), np.float32)
+    field[4:12, 4:12, 4:12] = np.linspace(-0.1, 0.1, 8, dtype=np.float32)
+    write_volume(tmp_path / "map.nii.gz", Volume(field, (50.0, 50.0, 50.0)))
+    assert main(["qsm-field", str(tmp_path / "map.nii.gz"), str(tmp_path / "chi.nii.gz")]) == 2
+    err = capsys.readouterr().err
+    assert "map.nii.gz" in err and "field_unit (Hz or ppm)" in err
+    assert not (tmp_path / "chi.nii.gz").exists()
+    assert main(["qsm-field", str(tmp_path / "map.nii.gz"), str(tmp_path / "hz.nii.gz"),
+                 "--unit", "Hz"]) == 2  # Hz without B0 in the file or --larmor-mhz
+    assert "larmor_mhz" in capsys.readouterr().err
+    assert main(["qsm-field", str(tmp_path / "map.nii.gz"), str(tmp_path / "chi.nii.gz"),
+                 "--unit", "ppm", "--max-iter", "10"]) == 0
 
 
 def test_register_landmarks_writes_the_affine_and_the_resliced_volume(tmp_path):

@@ -164,6 +164,11 @@ def test_specimen_names():
     assert specimen_name("/d/mouse_03.ome.zarr") == "mouse_03"
     assert specimen_name("/d/tooth.nii.gz") == "tooth"
     assert specimen_name("/d/scan7/2dseq") == "scan7"
+    # a ParaVision study: <study>_<scan>, the processed image's number when not the first
+    assert specimen_name("/d/rat_12/8/pdata/1/2dseq") == "rat_12_8"
+    assert specimen_name("/d/rat_12/8/pdata/2/2dseq") == "rat_12_8_2"
+    assert specimen_name("/d/rat_12/5/rawdata.job0") == "rat_12_5"
+    assert specimen_name("/d/rat_12/5/fid") == "rat_12_5"
     assert specimen_name("/d/ear.headfile") == "ear"
 
 
@@ -247,3 +252,22 @@ def test_two_outputs_of_one_specimen_cannot_share_a_file(tmp_path):
     text = PIPELINE.replace('image = "smooth.tif"', 'image = "labels.ome.zarr"')
     result = run_specimen(parse_pipeline(text, "p.toml"), tmp_path / "s.tif", tmp_path)
     assert result.status == "failed" and "labels.ome.zarr" in result.error
+
+
+def test_derived_volumes_lie_where_their_input_lies():
+    """Every step's result keeps its input's placement, rotation included (scanners store
+    oblique and permuted grids)."""
+    from napari_mrmicro.core.transforms import rigid_affine
+    from napari_mrmicro.pipeline import STEPS, Specimen
+
+    image = np.zeros((12, 10, 8), np.float32)
+    image[3:9, 2:8, 2:6] = 1.0
+    affine = rigid_affine((20.0, -10.0, 5.0), (100.0, -50.0, 30.0)) @ np.diag([40, 30, 30, 1.0])
+    specimen = Specimen("oblique", None)
+    specimen.volumes["image"] = Volume(image, (40.0, 30.0, 30.0), {"value_unit": "a.u."},
+                                       origin_um=tuple(affine[:3, 3]), affine_um=affine)
+    STEPS["smooth"](specimen, sigma_um=30.0)
+    STEPS["threshold"](specimen, threshold=0.5)
+    STEPS["components"](specimen)
+    for role in ("image", "labels"):
+        np.testing.assert_allclose(specimen.volumes[role].affine_um, affine)

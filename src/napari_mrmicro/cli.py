@@ -146,6 +146,13 @@ def _raw_of_scan(path: Path) -> Path:
     return path
 
 
+def _image_of_scan(path: Path) -> Path:
+    """A ParaVision scan folder names its first processed image (pdata/1/2dseq) for the
+    commands that read images; anything else is passed on as given."""
+    seq = path / "pdata" / "1" / "2dseq"
+    return seq if path.is_dir() and seq.is_file() else path
+
+
 def cmd_recon(args) -> int:
     from napari_mrmicro.pipeline import save_volume
 
@@ -193,6 +200,28 @@ def cmd_qsm(args) -> int:
     chi = specimen.volumes["chi"]
     save_volume(args.output, chi)
     _report(args.output, f"susceptibility in ppm, {args.method} inversion")
+    return 0
+
+
+def cmd_qsm_field(args) -> int:
+    from napari_mrmicro.pipeline import load_volume, save_volume
+
+    extra = {"labels": load_volume(args.mask)} if args.mask is not None else {}
+    params = {"method": args.method, "background": args.background, "lam": args.lam,
+              "max_iter": args.max_iter, "tkd_threshold": args.tkd_threshold,
+              "mask_from_labels": args.mask is not None, "field_unit": args.unit,
+              "larmor_mhz": args.larmor_mhz, "b0_direction": args.b0_direction}
+    from napari_mrmicro.core.backend import use_device
+
+    with use_device(args.device):
+        specimen = _one_specimen(_image_of_scan(args.input), args.output.parent,
+                                 [("qsm_field", params)], extra)
+    chi = specimen.volumes["chi"]
+    save_volume(args.output, chi)
+    used = chi.metadata["qsm"]
+    larmor = f", Larmor {used['larmor_mhz']:.4f} MHz" if used["larmor_mhz"] else ""
+    _report(args.output, f"susceptibility in ppm from a field map in {used['field_unit']}"
+                         f"{larmor}, {args.method} inversion")
     return 0
 
 
@@ -527,6 +556,32 @@ def _parser() -> argparse.ArgumentParser:
     _device_option(p, "Laplacian unwrapping, background removal (LBV, V-SHARP, PDF), the "
                       "dipole field and every inversion; the echo fit, the mask and "
                       "region-growing unwrapping run on the CPU")
+
+    p = command("qsm-field", "quantitative susceptibility mapping from a scanner's field "
+                             "map (Hz or ppm) -> susceptibility (ppm)", cmd_qsm_field)
+    p.add_argument("input", type=Path, help="field map (z, y, x), e.g. a ParaVision B0 map "
+                                            "scan folder or its 2dseq")
+    p.add_argument("output", type=Path, help="susceptibility map (ppm)")
+    p.add_argument("--method", choices=("tkd", "tikhonov", "tv", "medi"), default="tv",
+                   help="dipole inversion (default tv)")
+    p.add_argument("--background", choices=("lbv", "vsharp", "pdf"), default="lbv",
+                   help="background field removal (default lbv)")
+    p.add_argument("--mask", type=Path, help="specimen mask or labels (default: where the "
+                                             "map is non-zero)")
+    p.add_argument("--lam", type=_one(float, 0.0, above=True), help="regularisation weight (default: the method's)")
+    p.add_argument("--max-iter", type=_one(int, 1, 1e5), default=250)
+    p.add_argument("--tkd-threshold", type=_one(float, 0.0, 2 / 3, above=True), default=0.15,
+                   help="TKD truncation of the dipole kernel, 0 < t <= 2/3 (default 0.15)")
+    p.add_argument("--unit", choices=("Hz", "ppm"),
+                   help="the field's unit (default: as the file states)")
+    p.add_argument("--larmor-mhz", type=_one(float, 0.0, 5000.0, above=True),
+                   help="Larmor frequency for a field in Hz (default: the file's imaging "
+                        "frequency)")
+    p.add_argument("--b0-direction", type=_numbers(float, -1.0, 1.0), metavar="Z,Y,X",
+                   help="B0 unit vector in (z, y, x) (default: from the grid's rotation in "
+                        "the world, else the file's, else 1,0,0)")
+    _device_option(p, "background removal (LBV, V-SHARP, PDF), the dipole field and every "
+                      "inversion")
 
     p = command("measure", "measure every label of a label volume: volume (µm³, mm³), "
                            "surface, shape, centroid; writes a CSV table", cmd_measure)

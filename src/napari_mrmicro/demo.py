@@ -166,7 +166,7 @@ def _demo_qsm(out_dir: Path, acq, image, kspace, specimen) -> None:
               + ("" if abs(expected) > QSM_CONTRAST_PPM else "  (no contrast to sign)"))
     print(f"  QSM check: {'NOT MET, see the numbers marked BAD' if bad else 'met'} (NRMSE <= "
           f"{QSM_NRMSE_LIMIT:g} % and the right sign in every tissue with signal)")
-    meta = {"acquisition": acq.to_dict(), "unit": "ppm", "source": "mrmicro demo: QSM"}
+    meta = {"acquisition": acq.to_dict(), "value_unit": "ppm", "source": "mrmicro demo: QSM"}
     for path in write_volume(out_dir / "cochlea_chi.nii.gz",
                              Volume(result.chi_ppm, acq.voxel_um, meta, name="chi")):
         print(f"  wrote {Path(path).relative_to(out_dir)} (χ in ppm)")

@@ -104,8 +104,25 @@ def role_of(volume: Volume) -> str:
     return "labels" if volume.layer_type == "labels" else "image"
 
 
+def _paravision_name(path: Path) -> str | None:
+    """``<study>_<scan>`` for a file of a ParaVision study's numbered scan folder
+    (``<study>/<scan>/fid``, ``<study>/<scan>/pdata/<n>/2dseq``, ``_<n>`` added for a
+    processed image other than the first), so that the scans of one study, and the same
+    scan number of two studies, name different specimens. None for another layout."""
+    folder = path.parent
+    reco = None
+    if folder.parent.name == "pdata" and path.name in ("2dseq", "visu_pars"):
+        reco, folder = folder.name, folder.parent.parent
+    if not folder.name.isdigit() or not folder.parent.name:
+        return None
+    return f"{folder.parent.name}_{folder.name}" + (f"_{reco}" if reco not in (None, "1")
+                                                     else "")
+
+
 def specimen_name(path) -> str:
-    """A specimen's name from its input path (the file or folder name without suffixes).
+    """A specimen's name from its input path (the file or folder name without suffixes;
+    for a scanner's fixed file name, its folder's, or ``<study>_<scan>`` in a ParaVision
+    study).
 
     The path is made absolute first (``.`` is the current folder's name, links are not
     followed); a path without a name (``/``) is refused, so a specimen always has a
@@ -119,7 +136,7 @@ def specimen_name(path) -> str:
             break
     else:
         if name in ("2dseq", "visu_pars", "fid", "rawdata.job0", "headfile"):
-            name = path.parent.name
+            name = _paravision_name(path) or path.parent.name
     if not name or name in (".", ".."):
         raise ValueError(f"{path}: no specimen name can be derived from this path; name "
                          "the file or folder")
@@ -183,10 +200,13 @@ class Specimen:
 
 
 def _derived(volume: Volume, data, **changes) -> Volume:
+    """A volume computed from ``volume`` on its spatial grid: its metadata (not the
+    k-space or pyramid keys) and its placement in the world, rotation included."""
     meta = {k: v for k, v in volume.metadata.items() if k not in ("kspace", "pyramid")}
-    return Volume(data, changes.pop("spacing_um", volume.spacing_um), meta,
-                  origin_um=volume.origin_um, name=changes.pop("name", volume.name),
-                  layer_type=changes.pop("layer_type", "image"))
+    affine = None if volume.affine_um is None else np.array(volume.affine_um, dtype=float)
+    return Volume(data, volume.spacing_um, meta, origin_um=volume.origin_um,
+                  name=changes.pop("name", volume.name),
+                  layer_type=changes.pop("layer_type", "image"), affine_um=affine)
 
 
 def _check_recon_memory(volume: Volume, zero_fill) -> None:
@@ -298,10 +318,65 @@ def qsm_step(s: Specimen, method: str = "tv", background: str = "lbv",
               max_iter=max_iter, tkd_threshold=tkd_threshold,
               nucleus=acq.get("nucleus", "1H"))
     volume = _derived(magnitude, chi, name=f"{s.name} χ")
-    volume.metadata.update(unit="ppm", qsm={"method": method, "background": background,
-                                            "unwrap": unwrap, "te_ms": list(te_ms),
-                                            "b0_tesla": b0_tesla})
+    volume.metadata.update(value_unit="ppm", qsm={
+        "method": method, "background": background, "unwrap": unwrap, "te_ms": list(te_ms),
+        "b0_tesla": b0_tesla})
     s.volumes["chi"] = volume
+
+
+def qsm_field_step(s: Specimen, method: str = "tv", background: str = "lbv",
+                   lam: float | None = None, max_iter: int = 250, tkd_threshold: float = 0.15,
+                   mask_from_labels: bool = False, field_unit: str | None = None,
+                   larmor_mhz: float | None = None, b0_direction=None):
+    """A scanner's field map (``image``, z, y, x, in Hz or ppm) -> susceptibility ``chi``.
+
+    As the QSM dock's field-map input (:func:`~napari_mrmicro.core.qsm.qsm_from_field`):
+    the unit is the file's ``value_unit`` unless ``field_unit`` says; Hz are divided by
+    the Larmor frequency, ``larmor_mhz`` or γ̄·B0 of the file's acquisition (its imaging
+    frequency); B0's direction comes from the grid's rotation in the world, else the
+    acquisition's, unless given; the mask is the non-zero ``labels`` with
+    ``mask_from_labels``, else where the map is non-zero and finite (scanners zero it
+    where there is no signal).
+    """
+    from napari_mrmicro.core.acquisition import GAMMA_BAR_MHZ_PER_T
+    from napari_mrmicro.core.qsm.field_map import b0_direction_of_grid, qsm_from_field
+
+    volume = s.need("image", "qsm_field")
+    field = np.asarray(volume.data)
+    if field.ndim != 3:
+        raise ValueError(f"qsm_field: the field map must be 3-D (z, y, x), got {field.shape}")
+    unit = field_unit or volume.metadata.get("value_unit")
+    if unit not in ("Hz", "ppm"):
+        stated = "no unit for its values" if unit is None else f"its values in {unit!r}"
+        raise ValueError(f"qsm_field: the file states {stated}, not a field in Hz or ppm; "
+                         "give field_unit (Hz or ppm) if it is a field map")
+    acq = volume.metadata.get("acquisition") or {}
+    larmor_hz = None
+    if unit == "Hz":
+        if larmor_mhz is None and acq.get("b0_tesla"):
+            larmor_mhz = GAMMA_BAR_MHZ_PER_T[acq.get("nucleus", "1H")] * acq["b0_tesla"]
+        if larmor_mhz is None:
+            raise ValueError("qsm_field: a field in Hz needs the Larmor frequency; the file "
+                             "states no B0: give larmor_mhz")
+        larmor_hz = float(larmor_mhz) * 1e6
+    if b0_direction is None:
+        b0_direction = (None if volume.affine_um is None else
+                        b0_direction_of_grid(volume.affine_um, volume.spacing_um)) \
+            or acq.get("b0_direction", (1.0, 0.0, 0.0))
+    if mask_from_labels:
+        mask = np.asarray(s.need("labels", "qsm_field").data) != 0
+    else:
+        mask = (field != 0) & np.isfinite(field)
+    chi, _, _ = qsm_from_field(field, mask, volume.spacing_um, tuple(b0_direction),
+                               field_unit=unit, larmor_hz=larmor_hz, method=method,
+                               background=background, lam=lam, max_iter=max_iter,
+                               tkd_threshold=tkd_threshold)
+    result = _derived(volume, chi, name=f"{s.name} χ")
+    result.metadata.update(value_unit="ppm", qsm={
+        "method": method, "background": background, "field_unit": unit,
+        "larmor_mhz": None if larmor_hz is None else larmor_hz * 1e-6,
+        "b0_direction": [float(v) for v in b0_direction]})
+    s.volumes["chi"] = result
 
 
 def smooth_step(s: Specimen, sigma_um: float):
@@ -372,7 +447,8 @@ def save_step(s: Specimen, **files):
         s.written += save_volume(path, s.need(role, "save"))
 
 
-STEPS = {"recon": recon_step, "echo": echo_step, "qsm": qsm_step, "smooth": smooth_step, "threshold": threshold_step,
+STEPS = {"recon": recon_step, "echo": echo_step, "qsm": qsm_step, "qsm_field": qsm_field_step,
+         "smooth": smooth_step, "threshold": threshold_step,
          "components": components_step, "measure": measure_step, "save": save_step}
 
 

@@ -20,7 +20,7 @@ from qtpy.QtWidgets import QSizePolicy
 from napari_mrmicro._layers import layer_geometry, like
 from napari_mrmicro.core import backend
 from napari_mrmicro.core.acquisition import GAMMA_BAR_MHZ_PER_T
-from napari_mrmicro.core.qsm.field_map import b0_direction_from_affine, qsm_from_field
+from napari_mrmicro.core.qsm.field_map import b0_direction_of_grid, qsm_from_field
 from napari_mrmicro.core.qsm.pipeline import (
     BACKGROUNDS, METHODS, UNWRAPPERS, QSMResult, qsm_stages)
 from napari_mrmicro.widgets._dock import (
@@ -66,12 +66,7 @@ def b0_direction_of(layer) -> tuple | None:
     """B0 in the layer's array axes from its world affine, or None when the layer is not
     rotated (then the acquisition's ``b0_direction`` applies)."""
     geometry = layer_geometry(layer)
-    if geometry.affine_um.shape != (4, 4):
-        return None
-    linear = geometry.affine_um[:3, :3] / np.asarray(geometry.spacing_um)[None, :]
-    if np.allclose(linear, np.eye(3), atol=1e-6):
-        return None
-    return b0_direction_from_affine(geometry.affine_um, geometry.spacing_um)
+    return b0_direction_of_grid(geometry.affine_um, geometry.spacing_um)
 
 
 def _volume(layer) -> bool:

@@ -46,6 +46,19 @@ def b0_direction_from_affine(affine, spacing_um=None) -> tuple:
     return tuple(float(v) for v in direction)
 
 
+def b0_direction_of_grid(affine_um, spacing_um) -> tuple | None:
+    """B0 in array axes from a grid's voxel-index-to-world affine (voxel size included, as
+    ``Volume.affine_um``), or None when the grid's axes run along the world's (S, A, R) in
+    that order: then the acquisition's stated ``b0_direction`` applies."""
+    matrix = np.asarray(affine_um, dtype=np.float64)
+    if matrix.shape != (4, 4):
+        return None
+    linear = matrix[:3, :3] / np.asarray(spacing_um, dtype=np.float64)[None, :]
+    if np.allclose(linear, np.eye(3), atol=1e-6):
+        return None
+    return b0_direction_from_affine(matrix, spacing_um)
+
+
 def field_to_ppm(field, field_unit: str = "ppm", larmor_hz: float | None = None) -> np.ndarray:
     """A field map in ppm (float32): ``Hz / larmor_hz · 1e6``, or ppm as it is."""
     if field_unit not in FIELD_UNITS:
