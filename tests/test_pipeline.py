@@ -271,3 +271,34 @@ def test_derived_volumes_lie_where_their_input_lies():
     STEPS["components"](specimen)
     for role in ("image", "labels"):
         np.testing.assert_allclose(specimen.volumes[role].affine_um, affine)
+
+
+def test_qsm_takes_b0_along_the_grid_of_an_oblique_scan(monkeypatch):
+    """As the QSM dock: B0 (world S) in array axes from the grid's rotation; the
+    acquisition's direction for an unrotated grid; a given one wins."""
+    import importlib
+
+    from napari_mrmicro.core.qsm import b0_direction_from_affine
+    from napari_mrmicro.core.transforms import rigid_affine
+    from napari_mrmicro.pipeline import STEPS, Specimen
+
+    core_qsm = importlib.import_module("napari_mrmicro.core.qsm.pipeline")
+    seen = []
+    monkeypatch.setattr(core_qsm, "qsm", lambda magnitude, phase, te, b0, spacing, direction,
+                        **options: seen.append(direction) or np.zeros(phase.shape[-3:],
+                                                                     np.float32))
+    shape, spacing = (2, 8, 8, 8), (50.0, 50.0, 50.0)
+    acq = {"te_ms": (2.0, 4.0), "b0_tesla": 9.4, "b0_direction": (0.0, 1.0, 0.0)}
+    oblique = rigid_affine((25.0, 0.0, 10.0), (0.0, 0.0, 0.0)) @ np.diag([50.0] * 3 + [1.0])
+    for affine, given, expected in (
+            (oblique, None, b0_direction_from_affine(oblique, spacing)),
+            (np.diag([50.0] * 3 + [1.0]), None, (0.0, 1.0, 0.0)),
+            (oblique, (0.0, 0.0, 1.0), (0.0, 0.0, 1.0))):
+        specimen = Specimen("s", None)
+        for role in ("image", "phase"):
+            specimen.volumes[role] = Volume(np.ones(shape, np.float32), spacing,
+                                            {"acquisition": acq}, affine_um=affine)
+        STEPS["qsm"](specimen, b0_direction=given)
+        assert seen[-1] == pytest.approx(expected)
+        assert specimen.volumes["chi"].metadata["value_unit"] == "ppm"
+    assert abs(seen[0][1]) < 0.99  # the oblique grid's B0 is not along an array axis

@@ -552,7 +552,8 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--b0-tesla", type=_one(float, 0.0, 50.0, above=True),
                    help="main field (default: from the file)")
     p.add_argument("--b0-direction", type=_numbers(float, -1.0, 1.0), metavar="Z,Y,X",
-                   help="B0 unit vector in (z, y, x) (default: from the file, else 1,0,0)")
+                   help="B0 unit vector in (z, y, x) (default: from the grid's rotation in "
+                        "the world, else the file's, else 1,0,0)")
     _device_option(p, "Laplacian unwrapping, background removal (LBV, V-SHARP, PDF), the "
                       "dipole field and every inversion; the echo fit, the mask and "
                       "region-growing unwrapping run on the CPU")

@@ -288,14 +288,28 @@ def echo_step(s: Specimen, index: int = 0):
         s.volumes[role] = _derived(volume, volume.data[index])
 
 
+def _b0_direction(volume: Volume, given=None) -> tuple:
+    """B0 in the volume's array axes, as the QSM dock takes it: ``given``, else from the
+    grid's rotation in the world, else the acquisition's ``b0_direction``, else (1, 0, 0)."""
+    from napari_mrmicro.core.qsm.field_map import b0_direction_of_grid
+
+    if given is not None:
+        return tuple(given)
+    placed = None if volume.affine_um is None else \
+        b0_direction_of_grid(volume.affine_um, volume.spacing_um)
+    acq = volume.metadata.get("acquisition") or {}
+    return tuple(placed or acq.get("b0_direction") or (1.0, 0.0, 0.0))
+
+
 def qsm_step(s: Specimen, method: str = "tv", background: str = "lbv",
              unwrap: str = "region_growing", erode_um: float = 0.0, lam: float | None = None,
              max_iter: int = 250, tkd_threshold: float = 0.15, mask_from_labels: bool = False,
              te_ms=None, b0_tesla: float | None = None, b0_direction=None):
     """Magnitude (``image``) and ``phase`` (echo, z, y, x) -> susceptibility ``chi`` (ppm).
 
-    Parameters as the QSM dock (:func:`napari_mrmicro.core.qsm.pipeline.qsm`). Echo times,
-    B0 and its direction come from the acquisition the images carry unless given;
+    Parameters as the QSM dock (:func:`napari_mrmicro.core.qsm.pipeline.qsm`). Echo times
+    and B0 come from the acquisition the images carry unless given, B0's direction from
+    the grid's rotation in the world, else the acquisition's;
     ``mask_from_labels`` uses the non-zero ``labels`` as the specimen mask (default: the
     voxels with signal and a phase linear in TE, signal voids out). Every stage checks its
     memory before it starts.
@@ -306,8 +320,7 @@ def qsm_step(s: Specimen, method: str = "tv", background: str = "lbv",
     acq = magnitude.metadata.get("acquisition") or {}
     te_ms = te_ms if te_ms is not None else acq.get("te_ms")
     b0_tesla = b0_tesla if b0_tesla is not None else acq.get("b0_tesla")
-    b0_direction = b0_direction if b0_direction is not None else \
-        acq.get("b0_direction", (1.0, 0.0, 0.0))
+    b0_direction = _b0_direction(magnitude, b0_direction)
     if te_ms is None or b0_tesla is None:
         raise ValueError("qsm: the magnitude file states no echo times or B0; give te_ms "
                          "and b0_tesla")
@@ -339,7 +352,7 @@ def qsm_field_step(s: Specimen, method: str = "tv", background: str = "lbv",
     where there is no signal).
     """
     from napari_mrmicro.core.acquisition import GAMMA_BAR_MHZ_PER_T
-    from napari_mrmicro.core.qsm.field_map import b0_direction_of_grid, qsm_from_field
+    from napari_mrmicro.core.qsm.field_map import qsm_from_field
 
     volume = s.need("image", "qsm_field")
     field = np.asarray(volume.data)
@@ -359,10 +372,7 @@ def qsm_field_step(s: Specimen, method: str = "tv", background: str = "lbv",
             raise ValueError("qsm_field: a field in Hz needs the Larmor frequency; the file "
                              "states no B0: give larmor_mhz")
         larmor_hz = float(larmor_mhz) * 1e6
-    if b0_direction is None:
-        b0_direction = (None if volume.affine_um is None else
-                        b0_direction_of_grid(volume.affine_um, volume.spacing_um)) \
-            or acq.get("b0_direction", (1.0, 0.0, 0.0))
+    b0_direction = _b0_direction(volume, b0_direction)
     if mask_from_labels:
         mask = np.asarray(s.need("labels", "qsm_field").data) != 0
     else:
