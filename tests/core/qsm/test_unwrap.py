@@ -194,3 +194,44 @@ def test_bad_input_names_the_parameter(call, match):
     phase = wrap_phase(np.random.default_rng(0).normal(size=(6, 7, 8)))
     with pytest.raises(ValueError, match=match):
         call(phase)
+
+
+def test_spanning_tree_integration_matches_scipy_on_a_random_graph():
+    """Kruskal's loop with its union-find integration against scipy's minimum spanning
+    tree, integrated edge by edge in breadth-first order: the same unwrapped values up to
+    one multiple of 2π per connected part (distinct weights: one tree)."""
+    import scipy.sparse as sp
+    from scipy.sparse import csgraph
+
+    from napari_mrmicro.core.qsm._spanning_tree import unwrap_along_tree
+    rng = np.random.default_rng(11)
+    n, m = 400, 1500
+    first = rng.integers(0, n - 20, m).astype(np.int32)  # the last 20 nodes: parts of one
+    second = rng.integers(0, n - 20, m).astype(np.int32)
+    pairs = np.unique(np.sort(np.stack([first, second], 1)[first != second], axis=1), axis=0)
+    first, second = pairs[:, 0].copy(), pairs[:, 1].copy()  # one edge per pair of nodes
+    quality = rng.permutation(first.size).astype(np.float64) / first.size  # all distinct
+    phase = rng.uniform(-np.pi, np.pi, n)
+    steps, parts = unwrap_along_tree(first, second, np.argsort(-quality, kind="stable"), phase)
+    ours = phase + 2 * np.pi * steps
+
+    graph = sp.coo_matrix((2.0 - quality, (first, second)), shape=(n, n)).tocsr()
+    tree = csgraph.minimum_spanning_tree(graph)
+    count, labels = csgraph.connected_components(tree, directed=False)
+    assert count > 20
+    assert np.array_equal(labels[:, None] == labels[None, :], parts[:, None] == parts[None, :])
+    reference = phase.copy()
+    for root in [np.flatnonzero(labels == c)[0] for c in range(count)]:
+        order, parent = csgraph.breadth_first_order(tree, root, directed=False,
+                                                    return_predecessors=True)
+        for node in order[1:]:
+            up = parent[node]
+            reference[node] += 2 * np.pi * np.round((reference[up] - reference[node])
+                                                    / (2 * np.pi))
+    shift = (ours - reference) / (2 * np.pi)
+    np.testing.assert_allclose(shift, np.round(shift), atol=1e-9)
+    for c in range(count):  # one multiple of 2π per part
+        assert np.unique(np.round(shift[labels == c])).size == 1
+    # every tree edge differs by less than π after unwrapping
+    t = tree.tocoo()
+    assert np.all(np.abs(ours[t.row] - ours[t.col]) < np.pi)
