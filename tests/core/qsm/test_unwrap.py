@@ -235,3 +235,14 @@ def test_spanning_tree_integration_matches_scipy_on_a_random_graph():
     # every tree edge differs by less than π after unwrapping
     t = tree.tocoo()
     assert np.all(np.abs(ours[t.row] - ours[t.col]) < np.pi)
+
+
+def test_edges_best_first_with_ties_in_grid_order():
+    from napari_mrmicro.core.qsm._spanning_tree import best_first
+    rng = np.random.default_rng(2)
+    quality = np.round(rng.random(5000), 2).astype(np.float32)  # many ties
+    quality[:3] = [0.0, -0.0, 1.0]
+    np.testing.assert_array_equal(best_first(quality),
+                                  np.argsort(-(quality + np.float32(0)), kind="stable"))
+    assert best_first(quality)[0] == 2 and best_first(np.zeros(3, np.float32)).tolist() == \
+        [0, 1, 2]
