@@ -12,7 +12,7 @@ no pass over the smaller region.
 scipy's ``minimum_spanning_tree`` builds the same tree (the same one where no two edges tie)
 but needs the graph as a sparse matrix, and the integration a breadth-first order and a
 triangular solve: with it the whole unwrapping of a 128³ box took 2.6–2.8 s and 213 bytes
-per voxel, with this loop and :func:`best_first` 1.3–1.5 s and about 150
+per voxel, with this loop and :func:`best_first` 1.3–1.5 s and about 130
 (benchmarks/bench_qsm_unwrap.py, two or three runs each on the 2-core development machine;
 the output was the same on every test volume except where edges of equal quality made the
 trees differ). Compiled by numba (Lam et al.,
