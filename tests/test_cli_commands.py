@@ -160,6 +160,18 @@ def test_qsm_takes_echo_times_and_field_from_the_files(tmp_path, capsys):
     assert "m.tif" in err and "1 echo times for 3 echoes" in err
     from napari_mrmicro.io import read_volume
     assert read_volume(tmp_path / "chi.tif").metadata["value_unit"] == "ppm"
+    # a phase in degrees: refused as radians (it spans ±180), the same χ with its unit
+    tifffile.imwrite(tmp_path / "deg.tif", np.degrees(phase).astype(np.float32))
+    assert main(["qsm", str(tmp_path / "m.tif"), str(tmp_path / "deg.tif"),
+                 str(tmp_path / "c3.tif"), "--method", "tkd", "--background", "pdf"]) == 2
+    assert "phase_unit" in capsys.readouterr().err
+    assert main(["qsm", str(tmp_path / "m.tif"), str(tmp_path / "deg.tif"),
+                 str(tmp_path / "c3.tif"), "--method", "tkd", "--background", "pdf",
+                 "--phase-unit", "deg"]) == 0
+    degrees = tifffile.imread(tmp_path / "deg.tif")
+    np.testing.assert_allclose(tifffile.imread(tmp_path / "c3.tif"), qsm(
+        magnitude, degrees, (3.0, 6.0, 9.0), 9.4, (100.0, 100.0, 100.0), (1.0, 0.0, 0.0),
+        method="tkd", background="pdf", phase_unit="deg"), atol=1e-6)
 
 
 def test_qsm_field_from_a_paravision_field_map(realdata, tmp_path, capsys):

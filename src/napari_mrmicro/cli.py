@@ -192,7 +192,8 @@ def cmd_qsm(args) -> int:
     params = {"method": args.method, "background": args.background, "unwrap": args.unwrap,
               "erode_um": args.erode_um, "lam": args.lam, "max_iter": args.max_iter,
               "tkd_threshold": args.tkd_threshold, "mask_from_labels": args.mask is not None,
-              "te_ms": args.te_ms, "b0_tesla": args.b0_tesla, "b0_direction": args.b0_direction}
+              "te_ms": args.te_ms, "b0_tesla": args.b0_tesla, "b0_direction": args.b0_direction,
+              "phase_unit": args.phase_unit}
     from napari_mrmicro.core.backend import use_device
 
     with use_device(args.device):
@@ -532,7 +533,8 @@ def _parser() -> argparse.ArgumentParser:
                        "-> susceptibility (ppm)", cmd_qsm)
     p.add_argument("input", type=Path, help="magnitude (echo, z, y, x), e.g. from `mrmicro "
                                             "recon`")
-    p.add_argument("phase_input", type=Path, metavar="phase", help="phase in radians")
+    p.add_argument("phase_input", type=Path, metavar="phase",
+                   help="wrapped phase (in radians unless --phase-unit or the file says)")
     p.add_argument("output", type=Path, help="susceptibility map (ppm)")
     p.add_argument("--method", choices=("tkd", "tikhonov", "tv", "medi"), default="tv",
                    help="dipole inversion (default tv)")
@@ -554,6 +556,8 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--b0-direction", type=_numbers(float, -1.0, 1.0), metavar="Z,Y,X",
                    help="B0 unit vector in (z, y, x) (default: from the grid's rotation in "
                         "the world, else the file's, else 1,0,0)")
+    p.add_argument("--phase-unit", choices=("rad", "deg"),
+                   help="unit of the phase (default: as the phase file states, else rad)")
     _device_option(p, "Laplacian unwrapping, background removal (LBV, V-SHARP, PDF), the "
                       "dipole field and every inversion; the echo fit, the mask and "
                       "region-growing unwrapping run on the CPU")

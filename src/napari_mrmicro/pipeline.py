@@ -304,12 +304,14 @@ def _b0_direction(volume: Volume, given=None) -> tuple:
 def qsm_step(s: Specimen, method: str = "tv", background: str = "lbv",
              unwrap: str = "region_growing", erode_um: float = 0.0, lam: float | None = None,
              max_iter: int = 250, tkd_threshold: float = 0.15, mask_from_labels: bool = False,
-             te_ms=None, b0_tesla: float | None = None, b0_direction=None):
+             te_ms=None, b0_tesla: float | None = None, b0_direction=None,
+             phase_unit: str | None = None):
     """Magnitude (``image``) and ``phase`` (echo, z, y, x) -> susceptibility ``chi`` (ppm).
 
     Parameters as the QSM dock (:func:`napari_mrmicro.core.qsm.pipeline.qsm`). Echo times
     and B0 come from the acquisition the images carry unless given, B0's direction from
-    the grid's rotation in the world, else the acquisition's;
+    the grid's rotation in the world, else the acquisition's; the phase is in
+    ``phase_unit`` ("rad" or "deg"), by default the unit its file states, else radians;
     ``mask_from_labels`` uses the non-zero ``labels`` as the specimen mask (default: the
     voxels with signal and a phase linear in TE, signal voids out). Every stage checks its
     memory before it starts.
@@ -325,11 +327,13 @@ def qsm_step(s: Specimen, method: str = "tv", background: str = "lbv",
         raise ValueError("qsm: the magnitude file states no echo times or B0; give te_ms "
                          "and b0_tesla")
     mask = np.asarray(s.need("labels", "qsm").data) != 0 if mask_from_labels else None
+    stated = phase.metadata.get("value_unit")
+    phase_unit = phase_unit or (stated if stated in ("rad", "deg") else "rad")
     chi = qsm(np.asarray(magnitude.data), np.asarray(phase.data), te_ms, b0_tesla,
               magnitude.spacing_um, tuple(b0_direction), mask=mask, method=method,
               unwrap=unwrap, background=background, erode_um=erode_um, lam=lam,
               max_iter=max_iter, tkd_threshold=tkd_threshold,
-              nucleus=acq.get("nucleus", "1H"))
+              nucleus=acq.get("nucleus", "1H"), phase_unit=phase_unit)
     volume = _derived(magnitude, chi, name=f"{s.name} χ")
     volume.metadata.update(value_unit="ppm", qsm={
         "method": method, "background": background, "unwrap": unwrap, "te_ms": list(te_ms),
