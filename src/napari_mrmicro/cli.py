@@ -146,13 +146,6 @@ def _raw_of_scan(path: Path) -> Path:
     return path
 
 
-def _image_of_scan(path: Path) -> Path:
-    """A ParaVision scan folder names its first processed image (pdata/1/2dseq) for the
-    commands that read images; anything else is passed on as given."""
-    seq = path / "pdata" / "1" / "2dseq"
-    return seq if path.is_dir() and seq.is_file() else path
-
-
 def cmd_recon(args) -> int:
     from napari_mrmicro.pipeline import save_volume
 
@@ -215,8 +208,8 @@ def cmd_qsm_field(args) -> int:
     from napari_mrmicro.core.backend import use_device
 
     with use_device(args.device):
-        specimen = _one_specimen(_image_of_scan(args.input), args.output.parent,
-                                 [("qsm_field", params)], extra)
+        specimen = _one_specimen(args.input, args.output.parent, [("qsm_field", params)],
+                                 extra)
     chi = specimen.volumes["chi"]
     save_volume(args.output, chi)
     used = chi.metadata["qsm"]

@@ -355,7 +355,7 @@ def qsm_field_step(s: Specimen, method: str = "tv", background: str = "lbv",
     ``mask_from_labels``, else where the map is non-zero and finite (scanners zero it
     where there is no signal).
     """
-    from napari_mrmicro.core.acquisition import GAMMA_BAR_MHZ_PER_T
+    from napari_mrmicro.core.physics import larmor_hz as larmor_of
     from napari_mrmicro.core.qsm.field_map import qsm_from_field
 
     volume = s.need("image", "qsm_field")
@@ -370,12 +370,11 @@ def qsm_field_step(s: Specimen, method: str = "tv", background: str = "lbv",
     acq = volume.metadata.get("acquisition") or {}
     larmor_hz = None
     if unit == "Hz":
-        if larmor_mhz is None and acq.get("b0_tesla"):
-            larmor_mhz = GAMMA_BAR_MHZ_PER_T[acq.get("nucleus", "1H")] * acq["b0_tesla"]
-        if larmor_mhz is None:
+        if larmor_mhz is None and not acq.get("b0_tesla"):
             raise ValueError("qsm_field: a field in Hz needs the Larmor frequency; the file "
                              "states no B0: give larmor_mhz")
-        larmor_hz = float(larmor_mhz) * 1e6
+        larmor_hz = float(larmor_mhz) * 1e6 if larmor_mhz is not None else \
+            larmor_of(acq["b0_tesla"], acq.get("nucleus", "1H"))
     b0_direction = _b0_direction(volume, b0_direction)
     if mask_from_labels:
         mask = np.asarray(s.need("labels", "qsm_field").data) != 0

@@ -170,20 +170,10 @@ def _check(x, axes, levels, wavelet, func):
 
 def _working_copy(x, overwrite_x: bool):
     """``x`` itself when it may be overwritten and is C-contiguous, else a copy made slab by
-    slab on all cores."""
-    xp = backend.array_namespace(x)
+    slab on all cores (:func:`~napari_mrmicro.core.backend.roll_into` with no shift)."""
     if overwrite_x and x.flags.c_contiguous:
         return x
-    out = xp.empty(x.shape, x.dtype)
-    if x.ndim == 0:
-        out[...] = x
-        return out
-
-    def copy(start, stop):
-        out[start:stop] = x[start:stop]
-
-    backend.for_each_slab(xp, copy, x.shape[0], math.prod(x.shape[1:]))
-    return out
+    return backend.roll_into(x, {}, backend.array_namespace(x).empty(x.shape, x.dtype))
 
 
 def wavelet_forward(x, wavelet: str = "db4", levels: int = 3, axes=(-3, -2, -1),
@@ -191,10 +181,11 @@ def wavelet_forward(x, wavelet: str = "db4", levels: int = 3, axes=(-3, -2, -1),
     """Packed orthonormal DWT of ``x`` along ``axes`` (an array of the same shape, on the
     device of ``x``: ``x`` itself with ``overwrite_x=True`` when it is C-contiguous, else a
     new one)."""
+    xp = backend.array_namespace(x)
     out = _working_copy(x, overwrite_x)
     axes, levels = _check(out, axes, levels, wavelet, "wavelet_forward")
     h, g = _filters(wavelet, out.dtype)
-    tmp = None if wavelet == "haar" else backend.array_namespace(out).empty_like(out)
+    tmp = None if wavelet == "haar" else xp.empty_like(out)
     for level in range(levels):
         corner = tuple(slice(0, n >> level) if a in axes else slice(None)
                        for a, n in enumerate(out.shape))
@@ -210,10 +201,11 @@ def wavelet_inverse(coefficients, wavelet: str = "db4", levels: int = 3,
                     axes=(-3, -2, -1), overwrite_x: bool = False) -> np.ndarray:
     """Inverse of :func:`wavelet_forward` (on the device of ``coefficients``; in their memory
     with ``overwrite_x=True`` when they are C-contiguous, else a new array)."""
+    xp = backend.array_namespace(coefficients)
     out = _working_copy(coefficients, overwrite_x)
     axes, levels = _check(out, axes, levels, wavelet, "wavelet_inverse")
     h, g = _filters(wavelet, out.dtype)
-    tmp = None if wavelet == "haar" else backend.array_namespace(out).empty_like(out)
+    tmp = None if wavelet == "haar" else xp.empty_like(out)
     for level in reversed(range(levels)):
         corner = tuple(slice(0, n >> level) if a in axes else slice(None)
                        for a, n in enumerate(out.shape))
