@@ -94,6 +94,33 @@ def test_a_killed_write_leaves_the_old_or_the_new_volume(tmp_path, name):
     assert _temporaries(tmp_path) == []
 
 
+#: A child that writes version 2 of a series and dies just after moving the old headfile
+#: aside, before the new one is in: the worst instant of a CIVM commit.
+DIES_BETWEEN_HEADFILES = textwrap.dedent("""
+    import os, sys
+    import numpy as np
+    from napari_mrmicro.io import Volume, civm
+    real_replace = os.replace
+    def replace(source, target):
+        real_replace(source, target)
+        if str(source) == sys.argv[1]:  # the old headfile went aside
+            os._exit(0)
+    civm.os.replace = replace
+    civm.write(sys.argv[1], Volume(np.full({shape}, 2, np.uint16), (10.0, 10.0, 10.0)))
+""").format(shape=SHAPE)
+
+
+def test_reading_a_series_killed_between_its_two_headfiles_rolls_it_forward(tmp_path):
+    target = tmp_path / "s.headfile"
+    write_volume(target, Volume(np.full(SHAPE, 1, np.uint16), (10.0, 10.0, 10.0)))
+    run = subprocess.run([sys.executable, "-c", DIES_BETWEEN_HEADFILES, str(target)],
+                         capture_output=True, text=True, timeout=60)
+    assert run.returncode == 0, run.stderr
+    assert not target.exists()  # the kill came at the instant meant
+    assert np.all(np.asarray(read_volume(target, lazy=False).data) == 2)
+    assert _temporaries(tmp_path) == []
+
+
 #: A child that reruns one specimen with two pipelines in turn until killed.
 RUNNER = textwrap.dedent("""
     import sys

@@ -52,6 +52,9 @@ def read_volume(path, lazy: bool | None = None) -> Volume:
         image data exceed 256 MiB.
     """
     path = Path(path)
+    if path.suffix.lower() == ".headfile" and not path.exists():
+        # a write killed while committing may have moved the old headfile aside
+        _module("civm").finish_interrupted_write(path)
     if not path.exists():
         raise FileNotFoundError(f"{path}: no such file or folder")
     name = reader_for(path)
