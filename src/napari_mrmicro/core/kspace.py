@@ -22,6 +22,7 @@ import math
 from dataclasses import dataclass, field
 
 import numpy as np
+import scipy.fft
 
 from napari_mrmicro.core import backend
 from napari_mrmicro.core.acquisition import Acquisition
@@ -233,18 +234,54 @@ def centered_ifft_magnitude(kspace, axes=(-3, -2, -1), workers: int = -1,
 
     The output ramp of the centred transform has unit modulus and its input ramp only moves
     the image by ``N // 2`` along each axis, so the magnitude is ``|ifftn(X)|`` rolled by
-    ``N // 2`` (``fftshift``): the plain transform (in the input's memory with
-    ``overwrite_x=True``, else out of place, as a bare ``ifftn``), then one pass that writes
-    the rolled modulus into the result, slab by slab on all cores (:func:`backend.roll_into`).
-    No ramp pass over the data: on a 16-core machine a ramp pass and a magnitude written
-    in place over the transform's buffer cost more than the transform itself
-    (benchmarks/README.md).
+    ``N // 2`` (``fftshift``); no ramp pass over the data. On the CPU, when the transformed
+    axes are the trailing ones (``(z, y, x)``, ``(echo, z, y, x)``, ``(slice, y, x)`` with
+    ``axes=(-2, -1)``), all but the last axis are transformed (in the input's memory with
+    ``overwrite_x=True``, else out of place, as a bare ``ifftn``), then slab by slab on all
+    cores the last axis is transformed and the rolled modulus written into the result while
+    the slab is in cache: the volume is read from memory once fewer than by ``ifftn`` and
+    a separate magnitude pass (on a 16-core machine such a pass cost about as much as the
+    transform, benchmarks/README.md). Otherwise, and on the GPU: ``ifftn``, then the rolled
+    modulus (:func:`backend.roll_into`).
     """
     x = _as_complex(kspace, "centered_ifft_magnitude")
     axes = _normalize_axes(x.ndim, axes)
     xp = backend.array_namespace(x)
-    y = backend.fft(xp).ifftn(x, axes=axes, norm="ortho", workers=workers,
-                              overwrite_x=overwrite_x or x is not kspace)
+    fft = backend.fft(xp)
+    overwrite_x = overwrite_x or x is not kspace
+    shifts = {axis: x.shape[axis] // 2 for axis in axes}
+    out = xp.empty(x.shape, dtype=np.finfo(x.dtype).dtype)
+    if xp is not np or len(axes) < 2 or axes != tuple(range(x.ndim - len(axes), x.ndim)):
+        y = fft.ifftn(x, axes=axes, norm="ortho", workers=workers, overwrite_x=overwrite_x)
+        del x
+        return backend.roll_into(y, shifts, out, xp.abs)
+    y = fft.ifftn(x, axes=axes[:-1], norm="ortho", workers=workers, overwrite_x=overwrite_x)
     del x
-    out = xp.empty(y.shape, dtype=np.finfo(y.dtype).dtype)
-    return backend.roll_into(y, {axis: y.shape[axis] // 2 for axis in axes}, out, xp.abs)
+    _last_axis_magnitude(np.ascontiguousarray(y), axes[0], shifts, out)
+    return out
+
+
+def _last_axis_magnitude(y, first: int, shifts: dict, out) -> None:
+    """``out = roll(|ifft(y, axis=-1, norm="ortho")|, shifts)`` for C-contiguous ``y``
+    whose transformed axes run from ``first`` to the last, slab by slab on all cores; the
+    last-axis transform is done in ``y``'s memory. The axes up to ``first`` are flattened
+    to one axis of planes; ``first``'s roll maps each run of planes within one volume to a
+    run of planes of ``out``."""
+    n, shift = y.shape[first], shifts[first]
+    rest = y.shape[first + 1:]
+    planes = y.reshape((-1,) + rest)
+    result = out.reshape(planes.shape)
+    inner = {axis - first: s for axis, s in shifts.items() if axis > first}
+
+    def work(start, stop):
+        scipy.fft.ifft(planes[start:stop], axis=-1, norm="ortho", workers=1, overwrite_x=True)
+        p = start
+        while p < stop:
+            volume, i = divmod(p, n)
+            end = min(stop, volume * n + (n - shift if i < n - shift else n))
+            to = volume * n + (i + shift) % n
+            backend.roll_into(planes[p:end], inner, result[to:to + end - p], np.abs)
+            p = end
+
+    backend.for_each_slab(np, work, planes.shape[0], math.prod(rest))
+
