@@ -7,7 +7,8 @@
 #
 # 1. the GPU tests on the real device (CPU vs GPU within float32 tolerance);
 # 2. bench_gpu.py at the documented sizes: GPU/CPU ratio of every stage;
-# 3. recon -> magnitude / bare ifftn on 2 and all cores (bench_cores.py);
+# 3. recon -> magnitude / bare ifftn on 2 and all cores, and the unfused ifftn + magnitude
+#    pass beside it (bench_cores.py);
 # 4. each QSM stage against its own FFT work, pinned to 2 cores (bench_qsm.py).
 # About 6 minutes on one H200 with 16 cores. Each step's log is written as it runs.
 set -u
@@ -28,5 +29,5 @@ step "GPU tests" "$python" -m pytest -q -p no:cacheprovider \
     tests/core/test_cs_device.py tests/core/test_nufft_device.py
 step "bench_gpu" "$python" benchmarks/bench_gpu.py
 step "recon -> magnitude per core count" "$python" benchmarks/bench_cores.py --cores 2,16 \
-    --stages recon_magnitude bare_ifftn --repeat 3
+    --stages recon_magnitude bare_ifftn ifftn_abs --repeat 3
 step "QSM stages on 2 cores" taskset -c 0,1 "$python" benchmarks/bench_qsm.py
