@@ -162,6 +162,43 @@ def test_depth_scan_moves_the_plane_along_its_normal_inside_the_volume():
     assert _along_normal(far, local_centre, box, 60.0) == []
 
 
+@pytest.mark.parametrize("degrees, normal_voxels, tilt", [(105, 7, 0), (195, -5, 5),
+                                                           (285, 2, 8)])
+def test_section_found_at_any_in_plane_angle(degrees, normal_voxels, tilt):
+    """A section lies on its slide at any angle: the search tries 24 turns about its
+    normal (with the depth scan), screens them on two levels and refines the best few.
+    With the start's orientation only, the same starts end tens of voxels away."""
+    mrm, section, truth, spacing, local_centre = _section_case(3)
+    start = truth @ rigid_affine((degrees, tilt, tilt / 2), (normal_voxels * VOXEL_UM, 0, 0),
+                                 centre_um=local_centre)
+    _, err = _section_error(section, spacing, mrm, start, truth)
+    assert err < 1.0, f"worst-corner error {err:.2f} voxels"
+    fit = section_plane_affine(section, spacing, mrm, SPACING, start, samples=4000, turns=1)
+    corners = np.column_stack([np.zeros(4), box_corners_um(section.shape, spacing)])
+    assert displacement_error_um(fit.affine, truth, corners).max() > 5 * VOXEL_UM
+
+
+@pytest.mark.parametrize("shift_voxels, degrees", [((6, 0), 0), ((5, 5), 100)])
+def test_section_found_off_in_its_plane_within_the_reach(shift_voxels, degrees):
+    mrm, section, truth, spacing, local_centre = _section_case(3)
+    start = truth @ rigid_affine((degrees, 0, 0), (0, *np.multiply(shift_voxels, VOXEL_UM)),
+                                 centre_um=local_centre)
+    corners = np.column_stack([np.zeros(4), box_corners_um(section.shape, spacing)])
+    errors = [displacement_error_um(section_plane_affine(
+        section, spacing, mrm, SPACING, start, samples=4000, reach_um=reach).affine,
+        truth, corners).max() / VOXEL_UM for reach in (0.0, 10 * VOXEL_UM)]
+    assert errors[0] > 5 and errors[1] < 1.0, f"worst-corner errors {errors} voxels"
+
+
+@pytest.mark.parametrize("kwargs, message", [(dict(turns=0), "turns"),
+                                             (dict(reach_um=-1.0), "reach_um"),
+                                             (dict(reach_um=np.inf), "reach_um")])
+def test_bad_section_search_arguments(kwargs, message):
+    mrm, section, _, spacing, _ = _section_case(3)
+    with pytest.raises(ValueError, match=message):
+        section_plane_affine(section, spacing, mrm, SPACING, **kwargs)
+
+
 @pytest.mark.parametrize("kwargs, message", [
     (dict(levels=(1, 2)), "levels"),
     (dict(samples=10), "samples"),

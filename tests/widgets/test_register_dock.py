@@ -245,6 +245,14 @@ def test_section_placed_fitted_and_resliced(make_napari_viewer, qtbot):
     assert displacement_error_um(rough, plane, grid).max() > 6 * S_F[0]
     _finish(qtbot, dock, dock.fit())
     assert displacement_error_um(array_affine_um(placed, fixed), plane, grid).max() < 0.5 * S_F[0]
+    # ... and from one turned 120° on its slide and 7 and 4 voxels off within its plane:
+    # every in-plane angle is tried, and offsets within the dock's reach (none: fails)
+    turned = rigid_affine((120.0, 0.0, 0.0), (0.0, 280.0, -160.0), centre_um=centre) @ plane
+    dock.apply_affine_um(turned)
+    assert displacement_error_um(turned, plane, grid).max() > 20 * S_F[0]
+    dock.reach.value = 320.0
+    _finish(qtbot, dock, dock.fit())
+    assert displacement_error_um(array_affine_um(placed, fixed), plane, grid).max() < 0.5 * S_F[0]
 
     # Undo all the way back: the 2-D layer returns.
     while dock.undo_stack:

@@ -9,6 +9,10 @@ Imaging 2003;22:120), 3-D ↔ 3-D (:func:`mutual_information_affine`) or a 2-D o
 section's pixel grid in the volume, found by reslicing — a plane search, as a 2-D/3-D metric
 does not exist). Optimiser: Powell's direction-set method (Powell, Comput J 1964;7:155) on a
 fixed random subset of points per resolution level, coarse to fine (downsampling 4, 2, 1).
+The section search first tries many starting poses (its depth, every in-plane angle,
+optionally in-plane offsets): screened on the two coarsest levels, the best few refined,
+the refined ones compared again on each finer level (a multi-start search; one coarse
+level alone ranks thousands of poses poorly).
 """
 
 from __future__ import annotations
@@ -102,46 +106,67 @@ class _Interpolator:
 
 #: Most metric evaluations of one level's Powell search.
 MAX_EVALUATIONS = 800
+#: Starting poses of the section search kept after rating on levels 0, 1, ... (screening).
+SECTION_SCREEN = (1024, 8)
+#: Poses of the section search refined by Powell on levels 0, 1, ... (then 1 per level).
+SECTION_KEEP = (8, 2)
 
 
 def _maximise(levels: list, compose: Callable, start: np.ndarray, callback=None,
-              candidates=()):
+              candidates=(), screen=(), keep=(1,)):
     """Powell maximisation of MI over 6 rigid parameters, level by level.
 
     ``levels``: per level ``(evaluate(affine) -> MI, unit_um, radius_um)``; ``compose(x,
     unit_deg, unit_um, base) -> affine`` applies the parameter vector to ``base``.
-    ``candidates``: further starting poses; of them and ``start``, the one with the highest
-    MI on the first level starts the search (``start`` on a tie).
+    ``candidates``: further starting poses, first screened: rated by the MI of level 0 and
+    the best ``screen[0]`` kept, those rated on level 1 and the best ``screen[1]`` kept,
+    and so on (a coarse level alone ranks many poses poorly: few samples, few bins).
+    Then on each level the poses that reach it are rated by that level's MI, the best
+    ``keep[level]`` (1 beyond the end of ``keep``) refined by Powell, and the refined
+    poses go on: a coarse level's spurious maxima are outvoted on the finer ones. On every
+    tie the earlier pose wins (``start`` first).
     ``callback(done, total)`` is called before every evaluation (``done`` of at most
     ``total`` evaluations); an exception it raises (a cancel) stops the search."""
-    poses = [start, *candidates] if len(candidates) else []
-    current, evaluations, best = start, len(poses), 0.0
-    total = len(poses) + MAX_EVALUATIONS * len(levels)
-    scores = []
-    for i, pose in enumerate(poses):
+    poses = [start, *candidates]
+    count = [0]
+    counts = [max(1, int(keep[i]) if i < len(keep) else 1) for i in range(len(levels))]
+    screen = [int(n) for n in screen[:len(levels)]]
+    total, n = 0, len(poses)  # the ratings where poses are dropped, Powell's evaluations
+    for size in screen:
+        total, n = total + (n if n > size else 0), min(n, size)
+    for size in counts:
+        total, n = total + (n if n > size else 0), min(n, size)
+        total += MAX_EVALUATIONS * n
+
+    def rate(evaluate, pose):
         if callback is not None:
-            callback(i, total)
-        scores.append(levels[0][0](pose))
-    if poses:
-        current = poses[int(np.argmax(scores))]
+            callback(count[0], total)
+        count[0] += 1
+        return evaluate(pose)
+
+    def best(poses, evaluate, n):
+        if len(poses) <= n:
+            return poses
+        scores = [rate(evaluate, pose) for pose in poses]
+        return [poses[i] for i in np.argsort(-np.asarray(scores), kind="stable")[:n]]
+
+    for level, size in enumerate(screen):
+        poses = best(poses, levels[level][0], size)
     for level, (evaluate, unit_um, radius_um) in enumerate(levels):
         unit_deg = np.degrees(unit_um / radius_um)
-        base = current
-        count = [len(poses) + level * MAX_EVALUATIONS]
+        refined, scores = [], []
+        for base in best(poses, evaluate, counts[level]):
+            def cost(x, base=base, unit_deg=unit_deg, unit_um=unit_um, evaluate=evaluate):
+                return -rate(evaluate, compose(x, unit_deg, unit_um, base))
 
-        def cost(x, base=base, unit_deg=unit_deg, unit_um=unit_um, count=count):
-            if callback is not None:
-                callback(count[0], total)
-            count[0] += 1
-            return -evaluate(compose(x, unit_deg, unit_um, base))
-
-        result = optimize.minimize(cost, np.zeros(6), method="Powell",
-                                   options={"xtol": 5e-2, "ftol": 1e-4,
-                                            "maxfev": MAX_EVALUATIONS})
-        evaluations += result.nfev
-        current = compose(result.x, unit_deg, unit_um, base)
-        best = -float(result.fun)
-    return current, best, evaluations
+            result = optimize.minimize(cost, np.zeros(6), method="Powell",
+                                       options={"xtol": 5e-2, "ftol": 1e-4,
+                                                "maxfev": MAX_EVALUATIONS})
+            refined.append(compose(result.x, unit_deg, unit_um, base))
+            scores.append(-float(result.fun))
+        poses = refined
+    top = int(np.argmax(scores))
+    return poses[top], scores[top], count[0]
 
 
 def _along_normal(start, local_centre, box_um, step_um) -> list:
@@ -249,6 +274,7 @@ def mutual_information_affine(moving, moving_spacing_um, fixed, fixed_spacing_um
 def section_plane_affine(section, section_spacing_um, volume, volume_spacing_um,
                          initial_plane_affine=None, *, levels=(4, 2, 1), bins: int = 32,
                          samples: int = 10000, seed: int = 0, scan_normal: bool = True,
+                         turns: int = 24, reach_um: float = 0.0,
                          callback=None) -> MutualInformationFit:
     """Find the pose of a 2-D section (e.g. an optical slice) inside a 3-D volume.
 
@@ -269,11 +295,22 @@ def section_plane_affine(section, section_spacing_um, volume, volume_spacing_um,
     levels, bins, samples, seed, callback
         As in :func:`mutual_information_affine` (samples are section pixels).
     scan_normal : bool
-        First scan the section's depth: the starting plane moved along its normal through
-        the whole volume in steps of half the coarsest level's voxel, MI on that level, the
-        best start kept. Where along its normal a section lies is what a rough placement
-        knows least; Powell's local search finds the plane only from within about the
-        tissue's correlation length (from 6 voxels off it failed on the test specimen).
+        Scan the section's depth: the starting plane moved along its normal through the
+        whole volume in steps of half the coarsest level's voxel. Where along its normal a
+        section lies is what a rough placement knows least; Powell's local search finds
+        the plane only from within about the tissue's correlation length (from 6 voxels
+        off it failed on the test specimen).
+    turns : int
+        In-plane orientations tried: the start turned about the section's normal by every
+        ``360 / turns`` degrees (a section is mounted on its slide at any angle; Powell
+        finds the turn from within about 15°). 1: the start's orientation only.
+    reach_um : float
+        In-plane offsets tried: the start moved within the section's plane by multiples of
+        the coarsest level's voxel up to ``reach_um`` along each in-plane axis (0: none).
+        The starting poses (every depth × turn × offset) are screened — rated by MI on the
+        coarsest level, the best 1024 rated on the next, the best 8 refined — and the
+        refined poses compete again on the finer levels (:data:`SECTION_SCREEN`,
+        :data:`SECTION_KEEP`). The cost grows with ``turns × (2 reach / voxel + 1)²``.
 
     Returns
     -------
@@ -290,6 +327,10 @@ def section_plane_affine(section, section_spacing_um, volume, volume_spacing_um,
                                      sec.shape, ss)
     else:
         start = check_affine(initial_plane_affine, 3, "initial_plane_affine")
+    if int(turns) != turns or turns < 1:
+        raise ValueError(f"turns must be an integer >= 1, got {turns!r}")
+    if not (np.isfinite(reach_um) and reach_um >= 0):
+        raise ValueError(f"reach_um must be a finite distance >= 0, got {reach_um!r}")
     if int(samples) != samples or samples < 100:
         raise ValueError(f"samples must be an integer >= 100, got {samples!r}")
     rng = np.random.default_rng(seed)
@@ -313,7 +354,19 @@ def section_plane_affine(section, section_spacing_um, volume, volume_spacing_um,
     def compose(x, unit_deg, unit_um, base):
         return base @ _delta(x, unit_deg, unit_um, local_centre)
 
-    candidates = _along_normal(start, local_centre, (np.asarray(vol.shape) - 1) * sv,
-                               built[0][1] / 2) if scan_normal else ()
-    affine, mi, n = _maximise(built, compose, start, callback, candidates)
+    step = built[0][1]  # the coarsest level's voxel
+    reach = int(np.floor(float(reach_um) / step))
+    offsets = [(dy * step, dx * step) for dy in range(-reach, reach + 1)
+               for dx in range(-reach, reach + 1)]
+    offsets.sort(key=lambda o: abs(o[0]) + abs(o[1]))  # the start's own offset first
+    placed = [start @ rigid_affine((360.0 * k / turns, 0.0, 0.0), (0.0, *offset),
+                                   centre_um=local_centre)
+              for offset in offsets for k in range(int(turns))]
+    candidates = placed[1:]
+    if scan_normal:
+        box = (np.asarray(vol.shape) - 1) * sv
+        candidates += [pose for base in placed
+                       for pose in _along_normal(base, local_centre, box, step / 2)]
+    affine, mi, n = _maximise(built, compose, start, callback, candidates,
+                              screen=SECTION_SCREEN, keep=SECTION_KEEP)
     return MutualInformationFit(affine, mi, n)

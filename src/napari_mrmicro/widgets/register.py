@@ -231,11 +231,19 @@ class RegisterWidget(Container):
                                        "information: rigid 3-D intensity registration "
                                        "(Viola & Wells, IJCV 1997;24:137). Section plane "
                                        "search: finds a 2-D section's plane in the 3-D scan.")
+        self.reach = FloatSpinBox(min=0.0, max=1e6, step=50.0, value=0.0,
+                                  tooltip="Section plane search: how far off within its "
+                                          "plane (µm, each in-plane axis) the section's "
+                                          "placement may be. 0 searches the depth and "
+                                          "every in-plane angle; a reach also tries offsets "
+                                          "in steps of the coarsest level's voxel, at a cost "
+                                          "growing with its square.")
         self.fit_button = PushButton(text="Fit")
         self.undo_button = PushButton(text="Undo", enabled=False)
         self.rms = Label(value="")
-        self.blend = CheckBox(text="blend", tooltip="Show fixed in green and moving in magenta, additive: "
-                                                  "aligned structures turn white.")
+        self.blend = CheckBox(text="blend", tooltip="Show fixed in green and moving in "
+                                                  "magenta, additive: aligned structures "
+                                                  "turn white.")
         self.square = FloatSpinBox(min=1.0, max=1e6, step=50.0, value=200.0,
                                    tooltip="Checkerboard square size in µm (1–10⁶).")
         self.checker_button = PushButton(text="Checkerboard")
@@ -247,12 +255,13 @@ class RegisterWidget(Container):
             self.fixed, self.moving,
             row("section z (µm)", self.section_z, self.place_button),
             self.landmarks_button, self.fixed_points, self.moving_points, self.method,
-            row("", self.fit_button, self.undo_button), self.rms,
+            row("in-plane reach (µm)", self.reach), row("", self.fit_button, self.undo_button),
+            self.rms,
             row("views", self.blend, self.square, Label(value="µm squares"),
                 self.checker_button),
             self.reslice_button, self.export_button])
         self.table = _table(["pair", "residual (µm)"])
-        self.native.layout().insertWidget(9, self.table)
+        self.native.layout().insertWidget(10, self.table)
         self.native.layout().addStretch()
         self.square.native.setDecimals(0)
         self.square.native.setButtonSymbols(QAbstractSpinBox.ButtonSymbols.NoButtons)
@@ -433,13 +442,13 @@ class RegisterWidget(Container):
         if not is_placed_section(moving) or fixed.ndim != 3:
             raise ValueError("the section plane search needs a 2-D section (moving) and a "
                              "3-D volume (fixed)")
-        section = gray_data(moving)[0]
+        section, reach = gray_data(moving)[0], float(self.reach.value)
 
         def job(report):
             report(0.05, "section plane search")
             fit = section_plane_affine(
                 section, spacing_um(moving)[1:], fixed_data, spacing_um(fixed), start,
-                callback=lambda done, total: report(0.05 + 0.95 * done / total))
+                reach_um=reach, callback=lambda done, total: report(0.05 + 0.95 * done / total))
             report(1.0)
             return {"affine": fit.affine, "mutual_information": fit.mutual_information,
                     "kind": "section_plane"}
