@@ -190,6 +190,19 @@ def test_section_found_off_in_its_plane_within_the_reach(shift_voxels, degrees):
     assert errors[0] > 5 and errors[1] < 1.0, f"worst-corner errors {errors} voxels"
 
 
+def test_a_mirrored_section_found_with_a_reflecting_pose():
+    mrm, section, truth, spacing, local_centre = _section_case(3)
+    flip = np.diag([1.0, 1.0, -1.0, 1.0])
+    flip[2, 3] = 2 * local_centre[2]
+    start = truth @ rigid_affine((200.0, 0.0, 0.0), (-6 * VOXEL_UM, 0, 0),
+                                 centre_um=local_centre)
+    fit = section_plane_affine(section[:, ::-1], spacing, mrm, SPACING, start, samples=4000,
+                               mirror=True)
+    corners = np.column_stack([np.zeros(4), box_corners_um(section.shape, spacing)])
+    assert displacement_error_um(fit.affine, truth @ flip, corners).max() < VOXEL_UM
+    assert np.linalg.det(fit.affine[:3, :3]) < 0
+
+
 @pytest.mark.parametrize("kwargs, message", [(dict(turns=0), "turns"),
                                              (dict(reach_um=-1.0), "reach_um"),
                                              (dict(reach_um=np.inf), "reach_um")])

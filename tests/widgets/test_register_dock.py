@@ -260,6 +260,40 @@ def test_section_placed_fitted_and_resliced(make_napari_viewer, qtbot):
     assert viewer.layers["section"] is optical and optical.ndim == 2
 
 
+def test_a_section_face_down_found_when_it_may_be_mirrored(make_napari_viewer, qtbot):
+    """A section mounted face down is the mirror image of its plane: the search finds it
+    with "may be mirrored" ticked (a pose that flips the section's x), not without."""
+    mrm, optical_truth, _ = _tissue(1)
+    centre = (np.asarray(SHAPE_F) - 1) / 2 * S_F + np.array([40.0, 0.0, 0.0])
+    sec_shape, sec_spacing = (60, 60), np.array([20.0, 20.0])
+    plane = oblique_plane_affine(centre, (3.0, 6.0, -4.0), sec_shape, sec_spacing)
+    flip = np.diag([1.0, 1.0, -1.0, 1.0])
+    flip[2, 3] = (sec_shape[1] - 1) * sec_spacing[1]
+    face_down = plane @ flip  # pixel (j, i) shows the plane's pixel (j, n - 1 - i)
+    section = reslice(optical_truth, S_F, face_down, sec_shape, sec_spacing)
+    viewer = make_napari_viewer()
+    fixed = viewer.add_image(mrm, name="MRM", scale=S_F, translate=T_F, units="µm")
+    optical = viewer.add_image(section, name="section", scale=sec_spacing, units="µm")
+    dock = RegisterWidget(viewer)
+    dock.fixed.value, dock.moving.value = fixed, optical
+    placed = dock.place_section()
+    dock.method.value = "section plane search (2-D in 3-D)"
+    grid = box_corners_um((1,) + sec_shape, (1.0, *sec_spacing))
+    rough = rigid_affine((30.0, 0.0, 0.0), (-80.0, 0.0, 0.0), centre_um=centre) @ plane
+    errors = []
+    for mirror in (False, True):
+        dock.apply_affine_um(rough)
+        dock.mirror.value = mirror
+        _finish(qtbot, dock, dock.fit())
+        fitted = array_affine_um(placed, fixed)
+        errors.append(displacement_error_um(fitted, face_down, grid).max() / S_F[0])
+    assert errors[0] > 3 and errors[1] < 0.5, f"worst-corner errors {errors} voxels"
+    assert np.linalg.det(fitted[:3, :3]) < 0  # the layer is shown flipped
+    resliced = dock.add_resliced()  # the MRM resliced on the found plane matches the section
+    assert np.corrcoef(resliced.data[0].ravel(), reslice(
+        mrm, S_F, face_down, sec_shape, sec_spacing).ravel())[0, 1] > 0.95
+
+
 def test_checkerboard_parity():
     a, b = np.zeros((4, 6)), np.ones((4, 6))
     board = checkerboard(a, b, (10.0, 10.0), 20.0)

@@ -274,7 +274,7 @@ def mutual_information_affine(moving, moving_spacing_um, fixed, fixed_spacing_um
 def section_plane_affine(section, section_spacing_um, volume, volume_spacing_um,
                          initial_plane_affine=None, *, levels=(4, 2, 1), bins: int = 32,
                          samples: int = 10000, seed: int = 0, scan_normal: bool = True,
-                         turns: int = 24, reach_um: float = 0.0,
+                         turns: int = 24, reach_um: float = 0.0, mirror: bool = False,
                          callback=None) -> MutualInformationFit:
     """Find the pose of a 2-D section (e.g. an optical slice) inside a 3-D volume.
 
@@ -311,12 +311,17 @@ def section_plane_affine(section, section_spacing_um, volume, volume_spacing_um,
         coarsest level, the best 1024 rated on the next, the best 8 refined — and the
         refined poses compete again on the finer levels (:data:`SECTION_SCREEN`,
         :data:`SECTION_KEEP`). The cost grows with ``turns × (2 reach / voxel + 1)²``.
+    mirror : bool
+        Also try every starting pose with the section mirrored (its x axis reversed about
+        its centre): a section mounted face down on its slide. Doubles the starts; the
+        pose found may then include that reflection (determinant −1).
 
     Returns
     -------
     MutualInformationFit
         ``affine`` is the plane affine: section (moving) → volume (fixed) world, the
-        ``plane_affine`` of :func:`reslice`.
+        ``plane_affine`` of :func:`reslice`; rigid, or rigid with a reflection of the
+        section's x axis when ``mirror`` found it face down.
     """
     sec = _finite_image(section, "section", 2)
     vol = _finite_image(volume, "volume", 3)
@@ -362,6 +367,10 @@ def section_plane_affine(section, section_spacing_um, volume, volume_spacing_um,
     placed = [start @ rigid_affine((360.0 * k / turns, 0.0, 0.0), (0.0, *offset),
                                    centre_um=local_centre)
               for offset in offsets for k in range(int(turns))]
+    if mirror:  # the section's x axis reversed about its centre: the other face up
+        flip = np.diag([1.0, 1.0, -1.0, 1.0])
+        flip[2, 3] = 2 * local_centre[2]
+        placed += [pose @ flip for pose in placed]
     candidates = placed[1:]
     if scan_normal:
         box = (np.asarray(vol.shape) - 1) * sv

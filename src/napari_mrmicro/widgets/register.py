@@ -238,6 +238,10 @@ class RegisterWidget(Container):
                                           "every in-plane angle; a reach also tries offsets "
                                           "in steps of the coarsest level's voxel, at a cost "
                                           "growing with its square.")
+        self.mirror = CheckBox(text="may be mirrored",
+                               tooltip="Section plane search: the section may lie face down "
+                                       "on its slide; also try it mirrored (twice the "
+                                       "search). The pose found may then flip the section.")
         self.fit_button = PushButton(text="Fit")
         self.undo_button = PushButton(text="Undo", enabled=False)
         self.rms = Label(value="")
@@ -255,7 +259,8 @@ class RegisterWidget(Container):
             self.fixed, self.moving,
             row("section z (µm)", self.section_z, self.place_button),
             self.landmarks_button, self.fixed_points, self.moving_points, self.method,
-            row("in-plane reach (µm)", self.reach), row("", self.fit_button, self.undo_button),
+            row("in-plane reach (µm)", self.reach, self.mirror),
+            row("", self.fit_button, self.undo_button),
             self.rms,
             row("views", self.blend, self.square, Label(value="µm squares"),
                 self.checker_button),
@@ -442,13 +447,14 @@ class RegisterWidget(Container):
         if not is_placed_section(moving) or fixed.ndim != 3:
             raise ValueError("the section plane search needs a 2-D section (moving) and a "
                              "3-D volume (fixed)")
-        section, reach = gray_data(moving)[0], float(self.reach.value)
+        section, reach, mirror = gray_data(moving)[0], float(self.reach.value), self.mirror.value
 
         def job(report):
             report(0.05, "section plane search")
             fit = section_plane_affine(
                 section, spacing_um(moving)[1:], fixed_data, spacing_um(fixed), start,
-                reach_um=reach, callback=lambda done, total: report(0.05 + 0.95 * done / total))
+                reach_um=reach, mirror=mirror,
+                callback=lambda done, total: report(0.05 + 0.95 * done / total))
             report(1.0)
             return {"affine": fit.affine, "mutual_information": fit.mutual_information,
                     "kind": "section_plane"}
