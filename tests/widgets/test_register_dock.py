@@ -1,6 +1,8 @@
 """The "Register" dock in a real viewer: an optical-like volume (nm units, other contrast)
 rendered from an MRM-like one through a known similarity transform, and a 2-D section."""
 
+import re
+
 import numpy as np
 import pytest
 from scipy import ndimage as ndi
@@ -292,6 +294,38 @@ def test_a_section_face_down_found_when_it_may_be_mirrored(make_napari_viewer, q
     resliced = dock.add_resliced()  # the MRM resliced on the found plane matches the section
     assert np.corrcoef(resliced.data[0].ravel(), reslice(
         mrm, S_F, face_down, sec_shape, sec_spacing).ravel())[0, 1] > 0.95
+
+
+def test_a_shrunk_section_found_and_its_shrinkage_shown(make_napari_viewer, qtbot):
+    """A histological section 15 % smaller than the tissue in the MRM: a rigid search
+    cannot match it; with "fit shrinkage" the plane and the scale (1/0.85) are found."""
+    mrm, optical_truth, _ = _tissue(1)
+    centre = (np.asarray(SHAPE_F) - 1) / 2 * S_F + np.array([40.0, 0.0, 0.0])
+    sec_shape, nominal = (60, 60), np.array([20.0, 20.0])
+    plane = oblique_plane_affine(centre, (3.0, 6.0, -4.0), sec_shape, nominal / 0.85)
+    section = reslice(optical_truth, S_F, plane, sec_shape, nominal / 0.85)
+    truth = plane @ np.diag([1.0, 1 / 0.85, 1 / 0.85, 1.0])  # from the nominal pixel µm
+    viewer = make_napari_viewer()
+    fixed = viewer.add_image(mrm, name="MRM", scale=S_F, translate=T_F, units="µm")
+    optical = viewer.add_image(section, name="section", scale=nominal, units="µm")
+    dock = RegisterWidget(viewer)
+    dock.fixed.value, dock.moving.value = fixed, optical
+    placed = dock.place_section()
+    dock.method.value = "section plane search (2-D in 3-D)"
+    grid = box_corners_um((1,) + sec_shape, (1.0, *nominal))
+    rough = rigid_affine((20.0, 0.0, 0.0), (-80.0, 0.0, 0.0), centre_um=centre) @ \
+        oblique_plane_affine(centre, (3.0, 6.0, -4.0), sec_shape, nominal)
+    errors = []
+    for shrink in (False, True):
+        dock.apply_affine_um(rough)
+        dock.shrink.value = shrink
+        _finish(qtbot, dock, dock.fit())
+        errors.append(displacement_error_um(array_affine_um(placed, fixed), truth, grid).max()
+                      / S_F[0])
+    assert errors[0] > 1 and errors[1] < 0.5, f"worst-corner errors {errors} voxels"
+    assert dock.last_fit["section_scale"] == pytest.approx(1 / 0.85, rel=0.01)
+    assert re.search(r"; scale 1\.1[78]\d \(section shrunk 1[45]\.\d%\)",
+                     dock.rms.value), dock.rms.value
 
 
 def test_checkerboard_parity():

@@ -30,7 +30,7 @@ from napari_mrmicro.core.reslice import _real_volume, _spacing, oblique_plane_af
 from napari_mrmicro.core.transforms import check_affine, rigid_affine
 
 __all__ = ["LandmarkFit", "MutualInformationFit", "landmark_affine",
-           "mutual_information_affine", "reslice", "section_plane_affine"]
+           "mutual_information_affine", "reslice", "section_plane_affine", "section_scale"]
 
 _MIN_LEVEL_VOXELS = 12  # never shrink an axis below this many voxels
 
@@ -110,11 +110,15 @@ MAX_EVALUATIONS = 800
 SECTION_SCREEN = (1024, 8)
 #: Poses of the section search refined by Powell on levels 0, 1, ... (then 1 per level).
 SECTION_KEEP = (8, 2)
+#: Starting in-plane scales of the section search with ``scale=True``: sections shrunk by
+#: up to about 30 % (a scale of 1.4), or slightly swollen.
+SECTION_SCALES = (1.0, 1.12, 1.25, 1.4, 0.9)
 
 
 def _maximise(levels: list, compose: Callable, start: np.ndarray, callback=None,
-              candidates=(), screen=(), keep=(1,)):
-    """Powell maximisation of MI over 6 rigid parameters, level by level.
+              candidates=(), screen=(), keep=(1,), parameters: int = 6):
+    """Powell maximisation of MI over ``parameters`` pose parameters (6 rigid, a 7th the
+    section's scale), level by level.
 
     ``levels``: per level ``(evaluate(affine) -> MI, unit_um, radius_um)``; ``compose(x,
     unit_deg, unit_um, base) -> affine`` applies the parameter vector to ``base``.
@@ -159,7 +163,7 @@ def _maximise(levels: list, compose: Callable, start: np.ndarray, callback=None,
             def cost(x, base=base, unit_deg=unit_deg, unit_um=unit_um, evaluate=evaluate):
                 return -rate(evaluate, compose(x, unit_deg, unit_um, base))
 
-            result = optimize.minimize(cost, np.zeros(6), method="Powell",
+            result = optimize.minimize(cost, np.zeros(parameters), method="Powell",
                                        options={"xtol": 5e-2, "ftol": 1e-4,
                                                 "maxfev": MAX_EVALUATIONS})
             refined.append(compose(result.x, unit_deg, unit_um, base))
@@ -193,7 +197,23 @@ def _along_normal(start, local_centre, box_um, step_um) -> list:
 
 
 def _delta(x, unit_deg, unit_um, centre):
-    return rigid_affine(x[:3] * unit_deg, x[3:] * unit_um, centre_um=centre)
+    return rigid_affine(x[:3] * unit_deg, x[3:6] * unit_um, centre_um=centre)
+
+
+def _in_plane_scale(factor: float, local_centre) -> np.ndarray:
+    """A section's local (normal, y, x) µm scaled in its plane by ``factor`` about
+    ``local_centre``."""
+    out = np.diag([1.0, factor, factor, 1.0])
+    out[1:3, 3] = (1.0 - factor) * np.asarray(local_centre, float)[1:3]
+    return out
+
+
+def section_scale(plane_affine) -> float:
+    """The in-plane scale of a section's ``plane_affine`` (section local µm → world µm):
+    the mean length of its in-plane columns; 1 for a rigid pose, > 1 where the section
+    shows the tissue smaller than the volume does (shrunk by ``1 − 1/scale``)."""
+    a = np.asarray(plane_affine, dtype=float)
+    return float(np.mean(np.linalg.norm(a[:3, 1:3], axis=0)))
 
 
 def mutual_information_affine(moving, moving_spacing_um, fixed, fixed_spacing_um,
@@ -275,7 +295,7 @@ def section_plane_affine(section, section_spacing_um, volume, volume_spacing_um,
                          initial_plane_affine=None, *, levels=(4, 2, 1), bins: int = 32,
                          samples: int = 10000, seed: int = 0, scan_normal: bool = True,
                          turns: int = 24, reach_um: float = 0.0, mirror: bool = False,
-                         callback=None) -> MutualInformationFit:
+                         scale: bool = False, callback=None) -> MutualInformationFit:
     """Find the pose of a 2-D section (e.g. an optical slice) inside a 3-D volume.
 
     Optimises the rigid pose of the section's pixel grid — 3 rotations about the section
@@ -315,6 +335,13 @@ def section_plane_affine(section, section_spacing_um, volume, volume_spacing_um,
         Also try every starting pose with the section mirrored (its x axis reversed about
         its centre): a section mounted face down on its slide. Doubles the starts; the
         pose found may then include that reflection (determinant −1).
+    scale : bool
+        Also fit the section's in-plane size (a 7th parameter, isotropic about its
+        centre), starting from each of :data:`SECTION_SCALES`: histological processing
+        shrinks tissue, typically by 10–30 % (fixation, dehydration, embedding), and a
+        rigid pose cannot match a section 10 % smaller. The scale found is the length of
+        the affine's in-plane columns (:func:`section_scale`): > 1 where the section is
+        smaller than the tissue in the volume.
 
     Returns
     -------
@@ -357,7 +384,10 @@ def section_plane_affine(section, section_spacing_um, volume, volume_spacing_um,
         built.append((evaluate, float(max(s_sp.max(), v_sp.max())), radius))
 
     def compose(x, unit_deg, unit_um, base):
-        return base @ _delta(x, unit_deg, unit_um, local_centre)
+        pose = base @ _delta(x, unit_deg, unit_um, local_centre)
+        if scale:  # a unit step moves the section's corners by about unit_um
+            pose = pose @ _in_plane_scale(np.exp(x[6] * unit_um / radius), local_centre)
+        return pose
 
     step = built[0][1]  # the coarsest level's voxel
     reach = int(np.floor(float(reach_um) / step))
@@ -371,11 +401,15 @@ def section_plane_affine(section, section_spacing_um, volume, volume_spacing_um,
         flip = np.diag([1.0, 1.0, -1.0, 1.0])
         flip[2, 3] = 2 * local_centre[2]
         placed += [pose @ flip for pose in placed]
+    if scale:
+        placed = [pose @ _in_plane_scale(f, local_centre)
+                  for f in SECTION_SCALES for pose in placed]
     candidates = placed[1:]
     if scan_normal:
         box = (np.asarray(vol.shape) - 1) * sv
         candidates += [pose for base in placed
                        for pose in _along_normal(base, local_centre, box, step / 2)]
     affine, mi, n = _maximise(built, compose, start, callback, candidates,
-                              screen=SECTION_SCREEN, keep=SECTION_KEEP)
+                              screen=SECTION_SCREEN, keep=SECTION_KEEP,
+                              parameters=7 if scale else 6)
     return MutualInformationFit(affine, mi, n)

@@ -39,7 +39,8 @@ from qtpy.QtWidgets import (
 from napari_mrmicro._layers import like
 from napari_mrmicro._layers import unit_factors_um as layer_unit_factors_um
 from napari_mrmicro.core.landmarks import landmark_affine
-from napari_mrmicro.core.register import mutual_information_affine, section_plane_affine
+from napari_mrmicro.core.register import (mutual_information_affine, section_plane_affine,
+                                          section_scale)
 from napari_mrmicro.core.reslice import reslice
 from napari_mrmicro.core.transforms import apply_affine, translation_affine
 from napari_mrmicro.io.transform_files import write_itk_affine, write_transform_json
@@ -242,6 +243,11 @@ class RegisterWidget(Container):
                                tooltip="Section plane search: the section may lie face down "
                                        "on its slide; also try it mirrored (twice the "
                                        "search). The pose found may then flip the section.")
+        self.shrink = CheckBox(text="fit shrinkage",
+                               tooltip="Section plane search: also fit the section's in-plane "
+                                       "size (isotropic), from starts between 10 % swollen "
+                                       "and 30 % shrunk; histology shrinks tissue by "
+                                       "10–30 %. The scale found is shown after the fit.")
         self.fit_button = PushButton(text="Fit")
         self.undo_button = PushButton(text="Undo", enabled=False)
         self.rms = Label(value="")
@@ -259,14 +265,15 @@ class RegisterWidget(Container):
             self.fixed, self.moving,
             row("section z (µm)", self.section_z, self.place_button),
             self.landmarks_button, self.fixed_points, self.moving_points, self.method,
-            row("in-plane reach (µm)", self.reach, self.mirror),
+            row("in-plane reach (µm)", self.reach), row("", self.mirror, self.shrink),
             row("", self.fit_button, self.undo_button),
             self.rms,
             row("views", self.blend, self.square, Label(value="µm squares"),
                 self.checker_button),
             self.reslice_button, self.export_button])
         self.table = _table(["pair", "residual (µm)"])
-        self.native.layout().insertWidget(10, self.table)
+        self.native.layout().insertWidget(11, self.table)
+        self.rms.native.setWordWrap(True)  # a long fit summary wraps, never widens the dock
         self.native.layout().addStretch()
         self.square.native.setDecimals(0)
         self.square.native.setButtonSymbols(QAbstractSpinBox.ButtonSymbols.NoButtons)
@@ -447,17 +454,18 @@ class RegisterWidget(Container):
         if not is_placed_section(moving) or fixed.ndim != 3:
             raise ValueError("the section plane search needs a 2-D section (moving) and a "
                              "3-D volume (fixed)")
-        section, reach, mirror = gray_data(moving)[0], float(self.reach.value), self.mirror.value
+        section, reach = gray_data(moving)[0], float(self.reach.value)
+        mirror, shrink = self.mirror.value, self.shrink.value
 
         def job(report):
             report(0.05, "section plane search")
             fit = section_plane_affine(
                 section, spacing_um(moving)[1:], fixed_data, spacing_um(fixed), start,
-                reach_um=reach, mirror=mirror,
+                reach_um=reach, mirror=mirror, scale=shrink,
                 callback=lambda done, total: report(0.05 + 0.95 * done / total))
             report(1.0)
             return {"affine": fit.affine, "mutual_information": fit.mutual_information,
-                    "kind": "section_plane"}
+                    "kind": "section_plane", "section_scale": section_scale(fit.affine)}
         return job, "Section plane search"
 
     def _apply_fit(self, result, fixed, moving):
@@ -470,6 +478,11 @@ class RegisterWidget(Container):
             self.rms.value = f"RMS {result['rms_um']:.2f} µm over {len(residuals)} pairs"
         else:
             self.rms.value = f"mutual information {result['mutual_information']:.3f} nats"
+            if "section_scale" in result and abs(result["section_scale"] - 1) > 5e-4:
+                scale = result["section_scale"]
+                self.rms.value += (f"; scale {scale:.3f} (section "
+                                   f"{'shrunk' if scale > 1 else 'swollen'} "
+                                   f"{abs(1 - 1 / scale):.1%})")
         show_info(f"Register: {self.method.value} → {moving.name!r} affine set")
 
     def _show_residuals(self, residuals):
