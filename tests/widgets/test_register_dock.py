@@ -262,66 +262,65 @@ def test_section_placed_fitted_and_resliced(make_napari_viewer, qtbot):
     assert viewer.layers["section"] is optical and optical.ndim == 2
 
 
-def test_a_section_face_down_found_when_it_may_be_mirrored(make_napari_viewer, qtbot):
-    """A section mounted face down is the mirror image of its plane: the search finds it
-    with "may be mirrored" ticked (a pose that flips the section's x), not without."""
+SECTION_SHAPE, NOMINAL = (60, 60), np.array([20.0, 20.0])  # the section's pixels, µm
+SECTION_CENTRE = (np.asarray(SHAPE_F) - 1) / 2 * S_F + np.array([40.0, 0.0, 0.0])
+
+
+def _section_plane():
+    """The plane of the section's nominal pixel grid in the MRM (fixed array µm)."""
+    return oblique_plane_affine(SECTION_CENTRE, (3.0, 6.0, -4.0), SECTION_SHAPE, NOMINAL)
+
+
+def _section_search(make_napari_viewer, qtbot, truth, option, start_degrees):
+    """Cut the optical contrast on ``truth`` (the plane of the section's nominal pixel
+    grid, mirrored or scaled), place the section, and run the plane search from a rough
+    rigid start (``start_degrees`` off about the normal, 2 voxels deep) with the dock's
+    check box ``option`` off, then on; returns the dock, the worst-corner errors (voxels)
+    and the MRM with its placed section."""
     mrm, optical_truth, _ = _tissue(1)
-    centre = (np.asarray(SHAPE_F) - 1) / 2 * S_F + np.array([40.0, 0.0, 0.0])
-    sec_shape, sec_spacing = (60, 60), np.array([20.0, 20.0])
-    plane = oblique_plane_affine(centre, (3.0, 6.0, -4.0), sec_shape, sec_spacing)
-    flip = np.diag([1.0, 1.0, -1.0, 1.0])
-    flip[2, 3] = (sec_shape[1] - 1) * sec_spacing[1]
-    face_down = plane @ flip  # pixel (j, i) shows the plane's pixel (j, n - 1 - i)
-    section = reslice(optical_truth, S_F, face_down, sec_shape, sec_spacing)
+    section = reslice(optical_truth, S_F, truth, SECTION_SHAPE, NOMINAL)
     viewer = make_napari_viewer()
     fixed = viewer.add_image(mrm, name="MRM", scale=S_F, translate=T_F, units="µm")
-    optical = viewer.add_image(section, name="section", scale=sec_spacing, units="µm")
+    optical = viewer.add_image(section, name="section", scale=NOMINAL, units="µm")
     dock = RegisterWidget(viewer)
     dock.fixed.value, dock.moving.value = fixed, optical
     placed = dock.place_section()
     dock.method.value = "section plane search (2-D in 3-D)"
-    grid = box_corners_um((1,) + sec_shape, (1.0, *sec_spacing))
-    rough = rigid_affine((30.0, 0.0, 0.0), (-80.0, 0.0, 0.0), centre_um=centre) @ plane
+    grid = box_corners_um((1,) + SECTION_SHAPE, (1.0, *NOMINAL))
+    rough = rigid_affine((start_degrees, 0.0, 0.0), (-80.0, 0.0, 0.0),
+                         centre_um=SECTION_CENTRE) @ _section_plane()
     errors = []
-    for mirror in (False, True):
+    for ticked in (False, True):
         dock.apply_affine_um(rough)
-        dock.mirror.value = mirror
+        getattr(dock, option).value = ticked
         _finish(qtbot, dock, dock.fit())
-        fitted = array_affine_um(placed, fixed)
-        errors.append(displacement_error_um(fitted, face_down, grid).max() / S_F[0])
+        errors.append(displacement_error_um(array_affine_um(placed, fixed), truth,
+                                            grid).max() / S_F[0])
+    return dock, errors, mrm, placed
+
+
+def test_a_section_face_down_found_when_it_may_be_mirrored(make_napari_viewer, qtbot):
+    """A section mounted face down is the mirror image of its plane: the search finds it
+    with "may be mirrored" ticked (a pose that flips the section's x), not without."""
+    flip = np.diag([1.0, 1.0, -1.0, 1.0])
+    flip[2, 3] = (SECTION_SHAPE[1] - 1) * NOMINAL[1]
+    face_down = _section_plane() @ flip  # pixel (j, i) shows the plane's (j, n - 1 - i)
+    dock, errors, mrm, placed = _section_search(make_napari_viewer, qtbot, face_down,
+                                                "mirror", 30.0)
     assert errors[0] > 3 and errors[1] < 0.5, f"worst-corner errors {errors} voxels"
-    assert np.linalg.det(fitted[:3, :3]) < 0  # the layer is shown flipped
+    assert np.linalg.det(placed.affine.affine_matrix[:3, :3]) < 0  # shown flipped
     resliced = dock.add_resliced()  # the MRM resliced on the found plane matches the section
     assert np.corrcoef(resliced.data[0].ravel(), reslice(
-        mrm, S_F, face_down, sec_shape, sec_spacing).ravel())[0, 1] > 0.95
+        mrm, S_F, face_down, SECTION_SHAPE, NOMINAL).ravel())[0, 1] > 0.95
 
 
 def test_a_shrunk_section_found_and_its_shrinkage_shown(make_napari_viewer, qtbot):
     """A histological section 15 % smaller than the tissue in the MRM: a rigid search
     cannot match it; with "fit shrinkage" the plane and the scale (1/0.85) are found."""
-    mrm, optical_truth, _ = _tissue(1)
-    centre = (np.asarray(SHAPE_F) - 1) / 2 * S_F + np.array([40.0, 0.0, 0.0])
-    sec_shape, nominal = (60, 60), np.array([20.0, 20.0])
-    plane = oblique_plane_affine(centre, (3.0, 6.0, -4.0), sec_shape, nominal / 0.85)
-    section = reslice(optical_truth, S_F, plane, sec_shape, nominal / 0.85)
-    truth = plane @ np.diag([1.0, 1 / 0.85, 1 / 0.85, 1.0])  # from the nominal pixel µm
-    viewer = make_napari_viewer()
-    fixed = viewer.add_image(mrm, name="MRM", scale=S_F, translate=T_F, units="µm")
-    optical = viewer.add_image(section, name="section", scale=nominal, units="µm")
-    dock = RegisterWidget(viewer)
-    dock.fixed.value, dock.moving.value = fixed, optical
-    placed = dock.place_section()
-    dock.method.value = "section plane search (2-D in 3-D)"
-    grid = box_corners_um((1,) + sec_shape, (1.0, *nominal))
-    rough = rigid_affine((20.0, 0.0, 0.0), (-80.0, 0.0, 0.0), centre_um=centre) @ \
-        oblique_plane_affine(centre, (3.0, 6.0, -4.0), sec_shape, nominal)
-    errors = []
-    for shrink in (False, True):
-        dock.apply_affine_um(rough)
-        dock.shrink.value = shrink
-        _finish(qtbot, dock, dock.fit())
-        errors.append(displacement_error_um(array_affine_um(placed, fixed), truth, grid).max()
-                      / S_F[0])
+    centre_um = [0.0, *((np.asarray(SECTION_SHAPE) - 1) / 2 * NOMINAL)]
+    shrunk = _section_plane() @ rigid_affine((0.0, 0.0, 0.0), (0.0, 0.0, 0.0),
+                                             centre_um=centre_um, scale=1 / 0.85)
+    dock, errors, _, _ = _section_search(make_napari_viewer, qtbot, shrunk, "shrink", 20.0)
     assert errors[0] > 1 and errors[1] < 0.5, f"worst-corner errors {errors} voxels"
     assert dock.last_fit["section_scale"] == pytest.approx(1 / 0.85, rel=0.01)
     assert re.search(r"; scale 1\.1[78]\d \(section shrunk 1[45]\.\d%\)",
