@@ -1,11 +1,13 @@
 """Mutual-information registration across contrasts: 3-D ↔ 3-D and a 2-D section ↔ 3-D."""
 
+from functools import partial
+
 import numpy as np
 import pytest
 from scipy import ndimage as ndi
 
 from napari_mrmicro.core.mutual_information import mutual_information
-from napari_mrmicro.core.register import (mutual_information_affine, reslice,
+from napari_mrmicro.core.register import (affine_scale, mutual_information_affine, reslice,
                                           section_plane_affine, section_scale)
 from napari_mrmicro.core.reslice import oblique_plane_affine
 from napari_mrmicro.core.transforms import (apply_affine, box_corners_um, displacement_error_um,
@@ -65,6 +67,34 @@ def test_3d_refinement_across_contrasts(seed, voxels):
     assert err < 1.0, f"worst-corner error {err:.2f} voxels"
     assert rotation_angle_deg(fit.affine @ np.linalg.inv(truth)) < 1.0
     assert fit.mutual_information > 0.5 and fit.evaluations > 0
+
+
+@pytest.mark.parametrize("size", [0.75, 1.1])
+def test_3d_scale_of_shrunk_or_swollen_tissue_found(size):
+    """The optical volume sees the tissue at ``size`` times its size in the MRM (cleared
+    or fixed tissue shrinks or swells): a rigid fit misses it by voxels; with
+    ``scale=True`` it is found, with the scale 1/size within 1.5 %."""
+    labels, mrm, optical, rng = _specimen(0)
+    centre = (N - 1) / 2 * SPACING
+    truth = rigid_affine((4.0, -3.0, 2.0), (30.0, -40.0, 20.0), centre_um=centre,
+                         scale=1 / size)
+    moving = reslice(optical, SPACING, truth, (N, N, N), SPACING)
+    moving += rng.normal(0, 0.03, moving.shape).astype(np.float32)
+    start = _offset(5.0, 5.0, centre) @ rigid_affine((4.0, -3.0, 2.0), (30.0, -40.0, 20.0),
+                                                     centre_um=centre)
+    _rigid_misses_scaled_finds(
+        partial(mutual_information_affine, moving, SPACING, mrm, SPACING, start, samples=5000),
+        truth, box_corners_um((N, N, N), SPACING), affine_scale, 1 / size, 0.015, 3)
+
+
+def _rigid_misses_scaled_finds(register, truth, corners, scale_of, expected, rel, missed):
+    """``register(scale=False)`` ends over ``missed`` voxels (worst corner) from ``truth``
+    with scale 1; ``register(scale=True)`` within a voxel, its scale ``expected``."""
+    fits = [register(scale=scale) for scale in (False, True)]
+    errors = [displacement_error_um(f.affine, truth, corners).max() / VOXEL_UM for f in fits]
+    assert errors[0] > missed and errors[1] < 1.0, f"worst-corner errors {errors} voxels"
+    assert scale_of(fits[0].affine) == pytest.approx(1.0)
+    assert scale_of(fits[1].affine) == pytest.approx(expected, rel=rel)
 
 
 def _section_case(seed):
@@ -219,13 +249,10 @@ def test_a_shrunk_or_swollen_section_found_with_its_scale(size):
     start = oblique_plane_affine((N - 1) / 2 * SPACING + [40.0, -30.0, 20.0],
                                  (10.0, 20.0, -15.0), shape, nominal) @ rigid_affine(
         (40.0, 3.0, 0.0), (3 * VOXEL_UM, 0.0, 0.0), centre_um=local_centre)
-    corners = np.column_stack([np.zeros(4), box_corners_um(shape, nominal)])
-    fits = [section_plane_affine(section, nominal, mrm, SPACING, start, samples=4000,
-                                 scale=scale) for scale in (False, True)]
-    errors = [displacement_error_um(f.affine, truth, corners).max() / VOXEL_UM for f in fits]
-    assert errors[0] > 1 and errors[1] < 1, f"worst-corner errors {errors} voxels"
-    assert section_scale(fits[0].affine) == pytest.approx(1.0)
-    assert section_scale(fits[1].affine) == pytest.approx(1 / size, rel=0.01)
+    _rigid_misses_scaled_finds(
+        partial(section_plane_affine, section, nominal, mrm, SPACING, start, samples=4000),
+        truth, np.column_stack([np.zeros(4), box_corners_um(shape, nominal)]), section_scale,
+        1 / size, 0.01, 1)
 
 
 @pytest.mark.parametrize("kwargs, message", [(dict(turns=0), "turns"),

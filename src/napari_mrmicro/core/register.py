@@ -30,7 +30,8 @@ from napari_mrmicro.core.reslice import _real_volume, _spacing, oblique_plane_af
 from napari_mrmicro.core.transforms import check_affine, rigid_affine
 
 __all__ = ["LandmarkFit", "MutualInformationFit", "landmark_affine",
-           "mutual_information_affine", "reslice", "section_plane_affine", "section_scale"]
+           "affine_scale", "mutual_information_affine", "reslice", "section_plane_affine",
+           "section_scale"]
 
 _MIN_LEVEL_VOXELS = 12  # never shrink an axis below this many voxels
 
@@ -110,9 +111,9 @@ MAX_EVALUATIONS = 800
 SECTION_SCREEN = (1024, 8)
 #: Poses of the section search refined by Powell on levels 0, 1, ... (then 1 per level).
 SECTION_KEEP = (8, 2)
-#: Starting in-plane scales of the section search with ``scale=True``: sections shrunk by
-#: up to about 30 % (a scale of 1.4), or slightly swollen.
-SECTION_SCALES = (1.0, 1.12, 1.25, 1.4, 0.9)
+#: Starting scales with ``scale=True`` (the start's first): tissue shrunk by up to about
+#: 30 % (a scale of 1.4), or slightly swollen.
+START_SCALES = (1.0, 1.12, 1.25, 1.4, 0.9)
 
 
 def _maximise(levels: list, compose: Callable, start: np.ndarray, callback=None,
@@ -200,12 +201,19 @@ def _delta(x, unit_deg, unit_um, centre):
     return rigid_affine(x[:3] * unit_deg, x[3:6] * unit_um, centre_um=centre)
 
 
+def _scaling(factor: float, centre, axes=(0, 1, 2)) -> np.ndarray:
+    """Homogeneous scaling of ``axes`` by ``factor`` about ``centre`` (µm)."""
+    out = np.eye(4)
+    for axis in axes:
+        out[axis, axis] = factor
+        out[axis, 3] = (1.0 - factor) * float(centre[axis])
+    return out
+
+
 def _in_plane_scale(factor: float, local_centre) -> np.ndarray:
     """A section's local (normal, y, x) µm scaled in its plane by ``factor`` about
     ``local_centre``."""
-    out = np.diag([1.0, factor, factor, 1.0])
-    out[1:3, 3] = (1.0 - factor) * np.asarray(local_centre, float)[1:3]
-    return out
+    return _scaling(factor, local_centre, axes=(1, 2))
 
 
 def section_scale(plane_affine) -> float:
@@ -216,14 +224,22 @@ def section_scale(plane_affine) -> float:
     return float(np.mean(np.linalg.norm(a[:3, 1:3], axis=0)))
 
 
+def affine_scale(affine) -> float:
+    """The isotropic scale of a 3-D ``affine`` (moving → fixed µm): the cube root of its
+    linear part's absolute determinant; 1 for a rigid one, > 1 where the moving tissue is
+    the smaller (shrunk by ``1 − 1/scale``)."""
+    return float(abs(np.linalg.det(np.asarray(affine, dtype=float)[:3, :3])) ** (1 / 3))
+
+
 def mutual_information_affine(moving, moving_spacing_um, fixed, fixed_spacing_um,
                               initial_affine=None, *, levels=(4, 2, 1), bins: int = 32,
-                              samples: int = 10000, fixed_mask=None,
+                              samples: int = 10000, fixed_mask=None, scale: bool = False,
                               seed: int = 0, callback=None) -> MutualInformationFit:
-    """Rigid 3-D ↔ 3-D registration maximising Mattes mutual information.
+    """Rigid (or similarity) 3-D ↔ 3-D registration maximising Mattes mutual information.
 
     Optimises 6 parameters — 3 rotations about the fixed volume's centre and 3 translations
-    (µm) — composed on the left of ``initial_affine``, coarse to fine.
+    (µm) — composed on the left of ``initial_affine``, coarse to fine; with ``scale`` a 7th,
+    an isotropic scale about the same centre.
 
     Parameters
     ----------
@@ -240,6 +256,12 @@ def mutual_information_affine(moving, moving_spacing_um, fixed, fixed_spacing_um
         Fixed voxels sampled per level (a fixed random subset, drawn with ``seed``).
     fixed_mask : bool (z, y, x) array, optional
         Where to sample the fixed image (e.g. the specimen).
+    scale : bool
+        Also fit an isotropic scale, starting from the start's and from it times each of
+        :data:`START_SCALES` (the two best rated on the coarsest level are refined, the
+        better on the next level goes on): cleared or fixed tissue imaged optically shrinks
+        or swells against the MRM of the same specimen. The scale found is
+        :func:`affine_scale` of the result (> 1: the moving tissue is the smaller).
     callback : callable(done, total), optional
         Progress before each metric evaluation; raising in it stops the search.
 
@@ -285,9 +307,14 @@ def mutual_information_affine(moving, moving_spacing_um, fixed, fixed_spacing_um
         built.append((evaluate, float(max(f_sp.max(), m_sp.max())), radius))
 
     def compose(x, unit_deg, unit_um, base):
-        return _delta(x, unit_deg, unit_um, centre) @ base
+        pose = _delta(x, unit_deg, unit_um, centre)
+        if scale:  # a unit step moves the volume's corners by about unit_um
+            pose = pose @ _scaling(np.exp(x[6] * unit_um / radius), centre)
+        return pose @ base
 
-    affine, mi, n = _maximise(built, compose, start, callback)
+    candidates = [_scaling(f, centre) @ start for f in START_SCALES[1:]] if scale else ()
+    affine, mi, n = _maximise(built, compose, start, callback, candidates,
+                              keep=(2,) if scale else (1,), parameters=7 if scale else 6)
     return MutualInformationFit(affine, mi, n)
 
 
@@ -337,7 +364,7 @@ def section_plane_affine(section, section_spacing_um, volume, volume_spacing_um,
         pose found may then include that reflection (determinant −1).
     scale : bool
         Also fit the section's in-plane size (a 7th parameter, isotropic about its
-        centre), starting from each of :data:`SECTION_SCALES`: histological processing
+        centre), starting from each of :data:`START_SCALES`: histological processing
         shrinks tissue, typically by 10–30 % (fixation, dehydration, embedding), and a
         rigid pose cannot match a section 10 % smaller. The scale found is the length of
         the affine's in-plane columns (:func:`section_scale`): > 1 where the section is
@@ -403,7 +430,7 @@ def section_plane_affine(section, section_spacing_um, volume, volume_spacing_um,
         placed += [pose @ flip for pose in placed]
     if scale:
         placed = [pose @ _in_plane_scale(f, local_centre)
-                  for f in SECTION_SCALES for pose in placed]
+                  for f in START_SCALES for pose in placed]
     candidates = placed[1:]
     if scan_normal:
         box = (np.asarray(vol.shape) - 1) * sv

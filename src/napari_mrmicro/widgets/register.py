@@ -39,8 +39,8 @@ from qtpy.QtWidgets import (
 from napari_mrmicro._layers import like
 from napari_mrmicro._layers import unit_factors_um as layer_unit_factors_um
 from napari_mrmicro.core.landmarks import landmark_affine
-from napari_mrmicro.core.register import (mutual_information_affine, section_plane_affine,
-                                          section_scale)
+from napari_mrmicro.core.register import (affine_scale, mutual_information_affine,
+                                          section_plane_affine, section_scale)
 from napari_mrmicro.core.reslice import reslice
 from napari_mrmicro.core.transforms import apply_affine, translation_affine
 from napari_mrmicro.io.transform_files import write_itk_affine, write_transform_json
@@ -52,7 +52,7 @@ METHODS = {
     "landmarks: rigid": "rigid",
     "landmarks: similarity": "similarity",
     "landmarks: affine": "affine",
-    "mutual information (rigid, 3-D)": "mutual_information",
+    "mutual information (3-D)": "mutual_information",
     "section plane search (2-D in 3-D)": "section_plane",
 }
 FIXED_POINTS, MOVING_POINTS = "fixed landmarks", "moving landmarks"
@@ -244,10 +244,12 @@ class RegisterWidget(Container):
                                        "on its slide; also try it mirrored (twice the "
                                        "search). The pose found may then flip the section.")
         self.shrink = CheckBox(text="fit shrinkage",
-                               tooltip="Section plane search: also fit the section's in-plane "
-                                       "size (isotropic), from starts between 10 % swollen "
-                                       "and 30 % shrunk; histology shrinks tissue by "
-                                       "10–30 %. The scale found is shown after the fit.")
+                               tooltip="Mutual information and section plane search: also "
+                                       "fit the moving tissue's size (an isotropic scale; "
+                                       "in-plane for a section), from starts between 10 % "
+                                       "swollen and 30 % shrunk: fixation, histology and "
+                                       "clearing shrink or swell tissue. The scale found is "
+                                       "shown after the fit.")
         self.fit_button = PushButton(text="Fit")
         self.undo_button = PushButton(text="Undo", enabled=False)
         self.rms = Label(value="")
@@ -440,16 +442,16 @@ class RegisterWidget(Container):
             if fixed.ndim != 3 or is_placed_section(moving):
                 raise ValueError("mutual information (3-D) registers two volumes; for a "
                                  "2-D section use the section plane search")
-            moving_data = gray_data(moving)
+            moving_data, shrink = gray_data(moving), self.shrink.value
 
             def job(report):
                 report(0.05, "mutual information, coarse to fine")
                 fit = mutual_information_affine(
                     moving_data, spacing_um(moving), fixed_data, spacing_um(fixed), start,
-                    callback=lambda done, total: report(0.05 + 0.95 * done / total))
+                    scale=shrink, callback=lambda done, total: report(0.05 + 0.95 * done / total))
                 report(1.0)
                 return {"affine": fit.affine, "mutual_information": fit.mutual_information,
-                        "kind": "mutual_information"}
+                        "kind": "mutual_information", "scale": affine_scale(fit.affine)}
             return job, "Mutual-information registration"
         if not is_placed_section(moving) or fixed.ndim != 3:
             raise ValueError("the section plane search needs a 2-D section (moving) and a "
@@ -465,7 +467,7 @@ class RegisterWidget(Container):
                 callback=lambda done, total: report(0.05 + 0.95 * done / total))
             report(1.0)
             return {"affine": fit.affine, "mutual_information": fit.mutual_information,
-                    "kind": "section_plane", "section_scale": section_scale(fit.affine)}
+                    "kind": "section_plane", "scale": section_scale(fit.affine)}
         return job, "Section plane search"
 
     def _apply_fit(self, result, fixed, moving):
@@ -478,9 +480,9 @@ class RegisterWidget(Container):
             self.rms.value = f"RMS {result['rms_um']:.2f} µm over {len(residuals)} pairs"
         else:
             self.rms.value = f"mutual information {result['mutual_information']:.3f} nats"
-            if "section_scale" in result and abs(result["section_scale"] - 1) > 5e-4:
-                scale = result["section_scale"]
-                self.rms.value += (f"; scale {scale:.3f} (section "
+            scale = result.get("scale", 1.0)
+            if abs(scale - 1) > 5e-4:
+                self.rms.value += (f"; scale {scale:.3f} (moving "
                                    f"{'shrunk' if scale > 1 else 'swollen'} "
                                    f"{abs(1 - 1 / scale):.1%})")
         show_info(f"Register: {self.method.value} → {moving.name!r} affine set")
