@@ -257,7 +257,10 @@ def test_a_shrunk_or_swollen_section_found_with_its_scale(size):
 
 @pytest.mark.parametrize("kwargs, message", [(dict(turns=0), "turns"),
                                              (dict(reach_um=-1.0), "reach_um"),
-                                             (dict(reach_um=np.inf), "reach_um")])
+                                             (dict(reach_um=np.inf), "reach_um"),
+                                             (dict(turns=10**6), "fewer turns"),
+                                             (dict(reach_um=1e6, mirror=True, scale=True),
+                                              "smaller reach_um")])
 def test_bad_section_search_arguments(kwargs, message):
     mrm, section, _, spacing, _ = _section_case(3)
     with pytest.raises(ValueError, match=message):

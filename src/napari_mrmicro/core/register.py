@@ -111,6 +111,9 @@ MAX_EVALUATIONS = 800
 SECTION_SCREEN = (1024, 8)
 #: Poses of the section search refined by Powell on levels 0, 1, ... (then 1 per level).
 SECTION_KEEP = (8, 2)
+#: Most starting poses a section search tries (each costs one coarse MI evaluation, about
+#: 0.05–0.5 ms, and 128 bytes).
+MAX_STARTS = 200_000
 #: Starting scales with ``scale=True`` (the start's first): tissue shrunk by up to about
 #: 30 % (a scale of 1.4), or slightly swollen.
 START_SCALES = (1.0, 1.12, 1.25, 1.4, 0.9)
@@ -417,7 +420,15 @@ def section_plane_affine(section, section_spacing_um, volume, volume_spacing_um,
         return pose
 
     step = built[0][1]  # the coarsest level's voxel
-    reach = int(np.floor(float(reach_um) / step))
+    box = (np.asarray(vol.shape) - 1) * sv
+    reach = int(np.floor(min(float(reach_um), float(np.linalg.norm(box))) / step))
+    depths = 1 + (int(2 * np.linalg.norm(box) / step) + 1 if scan_normal else 0)
+    starts = ((2 * reach + 1) ** 2 * int(turns) * (2 if mirror else 1)
+              * (len(START_SCALES) if scale else 1) * depths)
+    if starts > MAX_STARTS:
+        raise ValueError(f"the section search would try about {starts} starting poses (more "
+                         f"than {MAX_STARTS}): use a smaller reach_um (now {reach_um:g} µm, "
+                         f"in steps of {step:g} µm) or fewer turns ({turns})")
     offsets = [(dy * step, dx * step) for dy in range(-reach, reach + 1)
                for dx in range(-reach, reach + 1)]
     offsets.sort(key=lambda o: abs(o[0]) + abs(o[1]))  # the start's own offset first
@@ -433,7 +444,6 @@ def section_plane_affine(section, section_spacing_um, volume, volume_spacing_um,
                   for f in START_SCALES for pose in placed]
     candidates = placed[1:]
     if scan_normal:
-        box = (np.asarray(vol.shape) - 1) * sv
         candidates += [pose for base in placed
                        for pose in _along_normal(base, local_centre, box, step / 2)]
     affine, mi, n = _maximise(built, compose, start, callback, candidates,
