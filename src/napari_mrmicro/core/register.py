@@ -121,8 +121,8 @@ START_SCALES = (1.0, 1.12, 1.25, 1.4, 0.9)
 
 def _maximise(levels: list, compose: Callable, start: np.ndarray, callback=None,
               candidates=(), screen=(), keep=(1,), parameters: int = 6):
-    """Powell maximisation of MI over ``parameters`` pose parameters (6 rigid, a 7th the
-    section's scale), level by level.
+    """Powell maximisation of MI over ``parameters`` pose parameters (6 rigid, a 7th an
+    isotropic scale), level by level.
 
     ``levels``: per level ``(evaluate(affine) -> MI, unit_um, radius_um)``; ``compose(x,
     unit_deg, unit_um, base) -> affine`` applies the parameter vector to ``base``.
@@ -329,7 +329,8 @@ def section_plane_affine(section, section_spacing_um, volume, volume_spacing_um,
     """Find the pose of a 2-D section (e.g. an optical slice) inside a 3-D volume.
 
     Optimises the rigid pose of the section's pixel grid — 3 rotations about the section
-    centre and 3 translations in the section's own frame (the first is along its normal) — so
+    centre and 3 translations in the section's own frame (the first is along its normal),
+    optionally its in-plane scale and a mirror image — so
     that ``reslice(volume, volume_spacing_um, plane_affine, section.shape,
     section_spacing_um)`` has maximal Mattes mutual information with the section.
 
@@ -377,8 +378,9 @@ def section_plane_affine(section, section_spacing_um, volume, volume_spacing_um,
     -------
     MutualInformationFit
         ``affine`` is the plane affine: section (moving) → volume (fixed) world, the
-        ``plane_affine`` of :func:`reslice`; rigid, or rigid with a reflection of the
-        section's x axis when ``mirror`` found it face down.
+        ``plane_affine`` of :func:`reslice`: rigid, times an in-plane scale with
+        ``scale`` and a reflection of the section's x axis when ``mirror`` found it face
+        down.
     """
     sec = _finite_image(section, "section", 2)
     vol = _finite_image(volume, "volume", 3)
