@@ -246,6 +246,52 @@ def test_register_landmarks_writes_the_affine_and_the_resliced_volume(tmp_path):
     assert np.abs(registered[inner] - fixed[inner]).max() < 0.05
 
 
+def test_register_section_finds_a_shrunk_face_down_section_headless(tmp_path, capsys):
+    """``mrmicro register --method section``: the plane of a 2-D optical section in the
+    MRM volume, the section turned on its slide, face down and 15 % shrunk."""
+    from scipy import ndimage as ndi
+
+    from napari_mrmicro.core.register import reslice
+    from napari_mrmicro.core.reslice import oblique_plane_affine
+    from napari_mrmicro.core.transforms import box_corners_um, displacement_error_um
+    from napari_mrmicro.io.transform_files import read_transform_json
+
+    rng = np.random.default_rng(2)
+    spacing, shape = np.full(3, 30.0), (40, 40, 40)
+    labels = np.digitize(ndi.gaussian_filter(rng.normal(size=shape), 3), [-0.05, 0.0, 0.05])
+    mrm = ndi.gaussian_filter(np.array([0.0, 1.0, 0.4, 0.7], np.float32)[labels], 0.7)
+    optical = ndi.gaussian_filter(np.array([0.5, 0.1, 1.0, 0.0], np.float32)[labels], 0.7)
+    nominal, size = np.array([20.0, 20.0]), (48, 48)
+    plane = oblique_plane_affine((np.asarray(shape) - 1) / 2 * spacing + [60.0, 0.0, 0.0],
+                                 (100.0, 8.0, -5.0), size, nominal / 0.85)
+    flip = np.diag([1.0, 1.0, -1.0, 1.0])
+    flip[2, 3] = (size[1] - 1) * nominal[1] / 0.85
+    truth = plane @ flip @ np.diag([1.0, 1 / 0.85, 1 / 0.85, 1.0])  # nominal pixel µm ->
+    section = reslice(optical, spacing, plane @ flip, size, nominal / 0.85)
+    write_volume(tmp_path / "mrm.nii", Volume(mrm, tuple(spacing), {}))
+    write_volume(tmp_path / "section.tif", Volume(section, tuple(nominal), {}))
+    code = main(["register", str(tmp_path / "mrm.nii"), str(tmp_path / "section.tif"),
+                 str(tmp_path / "plane.json"), "--method", "section", "--mirror", "--scale",
+                 "--resliced", str(tmp_path / "mrm_on_section.tif")])
+    assert code == 0, capsys.readouterr().err
+    record = read_transform_json(tmp_path / "plane.json")
+    corners = np.column_stack([np.zeros(4), box_corners_um(size, nominal)])
+    assert displacement_error_um(record["affine"], truth, corners).max() < 30.0  # a voxel
+    assert record["kind"] == "section_plane" and record["mirrored"]
+    assert record["scale"] == pytest.approx(1 / 0.85, rel=0.01)
+    resliced = tifffile.imread(tmp_path / "mrm_on_section.tif")
+    expected = reslice(mrm, spacing, truth, size, nominal)
+    assert np.corrcoef(resliced.ravel(), expected.ravel())[0, 1] > 0.95
+    assert "mirrored" in capsys.readouterr().out
+    # a 3-D moving volume is refused by the section search, naming the file
+    assert main(["register", str(tmp_path / "mrm.nii"), str(tmp_path / "mrm.nii"),
+                 str(tmp_path / "p.json"), "--method", "section"]) == 2
+    assert "mrm.nii: need a 2-D (y, x) image" in capsys.readouterr().err
+    assert main(["register", str(tmp_path / "mrm.nii"), str(tmp_path / "mrm.nii"),
+                 str(tmp_path / "p.json"), "--mirror"]) == 2
+    assert "--method section only" in capsys.readouterr().err
+
+
 def test_register_without_landmarks_is_refused(tmp_path, capsys):
     write_volume(tmp_path / "a.tif", Volume(np.ones((4, 8, 8), np.float32), (1, 1, 1), {}))
     code = main(["register", str(tmp_path / "a.tif"), str(tmp_path / "a.tif"),

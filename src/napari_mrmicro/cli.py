@@ -322,9 +322,12 @@ def cmd_register(args) -> int:
     import numpy as np
 
     from napari_mrmicro.core.register import (
+        affine_scale,
         landmark_affine,
         mutual_information_affine,
         reslice,
+        section_plane_affine,
+        section_scale,
     )
     from napari_mrmicro.core.transforms import translation_affine
     from napari_mrmicro.io import Volume
@@ -332,10 +335,18 @@ def cmd_register(args) -> int:
     from napari_mrmicro.pipeline import load_volume, save_volume
 
     fixed, moving = load_volume(args.fixed, lazy=False), load_volume(args.moving, lazy=False)
-    for name, volume in (("fixed", fixed), ("moving", moving)):
-        if np.asarray(volume.data).ndim != 3:
-            raise ValueError(f"{getattr(args, name)}: need a 3-D (z, y, x) volume, got shape "
+    section = args.method == "section"
+    for name, volume, ndim in (("fixed", fixed, 3), ("moving", moving, 2 if section else 3)):
+        data = np.asarray(volume.data)
+        if ndim == 2 and data.ndim == 3 and data.shape[0] == 1:
+            data = data[0]  # a section stored as one slice
+        if data.ndim != ndim:
+            raise ValueError(f"{getattr(args, name)}: need a {ndim}-D "
+                             f"({'y, x' if ndim == 2 else 'z, y, x'}) image, got shape "
                              f"{np.shape(volume.data)}")
+    if not section and (args.reach_um or args.mirror):
+        raise ValueError("--reach-um and --mirror apply to --method section only")
+    fixed_data = np.asarray(fixed.data, np.float32)
     if args.method == "landmarks":
         if args.fixed_points is None or args.moving_points is None:
             raise ValueError("--method landmarks needs --fixed-points and --moving-points "
@@ -344,32 +355,54 @@ def cmd_register(args) -> int:
                               kind=args.kind)
         affine, detail = fit[0], {"kind": args.kind, "rms_um": float(fit[1])}
         print(f"{args.kind} fit to landmarks: RMS residual {fit[1]:.2f} µm")
+    elif section:
+        image = np.asarray(moving.data, np.float32).reshape(np.shape(moving.data)[-2:])
+        spacing = tuple(moving.spacing_um)[-2:]
+        fit = section_plane_affine(image, spacing, fixed_data, fixed.spacing_um,
+                                   reach_um=args.reach_um, mirror=args.mirror,
+                                   scale=args.scale)
+        affine, scale = fit.affine, section_scale(fit.affine)
+        detail = {"kind": "section_plane", "mutual_information": float(fit.mutual_information),
+                  "scale": scale, "mirrored": bool(np.linalg.det(affine[:3, :3]) < 0)}
+        print(f"section plane search: MI {fit.mutual_information:.3f} nats after "
+              f"{fit.evaluations} evaluations; in-plane scale {scale:.4f}"
+              + ("; mirrored" if detail["mirrored"] else ""))
     else:
         fit = mutual_information_affine(np.asarray(moving.data, np.float32),
-                                        moving.spacing_um,
-                                        np.asarray(fixed.data, np.float32), fixed.spacing_um)
-        affine = fit.affine
-        detail = {"kind": "rigid", "mutual_information": float(fit.mutual_information)}
-        print(f"rigid mutual-information fit: MI {fit.mutual_information:.3f} nats after "
-              f"{fit.evaluations} evaluations")
+                                        moving.spacing_um, fixed_data, fixed.spacing_um,
+                                        scale=args.scale)
+        affine, scale = fit.affine, affine_scale(fit.affine)
+        kind = "similarity" if args.scale else "rigid"
+        detail = {"kind": kind, "mutual_information": float(fit.mutual_information),
+                  "scale": scale}
+        print(f"{kind} mutual-information fit: MI {fit.mutual_information:.3f} nats after "
+              f"{fit.evaluations} evaluations; scale {scale:.4f}")
     output = str(args.output).lower()
     if output.endswith((".tfm", ".txt")):
         write_itk_affine(args.output, affine)
     else:
         write_transform_json(args.output, affine, Path(args.moving).name, Path(args.fixed).name,
                              **detail)
-    _report(args.output, "moving → fixed affine, µm, (z, y, x)")
-    if args.resliced is not None:  # the moving volume on the fixed grid
-        origin_f = np.asarray(fixed.origin_um or (0.0,) * 3)
-        origin_m = np.asarray(moving.origin_um or (0.0,) * 3)
-        grid = (translation_affine(-origin_m) @ np.linalg.inv(affine)
-                @ translation_affine(origin_f))
-        data = reslice(np.asarray(moving.data, np.float32), moving.spacing_um, grid,
-                       np.shape(fixed.data), fixed.spacing_um)
-        save_volume(args.resliced, Volume(data, fixed.spacing_um,
-                                          {"source": str(args.moving), "registered_to":
-                                           str(args.fixed)}, origin_um=fixed.origin_um))
-        _report(args.resliced, "moving volume resampled on the fixed grid")
+    _report(args.output, "section (0, y, x) µm → fixed µm, (z, y, x)" if section
+            else "moving → fixed affine, µm, (z, y, x)")
+    if args.resliced is None:
+        return 0
+    if section:  # the fixed volume on the section's plane and pixel grid
+        data = reslice(fixed_data, fixed.spacing_um, affine, image.shape, spacing)
+        save_volume(args.resliced, Volume(data, spacing, {
+            "source": str(args.fixed), "resliced_on": str(args.moving)}))
+        _report(args.resliced, "fixed volume resampled on the section's plane")
+        return 0
+    origin_f = np.asarray(fixed.origin_um or (0.0,) * 3)  # the moving volume on the fixed grid
+    origin_m = np.asarray(moving.origin_um or (0.0,) * 3)
+    grid = (translation_affine(-origin_m) @ np.linalg.inv(affine)
+            @ translation_affine(origin_f))
+    data = reslice(np.asarray(moving.data, np.float32), moving.spacing_um, grid,
+                   np.shape(fixed.data), fixed.spacing_um)
+    save_volume(args.resliced, Volume(data, fixed.spacing_um,
+                                      {"source": str(args.moving), "registered_to":
+                                       str(args.fixed)}, origin_um=fixed.origin_um))
+    _report(args.resliced, "moving volume resampled on the fixed grid")
     return 0
 
 
@@ -615,12 +648,22 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("output", type=Path, help="corrected table (CSV)")
 
     p = command("register", "register a moving volume (e.g. optical) to a fixed one (MRM): "
-                            "landmarks or mutual information; writes the affine", cmd_register)
+                            "landmarks or mutual information, or find a 2-D section's plane "
+                            "in the fixed volume; writes the affine", cmd_register)
     p.add_argument("fixed", type=Path, help="fixed volume (stays where it is)")
-    p.add_argument("moving", type=Path, help="moving volume (mapped onto the fixed one)")
+    p.add_argument("moving", type=Path, help="moving volume (mapped onto the fixed one), or "
+                                              "a 2-D section for --method section")
     p.add_argument("output", type=Path, help="transform: .json, or ITK .tfm/.txt")
-    p.add_argument("--method", choices=("landmarks", "mi"), default="mi",
-                   help="landmark pairs or rigid mutual information (default mi)")
+    p.add_argument("--method", choices=("landmarks", "mi", "section"), default="mi",
+                   help="landmark pairs, mutual information (rigid, or with --scale), or the "
+                        "section plane search (default mi)")
+    p.add_argument("--scale", action="store_true",
+                   help="mi and section: also fit the moving tissue's size (shrinkage)")
+    p.add_argument("--reach-um", type=_one(float, 0.0, 1e6), default=0.0,
+                   help="section: in-plane offsets searched, µm (default 0: depth and every "
+                        "in-plane angle only)")
+    p.add_argument("--mirror", action="store_true",
+                   help="section: it may lie face down (also try it mirrored)")
     p.add_argument("--kind", choices=("rigid", "similarity", "affine"), default="similarity",
                    help="transform for landmarks (default similarity)")
     p.add_argument("--fixed-points", type=Path, help="CSV of landmarks in the fixed volume "
@@ -628,7 +671,8 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--moving-points", type=Path, help="CSV of the same landmarks, in order, "
                                                        "in the moving volume")
     p.add_argument("--resliced", type=Path, help="also write the moving volume resampled on "
-                                                 "the fixed grid")
+                                                 "the fixed grid (section: the fixed volume "
+                                                 "on the section's plane)")
 
     p = command("convert", "convert a volume between formats, e.g. a slice series to "
                            "OME-Zarr, chunk by chunk", cmd_convert)
