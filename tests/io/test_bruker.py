@@ -523,6 +523,37 @@ def test_image_and_raw_of_one_scan_state_one_protocol(realdata, number, excitati
     assert image["flip_deg"] == raw["flip_deg"] == excitation
 
 
+@pytest.mark.parametrize("number, train, spacing_ms, steps, multislice, seconds", [
+    (5, 16, 6.0, 96, True, 180.0),           # RARE x16, 10 averages, TR 3 s
+    (6, 1, None, 96, True, 304.26615626),   # FLASH, partial Fourier: 96 of 128 rows
+    (7, 30, 0.248, 30, True, 1.0),           # single-shot EPI
+    (8, 1, None, 4096, False, 91.20195957),  # 3-D field map, 64 x 64 steps, 2 averages
+])
+def test_scan_time_from_the_encoding_matches_paravision(realdata, number, train, spacing_ms,
+                                                        steps, multislice, seconds):
+    """The planner's scan time, TR · ⌈phase steps / echo train⌉ · averages, from what the
+    2dseq's visu_pars and its scan's method state (echo train, acquired phase steps,
+    multi-slice), equals ParaVision's own VisuAcqScanTime; so does the raw reader's."""
+    from napari_mrmicro.core import Acquisition
+    from napari_mrmicro.core.physics import protocol_summary
+    from napari_mrmicro.io import bruker_raw
+
+    scan = realdata(f"bruker_pv/pv360_rodent/{number}")
+    acq = bruker.read(scan / "pdata" / "1" / "2dseq").metadata["acquisition"]
+    assert (acq["echo_train"], acq["phase_steps"], acq["multislice"]) == (train, steps,
+                                                                          multislice)
+    assert acq.get("echo_spacing_ms") == (None if spacing_ms is None
+                                          else pytest.approx(spacing_ms, rel=1e-12))
+    assert acq["scan_time_s"] == pytest.approx(seconds, rel=1e-9)
+    summary = protocol_summary(Acquisition.from_dict(acq))
+    assert summary["phase_steps"] == steps
+    assert summary["scan_time_s"] == pytest.approx(seconds, rel=1e-9)
+    if number in (5, 6):
+        raw = bruker_raw.read(scan).metadata["acquisition"]
+        assert protocol_summary(Acquisition.from_dict(raw))["scan_time_s"] == pytest.approx(
+            seconds, rel=1e-9)
+
+
 def test_excitation_angle_across_paravision_versions(realdata):
     from napari_mrmicro.io.jcamp import read_jcamp
 

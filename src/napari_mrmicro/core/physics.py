@@ -335,8 +335,14 @@ def phase_encode_axes(acquisition: Acquisition) -> tuple:
 
 
 def phase_steps(acquisition: Acquisition) -> int:
-    """Phase-encode steps per average: the product of the :func:`phase_encode_axes` sizes
-    (for 2-D multi-slice the slices are interleaved within each TR)."""
+    """Phase-encode steps per average: those the scanner states it acquired
+    (``acquisition.extra["phase_steps"]``: a file's encoding matrix, smaller than the image
+    matrix with partial Fourier or zero filling), else the product of the
+    :func:`phase_encode_axes` sizes (for 2-D multi-slice the slices are interleaved within
+    each TR)."""
+    stated = acquisition.extra.get("phase_steps")
+    if isinstance(stated, (int, np.integer)) and stated >= 1:
+        return int(stated)
     return math.prod(acquisition.matrix[axis] for axis in phase_encode_axes(acquisition))
 
 

@@ -325,6 +325,48 @@ def excitation_angle(method: dict) -> float | None:
     return None
 
 
+def encoding(method: dict, where, visu: dict | None = None) -> dict:
+    """How the scan was encoded and how long it took, as :class:`Acquisition` extras:
+
+    - ``echo_train``: echoes per excitation (``VisuAcqEchoTrainLength``, else the method's
+      ``PVM_RareFactor``, or EPI's ``PVM_EpiNEchoes`` per ``NSegments``);
+    - ``echo_spacing_ms`` where the train is longer than 1 (RARE: ``PVM_EchoTime`` is the
+      echo spacing, the effective TE is the echo time; EPI: ``PVM_EpiEchoSpacing``);
+    - ``phase_steps``: acquired phase-encode steps per average, the product of
+      ``PVM_EncMatrix`` beyond the readout: partial Fourier and zero filling leave the
+      image matrix larger (FLASH scan 6: 96 steps for 128 rows);
+    - ``multislice``: 2-D slices interleaved within one TR (``PVM_SpatDimEnum`` 2D);
+    - ``scan_time_s``: the scanner's own figure (``VisuAcqScanTime``/``PVM_ScanTime``).
+
+    :func:`~napari_mrmicro.core.physics.protocol_summary` computes the scan time from the
+    first four with TR and the averages; it matches the stated one on real scans."""
+    visu = visu or {}
+    out = {}
+    train = _numbers(visu, "VisuAcqEchoTrainLength", where) or \
+        _numbers(method, "PVM_RareFactor", where)
+    epi = _strings(method, "PVM_IsEpiScan")[:1] == ["Yes"]
+    if not train and epi:
+        echoes = _numbers(method, "PVM_EpiNEchoes", where)
+        segments = _numbers(method, "NSegments", where) or [1]
+        train = [echoes[0] / segments[0]] if echoes and segments[0] >= 1 else None
+    if train and train[0] >= 1 and float(train[0]).is_integer():
+        out["echo_train"] = int(train[0])
+        spacing = _numbers(method, "PVM_EpiEchoSpacing" if epi else "PVM_EchoTime", where)
+        if out["echo_train"] > 1 and spacing and spacing[0] > 0:
+            out["echo_spacing_ms"] = spacing[0]
+    encoded = _numbers(method, "PVM_EncMatrix", where)
+    if encoded and len(encoded) >= 2 and all(n >= 1 for n in encoded):
+        out["phase_steps"] = int(math.prod(encoded[1:]))
+    dims = _strings(method, "PVM_SpatDimEnum")
+    if dims:
+        out["multislice"] = dims[0].strip("<>").upper() == "2D"
+    time_ms = _numbers(visu, "VisuAcqScanTime", where) or \
+        _numbers(method, "PVM_ScanTime", where)
+    if time_ms and time_ms[0] > 0:
+        out["scan_time_s"] = time_ms[0] / 1000.0
+    return out
+
+
 def _scan_method(visu: Path) -> dict:
     """The ``method`` of the scan that ``<scan>/pdata/<n>/visu_pars`` belongs to ({} when
     the 2dseq was copied without its scan folder or the file does not parse)."""
@@ -356,9 +398,11 @@ def _acquisition(header: dict, visu: Path, matrix: tuple, fov_um: tuple | None,
         value = _first(header, key, visu)
         if value is not None and (value > 0 or name == "flip_deg"):
             out[name] = int(value) if name == "averages" else value
-    excitation = excitation_angle(_scan_method(visu))
+    method = _scan_method(visu)
+    excitation = excitation_angle(method)
     if excitation is not None:
         out["flip_deg"] = excitation
+    out.update(encoding(method, visu, header))
     # The imaging frequency (acqp BF1) is what a field map in Hz is relative to, and what
     # the raw reader derives B0 from; VisuMagneticFieldStrength is ParaVision's nominal
     # field (9.40219 T against 400.30774 MHz / γ̄ = 9.40185 T for the rodent field map,

@@ -101,6 +101,7 @@ def stated_acquisition(stated: dict, where) -> tuple:
     except (TypeError, ValueError) as error:
         raise FormatError(where, f"the header's protocol is not valid: {error}") from None
     full = acquisition.to_dict()
+    full.update(full.pop("extra"))  # stated extras (echo train, scan time, ...) as given
     return acquisition, {k: full[k] for k in stated}
 
 
@@ -411,6 +412,7 @@ def _acquisition(acqp: dict, method: dict, echoes: int, matrix: tuple, fov_um: t
         (method, "Method"), (acqp, "ACQ_method"), (acqp, "PULPROG"))))
     if kind:
         out["sequence"] = kind
+    out.update(bruker.encoding(method, where))
     return out
 
 
