@@ -1,6 +1,8 @@
 """Agilent/Varian fid + procpar: fids written here with nmrglue's header/block writers
 and procpars with ``nmrglue.varian.write_procpar``, following the VnmrJ layout."""
 
+import shutil
+
 import numpy as np
 import pytest
 
@@ -177,6 +179,28 @@ def test_truncated_fid(gems):
     (folder / "fid").write_bytes(data[:-7])
     with pytest.raises(FormatError, match=r"gems_01.fid/fid: header implies"):
         varian.read(folder)
+
+
+def test_a_procpar_without_its_fid_is_named_as_such(realdata, tmp_path):
+    """The real procpar-only experiment: read_volume names the missing fid (it said "not a
+    format napari-mrmicro reads"); a fid cut inside its header and an image folder of FDF
+    files are named too."""
+    from napari_mrmicro.io import read_volume
+
+    source = realdata("varian_agilent/vnmrj_imaging_procpar_only/procpar")
+    folder = tmp_path / "im2D.fid"
+    folder.mkdir()
+    shutil.copy(source, folder / "procpar")
+    with pytest.raises(FormatError, match=r"im2D.fid: a VnmrJ procpar without its raw data: "
+                                          r"no fid file"):
+        read_volume(folder)
+    (folder / "fid").write_bytes(b"\0" * 10)
+    with pytest.raises(FormatError, match=r"fid: 10 bytes is too short for a Varian fid"):
+        read_volume(folder)
+    (folder / "fid").unlink()
+    (folder / "slice001image001echo001.fdf").write_bytes(b"#!/usr/local/fdf/startup\n")
+    with pytest.raises(FormatError, match=r"VnmrJ image folder .*FDF is not read"):
+        read_volume(folder)
 
 
 def test_arrayed_blocks_refused(tmp_path):

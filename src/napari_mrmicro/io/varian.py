@@ -88,23 +88,27 @@ def _locate(path: Path) -> tuple:
     else:
         raise FormatError(path, "not a Varian .fid folder or fid file")
     if not fid.is_file():
-        raise FormatError(path, "no fid file in the folder")
+        if any(fid.parent.glob("*.fdf")):
+            raise FormatError(path, "a VnmrJ image folder (.img: procpar and FDF images); "
+                                    "FDF is not read: open the experiment's .fid folder")
+        raise FormatError(path, f"a VnmrJ procpar without its raw data: no fid file in "
+                                f"{fid.parent} (a .fid folder holds fid and procpar)")
     if not procpar.is_file():
         raise FormatError(fid, f"no procpar beside the fid (looked for {procpar})")
     return fid, procpar
 
 
 def can_read(path: Path) -> bool:
-    """True for a ``.fid`` folder (or its ``fid``) with a text ``procpar`` beside."""
+    """True for a folder (or a ``fid``) with a text ``procpar``: a VnmrJ experiment, even
+    with its fid missing or cut short, which :func:`read` then names as the problem."""
     try:
         path = Path(path)
         if not (path.is_dir() or path.name == "fid"):
             return False
-        fid, procpar = _locate(path)
+        procpar = (path if path.is_dir() else path.parent) / "procpar"
         with open(procpar, "rb") as f:
             start = f.read(64)
-        return bool(start) and start[:1].isalpha() and b"\0" not in start \
-            and fid.stat().st_size >= FILE_HEADER_BYTES
+        return bool(start) and start[:1].isalpha() and b"\0" not in start
     except (OSError, ValueError):
         return False
 
