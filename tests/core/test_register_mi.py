@@ -255,6 +255,24 @@ def test_a_shrunk_or_swollen_section_found_with_its_scale(size):
         1 / size, 0.01, 1)
 
 
+def test_a_section_placed_off_the_volume_is_searched_from_its_centre():
+    """An optical section keeps its stage position, unrelated to the scanner's frame: a
+    start 100 voxels off in-plane is moved to the volume's centre and the plane found."""
+    mrm, section, truth, spacing, local_centre = _section_case(3)
+    start = truth @ rigid_affine((30.0, 0.0, 0.0), (0.0, 100 * VOXEL_UM, -60 * VOXEL_UM),
+                                 centre_um=local_centre)
+    _, err = _section_error(section, spacing, mrm, start, truth)
+    assert err < 1.0, f"worst-corner error {err:.2f} voxels"
+
+
+def test_a_section_that_cannot_overlap_the_volume_is_refused():
+    """Voxel sizes 1000 times off (nm taken for µm): at every pose tried nearly all of the
+    section lies outside the volume and MI is 0, which is an error, not a fit."""
+    mrm, section, _, _, _ = _section_case(3)
+    with pytest.raises(ValueError, match="no pose tried puts the section inside the volume"):
+        section_plane_affine(section, 20_000.0, mrm, SPACING, samples=4000)
+
+
 @pytest.mark.parametrize("kwargs, message", [(dict(turns=0), "turns"),
                                              (dict(reach_um=-1.0), "reach_um"),
                                              (dict(reach_um=np.inf), "reach_um"),

@@ -342,7 +342,8 @@ def section_plane_affine(section, section_spacing_um, volume, volume_spacing_um,
     volume_spacing_um : float or sequence of 3
     initial_plane_affine : (4, 4) array, optional
         Starting pose (section local µm, the section at local z = 0 → volume world µm);
-        default: the section centred in the volume, parallel to the (y, x) planes.
+        default: the section centred in the volume, parallel to the (y, x) planes. A start
+        whose centre lies outside the volume is moved (not turned) to the volume's centre.
     levels, bins, samples, seed, callback
         As in :func:`mutual_information_affine` (samples are section pixels).
     scan_normal : bool
@@ -423,6 +424,12 @@ def section_plane_affine(section, section_spacing_um, volume, volume_spacing_um,
 
     step = built[0][1]  # the coarsest level's voxel
     box = (np.asarray(vol.shape) - 1) * sv
+    centre = start[:3, :3] @ local_centre + start[:3, 3]
+    if np.any(centre < 0) or np.any(centre > box):
+        # a start off the volume (e.g. an optical stage position, unrelated to the
+        # scanner's frame) overlaps nothing: start from the volume's centre instead
+        start = start.copy()
+        start[:3, 3] += box / 2 - centre
     reach = int(np.floor(min(float(reach_um), float(np.linalg.norm(box))) / step))
     depths = 1 + (int(2 * np.linalg.norm(box) / step) + 1 if scan_normal else 0)
     starts = ((2 * reach + 1) ** 2 * int(turns) * (2 if mirror else 1)
@@ -451,4 +458,8 @@ def section_plane_affine(section, section_spacing_um, volume, volume_spacing_um,
     affine, mi, n = _maximise(built, compose, start, callback, candidates,
                               screen=SECTION_SCREEN, keep=SECTION_KEEP,
                               parameters=7 if scale else 6)
+    if not mi > 0:  # MI is 0 only when (nearly) every sample falls outside the volume
+        raise ValueError("no pose tried puts the section inside the volume (mutual "
+                         "information 0): check the voxel sizes of both, or place the "
+                         "section over the volume (e.g. by landmarks) and fit again")
     return MutualInformationFit(affine, mi, n)
