@@ -87,6 +87,21 @@ def test_3d_scale_of_shrunk_or_swollen_tissue_found(size):
         truth, box_corners_um((N, N, N), SPACING), affine_scale, 1 / size, 0.015, 3)
 
 
+def test_3d_volumes_in_unrelated_frames_start_from_their_centres():
+    """An optical stack at its stage position, 100 voxels off the MRM: the centres are
+    aligned first, then the pose found; voxel sizes 1000 times off are refused."""
+    labels, mrm, optical, rng = _specimen(1)
+    centre = (N - 1) / 2 * SPACING
+    truth = rigid_affine((4.0, -3.0, 2.0), (90.0, -60.0, 45.0), centre_um=centre)
+    moving = reslice(optical, SPACING, truth, (N, N, N), SPACING)
+    far = rigid_affine((0.0, 0.0, 0.0), (0.0, 100 * VOXEL_UM, -100 * VOXEL_UM)) @ truth
+    fit = mutual_information_affine(moving, SPACING, mrm, SPACING, far, samples=5000)
+    corners = box_corners_um((N, N, N), SPACING)
+    assert displacement_error_um(fit.affine, truth, corners).max() < VOXEL_UM
+    with pytest.raises(ValueError, match="do not overlap"):
+        mutual_information_affine(moving, SPACING, mrm, SPACING * 1000, samples=5000)
+
+
 def _rigid_misses_scaled_finds(register, truth, corners, scale_of, expected, rel, missed):
     """``register(scale=False)`` ends over ``missed`` voxels (worst corner) from ``truth``
     with scale 1; ``register(scale=True)`` within a voxel, its scale ``expected``."""

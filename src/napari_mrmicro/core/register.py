@@ -27,7 +27,7 @@ from scipy import optimize
 from napari_mrmicro.core.landmarks import LandmarkFit, landmark_affine
 from napari_mrmicro.core.mutual_information import MattesMetric
 from napari_mrmicro.core.reslice import _real_volume, _spacing, oblique_plane_affine, reslice
-from napari_mrmicro.core.transforms import check_affine, rigid_affine
+from napari_mrmicro.core.transforms import check_affine, rigid_affine, translation_affine
 
 __all__ = ["LandmarkFit", "MutualInformationFit", "landmark_affine",
            "affine_scale", "mutual_information_affine", "reslice", "section_plane_affine",
@@ -251,6 +251,8 @@ def mutual_information_affine(moving, moving_spacing_um, fixed, fixed_spacing_um
     moving_spacing_um, fixed_spacing_um : float or sequence of 3
     initial_affine : (4, 4) array, optional
         Starting moving → fixed matrix (e.g. from :func:`landmark_affine`); default identity.
+        A start that puts the moving volume's centre outside the fixed volume is shifted
+        to align the two centres first.
     levels : sequence of int
         Downsampling factors, coarse to fine.
     bins : int
@@ -315,9 +317,17 @@ def mutual_information_affine(moving, moving_spacing_um, fixed, fixed_spacing_um
             pose = pose @ _scaling(np.exp(x[6] * unit_um / radius), centre)
         return pose @ base
 
+    moved = start[:3, :3] @ ((np.asarray(mov.shape) - 1) / 2 * sm) + start[:3, 3]
+    if np.any(moved < 0) or np.any(moved > 2 * centre):
+        # the moving volume's centre lands off the fixed one (frames unrelated, e.g. an
+        # optical stage position): start from the two centres aligned
+        start = translation_affine(centre - moved) @ start
     candidates = [_scaling(f, centre) @ start for f in START_SCALES[1:]] if scale else ()
     affine, mi, n = _maximise(built, compose, start, callback, candidates,
                               keep=(2,) if scale else (1,), parameters=7 if scale else 6)
+    if not mi > 0:  # MI is 0 only when (nearly) every sample falls outside the volume
+        raise ValueError("the registered volumes do not overlap (mutual information 0): "
+                         "check the voxel sizes of both, or give a start (e.g. landmarks)")
     return MutualInformationFit(affine, mi, n)
 
 
