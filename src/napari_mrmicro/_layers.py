@@ -36,8 +36,9 @@ def placement(volume: Volume, nd: int, channel_axis: int | None = None) -> dict:
     An axis-aligned grid is ``scale`` = voxel size and ``translate`` = first voxel; a
     rotated or flipped one (``volume.affine_um``) is ``scale`` = voxel size and ``affine``
     = the rest (rotation, reflection, translation), as napari composes ``affine ∘ scale``.
-    Leading (echo, channel) axes get scale 1; ``channel_axis`` is dropped as napari splits
-    it into layers.
+    Leading axes get their :meth:`~napari_mrmicro.io.Volume.lead_steps` (a time axis its
+    step in s, echo or channel axes 1); ``channel_axis`` is dropped as napari splits it
+    into layers.
     """
     n = len(volume.spacing_um)
     lead = nd - n
@@ -46,7 +47,8 @@ def placement(volume: Volume, nd: int, channel_axis: int | None = None) -> dict:
     else:
         world = geometry.grid_affine(volume.spacing_um, volume.origin_um)
     scale, rest = geometry.split_scale(world)
-    out = {"scale": _without((1.0,) * lead + scale, channel_axis)}
+    steps = tuple(step for step, _ in volume.lead_steps()[:lead])
+    out = {"scale": _without(steps + scale, channel_axis)}
     if geometry.is_axis_aligned(world):
         out["translate"] = _without((0.0,) * lead + tuple(world[:n, n]), channel_axis)
     else:
@@ -243,8 +245,8 @@ def _layer_data(volume: Volume, name: str | None) -> list[tuple]:
     axis = volume.channel_axis
     kwargs = {
         **placement(volume, nd, axis),
-        "units": _without(("pixel",) * lead + (_length_unit(volume),) * len(volume.spacing_um),
-                          axis),
+        "units": _without(tuple(unit for _, unit in volume.lead_steps()[:lead])
+                          + (_length_unit(volume),) * len(volume.spacing_um), axis),
         "axis_labels": _without(volume.axis_labels[:nd], axis),
         "metadata": {"mrmicro": volume.metadata},
     }

@@ -65,6 +65,40 @@ def test_round_trip(tmp_path, suffix, shape, dtype, layer_type):
     assert int(img.header["sform_code"]) == 1 and int(img.header["qform_code"]) == 1
 
 
+def test_a_time_series_keeps_its_repetition_time(tmp_path, realdata):
+    """SPM's functional.nii states pixdim[4] = 2 with seconds: the layer's t axis is in s
+    (it was 1 pixel), and our NIfTI writes the step back for other tools to read."""
+    import nibabel as nib
+
+    from napari_mrmicro._layers import layer_to_volume
+    from napari_mrmicro._reader import read_layers
+
+    (data, kwargs, _), = read_layers(realdata("nifti/nibabel/functional.nii"))
+    assert kwargs["axis_labels"][0] == "t" and kwargs["units"][0] == "second"
+    assert kwargs["scale"][0] == pytest.approx(2.0)
+    volume = layer_to_volume(data, kwargs)  # what napari hands the writer
+    assert volume.metadata["time_step_s"] == pytest.approx(2.0)
+    nifti.write(tmp_path / "f.nii", volume)
+    header = nib.load(tmp_path / "f.nii").header
+    assert header.get_zooms()[3] == pytest.approx(2.0)
+    assert header.get_xyzt_units() == ("micron", "sec")
+    again = nifti.read(tmp_path / "f.nii")
+    assert again.metadata["time_step_s"] == pytest.approx(2.0)
+    np.testing.assert_allclose(again.spacing_um, volume.spacing_um)
+    # in ms the step is converted; echo axes and unstated steps stay at 1 pixel
+    img = nib.Nifti1Image(np.zeros((4, 4, 3, 5), np.int16), np.eye(4))
+    img.header.set_xyzt_units("mm", "msec")
+    img.header.set_zooms((1.0, 1.0, 1.0, 250.0))
+    nib.save(img, tmp_path / "ms.nii")
+    assert nifti.read(tmp_path / "ms.nii").lead_steps() == ((0.25, "second"),)
+    img.header.set_xyzt_units("mm", "unknown")
+    nib.save(img, tmp_path / "unknown.nii")
+    assert nifti.read(tmp_path / "unknown.nii").lead_steps() == ((1.0, "pixel"),)
+    echoes = Volume(np.zeros((2, 3, 4, 5), np.float32), (10.0, 10.0, 10.0),
+                    {"time_step_s": 3.0}, axis_labels=("echo", "z", "y", "x"))
+    assert echoes.lead_steps() == ((1.0, "pixel"),)
+
+
 def test_labels_int64_stored_as_int32_and_restored(tmp_path):
     labels = RNG.integers(0, 70000, (4, 5, 6)).astype(np.int64)
     path = tmp_path / "labels.nii.gz"
@@ -197,7 +231,9 @@ def test_nibabel_bundled_images(name):
     assert vol.metadata["header"]["axcodes"] == list(nib.aff2axcodes(img.affine))
     if img.ndim == 4:
         assert vol.axis_labels == ("t", "z", "y", "x")
-        assert vol.metadata["time_unit"] == img.header.get_xyzt_units()[1]
+        unit = {"sec": 1.0, "msec": 1e-3, "usec": 1e-6}.get(img.header.get_xyzt_units()[1])
+        if unit is not None:  # the repetition time, in s
+            assert vol.metadata["time_step_s"] == pytest.approx(img.header.get_zooms()[3] * unit)
     json.dumps(vol.metadata, allow_nan=False)
 
 

@@ -123,6 +123,29 @@ def test_echo_axis_and_kspace_round_trip(tmp_path):
     assert back.axis_labels == ("echo", "z", "y", "x")
 
 
+def test_a_time_series_step_is_its_time_axis_scale(tmp_path):
+    """A ``t`` axis with ``time_step_s`` is written as NGFF's ``time`` axis in seconds with
+    the step as its scale; a foreign store's time axis in ms is read back in s."""
+    volume = Volume(np.zeros((3, 4, 6, 8), np.float32), (20.0, 10.0, 10.0),
+                    {"time_step_s": 1.5}, axis_labels=("t", "z", "y", "x"))
+    path = tmp_path / "t.zarr"
+    omezarr.write(path, volume, levels=1)
+    ms = _zattrs(path)["multiscales"][0]
+    assert ms["axes"][0] == {"name": "t", "type": "time", "unit": "second"}
+    assert ms["datasets"][0]["coordinateTransformations"][0]["scale"][0] == 1.5
+    back = omezarr.read(path)
+    assert back.lead_steps() == ((1.5, "second"),) and back.axis_labels[0] == "t"
+    foreign = tmp_path / "foreign.zarr"
+    group = zarr.open_group(str(foreign), mode="w", zarr_format=3)
+    group.create_array("s0", shape=(2, 4, 6, 8), dtype="f4", chunks=(1, 4, 6, 8))[:] = 1.0
+    axes = [{"name": "t", "type": "time", "unit": "millisecond"}] + [
+        {"name": n, "type": "space", "unit": "micrometer"} for n in "zyx"]
+    group.attrs["ome"] = {"version": "0.5", "multiscales": [{
+        "axes": axes, "datasets": [{"path": "s0", "coordinateTransformations": [
+            {"type": "scale", "scale": [250.0, 20.0, 10.0, 10.0]}]}]}]}
+    assert omezarr.read(foreign).lead_steps() == ((0.25, "second"),)
+
+
 def test_complex_image_is_refused(tmp_path):
     with pytest.raises(FormatError, match="c.zarr.*magnitude"):
         omezarr.write(tmp_path / "c.zarr", Volume(np.ones((4, 4, 4), np.complex64), (1, 1, 1)))

@@ -80,6 +80,25 @@ def test_written_file_is_plain_imagej_for_fiji(tmp_path):
     assert back.metadata["unit"] == "um"
 
 
+def test_a_time_series_step_from_imagej_and_ome(tmp_path):
+    """The frame interval: ImageJ ``finterval`` (+ ``tunit``) and OME ``TimeIncrement`` in
+    its unit become ``time_step_s``, the t axis' step; ours writes ``finterval`` back."""
+    data = np.zeros((3, 4, 6, 8), np.uint16)
+    tifffile.imwrite(tmp_path / "ij.tif", data, imagej=True,
+                     metadata={"axes": "TZYX", "finterval": 0.5, "tunit": "min"})
+    assert tiff.read(tmp_path / "ij.tif").lead_steps() == ((30.0, "second"),)
+    tifffile.imwrite(tmp_path / "ome.ome.tif", data, metadata={
+        "axes": "TZYX", "TimeIncrement": 250.0, "TimeIncrementUnit": "ms"})
+    assert tiff.read(tmp_path / "ome.ome.tif").lead_steps() == ((0.25, "second"),)
+    tifffile.imwrite(tmp_path / "none.ome.tif", data, metadata={"axes": "TZYX"})
+    assert tiff.read(tmp_path / "none.ome.tif").lead_steps() == ((1.0, "pixel"),)
+    volume = Volume(data, (20.0, 10.0, 10.0), {"time_step_s": 1.5},
+                    axis_labels=("t", "z", "y", "x"))
+    tiff.write(tmp_path / "ours.tif", volume)
+    with tifffile.TiffFile(tmp_path / "ours.tif") as tif:  # for Fiji
+        assert (tif.imagej_metadata["finterval"], tif.imagej_metadata["tunit"]) == (1.5, "sec")
+
+
 def test_labels_round_trip_and_imagej_dtypes(tmp_path):
     small = RNG.integers(0, 300, (4, 5, 6)).astype(np.int64)
     big = RNG.integers(0, 1_000_000, (4, 5, 6)).astype(np.int32)

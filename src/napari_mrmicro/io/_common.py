@@ -7,6 +7,7 @@ import contextlib
 import ctypes
 import errno
 import json
+import math
 import os
 import re
 import shutil
@@ -97,6 +98,16 @@ class Volume:
     layer_type: str = "image"
     name: str | None = None
     affine_um: np.ndarray | None = None
+
+    def lead_steps(self) -> tuple:
+        """``(step, unit)`` of each leading (non-spatial) axis: the axis labelled ``t``
+        carries ``metadata["time_step_s"]`` in seconds when the file states it (a time
+        series' repetition time); every other one is counted in steps of 1 ``pixel``."""
+        lead = len(self.data.shape) - len(self.spacing_um)
+        step = self.metadata.get("time_step_s")
+        timed = isinstance(step, (int, float)) and math.isfinite(step) and step > 0
+        return tuple((float(step), "second") if timed and label == "t" else (1.0, "pixel")
+                     for label in self.axis_labels[:lead])
 
     def __post_init__(self):
         ndim = len(self.data.shape)

@@ -43,6 +43,8 @@ WRITE_SUFFIXES = (".nii", ".nii.gz")
 
 #: NIfTI spatial unit names (nibabel's spelling) to µm; "unknown" is taken as mm.
 _SPACE_UM = {"meter": 1e6, "mm": 1e3, "micron": 1.0, "unknown": 1e3}
+#: Seconds per NIfTI ``xyzt_units`` time unit.
+_TIME_S = {"sec": 1.0, "msec": 1e-3, "usec": 1e-6}
 #: deflate never compresses better than about 1032:1, so a .nii.gz header that promises
 #: more than this many bytes per compressed byte is lying.
 _MAX_DEFLATE_RATIO = 1032
@@ -213,12 +215,12 @@ def read(path: Path, lazy: bool | None = None) -> Volume:
         "acquisition": {},
         "unit": space,
         "spacing_known": space != "unknown" and all(steps),
-        "time_unit": time,
     }
     if space == "unknown":
         metadata["unit_assumed"] = "mm"
-    if lead:
-        metadata["t_step"] = zooms[3] if len(zooms) > 3 else None
+    if lead and len(zooms) > 3 and time in _TIME_S and math.isfinite(zooms[3]) \
+            and zooms[3] > 0:  # pixdim[4] in xyzt_units' time unit: the repetition time
+        metadata["time_step_s"] = zooms[3] * _TIME_S[time]
     labels, layer_type, name = apply_payload(ours, metadata, labels)
     channel_axis = (ours or {}).get("channel_axis")
     if channel_axis not in range(lead):
@@ -333,7 +335,8 @@ def write(path: Path, volume: Volume) -> list[str]:
     The spacing goes into ``pixdim`` in µm with ``xyzt_units`` = micron; the sform and
     qform (code 1, scanner) hold ``volume.affine_um`` (else ``diag(spacing)`` plus the
     origin) in NIfTI's (x, y, z) order. Up to four leading
-    axes (echo, channel...) become NIfTI dimensions 4-7 with step 1. Data keep their
+    axes (echo, channel...) become NIfTI dimensions 4-7 with step 1, except a time axis
+    (label ``t`` with ``metadata["time_step_s"]``) just before z: its step in s. Data keep their
     dtype (complex64 included) except bool -> uint8, float16 -> float32 and 64-bit
     integers that fit int32 -> int32 (the widest integer most NIfTI tools read); the
     original dtype comes back on read through the JSON extension.
@@ -367,8 +370,10 @@ def write(path: Path, volume: Volume) -> list[str]:
     header = nib.Nifti1Header()
     header.set_data_dtype(data.dtype)
     img = nib.Nifti1Image(data.T, affine, header=header)
-    img.header.set_zooms(tuple(spacing) + (1.0,) * lead)
-    img.header.set_xyzt_units("micron", "unknown")
+    steps = volume.lead_steps()[::-1]  # NIfTI's 4th dimension is the axis before z
+    img.header.set_zooms(tuple(spacing) + tuple(step for step, _ in steps))
+    img.header.set_xyzt_units("micron", "sec" if steps and steps[0][1] == "second"
+                              else "unknown")
     img.set_sform(affine, code="scanner")
     img.set_qform(affine, code="scanner")
     img.header["descrip"] = b"napari-mrmicro"

@@ -56,6 +56,10 @@ _SPATIAL = ("z", "y", "x")
 
 # --------------------------------------------------------------------------- reading
 
+#: Seconds per NGFF time unit.
+_TIME_S = {"second": 1.0, "millisecond": 1e-3, "microsecond": 1e-6, "minute": 60.0,
+           "hour": 3600.0}
+
 
 def _attrs(path: Path) -> tuple[dict, int]:
     """(group attributes, zarr format) of a Zarr group folder; raises FormatError."""
@@ -194,6 +198,10 @@ def read(path: Path, lazy: bool | None = None) -> Volume:
                 "ngff_version": str(attrs["multiscales"][0].get("version")
                                     or attrs.get("version") or ""),
                 "unit": "µm", "levels": len(arrays)}
+    timed = [i for i, a in enumerate(axes[:-len(spatial)]) if a.get("type") == "time"
+             and a.get("unit") in _TIME_S and np.isfinite(scale[i]) and scale[i] > 0]
+    if len(timed) == 1:  # the time series' step, in s (an axis named "t" carries it)
+        metadata["time_step_s"] = float(scale[timed[0]]) * _TIME_S[axes[timed[0]]["unit"]]
     labels, layer_type, name = apply_payload(payload, metadata, labels)
     full = arrays[0]
     nbytes = math.prod(full.shape) * full.dtype.itemsize
@@ -448,7 +456,11 @@ def _store_kspace(group, arrays: dict, chunk: tuple, compressor) -> None:
 def _axes(volume: Volume, n_spatial: int) -> list[dict]:
     lead = len(volume.data.shape) - n_spatial
     axes = []
-    for i, label in enumerate(volume.axis_labels[:lead]):
+    for i, (label, (_, unit)) in enumerate(zip(volume.axis_labels[:lead],
+                                               volume.lead_steps())):
+        if unit == "second":  # a time series: its step is the axis' scale
+            axes.append({"name": str(label), "type": "time", "unit": "second"})
+            continue
         kind = "channel" if i == lead - 1 else None
         axes.append({"name": str(label), **({"type": kind} if kind else {})})
     return axes + [{"name": _SPATIAL[3 - n_spatial + i], "type": "space",
@@ -523,7 +535,7 @@ def write(path: Path, volume: Volume, chunks=None, levels: int | None = None,
         origin = tuple(float(v) for v in np.asarray(volume.affine_um)[:-1, -1])
     datasets = []
     for level, f in enumerate(factors):
-        scale = [1.0] * lead + [s * k for s, k in zip(s0, f)]
+        scale = [step for step, _ in volume.lead_steps()] + [s * k for s, k in zip(s0, f)]
         translation = [0.0] * lead + [o + (k - 1) / 2 * s for o, s, k in zip(origin, s0, f)]
         datasets.append({"path": str(level), "coordinateTransformations": [
             {"type": "scale", "scale": scale}, {"type": "translation",

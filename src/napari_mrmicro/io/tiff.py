@@ -200,6 +200,9 @@ def _read_series(path: Path, index: int, lazy: bool | None) -> Volume:
                          else single)
     if channels:
         metadata["channels"] = channels
+    step = _time_step_s(ij, ome) if "T" in codes else None
+    if step:
+        metadata["time_step_s"] = step
     labels, layer_type, name = apply_payload(ours, metadata, labels)
     if positions > 1:
         name = f"{Path(path).name.split('.')[0]} {name_position}"
@@ -301,6 +304,28 @@ def _to_napari_order(path: Path, data, axes: str, rgb: bool):
     if order != list(range(len(order))):
         data = data.transpose(order)
     return data, codes
+
+
+#: Seconds per time unit, as OME (TimeIncrementUnit) and ImageJ (tunit) write them.
+_TIME_S = {"s": 1.0, "sec": 1.0, "second": 1.0, "seconds": 1.0, "ms": 1e-3, "msec": 1e-3,
+           "µs": 1e-6, "us": 1e-6, "min": 60.0, "h": 3600.0}
+
+
+def _time_step_s(ij: dict | None, ome: dict | None) -> float | None:
+    """A time series' step in s: OME ``TimeIncrement`` (unit ``TimeIncrementUnit``, s by
+    default) or ImageJ's ``finterval`` (unit ``tunit``, s by default); None when neither
+    states a positive one."""
+    stated = []
+    if ome:
+        pixels = ome["Pixels"]
+        stated.append((pixels.get("TimeIncrement"), pixels.get("TimeIncrementUnit", "s")))
+    if ij:
+        stated.append((ij.get("finterval"), _decode_unicode(ij.get("tunit")) or "s"))
+    for value, unit in stated:
+        value, factor = _float(value), _TIME_S.get(str(unit).strip().lower())
+        if value and value > 0 and factor:
+            return value * factor
+    return None
 
 
 def _axis_labels(codes: str, rgb: bool) -> tuple:
@@ -670,6 +695,9 @@ def write(path: Path, volume: Volume) -> list[str]:
                                  **_rotation_payload(volume)) + "\n"}
     if z_um is not None:
         meta["spacing"] = z_um
+    seconds = [step for step, unit in volume.lead_steps() if unit == "second"]
+    if seconds and "T" in ours:
+        meta["finterval"], meta["tunit"] = seconds[0], "sec"
     if volume.origin_um is not None:
         for axis, o, s in zip("zyx"[3 - nspatial:], volume.origin_um, spacing):
             meta[f"{axis}origin"] = -o / s  # ImageJ origins are in pixels
