@@ -18,12 +18,14 @@ level alone ranks thousands of poses poorly).
 from __future__ import annotations
 
 import math
+import threading
 from typing import Callable, NamedTuple
 
 import numpy as np
 from scipy import ndimage as ndi
 from scipy import optimize
 
+from napari_mrmicro.core import _slabs, backend
 from napari_mrmicro.core.landmarks import LandmarkFit, landmark_affine
 from napari_mrmicro.core.mutual_information import MattesMetric
 from napari_mrmicro.core.reslice import _real_volume, _spacing, oblique_plane_affine, reslice
@@ -107,6 +109,8 @@ class _Interpolator:
 
 #: Most metric evaluations of one level's Powell search.
 MAX_EVALUATIONS = 800
+#: Poses rated between two progress reports (a cancel acts between batches).
+RATE_BATCH = 256
 #: Starting poses of the section search kept after rating on levels 0, 1, ... (screening).
 SECTION_SCREEN = (1024, 8)
 #: Poses of the section search refined by Powell on levels 0, 1, ... (then 1 per level).
@@ -133,10 +137,12 @@ def _maximise(levels: list, compose: Callable, start: np.ndarray, callback=None,
     ``keep[level]`` (1 beyond the end of ``keep``) refined by Powell, and the refined
     poses go on: a coarse level's spurious maxima are outvoted on the finer ones. On every
     tie the earlier pose wins (``start`` first).
-    ``callback(done, total)`` is called before every evaluation (``done`` of at most
-    ``total`` evaluations); an exception it raises (a cancel) stops the search."""
+    Ratings run in batches on all cores and the poses kept on a level are refined in
+    parallel (the interpolation releases the GIL); results do not depend on the cores.
+    ``callback(done, total)`` is called before every evaluation or batch (``done`` of at
+    most ``total`` evaluations), also from worker threads; an exception it raises (a
+    cancel) stops the search."""
     poses = [start, *candidates]
-    count = [0]
     counts = [max(1, int(keep[i]) if i < len(keep) else 1) for i in range(len(levels))]
     screen = [int(n) for n in screen[:len(levels)]]
     total, n = 0, len(poses)  # the ratings where poses are dropped, Powell's evaluations
@@ -145,34 +151,58 @@ def _maximise(levels: list, compose: Callable, start: np.ndarray, callback=None,
     for size in counts:
         total, n = total + (n if n > size else 0), min(n, size)
         total += MAX_EVALUATIONS * n
+    count, lock = [0], threading.Lock()
 
-    def rate(evaluate, pose):
+    def done(evaluations: int) -> None:
+        """Report progress (before ``evaluations`` more), from any thread."""
+        with lock:
+            before = count[0]
+            count[0] += evaluations
         if callback is not None:
-            callback(count[0], total)
-        count[0] += 1
-        return evaluate(pose)
+            callback(before, total)
+
+    def on_all_cores(work, items: int, per_core: bool = True) -> None:
+        """``work(start, stop)`` over ``items`` split into one run per core (or per item)."""
+        step = -(-items // _slabs.core_count()) if per_core else 1
+        backend.for_each_run(work, [(i, min(items, i + step)) for i in range(0, items, step)])
 
     def best(poses, evaluate, n):
+        """The ``n`` best of ``poses`` by ``evaluate``, rated in batches on all cores (the
+        interpolation and histograms release the GIL), progress and cancel between them."""
         if len(poses) <= n:
             return poses
-        scores = [rate(evaluate, pose) for pose in poses]
-        return [poses[i] for i in np.argsort(-np.asarray(scores), kind="stable")[:n]]
+        scores = np.empty(len(poses))
+        for first in range(0, len(poses), RATE_BATCH):
+            batch = poses[first:first + RATE_BATCH]
+            done(len(batch))
+
+            def work(start, stop, batch=batch, first=first):
+                for i in range(start, stop):
+                    scores[first + i] = evaluate(batch[i])
+            on_all_cores(work, len(batch))
+        return [poses[i] for i in np.argsort(-scores, kind="stable")[:n]]
 
     for level, size in enumerate(screen):
         poses = best(poses, levels[level][0], size)
     for level, (evaluate, unit_um, radius_um) in enumerate(levels):
         unit_deg = np.degrees(unit_um / radius_um)
-        refined, scores = [], []
-        for base in best(poses, evaluate, counts[level]):
-            def cost(x, base=base, unit_deg=unit_deg, unit_um=unit_um, evaluate=evaluate):
-                return -rate(evaluate, compose(x, unit_deg, unit_um, base))
+        bases = best(poses, evaluate, counts[level])
+        poses, scores = [None] * len(bases), [0.0] * len(bases)
 
-            result = optimize.minimize(cost, np.zeros(parameters), method="Powell",
-                                       options={"xtol": 5e-2, "ftol": 1e-4,
-                                                "maxfev": MAX_EVALUATIONS})
-            refined.append(compose(result.x, unit_deg, unit_um, base))
-            scores.append(-float(result.fun))
-        poses = refined
+        def refine(start, stop, bases=bases, unit_deg=unit_deg, unit_um=unit_um,
+                   evaluate=evaluate):
+            """Powell from each of ``bases[start:stop]`` (independent: one per core)."""
+            for i in range(start, stop):
+                def cost(x, base=bases[i]):
+                    done(1)
+                    return -evaluate(compose(x, unit_deg, unit_um, base))
+
+                result = optimize.minimize(cost, np.zeros(parameters), method="Powell",
+                                           options={"xtol": 5e-2, "ftol": 1e-4,
+                                                    "maxfev": MAX_EVALUATIONS})
+                poses[i] = compose(result.x, unit_deg, unit_um, bases[i])
+                scores[i] = -float(result.fun)
+        on_all_cores(refine, len(bases), per_core=False)
     top = int(np.argmax(scores))
     return poses[top], scores[top], count[0]
 
@@ -355,7 +385,8 @@ def section_plane_affine(section, section_spacing_um, volume, volume_spacing_um,
         default: the section centred in the volume, parallel to the (y, x) planes. A start
         whose centre lies outside the volume is moved (not turned) to the volume's centre.
     levels, bins, samples, seed, callback
-        As in :func:`mutual_information_affine` (samples are section pixels).
+        As in :func:`mutual_information_affine` (samples are section pixels; the callback
+        is also called from worker threads, which refine the kept poses in parallel).
     scan_normal : bool
         Scan the section's depth: the starting plane moved along its normal through the
         whole volume in steps of half the coarsest level's voxel. Where along its normal a
