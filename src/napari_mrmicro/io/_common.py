@@ -41,6 +41,15 @@ UNIT_TO_UM = {
 }
 
 
+#: Time units to s; keys are lower case. Covers NIfTI, NGFF, OME and ImageJ spellings.
+UNIT_TO_S = {
+    "us": 1e-6, "µs": 1e-6, "μs": 1e-6, "usec": 1e-6, "microsecond": 1e-6,
+    "ms": 1e-3, "msec": 1e-3, "millisecond": 1e-3,
+    "s": 1.0, "sec": 1.0, "second": 1.0, "seconds": 1.0,
+    "min": 60.0, "minute": 60.0, "h": 3600.0, "hour": 3600.0,
+}
+
+
 class FormatError(ValueError):
     """A file that cannot be read or written as asked; the message names the file."""
 
@@ -55,6 +64,13 @@ def unit_to_um(unit: str | None) -> float | None:
     if unit is None:
         return None
     return UNIT_TO_UM.get(str(unit).strip().lower())
+
+
+def unit_to_s(unit: str | None) -> float | None:
+    """Factor from a time unit name to s, or None when the unit is not a time."""
+    if unit is None:
+        return None
+    return UNIT_TO_S.get(str(unit).strip().lower())
 
 
 @dataclass

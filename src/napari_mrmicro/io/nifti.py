@@ -36,15 +36,13 @@ from napari_mrmicro.core import geometry
 from napari_mrmicro.io._common import (
     LAZY_BYTES, PAYLOAD_KEY, FormatError, Volume, apply_payload, atomic_output,
     check_scaled_range, parse_payload,
-    payload_dtype, payload_text,
+    payload_dtype, payload_text, unit_to_s,
 )
 
 WRITE_SUFFIXES = (".nii", ".nii.gz")
 
 #: NIfTI spatial unit names (nibabel's spelling) to µm; "unknown" is taken as mm.
 _SPACE_UM = {"meter": 1e6, "mm": 1e3, "micron": 1.0, "unknown": 1e3}
-#: Seconds per NIfTI ``xyzt_units`` time unit.
-_TIME_S = {"sec": 1.0, "msec": 1e-3, "usec": 1e-6}
 #: deflate never compresses better than about 1032:1, so a .nii.gz header that promises
 #: more than this many bytes per compressed byte is lying.
 _MAX_DEFLATE_RATIO = 1032
@@ -218,9 +216,9 @@ def read(path: Path, lazy: bool | None = None) -> Volume:
     }
     if space == "unknown":
         metadata["unit_assumed"] = "mm"
-    if lead and len(zooms) > 3 and time in _TIME_S and math.isfinite(zooms[3]) \
+    if lead and len(zooms) > 3 and unit_to_s(time) and math.isfinite(zooms[3]) \
             and zooms[3] > 0:  # pixdim[4] in xyzt_units' time unit: the repetition time
-        metadata["time_step_s"] = zooms[3] * _TIME_S[time]
+        metadata["time_step_s"] = zooms[3] * unit_to_s(time)
     labels, layer_type, name = apply_payload(ours, metadata, labels)
     channel_axis = (ours or {}).get("channel_axis")
     if channel_axis not in range(lead):

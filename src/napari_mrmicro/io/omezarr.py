@@ -41,7 +41,7 @@ from napari_mrmicro.io import kspace_codec
 from napari_mrmicro.core import _slabs, geometry
 from napari_mrmicro.io._common import (LAZY_BYTES, FormatError, Volume, apply_payload,
                                        atomic_output, parse_payload, payload_dtype,
-                                       payload_text, unit_to_um)
+                                       payload_text, unit_to_s, unit_to_um)
 
 WRITE_SUFFIXES = (".zarr",)
 #: Edge of the default chunk (voxels per spatial axis).
@@ -55,10 +55,6 @@ _SPATIAL = ("z", "y", "x")
 
 
 # --------------------------------------------------------------------------- reading
-
-#: Seconds per NGFF time unit.
-_TIME_S = {"second": 1.0, "millisecond": 1e-3, "microsecond": 1e-6, "minute": 60.0,
-           "hour": 3600.0}
 
 
 def _attrs(path: Path) -> tuple[dict, int]:
@@ -199,9 +195,9 @@ def read(path: Path, lazy: bool | None = None) -> Volume:
                                     or attrs.get("version") or ""),
                 "unit": "µm", "levels": len(arrays)}
     timed = [i for i, a in enumerate(axes[:-len(spatial)]) if a.get("type") == "time"
-             and a.get("unit") in _TIME_S and np.isfinite(scale[i]) and scale[i] > 0]
+             and unit_to_s(a.get("unit")) and np.isfinite(scale[i]) and scale[i] > 0]
     if len(timed) == 1:  # the time series' step, in s (an axis named "t" carries it)
-        metadata["time_step_s"] = float(scale[timed[0]]) * _TIME_S[axes[timed[0]]["unit"]]
+        metadata["time_step_s"] = float(scale[timed[0]]) * unit_to_s(axes[timed[0]]["unit"])
     labels, layer_type, name = apply_payload(payload, metadata, labels)
     full = arrays[0]
     nbytes = math.prod(full.shape) * full.dtype.itemsize

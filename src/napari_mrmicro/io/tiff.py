@@ -40,7 +40,7 @@ import tifffile
 from napari_mrmicro.core import geometry
 from napari_mrmicro.io._common import (
     LAZY_BYTES, PAYLOAD_KEY, FormatError, Volume, apply_payload, atomic_output, parse_payload,
-    payload_dtype, payload_text, unit_to_um,
+    payload_dtype, payload_text, unit_to_s, unit_to_um,
 )
 
 WRITE_SUFFIXES = (".tif", ".tiff")
@@ -306,11 +306,6 @@ def _to_napari_order(path: Path, data, axes: str, rgb: bool):
     return data, codes
 
 
-#: Seconds per time unit, as OME (TimeIncrementUnit) and ImageJ (tunit) write them.
-_TIME_S = {"s": 1.0, "sec": 1.0, "second": 1.0, "seconds": 1.0, "ms": 1e-3, "msec": 1e-3,
-           "µs": 1e-6, "us": 1e-6, "min": 60.0, "h": 3600.0}
-
-
 def _time_step_s(ij: dict | None, ome: dict | None) -> float | None:
     """A time series' step in s: OME ``TimeIncrement`` (unit ``TimeIncrementUnit``, s by
     default) or ImageJ's ``finterval`` (unit ``tunit``, s by default); None when neither
@@ -322,7 +317,7 @@ def _time_step_s(ij: dict | None, ome: dict | None) -> float | None:
     if ij:
         stated.append((ij.get("finterval"), _decode_unicode(ij.get("tunit")) or "s"))
     for value, unit in stated:
-        value, factor = _float(value), _TIME_S.get(str(unit).strip().lower())
+        value, factor = _float(value), unit_to_s(unit)
         if value and value > 0 and factor:
             return value * factor
     return None
