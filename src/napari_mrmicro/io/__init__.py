@@ -11,7 +11,7 @@ import contextlib
 import importlib
 from pathlib import Path
 
-from napari_mrmicro.io._common import FormatError, Volume, unit_to_um
+from napari_mrmicro.io._common import FormatError, Volume, unit_to_s, unit_to_um
 from napari_mrmicro.io.headfile import read_headfile, write_headfile
 
 #: Readers in the order they are tried: specific sniffs before generic ones.
@@ -115,4 +115,4 @@ def write_volume(path, volume: Volume, **options) -> list[str]:
 
 
 __all__ = ["FormatError", "Volume", "read_headfile", "read_volume", "read_volumes",
-           "reader_for", "unit_to_um", "write_headfile", "write_volume", "writer_for"]
+           "reader_for", "unit_to_s", "unit_to_um", "write_headfile", "write_volume", "writer_for"]
