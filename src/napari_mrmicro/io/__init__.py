@@ -115,4 +115,5 @@ def write_volume(path, volume: Volume, **options) -> list[str]:
 
 
 __all__ = ["FormatError", "Volume", "read_headfile", "read_volume", "read_volumes",
-           "reader_for", "unit_to_s", "unit_to_um", "write_headfile", "write_volume", "writer_for"]
+           "reader_for", "unit_to_s", "unit_to_um", "write_headfile", "write_volume",
+           "writer_for"]
