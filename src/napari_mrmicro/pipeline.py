@@ -430,10 +430,11 @@ def measure_step(s: Specimen, table: str = "regions", chunked: bool | None = Non
     shape, position, intensity statistics with ``intensity = true``) or, for volumes
     larger than memory (``chunked = true``, default when the labels are lazy), chunk by
     chunk (:func:`~napari_mrmicro.core.chunked.region_volumes_chunked`: counts, volumes,
-    centroids).
+    centroids). Centroids are world positions (the volume's placement).
     """
+    from napari_mrmicro.core import geometry
     from napari_mrmicro.core.chunked import region_volumes_chunked
-    from napari_mrmicro.core.morphometry import region_table
+    from napari_mrmicro.core.morphometry import centroids_in_world, region_table
 
     s.output(f"{_plain_name(table, 'measure: table')}.csv", "measure: table")
     volume = s.need("labels", "measure")
@@ -441,11 +442,15 @@ def measure_step(s: Specimen, table: str = "regions", chunked: bool | None = Non
     if chunked is None:
         chunked = hasattr(data, "compute") and not isinstance(data, np.ndarray) \
             and data.nbytes > 256 * 2**20
+    world = volume.affine_um if volume.affine_um is not None else \
+        geometry.grid_affine(volume.spacing_um, volume.origin_um)  # centroids in the world
     if chunked:
-        s.tables[table] = region_volumes_chunked(data, volume.spacing_um)
+        s.tables[table] = centroids_in_world(region_volumes_chunked(data, volume.spacing_um),
+                                             volume.spacing_um, world)
         return
     image = np.asarray(s.need("image", "measure").data) if intensity else None
-    s.tables[table] = region_table(np.asarray(data), volume.spacing_um, intensity=image)
+    s.tables[table] = region_table(np.asarray(data), volume.spacing_um, intensity=image,
+                                   affine_um=world)
 
 
 def save_step(s: Specimen, **files):

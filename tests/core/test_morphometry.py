@@ -239,3 +239,27 @@ def test_fill_holes_and_keep_largest():
     kept = keep_largest(labels)
     assert np.array_equal(kept == 1, shell) and np.array_equal(kept == 2, labels == 2)
     assert np.array_equal(keep_largest(labels == 1), shell)
+
+
+def test_centroids_in_the_world_of_the_grid_placement():
+    """With the grid's affine (a scanner's placement) centroids are world positions; the
+    chunked table's centroids move the same way."""
+    from napari_mrmicro.core.chunked import region_volumes_chunked
+    from napari_mrmicro.core.morphometry import centroids_in_world
+    from napari_mrmicro.core.transforms import rigid_affine
+
+    labels = np.zeros((10, 12, 14), np.uint8)
+    labels[2:5, 3:9, 4:6] = 1
+    labels[6:9, 1:3, 8:13] = 2
+    spacing = (30.0, 20.0, 10.0)
+    affine = rigid_affine((15.0, 0.0, -40.0), (-900.0, 50.0, 1200.0)) @ np.diag([*spacing, 1])
+    table = region_table(labels, spacing, affine_um=affine)
+    for row, label in enumerate((1, 2)):
+        index = np.argwhere(labels == label).mean(axis=0)
+        expected = affine[:3, :3] @ index + affine[:3, 3]
+        got = [table[f"centroid_{a}_um"][row] for a in "zyx"]
+        np.testing.assert_allclose(got, expected, atol=1e-9)
+    plain = region_table(labels, spacing)
+    np.testing.assert_allclose(plain["centroid_x_um"], [4.5 * 10.0, 10.0 * 10.0])
+    chunked = centroids_in_world(region_volumes_chunked(labels, spacing), spacing, affine)
+    np.testing.assert_allclose(chunked["centroid_y_um"], table["centroid_y_um"])

@@ -142,6 +142,36 @@ def test_measure_table_export_select_centerline(dock, qtbot, tmp_path, logged):
     screenshot(viewer, "morphometry-2d")
 
 
+def test_a_placed_scan_gets_its_centerline_and_centroids_where_napari_shows_it(
+        make_napari_viewer, qtbot):
+    """Labels placed by a scanner's affine (a ParaVision scan: rotated and far from the
+    origin): the centerline layers and the table's centroids are in the labels' world. The
+    layers got only the scale (drawn millimetres away) and the centroids were i × spacing."""
+    from napari_mrmicro.core.transforms import rigid_affine
+
+    viewer = make_napari_viewer()
+    labels, _ = specimen()
+    placement = rigid_affine((20.0, -10.0, 5.0), (-5000.0, 3000.0, -8000.0))
+    layer = viewer.add_labels(labels, scale=SCALE, units="µm", name="scan", affine=placement)
+    widget = MorphometryWidget(viewer)
+    widget.labels_layer.value = layer
+    widget.measure()
+    qtbot.waitUntil(lambda: widget.table.rowCount() == 2, timeout=60_000)
+    index = np.argwhere(labels == 1).mean(axis=0)
+    expected = np.asarray(layer.data_to_world(index), float)  # napari's own world point
+    shown = [float(table_column(widget, f"centroid {a} (µm)")[row]) for a in "zyx"
+             for row in [table_column(widget, "label").index(1)]]
+    np.testing.assert_allclose(shown, expected, atol=0.6)  # the table rounds to 1 µm
+    widget.table.selectRow(table_column(widget, "label").index(2))
+    widget.measure_centerline()
+    qtbot.waitUntil(lambda: widget.cross_sections is not None, timeout=60_000)
+    path3d, flat = [x for x in viewer.layers if "centerline" in x.name]
+    world = np.array([path3d.data_to_world(v) for v in path3d.data[5:-5, 0]])
+    inside = np.round([layer.world_to_data(w) for w in world]).astype(int)
+    assert np.mean(labels[tuple(inside.T)] == 2) > 0.95
+    np.testing.assert_allclose(flat.affine.affine_matrix, placement[1:, 1:])
+
+
 def _tube_scan(error_at_edge=0.1):
     """A straight tube (⌀ 400 µm) along x, off-centre, in a scan whose magnification grows
     with distance from the FOV centre: the tube's radius scales by √(1 + e(r))."""

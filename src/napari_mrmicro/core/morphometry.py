@@ -41,7 +41,8 @@ _INTENSITY = ("mean_intensity", "std_intensity", "min_intensity", "max_intensity
 
 
 def region_table(labels, spacing_um, intensity=None,
-                 progress: Callable[[int, int], None] | None = None) -> dict[str, np.ndarray]:
+                 progress: Callable[[int, int], None] | None = None,
+                 affine_um=None) -> dict[str, np.ndarray]:
     """Per-label volume, surface, shape, position and intensity, in physical units.
 
     Parameters
@@ -54,6 +55,10 @@ def region_table(labels, spacing_um, intensity=None,
         An image on the same grid; adds intensity statistics per label.
     progress : callable(done, total), optional
         Called after each label.
+    affine_um : (4, 4) array, optional
+        Voxel index ``(z, y, x, 1)`` → world µm, the grid's placement (a scanner's, as
+        ``Volume.affine_um`` or a layer's): centroids are then world positions, where
+        napari shows the label.
 
     Returns
     -------
@@ -67,7 +72,8 @@ def region_table(labels, spacing_um, intensity=None,
     - ``feret_max_um``: largest distance between two surface points
     - ``axis_major_um``, ``axis_middle_um``, ``axis_minor_um``: full axes of the ellipsoid with
       the same second moments (voxels counted as boxes)
-    - ``centroid_{z,y,x}_um``: voxel ``i`` is at ``i * spacing_um``
+    - ``centroid_{z,y,x}_um``: in the world of ``affine_um``, else with voxel ``i`` at
+      ``i * spacing_um``
     - ``bbox_{z,y,x}_start_vox``, ``bbox_{z,y,x}_stop_vox``: half-open voxel index range
     - ``touches_border``: the label reaches the edge of the volume, so it may be cut off (its
       surface is closed along the edge, its volume is what lies inside)
@@ -108,7 +114,19 @@ def region_table(labels, spacing_um, intensity=None,
     columns = _column_names(intensity is not None)
     table = {name: np.array([row[name] for row in rows], dtype=_dtype(name))
              for name in columns}
-    return table
+    return centroids_in_world(table, spacing, affine_um)
+
+
+def centroids_in_world(table: dict, spacing_um, affine_um) -> dict:
+    """``table`` with its ``centroid_{z,y,x}_um`` (voxel ``i`` at ``i * spacing_um``) moved
+    to the world of ``affine_um`` (voxel index → world µm); unchanged for None."""
+    names = [f"centroid_{a}_um" for a in _AXES]
+    if affine_um is None or len(table[names[0]]) == 0:
+        return table
+    a = np.asarray(affine_um, dtype=float)
+    index = np.stack([table[n] for n in names], axis=1) / np.asarray(spacing_um, float)
+    world = index @ a[:3, :3].T + a[:3, 3]
+    return {**table, **{n: world[:, i] for i, n in enumerate(names)}}
 
 
 def _column_names(with_intensity: bool) -> list[str]:

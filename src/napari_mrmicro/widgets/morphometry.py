@@ -30,7 +30,7 @@ from napari.utils.notifications import show_error, show_info
 from qtpy.QtCore import Qt
 from qtpy.QtWidgets import QAbstractItemView, QFileDialog, QTableWidget, QTableWidgetItem
 
-from napari_mrmicro._layers import layer_to_volume
+from napari_mrmicro._layers import layer_geometry, layer_to_volume, like
 from napari_mrmicro.core.centerline import centerline, path_length_um, resample_path
 from napari_mrmicro.core.cross_sections import cross_sections
 from napari_mrmicro.core.distortion import (
@@ -232,8 +232,10 @@ class MorphometryWidget(Container):
             show_error(f"Morphometry: {error}")
             return None
         labels, spacing = np.asarray(volume.data), volume.spacing_um
-        job = (lambda report: region_table(labels, spacing, intensity, progress=lambda done,
-                                           total: report(done / max(total, 1), "labels")))
+        world = layer_geometry(layer).affine_um  # centroids where napari shows them
+        job = (lambda report: region_table(labels, spacing, intensity, affine_um=world,
+                                           progress=lambda done, total: report(
+                                               done / max(total, 1), "labels")))
         worker = progress_worker(job, "Measuring labels")
         worker.returned.connect(lambda table: self.show_table(table, layer))
         return self._start(worker, self.measure_button)
@@ -388,8 +390,8 @@ class MorphometryWidget(Container):
         self.cross_sections = sections
         meta["centerline"] = {"label": label, "source": layer.name, "length_um": length,
                               "distortion_corrected": corrected}
-        common = {"scale": tuple(layer.scale), "translate": tuple(layer.translate),
-                  "units": tuple(layer.units), "axis_labels": tuple(layer.axis_labels)}
+        # where the labels sit: scale, translate and the affine (a scanner's placement)
+        common = like(layer, axis_labels=tuple(layer.axis_labels))
         names = tissue_names(layer, [label])
         what = f"label {label}" + (f" ({names[0]})" if names and names[0] else "")
         # The path as line segments: a 3-D layer (shown in 3-D, and where it crosses the
@@ -405,7 +407,7 @@ class MorphometryWidget(Container):
         path3d = self.viewer.add_vectors(segments, name=name, **style, **common)
         flat = self.viewer.add_vectors(
             segments[:, :, 1:], name=f"{name} (y, x projection)", **style,
-            **{key: value[1:] for key, value in common.items()})
+            **like(layer, ndim=2, axis_labels=tuple(layer.axis_labels)[1:]))
         self._follow_ndisplay(path3d, flat)
         self.viewer.add_points(sections.path_um / spacing, features=sections.as_table(),
                                face_color="area_um2", face_colormap="viridis", size=3,
