@@ -75,7 +75,8 @@ def value_display(volume: Volume, name: str) -> dict:
     out = {"metadata": {"mrmicro": {**volume.metadata, "value_unit": unit}}}
     if unit == "a.u." or volume.layer_type != "image":
         return out
-    out["name"] = f"{name} ({unit})"
+    suffix = f" ({unit})"
+    out["name"] = name if name.endswith(suffix) else name + suffix  # a saved layer has it
     if unit in SIGNED_UNITS:
         out["colormap"] = DIVERGING
         data = volume.data

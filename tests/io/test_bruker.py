@@ -496,6 +496,9 @@ def test_field_map_carries_hz(realdata):
     (data, kwargs, kind), = read_layers(realdata("bruker_pv/pv360_rodent/8"))
     assert kwargs["metadata"]["mrmicro"]["value_unit"] == "Hz"
     assert kwargs["name"].endswith("(Hz)")
+    from napari_mrmicro._layers import layer_to_volume, volume_to_layer_data
+    again, = volume_to_layer_data(layer_to_volume(data, kwargs))  # saved and reopened
+    assert again[1]["name"] == kwargs["name"]  # not "... (Hz) (Hz)"
     low, high = kwargs["contrast_limits"]
     assert low == -high and high == pytest.approx(np.abs(data).max())
     assert kwargs["colormap"] == "bwr"
