@@ -234,6 +234,10 @@ def world_aligned(data, kwargs: dict, kind: str, n: int) -> tuple:
             out[key] = tuple(out[key][a] for a in axes)
     meta = dict(out.get("metadata", {}).get("mrmicro", {}))
     meta["array_axes_from_file"] = tuple(order)
+    acquisition = meta.get("acquisition")
+    b0 = (acquisition or {}).get("b0_direction")
+    if b0 is not None and len(b0) == n:  # stated in array-axis order: follow the axes
+        meta["acquisition"] = {**acquisition, "b0_direction": [b0[a] for a in order]}
     out["metadata"] = {**out.get("metadata", {}), "mrmicro": meta}
     return (levels if isinstance(data, list) else levels[0]), out, kind
 

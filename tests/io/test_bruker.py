@@ -505,8 +505,12 @@ def test_field_map_carries_hz(realdata):
     assert data.min() == pytest.approx(-908, abs=1) and data.max() == pytest.approx(943, abs=1)
     acq = kwargs["metadata"]["mrmicro"]["acquisition"]
     # Head_Prone: the bore runs along the subject's S-I axis; the frame's y runs along it
-    # (VisuCoreOrientation row 2 is (0, 0, -1)), so B0 is along array axis y
-    assert np.abs(acq["b0_direction"]) == pytest.approx((0, 1, 0))
+    # (VisuCoreOrientation row 2 is (0, 0, -1)), so B0 is along the file's array axis y,
+    # which the layer puts first (its axes follow the world: S, A, R); the metadata follows
+    assert kwargs["metadata"]["mrmicro"]["array_axes_from_file"] == (1, 2, 0)
+    assert np.abs(acq["b0_direction"]) == pytest.approx((1, 0, 0))
+    world_b0 = np.asarray(kwargs["affine"])[:3, :3] @ acq["b0_direction"]
+    assert np.abs(world_b0) == pytest.approx((1, 0, 0))  # along S, the bore
     # the map's Hz are relative to the imaging frequency (acqp BF1 = 400.30774 MHz), not to
     # γ̄ times ParaVision's nominal VisuMagneticFieldStrength (9.40219 T: 400.3213 MHz)
     assert acq["b0_tesla"] * GAMMA_BAR_MHZ_PER_T["1H"] == pytest.approx(400.30774436548796,
