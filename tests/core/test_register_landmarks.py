@@ -84,7 +84,8 @@ def test_coplanar_points_fix_a_rigid_but_not_an_affine_transform():
     truth = rigid_affine((10, 20, 30), (1, 2, 3))
     fit = landmark_affine(plane, apply_affine(truth, plane), "rigid")
     np.testing.assert_allclose(fit.affine, truth, atol=1e-9)
-    with pytest.raises(ValueError, match="coplanar"):
+    with pytest.raises(ValueError, match="coplanar .*; an affine fit needs points spanning 3 "
+                                         "independent directions; fit a similarity or rigid"):
         landmark_affine(plane, apply_affine(truth, plane), "affine")
 
 

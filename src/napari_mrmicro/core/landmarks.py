@@ -35,6 +35,10 @@ class LandmarkFit(tuple):
         return self[1]
 
 
+#: "a rigid", "a similarity", "an affine" fit.
+_ARTICLE = {"rigid": "a", "similarity": "a", "affine": "an"}
+
+
 def _points(points, name):
     p = np.asarray(points, dtype=float)
     if p.ndim != 2 or p.shape[1] not in (2, 3):
@@ -57,10 +61,10 @@ def _check_spread(centred, name, kind):
     if ratio < DEGENERACY_RTOL:
         shape = {1: "coincident", 2: "collinear", 3: "coplanar"}[needed]
         raise ValueError(f"{name}: landmarks are {shape} (thinnest/widest spread "
-                         f"{ratio:.1e} < {DEGENERACY_RTOL:g}); a {kind} fit needs points "
-                         f"spanning {needed} independent directions"
-                         + ("" if kind != "affine" else "; use kind='similarity' or 'rigid', "
-                            "or add out-of-plane landmarks"))
+                         f"{ratio:.1e} < {DEGENERACY_RTOL:g}); {_ARTICLE[kind]} {kind} fit "
+                         f"needs points spanning {needed} independent directions"
+                         + ("" if kind != "affine" else "; fit a similarity or rigid "
+                            "transform instead, or add out-of-plane landmarks"))
 
 
 def landmark_affine(moving_um, fixed_um, kind: str = "similarity") -> LandmarkFit:
