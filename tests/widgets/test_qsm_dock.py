@@ -152,6 +152,9 @@ def test_field_map_in_hz_on_an_oblique_slab(make_napari_viewer, qtbot, logged):
     assert dock.source.value == FIELD_MAP and dock.field.value.name == "B0 map (Hz)"
     assert dock.field_unit.value == "Hz"
     assert dock.larmor.value == pytest.approx(larmor_mhz, abs=1e-3)
+    # the Larmor frequency converts the map: B0 (T) and TE, the phase's inputs, are hidden
+    assert not dock.larmor.native.isHidden()
+    assert dock.b0.native.isHidden() and dock.te.native.isHidden()
     direction = [float(v) for v in dock.direction.value.split(",")]
     np.testing.assert_allclose(direction, b0, atol=1e-3)
     dock.iterations.value = 80

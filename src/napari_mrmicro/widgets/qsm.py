@@ -184,7 +184,9 @@ class QSMWidget(Container):
 
     def _show_inputs(self, *_):
         field = self.source.value == FIELD_MAP
-        for widget in (self.magnitude, self.phase, self.phase_unit, self.te, self.unwrap):
+        # a field map needs the Larmor frequency, not B0 and TE (the phase's conversion)
+        for widget in (self.magnitude, self.phase, self.phase_unit, self.te, self.b0,
+                       self.unwrap):
             widget.visible = not field
         for widget in (self.field, self.field_unit, self.larmor):
             widget.visible = field
