@@ -30,8 +30,10 @@ class ReconstructionWidget(Container):
     def __init__(self, napari_viewer):
         self.viewer = napari_viewer
         self.layer = ComboBox(label="k-space layer", choices=self._kspace_layers,
-                              tooltip="k-space layer to reconstruct (from MR Simulation or a raw file: "
-                                      "Bruker fid, Varian fid, ISMRMRD, Tecmag).")
+                              tooltip="k-space layer to reconstruct, from MR Simulation or a "
+                                      "raw file: ParaVision 360 rawdata.job0 (or fid of "
+                                      "PV 5-7; a scan folder opens its pdata image), Varian "
+                                      "fid, ISMRMRD, Tecmag .tnt.")
         self.window = ComboBox(label="window", choices=["none", "hann", "hamming", "tukey",
                                                         "fermi"],
                                tooltip="k-space apodization: tapers the edges of k-space to "
@@ -121,7 +123,8 @@ class ReconstructionWidget(Container):
         """Reconstruct in a worker thread; results arrive as layers."""
         layer = self.layer.value
         if layer is None:
-            show_error("MR Reconstruction: choose a k-space layer (simulate or open raw data)")
+            show_error("MR Reconstruction: choose a k-space layer (simulate, or open raw data: "
+                       "ParaVision <scan>/rawdata.job0 or fid, Varian .fid, ISMRMRD, .tnt)")
             return None
         try:
             kspace = kspace_codec.layer_to_kspace(layer.metadata.get("mrmicro") or {},
