@@ -335,3 +335,23 @@ def test_specimen_from_image_follows_the_image():
         specimen_from_image(np.full((4, 4, 4), np.nan), (8, 8, 8), 1.0)
     with pytest.raises(ValueError, match="positive"):
         specimen_from_image(np.zeros((4, 4, 4)), (8, 8, 8), 1.0)
+
+
+def test_specimen_from_image_keeps_the_image_physical_size():
+    """With the image's voxel size, a 1 × 2 × 2 mm block stays that size in a 1.6 mm field
+    of view (cropped in-plane, air around it in depth), centred; a 2-D image is extruded.
+    Stretched to the grid (before), a 9 × 7.6 × 16 mm head became a 6.4 mm cube."""
+    from napari_mrmicro.core.specimens import specimen_from_image
+
+    image = np.zeros((20, 40, 60), np.float32)
+    image[5:15, 10:30, 20:40] = 1.0  # 1 × 2 × 2 mm at 100 µm, centred
+    s = specimen_from_image(image, (32, 32, 32), 50.0, image_spacing_um=100.0)
+    inside = np.argwhere(s.labels > 0)
+    extent = (inside.max(axis=0) - inside.min(axis=0) + 1) * 50.0
+    assert extent[0] == pytest.approx(1000.0, abs=100.0)  # ±1 voxel of linear blur
+    assert list(extent[1:]) == [1600.0, 1600.0]  # wider than the field of view: cropped
+    assert (inside.min(axis=0)[0] + inside.max(axis=0)[0]) / 2 == pytest.approx(15.5, abs=0.5)
+    flat = specimen_from_image(image[10], (8, 32, 32), 50.0, image_spacing_um=(100.0, 100.0))
+    assert np.all((flat.labels > 0).sum(axis=(1, 2)) == 32 * 32)
+    with pytest.raises(ValueError, match="image_spacing_um"):
+        specimen_from_image(image, (8, 8, 8), 50.0, image_spacing_um=(0.0, 1.0, 1.0))

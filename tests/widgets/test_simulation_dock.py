@@ -128,3 +128,30 @@ def test_cancel_says_cancelled_and_adds_nothing(dock, qtbot, logged):
     assert "MR simulation: cancelled" in logged.messages
     assert len(viewer.layers) == 0 and widget.run_button.enabled
     screenshot(viewer, "simulation")
+
+
+def test_an_image_layer_specimen_keeps_its_physical_size(dock, qtbot):
+    """A 3.2 mm ball imaged at 100 µm, simulated in a 6.4 mm field of view, stays 3.2 mm
+    across (it was stretched to fill the field of view)."""
+    viewer, widget = dock
+    n, voxel = 48, 100.0
+    g = (np.arange(n) - (n - 1) / 2) * voxel
+    z, y, x = np.meshgrid(g, g, g, indexing="ij")
+    ball = (z**2 + y**2 + x**2 <= 1600.0**2).astype(np.float32)
+    layer = viewer.add_image(ball, scale=(voxel,) * 3, units="µm", name="ball")
+    widget.preset.value = "9.4 T cochlea quick look (50 µm, 3D GRE)"
+    widget.specimen.value = "image layer"
+    widget.pd_layer.value = layer
+    for w in widget.matrix:
+        w.value = 32
+    for w in widget.fov:
+        w.value = 6.4
+    worker = widget.run()
+    with qtbot.waitSignal(worker.finished, timeout=120_000):
+        pass
+    qtbot.waitUntil(lambda: any("truth labels" in x.name for x in viewer.layers),
+                    timeout=10_000)
+    truth = [x for x in viewer.layers if "truth labels" in x.name][0]
+    spacing = truth.scale[-1]
+    across = (truth.data[truth.data.shape[0] // 2] > 0).sum(axis=1).max() * spacing
+    assert across == pytest.approx(3200.0, abs=2 * spacing)

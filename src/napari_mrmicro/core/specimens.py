@@ -745,17 +745,24 @@ def make_specimen(name: str, shape, spacing_um, seed: int = 0, **options) -> Spe
 IMAGE_TISSUE = dict(t1_ms=1900.0, t2_ms=50.0, t2star_ms=30.0, diffusion_um2_per_ms=0.8)
 
 
-def specimen_from_image(image, shape, spacing_um, levels: int = 64) -> Specimen:
+def specimen_from_image(image, shape, spacing_um, levels: int = 64,
+                        image_spacing_um=None) -> Specimen:
     """A specimen whose proton density follows an image (e.g. a napari Image layer).
 
-    The image is resampled linearly to ``shape``, scaled so its 99.5th percentile is 1
-    (negative values clipped to 0) and quantised into ``levels`` proton densities of a
-    soft tissue (:data:`IMAGE_TISSUE`); level 0 is air.
+    With ``image_spacing_um`` (the image's voxel size, µm; 2 values for a 2-D image, which
+    is then extruded through the grid's depth) the image keeps its physical size: its
+    centre at the grid's centre, resampled linearly, cropped where it is larger than the
+    field of view and air around it where smaller. Without, it is stretched to ``shape``.
+    It is scaled so its 99.5th percentile is 1 (negative values clipped to 0) and
+    quantised into ``levels`` proton densities of a soft tissue (:data:`IMAGE_TISSUE`);
+    level 0 is air.
     """
     import scipy.ndimage
 
     image = np.asarray(image, dtype=np.float32)
-    if image.ndim == 2:
+    spacing = tuple(float(s) for s in np.broadcast_to(spacing_um, (3,)))
+    flat = image.ndim == 2
+    if flat:
         image = image[None]
     if image.ndim != 3 or image.size == 0:
         raise ValueError(f"specimen_from_image: need a 2-D or 3-D image, got {image.shape}")
@@ -766,10 +773,24 @@ def specimen_from_image(image, shape, spacing_um, levels: int = 64) -> Specimen:
     top = float(np.percentile(image, 99.5))
     if not top > 0:
         raise ValueError("specimen_from_image: the image has no positive values")
-    zoom = [n / m for n, m in zip(shape, image.shape)]
-    resampled = scipy.ndimage.zoom(image, zoom, order=1, grid_mode=True, mode="nearest")
+    if image_spacing_um is None:
+        zoom = [n / m for n, m in zip(shape, image.shape)]
+        resampled = scipy.ndimage.zoom(image, zoom, order=1, grid_mode=True, mode="nearest")
+    else:
+        axes = slice(1, 3) if flat else slice(0, 3)  # a 2-D image: in-plane, then extruded
+        own = np.broadcast_to(np.asarray(image_spacing_um, dtype=float), (3 - flat,))
+        if not np.all(np.isfinite(own) & (own > 0)):
+            raise ValueError(f"specimen_from_image: image_spacing_um must be positive, got "
+                             f"{image_spacing_um!r}")
+        source, size = image[0] if flat else image, np.asarray(shape)[axes]
+        step = np.asarray(spacing)[axes] / own  # image voxels per grid voxel
+        offset = (np.asarray(source.shape) - 1) / 2 - (size - 1) / 2 * step  # centres met
+        resampled = scipy.ndimage.affine_transform(source, step, offset,
+                                                   output_shape=tuple(size), order=1,
+                                                   mode="constant", cval=0.0)
+        if flat:
+            resampled = np.broadcast_to(resampled, tuple(shape))
     labels = np.clip(np.rint(resampled / top * (levels - 1)), 0, levels - 1).astype(np.uint8)
     tissues = (AIR,) + tuple(Tissue(f"level {i}", i / (levels - 1), **IMAGE_TISSUE)
                              for i in range(1, levels))
-    spacing = tuple(float(s) for s in np.broadcast_to(spacing_um, (3,)))
     return Specimen("image", labels, spacing, tissues, {"specimen": "image", "levels": levels})

@@ -18,7 +18,7 @@ from qtpy.QtCore import Qt
 from qtpy.QtWidgets import QAbstractSpinBox, QSizePolicy
 from napari.utils.notifications import show_error, show_info
 
-from napari_mrmicro._layers import tissue_features
+from napari_mrmicro._layers import layer_geometry, tissue_features
 from napari_mrmicro.core import Acquisition, backend
 from napari_mrmicro.core.memory import GIB, available_memory_bytes
 from napari_mrmicro.core.physics import REFERENCE_SNR, protocol_summary
@@ -63,8 +63,9 @@ TIPS = {
     "specimen": "Digital specimen to image: a 9.4 T cochlea (fluid-filled turns in bone), a "
                 "human tooth (enamel, dentine, pulp), a water tube (distortion calibration), "
                 "¹³C microdiamonds; or 'image layer' to use an image as proton density.",
-    "pd_layer": "Image layer used as proton density (0–1 after scaling to its maximum); it is "
-                "resampled onto the simulation's fine grid.",
+    "pd_layer": "Image layer used as proton density (0–1 after scaling to its maximum); it "
+                "keeps its physical size, centred in the field of view (cropped where larger, "
+                "air around it where smaller); an uncalibrated image is stretched to the FOV.",
     "b0": "Main field B0 in tesla (0.05–30 T). Signal ∝ B0² and coil noise ∝ B0^¼, so SNR ∝ "
           "B0^7/4 in the coil-noise regime of microscopy probes (Hoult & Richards, J Magn "
           "Reson 1976;24:71).",
@@ -325,6 +326,8 @@ class SimulationWidget(Container):
                 if self.pd_layer.value is None:
                     raise ValueError("proton density: choose an Image layer")
                 pd_image = np.asarray(self.pd_layer.value.data, dtype=np.float32)
+                geometry = layer_geometry(self.pd_layer.value)  # its own size, when known
+                pd_image = (pd_image, geometry.spacing_um if geometry.calibrated else None)
             device = backend.check_device(self.device.value)
         except (ValueError, RuntimeError) as error:
             show_error(f"MR Simulation: {error}")
@@ -384,7 +387,8 @@ def _simulate(specimen_name, acq, effects, pd_image, polarization, report):
     spacing = tuple(v / FINE for v in acq.voxel_um)
     report(0.0, "building specimen")
     if pd_image is not None:
-        specimen = specimen_from_image(pd_image, fine, spacing)
+        image, image_spacing = pd_image
+        specimen = specimen_from_image(image, fine, spacing, image_spacing_um=image_spacing)
     else:
         specimen = make_specimen(specimen_name, fine, spacing)
     kspace = simulate(specimen, acq, seed=0, effects=Effects(**effects),
