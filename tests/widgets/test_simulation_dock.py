@@ -43,9 +43,11 @@ def test_presets_and_live_summary(dock):
     assert "TE" in widget.summary.value
 
 
-def test_simulate_adds_physical_layers(dock, qtbot, logged):
-    viewer, widget = dock
+def _simulate_quick_look(widget, qtbot, **fields):
+    """The cochlea quick-look preset at 32³ in a 6.4 mm cube (and ``fields``), run."""
     widget.preset.value = "9.4 T cochlea quick look (50 µm, 3D GRE)"
+    for name, value in fields.items():
+        getattr(widget, name).value = value
     for w, n in zip(widget.matrix, (32, 32, 32)):
         w.value = n
     for w in widget.fov:
@@ -53,6 +55,11 @@ def test_simulate_adds_physical_layers(dock, qtbot, logged):
     worker = widget.run()
     with qtbot.waitSignal(worker.finished, timeout=120_000):
         pass
+
+
+def test_simulate_adds_physical_layers(dock, qtbot, logged):
+    viewer, widget = dock
+    _simulate_quick_look(widget, qtbot)
     qtbot.waitUntil(lambda: any("magnitude" in layer.name for layer in viewer.layers),
                     timeout=10_000)
     name = "cochlea 9.4 T GRE 200 µm 3 echoes"  # specimen, method and key settings
@@ -139,16 +146,7 @@ def test_an_image_layer_specimen_keeps_its_physical_size(dock, qtbot):
     z, y, x = np.meshgrid(g, g, g, indexing="ij")
     ball = (z**2 + y**2 + x**2 <= 1600.0**2).astype(np.float32)
     layer = viewer.add_image(ball, scale=(voxel,) * 3, units="µm", name="ball")
-    widget.preset.value = "9.4 T cochlea quick look (50 µm, 3D GRE)"
-    widget.specimen.value = "image layer"
-    widget.pd_layer.value = layer
-    for w in widget.matrix:
-        w.value = 32
-    for w in widget.fov:
-        w.value = 6.4
-    worker = widget.run()
-    with qtbot.waitSignal(worker.finished, timeout=120_000):
-        pass
+    _simulate_quick_look(widget, qtbot, specimen="image layer", pd_layer=layer)
     qtbot.waitUntil(lambda: any("truth labels" in x.name for x in viewer.layers),
                     timeout=10_000)
     truth = [x for x in viewer.layers if "truth labels" in x.name][0]
