@@ -218,6 +218,7 @@ def test_section_placed_fitted_and_resliced(make_napari_viewer, qtbot):
     dock.section_z.value = 500.0
     placed = dock.place_section()
     assert placed.data.shape == (1,) + sec_shape and "section" not in viewer.layers[:-1]
+    assert placed.axis_labels[0] == fixed.axis_labels[0]  # the scene's z keeps its name
     assert viewer.layers.index(placed) == 1 and dock.moving.value is placed
     # On its plane: pixel (j, i) at z = 500 µm, its own (y, x) position kept.
     np.testing.assert_allclose(_world_um(placed, (0, 2, 3)), [500.0, 3 + 40.0, -2 + 60.0])

@@ -356,7 +356,8 @@ class RegisterWidget(Container):
         placed = Image(data, name=moving.name, multiscale=moving.multiscale,
                        scale=(z_thickness / factors[0],) + tuple(moving.scale),
                        translate=(0.0,) + tuple(moving.translate), units=units,
-                       axis_labels=("normal",) + tuple(moving.axis_labels),
+                       # the fixed volume's label: napari names the world axis after it
+                       axis_labels=(tuple(fixed.axis_labels)[-3],) + tuple(moving.axis_labels),
                        metadata={**moving.metadata, "mrmicro": meta}, **state)
         placed.affine = (np.diag(np.append(1 / factors, 1)) @ world3
                          @ np.diag(np.append(factors, 1)))
