@@ -234,19 +234,23 @@ def _delta(x, unit_deg, unit_um, centre):
     return rigid_affine(x[:3] * unit_deg, x[3:6] * unit_um, centre_um=centre)
 
 
-def _scaling(factor: float, centre, axes=(0, 1, 2)) -> np.ndarray:
-    """Homogeneous scaling of ``axes`` by ``factor`` about ``centre`` (µm)."""
-    out = np.eye(4)
-    for axis in axes:
-        out[axis, axis] = factor
-        out[axis, 3] = (1.0 - factor) * float(centre[axis])
-    return out
+def _over_the_volume(start, point_um, box_um) -> np.ndarray:
+    """``start``, or, when it maps ``point_um`` (the moving image's centre) outside the
+    fixed box ``[0, box_um]``, ``start`` moved (not turned) to put it at the box's centre:
+    a start off the volume (frames unrelated, e.g. an optical stage position) overlaps
+    nothing, so no search could start from it."""
+    point = start[:3, :3] @ np.asarray(point_um, float) + start[:3, 3]
+    if np.all((point >= 0) & (point <= box_um)):
+        return start
+    return translation_affine(np.asarray(box_um) / 2 - point) @ start
 
 
 def _in_plane_scale(factor: float, local_centre) -> np.ndarray:
     """A section's local (normal, y, x) µm scaled in its plane by ``factor`` about
-    ``local_centre``."""
-    return _scaling(factor, local_centre, axes=(1, 2))
+    ``local_centre`` (the isotropic 3-D scaling is :func:`rigid_affine`'s ``scale``)."""
+    out = np.diag([1.0, factor, factor, 1.0])
+    out[1:3, 3] = (1.0 - factor) * np.asarray(local_centre, float)[1:3]
+    return out
 
 
 def section_scale(plane_affine) -> float:
@@ -341,18 +345,17 @@ def mutual_information_affine(moving, moving_spacing_um, fixed, fixed_spacing_um
 
         built.append((evaluate, float(max(f_sp.max(), m_sp.max())), radius))
 
+    def scaled(factor):  # isotropic about the fixed volume's centre
+        return rigid_affine((0.0, 0.0, 0.0), (0.0, 0.0, 0.0), centre_um=centre, scale=factor)
+
     def compose(x, unit_deg, unit_um, base):
         pose = _delta(x, unit_deg, unit_um, centre)
         if scale:  # a unit step moves the volume's corners by about unit_um
-            pose = pose @ _scaling(np.exp(x[6] * unit_um / radius), centre)
+            pose = pose @ scaled(np.exp(x[6] * unit_um / radius))
         return pose @ base
 
-    moved = start[:3, :3] @ ((np.asarray(mov.shape) - 1) / 2 * sm) + start[:3, 3]
-    if np.any(moved < 0) or np.any(moved > 2 * centre):
-        # the moving volume's centre lands off the fixed one (frames unrelated, e.g. an
-        # optical stage position): start from the two centres aligned
-        start = translation_affine(centre - moved) @ start
-    candidates = [_scaling(f, centre) @ start for f in START_SCALES[1:]] if scale else ()
+    start = _over_the_volume(start, (np.asarray(mov.shape) - 1) / 2 * sm, 2 * centre)
+    candidates = [scaled(f) @ start for f in START_SCALES[1:]] if scale else ()
     affine, mi, n = _maximise(built, compose, start, callback, candidates,
                               keep=(2,) if scale else (1,), parameters=7 if scale else 6)
     if not mi > 0:  # MI is 0 only when (nearly) every sample falls outside the volume
@@ -465,12 +468,7 @@ def section_plane_affine(section, section_spacing_um, volume, volume_spacing_um,
 
     step = built[0][1]  # the coarsest level's voxel
     box = (np.asarray(vol.shape) - 1) * sv
-    centre = start[:3, :3] @ local_centre + start[:3, 3]
-    if np.any(centre < 0) or np.any(centre > box):
-        # a start off the volume (e.g. an optical stage position, unrelated to the
-        # scanner's frame) overlaps nothing: start from the volume's centre instead
-        start = start.copy()
-        start[:3, 3] += box / 2 - centre
+    start = _over_the_volume(start, local_centre, box)
     reach = int(np.floor(min(float(reach_um), float(np.linalg.norm(box))) / step))
     depths = 1 + (int(2 * np.linalg.norm(box) / step) + 1 if scan_normal else 0)
     starts = ((2 * reach + 1) ** 2 * int(turns) * (2 if mirror else 1)
