@@ -255,7 +255,7 @@ def test_absurd_acq_size_refused_before_allocation(tmp_path):
     ({"ACQ_method": "Bruker:UTE", "PULPROG": "UTE.ppg"}, {"Method": "Bruker:UTE"},
      "UTE: non-Cartesian"),
     ({}, {"Method": "Bruker:SPIRAL", "PVM_SpiralMode": "SpiralOut"}, "spiral"),
-    ({}, {"Method": "Bruker:EPI"}, "echo-planar"),
+    ({}, {"Method": "Bruker:EPI"}, "EPI method without PVM_EpiNEchoes"),
     ({"ACQ_size": [16]}, {}, "only 2-D and 3-D"),
     ({}, {"PVM_Fov": "none"}, "PVM_Fov"),
     ({}, {"PVM_Matrix": [8, 400000]}, "more than 64 x the 32 acquired samples"),

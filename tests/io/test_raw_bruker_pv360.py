@@ -7,6 +7,8 @@ import shutil
 import numpy as np
 import pytest
 
+from epi_scanner import echo_trains
+
 from napari_mrmicro.core import reconstruct
 from napari_mrmicro.core.kspace import centered_fft, centered_ifft
 from napari_mrmicro.io import bruker_raw, read_volume
@@ -94,11 +96,83 @@ def test_partial_echo_beats_zero_filling_against_the_vendor_image(realdata, meth
     assert error(restored) < 0.92 * error(zero_filled)
 
 
-def test_echo_planar_refused_in_one_line(realdata):
+def test_echo_planar_matches_bruker_reconstruction(realdata):
+    """EPI scan 7 (single shot, 30 ramp-sampled echoes, 115-sample navigator): regridded on
+    the measured trajectory, alternate lines reversed, polarity phase and ghost corrected,
+    its zero-filled image is Bruker's 2dseq; placed where the 2dseq lies."""
     scan = realdata(f"{STUDY}/7")
-    with pytest.raises(FormatError, match="echo-planar raw data") as info:
+    vol = bruker_raw.read(scan)
+    ks = bruker_raw.read_kspace(scan)
+    assert ks.data.shape == (1, 18, 40, 80) and ks.multislice
+    assert vol.metadata["epi"] == {"echoes": 30, "samples": 80, "navigator_samples": 115,
+                                   "regridded": "PVM_EpiTrajAdjkx",
+                                   "ghost_correction": "PVM_EpiPhaseCorrection"}
+    # PE steps -10..19 on rows 10..39 (partial Fourier); the lobe spans ±23.8 cycles/FOV
+    rows, columns = ks.sampled.any(axis=(0, 2)), ks.sampled.any(axis=(0, 1))
+    assert np.flatnonzero(rows).tolist() == list(range(10, 40))
+    assert np.flatnonzero(columns).tolist() == list(range(16, 65))
+    image = np.abs(reconstruct(ks.data, kspace_axes=(-2, -1))[0])  # zero-filled, as Bruker
+    reference = vendor(scan)
+    r = correlations(image, reference)
+    assert np.median(r) >= 0.99 and r.min() >= 0.97
+    two_dseq = read_volume(scan / "pdata" / "1" / "2dseq")
+    np.testing.assert_allclose(vol.affine_um, two_dseq.affine_um, atol=1e-3)
+    np.testing.assert_allclose(vol.spacing_um, (500.0, 250.0, 200.0))
+
+
+def edited_scan(source, tmp_path, change):
+    """A copy of the scan folder whose method has ``change`` applied (None deletes)."""
+    scan = tmp_path / source.name
+    shutil.copytree(source, scan)
+    method = read_jcamp(source / "method")
+    for key, value in change.items():
+        if value is None:
+            del method[key]
+        else:
+            method[key] = value
+    (scan / "method").write_text(format_jcamp(method))
+    return scan
+
+
+@pytest.mark.parametrize("change, at_most", [
+    ({"PVM_EpiPhaseCorrection": None}, 0.93),   # Nyquist ghost left in
+    ({"PVM_EpiTrajAdjb0": None}, 0.7),          # forward/reversed lines out of phase
+    ({"PVM_EpiTrajAdjkx": "uniform"}, 0.4),     # ramp samples taken as equally spaced
+])
+def test_echo_planar_each_correction_counts(realdata, tmp_path, change, at_most):
+    source = realdata(f"{STUDY}/7")
+    if change.get("PVM_EpiTrajAdjkx") == "uniform":
+        trajectory = read_jcamp(source / "method")["PVM_EpiTrajAdjkx"]
+        change = {"PVM_EpiTrajAdjkx": [float(k) for k in np.linspace(0, max(trajectory), 80)]}
+    ks = bruker_raw.read_kspace(edited_scan(source, tmp_path, change))
+    image = np.abs(reconstruct(ks.data, kspace_axes=(-2, -1))[0])
+    assert np.median(correlations(image, vendor(source))) < at_most
+
+
+@pytest.mark.parametrize("change, message", [
+    ({"PVM_EpiNShots": 2}, "PVM_EpiNShots = 2: segmented"),
+    ({"PVM_EpiTrajAdjkx": None}, "no measured EPI readout trajectory"),
+    ({"PVM_EpiTrajAdjb0": [0.0] * 79}, "PVM_EpiTrajAdjb0 holds 79 values"),
+    ({"PVM_EpiPhaseCorrection": [0.0] * 34}, "PVM_EpiPhaseCorrection holds 34 values"),
+    ({"PVM_EpiNSamplesPerScan": 2600}, "PVM_EpiNSamplesPerScan = 2600 but a scan holds 2628"),
+    ({"PVM_EpiNEchoes": 40}, "do not fit a scan of 2628 samples"),
+    ({"PVM_EpiReadAsym": 20}, "asymmetric EPI readouts"),
+])
+def test_echo_planar_bad_headers_named(realdata, tmp_path, change, message):
+    scan = edited_scan(realdata(f"{STUDY}/7"), tmp_path, change)
+    with pytest.raises(FormatError, match=message) as info:
         bruker_raw.read(scan)
-    assert "\n" not in str(info.value) and "acqp" in str(info.value)
+    assert str(scan) in str(info.value) and "\n" not in str(info.value)
+
+
+def test_echo_planar_truncated_raw_named(realdata, tmp_path):
+    source = realdata(f"{STUDY}/7")
+    scan = tmp_path / "7"
+    shutil.copytree(source, scan)
+    (scan / "rawdata.job0").write_bytes((source / "rawdata.job0").read_bytes()[:-100])
+    with pytest.raises(FormatError, match=r"rawdata.job0: header implies 378432 bytes .*"
+                                          r"18 objects \(NI\), one echo train each"):
+        bruker_raw.read(scan)
 
 
 def test_truncated_rawdata_names_file_and_parameters(realdata, tmp_path):
@@ -176,17 +250,50 @@ def test_mrmicro_recon_gives_brukers_matrix_slices_and_placement(realdata, tmp_p
     np.testing.assert_allclose(centre(zf), centre(ours), atol=1e-6)
 
 
-def test_pv51_parameter_dialect_parsed_and_epi_refused(realdata, tmp_path):
-    """PV 5.1 acqp/method (no RLE, ACQ_size in real values, GO_raw_data_format) parse, and
-    their echo-planar method is refused in one line naming the method."""
+def test_pv51_epi_dialect_four_receivers(realdata, tmp_path):
+    """A PV 5.1 EPI (acqp/method without RLE, ACQ_size in real values, GO_raw_data_format,
+    4 receivers, 32 interleaved slices, 51 echoes of 72 ramp samples, no navigator) with a
+    fid written by the analytic scanner of ``tests/epi_scanner.py``: every slice and
+    receiver comes back as its Cartesian k-space, each with its own ghost coefficients."""
     fixtures = realdata("bruker_pv/brkraw_param_fixtures")
     scan = tmp_path / "3"
     scan.mkdir()
     shutil.copy(fixtures / "acqp_EPI_pv5_1.jdx", scan / "acqp")
-    shutil.copy(fixtures / "method_EPI_pv5_1.jdx", scan / "method")
-    acqp = read_jcamp(scan / "acqp")
-    assert "GO_raw_data_format" in acqp and acqp["ACQ_size"][0] % 2 == 0
-    (scan / "fid").write_bytes(b"\0" * 1024)
-    with pytest.raises(FormatError, match=r"method .*EPI.*echo-planar raw data") as info:
-        bruker_raw.read(scan)
-    assert "\n" not in str(info.value)
+    acqp, method = read_jcamp(scan / "acqp"), read_jcamp(fixtures / "method_EPI_pv5_1.jdx")
+    assert acqp["GO_raw_data_format"] == "GO_32BIT_SGN_INT" and acqp["ACQ_size"][0] == 7344
+    trajectory = np.asarray(method["PVM_EpiTrajAdjkx"])
+    polarity = np.asarray(method["PVM_EpiTrajAdjb0"])
+    steps = np.asarray(method["PVM_EncSteps1"])
+    order = acqp["ACQ_obj_order"]
+    receivers, slices, echoes, n = 4, 32, 51, 72
+    rng = np.random.default_rng(5)
+    # ghost slopes of whole cycles over the readout keep the object band-limited, so the
+    # analytic scanner's samples are exact on the grid (real slopes are any value)
+    ghost = np.stack([rng.uniform(-1, 1, (receivers, slices)),
+                      rng.integers(-1, 2, (receivers, slices)) * 2 * np.pi / n], -1)
+    method["PVM_EpiPhaseCorrection"] = [float(v) for v in ghost.ravel()]
+    (scan / "method").write_text(format_jcamp(method))
+    truth = rng.normal(size=(slices, n, n)) + 1j * rng.normal(size=(slices, n, n))
+    truth[..., np.abs(np.arange(n) - n // 2) > 29] = 0  # the lobe spans ±31 cycles/FOV
+    coils = np.exp(2j * np.pi * np.arange(receivers) / receivers) * (1 + np.arange(4))
+    rows = centered_ifft(truth[:, steps + n // 2], axes=(-1,))  # slice, echo, x
+    trains = np.empty((slices, receivers, echoes, n), np.complex128)
+    for position, slice_ in enumerate(order):  # the i-th scan is object order[i]
+        for r in range(receivers):
+            trains[position, r] = echo_trains(coils[r] * rows[slice_], trajectory, polarity,
+                                              ghost[r, position])
+    trains *= 2e5
+    pairs = np.stack([trains.real, trains.imag], -1).round().astype("<i4")
+    (scan / "fid").write_bytes(pairs.tobytes())  # GO_block_size continuous
+    ks = bruker_raw.read_kspace(scan)
+    assert ks.data.shape == (receivers, 1, slices, n, n) and ks.coil_axis == 0
+    sampled = ks.sampled[0]
+    assert np.flatnonzero(sampled.any(1)).tolist() == list(range(21, 72))  # steps -15..35
+    assert np.flatnonzero(sampled.any(0)).tolist() == list(range(5, 68))
+    # without a reco, the slice package's phase offset is applied as ParaVision does: a
+    # k-space ramp of PVM_SPackArrPhase1Offset / PVM_Fov[1] = 2.2 / 28.8 of the FOV
+    shift = method["PVM_SPackArrPhase1Offset"][0] / method["PVM_Fov"][1]
+    ramp = np.exp(-2j * np.pi * shift * (np.arange(21, 72) - n // 2))
+    got = ks.data[:, 0][:, :, 21:, 5:68] / 2e5
+    want = coils[:, None, None, None] * truth[None, :, 21:, 5:68] * ramp[:, None]
+    assert np.linalg.norm(got - want) / np.linalg.norm(want) < 1e-3

@@ -1,0 +1,172 @@
+"""Echo-planar readouts onto the Cartesian grid: ramp-sampled regridding, alternate-line
+reversal and Nyquist ghost correction.
+
+An EPI echo train reads one k-space line per gradient lobe, every second line with the
+readout gradient reversed, and (ramp sampling) samples during the gradient ramps too, so the
+samples are not equally spaced in k. Three steps bring such a train to the grid the centred
+FFT of :mod:`~napari_mrmicro.core.kspace` expects (DC at ``N // 2``):
+
+1. *Regridding* (Bruder, Fischer, Reinfelder & Schmitt, Magn Reson Med 1992;23:311). The
+   measured readout trajectory ``k(t)`` (Duyn et al., J Magn Reson 1998;132:150; ParaVision
+   measures it per scan, ``PVM_EpiTrajAdjkx``) gives each sample's position in cycles per
+   field of view. An object inside the field of view has a k-space that is the Dirichlet
+   (periodic sinc) interpolation of its grid values, so the grid values inside the sampled
+   range are the least-squares solution of ``samples = A · grid``; one ``(N, samples)``
+   operator per gradient polarity serves every line. Grid points outside the sampled range
+   stay zero (they were not measured).
+2. *Reversal*. A line read under the reversed gradient runs from the end of the lobe back:
+   its sample ``t`` sits at ``k_end − k(t)``, with ``k_end`` the lobe's full excursion (the
+   largest value of the trajectory). Its operator is built from those positions, so the
+   reversal happens in the regridding.
+3. *Nyquist ghost correction* (Bruder et al. 1992, as above; Hu & Le, Magn Reson Med
+   1996;36:166). Gradient delays and eddy currents shift the reversed lines against the
+   others, which puts a ghost half a field of view away along the phase encode. A phase
+   linear along the readout, ``φ0 + φ1·m`` on the reversed lines in hybrid space (image
+   along the readout, pixel ``m = 0 .. N−1``), removes the first-order part; ParaVision's
+   ghost adjustment stores ``(φ0, φ1)`` per slice (``PVM_EpiPhaseCorrection``). The
+   trajectory measurement also finds a phase ``b0(t)`` that a forward lobe's samples carry
+   beyond a reversed lobe's (``PVM_EpiTrajAdjb0``, eddy-current B0 shifts); the reversed
+   lines' samples are multiplied by ``exp(i·b0(t))`` first.
+
+Written here because no maintained Python package reconstructs ramp-sampled EPI from a
+measured trajectory; the conventions were checked against ParaVision 360's own
+reconstruction of a real EPI scan (``tests/io/test_raw_bruker_epi.py``).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from napari_mrmicro.core.kspace import centered_fft, centered_ifft
+
+#: Singular values below this fraction of the largest are dropped when the regridding
+#: operator is inverted; a real ramp-sampled readout has a condition number of a few.
+RCOND = 1e-6
+
+
+def regrid_operator(positions, size: int) -> tuple:
+    """The linear map from one readout's samples to the uniform k-space grid.
+
+    Parameters
+    ----------
+    positions : array_like of float, shape (samples,)
+        k-space position of each sample in cycles per field of view, relative to k = 0
+        (grid index minus ``size // 2``).
+    size : int
+        Grid length ``N`` (the image's pixels along the readout).
+
+    Returns
+    -------
+    operator : ndarray of complex64, shape (size, samples)
+        ``grid = operator @ samples``; rows outside the sampled range are zero.
+    covered : ndarray of bool, shape (size,)
+        The grid points inside the sampled range (those the operator fills).
+    """
+    positions = np.asarray(positions, np.float64)
+    if positions.ndim != 1 or positions.size < 2 or not np.all(np.isfinite(positions)):
+        raise ValueError("positions must be a finite 1-D trajectory of at least 2 samples")
+    if size < 2:
+        raise ValueError(f"size = {size}: the grid needs at least 2 points")
+    centre = size // 2
+    grid = np.arange(size) - centre
+    covered = (grid >= positions.min() - 0.5) & (grid <= positions.max() + 0.5)
+    if covered.sum() > positions.size:
+        raise ValueError(f"{positions.size} samples cannot determine the {covered.sum()} "
+                         "grid points their range spans")
+    pixels = np.arange(size) - centre
+    # A[t, j] = (1/N) Σ_m e^{-2πi (p_t − g_j)(m − c)/N}: Dirichlet interpolation
+    at_samples = np.exp(-2j * np.pi * np.outer(positions, pixels) / size)
+    at_grid = np.exp(-2j * np.pi * np.outer(grid[covered], pixels) / size)
+    interpolation = at_samples @ at_grid.conj().T / size
+    operator = np.zeros((size, positions.size), np.complex128)
+    operator[covered] = np.linalg.pinv(interpolation, rcond=RCOND)
+    return operator.astype(np.complex64), covered
+
+
+def regrid_echo_train(train, trajectory, size: int, centre: float | None = None,
+                      polarity_phase=None, ghost=None) -> tuple:
+    """Regrid EPI echo trains onto the Cartesian grid, reversed lines included.
+
+    Parameters
+    ----------
+    train : array_like of complex, shape (..., echoes, samples)
+        The readouts as acquired, echo ``0`` under the gradient polarity the trajectory
+        was measured on, every odd echo reversed.
+    trajectory : array_like of float, shape (samples,)
+        k-space position of each sample of a forward lobe, in cycles per field of view
+        from the start of the lobe (ParaVision's ``PVM_EpiTrajAdjkx``).
+    size : int
+        Grid length along the readout.
+    centre : float, optional
+        Trajectory value of k = 0; the middle of the lobe, ``max(trajectory) / 2``, when
+        not given (a symmetric readout).
+    polarity_phase : array_like of float, shape (samples,), optional
+        Phase (rad) a forward lobe's sample carries beyond the reversed lobe's sample
+        taken at the same time (ParaVision's ``PVM_EpiTrajAdjb0``); the reversed lines'
+        samples are multiplied by ``exp(i·polarity_phase)`` before regridding.
+    ghost : array_like of float, shape (..., 2), optional
+        First-order Nyquist ghost correction ``(φ0, φ1)`` per train (broadcast against the
+        leading axes of ``train``): the reversed lines are multiplied by
+        ``exp(i(φ0 + φ1·m))`` in hybrid space, ``m = 0 .. size−1`` the readout pixel.
+
+    Returns
+    -------
+    lines : ndarray of complex64, shape (..., echoes, size)
+        k-space lines, DC at ``size // 2``, in echo order.
+    covered : ndarray of bool, shape (size,)
+        Grid points both polarities sampled (the rest are zero on at least one line).
+    """
+    train = np.asarray(train)
+    trajectory = np.asarray(trajectory, np.float64)
+    if train.ndim < 2 or train.shape[-1] != trajectory.size:
+        raise ValueError(f"echo trains of shape {train.shape} do not end in the "
+                         f"{trajectory.size} samples of the trajectory")
+    end = float(trajectory.max())
+    centre = end / 2.0 if centre is None else float(centre)
+    forward, covered_forward = regrid_operator(trajectory - centre, size)
+    backward, covered_backward = regrid_operator(end - trajectory - centre, size)
+    lines = np.empty(train.shape[:-1] + (size,), np.complex64)
+    np.matmul(train[..., 0::2, :].astype(np.complex64, copy=False), forward.T,
+              out=lines[..., 0::2, :])
+    odd = train[..., 1::2, :].astype(np.complex64, copy=True)
+    if polarity_phase is not None:
+        phase = np.asarray(polarity_phase, np.float64)
+        if phase.shape != trajectory.shape or not np.all(np.isfinite(phase)):
+            raise ValueError(f"polarity_phase must hold {trajectory.size} finite values, "
+                             f"one per sample (got shape {phase.shape})")
+        odd *= np.exp(1j * phase).astype(np.complex64)
+    np.matmul(odd, backward.T, out=lines[..., 1::2, :])
+    if ghost is not None:
+        correct_nyquist_ghost(lines, ghost)
+    return lines, covered_forward & covered_backward
+
+
+def correct_nyquist_ghost(lines, ghost) -> np.ndarray:
+    """Remove a first-order phase difference between forward and reversed EPI lines.
+
+    Parameters
+    ----------
+    lines : ndarray of complex64, shape (..., echoes, size)
+        Regridded lines (DC at ``size // 2``); corrected in place.
+    ghost : array_like of float, shape (..., 2)
+        ``(φ0, φ1)`` per train, broadcast against the leading axes of ``lines``: the odd
+        lines are multiplied by ``exp(i(φ0 + φ1·m))`` along the readout image axis,
+        ``m = 0 .. size−1``.
+
+    Returns
+    -------
+    ndarray
+        ``lines``.
+    """
+    ghost = np.asarray(ghost, np.float64)
+    if ghost.shape[-1:] != (2,) or not np.all(np.isfinite(ghost)):
+        raise ValueError(f"ghost must end in the 2 finite coefficients (φ0, φ1), got shape "
+                         f"{ghost.shape}")
+    size = lines.shape[-1]
+    pixel = np.arange(size)
+    phase = ghost[..., 0, None] + ghost[..., 1, None] * pixel  # (..., size)
+    factor = np.exp(1j * phase).astype(np.complex64)[..., None, :]
+    odd = centered_ifft(lines[..., 1::2, :], axes=(-1,))
+    odd *= factor
+    lines[..., 1::2, :] = centered_fft(odd, axes=(-1,), overwrite_x=True)
+    return lines
