@@ -99,6 +99,8 @@ BUILDERS = {
     "real_nifti": _real("nifti/nibabel/anatomical.nii", ["anatomical.nii"]),
     "real_paravision": _real("bruker_pv/pv360_rodent/8/pdata/1",
                              ["2dseq", "visu_pars", "reco"]),
+    "real_paravision_epi_raw": _real("bruker_pv/pv360_rodent/7",
+                                     ["rawdata.job0", "acqp", "method"]),
 }
 
 

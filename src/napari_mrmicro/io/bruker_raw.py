@@ -674,10 +674,14 @@ def _epi_train(method: dict, lay: _Layout, where) -> dict:
                                      f"(phase, slope) for {lay.receivers} receivers x "
                                      f"{lay.objects} objects (NI)")
         ghost = np.asarray(ghost, np.float64).reshape(lay.receivers, lay.objects, 2)
+    for key, values in (("PVM_EpiTrajAdjkx", trajectory), ("PVM_EpiTrajAdjb0", polarity),
+                        ("PVM_EpiPhaseCorrection", ghost)):
+        if values is not None and not np.all(np.isfinite(values)):
+            raise FormatError(where, f"{key} holds values that are not finite")
     return {"echoes": echoes, "samples": samples, "start": start, "navigator": navigator,
             "trajectory": np.asarray(trajectory, np.float64),
             "polarity_phase": None if polarity is None else np.asarray(polarity),
-            "ghost": ghost}
+            "ghost": ghost, "where": where}
 
 
 def _read_epi_lines(raw: Path, lay: _Layout, train: dict, size: int,
@@ -689,9 +693,13 @@ def _read_epi_lines(raw: Path, lay: _Layout, train: dict, size: int,
     trains = scans[..., train["start"]:stop].reshape(
         lay.objects, lay.receivers, train["echoes"], train["samples"])
     ghost = train["ghost"]
-    lines, covered = regrid_echo_train(
-        trains, train["trajectory"], size, polarity_phase=train["polarity_phase"],
-        ghost=None if ghost is None else ghost.transpose(1, 0, 2))
+    try:
+        lines, covered = regrid_echo_train(
+            trains, train["trajectory"], size, polarity_phase=train["polarity_phase"],
+            ghost=None if ghost is None else ghost.transpose(1, 0, 2))
+    except ValueError as error:  # a trajectory spanning more grid points than it samples
+        raise FormatError(train["where"], f"PVM_EpiTrajAdjkx does not fit the {size}-point "
+                                          f"readout grid (PVM_Matrix): {error}") from None
     return lines.transpose(0, 2, 1, 3)[:, None], covered
 
 
