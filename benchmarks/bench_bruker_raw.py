@@ -1,11 +1,12 @@
-"""Reading and reconstructing ParaVision 360 raw data (FLASH scan 6 of the real study in
-``../shared/realdata/bruker_pv/pv360_rodent``): header parsing, line reordering onto the
-vendor's grid, partial-Fourier (POCS) and zero-filled reconstruction.
+"""Reading and reconstructing ParaVision 360 raw data (FLASH scan 6 and EPI scan 7 of the
+real study in ``../shared/realdata/bruker_pv/pv360_rodent``): header parsing, line reordering
+onto the vendor's grid (for EPI also the ramp regridding, line reversal and ghost
+correction), partial-Fourier (POCS) and zero-filled reconstruction.
 
 Each figure is printed with its ratio to a baseline timed in the same run: ``np.fromfile``
 of the raw file plus a bare ``scipy.fft.ifft2`` of the zero-filled grid. Target: the whole
 read + reconstruction under 2 s on 2 cores. Usage: ``python benchmarks/bench_bruker_raw.py
-[scan folder]``.
+[scan folder ...]``.
 """
 
 import sys
@@ -19,7 +20,8 @@ from _timing import best_of
 from napari_mrmicro.core import reconstruct
 from napari_mrmicro.io import bruker_raw
 
-DEFAULT = Path(__file__).resolve().parents[2] / "shared/realdata/bruker_pv/pv360_rodent/6"
+STUDY = Path(__file__).resolve().parents[2] / "shared/realdata/bruker_pv/pv360_rodent"
+DEFAULT = (STUDY / "6", STUDY / "7")
 
 
 def main(scan: Path) -> None:
@@ -46,4 +48,5 @@ def main(scan: Path) -> None:
 
 
 if __name__ == "__main__":
-    main(Path(sys.argv[1]) if len(sys.argv) > 1 else DEFAULT)
+    for folder in [Path(a) for a in sys.argv[1:]] or DEFAULT:
+        main(folder)
