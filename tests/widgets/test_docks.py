@@ -56,3 +56,26 @@ def test_every_input_has_a_tooltip(make_napari_viewer, module, cls):
     viewer = make_napari_viewer()
     dock = getattr(importlib.import_module(f"napari_mrmicro.widgets.{module}"), cls)(viewer)
     assert untipped(dock) == []
+
+
+def test_docks_leave_a_laptop_its_canvas_and_cut_no_label(make_napari_viewer):
+    """On a 1366 px screen each dock leaves the canvas most of the width, whatever the
+    length of the layer names its pickers list, and shows every row label whole."""
+    import numpy as np
+    from qtpy.QtWidgets import QLabel
+
+    viewer = make_napari_viewer(show=True)
+    viewer.window._qt_window.resize(1366, 740)
+    viewer.add_image(np.zeros((4, 8, 8), np.float32),
+                     name="EPI_trig_TE6p5 (E7) recon magnitude of a rather long scan name")
+    for name in DOCKS:
+        dock_widget, widget = viewer.window.add_plugin_dock_widget("napari-mrmicro", name)
+        for _ in range(5):
+            QApplication.processEvents()
+        assert dock_widget.width() <= 560, (name, dock_widget.width())
+        for label in widget.widget().findChildren(QLabel):
+            plain = label.text() and "<" not in label.text()  # rich text renders narrower
+            if label.isVisible() and plain and not label.wordWrap():
+                text = label.fontMetrics().horizontalAdvance(label.text())
+                assert label.width() >= text, (name, label.text(), label.width(), text)
+        viewer.window.remove_dock_widget(dock_widget)

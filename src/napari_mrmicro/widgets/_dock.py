@@ -13,13 +13,17 @@ from magicgui.widgets import ComboBox, Container, Label, PushButton
 from magicgui.widgets.bases import ValueWidget
 from napari.layers import Image, Labels
 from qtpy.QtCore import QSize, Qt
-from qtpy.QtWidgets import QFrame, QScrollArea
+from qtpy.QtWidgets import (QComboBox, QFrame, QHBoxLayout, QLabel, QScrollArea, QVBoxLayout,
+                            QWidget)
 
 from napari_mrmicro.core import backend
 from napari_mrmicro.io import kspace_codec
 
 #: Tallest a dock asks to be (px): two docks stacked still fit a 900 px screen.
 MAX_HINT_HEIGHT = 420
+#: Characters a drop-down keeps visible before it elides: long layer names and presets
+#: would otherwise widen the whole dock (the list that opens shows them in full).
+COMBO_CHARACTERS = 14
 
 ROLES = ("k-space", "magnitude", "phase", "field map", "susceptibility", "labels", "optical")
 #: The role of a simulation's ground-truth layer (``metadata["mrmicro"]["truth"]``).
@@ -38,6 +42,33 @@ class ScrollingDock(QScrollArea):
         self.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
         self.setWidget(dock.native)
         self.setObjectName(type(dock).__name__)
+        for combo in dock.native.findChildren(QComboBox):
+            combo.setSizeAdjustPolicy(
+                QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon)
+            combo.setMinimumContentsLength(COMBO_CHARACTERS)
+        self._fit_widths()
+
+    def _fit_widths(self) -> None:
+        """Minimum widths from the fonts in use: drop-downs as wide as
+        :data:`COMBO_CHARACTERS` (not their longest item), and each column of row labels as
+        wide as its longest label. Run again when shown, once napari's style sheet has set
+        the fonts: magicgui sizes the labels with the unstyled font, which cuts the longest
+        ones short in a narrow dock."""
+        for combo in self.widget().findChildren(QComboBox):
+            # an explicit minimum: the layout would take the hint Qt cached from the items
+            combo.setMinimumWidth(combo.sizeHint().width())
+        for column in [self.widget(), *self.widget().findChildren(QWidget)]:
+            labels = _row_labels(column)
+            if labels:
+                widest = max(label.fontMetrics().horizontalAdvance(label.text())
+                             for label in labels)
+                for label in labels:
+                    label.setMinimumWidth(widest + 4)
+        self.updateGeometry()
+
+    def showEvent(self, event) -> None:  # noqa: N802 (Qt)
+        self._fit_widths()
+        super().showEvent(event)
 
     def _width(self) -> int:
         """As wide as the dock's contents need: they never scroll sideways."""
@@ -45,8 +76,10 @@ class ScrollingDock(QScrollArea):
                 + self.verticalScrollBar().sizeHint().width() + 2)
 
     def sizeHint(self) -> QSize:  # noqa: N802 (Qt)
+        """As narrow as the rows allow (wrapped notes and summaries take that width), so a
+        laptop screen keeps most of its width for the canvas."""
         inner = self.widget().sizeHint()
-        return QSize(max(self._width(), inner.width()), min(inner.height(), MAX_HINT_HEIGHT))
+        return QSize(self._width(), min(inner.height(), MAX_HINT_HEIGHT))
 
     def minimumSizeHint(self) -> QSize:  # noqa: N802 (Qt)
         return QSize(self._width(), 90)
@@ -54,6 +87,20 @@ class ScrollingDock(QScrollArea):
     def reset_choices(self, *_):
         """napari calls this on layer changes: the dock's pickers refresh."""
         self.dock.reset_choices()
+
+
+def _row_labels(column: QWidget) -> list:
+    """The labels of a magicgui column's rows (each row: a label, then its input)."""
+    if not isinstance(column.layout(), QVBoxLayout):
+        return []
+    labels = []
+    for row in column.children():
+        if isinstance(row, QWidget) and isinstance(row.layout(), QHBoxLayout):
+            first = row.layout().itemAt(0)
+            label = first.widget() if first is not None else None
+            if isinstance(label, QLabel) and not label.wordWrap():
+                labels.append(label)
+    return labels
 
 
 # -- layer roles ------------------------------------------------------------------------------

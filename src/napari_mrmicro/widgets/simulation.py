@@ -194,7 +194,8 @@ class SimulationWidget(Container):
             self.te, self.tr, self.flip, row("matrix (z, y, x)", self.matrix),
             row("FOV (z, y, x) mm", self.fov), self.bandwidth, self.averages, self.sample_t,
             self.coil_t, self.readout, self.max_gradient, self.polarization,
-            self.nonlinearity, row("effects", checks[:3]), row("", checks[3:]), self.truth,
+            self.nonlinearity, row("effects", checks[:2]), row("", checks[2:4]),
+            row("", checks[4:]), self.truth,
             self.device,
             self.summary, self.snr_note, row("", [self.run_button, self.cancel_button])])
         for box in self.matrix + self.fov:  # three to a row: no +/- buttons
