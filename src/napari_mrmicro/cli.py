@@ -119,12 +119,13 @@ def cmd_simulate(args) -> int:
     return 0
 
 
-def _one_specimen(path: Path, out_dir: Path, steps: list, extra: dict | None = None):
-    """Run pipeline steps in memory on the volume at ``path`` (plus ``extra`` volumes by
-    role); return the Specimen."""
+def _one_specimen(path: Path, out_dir: Path, steps: list, extra: dict | None = None,
+                  volume=None):
+    """Run pipeline steps in memory on the volume at ``path`` (or ``volume``, already read
+    from it; plus ``extra`` volumes by role); return the Specimen."""
     from napari_mrmicro.pipeline import STEPS, Specimen, load_volume, role_of, specimen_name
 
-    volume = load_volume(path)
+    volume = load_volume(path) if volume is None else volume
     specimen = Specimen(specimen_name(path), out_dir)
     specimen.volumes[role_of(volume)] = volume
     specimen.volumes.update(extra or {})
@@ -158,11 +159,20 @@ def cmd_recon(args) -> int:
             partial["fraction"] = args.pf_fraction
     from napari_mrmicro.core.backend import use_device
 
+    source, volume = _raw_of_scan(args.input), None
+    if args.repetition is not None:
+        from napari_mrmicro.io import bruker_raw
+
+        if not bruker_raw.can_read(source):
+            raise ValueError(f"{args.input}: --repetition chooses among the NR repetitions "
+                             "of ParaVision raw data (fid, rawdata.job0)")
+        volume = bruker_raw.read(source, repetition=args.repetition)
     with use_device(args.device):
-        specimen = _one_specimen(_raw_of_scan(args.input), args.output.parent, [("recon", {
+        specimen = _one_specimen(source, args.output.parent, [("recon", {
             "window": window, "zero_fill": args.zero_fill, "partial_fourier": partial,
             "cs": None if args.cs == "off" else args.cs, "lam": args.lam,
-            "iterations": args.iterations, "acceleration": args.acceleration})])
+            "iterations": args.iterations, "acceleration": args.acceleration})],
+            volume=volume)
     image = specimen.volumes["image"]
     save_volume(args.output, image)
     _report(args.output, f"magnitude {image.data.shape} at "
@@ -537,6 +547,8 @@ def _parser() -> argparse.ArgumentParser:
                                             "from `mrmicro simulate`")
     p.add_argument("output", type=Path, help="magnitude image (.zarr, .tif, .nii, .headfile)")
     p.add_argument("--phase", type=Path, help="also write the phase (radians) here")
+    p.add_argument("--repetition", type=_one(int, 0), help="which of a ParaVision scan's NR "
+                                                           "repetitions (0 = first)")
     p.add_argument("--window", choices=("none", "hann", "hamming", "tukey"), default="none",
                    help="k-space apodization (default none)")
     p.add_argument("--tukey-alpha", type=_one(float, 0.0, 1.0), default=0.5)

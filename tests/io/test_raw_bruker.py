@@ -196,7 +196,8 @@ def test_repetitions_are_read_one_at_a_time(tmp_path):
     write_scan(tmp_path / "b", second[None, None], centric(4), acqp={"NR": 2})
     fid = tmp_path / "b" / "fid"
     fid.write_bytes((tmp_path / "a" / "fid").read_bytes() + fid.read_bytes())
-    with pytest.raises(FormatError, match=r"NR = 2 repetitions: choose one with repetition"):
+    with pytest.raises(FormatError, match=r"NR = 2 repetitions: choose one \(mrmicro recon "
+                                          r"--repetition 0..1; repetition= in Python\)"):
         bruker_raw.read(tmp_path / "b")
     np.testing.assert_array_equal(bruker_raw.read_kspace(fid, repetition=0).data[0], first)
     vol = bruker_raw.read(fid, repetition=1)
@@ -204,6 +205,19 @@ def test_repetitions_are_read_one_at_a_time(tmp_path):
     assert "rep 2/2" in vol.name and vol.metadata["repetitions"] == 2
     with pytest.raises(FormatError, match="repetition 2 of NR = 2"):
         bruker_raw.read(fid, repetition=2)
+    # the command line chooses one too
+    from napari_mrmicro.cli import main
+    from napari_mrmicro.io import read_volume
+
+    assert main(["recon", str(tmp_path / "b"), str(tmp_path / "rep1.nii"),
+                 "--repetition", "1"]) == 0
+    image = np.asarray(read_volume(tmp_path / "rep1.nii").data)
+    expected = np.abs(centered_ifft(second, axes=(-2, -1)))
+    np.testing.assert_allclose(image.squeeze(), expected.squeeze(), rtol=1e-5,
+                               atol=1e-6 * expected.max())
+    assert main(["recon", str(tmp_path / "b"), str(tmp_path / "r.nii")]) != 0
+    assert main(["recon", str(tmp_path / "rep1.nii"), str(tmp_path / "r.nii"),
+                 "--repetition", "0"]) != 0
 
 
 def test_bipolar_multi_gradient_echo_readouts_reversed(tmp_path):

@@ -582,8 +582,10 @@ def _check_file_size(raw: Path, lay: _Layout, scans: int, counts: str) -> None:
 
 def _repetition(lay: _Layout, repetition: int | None, where) -> int:
     if lay.repetitions > 1 and repetition is None:
-        raise FormatError(where, f"NR = {lay.repetitions} repetitions: choose one with "
-                                 f"repetition=0..{lay.repetitions - 1}")
+        raise FormatError(where, f"NR = {lay.repetitions} repetitions: choose one "
+                                 f"(mrmicro recon --repetition 0..{lay.repetitions - 1}; "
+                                 "repetition= in Python), or open the scan's pdata 2dseq, "
+                                 "which holds them all")
     repetition = repetition or 0
     if not 0 <= repetition < lay.repetitions:
         raise FormatError(where, f"repetition {repetition} of NR = {lay.repetitions} "
