@@ -157,6 +157,7 @@ def test_echo_planar_each_correction_counts(realdata, tmp_path, change, at_most)
     ({"PVM_EpiNSamplesPerScan": 2600}, "PVM_EpiNSamplesPerScan = 2600 but a scan holds 2628"),
     ({"PVM_EpiNEchoes": 40}, "do not fit a scan of 2628 samples"),
     ({"PVM_EpiReadAsym": 20}, "asymmetric EPI readouts"),
+    ({"PVM_SpatDimEnum": "3D"}, "3-D EPI: only multi-slice"),
 ])
 def test_echo_planar_bad_headers_named(realdata, tmp_path, change, message):
     scan = edited_scan(realdata(f"{STUDY}/7"), tmp_path, change)

@@ -715,6 +715,9 @@ def _load(path: Path, repetition: int | None = None) -> tuple:
         return _load_noncartesian(raw, acqp, method, readouts, repetition, where)
     train = None
     if _is_epi(acqp, method):
+        if _dimension(acqp, method, where) != 2:
+            raise FormatError(where, "3-D EPI: only multi-slice (2-D) EPI is reconstructed "
+                                     "here; open the scan's pdata 2dseq instead")
         lay = _layout(acqp, method, raw, where, cartesian=False)
         train = _epi_train(method, lay, where)
         _check_file_size(raw, lay, lay.objects, f"{lay.objects} objects (NI), one echo "
