@@ -683,11 +683,24 @@ def _epi_train(method: dict, lay: _Layout, where) -> dict:
     return {"echoes": echoes, "samples": samples, "start": start, "navigator": navigator,
             "trajectory": np.asarray(trajectory, np.float64),
             "polarity_phase": None if polarity is None else np.asarray(polarity),
-            "ghost": ghost, "where": where}
+            "ghost": ghost}
 
 
-def _read_epi_lines(raw: Path, lay: _Layout, train: dict, size: int,
-                    repetition: int) -> tuple:
+def _epi_layout(acqp: dict, method: dict, raw: Path, where) -> tuple:
+    """(layout, echo train) of a single-shot multi-slice EPI scan, its file size checked;
+    the layout counts the echoes as the phase-encode lines of one segment."""
+    if _dimension(acqp, method, where) != 2:
+        raise FormatError(where, "3-D EPI: only multi-slice (2-D) EPI is reconstructed "
+                                 "here; open the scan's pdata 2dseq instead")
+    lay = _layout(acqp, method, raw, where, cartesian=False)
+    train = _epi_train(method, lay, where)
+    _check_file_size(raw, lay, lay.objects, f"{lay.objects} objects (NI), one echo train "
+                                            "each")
+    return dataclasses.replace(lay, pe1=train["echoes"], phase_factor=train["echoes"]), train
+
+
+def _read_epi_lines(raw: Path, lay: _Layout, train: dict, size: int, repetition: int,
+                    where) -> tuple:
     """``(objects, 1, echoes, receivers, size)`` regridded lines of one repetition, and the
     readout grid points they cover (:func:`napari_mrmicro.core.epi.regrid_echo_train`)."""
     scans = _read_scans(raw, lay, lay.objects, repetition)  # objects, receivers, points
@@ -700,8 +713,8 @@ def _read_epi_lines(raw: Path, lay: _Layout, train: dict, size: int,
             trains, train["trajectory"], size, polarity_phase=train["polarity_phase"],
             ghost=None if ghost is None else ghost.transpose(1, 0, 2))
     except ValueError as error:  # a trajectory spanning more grid points than it samples
-        raise FormatError(train["where"], f"PVM_EpiTrajAdjkx does not fit the {size}-point "
-                                          f"readout grid (PVM_Matrix): {error}") from None
+        raise FormatError(where, f"PVM_EpiTrajAdjkx does not fit the {size}-point readout "
+                                 f"grid (PVM_Matrix): {error}") from None
     return lines.transpose(0, 2, 1, 3)[:, None], covered
 
 
@@ -715,14 +728,7 @@ def _load(path: Path, repetition: int | None = None) -> tuple:
         return _load_noncartesian(raw, acqp, method, readouts, repetition, where)
     train = None
     if _is_epi(acqp, method):
-        if _dimension(acqp, method, where) != 2:
-            raise FormatError(where, "3-D EPI: only multi-slice (2-D) EPI is reconstructed "
-                                     "here; open the scan's pdata 2dseq instead")
-        lay = _layout(acqp, method, raw, where, cartesian=False)
-        train = _epi_train(method, lay, where)
-        _check_file_size(raw, lay, lay.objects, f"{lay.objects} objects (NI), one echo "
-                                                "train each")
-        lay = dataclasses.replace(lay, pe1=train["echoes"], phase_factor=train["echoes"])
+        lay, train = _epi_layout(acqp, method, raw, where)
     else:
         lay = _layout(acqp, method, raw, where)
         _check_file_size(raw, lay, lay.scans, f"{lay.objects} objects (NI) x {lay.pe1} x "
@@ -761,7 +767,7 @@ def _load(path: Path, repetition: int | None = None) -> tuple:
     if train is None:
         lines, columns = _read_lines(raw, lay, repetition), np.ones(points, bool)
     else:
-        lines, columns = _read_epi_lines(raw, lay, train, points, repetition)
+        lines, columns = _read_epi_lines(raw, lay, train, points, repetition, where)
     obj = np.asarray(order)
     echo_of, slice_of = obj % lay.echoes, obj // lay.echoes
     if lay.echoes > 1 and _one(method, "EchoAcqMode") == "allEchoes":
