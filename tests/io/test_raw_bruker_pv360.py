@@ -118,6 +118,11 @@ def test_echo_planar_matches_bruker_reconstruction(realdata):
     two_dseq = read_volume(scan / "pdata" / "1" / "2dseq")
     np.testing.assert_allclose(vol.affine_um, two_dseq.affine_um, atol=1e-3)
     np.testing.assert_allclose(vol.spacing_um, (500.0, 250.0, 200.0))
+    # the raw and the 2dseq readers state the same protocol: a gradient-echo EPI train
+    ours, theirs = vol.metadata["acquisition"], two_dseq.metadata["acquisition"]
+    assert ours["sequence"] == theirs["sequence"] == "gradient_echo"
+    for key in ("te_ms", "tr_ms", "echo_train", "echo_spacing_ms", "b0_tesla", "scan_time_s"):
+        np.testing.assert_allclose(ours[key], theirs[key], rtol=1e-9, err_msg=key)
 
 
 def edited_scan(source, tmp_path, change):

@@ -59,6 +59,23 @@ class FormatError(ValueError):
         super().__init__(f"{path}: {problem}")
 
 
+_GRADIENT_ECHO = re.compile(r"flash|fisp|mge|gefi|gre|gems|mdeft|fieldmap|ute|zte|epi|"
+                            r"(?<![a-z])ge(?![a-z])", re.IGNORECASE)
+_SPIN_ECHO = re.compile(r"rare|msme|mems|sems|turbo|spin|(?<![a-z])f?se(?![a-z])",
+                        re.IGNORECASE)
+
+
+def sequence_kind(name: str) -> str | None:
+    """``gradient_echo`` or ``spin_echo`` from a method or sequence name (ParaVision,
+    VnmrJ, TNMR, ISMRMRD), else None; a name with both kinds of token counts as a gradient
+    echo."""
+    if _GRADIENT_ECHO.search(name):
+        return "gradient_echo"
+    if _SPIN_ECHO.search(name):
+        return "spin_echo"
+    return None
+
+
 def unit_to_um(unit: str | None) -> float | None:
     """Factor from a length unit name to µm, or None when the unit is not a length."""
     if unit is None:

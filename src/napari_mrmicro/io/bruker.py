@@ -41,7 +41,8 @@ import numpy as np
 from napari_mrmicro.core import geometry
 from napari_mrmicro.core.acquisition import GAMMA_BAR_MHZ_PER_T
 from napari_mrmicro.io._common import (LAZY_BYTES, FormatError, Volume,
-                                       check_scaled_range, check_size, unit_to_um)
+                                       check_scaled_range, check_size, sequence_kind,
+                                       unit_to_um)
 from napari_mrmicro.io.jcamp import read_jcamp
 
 WORD_TYPES = {"_8BIT_UNSGN_INT": "u1", "_16BIT_SGN_INT": "i2", "_32BIT_SGN_INT": "i4",
@@ -50,10 +51,8 @@ BYTE_ORDERS = {"littleEndian": "<", "bigEndian": ">"}
 _SUBJECT_KEYS = {"VisuSubjectId": "id", "VisuSubjectName": "name",
                  "VisuStudyId": "study_id", "VisuStudyDate": "study_date",
                  "VisuExperimentNumber": "experiment", "VisuProcessingNumber": "processing"}
-_GRADIENT_ECHO = re.compile(r"flash|fisp|gre|mge|gefi|ute|zte|epi", re.IGNORECASE)
 #: ``VisuCoreDataUnits`` that are a value unit of the plugin (DESIGN.md "Values carry units").
 VALUE_UNITS = ("Hz", "ppm", "rad")
-_SPIN_ECHO = re.compile(r"rare|msme|turbo|spin|\bse\b", re.IGNORECASE)
 
 
 # --------------------------------------------------------------------------- locating
@@ -421,10 +420,14 @@ def _acquisition(header: dict, visu: Path, matrix: tuple, fov_um: tuple | None,
         out["bandwidth_hz"] = pixel_bw * matrix[out.get("readout_axis", 2)]
     echo_type = " ".join(_strings(header, "VisuAcqEchoSequenceType")).lower()
     sequence = " ".join(_strings(header, "VisuAcqSequenceName"))
-    if "gradient" in echo_type or (not echo_type and _GRADIENT_ECHO.search(sequence)):
-        out["sequence"] = "gradient_echo"
-    elif "spin" in echo_type or (not echo_type and _SPIN_ECHO.search(sequence)):
-        out["sequence"] = "spin_echo"
+    if "gradient" in echo_type:
+        kind = "gradient_echo"
+    elif "spin" in echo_type:
+        kind = "spin_echo"
+    else:  # the stated echo type wins; the sequence name only when there is none
+        kind = None if echo_type else sequence_kind(sequence)
+    if kind:
+        out["sequence"] = kind
     return out
 
 

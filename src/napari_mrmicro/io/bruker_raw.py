@@ -76,7 +76,7 @@ from napari_mrmicro.core.epi import regrid_echo_train
 from napari_mrmicro.core.kspace import KSpace
 from napari_mrmicro.core.memory import check_memory
 from napari_mrmicro.io import kspace_codec
-from napari_mrmicro.io._common import FormatError, Volume
+from napari_mrmicro.io._common import FormatError, Volume, sequence_kind
 from napari_mrmicro.io import bruker
 from napari_mrmicro.io.bruker import _numbers, _one, _strings
 from napari_mrmicro.io.bruker_traj import read_trajectory
@@ -96,10 +96,6 @@ KBLOCK = 1024
 MAX_GRID_PER_SAMPLE = 64
 _NON_CARTESIAN = re.compile(r"ute|zte|spiral|radial|propeller|epsi|epi|csi|press|steam|"
                             r"nspect|singlepulse|cpmg", re.IGNORECASE)
-_GRADIENT_ECHO = re.compile(r"flash|fisp|mge|gefi|gre|gems|mdeft|fieldmap|"
-                            r"(?<![a-z])ge(?![a-z])", re.IGNORECASE)
-_SPIN_ECHO = re.compile(r"rare|msme|mems|sems|turbo|spin|(?<![a-z])f?se(?![a-z])",
-                        re.IGNORECASE)
 
 
 # --------------------------------------------------------------------------- shared
@@ -128,15 +124,6 @@ def kspace_volume(kspace: KSpace, fmt: str, source, header: dict, stated: dict,
     return kspace_codec.kspace_to_volume(
         kspace, {"format": fmt, "source": str(source), "header": header, **extra},
         stated=stated, name=name)
-
-
-def sequence_kind(name: str) -> str | None:
-    """``gradient_echo`` or ``spin_echo`` from a method or sequence name, else None."""
-    if _GRADIENT_ECHO.search(name):
-        return "gradient_echo"
-    if _SPIN_ECHO.search(name):
-        return "spin_echo"
-    return None
 
 
 # --------------------------------------------------------------------------- locating

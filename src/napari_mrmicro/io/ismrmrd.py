@@ -57,9 +57,8 @@ import numpy as np
 
 from napari_mrmicro.core.acquisition import GAMMA_BAR_MHZ_PER_T
 from napari_mrmicro.core.kspace import KSpace
-from napari_mrmicro.io._common import FormatError, Volume
-from napari_mrmicro.io.bruker_raw import (MAX_GRID_PER_SAMPLE, kspace_volume, sequence_kind,
-                                          stated_acquisition)
+from napari_mrmicro.io._common import FormatError, Volume, sequence_kind
+from napari_mrmicro.io.bruker_raw import MAX_GRID_PER_SAMPLE, kspace_volume, stated_acquisition
 
 SUFFIXES = (".h5", ".hdf5", ".mrd", ".ismrmrd")
 HDF5_SIGNATURE = b"\x89HDF\r\n\x1a\n"

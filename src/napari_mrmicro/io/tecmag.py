@@ -48,8 +48,8 @@ from nmrglue.fileio.tecmag import TNTMAGIC_RE, TNTTLV, TNTTMAG, TNTTMG2
 
 from napari_mrmicro.core.acquisition import GAMMA_BAR_MHZ_PER_T, SEQUENCES
 from napari_mrmicro.core.kspace import KSpace
-from napari_mrmicro.io._common import FormatError, Volume, read_text_header
-from napari_mrmicro.io.bruker_raw import kspace_volume, sequence_kind, stated_acquisition
+from napari_mrmicro.io._common import FormatError, Volume, read_text_header, sequence_kind
+from napari_mrmicro.io.bruker_raw import kspace_volume, stated_acquisition
 
 #: The sections this module reads, with their sizes (None: DATA, sized by actual_npts).
 NEEDED = {"TMAG": TNTTMAG.itemsize, "DATA": None, "TMG2": TNTTMG2.itemsize}

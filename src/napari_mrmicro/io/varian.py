@@ -68,8 +68,8 @@ import numpy as np
 from napari_mrmicro.core.acquisition import GAMMA_BAR_MHZ_PER_T
 from napari_mrmicro.core.geometry import from_xyz_affine
 from napari_mrmicro.core.kspace import KSpace
-from napari_mrmicro.io._common import FormatError, Volume, read_text_header
-from napari_mrmicro.io.bruker_raw import kspace_volume, sequence_kind, stated_acquisition
+from napari_mrmicro.io._common import FormatError, Volume, read_text_header, sequence_kind
+from napari_mrmicro.io.bruker_raw import kspace_volume, stated_acquisition
 
 #: Bytes of the fid file header and of one block header (VnmrJ "Data file structures").
 FILE_HEADER_BYTES, BLOCK_HEADER_BYTES = 32, 28
