@@ -26,7 +26,13 @@ FFT of :mod:`~napari_mrmicro.core.kspace` expects (DC at ``N // 2``):
    ghost adjustment stores ``(φ0, φ1)`` per slice (``PVM_EpiPhaseCorrection``). The
    trajectory measurement also finds a phase ``b0(t)`` that a forward lobe's samples carry
    beyond a reversed lobe's (``PVM_EpiTrajAdjb0``, eddy-current B0 shifts); the reversed
-   lines' samples are multiplied by ``exp(i·b0(t))`` first.
+   lines' samples are multiplied by ``exp(i·b0(t))`` first. Where the stored coefficients
+   are missing, or the phase drifted since the adjustment, :func:`fit_nyquist_ghost` finds
+   ``(φ0, φ1)`` per train from the data: the pair that minimises the entropy of the
+   zero-filled image (Atkinson et al., IEEE Trans Med Imaging 1997;16:903; for EPI ghosts,
+   Clare, Proc ISMRM 2003;11:1041), a ghost spreading the image's energy. A shift of φ0 by
+   π moves the object half a field of view and leaves the entropy unchanged; of the two,
+   the φ0 within ±π/2 of the start (the scanner's coefficients, else 0) is taken.
 
 Written here because no maintained Python package reconstructs ramp-sampled EPI from a
 measured trajectory; the conventions were checked against ParaVision 360's own
@@ -37,11 +43,17 @@ from __future__ import annotations
 
 import numpy as np
 
+from scipy.optimize import minimize
+
+from napari_mrmicro.core._slabs import for_each_slab
 from napari_mrmicro.core.kspace import centered_fft, centered_ifft
 
 #: Singular values below this fraction of the largest are dropped when the regridding
 #: operator is inverted; a real ramp-sampled readout has a condition number of a few.
 RCOND = 1e-6
+#: Reach of the ghost search in φ1, in readout samples of shift between odd and even lines
+#: (φ1 = 2π·shift/N): gradient delays of a well-adjusted scanner stay within a sample.
+GHOST_SHIFT_SAMPLES = 1.5
 
 
 def regrid_operator(positions, size: int) -> tuple:
@@ -170,3 +182,90 @@ def correct_nyquist_ghost(lines, ghost) -> np.ndarray:
     odd *= factor
     lines[..., 1::2, :] = centered_fft(odd, axes=(-1,), overwrite_x=True)
     return lines
+
+
+def image_entropy(image, axes=None):
+    """Entropy of an image's magnitude over ``axes`` (all by default), ``−Σ b·ln b`` with
+    ``b = |x| / ‖x‖``: lowest when the energy sits in few pixels (Atkinson et al. 1997)."""
+    b = np.abs(image)
+    b = b / np.sqrt(np.sum(b * b, axis=axes, keepdims=True))
+    with np.errstate(divide="ignore", invalid="ignore"):
+        terms = np.where(b > 0, b * np.log(b), 0.0)
+    return -np.sum(terms, axis=axes)
+
+
+def _ghost_entropies(hybrid, rows, size: int, pairs) -> np.ndarray:
+    """Entropy of the zero-filled image of one train (``hybrid``: its lines with the
+    readout in image space) for each ghost correction ``(φ0, φ1)`` of ``pairs``."""
+    pairs = np.asarray(pairs, np.float64)
+    n = hybrid.shape[-1]
+    grid = np.zeros((len(pairs), size, n), np.complex64)
+    grid[:, rows] = hybrid
+    phase = pairs[:, :1] + pairs[:, 1:] * np.arange(n)
+    grid[:, rows[1::2]] *= np.exp(1j * phase).astype(np.complex64)[:, None, :]
+    return image_entropy(centered_ifft(grid, axes=(1,)), axes=(1, 2))
+
+
+def fit_nyquist_ghost(lines, rows, size: int, start=None) -> np.ndarray:
+    """Per train the ghost correction ``(φ0, φ1)`` (as :func:`correct_nyquist_ghost` takes
+    it) that minimises the entropy of the zero-filled image.
+
+    Parameters
+    ----------
+    lines : ndarray of complex, shape (..., echoes, N)
+        Regridded lines without ghost correction (DC at ``N // 2``), in echo order.
+    rows : array_like of int, shape (echoes,)
+        The phase-encode grid row of each echo.
+    size : int
+        Phase-encode grid length (lines beyond the acquired ones are zero).
+    start : array_like of float, shape (..., 2), optional
+        Where the search starts, e.g. the scanner's stored coefficients; (0, 0) if None.
+        φ1 stays within ±:data:`GHOST_SHIFT_SAMPLES` samples of it; of the two φ0 that
+        give the same entropy (π apart) the one within ±π/2 of it is returned.
+
+    Returns
+    -------
+    ndarray of float64, shape (..., 2)
+    """
+    lines = np.asarray(lines)
+    rows = np.asarray(rows, np.int64)
+    n = lines.shape[-1]
+    if rows.shape != lines.shape[-2:-1] or rows.min() < 0 or rows.max() >= size:
+        raise ValueError(f"rows must give a grid row in 0..{size - 1} for each of the "
+                         f"{lines.shape[-2]} echoes")
+    trains = lines.reshape(-1, *lines.shape[-2:])
+    start = np.broadcast_to(np.zeros(2) if start is None else np.asarray(start, np.float64),
+                            lines.shape[:-2] + (2,)).reshape(-1, 2)
+    reach = GHOST_SHIFT_SAMPLES * 2 * np.pi / n
+    # φ0 over one period (the entropy repeats every π); a residual shift of a quarter
+    # sample between odd and even lines still ghosts at a third of the object, so φ1
+    # steps by 1/8 sample
+    shifts = np.arange(-GHOST_SHIFT_SAMPLES, GHOST_SHIFT_SAMPLES + 1e-9, 1 / 8)
+    steps = np.stack(np.meshgrid(np.arange(-3, 3) * np.pi / 6, shifts * 2 * np.pi / n,
+                                 indexing="ij"), -1).reshape(-1, 2)
+    fitted = np.empty_like(start)
+
+    def fit(first: int, stop: int) -> None:
+        for t in range(first, stop):
+            hybrid = centered_ifft(trains[t].astype(np.complex64), axes=(-1,))
+            coarse = start[t] + steps
+            entropies = np.concatenate([_ghost_entropies(hybrid, rows, size, chunk)
+                                        for chunk in np.array_split(coarse, 6)])
+
+            def entropy(q) -> float:  # q: φ0 (rad) and the φ1 shift in samples
+                pair = np.array([q[0], q[1] * 2 * np.pi / n])
+                if abs(pair[1] - start[t, 1]) > reach:
+                    return np.inf
+                return float(_ghost_entropies(hybrid, rows, size, pair[None])[0])
+
+            best = coarse[np.argmin(entropies)] * [1, n / (2 * np.pi)]
+            q = minimize(entropy, best, method="Nelder-Mead", options={
+                "xatol": 1e-3, "fatol": 1e-7,
+                "initial_simplex": [best, best + [0.1, 0], best + [0, 1 / 16]]}).x
+            fitted[t] = q[0], q[1] * 2 * np.pi / n
+            # of the two equivalent φ0, π apart, the one nearer the start
+            fitted[t, 0] = start[t, 0] + (fitted[t, 0] - start[t, 0] + np.pi / 2) % np.pi \
+                - np.pi / 2
+
+    for_each_slab(fit, len(trains), 1)
+    return fitted.reshape(lines.shape[:-2] + (2,))

@@ -47,14 +47,17 @@ Single-shot echo-planar scans (``PVM_IsEpiScan``) hold one echo train per object
 a navigator (``PVM_EpiPrefixNavSize``), samples ParaVision's reconstruction discards, then
 ``PVM_EpiNEchoes`` ramp-sampled readouts. Each train is regridded on the scan's measured
 trajectory (``PVM_EpiTrajAdjkx``), every second line reversed, the polarity phase
-(``PVM_EpiTrajAdjb0``) and the Nyquist ghost (``PVM_EpiPhaseCorrection``, one (φ0, φ1) per
-receiver and object in acquisition order, as ParaVision applies it before sorting the
-slices) corrected (:mod:`napari_mrmicro.core.epi`); the lines then go onto the grid as
-above. Scan 7 of the PV 360.3.6 study (30 echoes of 80 samples, partial Fourier 30 of 40
-lines): the zero-filled image correlates 0.993 (median over slices; lowest 0.977) with
-Bruker's 2dseq; ramp samples taken as equally spaced give 0.25, no polarity phase 0.56, no
-ghost correction 0.88. The navigator's drift and amplitude stabilisation across
-repetitions is not applied; segmented (multi-shot) and asymmetric-readout EPI are refused.
+(``PVM_EpiTrajAdjb0``) removed, and the Nyquist ghost corrected: ParaVision's adjustment
+(``PVM_EpiPhaseCorrection``, one (φ0, φ1) per receiver and object in acquisition order, as
+ParaVision applies it before sorting the slices) refined per object and receiver by image
+entropy, or found by image entropy alone when the method has none
+(:mod:`napari_mrmicro.core.epi`); the lines then go onto the grid as above. Scan 7 of the
+PV 360.3.6 study (30 echoes of 80 samples, partial Fourier 30 of 40 lines), zero-filled
+image against Bruker's 2dseq, correlation median over slices (lowest): 0.994 (0.986);
+the stored coefficients alone 0.993 (0.977) (ParaVision also updates them from each scan's
+navigator); entropy alone 0.994 (0.986); no ghost correction 0.88; ramp samples taken as
+equally spaced 0.21. The navigator's drift and amplitude stabilisation across repetitions
+is not applied; segmented (multi-shot), asymmetric-readout and 3-D EPI are refused.
 
 This module also holds :func:`kspace_volume`, which the other raw-data readers
 (:mod:`~napari_mrmicro.io.ismrmrd`, :mod:`~napari_mrmicro.io.varian`,
@@ -72,7 +75,8 @@ from pathlib import Path
 import numpy as np
 
 from napari_mrmicro.core.acquisition import GAMMA_BAR_MHZ_PER_T, Acquisition
-from napari_mrmicro.core.epi import regrid_echo_train
+from napari_mrmicro.core.epi import (correct_nyquist_ghost, fit_nyquist_ghost,
+                                     regrid_echo_train)
 from napari_mrmicro.core.kspace import KSpace
 from napari_mrmicro.core.memory import check_memory
 from napari_mrmicro.io import kspace_codec
@@ -687,22 +691,27 @@ def _epi_layout(acqp: dict, method: dict, raw: Path, where) -> tuple:
 
 
 def _read_epi_lines(raw: Path, lay: _Layout, train: dict, size: int, repetition: int,
-                    where) -> tuple:
-    """``(objects, 1, echoes, receivers, size)`` regridded lines of one repetition, and the
-    readout grid points they cover (:func:`napari_mrmicro.core.epi.regrid_echo_train`)."""
+                    rows: np.ndarray, grid_rows: int, where) -> tuple:
+    """``(objects, 1, echoes, receivers, size)`` regridded, ghost-corrected lines of one
+    repetition, the readout grid points they cover, and the ``(objects, receivers, 2)``
+    ghost correction applied: the stored coefficients refined per train by image entropy
+    (:func:`napari_mrmicro.core.epi.fit_nyquist_ghost`; ``rows`` are the echoes' rows on
+    the ``grid_rows``-line phase-encode grid)."""
     scans = _read_scans(raw, lay, lay.objects, repetition)  # objects, receivers, points
     stop = train["start"] + train["echoes"] * train["samples"]
     trains = scans[..., train["start"]:stop].reshape(
         lay.objects, lay.receivers, train["echoes"], train["samples"])
-    ghost = train["ghost"]
     try:
-        lines, covered = regrid_echo_train(
-            trains, train["trajectory"], size, polarity_phase=train["polarity_phase"],
-            ghost=None if ghost is None else ghost.transpose(1, 0, 2))
+        lines, covered = regrid_echo_train(trains, train["trajectory"], size,
+                                           polarity_phase=train["polarity_phase"])
     except ValueError as error:  # a trajectory spanning more grid points than it samples
         raise FormatError(where, f"PVM_EpiTrajAdjkx does not fit the {size}-point readout "
                                  f"grid (PVM_Matrix): {error}") from None
-    return lines.transpose(0, 2, 1, 3)[:, None], covered
+    stored = train["ghost"]
+    ghost = fit_nyquist_ghost(lines, rows, grid_rows,
+                              start=None if stored is None else stored.transpose(1, 0, 2))
+    correct_nyquist_ghost(lines, ghost)
+    return lines.transpose(0, 2, 1, 3)[:, None], covered, ghost
 
 
 def _load(path: Path, repetition: int | None = None) -> tuple:
@@ -754,7 +763,8 @@ def _load(path: Path, repetition: int | None = None) -> tuple:
     if train is None:
         lines, columns = _read_lines(raw, lay, repetition), np.ones(points, bool)
     else:
-        lines, columns = _read_epi_lines(raw, lay, train, points, repetition, where)
+        lines, columns, ghost = _read_epi_lines(raw, lay, train, points, repetition,
+                                                y_index, ny, where)
     obj = np.asarray(order)
     echo_of, slice_of = obj % lay.echoes, obj // lay.echoes
     if lay.echoes > 1 and _one(method, "EchoAcqMode") == "allEchoes":
@@ -803,8 +813,10 @@ def _load(path: Path, repetition: int | None = None) -> tuple:
         extra["epi"] = {"echoes": train["echoes"], "samples": train["samples"],
                         "navigator_samples": train["navigator"],
                         "regridded": "PVM_EpiTrajAdjkx",
-                        "ghost_correction": ("PVM_EpiPhaseCorrection"
-                                             if train["ghost"] is not None else None)}
+                        "ghost_correction": ("PVM_EpiPhaseCorrection refined by image "
+                                             "entropy" if train["ghost"] is not None
+                                             else "image entropy"),
+                        "ghost_phase_rad": np.round(ghost, 6).tolist()}
     scan = raw.parent
     scan_name = str(_one(acqp, "ACQ_scan_name", "") or "")
     name = " ".join(filter(None, [scan_name,
