@@ -43,7 +43,7 @@ def main(scan: Path) -> None:
     print(f"{scan}: k-space {ks.data.shape}, baseline (fromfile + ifft2) {base * 1e3:.1f} ms")
     for label, t in [("read", read), ("read + zero-filled recon", zero),
                      ("read + POCS partial Fourier recon", pocs)]:
-        print(f"  {label:36s} {t * 1e3:8.1f} ms  ratio {t / base:6.1f}  "
+        print(f"  scan {scan.name} {label:36s} {t * 1e3:8.1f} ms  ratio {t / base:6.1f}  "
               f"{'(target < 2 s: met)' if t < 2 else '(target < 2 s: MISSED)'}")
 
 
