@@ -36,13 +36,12 @@ FFT of :mod:`~napari_mrmicro.core.kspace` expects (DC at ``N // 2``):
 
 Written here because no maintained Python package reconstructs ramp-sampled EPI from a
 measured trajectory; the conventions were checked against ParaVision 360's own
-reconstruction of a real EPI scan (``tests/io/test_raw_bruker_epi.py``).
+reconstruction of a real EPI scan (``tests/io/test_raw_bruker_pv360.py``).
 """
 
 from __future__ import annotations
 
 import numpy as np
-
 from scipy.optimize import minimize
 
 from napari_mrmicro.core._slabs import for_each_slab
@@ -95,8 +94,8 @@ def regrid_operator(positions, size: int) -> tuple:
     return operator.astype(np.complex64), covered
 
 
-def regrid_echo_train(train, trajectory, size: int, centre: float | None = None,
-                      polarity_phase=None, ghost=None) -> tuple:
+def regrid_echo_train(train, trajectory, size: int, polarity_phase=None,
+                      ghost=None) -> tuple:
     """Regrid EPI echo trains onto the Cartesian grid, reversed lines included.
 
     Parameters
@@ -106,12 +105,10 @@ def regrid_echo_train(train, trajectory, size: int, centre: float | None = None,
         was measured on, every odd echo reversed.
     trajectory : array_like of float, shape (samples,)
         k-space position of each sample of a forward lobe, in cycles per field of view
-        from the start of the lobe (ParaVision's ``PVM_EpiTrajAdjkx``).
+        from the start of the lobe (ParaVision's ``PVM_EpiTrajAdjkx``); k = 0 is taken in
+        the middle of the lobe, ``max(trajectory) / 2`` (a symmetric readout).
     size : int
         Grid length along the readout.
-    centre : float, optional
-        Trajectory value of k = 0; the middle of the lobe, ``max(trajectory) / 2``, when
-        not given (a symmetric readout).
     polarity_phase : array_like of float, shape (samples,), optional
         Phase (rad) a forward lobe's sample carries beyond the reversed lobe's sample
         taken at the same time (ParaVision's ``PVM_EpiTrajAdjb0``); the reversed lines'
@@ -134,7 +131,7 @@ def regrid_echo_train(train, trajectory, size: int, centre: float | None = None,
         raise ValueError(f"echo trains of shape {train.shape} do not end in the "
                          f"{trajectory.size} samples of the trajectory")
     end = float(trajectory.max())
-    centre = end / 2.0 if centre is None else float(centre)
+    centre = end / 2.0
     forward, covered_forward = regrid_operator(trajectory - centre, size)
     backward, covered_backward = regrid_operator(end - trajectory - centre, size)
     lines = np.empty(train.shape[:-1] + (size,), np.complex64)
