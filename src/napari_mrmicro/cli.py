@@ -229,6 +229,22 @@ def cmd_qsm_field(args) -> int:
     return 0
 
 
+def cmd_unwarp(args) -> int:
+    from napari_mrmicro.pipeline import load_volume, save_volume, unwarp_epi
+
+    image, field = load_volume(args.input, lazy=False), load_volume(args.field_map, lazy=False)
+    try:
+        result = unwarp_epi(image, field, args.echo_spacing_ms, args.direction)
+    except ValueError as error:
+        raise ValueError(f"{args.input}, {args.field_map}: {error}") from error
+    save_volume(args.output, result)
+    used = result.metadata["unwarped"]
+    _report(args.output, f"unwarped along {used['axis']} (shifts up to "
+                         f"{used['max_shift_px']:.1f} px, the field map covers "
+                         f"{used['covered_percent']:.0f} %)")
+    return 0
+
+
 def cmd_measure(args) -> int:
     from napari_mrmicro.pipeline import load_volume, write_table
 
@@ -599,6 +615,19 @@ def _parser() -> argparse.ArgumentParser:
     _device_option(p, "Laplacian unwrapping, background removal (LBV, V-SHARP, PDF), the "
                       "dipole field and every inversion; the echo fit, the mask and "
                       "region-growing unwrapping run on the CPU")
+
+    p = command("unwarp", "undo EPI distortion along the phase encode with a field map "
+                          "(Jezzard & Balaban 1995)", cmd_unwarp)
+    p.add_argument("input", type=Path, help="EPI magnitude image (a ParaVision 2dseq or "
+                                            "`mrmicro recon` output)")
+    p.add_argument("field_map", type=Path, help="field map in Hz (or ppm), placed in world "
+                                                "space or on the image's grid")
+    p.add_argument("output", type=Path, help="unwarped image")
+    p.add_argument("--echo-spacing-ms", type=_one(float, 0.0, above=True),
+                   help="time between phase-encode lines (default: the image's)")
+    p.add_argument("--direction", type=int, choices=(1, -1),
+                   help="+1 if the train runs through increasing phase-encode steps "
+                        "(default: the image's)")
 
     p = command("qsm-field", "quantitative susceptibility mapping from a scanner's field "
                              "map (Hz or ppm) -> susceptibility (ppm)", cmd_qsm_field)

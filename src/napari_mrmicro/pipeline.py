@@ -95,6 +95,63 @@ def save_volume(path, volume: Volume, **options) -> list[str]:
     return write_volume(path, volume, **options)
 
 
+def unwarp_epi(image: Volume, field: Volume, echo_spacing_ms: float | None = None,
+               direction: int | None = None) -> Volume:
+    """An EPI image with its off-resonance distortion along the phase encode undone by a
+    field map (:mod:`napari_mrmicro.core.epi_distortion`).
+
+    The echo spacing and the direction the train runs through the phase encode come from
+    the image's acquisition (ParaVision states both) unless given. The field map is in Hz,
+    or in ppm converted with the image's B0; it is resampled onto the image through both
+    world placements, or taken as is when neither is placed and the grids agree. Leading
+    axes (echoes, repetitions) are unwarped alike.
+    """
+    import dataclasses
+
+    from napari_mrmicro.core.acquisition import GAMMA_BAR_MHZ_PER_T
+    from napari_mrmicro.core.epi_distortion import (phase_encode_shift, resample_onto_grid,
+                                                     unwarp)
+
+    acquisition = image.metadata.get("acquisition") or {}
+    spacing = echo_spacing_ms or acquisition.get("echo_spacing_ms")
+    direction = direction or acquisition.get("epi_direction")
+    if spacing is None or direction is None:
+        raise ValueError("the image does not state its EPI echo spacing and phase-encode "
+                         "direction; give them (--echo-spacing-ms, --direction)")
+    values = np.asarray(field.data, np.float64)
+    unit = field.metadata.get("value_unit")
+    if unit == "ppm" and acquisition.get("b0_tesla"):
+        values = values * acquisition["b0_tesla"] * GAMMA_BAR_MHZ_PER_T[
+            acquisition.get("nucleus", "1H")]
+    elif unit != "Hz":
+        raise ValueError(f"the field map must be in Hz (or ppm, with the image's B0); its "
+                         f"values are in {unit or 'no stated unit'}")
+    data = np.asarray(image.data, np.float32)
+    if len(image.spacing_um) != 3 or values.ndim != 3:
+        raise ValueError("3-D image and field map volumes are needed")
+    spatial = data.shape[-3:]
+    if image.affine_um is not None and field.affine_um is not None:
+        hz, covered = resample_onto_grid(values, field.affine_um, spatial, image.affine_um)
+    elif values.shape == spatial:
+        hz, covered = values, np.ones(spatial, bool)
+    else:
+        raise ValueError("the field map is neither placed in world space with the image "
+                         "nor on its grid")
+    if covered.mean() < 0.5:
+        raise ValueError(f"the field map covers {100 * covered.mean():.0f} % of the image: "
+                         "not the same region")
+    axis = 1 if acquisition.get("readout_axis", 2) == 2 else 2  # the other in-plane axis
+    shift = phase_encode_shift(hz, spacing, spatial[axis], direction)
+    out = np.stack([unwarp(v, shift, axis) for v in data.reshape(-1, *spatial)])
+    return dataclasses.replace(
+        image, data=out.reshape(data.shape), name=f"{image.name or 'image'} unwarped",
+        metadata={**image.metadata, "unwarped": {
+            "field_map": field.name or str(field.metadata.get("source", "")),
+            "echo_spacing_ms": float(spacing), "direction": int(direction),
+            "axis": "zyx"[axis], "max_shift_px": float(np.abs(shift).max()),
+            "covered_percent": float(100 * covered.mean())}})
+
+
 def role_of(volume: Volume) -> str:
     """The role an input volume starts with: ``kspace``, ``labels`` or ``image``."""
     from napari_mrmicro.io import kspace_codec

@@ -334,6 +334,8 @@ def encoding(method: dict, where, visu: dict | None = None) -> dict:
     - ``phase_steps``: acquired phase-encode steps per average, the product of
       ``PVM_EncMatrix`` beyond the readout: partial Fourier and zero filling leave the
       image matrix larger (FLASH scan 6: 96 steps for 128 rows);
+    - ``epi_direction``: for EPI, +1 when the train runs through increasing phase-encode
+      steps (``PVM_EncSteps1``), −1 when decreasing (the sign of its off-resonance shift);
     - ``multislice``: 2-D slices interleaved within one TR (``PVM_SpatDimEnum`` 2D);
     - ``scan_time_s``: the scanner's own figure (``VisuAcqScanTime``/``PVM_ScanTime``).
 
@@ -353,6 +355,9 @@ def encoding(method: dict, where, visu: dict | None = None) -> dict:
         spacing = _numbers(method, "PVM_EpiEchoSpacing" if epi else "PVM_EchoTime", where)
         if out["echo_train"] > 1 and spacing and spacing[0] > 0:
             out["echo_spacing_ms"] = spacing[0]
+    steps = np.diff(_numbers(method, "PVM_EncSteps1", where) or [])
+    if epi and steps.size and (np.all(steps > 0) or np.all(steps < 0)):
+        out["epi_direction"] = 1 if steps[0] > 0 else -1
     encoded = _numbers(method, "PVM_EncMatrix", where)
     if encoded and len(encoded) >= 2 and all(n >= 1 for n in encoded):
         out["phase_steps"] = int(math.prod(encoded[1:]))
