@@ -112,7 +112,8 @@ def unwarp_epi(image: Volume, field: Volume, echo_spacing_ms: float | None = Non
     from napari_mrmicro.core.epi_distortion import (phase_encode_shift, resample_onto_grid,
                                                      unwarp)
 
-    acquisition = image.metadata.get("acquisition") or {}
+    stated = image.metadata.get("acquisition") or {}
+    acquisition = {**(stated.get("extra") or {}), **stated}  # Acquisition.to_dict() nests
     spacing = echo_spacing_ms or acquisition.get("echo_spacing_ms")
     direction = direction or acquisition.get("epi_direction")
     if spacing is None or direction is None:
@@ -126,7 +127,7 @@ def unwarp_epi(image: Volume, field: Volume, echo_spacing_ms: float | None = Non
     elif unit != "Hz":
         raise ValueError(f"the field map must be in Hz (or ppm, with the image's B0); its "
                          f"values are in {unit or 'no stated unit'}")
-    data = np.asarray(image.data, np.float32)
+    data = np.asarray(image.data)
     if len(image.spacing_um) != 3 or values.ndim != 3:
         raise ValueError("3-D image and field map volumes are needed")
     spatial = data.shape[-3:]

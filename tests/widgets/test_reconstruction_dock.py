@@ -121,6 +121,38 @@ def test_paravision_360_raw_reconstructed_onto_its_2dseq(make_napari_viewer, qtb
     assert np.corrcoef(a.ravel(), b.ravel())[0, 1] > 0.95
 
 
+def test_paravision_epi_raw_unwarped_with_the_field_map(make_napari_viewer, qtbot, realdata):
+    """EPI scan 7's raw with field map scan 8 chosen: the reconstruction comes unwarped,
+    as `pipeline.unwarp_epi` (what `mrmicro unwarp` runs) of the plain complex image."""
+    from napari_mrmicro.io import Volume
+    from napari_mrmicro.pipeline import unwarp_epi
+
+    study = realdata("bruker_pv/pv360_rodent")
+    viewer = make_napari_viewer()
+    (kspace,) = viewer.open(study / "7" / "rawdata.job0", plugin="napari-mrmicro")
+    (field,) = viewer.open(study / "8" / "pdata/1/2dseq", plugin="napari-mrmicro")
+    dock = ReconstructionWidget(viewer)
+    assert dock.layer.value is kspace and dock.field_map.value is None
+    finish(qtbot, dock.run(), viewer, 4)
+    plain, phase = viewer.layers[-2], viewer.layers[-1]
+    dock.field_map.value = field
+    finish(qtbot, dock.run(), viewer, 6)
+    unwarped = viewer.layers[-2]
+    assert unwarped.name.endswith("recon unwarped magnitude"), unwarped.name
+    geo = layer_geometry(plain)
+    field_geo = layer_geometry(field)
+    complex_image = plain.data * np.exp(1j * np.asarray(phase.data))  # unwarped as a signal
+    expected = unwarp_epi(
+        Volume(complex_image, geo.spacing_um,
+               {"acquisition": plain.metadata["mrmicro"]["acquisition"]},
+               affine_um=geo.affine_um),
+        Volume(np.asarray(field.data), field_geo.spacing_um, {"value_unit": "Hz"},
+               affine_um=field_geo.affine_um))
+    np.testing.assert_allclose(unwarped.data, np.abs(expected.data), rtol=1e-3,
+                               atol=1e-3 * float(np.abs(expected.data).max()))
+    assert np.abs(unwarped.data - plain.data).max() > 0.1 * plain.data.max()
+
+
 def test_cancel_compressed_sensing_says_so_and_adds_nothing(make_napari_viewer, qtbot,
                                                             cochlea_kspace, logged):
     import time

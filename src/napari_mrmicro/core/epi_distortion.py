@@ -58,8 +58,8 @@ def unwarp(image, shift_px, axis: int) -> np.ndarray:
 
     Parameters
     ----------
-    image : array_like of float
-        The distorted magnitude image.
+    image : array_like of float or complex
+        The distorted image (complex: real and imaginary parts are moved alike).
     shift_px : array_like of float, the shape of ``image``
         :func:`phase_encode_shift`, pixels.
     axis : int
@@ -67,11 +67,15 @@ def unwarp(image, shift_px, axis: int) -> np.ndarray:
 
     Returns
     -------
-    ndarray of float32
+    ndarray of float32 (complex64 for a complex image)
         Linear interpolation along ``axis``; edge values are repeated beyond the grid, and
         where the mapping folds (``1 + ∂s/∂y < 0``) the intensity is 0.
     """
-    image = np.asarray(image, np.float32)
+    image = np.asarray(image)
+    if np.iscomplexobj(image):
+        return (unwarp(image.real, shift_px, axis)
+                + 1j * unwarp(image.imag, shift_px, axis)).astype(np.complex64)
+    image = image.astype(np.float32, copy=False)
     shift = np.asarray(shift_px, np.float64)
     if shift.shape != image.shape:
         raise ValueError(f"shift_px {shift.shape} and image {image.shape} differ in shape")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 from magicgui.widgets import ComboBox, Container, FloatSpinBox, Label, PushButton, SpinBox
 from napari.layers import Image
 from napari.utils.notifications import show_error, show_info
@@ -11,8 +12,9 @@ from napari_mrmicro.core import KSpace, backend, cs_reconstruct, reconstruct, sn
 from napari_mrmicro.core.geometry import regridded_affine, voxel_sizes
 from napari_mrmicro.core.sampling import acquired_or_retrospective_mask
 from napari_mrmicro.io import Volume, kspace_codec
+from napari_mrmicro.pipeline import unwarp_epi
 from napari_mrmicro.widgets._dock import (
-    device_picker, device_suffix, on_device, restore_defaults_button)
+    device_picker, device_suffix, layer_picker, on_device, restore_defaults_button)
 from napari_mrmicro.widgets._results import add_layers
 from napari_mrmicro.widgets._worker import progress_worker
 
@@ -34,6 +36,13 @@ class ReconstructionWidget(Container):
                                       "raw file: ParaVision 360 rawdata.job0 (or fid of "
                                       "PV 5-7; a scan folder opens its pdata image), Varian "
                                       "fid, ISMRMRD, Tecmag .tnt.")
+        self.field_map = layer_picker(
+            self.viewer, "EPI field map", ("field map",), nullable=True,
+            tooltip="A B0 field map (Hz, or ppm) of the same specimen, e.g. ParaVision's B0 "
+                    "map scan: an EPI reconstruction is unwarped along its phase encode "
+                    "with it (Jezzard & Balaban, Magn Reson Med 1995;34:65). The EPI must "
+                    "state its echo spacing and encoding direction (ParaVision raw does). "
+                    "Empty: no unwarping.")
         self.window = ComboBox(label="window", choices=["none", "hann", "hamming", "tukey",
                                                         "fermi"],
                                tooltip="k-space apodization: tapers the edges of k-space to "
@@ -84,7 +93,7 @@ class ReconstructionWidget(Container):
         self.cancel_button = PushButton(text="Cancel", enabled=False)
         self.result = Label(label="SNR")
         super().__init__(widgets=[
-            self.layer, self.window, self.alpha, self.zero_fill, self.pf_method,
+            self.layer, self.field_map, self.window, self.alpha, self.zero_fill, self.pf_method,
             self.pf_axis, self.pf_fraction, self.cs_method, self.acceleration, self.lam,
             self.iterations, self.device, Container(widgets=[self.run_button, self.cancel_button],
                                        layout="horizontal", labels=False), self.result])
@@ -138,8 +147,13 @@ class ReconstructionWidget(Container):
         except RuntimeError as error:
             show_error(f"MR Reconstruction: {error}")
             return None
+        field, placement = self.field_map.value, layer_geometry(layer).affine_um
+        if field is not None:
+            geo = layer_geometry(field)
+            field = Volume(np.asarray(field.data), geo.spacing_um,
+                           dict(field.metadata.get("mrmicro") or {}), affine_um=geo.affine_um)
         worker = progress_worker(on_device(device, lambda report: _reconstruct(
-            kspace, options, report)), "MR reconstruction")
+            kspace, options, report, field, placement)), "MR reconstruction")
         worker.returned.connect(lambda result: self._add_results(result, layer))
         worker.errored.connect(lambda e: show_error(f"MR Reconstruction: {e}"))
         worker.aborted.connect(lambda: setattr(self.result, "value", "cancelled"))
@@ -162,7 +176,7 @@ class ReconstructionWidget(Container):
     def _add_results(self, result, source):
         image, snr, meta = result
         name = (f"{source.name.removesuffix(' k-space')} {recon_label(meta['recon'])}"
-                f"{device_suffix(meta['device'])}")
+                f"{' unwarped' if 'unwarped' in meta else ''}{device_suffix(meta['device'])}")
         # placed like the k-space layer; zero-filling regrids around the FOV centre
         grid = tuple(meta["acquisition"]["matrix"])
         affine = regridded_affine(layer_geometry(source).affine_um, grid, image.shape[-3:])
@@ -192,8 +206,10 @@ def recon_label(options: dict) -> str:
     return " ".join(parts)
 
 
-def _reconstruct(kspace: KSpace, options: dict, report):
-    """The dock's job: reconstruction (or compressed sensing) and its SNR estimate."""
+def _reconstruct(kspace: KSpace, options: dict, report, field=None, placement=None):
+    """The dock's job: reconstruction (or compressed sensing), unwarped with the ``field``
+    map Volume when one is given (the k-space layer placed by ``placement``), and its SNR
+    estimate."""
     options = dict(options)
     cs = options.pop("cs")
     acq = kspace.acquisition
@@ -206,13 +222,19 @@ def _reconstruct(kspace: KSpace, options: dict, report):
     else:
         report(0.1, "inverse FFT")
         image = reconstruct(kspace, **options)
+    meta = {"acquisition": acq.to_dict(), "source": "MR Reconstruction",
+            "recon": {**options, "cs": cs}, "device": backend.resolve()}
+    if field is not None:
+        report(0.9, "unwarping")
+        affine = regridded_affine(placement, tuple(acq.matrix), image.shape[-3:])
+        unwarped = unwarp_epi(Volume(image, voxel_sizes(affine), meta, affine_um=affine),
+                              field)
+        image, meta["unwarped"] = unwarped.data, unwarped.metadata["unwarped"]
     report(1.0, "SNR")
     try:
-        snr = snr_estimate(image[0] if image.ndim == 4 else image)
+        meta["snr"] = snr = snr_estimate(image[0] if image.ndim == 4 else image)
     except ValueError:
-        snr = None
-    meta = {"acquisition": acq.to_dict(), "source": "MR Reconstruction",
-            "recon": {**options, "cs": cs}, "snr": snr, "device": backend.resolve()}
+        meta["snr"] = snr = None
     if image.ndim == 4 and image.shape[0] == 1:
         image = image[0]
     return image, snr, meta
