@@ -173,17 +173,44 @@ def cmd_recon(args) -> int:
             "cs": None if args.cs == "off" else args.cs, "lam": args.lam,
             "iterations": args.iterations, "acceleration": args.acceleration})],
             volume=volume)
-    image = specimen.volumes["image"]
+    image, phase = specimen.volumes["image"], specimen.volumes.get("phase")
+    if args.phase and phase is None:
+        raise ValueError(f"{args.input}: the reconstruction has no phase (coils combined "
+                         "by root-sum-of-squares)")
+    if args.field_map is not None:
+        image, phase = _unwarped(image, phase, args)
     save_volume(args.output, image)
     _report(args.output, f"magnitude {image.data.shape} at "
-                         f"{' x '.join(f'{s:g}' for s in image.spacing_um)} µm")
+                         f"{' x '.join(f'{s:g}' for s in image.spacing_um)} µm"
+                         + (" unwarped" if args.field_map is not None else ""))
     if args.phase:
-        if "phase" not in specimen.volumes:
-            raise ValueError(f"{args.input}: the reconstruction has no phase (coils combined "
-                             "by root-sum-of-squares)")
-        save_volume(args.phase, specimen.volumes["phase"])
+        save_volume(args.phase, phase)
         _report(args.phase, "phase in radians")
     return 0
+
+
+def _unwarped(image, phase, args) -> tuple:
+    """``recon --field-map``: magnitude and phase unwarped together, as one complex image."""
+    import dataclasses
+
+    import numpy as np
+
+    from napari_mrmicro.pipeline import load_volume, unwarp_epi
+
+    signal = np.asarray(image.data) * (1 if phase is None else np.exp(
+        1j * np.asarray(phase.data)))
+    try:
+        unwarped = unwarp_epi(dataclasses.replace(image, data=signal),
+                              load_volume(args.field_map, lazy=False))
+    except ValueError as error:
+        raise ValueError(f"{args.input}, {args.field_map}: {error}") from error
+    metadata = {"unwarped": unwarped.metadata["unwarped"]}
+    image = dataclasses.replace(image, data=np.abs(unwarped.data).astype(np.float32),
+                                metadata={**image.metadata, **metadata})
+    if phase is not None:
+        phase = dataclasses.replace(phase, data=np.angle(unwarped.data).astype(np.float32),
+                                    metadata={**phase.metadata, **metadata})
+    return image, phase
 
 
 def cmd_qsm(args) -> int:
@@ -565,6 +592,9 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--phase", type=Path, help="also write the phase (radians) here")
     p.add_argument("--repetition", type=_one(int, 0), help="which of a ParaVision scan's NR "
                                                            "repetitions (0 = first)")
+    p.add_argument("--field-map", type=Path, help="EPI: undo the off-resonance shift along "
+                                                  "the phase encode with this field map "
+                                                  "(Hz or ppm; see `mrmicro unwarp`)")
     p.add_argument("--window", choices=("none", "hann", "hamming", "tukey"), default="none",
                    help="k-space apodization (default none)")
     p.add_argument("--tukey-alpha", type=_one(float, 0.0, 1.0), default=0.5)
