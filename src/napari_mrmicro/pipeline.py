@@ -109,8 +109,8 @@ def unwarp_epi(image: Volume, field: Volume, echo_spacing_ms: float | None = Non
     import dataclasses
 
     from napari_mrmicro.core.acquisition import GAMMA_BAR_MHZ_PER_T
-    from napari_mrmicro.core.epi_distortion import (phase_encode_shift, resample_onto_grid,
-                                                     unwarp)
+    from napari_mrmicro.core.epi_distortion import phase_encode_shift, unwarp
+    from napari_mrmicro.core.reslice import resample_onto_grid
 
     stated = image.metadata.get("acquisition") or {}
     acquisition = {**(stated.get("extra") or {}), **stated}  # Acquisition.to_dict() nests

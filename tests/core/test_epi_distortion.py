@@ -6,7 +6,8 @@ import dataclasses
 import numpy as np
 import pytest
 
-from napari_mrmicro.core.epi_distortion import phase_encode_shift, resample_onto_grid, unwarp
+from napari_mrmicro.core.epi_distortion import phase_encode_shift, unwarp
+from napari_mrmicro.core.reslice import resample_onto_grid
 from napari_mrmicro.io import read_volume
 from napari_mrmicro.pipeline import unwarp_epi
 

@@ -94,9 +94,9 @@ def regrid_operator(positions, size: int) -> tuple:
     return operator.astype(np.complex64), covered
 
 
-def regrid_echo_train(train, trajectory, size: int, polarity_phase=None,
-                      ghost=None) -> tuple:
-    """Regrid EPI echo trains onto the Cartesian grid, reversed lines included.
+def regrid_echo_train(train, trajectory, size: int, polarity_phase=None) -> tuple:
+    """Regrid EPI echo trains onto the Cartesian grid, reversed lines included (the Nyquist
+    ghost is corrected after, :func:`correct_nyquist_ghost`).
 
     Parameters
     ----------
@@ -113,11 +113,6 @@ def regrid_echo_train(train, trajectory, size: int, polarity_phase=None,
         Phase (rad) a forward lobe's sample carries beyond the reversed lobe's sample
         taken at the same time (ParaVision's ``PVM_EpiTrajAdjb0``); the reversed lines'
         samples are multiplied by ``exp(i·polarity_phase)`` before regridding.
-    ghost : array_like of float, shape (..., 2), optional
-        First-order Nyquist ghost correction ``(φ0, φ1)`` per train (broadcast against the
-        leading axes of ``train``): the reversed lines are multiplied by
-        ``exp(i(φ0 + φ1·m))`` in hybrid space, ``m = 0 .. size−1`` the readout pixel.
-
     Returns
     -------
     lines : ndarray of complex64, shape (..., echoes, size)
@@ -145,8 +140,6 @@ def regrid_echo_train(train, trajectory, size: int, polarity_phase=None,
                              f"one per sample (got shape {phase.shape})")
         odd *= np.exp(1j * phase).astype(np.complex64)
     np.matmul(odd, backward.T, out=lines[..., 1::2, :])
-    if ghost is not None:
-        correct_nyquist_ghost(lines, ghost)
     return lines, covered_forward & covered_backward
 
 

@@ -23,7 +23,6 @@ from __future__ import annotations
 import numpy as np
 from scipy import ndimage as ndi
 
-from napari_mrmicro.core.geometry import world_points
 
 
 def phase_encode_shift(field_hz, echo_spacing_ms: float, lines: int,
@@ -86,25 +85,3 @@ def unwarp(image, shift_px, axis: int) -> np.ndarray:
     moved = ndi.map_coordinates(image, coordinates, order=1, mode="nearest")
     jacobian = np.clip(1.0 + np.gradient(shift, axis=axis), 0.0, None)
     return (moved * jacobian).astype(np.float32)
-
-
-def resample_onto_grid(values, values_affine_um, shape, affine_um) -> tuple:
-    """A volume (a field map) resampled trilinearly onto another grid through both world
-    affines.
-
-    Returns
-    -------
-    resampled : ndarray of float64, ``shape``
-        The volume at each voxel centre of the grid; 0 where it does not reach.
-    covered : ndarray of bool, ``shape``
-        Where it reaches.
-    """
-    shape = tuple(int(n) for n in shape)
-    index = np.stack(np.meshgrid(*[np.arange(n) for n in shape], indexing="ij"),
-                     -1).reshape(-1, len(shape))
-    inverse = np.linalg.inv(np.asarray(values_affine_um, np.float64))
-    inside = world_points(inverse, world_points(affine_um, index)).T
-    out = ndi.map_coordinates(np.asarray(values, np.float64), inside, order=1,
-                              cval=np.nan).reshape(shape)
-    covered = np.isfinite(out)
-    return np.where(covered, out, 0.0), covered

@@ -7,6 +7,8 @@ to the volume's world coordinates (``index × spacing_um``, µm, ``(z, y, x)``),
 same moving → fixed matrix the registration functions return for a section placed in a
 volume. Interpolation: B-splines of ``order`` (Unser, IEEE Signal Process Mag 1999;16:22)
 via ``scipy.ndimage.map_coordinates``; points outside the volume take ``cval``.
+:func:`resample_onto_grid` instead takes two scanner placements (world affines), to bring
+one scan onto another's grid (a field map onto an EPI).
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ from __future__ import annotations
 import numpy as np
 from scipy import ndimage as ndi
 
-from napari_mrmicro.core.geometry import as_spacing
+from napari_mrmicro.core.geometry import as_spacing, world_points
 from napari_mrmicro.core.memory import check_memory
 from napari_mrmicro.core.transforms import check_affine, rigid_affine
 
@@ -129,3 +131,25 @@ def reslice(volume, spacing_um, plane_affine, out_shape, out_spacing_um, order: 
         planes[k] = ndi.map_coordinates(coeffs, coords, order=order, cval=cval,
                                         prefilter=False).reshape(shape[lead:])
     return out
+
+
+def resample_onto_grid(values, values_affine_um, shape, affine_um) -> tuple:
+    """A volume placed by ``values_affine_um`` resampled trilinearly onto the grid of
+    ``shape`` placed by ``affine_um`` (voxel index -> world µm, both).
+
+    Returns
+    -------
+    resampled : ndarray of float64, ``shape``
+        The volume at each voxel centre of the grid; 0 where it does not reach.
+    covered : ndarray of bool, ``shape``
+        Where it reaches.
+    """
+    shape = tuple(int(n) for n in shape)
+    index = np.stack(np.meshgrid(*[np.arange(n) for n in shape], indexing="ij"),
+                     -1).reshape(-1, len(shape))
+    inverse = np.linalg.inv(np.asarray(values_affine_um, np.float64))
+    inside = world_points(inverse, world_points(affine_um, index)).T
+    out = ndi.map_coordinates(np.asarray(values, np.float64), inside, order=1,
+                              cval=np.nan).reshape(shape)
+    covered = np.isfinite(out)
+    return np.where(covered, out, 0.0), covered
