@@ -5,9 +5,9 @@ five cylinders (χ −0.2 … 0.4 ppm) in a tissue cylinder, 48³ voxels of 50 �
 2× finer grid, four echoes (2–8 ms) at 9.4 T, peak SNR 100, with an air bubble just outside
 the specimen (background field) and a bone-like signal void inside
 (``tests/core/qsm/qsm_forward_phantom.py``; the truth is the mean of χ over each acquired
-voxel). Each row runs our pipeline with its defaults except the two stages named (with LBV
-the boundary passes, :func:`~napari_mrmicro.core.qsm.pipeline.lbv_boundary_pass`, run for
-every inversion; the last row is plain LBV + TV, without them), and scores χ where the
+voxel). Each row runs our pipeline with its defaults except the two stages named (the
+boundary passes, :func:`~napari_mrmicro.core.qsm.pipeline.boundary_pass`, run for every
+row; the last row is plain LBV + TV, without them), and scores χ where the
 truth has signal (the pipeline's mask ∩ the tissue): NRMSE and HFEN in %, XSIM (QSM
 challenge 2.0 definitions), the cylinders whose χ relative to the mask mean is within 20 %
 of the truth's, and the run time.

@@ -69,6 +69,26 @@ def test_background_removed_below_5_percent(background, method):
     assert amplitude(local, valid) < limit * amplitude(field, valid)
 
 
+def test_pdf_starts_from_earlier_sources(background):
+    """A warm start from the sources of a fit continues it: the same local field in a few
+    iterations; sources of another grid are refused."""
+    field, mask, spacing, b0 = background
+    counts = []
+
+    def count(iteration, total):
+        counts.append(iteration)
+
+    local, _, sources = pdf(field, mask, spacing, b0, return_sources=True, callback=count)
+    cold = len(counts)
+    counts.clear()
+    again, _ = pdf(field, mask, spacing, b0, start=sources, callback=count)
+    assert len(counts) < 0.2 * cold, (len(counts), cold)
+    scale = amplitude(field, mask)
+    assert np.abs(again - local)[mask].max() < 0.01 * scale
+    with pytest.raises(ValueError, match="start has shape"):
+        pdf(field, mask, spacing, b0, start=sources[1:])
+
+
 def test_local_field_is_kept():
     """The field of a sphere (χ = 1 ppm, radius 4 voxels) at the centre of a mask of radius
     26 voxels passes through: largest error (mean removed) in the valid mask, relative to

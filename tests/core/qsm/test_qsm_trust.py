@@ -6,7 +6,8 @@ from scipy.ndimage import binary_erosion
 
 from napari_mrmicro.core import qsm_from_field
 from napari_mrmicro.core.qsm import (
-    b0_direction_from_affine, forward_field, nrmse, qsm_stages, signal_mask)
+    b0_direction_from_affine, forward_field, nrmse, pdf, qsm_stages, signal_mask)
+from napari_mrmicro.core.qsm.pipeline import BOUNDARY_PASSES, passes_converged
 
 from qsm_forward_phantom import CYLINDER_CHI, forward_scan  # noqa: E402  (tests/core/qsm)
 
@@ -102,11 +103,41 @@ def test_lbv_boundary_passes_put_back_the_local_field_at_the_surface(scan):
                    boundary_passes=-1)
 
 
-def test_vsharp_with_published_radii_is_biased_low_here(scan):
-    """Why the default is LBV: V-SHARP's χ is 40–60 % low on a specimen this small."""
-    result = qsm_stages(scan.magnitude, scan.phase, scan.te_ms, scan.b0_tesla,
-                        scan.spacing_um, scan.b0_direction, background="vsharp")
-    assert (cylinder_errors(scan, result) > 0.2).sum() >= 4
+@pytest.mark.parametrize("background, limit", [("vsharp", 17.0), ("pdf", 17.0)])
+def test_boundary_passes_undo_the_bias_of_every_background_removal(scan, background, limit):
+    """V-SHARP with its published radii and PDF alone return χ 40–60 % low here (no
+    cylinder within 20 %, NRMSE 61 and 55 %); with the passes measured 4 and 5 of 5,
+    NRMSE 14.3 and 14.6 %."""
+    results = [qsm_stages(scan.magnitude, scan.phase, scan.te_ms, scan.b0_tesla,
+                          scan.spacing_um, scan.b0_direction, background=background,
+                          boundary_passes=passes) for passes in (0, BOUNDARY_PASSES)]
+    alone, passes = (cylinder_errors(scan, r) for r in results)
+    assert (alone > 0.2).sum() >= 4, alone
+    assert (passes <= 0.2).sum() >= 4, passes
+    assert nrmse(results[1].chi_ppm, scan.chi_ppm, results[1].local_mask & scan.tissue) <= limit
+
+
+def test_pdf_alone_takes_the_local_field_of_sources_near_the_surface(scan):
+    """Why PDF needs the passes: given the cylinders' own field and no background at all,
+    it removes about half of it (measured 52 % of the RMS in 30 iterations, 54 % in 300)."""
+    mask = scan.tissue
+    local = forward_field(np.where(mask, scan.chi_ppm, 0).astype(np.float32),
+                          scan.spacing_um, scan.b0_direction)
+    found, _ = pdf(np.where(mask, local, 0), mask, scan.spacing_um, scan.b0_direction,
+                   max_iter=30)
+    lost = (local - found)[mask]
+    kept = local[mask] - local[mask].mean()
+    assert np.sqrt(np.mean((lost - lost.mean()) ** 2)) > 0.4 * np.sqrt(np.mean(kept**2))
+
+
+def test_passes_stop_within_the_error_of_their_fixed_point():
+    level = 1.0
+    assert passes_converged([0.9], level)
+    assert not passes_converged([1.2], level)
+    # a step below the error, but contracting slowly: 0.9·0.9/0.1 = 8.1 left
+    assert not passes_converged([1.0, 0.9], level)
+    assert passes_converged([1.2, 0.6], level)  # 0.6 left
+    assert passes_converged([0.5, 0.6], level)  # not shrinking: the inversions' noise
 
 
 def test_mask_leaves_out_voids_without_phase():

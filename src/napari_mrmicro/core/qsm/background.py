@@ -291,7 +291,8 @@ def _conjugate_gradient(apply, rhs, x, max_iter, tol, callback, precondition=Non
 
 
 def pdf(total_field_ppm, mask, spacing_um, b0_direction=(1.0, 0.0, 0.0), weight=None,
-        tol: float = 1e-4, max_iter: int = 300, pad=0, callback=None, device=None):
+        tol: float = 1e-4, max_iter: int = 300, pad=0, callback=None, device=None,
+        start=None, return_sources: bool = False):
     """Local field by projection onto dipole fields (Liu et al., NMR Biomed 2011).
 
     Solves ``min_χb ‖W·M·(f − D ⊗ χb)‖²`` over susceptibilities ``χb`` outside the mask ``M``
@@ -322,6 +323,13 @@ def pdf(total_field_ppm, mask, spacing_um, b0_direction=(1.0, 0.0, 0.0), weight=
     device : {"cpu", "gpu"}, optional
         Where the conjugate gradients run (default the CPU, or the default of
         :func:`~napari_mrmicro.core.backend.use_device`).
+    start : ndarray, optional
+        Background susceptibilities to start from instead of zero: the ``sources`` a
+        previous call returned for a nearby field on the same grid (a warm start; the
+        boundary passes of :func:`~napari_mrmicro.core.qsm.pipeline.local_field_and_chi`
+        refit fields that differ a little from pass to pass).
+    return_sources : bool
+        Also return ``sources``.
 
     Returns
     -------
@@ -329,6 +337,8 @@ def pdf(total_field_ppm, mask, spacing_um, b0_direction=(1.0, 0.0, 0.0), weight=
         Zero outside the mask.
     mask : ndarray of bool
         The input mask (PDF does not erode).
+    sources : ndarray of float32
+        Only with ``return_sources``: the fitted ``χb`` (ppm) on PDF's padded grid.
     """
     where = "pdf"
     field, mask, spacing = check_inputs(total_field_ppm, mask, spacing_um, where,
@@ -369,10 +379,19 @@ def pdf(total_field_ppm, mask, spacing_um, b0_direction=(1.0, 0.0, 0.0), weight=
 
     rhs = convolve(w2 * xp.asarray(grid.embed(field)))
     rhs[inside] = 0
-    chi = _conjugate_gradient(normal, rhs, xp.zeros(grid.padded, np.float32), int(max_iter),
-                              float(tol), callback)
+    if start is None:
+        chi = xp.zeros(grid.padded, np.float32)
+    else:
+        if tuple(start.shape) != grid.padded:
+            raise ValueError(f"{where}: start has shape {tuple(start.shape)}, not the "
+                             f"grid's {grid.padded}")
+        chi = xp.asarray(start, dtype=np.float32).copy()
+        chi[inside] = 0
+    chi = _conjugate_gradient(normal, rhs, chi, int(max_iter), float(tol), callback)
     background = backend.to_host(convolve(chi)[grid.crop])
     local = np.where(mask, field - background, np.float32(0)).astype(np.float32)
+    if return_sources:
+        return local, mask.copy(), chi
     return local, mask.copy()
 
 
