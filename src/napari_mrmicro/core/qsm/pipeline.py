@@ -65,6 +65,10 @@ ESTIMATE_TOL = 1e-2
 #: 50 per pass instead of 300 gives the same NRMSE within 0.7 points (four
 #: configurations) in a third of the time.
 PDF_PASS_ITERATIONS = 50
+#: Without the field's error (a field map given alone), the passes stop within this
+#: fraction of the local field's RMS of their fixed point (the median error is 4 % of it
+#: on qsm-forward's cylinders).
+FIELD_TOL = 0.02
 
 
 class QSMCancelled(RuntimeError):
@@ -305,7 +309,10 @@ def local_field_and_chi(total, mask, spacing_um, b0_direction, method, backgroun
                            noise_std_ppm=noise, max_iter=max_iter, tol=tol,
                            callback=iterations, **weight)
 
-    level = None if noise is None else float(np.median(noise[local_mask]))
+    if noise is None:
+        level = FIELD_TOL * float(np.sqrt(np.mean(local[local_mask] ** 2)))
+    else:
+        level = float(np.median(noise[local_mask]))
     changes = []
     for run in range(passes):
         chi = reference_compartments(invert(local, run, ESTIMATE_TOL), local_mask)
@@ -313,7 +320,7 @@ def local_field_and_chi(total, mask, spacing_um, b0_direction, method, backgroun
                                   remove)
         changes.append(float(np.sqrt(np.mean((corrected - local)[local_mask] ** 2))))
         local = corrected
-        if level is not None and passes_converged(changes, level):
+        if passes_converged(changes, level):
             break
     chi = invert(local, passes, 1e-3)
     return np.asarray(local, dtype=np.float32), local_mask, reference_compartments(chi,
