@@ -136,7 +136,9 @@ class QSMWidget(Container):
                                    tooltip="Remove the field of sources outside the mask: LBV "
                                            "(Zhou et al., NMR Biomed 2014;27:312), V-SHARP (Wu "
                                            "et al., MRM 2012;67:137) or PDF (Liu et al., NMR "
-                                           "Biomed 2011;24:1129).")
+                                           "Biomed 2011;24:1129). Passes then put back the "
+                                           "local field each removal takes near the "
+                                           "specimen's surface (PDF needs the most: slowest).")
         self.method = ComboBox(label="inversion", choices=list(METHODS), value="tv",
                                tooltip="Dipole inversion: total variation, TKD (Shmueli et "
                                        "al., MRM 2009;62:1510), Tikhonov, or MEDI (Liu et "
