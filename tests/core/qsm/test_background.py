@@ -87,6 +87,9 @@ def test_pdf_starts_from_earlier_sources(background):
     assert np.abs(again - local)[mask].max() < 0.01 * scale
     with pytest.raises(ValueError, match="start has shape"):
         pdf(field, mask, spacing, b0, start=sources[1:])
+    sources[0, 0, 0] = np.nan
+    with pytest.raises(ValueError, match="start has NaN"):
+        pdf(field, mask, spacing, b0, start=sources)
 
 
 def test_local_field_is_kept():

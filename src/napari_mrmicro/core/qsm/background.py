@@ -386,6 +386,8 @@ def pdf(total_field_ppm, mask, spacing_um, b0_direction=(1.0, 0.0, 0.0), weight=
             raise ValueError(f"{where}: start has shape {tuple(start.shape)}, not the "
                              f"grid's {grid.padded}")
         chi = xp.asarray(start, dtype=np.float32).copy()
+        if not bool(xp.isfinite(chi).all()):
+            raise ValueError(f"{where}: start has NaN or infinite values")
         chi[inside] = 0
     chi = _conjugate_gradient(normal, rhs, chi, int(max_iter), float(tol), callback)
     background = backend.to_host(convolve(chi)[grid.crop])
