@@ -220,6 +220,38 @@ def test_repetitions_are_read_one_at_a_time(tmp_path):
                  "--repetition", "0"]) != 0
 
 
+def test_napari_opens_each_repetition_as_a_k_space_layer(tmp_path):
+    """What napari's reader gets for NR > 1: one k-space per repetition, in order; a scan
+    with more repetitions than open together is refused with the ways to see it."""
+    from napari_mrmicro._reader import read_layers
+    from napari_mrmicro.io import read_volumes
+
+    reps = [phantom_kspace((1, 4, 8), (-2, -1), seed=s)[0] for s in range(3)]
+    for name, count in (("3", 3), ("many", bruker_raw.OPEN_REPETITIONS + 1)):
+        write_scan(tmp_path / name, reps[0][None, None], centric(4), acqp={"NR": count})
+        fid = tmp_path / name / "fid"
+        fid.write_bytes(b"".join(_fid_bytes(tmp_path, r, s) for s, r in
+                                 zip(range(count), (reps * count)[:count])))
+    volumes = read_volumes(tmp_path / "3")
+    assert [v.metadata["repetition"] for v in volumes] == [0, 1, 2]
+    for volume, expected in zip(volumes, reps):
+        np.testing.assert_array_equal(volume.data[0], expected)
+    layers = read_layers(tmp_path / "3" / "fid")
+    assert [kwargs["name"].split("rep ")[1].split()[0] for _, kwargs, _ in layers] == \
+        ["1/3", "2/3", "3/3"]
+    with pytest.raises(FormatError, match=rf"NR = {bruker_raw.OPEN_REPETITIONS + 1} "
+                                          r"repetitions, more than the 16 opened together: "
+                                          r"reconstruct one \(mrmicro recon --repetition"):
+        read_volumes(tmp_path / "many")
+
+
+def _fid_bytes(tmp_path, kspace, seed) -> bytes:
+    """The fid of a one-repetition scan of ``kspace`` (written beside, then read)."""
+    folder = tmp_path / f"one{seed}"
+    write_scan(folder, kspace[None, None], centric(4))
+    return (folder / "fid").read_bytes()
+
+
 def test_bipolar_multi_gradient_echo_readouts_reversed(tmp_path):
     kspace = np.stack([phantom_kspace((1, 4, 8), (-2, -1), seed=s)[0] for s in range(3)])
     write_scan(tmp_path / "6", kspace[None], centric(4), bipolar=True,

@@ -895,6 +895,36 @@ def _vendor_geometry(kspace: KSpace, scan: Path):
     return image.affine_um, reversed_, direction
 
 
+#: At most this many repetitions open together (:func:`read_all`, napari's reader); a scan
+#: with more is reconstructed one repetition at a time or seen through its 2dseq.
+OPEN_REPETITIONS = 16
+
+
+def read_all(path: Path, lazy: bool | None = None) -> list[Volume]:
+    """Every repetition of a ParaVision raw scan, each its own k-space :class:`Volume`
+    (``rep i/NR`` in its name, ``metadata["repetition"]``), as napari opens them.
+
+    A scan with one repetition gives ``[read(path)]``. Each repetition is read from its
+    own part of the file (and an EPI's ghost is fitted on each); the memory for all of
+    them is checked after the first. Above :data:`OPEN_REPETITIONS` the scan is refused
+    with the ways to see it instead.
+    """
+    first = read(path, lazy, repetition=0)
+    count = int(first.metadata.get("repetitions", 1))
+    if count == 1:
+        return [first]
+    if count > OPEN_REPETITIONS:
+        raise FormatError(path, f"NR = {count} repetitions, more than the "
+                                f"{OPEN_REPETITIONS} opened together: reconstruct one "
+                                f"(mrmicro recon --repetition 0..{count - 1}; repetition= "
+                                "in Python), or open the scan's pdata 2dseq, which holds "
+                                "them all")
+    check_memory(count * np.asarray(first.data).nbytes,
+                 f"{path}: the {count} repetitions of this raw scan",
+                 advice="mrmicro recon --repetition for one at a time")
+    return [first] + [read(path, lazy, repetition=i) for i in range(1, count)]
+
+
 def read(path: Path, lazy: bool | None = None, repetition: int | None = None) -> Volume:
     """Read a ParaVision scan's raw k-space as a :class:`Volume`.
 
