@@ -74,6 +74,20 @@ def test_stages_and_cancel(scan):
     with pytest.raises(QSMCancelled):
         qsm_stages(magnitude, phase, acq.te_ms, acq.b0_tesla, acq.voxel_um, method="tkd",
                    progress=lambda stage, f: stage != "unwrapping")
+    # a cancel acts inside PDF's and LBV's iterations, in the first fit and in the passes
+    for background, when in (("pdf", "background (pdf)"), ("lbv", "background (lbv)"),
+                             ("pdf", "boundary pass 1")):
+        calls = []
+
+        def progress(stage, fraction):
+            calls.append(stage)
+            return not (when in stage and calls.count(stage) > 3)
+
+        with pytest.raises(QSMCancelled):
+            qsm_stages(magnitude, phase, acq.te_ms, acq.b0_tesla, acq.voxel_um,
+                       method="tkd", background=background, progress=progress)
+        assert calls[-1] == next(s for s in calls if when in s)  # no other stage after
+        assert calls.count(calls[-1]) == 4
     with pytest.raises(ValueError, match="te_ms"):
         qsm(magnitude, phase, (3.0,), acq.b0_tesla, acq.voxel_um)
     with pytest.raises(ValueError, match="mask is empty"):

@@ -255,10 +255,18 @@ def local_field_and_chi(total, mask, spacing_um, b0_direction, method, backgroun
     took (:func:`boundary_pass`); each pass inverts once more, with the looser tolerance
     :data:`ESTIMATE_TOL`. The passes stop within the field's error of their fixed point
     (:func:`passes_converged` with the median of ``noise_std_ppm`` in the local mask;
-    without it all passes run); 0 passes is the background removal alone."""
+    without it, :data:`FIELD_TOL` of the local field's RMS); 0 passes is the background
+    removal alone. ``report(stage, fraction)`` is also called on every iteration of PDF
+    and LBV (same stage and fraction), so that a cancel raised there acts at once."""
+    latest = []
+
     def stage(name, fraction):
+        latest[:] = [name, fraction]
         if report is not None:
             report(name, fraction)
+
+    def again(iteration, total):
+        stage(*latest)
 
     stage(f"background ({background})", 0.4)
 
@@ -271,9 +279,10 @@ def local_field_and_chi(total, mask, spacing_um, b0_direction, method, backgroun
         if background == "pdf":  # each pass starts from the last pass's sources
             more = {} if sources is None else {"max_iter": PDF_PASS_ITERATIONS}
             found, found_mask, sources = pdf(field, mask, spacing_um, b0_direction,
-                                             start=sources, return_sources=True, **more)
+                                             start=sources, return_sources=True,
+                                             callback=again, **more)
             return found, found_mask
-        return lbv(field, mask, spacing_um)
+        return lbv(field, mask, spacing_um, callback=again)
 
     local, local_mask = remove(total)
     if not local_mask.any():
