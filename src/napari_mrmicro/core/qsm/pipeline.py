@@ -367,8 +367,8 @@ def boundary_pass(total, mask, local_mask, chi, spacing_um, b0_direction, remove
     * PDF (Liu et al., NMR Biomed 2011;24:1129) fits the field inside with dipoles outside;
       near the boundary the local field is largely such a field: PDF of the cylinders'
       noiseless local field, with no background at all, removes 54 % of it (RMS).
-    * V-SHARP's high-pass (Schweser et al., NeuroImage 2011) is undone only by the largest
-      kernel, which most voxels of a small specimen do not fit into.
+    * V-SHARP's high-pass (Wu et al., Magn Reson Med 2012;67:137) is undone only by the
+      largest kernel, which most voxels of a small specimen do not fit into.
 
     Here the local field is estimated as the field of ``chi`` inside ``local_mask`` (the
     local sources, as in the local/background split of total field inversion: Liu et al.,
