@@ -223,7 +223,7 @@ def cmd_qsm(args) -> int:
               "erode_um": args.erode_um, "lam": args.lam, "max_iter": args.max_iter,
               "tkd_threshold": args.tkd_threshold, "mask_from_labels": args.mask is not None,
               "te_ms": args.te_ms, "b0_tesla": args.b0_tesla, "b0_direction": args.b0_direction,
-              "phase_unit": args.phase_unit}
+              "phase_unit": args.phase_unit, "boundary_passes": args.boundary_passes}
     from napari_mrmicro.core.backend import use_device
 
     with use_device(args.device):
@@ -241,7 +241,8 @@ def cmd_qsm_field(args) -> int:
     params = {"method": args.method, "background": args.background, "lam": args.lam,
               "max_iter": args.max_iter, "tkd_threshold": args.tkd_threshold,
               "mask_from_labels": args.mask is not None, "field_unit": args.unit,
-              "larmor_mhz": args.larmor_mhz, "b0_direction": args.b0_direction}
+              "larmor_mhz": args.larmor_mhz, "b0_direction": args.b0_direction,
+              "boundary_passes": args.boundary_passes}
     from napari_mrmicro.core.backend import use_device
 
     with use_device(args.device):
@@ -624,6 +625,10 @@ def _parser() -> argparse.ArgumentParser:
                    help="dipole inversion (default tv)")
     p.add_argument("--background", choices=("lbv", "vsharp", "pdf"), default="lbv",
                    help="background field removal (default lbv)")
+    p.add_argument("--boundary-passes", type=_one(int, 0, 1e3), default=None,
+                   help="at most this many passes that put back the local field the "
+                        "background removal took (default 20; they stop by themselves "
+                        "within the field's error); 0: the removal alone, as published")
     p.add_argument("--unwrap", choices=("region_growing", "laplacian"),
                    default="region_growing", help="phase unwrapping")
     p.add_argument("--mask", type=Path, help="specimen mask or labels (default: the voxels "
@@ -668,6 +673,10 @@ def _parser() -> argparse.ArgumentParser:
                    help="dipole inversion (default tv)")
     p.add_argument("--background", choices=("lbv", "vsharp", "pdf"), default="lbv",
                    help="background field removal (default lbv)")
+    p.add_argument("--boundary-passes", type=_one(int, 0, 1e3), default=None,
+                   help="at most this many passes that put back the local field the "
+                        "background removal took (default 20; they stop by themselves "
+                        "within the field's error); 0: the removal alone, as published")
     p.add_argument("--mask", type=Path, help="specimen mask or labels (default: where the "
                                              "map is non-zero)")
     p.add_argument("--lam", type=_one(float, 0.0, above=True), help="regularisation weight (default: the method's)")

@@ -363,7 +363,7 @@ def qsm_step(s: Specimen, method: str = "tv", background: str = "lbv",
              unwrap: str = "region_growing", erode_um: float = 0.0, lam: float | None = None,
              max_iter: int = 250, tkd_threshold: float = 0.15, mask_from_labels: bool = False,
              te_ms=None, b0_tesla: float | None = None, b0_direction=None,
-             phase_unit: str | None = None):
+             phase_unit: str | None = None, boundary_passes: int | None = None):
     """Magnitude (``image``) and ``phase`` (echo, z, y, x) -> susceptibility ``chi`` (ppm).
 
     Parameters as the QSM dock (:func:`napari_mrmicro.core.qsm.pipeline.qsm`). Echo times
@@ -371,10 +371,14 @@ def qsm_step(s: Specimen, method: str = "tv", background: str = "lbv",
     the grid's rotation in the world, else the acquisition's; the phase is in
     ``phase_unit`` ("rad" or "deg"), by default the unit its file states, else radians;
     ``mask_from_labels`` uses the non-zero ``labels`` as the specimen mask (default: the
-    voxels with signal and a phase linear in TE, signal voids out). Every stage checks its
+    voxels with signal and a phase linear in TE, signal voids out); ``boundary_passes``
+    caps the passes after the background removal (default
+    :data:`~napari_mrmicro.core.qsm.pipeline.BOUNDARY_PASSES`). Every stage checks its
     memory before it starts.
     """
-    from napari_mrmicro.core.qsm.pipeline import qsm
+    from napari_mrmicro.core.qsm.pipeline import BOUNDARY_PASSES, qsm
+
+    passes = BOUNDARY_PASSES if boundary_passes is None else boundary_passes
 
     magnitude, phase = s.need("image", "qsm"), s.need("phase", "qsm")
     acq = magnitude.metadata.get("acquisition") or {}
@@ -391,18 +395,19 @@ def qsm_step(s: Specimen, method: str = "tv", background: str = "lbv",
               magnitude.spacing_um, tuple(b0_direction), mask=mask, method=method,
               unwrap=unwrap, background=background, erode_um=erode_um, lam=lam,
               max_iter=max_iter, tkd_threshold=tkd_threshold,
-              nucleus=acq.get("nucleus", "1H"), phase_unit=phase_unit)
+              nucleus=acq.get("nucleus", "1H"), phase_unit=phase_unit, boundary_passes=passes)
     volume = _derived(magnitude, chi, name=f"{s.name} χ")
     volume.metadata.update(value_unit="ppm", qsm={
-        "method": method, "background": background, "unwrap": unwrap, "te_ms": list(te_ms),
-        "b0_tesla": b0_tesla})
+        "method": method, "background": background, "boundary_passes": passes,
+        "unwrap": unwrap, "te_ms": list(te_ms), "b0_tesla": b0_tesla})
     s.volumes["chi"] = volume
 
 
 def qsm_field_step(s: Specimen, method: str = "tv", background: str = "lbv",
                    lam: float | None = None, max_iter: int = 250, tkd_threshold: float = 0.15,
                    mask_from_labels: bool = False, field_unit: str | None = None,
-                   larmor_mhz: float | None = None, b0_direction=None):
+                   larmor_mhz: float | None = None, b0_direction=None,
+                   boundary_passes: int | None = None):
     """A scanner's field map (``image``, z, y, x, in Hz or ppm) -> susceptibility ``chi``.
 
     As the QSM dock's field-map input (:func:`~napari_mrmicro.core.qsm.qsm_from_field`):
@@ -411,9 +416,10 @@ def qsm_field_step(s: Specimen, method: str = "tv", background: str = "lbv",
     frequency); B0's direction comes from the grid's rotation in the world, else the
     acquisition's, unless given; the mask is the non-zero ``labels`` with
     ``mask_from_labels``, else where the map is non-zero and finite (scanners zero it
-    where there is no signal).
+    where there is no signal); ``boundary_passes`` as for :func:`qsm_step`.
     """
     from napari_mrmicro.core.physics import larmor_hz as larmor_of
+    from napari_mrmicro.core.qsm.pipeline import BOUNDARY_PASSES
     from napari_mrmicro.core.qsm.field_map import qsm_from_field
 
     volume = s.need("image", "qsm_field")
@@ -434,6 +440,7 @@ def qsm_field_step(s: Specimen, method: str = "tv", background: str = "lbv",
         larmor_hz = float(larmor_mhz) * 1e6 if larmor_mhz is not None else \
             larmor_of(acq["b0_tesla"], acq.get("nucleus", "1H"))
     b0_direction = _b0_direction(volume, b0_direction)
+    passes = BOUNDARY_PASSES if boundary_passes is None else boundary_passes
     if mask_from_labels:
         mask = np.asarray(s.need("labels", "qsm_field").data) != 0
     else:
@@ -441,10 +448,11 @@ def qsm_field_step(s: Specimen, method: str = "tv", background: str = "lbv",
     chi, _, _ = qsm_from_field(field, mask, volume.spacing_um, tuple(b0_direction),
                                field_unit=unit, larmor_hz=larmor_hz, method=method,
                                background=background, lam=lam, max_iter=max_iter,
-                               tkd_threshold=tkd_threshold)
+                               tkd_threshold=tkd_threshold, boundary_passes=passes)
     result = _derived(volume, chi, name=f"{s.name} χ")
     result.metadata.update(value_unit="ppm", qsm={
-        "method": method, "background": background, "field_unit": unit,
+        "method": method, "background": background, "boundary_passes": passes,
+        "field_unit": unit,
         "larmor_mhz": None if larmor_hz is None else larmor_hz * 1e-6,
         "b0_direction": [float(v) for v in b0_direction]})
     s.volumes["chi"] = result

@@ -5,6 +5,7 @@ import pytest
 
 from napari_mrmicro.core import Acquisition, make_specimen, simulate
 from napari_mrmicro.core.qsm import forward_field, qsm_from_field, qsm_stages
+from napari_mrmicro.core.qsm.pipeline import BOUNDARY_PASSES
 from napari_mrmicro.widgets._results import add_layers, kspace_layers
 from napari_mrmicro.widgets.qsm import FIELD_MAP, QSMWidget, chi_name
 
@@ -115,13 +116,17 @@ def test_restore_defaults_keeps_layers_and_rereads_the_acquisition(make_napari_v
                      metadata={"mrmicro": {"acquisition": acq, "value_unit": "rad"}})
     dock = QSMWidget(viewer)
     chosen = dock.magnitude.value, dock.phase.value
-    defaults = dock.method.value, dock.iterations.value, dock.erode.value
+    defaults = dock.method.value, dock.iterations.value, dock.erode.value, dock.passes.value
+    assert dock.request()["boundary_passes"] == BOUNDARY_PASSES == dock.passes.value
     dock.method.value, dock.iterations.value, dock.erode.value = "tkd", 7, 50.0
+    dock.passes.value = 0
+    assert dock.request()["boundary_passes"] == 0
     dock.te.value, dock.b0.value = "1, 2", 3.0
     dock.status.value = "χ in mask: …"
     restore = next(w for w in dock if getattr(w, "text", None) == "Restore defaults")
     restore.changed.emit(True)
-    assert (dock.method.value, dock.iterations.value, dock.erode.value) == defaults
+    assert (dock.method.value, dock.iterations.value, dock.erode.value,
+            dock.passes.value) == defaults
     assert (dock.magnitude.value, dock.phase.value) == chosen
     assert dock.te.value == "4, 8" and dock.b0.value == pytest.approx(7.0)
     assert dock.status.value == "χ in mask: …"

@@ -22,7 +22,7 @@ from napari_mrmicro.core import backend
 from napari_mrmicro.core.acquisition import GAMMA_BAR_MHZ_PER_T
 from napari_mrmicro.core.qsm.field_map import b0_direction_of_grid, qsm_from_field
 from napari_mrmicro.core.qsm.pipeline import (
-    BACKGROUNDS, METHODS, UNWRAPPERS, QSMResult, qsm_stages)
+    BACKGROUNDS, BOUNDARY_PASSES, METHODS, UNWRAPPERS, QSMResult, qsm_stages)
 from napari_mrmicro.widgets._dock import (
     device_picker,
     device_suffix,
@@ -139,6 +139,13 @@ class QSMWidget(Container):
                                            "Biomed 2011;24:1129). Passes then put back the "
                                            "local field each removal takes near the "
                                            "specimen's surface (PDF needs the most: slowest).")
+        self.passes = SpinBox(label="boundary passes", min=0, max=BOUNDARY_PASSES,
+                              value=BOUNDARY_PASSES,
+                              tooltip=f"At most this many passes (0–{BOUNDARY_PASSES}) that "
+                                      "put back the local field the background removal "
+                                      "took; they stop by themselves once within the "
+                                      "field's error. 0: the background removal alone, as "
+                                      "published.")
         self.method = ComboBox(label="inversion", choices=list(METHODS), value="tv",
                                tooltip="Dipole inversion: total variation, TKD (Shmueli et "
                                        "al., MRM 2009;62:1510), Tikhonov, or MEDI (Liu et "
@@ -164,7 +171,8 @@ class QSMWidget(Container):
         super().__init__(widgets=[
             self.source, self.magnitude, self.phase, self.phase_unit, self.field,
             self.field_unit, self.larmor, self.te, self.b0, self.direction, self.spacing,
-            self.mask_source, self.erode, self.unwrap, self.background, self.method, self.lam,
+            self.mask_source, self.erode, self.unwrap, self.background, self.passes,
+            self.method, self.lam,
             self.iterations, self.intermediates, self.device,
             Container(widgets=[self.run_button, self.cancel_button], layout="horizontal",
                       labels=False), self.status])
@@ -252,7 +260,7 @@ class QSMWidget(Container):
         direction = _numbers(self.direction.value, "B0 direction", 3)
         common = dict(b0_direction=direction, method=self.method.value,
                       background=self.background.value, lam=self.lam.value or None,
-                      max_iter=self.iterations.value)
+                      max_iter=self.iterations.value, boundary_passes=self.passes.value)
         if self.source.value == FIELD_MAP:
             layer = self.field.value
             if layer is None:
