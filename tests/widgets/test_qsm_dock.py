@@ -204,3 +204,16 @@ def test_cancel_stops_within_a_second_and_adds_nothing(make_napari_viewer, qtbot
     assert dock.status.value == "cancelled" and len(viewer.layers) == count
     assert dock.run_button.enabled and not dock.cancel_button.enabled
     assert "QSM: cancelled" in logged.messages
+
+
+def test_b0_direction_reads_without_negative_zeros(make_napari_viewer):
+    """A direction from a rotation matrix carries -0.0 and 1e-17 components (ParaVision
+    scan 8 showed "-1, 0, -0")."""
+    viewer = make_napari_viewer()
+    acq = {"te_ms": [4.0], "b0_tesla": 9.4, "b0_direction": [-1.0, -0.0, -1e-17]}
+    viewer.add_image(np.ones((8, 8, 8), np.float32), name="s magnitude",
+                     metadata={"mrmicro": {"acquisition": acq}})
+    viewer.add_image(np.zeros((8, 8, 8), np.float32), name="s phase (rad)",
+                     metadata={"mrmicro": {"acquisition": acq, "value_unit": "rad"}})
+    dock = QSMWidget(viewer)
+    assert dock.direction.value == "-1, 0, 0"

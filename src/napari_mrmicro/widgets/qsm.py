@@ -242,7 +242,8 @@ class QSMWidget(Container):
             self.larmor.value = GAMMA_BAR_MHZ_PER_T.get(nucleus, 42.577478) * acq["b0_tesla"]
         direction = b0_direction_of(layer) or acq.get("b0_direction")
         if direction:
-            self.direction.value = ", ".join(f"{v:.4g}" for v in direction)
+            # rounded, + 0.0: a component of -0.0 or -1e-17 reads "0", not "-0" or "-1e-17"
+            self.direction.value = ", ".join(f"{round(v, 9) + 0.0:.4g}" for v in direction)
         if mrmicro.get("value_unit") in ("Hz", "ppm"):
             self.field_unit.value = mrmicro["value_unit"]
         self.spacing.value = " × ".join(f"{s:.3g}" for s in spatial_spacing_um(layer))
