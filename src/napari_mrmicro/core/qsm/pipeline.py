@@ -341,12 +341,13 @@ def passes_converged(changes, level) -> bool:
 
     The passes contract the local field's error by a roughly constant factor ρ per pass
     (estimated from the last two changes), so the distance left after a change ``c`` is
-    about ``c·ρ/(1 − ρ)`` (the geometric tail; with one change, ``c`` itself). A change
-    that does not shrink (ρ ≥ 1) means the inversions' own error dominates: stop.
+    about ``c·ρ/(1 − ρ)`` (the geometric tail). They stop when both the last change and
+    that tail are within ``level``, never after one pass (one change tells nothing of ρ:
+    on a synthetic 256×256×128 specimen PDF + TV's first change was below the noise; it
+    reached NRMSE 37 % after 1 pass, 34 % after 2, 30 % after 4). A change that does not
+    shrink (ρ ≥ 1) means the inversions' own error dominates: stop.
     """
-    if len(changes) == 1:
-        return changes[0] <= level
-    if changes[-1] > level:
+    if len(changes) < 2 or changes[-1] > level:
         return False
     ratio = changes[-1] / max(changes[-2], 1e-30)
     return ratio >= 1.0 or changes[-1] * ratio / (1.0 - ratio) <= level
