@@ -294,12 +294,16 @@ def local_field_and_chi(total, mask, spacing_um, b0_direction, method, backgroun
     noise = None if noise_std_ppm is None else \
         np.where(local_mask, noise_std_ppm, 0).astype(np.float32)
     weight = {} if lam is None else {"lam": lam}
-    runs = passes + 1
 
     def invert(field, run, tol):
         name = f"inversion ({method})" + (f", boundary pass {run + 1}" if run < passes
                                            else "")
-        start, span = 0.55 + 0.4 * run / runs, 0.4 / runs
+        # how many passes run is not known ahead: pass k takes half of what is left of
+        # [0.55, 0.75] of the progress, the last inversion [0.75, 0.95]
+        if run == passes:
+            start, span = (0.75, 0.2) if passes else (0.55, 0.4)
+        else:
+            start, span = 0.75 - 0.2 * 0.5**run, 0.1 * 0.5**run
         stage(name, start)
 
         def iterations(i, n):
