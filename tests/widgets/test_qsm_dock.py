@@ -121,6 +121,7 @@ def test_restore_defaults_keeps_layers_and_rereads_the_acquisition(make_napari_v
     dock.method.value, dock.iterations.value, dock.erode.value = "tkd", 7, 50.0
     dock.passes.value = 0
     assert dock.request()["boundary_passes"] == 0
+    assert chi_name(dock.request()) == "χ (ppm, tkd, lbv, 0 passes)"  # told apart
     dock.te.value, dock.b0.value = "1, 2", 3.0
     dock.status.value = "χ in mask: …"
     restore = next(w for w in dock if getattr(w, "text", None) == "Restore defaults")

@@ -366,9 +366,12 @@ class QSMWidget(Container):
 
 def chi_name(request: dict) -> str:
     """The χ layer's name: the inversion, its λ when one was set, and the background
-    removal, e.g. ``"χ (ppm, tv λ0.002, lbv)"``."""
+    removal with its boundary passes when they are capped below the default, e.g.
+    ``"χ (ppm, tv λ0.002, lbv)"`` or ``"χ (ppm, tv, pdf, 0 passes)"``."""
     lam = f" λ{request['lam']:g}" if request.get("lam") else ""
-    return f"χ (ppm, {request['method']}{lam}, {request['background']})"
+    passes = request.get("boundary_passes", BOUNDARY_PASSES)
+    capped = f", {passes} passes" if passes < BOUNDARY_PASSES else ""
+    return f"χ (ppm, {request['method']}{lam}, {request['background']}{capped})"
 
 
 def compute(request: dict, progress) -> QSMResult:
