@@ -351,7 +351,7 @@ def pdf(total_field_ppm, mask, spacing_um, b0_direction=(1.0, 0.0, 0.0), weight=
             raise ValueError(f"{where}: weight is zero everywhere inside the mask")
     grid = Grid(field.shape, spacing, b0_direction, pad, where)
     device = backend.resolve(device)
-    grid.check_memory(PDF_VOLUMES, device)
+    grid.check_memory(PDF_VOLUMES + (start is not None), device)  # start stays the caller's
     xp = backend.namespace(device)
     fft = backend.fft(xp)
     dipole = grid.dipole(device)
