@@ -628,7 +628,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--boundary-passes", type=_one(int, 0, 1e3), default=None,
                    help="at most this many passes that put back the local field the "
                         "background removal took (default 20; they stop by themselves "
-                        "within the field's error); 0: the removal alone, as published")
+                        "near their fixed point); 0: the removal alone, as published")
     p.add_argument("--unwrap", choices=("region_growing", "laplacian"),
                    default="region_growing", help="phase unwrapping")
     p.add_argument("--mask", type=Path, help="specimen mask or labels (default: the voxels "
@@ -676,7 +676,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--boundary-passes", type=_one(int, 0, 1e3), default=None,
                    help="at most this many passes that put back the local field the "
                         "background removal took (default 20; they stop by themselves "
-                        "within the field's error); 0: the removal alone, as published")
+                        "near their fixed point); 0: the removal alone, as published")
     p.add_argument("--mask", type=Path, help="specimen mask or labels (default: where the "
                                              "map is non-zero)")
     p.add_argument("--lam", type=_one(float, 0.0, above=True), help="regularisation weight (default: the method's)")

@@ -143,8 +143,8 @@ class QSMWidget(Container):
                               value=BOUNDARY_PASSES,
                               tooltip=f"At most this many passes (0–{BOUNDARY_PASSES}) that "
                                       "put back the local field the background removal "
-                                      "took; they stop by themselves once within the "
-                                      "field's error. 0: the background removal alone, as "
+                                      "took; they stop by themselves near their fixed "
+                                      "point. 0: the background removal alone, as "
                                       "published.")
         self.method = ComboBox(label="inversion", choices=list(METHODS), value="tv",
                                tooltip="Dipole inversion: total variation, TKD (Shmueli et "
