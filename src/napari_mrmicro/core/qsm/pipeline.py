@@ -55,7 +55,7 @@ PHASE_SLACK = 1e-3
 #: passes 30–39, 20–26, 12–20 and 11–18 %.
 BOUNDARY_PASSES = 20
 #: The inversions' relative-change tolerance in the boundary passes: χ there only has to
-#: give the field on the boundary (about 20 TV iterations on qsm-forward's cylinders;
+#: give the local sources' field (about 20 TV iterations on qsm-forward's cylinders;
 #: 3e-3 instead, twice the iterations, changes the final NRMSE by at most 0.3 points).
 ESTIMATE_TOL = 1e-2
 #: PDF's conjugate-gradient iterations in each boundary pass after the first, started from
