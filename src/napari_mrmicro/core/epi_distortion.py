@@ -24,7 +24,6 @@ import numpy as np
 from scipy import ndimage as ndi
 
 
-
 def phase_encode_shift(field_hz, echo_spacing_ms: float, lines: int,
                        direction: int = 1) -> np.ndarray:
     """``s`` (pixels along the phase encode) where each pixel's tissue appears in the EPI:
@@ -71,10 +70,7 @@ def unwarp(image, shift_px, axis: int) -> np.ndarray:
         where the mapping folds (``1 + ∂s/∂y < 0``) the intensity is 0.
     """
     image = np.asarray(image)
-    if np.iscomplexobj(image):
-        return (unwarp(image.real, shift_px, axis)
-                + 1j * unwarp(image.imag, shift_px, axis)).astype(np.complex64)
-    image = image.astype(np.float32, copy=False)
+    image = image.astype(np.complex64 if np.iscomplexobj(image) else np.float32, copy=False)
     shift = np.asarray(shift_px, np.float64)
     if shift.shape != image.shape:
         raise ValueError(f"shift_px {shift.shape} and image {image.shape} differ in shape")
@@ -84,4 +80,4 @@ def unwarp(image, shift_px, axis: int) -> np.ndarray:
     coordinates[axis] = coordinates[axis] + shift
     moved = ndi.map_coordinates(image, coordinates, order=1, mode="nearest")
     jacobian = np.clip(1.0 + np.gradient(shift, axis=axis), 0.0, None)
-    return (moved * jacobian).astype(np.float32)
+    return (moved * jacobian).astype(image.dtype)
