@@ -103,3 +103,29 @@ def test_a_format_error_on_a_worker_keeps_its_message(tmp_path, cluster):
     assert results[0].error.startswith("FormatError: ") and "half.tif" in results[0].error
     assert results[1].error.startswith("FormatError: ") and "fractional values" in \
         results[1].error and "step 1 (save)" in results[1].error
+
+
+@pytest.mark.skipif(__import__("napari_mrmicro.core.backend", fromlist=["x"]).gpu_available(),
+                    reason="a GPU is present")
+def test_a_gpu_batch_asks_every_worker_first(tmp_path, cluster, capsys):
+    """Workers without a CUDA device are named before any specimen is sent to them (each
+    would fail the same way); the command line says so and writes nothing."""
+    _cubes(tmp_path / "tooth.tif", 1)
+    with pytest.raises(ValueError, match=r"device 'gpu' is not usable on 2 dask worker\(s\)"
+                                         r": tcp://127\.0\.0\.1:\d+: device 'gpu' is not "
+                                         "available"):
+        run_batch(parse_pipeline(PIPELINE, "p.toml"), [tmp_path / "tooth.tif"],
+                  tmp_path / "out", client=cluster[1], device="gpu")
+    assert not any((tmp_path / "out").iterdir())
+    (tmp_path / "p.toml").write_text(PIPELINE)
+    address = cluster[0].scheduler_address
+    assert main(["batch", str(tmp_path / "p.toml"), str(tmp_path / "tooth.tif"), "-o",
+                 str(tmp_path / "out"), "--scheduler", address, "--device", "gpu"]) == 2
+    assert "is not usable on 2 dask worker(s)" in capsys.readouterr().err
+    with pytest.raises(ValueError, match="device must be one of"):
+        run_batch(parse_pipeline(PIPELINE, "p.toml"), [tmp_path / "tooth.tif"],
+                  tmp_path / "out", client=cluster[1], device="tpu")
+    # a local cluster is this machine: refused before one is started
+    assert main(["batch", str(tmp_path / "p.toml"), str(tmp_path / "tooth.tif"), "-o",
+                 str(tmp_path / "out"), "--device", "gpu"]) == 2
+    assert "device 'gpu' is not usable here" in capsys.readouterr().err

@@ -11,7 +11,9 @@ from napari_mrmicro.core import backend
 
 @pytest.mark.parametrize("command", [["simulate", "tube", "k.zarr"],
                                      ["recon", "k.zarr", "out.tif"],
-                                     ["qsm", "mag.tif", "phase.tif", "chi.tif"]])
+                                     ["qsm", "mag.tif", "phase.tif", "chi.tif"],
+                                     ["run", "p.toml", "k.zarr"],
+                                     ["batch", "p.toml", "k.zarr"]])
 def test_device_defaults_to_cpu_and_is_checked(command, capsys):
     assert _parser().parse_args(command).device == "cpu"
     assert _parser().parse_args(command + ["--device", "cpu"]).device == "cpu"
@@ -21,10 +23,13 @@ def test_device_defaults_to_cpu_and_is_checked(command, capsys):
 
 
 @pytest.mark.skipif(backend.gpu_available(), reason="a GPU is present")
-def test_gpu_refused_with_the_reason_when_there_is_none(capsys):
+@pytest.mark.parametrize("command", [["recon", "k.zarr", "out.tif"], ["run", "p.toml", "k"]])
+def test_gpu_refused_with_the_reason_when_there_is_none(command, capsys):
     with pytest.raises(SystemExit):
-        _parser().parse_args(["recon", "k.zarr", "out.tif", "--device", "gpu"])
+        _parser().parse_args(command + ["--device", "gpu"])
     assert "device 'gpu' is not available" in capsys.readouterr().err
+    # a batch's workers may have the GPU this machine lacks: they are asked (test_batch.py)
+    assert _parser().parse_args(["batch", "p.toml", "k", "--device", "gpu"]).device == "gpu"
 
 
 def test_simulate_device_reaches_the_simulator(tmp_path, monkeypatch):

@@ -302,3 +302,22 @@ def test_qsm_takes_b0_along_the_grid_of_an_oblique_scan(monkeypatch):
         assert seen[-1] == pytest.approx(expected)
         assert specimen.volumes["chi"].metadata["value_unit"] == "ppm"
     assert abs(seen[0][1]) < 0.99  # the oblique grid's B0 is not along an array axis
+
+
+@pytest.mark.parametrize("name", ["chi.tif", "chi.nii.gz", "chi.ome.zarr"])
+def test_a_written_result_says_how_it_was_computed(tmp_path, name):
+    """The reconstruction's and QSM's settings, an unwarping and the device travel with
+    the values in every format we write, so a χ map read back names its method."""
+    from napari_mrmicro.io import read_volume
+
+    processing = {"recon": {"window": "hann", "zero_fill": 2.0, "cs": None},
+                  "qsm": {"method": "tv", "background": "pdf", "boundary_passes": 20,
+                          "te_ms": [3.0, 6.0]},
+                  "unwarped": {"field_map": "B0 map", "echo_spacing_ms": 0.3},
+                  "device": "gpu"}
+    volume = Volume(np.ones((4, 5, 6), np.float32), (10.0, 10.0, 20.0),
+                    {"value_unit": "ppm", **processing})
+    write_volume(tmp_path / name, volume)
+    back = read_volume(tmp_path / name).metadata
+    assert {k: back.get(k) for k in processing} == processing
+    assert back["value_unit"] == "ppm"

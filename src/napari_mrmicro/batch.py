@@ -5,7 +5,10 @@ outputs go to ``<out>/<specimen>/`` atomically, a failure to ``<out>/<specimen>.
 and the other specimens finish. Specimens already done with the same pipeline are skipped
 before anything is sent to the cluster, so an interrupted batch resumes. Workers get one
 thread each by default (the FFT and chunked steps inside a task use that many threads), so
-specimens, not threads, share the cores.
+specimens, not threads, share the cores. With ``device="gpu"`` the reconstruction and QSM
+steps run on each worker's CUDA device: every worker is asked first whether it has one,
+and a local cluster then has one worker, with all the cores as its threads, so that
+specimens do not compete for one device's memory.
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ import os
 import time
 from pathlib import Path
 
+from napari_mrmicro.core.backend import DEVICES
 from napari_mrmicro.pipeline import (Pipeline, SpecimenResult, write_text_atomic,
                                      check_names, is_done, run_specimen)
 
@@ -33,9 +37,34 @@ def _client(stack: contextlib.ExitStack, scheduler: str | None, n_workers: int |
     return stack.enter_context(Client(cluster))
 
 
+def device_problem(device: str) -> str | None:
+    """Why this process cannot run on ``device``, or None when it can (run on each worker
+    before a batch is sent to it)."""
+    from napari_mrmicro.core import backend
+
+    try:
+        backend.check_device(device)
+    except RuntimeError as error:
+        return str(error)
+    return None
+
+
+def _check_workers(client, device: str) -> None:
+    """Refuse (ValueError naming the workers and why) when any worker cannot use
+    ``device``: otherwise every specimen sent to it would fail the same way."""
+    problems = {worker: problem for worker, problem in
+                client.run(device_problem, device).items() if problem}
+    if problems:
+        listed = "; ".join(f"{worker}: {problem}" for worker, problem in
+                           sorted(problems.items()))
+        raise ValueError(f"device {device!r} is not usable on {len(problems)} dask "
+                         f"worker(s): {listed}")
+
+
 def run_batch(pipeline: Pipeline, inputs, out_dir, scheduler: str | None = None,
-              n_workers: int | None = None, threads_per_worker: int = 1,
-              force: bool = False, client=None, progress=print) -> list[SpecimenResult]:
+              n_workers: int | None = None, threads_per_worker: int | None = None,
+              force: bool = False, client=None, progress=print,
+              device: str = "cpu") -> list[SpecimenResult]:
     """Run ``pipeline`` on every input in parallel; return one result per input, in order.
 
     Parameters
@@ -51,13 +80,17 @@ def run_batch(pipeline: Pipeline, inputs, out_dir, scheduler: str | None = None,
         ``inputs`` and ``out_dir`` at the same paths (a shared file system).
     n_workers, threads_per_worker : int
         For the LocalCluster started when no ``scheduler`` or ``client`` is given
-        (default one worker per core, one thread each).
+        (default one worker per core, one thread each; on the GPU one worker with a
+        thread per core). Each specimen's steps use its worker's threads.
     force : bool
         Rerun specimens that are already done.
     client : distributed.Client, optional
         Use this client instead of connecting or starting a cluster.
     progress : callable(str), optional
         Gets one line per finished specimen.
+    device : {"cpu", "gpu"}
+        Where the reconstruction and QSM steps run. Every worker must have it: checked
+        (ValueError) before any specimen is sent.
     """
     from distributed import as_completed
 
@@ -65,6 +98,14 @@ def run_batch(pipeline: Pipeline, inputs, out_dir, scheduler: str | None = None,
         if value is not None and (isinstance(value, bool) or not isinstance(value, int)
                                   or value < 1):
             raise ValueError(f"run_batch: {name} must be a whole number >= 1, got {value!r}")
+    if device not in DEVICES:
+        raise ValueError(f"run_batch: device must be one of {DEVICES}, got {device!r}")
+    local = client is None and not scheduler
+    problem = local and device_problem(device)  # a local cluster's workers are this machine
+    if problem:
+        raise ValueError(f"device {device!r} is not usable here: {problem}")
+    if device == "gpu" and local and n_workers is None:
+        n_workers, threads_per_worker = 1, threads_per_worker or os.cpu_count() or 1
     inputs = [Path(p) for p in inputs]
     names = check_names(inputs)
     out_dir = Path(out_dir)
@@ -78,11 +119,13 @@ def run_batch(pipeline: Pipeline, inputs, out_dir, scheduler: str | None = None,
             todo.append(index)
     if todo:
         with contextlib.ExitStack() as stack:
+            threads = threads_per_worker or 1
             if client is None:
-                client = _client(stack, scheduler, n_workers, threads_per_worker)
-            threads = max(1, threads_per_worker)
+                client = _client(stack, scheduler, n_workers, threads)
+            if device != "cpu":
+                _check_workers(client, device)
             futures = {client.submit(run_specimen, pipeline, str(inputs[i]), str(out_dir),
-                                     threads, force, pure=False,
+                                     threads, force, device, pure=False,
                                      key=f"mrmicro-{names[i]}-{time.time_ns()}"): i
                        for i in todo}
             for future in as_completed(futures):

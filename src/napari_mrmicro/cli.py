@@ -502,7 +502,8 @@ def cmd_run(args) -> int:
           f"{len(args.inputs)} specimen(s) -> {args.out}")
     results = []
     for path in args.inputs:
-        results.append(run_specimen(pipeline, path, args.out, force=args.force))
+        results.append(run_specimen(pipeline, path, args.out, force=args.force,
+                                    device=args.device))
         print(f"  {results[-1].name}: {results[-1].status}", flush=True)
     return _print_results(results)
 
@@ -516,7 +517,7 @@ def cmd_batch(args) -> int:
     print(f"Pipeline {pipeline.name!r}: {len(args.inputs)} specimen(s) on {where} "
           f"-> {args.out}", flush=True)
     results = run_batch(pipeline, args.inputs, args.out, scheduler=args.scheduler,
-                        n_workers=args.workers, force=args.force)
+                        n_workers=args.workers, force=args.force, device=args.device)
     return _print_results(results)
 
 
@@ -531,10 +532,19 @@ def _device(name: str) -> str:
         raise argparse.ArgumentTypeError(str(error)) from None
 
 
-def _device_option(p, on_gpu: str) -> None:
-    p.add_argument("--device", type=_device, default="cpu", metavar="{cpu,gpu}",
-                   help="cpu (all cores) or gpu (CUDA through CuPy: pip install "
-                        f"'napari-mrmicro[gpu]') for {on_gpu}")
+def _device_name(name: str) -> str:
+    from napari_mrmicro.core.backend import DEVICES
+    if name not in DEVICES:
+        raise argparse.ArgumentTypeError(f"device must be one of {DEVICES}, got {name!r}")
+    return name
+
+
+def _device_option(p, on_gpu: str, here: bool = True) -> None:
+    """``--device``; checked on this machine when ``here`` (else only its name: a batch's
+    workers check it where they run)."""
+    p.add_argument("--device", type=_device if here else _device_name, default="cpu",
+                   metavar="{cpu,gpu}", help="cpu (all cores) or gpu (CUDA through CuPy: pip "
+                                             f"install 'napari-mrmicro[gpu]') for {on_gpu}")
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -778,12 +788,17 @@ def _parser() -> argparse.ArgumentParser:
                             "./mrmicro-out)")
         p.add_argument("--force", action="store_true",
                        help="rerun specimens that are already done")
+        _device_option(p, "the recon, qsm and qsm_field steps"
+                       + ("; every worker must have one (with a local cluster: one "
+                          "worker, a thread per core, unless --workers)"
+                          if name == "batch" else ""), here=name == "run")
         if name == "batch":
             p.add_argument("--scheduler", metavar="ADDRESS",
                            help="an existing dask scheduler (e.g. tcp://10.0.0.5:8786); "
                                 "default: a local cluster on this machine")
             p.add_argument("--workers", type=_one(int, 1, 4096),
-                           help="local cluster: worker processes (default: one per core)")
+                           help="local cluster: worker processes (default: one per core; one "
+                                "with --device gpu)")
     return parser
 
 

@@ -112,6 +112,10 @@ def unwarp_epi(image: Volume, field: Volume, echo_spacing_ms: float | None = Non
     from napari_mrmicro.core.epi_distortion import phase_encode_shift, unwarp
     from napari_mrmicro.core.reslice import resample_onto_grid
 
+    done = image.metadata.get("unwarped")
+    if done:
+        raise ValueError(f"the image is already unwarped (with {done.get('field_map')!r}): "
+                         "unwarping it again would shift it twice")
     stated = image.metadata.get("acquisition") or {}
     acquisition = {**(stated.get("extra") or {}), **stated}  # Acquisition.to_dict() nests
     spacing = echo_spacing_ms or acquisition.get("echo_spacing_ms")
@@ -297,7 +301,7 @@ def recon_step(s: Specimen, window=None, zero_fill: float = 1.0, partial_fourier
     mask is used: partial Fourier is completed where the mask says so, and compressed
     sensing runs on the mask the scanner sampled.
     """
-    from napari_mrmicro.core import cs_reconstruct, image_parts, reconstruct
+    from napari_mrmicro.core import backend, cs_reconstruct, image_parts, reconstruct
     from napari_mrmicro.core.geometry import regridded_affine
     from napari_mrmicro.core.sampling import acquired_or_retrospective_mask
     from napari_mrmicro.io import kspace_codec
@@ -324,7 +328,8 @@ def recon_step(s: Specimen, window=None, zero_fill: float = 1.0, partial_fourier
               else regridded_affine(volume.affine_um, grid, shape))
     meta = {**kspace_codec.image_metadata(volume.metadata), "acquisition": acq.to_dict(),
             "recon": {"window": window, "zero_fill": zero_fill,
-                      "partial_fourier": partial_fourier, "cs": cs}}
+                      "partial_fourier": partial_fourier, "cs": cs},
+            "device": backend.resolve()}
     s.volumes.pop("kspace")
     s.volumes["image"] = Volume(parts["magnitude"], spacing, meta, origin_um=volume.origin_um,
                                 name=f"{s.name} magnitude", affine_um=affine)
@@ -376,6 +381,7 @@ def qsm_step(s: Specimen, method: str = "tv", background: str = "lbv",
     :data:`~napari_mrmicro.core.qsm.pipeline.BOUNDARY_PASSES`). Every stage checks its
     memory before it starts.
     """
+    from napari_mrmicro.core import backend
     from napari_mrmicro.core.qsm.pipeline import BOUNDARY_PASSES, qsm
 
     passes = BOUNDARY_PASSES if boundary_passes is None else boundary_passes
@@ -397,7 +403,7 @@ def qsm_step(s: Specimen, method: str = "tv", background: str = "lbv",
               max_iter=max_iter, tkd_threshold=tkd_threshold,
               nucleus=acq.get("nucleus", "1H"), phase_unit=phase_unit, boundary_passes=passes)
     volume = _derived(magnitude, chi, name=f"{s.name} χ")
-    volume.metadata.update(value_unit="ppm", qsm={
+    volume.metadata.update(value_unit="ppm", device=backend.resolve(), qsm={
         "method": method, "background": background, "boundary_passes": passes,
         "unwrap": unwrap, "te_ms": list(te_ms), "b0_tesla": b0_tesla})
     s.volumes["chi"] = volume
@@ -418,6 +424,7 @@ def qsm_field_step(s: Specimen, method: str = "tv", background: str = "lbv",
     ``mask_from_labels``, else where the map is non-zero and finite (scanners zero it
     where there is no signal); ``boundary_passes`` as for :func:`qsm_step`.
     """
+    from napari_mrmicro.core import backend
     from napari_mrmicro.core.physics import larmor_hz as larmor_of
     from napari_mrmicro.core.qsm.pipeline import BOUNDARY_PASSES
     from napari_mrmicro.core.qsm.field_map import qsm_from_field
@@ -450,7 +457,7 @@ def qsm_field_step(s: Specimen, method: str = "tv", background: str = "lbv",
                                background=background, lam=lam, max_iter=max_iter,
                                tkd_threshold=tkd_threshold, boundary_passes=passes)
     result = _derived(volume, chi, name=f"{s.name} χ")
-    result.metadata.update(value_unit="ppm", qsm={
+    result.metadata.update(value_unit="ppm", device=backend.resolve(), qsm={
         "method": method, "background": background, "boundary_passes": passes,
         "field_unit": unit,
         "larmor_mhz": None if larmor_hz is None else larmor_hz * 1e-6,
@@ -624,16 +631,20 @@ def in_context(error: Exception, where: str) -> Exception:
         RuntimeError(f"{where}: {type(error).__name__}: {error}")
 
 
-def run_steps(pipeline: Pipeline, input_path, out_dir, threads: int = -1) -> Specimen:
-    """Run every step on one input, writing into ``out_dir`` (which must exist)."""
+def run_steps(pipeline: Pipeline, input_path, out_dir, threads: int = -1,
+              device: str = "cpu") -> Specimen:
+    """Run every step on one input, writing into ``out_dir`` (which must exist); the
+    reconstruction and QSM steps run on ``device`` (:mod:`~napari_mrmicro.core.backend`)."""
     import dask
+
+    from napari_mrmicro.core.backend import use_device
 
     volume = load_volume(input_path)
     specimen = Specimen(specimen_name(input_path), Path(out_dir), threads=threads)
     specimen.volumes[role_of(volume)] = volume
     settings = {"scheduler": "threads"} if threads == -1 else \
         {"scheduler": "threads", "num_workers": threads}
-    with dask.config.set(settings):
+    with dask.config.set(settings), use_device(device):
         for index, (name, params) in enumerate(pipeline.steps):
             try:
                 STEPS[name](specimen, **params)
@@ -703,9 +714,12 @@ def _check_target(input_path, target: Path) -> None:
 
 
 def run_specimen(pipeline: Pipeline, input_path, out_root, threads: int = -1,
-                 force: bool = False) -> SpecimenResult:
+                 force: bool = False, device: str = "cpu") -> SpecimenResult:
     """Run the pipeline on one input into ``<out_root>/<name>/``, atomically; never raises
     for a failing specimen (the result says why and ``<name>.error.txt`` is written).
+    ``device`` is where the reconstruction and QSM steps run ("gpu": CuPy on a CUDA
+    device); it is recorded in ``done.json`` but not in the pipeline's digest, since both
+    devices give the same result within float32 rounding.
 
     The specimen writes nothing outside its own folder but its error file: every output
     name is checked to lie inside it, and an existing ``<out_root>/<name>`` is replaced only
@@ -726,10 +740,11 @@ def run_specimen(pipeline: Pipeline, input_path, out_root, threads: int = -1,
     try:
         _check_target(input_path, target)
         with atomic_output(target, directory=True, replaces=_previous_result) as tmp:
-            specimen = run_steps(pipeline, input_path, tmp, threads)
+            specimen = run_steps(pipeline, input_path, tmp, threads, device)
             outputs = sorted(str(Path(p).relative_to(tmp.resolve())) for p in specimen.written)
             done = {"pipeline": pipeline.name, "pipeline_digest": pipeline.digest,
                     "steps": [[n, p] for n, p in pipeline.steps], "input": str(input_path),
+                    "device": device,
                     "outputs": outputs, "seconds": round(time.perf_counter() - start, 3),
                     "finished": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
             write_text_atomic(tmp / DONE, json.dumps(done, indent=2, default=str))

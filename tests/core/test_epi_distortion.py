@@ -97,6 +97,11 @@ def test_mrmicro_unwarp(realdata, tmp_path):
     np.testing.assert_allclose(np.asarray(written.data), expected.data, rtol=1e-5,
                                atol=1e-5 * float(np.max(expected.data)))
     np.testing.assert_allclose(written.affine_um, expected.affine_um, atol=1e-3)
+    # the file says it is unwarped, and with what: unwarping it again is refused
+    assert written.metadata["unwarped"] == expected.metadata["unwarped"]
+    assert main(["unwarp", str(tmp_path / "u.nii.gz"), str(field),
+                 str(tmp_path / "twice.nii.gz")]) == 2
+    assert not (tmp_path / "twice.nii.gz").exists()
     # a RARE scan states no EPI phase-encode direction: named, nothing written
     rare = realdata(f"{STUDY}/5/pdata/1/2dseq")
     assert main(["unwarp", str(rare), str(field), str(tmp_path / "r.nii.gz")]) != 0

@@ -27,6 +27,10 @@ LAZY_BYTES = 256 * 2**20
 PAYLOAD_KEY = "napari-mrmicro = "
 #: Payload keys naming the format and header a volume was first read from.
 _SOURCE_KEYS = ("source_format", "source_header")
+#: Metadata saying how the values were computed (the reconstruction's and QSM's settings,
+#: an EPI's unwarping, the device), written with every volume so a file read back later
+#: still says which method made it.
+PROCESSING_KEYS = ("recon", "qsm", "unwarped", "device")
 
 #: Length units to µm; keys are lower case. Covers ImageJ, OME, NIfTI and Bruker spellings.
 UNIT_TO_UM = {
@@ -367,8 +371,9 @@ def payload_text(volume: Volume, fmt: str, dtype: np.dtype, **extra) -> str:
     """``napari-mrmicro = {json}``: what a ``fmt`` file cannot say about ``volume`` itself.
 
     The JSON holds the axis labels, layer type, ``dtype`` (the data's dtype before the
-    writer converted it for the file), name, acquisition and the format and header the
-    volume was first read from, plus the format-specific ``extra`` keys.
+    writer converted it for the file), name, acquisition, how the values were computed
+    (:data:`PROCESSING_KEYS`) and the format and header the volume was first read from,
+    plus the format-specific ``extra`` keys.
     """
     md = volume.metadata
     payload = {
@@ -382,6 +387,7 @@ def payload_text(volume: Volume, fmt: str, dtype: np.dtype, **extra) -> str:
     }
     if md.get("value_unit"):  # Hz, ppm, rad: what the values are
         payload["value_unit"] = md["value_unit"]
+    payload.update({k: md[k] for k in PROCESSING_KEYS if md.get(k) is not None})
     if md.get("format") == fmt:  # read from this format: pass on what it carried
         payload.update({k: md[k] for k in _SOURCE_KEYS if k in md})
     elif md.get("format"):
@@ -399,7 +405,8 @@ def parse_payload(text: str | bytes) -> dict | None:
 
 
 def apply_payload(payload: dict | None, metadata: dict, labels: tuple) -> tuple:
-    """Restore a read payload: acquisition and source go into ``metadata`` (in place).
+    """Restore a read payload: acquisition, processing and source go into ``metadata``
+    (in place).
 
     Returns
     -------
@@ -412,7 +419,7 @@ def apply_payload(payload: dict | None, metadata: dict, labels: tuple) -> tuple:
     metadata["acquisition"] = dict(payload.get("acquisition") or {})
     if isinstance(payload.get("value_unit"), str):
         metadata["value_unit"] = payload["value_unit"]
-    metadata.update({k: payload[k] for k in _SOURCE_KEYS if k in payload})
+    metadata.update({k: payload[k] for k in _SOURCE_KEYS + PROCESSING_KEYS if k in payload})
     if len(payload.get("axis_labels") or ()) == len(labels):
         labels = tuple(payload["axis_labels"])
     return labels, payload.get("layer_type", "image"), payload.get("name")
