@@ -172,6 +172,33 @@ def test_specimen_names():
     assert specimen_name("/d/ear.headfile") == "ear"
 
 
+def test_a_paravision_study_reconstructs_scan_by_scan(realdata, tmp_path):
+    """`mrmicro run` on ParaVision scan folders, as `mrmicro recon` takes them: a pipeline
+    that starts by reconstructing reads each scan's raw data (it read the pdata image and
+    refused), names the specimen <study>_<scan>, and a scan without raw data says so."""
+    from napari_mrmicro.io import read_volume
+
+    study = realdata("bruker_pv/pv360_rodent")
+    (tmp_path / "p.toml").write_text('[[step]]\nrun = "recon"\n[[step]]\nrun = "save"\n'
+                                     'image = "m.nii"\n')
+    assert main(["run", str(tmp_path / "p.toml"), str(study / "6"), str(study / "8"),
+                 "-o", str(tmp_path / "out")]) == 1
+    assert main(["recon", str(study / "6"), str(tmp_path / "m6.nii")]) == 0
+    expected = read_volume(tmp_path / "m6.nii")
+    got = read_volume(tmp_path / "out" / "pv360_rodent_6" / "m.nii")
+    np.testing.assert_array_equal(np.asarray(got.data), np.asarray(expected.data))
+    np.testing.assert_allclose(got.affine_um, expected.affine_um)
+    error = (tmp_path / "out" / "pv360_rodent_8.error.txt").read_text()
+    assert "kept no raw data (fid or rawdata.job0)" in error
+    assert main(["recon", str(study / "8"), str(tmp_path / "m8.nii")]) == 2
+    # without a recon step a scan folder is its image, as napari opens it
+    (tmp_path / "q.toml").write_text('[[step]]\nrun = "save"\nimage = "map.nii"\n')
+    assert main(["run", str(tmp_path / "q.toml"), str(study / "8"), "-o",
+                 str(tmp_path / "out")]) == 0
+    field = read_volume(tmp_path / "out" / "pv360_rodent_8" / "map.nii")
+    assert field.metadata["value_unit"] == "Hz" and field.data.shape == (64, 64, 64)
+
+
 # --------------------------------------------------------------------------- confinement
 
 

@@ -137,18 +137,8 @@ def _one_specimen(path: Path, out_dir: Path, steps: list, extra: dict | None = N
     return specimen
 
 
-def _raw_of_scan(path: Path) -> Path:
-    """A ParaVision scan folder names its raw data (fid or rawdata.job0) for ``recon``; its
-    pdata 2dseq is the scanner's image, not k-space. Anything else is passed on as given."""
-    from napari_mrmicro.io import bruker_raw
-
-    if path.is_dir() and bruker_raw.can_read(path):
-        return next(path / name for name in bruker_raw.RAW_NAMES if (path / name).is_file())
-    return path
-
-
 def cmd_recon(args) -> int:
-    from napari_mrmicro.pipeline import save_volume
+    from napari_mrmicro.pipeline import save_volume, scan_input
 
     window = None if args.window == "none" else \
         {"name": "tukey", "alpha": args.tukey_alpha} if args.window == "tukey" else args.window
@@ -159,7 +149,7 @@ def cmd_recon(args) -> int:
             partial["fraction"] = args.pf_fraction
     from napari_mrmicro.core.backend import use_device
 
-    source, volume = _raw_of_scan(args.input), None
+    source, volume = scan_input(args.input, reconstructs=True), None
     if args.repetition is not None:
         from napari_mrmicro.io import bruker_raw
 

@@ -86,6 +86,25 @@ def load_volume(path, lazy: bool | None = None) -> Volume:
     return read_volume(path, lazy=lazy)
 
 
+def scan_input(path, reconstructs: bool) -> Path:
+    """What a ParaVision scan folder stands for: its raw data (``fid``,
+    ``rawdata.job0``) when the work ``reconstructs``, else its image (read from
+    ``pdata/1/2dseq``). A ValueError when a reconstruction is asked of a scan that kept no
+    raw data. Any other path is returned as given."""
+    from napari_mrmicro.io import bruker, bruker_raw
+
+    path = Path(path)
+    if not reconstructs or not path.is_dir():
+        return path
+    if bruker_raw.can_read(path):
+        return next(path / name for name in bruker_raw.RAW_NAMES if (path / name).is_file())
+    if bruker.can_read(path):
+        raise ValueError(f"{path}: this ParaVision scan kept no raw data ("
+                         f"{' or '.join(bruker_raw.RAW_NAMES)}), only the scanner's image "
+                         "(pdata/1/2dseq): leave out the recon step to work on that image")
+    return path
+
+
 def save_volume(path, volume: Volume, **options) -> list[str]:
     """Write a volume in the format its name asks for (``.zarr``: OME-Zarr), atomically."""
     from napari_mrmicro.io import omezarr, write_volume
@@ -167,11 +186,12 @@ def role_of(volume: Volume) -> str:
 
 
 def _paravision_name(path: Path) -> str | None:
-    """``<study>_<scan>`` for a file of a ParaVision study's numbered scan folder
-    (``<study>/<scan>/fid``, ``<study>/<scan>/pdata/<n>/2dseq``, ``_<n>`` added for a
-    processed image other than the first), so that the scans of one study, and the same
-    scan number of two studies, name different specimens. None for another layout."""
-    folder = path.parent
+    """``<study>_<scan>`` for a ParaVision study's numbered scan folder or a file of it
+    (``<study>/<scan>``, ``<study>/<scan>/fid``, ``<study>/<scan>/pdata/<n>/2dseq``,
+    ``_<n>`` added for a processed image other than the first), so that the scans of one
+    study, and the same scan number of two studies, name different specimens. None for
+    another layout."""
+    folder = path if path.is_dir() else path.parent
     reco = None
     if folder.parent.name == "pdata" and path.name in ("2dseq", "visu_pars"):
         reco, folder = folder.name, folder.parent.parent
@@ -199,6 +219,8 @@ def specimen_name(path) -> str:
     else:
         if name in ("2dseq", "visu_pars", "fid", "rawdata.job0", "headfile"):
             name = _paravision_name(path) or path.parent.name
+        elif name.isdigit() and (path / "acqp").is_file():  # a ParaVision scan folder
+            name = _paravision_name(path) or name
     if not name or name in (".", ".."):
         raise ValueError(f"{path}: no specimen name can be derived from this path; name "
                          "the file or folder")
@@ -639,7 +661,7 @@ def run_steps(pipeline: Pipeline, input_path, out_dir, threads: int = -1,
 
     from napari_mrmicro.core.backend import use_device
 
-    volume = load_volume(input_path)
+    volume = load_volume(scan_input(input_path, pipeline.steps[0][0] == "recon"))
     specimen = Specimen(specimen_name(input_path), Path(out_dir), threads=threads)
     specimen.volumes[role_of(volume)] = volume
     settings = {"scheduler": "threads"} if threads == -1 else \
