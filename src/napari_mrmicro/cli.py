@@ -453,6 +453,7 @@ def cmd_register(args) -> int:
 def cmd_convert(args) -> int:
     import numpy as np
 
+    from napari_mrmicro.io._common import spacing_known
     from napari_mrmicro.pipeline import load_volume, save_volume
 
     # Opened lazily (memory-mapped or dask) and loaded whole only when small: the writers
@@ -466,8 +467,10 @@ def cmd_convert(args) -> int:
     if args.labels:
         volume.layer_type = "labels"
     save_volume(args.output, volume, **options)
+    assumed = "" if spacing_known(volume.metadata) else \
+        " (not stated by the file: assumed, and written as such)"
     _report(args.output, f"{volume.data.dtype} {tuple(volume.data.shape)} at "
-                         f"{' x '.join(f'{s:g}' for s in volume.spacing_um)} µm")
+                         f"{' x '.join(f'{s:g}' for s in volume.spacing_um)} µm{assumed}")
     return 0
 
 

@@ -181,6 +181,31 @@ def test_reads_ngff_05_zarr_v3_in_millimetres(tmp_path):
     assert back.metadata["ngff_version"] == "0.5" and back.data.shape == (4, 6, 8)
 
 
+def test_space_axes_without_a_unit_are_uncalibrated(tmp_path):
+    """NGFF's unit is optional: a scale without one is no length, so the image opens in
+    pixels and says its spacing was assumed, instead of claiming micrometres."""
+    path = tmp_path / "plain.zarr"
+    group = zarr.open_group(str(path), mode="w", zarr_format=2)
+    group.create_array("0", shape=(3, 4, 5), dtype="u1", chunks=(3, 4, 5))[:] = 7
+    group.attrs["multiscales"] = [{"version": "0.4", "axes": [
+        {"name": "z", "type": "space"}, {"name": "y", "type": "space", "unit": "micrometer"},
+        {"name": "x", "type": "space"}], "datasets": [{"path": "0", "coordinateTransformations": [
+            {"type": "scale", "scale": [2.0, 1.0, 1.0]}]}]}]
+    back = omezarr.read(path)
+    assert back.spacing_um == pytest.approx((2.0, 1.0, 1.0))
+    assert back.metadata["spacing_known"] is False and "uncalibrated" not in back.metadata
+    assert set(back.metadata["spacing_source"]) == {"z", "x"}
+    axes = group.attrs["multiscales"][0]["axes"]
+    for axis in axes:
+        axis.pop("unit", None)
+    group.attrs["multiscales"] = [{**group.attrs["multiscales"][0], "axes": axes}]
+    assert omezarr.read(path).metadata["uncalibrated"]
+    # our own files state micrometres
+    omezarr.write(tmp_path / "ours.zarr", Volume(np.ones((3, 4, 5), np.uint8), (2.0, 1.0, 1.0)))
+    ours = omezarr.read(tmp_path / "ours.zarr")
+    assert ours.metadata.get("spacing_known", True) and not ours.metadata.get("uncalibrated")
+
+
 def test_sniff_and_bad_input_name_the_folder(tmp_path):
     assert not omezarr.can_read(tmp_path)                       # a plain folder
     (tmp_path / "file.zarr").write_text("not a folder")

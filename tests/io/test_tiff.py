@@ -480,3 +480,28 @@ def test_realdata_optical_files_open_with_their_sizes(realdata, name, spacing, u
     if "neutrophil" in name:  # Bio-Formats: 1 µm pixels, stage label in µm
         assert vol.origin_um == pytest.approx((16478.87, 54555.58))
         assert vol.metadata["channels"][0]["name"] == "488 TIRF left"
+
+
+@pytest.mark.parametrize("suffix", [".ome.zarr", ".nii", ".tif"])
+def test_an_uncalibrated_image_stays_uncalibrated_when_converted(realdata, tmp_path, suffix):
+    """The OME sample states no pixel size: converted by `mrmicro convert` it must not turn
+    into a file of 1 µm voxels. Each format records that the spacing was assumed, OME-Zarr
+    also by axes without a unit (and t as a time axis), ImageJ by its "pixel" unit."""
+    from napari_mrmicro._reader import read_layers
+    from napari_mrmicro.cli import main
+    from napari_mrmicro.pipeline import load_volume
+
+    source = realdata("tiff/exampletiffs/4D-series.ome.tif")
+    out = tmp_path / f"c{suffix}"
+    assert main(["convert", str(source), str(out)]) == 0
+    back = load_volume(out)
+    assert back.metadata["uncalibrated"] and back.metadata["spacing_known"] is False
+    assert back.axis_labels == ("t", "z", "y", "x")
+    for _, kwargs, _ in read_layers(str(out)):
+        assert kwargs["units"][-3:] == ("pixel",) * 3
+    if suffix == ".ome.zarr":
+        axes = json.loads((out / ".zattrs").read_text())["multiscales"][0]["axes"]
+        assert axes[0] == {"name": "t", "type": "time"}
+        assert all("unit" not in a for a in axes[1:])
+    if suffix == ".tif":
+        assert tifffile.TiffFile(out).imagej_metadata["unit"] == "pixel"

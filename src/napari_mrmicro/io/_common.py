@@ -31,6 +31,9 @@ _SOURCE_KEYS = ("source_format", "source_header")
 #: an EPI's unwarping, the device), written with every volume so a file read back later
 #: still says which method made it.
 PROCESSING_KEYS = ("recon", "qsm", "unwarped", "device")
+#: Metadata saying the spacing is not the file's (1 µm assumed on some or every axis): a
+#: converted uncalibrated image stays uncalibrated instead of turning into 1 µm voxels.
+CALIBRATION_KEYS = ("spacing_known", "spacing_source", "uncalibrated")
 
 #: Length units to µm; keys are lower case. Covers ImageJ, OME, NIfTI and Bruker spellings.
 UNIT_TO_UM = {
@@ -372,7 +375,8 @@ def payload_text(volume: Volume, fmt: str, dtype: np.dtype, **extra) -> str:
 
     The JSON holds the axis labels, layer type, ``dtype`` (the data's dtype before the
     writer converted it for the file), name, acquisition, how the values were computed
-    (:data:`PROCESSING_KEYS`) and the format and header the volume was first read from,
+    (:data:`PROCESSING_KEYS`), whether the spacing was only assumed
+    (:data:`CALIBRATION_KEYS`) and the format and header the volume was first read from,
     plus the format-specific ``extra`` keys.
     """
     md = volume.metadata
@@ -388,11 +392,19 @@ def payload_text(volume: Volume, fmt: str, dtype: np.dtype, **extra) -> str:
     if md.get("value_unit"):  # Hz, ppm, rad: what the values are
         payload["value_unit"] = md["value_unit"]
     payload.update({k: md[k] for k in PROCESSING_KEYS if md.get(k) is not None})
+    if not spacing_known(md):
+        payload.update({k: md[k] for k in CALIBRATION_KEYS if k in md})
     if md.get("format") == fmt:  # read from this format: pass on what it carried
         payload.update({k: md[k] for k in _SOURCE_KEYS if k in md})
     elif md.get("format"):
         payload.update(source_format=md["format"], source_header=md.get("header"))
     return PAYLOAD_KEY + json.dumps(payload, default=str, ensure_ascii=True)
+
+
+def spacing_known(metadata: dict) -> bool:
+    """False when the volume's spacing was assumed (1 µm), not read from its file."""
+    return metadata.get("spacing_known", True) is not False \
+        and not metadata.get("uncalibrated")
 
 
 def parse_payload(text: str | bytes) -> dict | None:
@@ -419,7 +431,8 @@ def apply_payload(payload: dict | None, metadata: dict, labels: tuple) -> tuple:
     metadata["acquisition"] = dict(payload.get("acquisition") or {})
     if isinstance(payload.get("value_unit"), str):
         metadata["value_unit"] = payload["value_unit"]
-    metadata.update({k: payload[k] for k in _SOURCE_KEYS + PROCESSING_KEYS if k in payload})
+    metadata.update({k: payload[k] for k in _SOURCE_KEYS + PROCESSING_KEYS + CALIBRATION_KEYS
+                     if k in payload})
     if len(payload.get("axis_labels") or ()) == len(labels):
         labels = tuple(payload["axis_labels"])
     return labels, payload.get("layer_type", "image"), payload.get("name")

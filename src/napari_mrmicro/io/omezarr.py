@@ -41,7 +41,8 @@ from napari_mrmicro.io import kspace_codec
 from napari_mrmicro.core import _slabs, geometry
 from napari_mrmicro.io._common import (LAZY_BYTES, FormatError, Volume, apply_payload,
                                        atomic_output, parse_payload, payload_dtype,
-                                       payload_text, unit_to_s, unit_to_um)
+                                       payload_text, spacing_known, unit_to_s,
+                                       unit_to_um)
 
 WRITE_SUFFIXES = (".zarr",)
 #: Edge of the default chunk (voxels per spatial axis).
@@ -194,6 +195,12 @@ def read(path: Path, lazy: bool | None = None) -> Volume:
                 "ngff_version": str(attrs["multiscales"][0].get("version")
                                     or attrs.get("version") or ""),
                 "unit": "µm", "levels": len(arrays)}
+    unitless = [str(axes[i].get("name")) for i in spatial if axes[i].get("unit") is None]
+    if unitless:  # NGFF's unit is optional: a number without one is no length
+        metadata.update(spacing_known=False, spacing_source={
+            name: "no unit in the file: 1 µm per step assumed" for name in unitless})
+        if len(unitless) == len(spatial):
+            metadata["uncalibrated"] = True
     timed = [i for i, a in enumerate(axes[:-len(spatial)]) if a.get("type") == "time"
              and unit_to_s(a.get("unit")) and np.isfinite(scale[i]) and scale[i] > 0]
     if len(timed) == 1:  # the time series' step, in s (an axis named "t" carries it)
@@ -450,6 +457,9 @@ def _store_kspace(group, arrays: dict, chunk: tuple, compressor) -> None:
 
 
 def _axes(volume: Volume, n_spatial: int) -> list[dict]:
+    """NGFF axes: a time axis (``t``, or any with a step in seconds) typed ``time``, the
+    last other leading axis ``channel``; space in micrometres, or without a unit when the
+    spacing was only assumed (an uncalibrated image)."""
     lead = len(volume.data.shape) - n_spatial
     axes = []
     for i, (label, (_, unit)) in enumerate(zip(volume.axis_labels[:lead],
@@ -457,10 +467,11 @@ def _axes(volume: Volume, n_spatial: int) -> list[dict]:
         if unit == "second":  # a time series: its step is the axis' scale
             axes.append({"name": str(label), "type": "time", "unit": "second"})
             continue
-        kind = "channel" if i == lead - 1 else None
+        kind = "time" if label == "t" else "channel" if i == lead - 1 else None
         axes.append({"name": str(label), **({"type": kind} if kind else {})})
-    return axes + [{"name": _SPATIAL[3 - n_spatial + i], "type": "space",
-                    "unit": "micrometer"} for i in range(n_spatial)]
+    unit = {"unit": "micrometer"} if spacing_known(volume.metadata) else {}
+    return axes + [{"name": _SPATIAL[3 - n_spatial + i], "type": "space", **unit}
+                   for i in range(n_spatial)]
 
 
 def write(path: Path, volume: Volume, chunks=None, levels: int | None = None,

@@ -685,7 +685,7 @@ def write(path: Path, volume: Volume) -> list[str]:
 
     spacing = volume.spacing_um
     z_um, y_um, x_um = ((None,) + spacing if nspatial == 2 else spacing)
-    meta = {"axes": axes, "unit": "um",
+    meta = {"axes": axes, "unit": "um" if not volume.metadata.get("uncalibrated") else "pixel",
             "Info": payload_text(volume, "tiff", original, axes=ours,
                                  **_rotation_payload(volume)) + "\n"}
     if z_um is not None:
