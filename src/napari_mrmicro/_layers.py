@@ -68,9 +68,17 @@ def value_unit(metadata: dict) -> str:
     return unit if unit in VALUE_UNITS else "a.u."
 
 
+#: Percentile of |value| (non-zero voxels) at which a signed map's contrast saturates: the
+#: few extreme values (a field map next to air) would otherwise wash out the rest.
+SIGNED_PERCENTILE = 99.5
+#: Most values the contrast percentile looks at (an even sample of a larger map).
+CONTRAST_SAMPLE = 2**22
+
+
 def value_display(volume: Volume, name: str) -> dict:
     """Name with the value unit, and for signed quantities (Hz, ppm) a diverging colormap
-    with contrast limits symmetric about 0."""
+    with contrast limits symmetric about 0, at the :data:`SIGNED_PERCENTILE` of the
+    magnitude of the non-zero values (the slider's range still spans them all)."""
     unit = value_unit(volume.metadata)
     out = {"metadata": {"mrmicro": {**volume.metadata, "value_unit": unit}}}
     if unit == "a.u." or volume.layer_type != "image":
@@ -81,8 +89,10 @@ def value_display(volume: Volume, name: str) -> dict:
         out["colormap"] = DIVERGING
         data = volume.data
         if isinstance(data, np.ndarray) and data.size:
-            limit = float(np.nanmax(np.abs(data))) or 1.0
-            out["contrast_limits"] = (-limit, limit)
+            values = data.ravel()[::max(1, data.size // CONTRAST_SAMPLE)]
+            values = np.abs(values[np.isfinite(values) & (values != 0)])
+            limit = float(np.percentile(values, SIGNED_PERCENTILE)) if values.size else 0.0
+            out["contrast_limits"] = (-(limit or 1.0), limit or 1.0)
     return out
 
 
