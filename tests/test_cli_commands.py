@@ -92,6 +92,26 @@ def test_measure_with_otsu_labels_parts_of_an_image(tmp_path, capsys):
     assert sorted(rows["mean_intensity"]) == pytest.approx([10.0, 12.0])
 
 
+def test_measure_a_segmentation_from_another_program(tmp_path, capsys):
+    """An ITK-SNAP or Fiji segmentation is a NIfTI of whole numbers with no word of being
+    labels: measured as one, in the file's units (0.05 mm stored as float32 is 50 µm, not
+    50.0000007). An image of real values is refused with the way to measure it."""
+    import nibabel as nib
+
+    seg = np.zeros((20, 20, 20), np.uint8)
+    seg[2:8, 2:8, 2:8], seg[10:18, 10:14, 5:9] = 1, 3
+    nib.save(nib.Nifti1Image(seg, np.diag([0.05, 0.05, 0.05, 1.0])), tmp_path / "seg.nii.gz")
+    assert main(["measure", str(tmp_path / "seg.nii.gz"), str(tmp_path / "s.csv")]) == 0
+    assert "read as a label volume" in capsys.readouterr().out
+    rows = np.genfromtxt(tmp_path / "s.csv", delimiter=",", names=True)
+    assert rows["label"].tolist() == [1, 3]
+    assert rows["volume_um3"].tolist() == [216 * 50.0**3, 128 * 50.0**3]
+    nib.save(nib.Nifti1Image(seg.astype(np.float32) * 0.5, np.eye(4)), tmp_path / "f.nii")
+    assert main(["measure", str(tmp_path / "f.nii"), str(tmp_path / "f.csv")]) == 2
+    assert "add --threshold-otsu" in capsys.readouterr().err
+    assert not (tmp_path / "f.csv").exists()
+
+
 def test_convert_to_ome_zarr_keeps_units_and_labels(tmp_path):
     labels = np.zeros((20, 16, 16), np.uint16)
     labels[4:12, 3:9, 5:14] = 3

@@ -263,6 +263,16 @@ def cmd_unwarp(args) -> int:
     return 0
 
 
+def _whole_non_negative(data) -> bool:
+    """True for an integer array without negative values (a label volume that does not
+    say so), checked chunk by chunk for a lazy one."""
+    import numpy as np
+
+    if not np.issubdtype(data.dtype, np.integer):
+        return False
+    return bool(np.issubdtype(data.dtype, np.unsignedinteger) or data.min() >= 0)
+
+
 def cmd_measure(args) -> int:
     from napari_mrmicro.pipeline import load_volume, write_table
 
@@ -275,7 +285,16 @@ def cmd_measure(args) -> int:
     if args.threshold_otsu:  # the input is the image: label its parts first
         steps = [("echo", {"index": args.echo}), ("threshold", {}), ("components", {})] \
             + steps
-    specimen = _one_specimen(args.input, args.output.parent, steps, extra)
+    volume = load_volume(args.input)
+    if not args.threshold_otsu and volume.layer_type != "labels":
+        if not _whole_non_negative(volume.data):
+            raise ValueError(f"{args.input}: an image, not a label volume: add "
+                             "--threshold-otsu to measure its connected parts above Otsu's "
+                             "threshold")
+        volume.layer_type = "labels"  # a segmentation from another program (ITK-SNAP, Fiji)
+        print(f"{args.input}: whole non-negative numbers ({volume.data.dtype}), read as a "
+              "label volume")
+    specimen = _one_specimen(args.input, args.output.parent, steps, extra, volume=volume)
     if args.threshold_otsu:
         print(f"labelled {specimen.volumes['labels'].metadata['components']} parts above "
               "Otsu's threshold")

@@ -172,10 +172,10 @@ def read(path: Path, lazy: bool | None = None) -> Volume:
     space, time = hdr.get_xyzt_units()
     factor = _SPACE_UM.get(space, 1e3)
     nspatial = min(len(shape), 3)
-    zooms = [float(z) for z in hdr.get_zooms()]
+    zooms = list(_as_written(hdr.get_zooms()))
     steps = [abs(z) if math.isfinite(z) and z != 0 else None for z in zooms[:nspatial]]
     spacing = tuple((s if s else 1.0) * factor for s in reversed(steps))
-    affine = np.asarray(img.affine, dtype=float)
+    affine = _as_written(img.affine)
     origin = tuple(affine[:nspatial, 3][::-1] * factor)
     world = _world_affine(hdr, affine, nspatial, factor)
     if world is not None:
@@ -235,6 +235,14 @@ def _scale(data, slope: float, inter: float):
     """``raw · scl_slope + scl_inter`` in float32 (complex64 for complex data)."""
     kind = np.complex64 if np.iscomplexobj(data) else np.float32
     return data.astype(kind) * kind(slope) + kind(inter)
+
+
+def _as_written(values) -> np.ndarray:
+    """Header numbers (stored as float32) as the decimals they were written from: 0.05 mm
+    is 0.05, not float32's 0.0500000007 (a 50 µm voxel read as 50.0000007 µm)."""
+    single = np.asarray(values, dtype=np.float32)
+    return np.array([float(np.format_float_positional(v, unique=True)) if np.isfinite(v)
+                     else float(v) for v in single.ravel()]).reshape(single.shape)
 
 
 def _world_affine(hdr, affine: np.ndarray, nspatial: int, factor: float):
