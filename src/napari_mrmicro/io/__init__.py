@@ -15,8 +15,8 @@ from napari_mrmicro.io._common import FormatError, Volume, unit_to_s, unit_to_um
 from napari_mrmicro.io.headfile import read_headfile, write_headfile
 
 #: Readers in the order they are tried: specific sniffs before generic ones.
-READERS = ("civm", "omezarr", "nih_folder", "bruker", "bruker_raw", "varian", "ismrmrd", "tecmag",
-           "nih_tiff", "tiff", "nifti")
+READERS = ("civm", "omezarr", "nih_folder", "bruker", "bruker_raw", "paravision_study",
+           "varian", "ismrmrd", "tecmag", "nih_tiff", "tiff", "nifti")
 #: Writers, looked up by the output name's suffix.
 WRITERS = ("civm", "tiff", "nifti", "omezarr")
 
@@ -82,7 +82,8 @@ def foreign_errors_named(path):
 
 def read_volumes(path, lazy: bool | None = None) -> list[Volume]:
     """Every volume a path holds: one per orientation of a ParaVision tripilot, one per
-    stage position of a multi-position OME-TIFF, else ``[read_volume(path)]``."""
+    stage position of a multi-position OME-TIFF, every scan's image of a ParaVision study,
+    else ``[read_volume(path)]``."""
     path = Path(path)
     name = reader_for(path)
     module = _module(name) if name else None
