@@ -505,3 +505,18 @@ def test_an_uncalibrated_image_stays_uncalibrated_when_converted(realdata, tmp_p
         assert all("unit" not in a for a in axes[1:])
     if suffix == ".tif":
         assert tifffile.TiffFile(out).imagej_metadata["unit"] == "pixel"
+
+
+@pytest.mark.parametrize("suffix", [".ome.zarr", ".nii", ".tif"])
+def test_a_converted_microscope_image_keeps_its_channel_and_stage(realdata, tmp_path,
+                                                                  suffix):
+    from napari_mrmicro.cli import main
+    from napari_mrmicro.pipeline import load_volume
+
+    source = realdata("tiff/exampletiffs/170918_tn_neutrophil_migration_wave.ome.tif")
+    assert main(["convert", str(source), str(tmp_path / f"n{suffix}")]) == 0
+    back = load_volume(tmp_path / f"n{suffix}")
+    assert back.metadata["channels"] == [{"name": "488 TIRF left"}]
+    assert back.origin_um == pytest.approx((16478.87, 54555.58))
+    assert back.spacing_um == pytest.approx((1.0, 1.0)) and back.metadata.get(
+        "spacing_known", True)

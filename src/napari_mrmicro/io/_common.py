@@ -31,6 +31,9 @@ _SOURCE_KEYS = ("source_format", "source_header")
 #: an EPI's unwarping, the device), written with every volume so a file read back later
 #: still says which method made it.
 PROCESSING_KEYS = ("recon", "qsm", "unwarped", "device")
+#: Metadata describing an optical image's channels (name, colour, wavelengths), kept when
+#: it is converted.
+CHANNEL_KEYS = ("channels",)
 #: Metadata saying the spacing is not the file's (1 µm assumed on some or every axis): a
 #: converted uncalibrated image stays uncalibrated instead of turning into 1 µm voxels.
 CALIBRATION_KEYS = ("spacing_known", "spacing_source", "uncalibrated")
@@ -375,7 +378,7 @@ def payload_text(volume: Volume, fmt: str, dtype: np.dtype, **extra) -> str:
 
     The JSON holds the axis labels, layer type, ``dtype`` (the data's dtype before the
     writer converted it for the file), name, acquisition, how the values were computed
-    (:data:`PROCESSING_KEYS`), whether the spacing was only assumed
+    (:data:`PROCESSING_KEYS`), optical channels, whether the spacing was only assumed
     (:data:`CALIBRATION_KEYS`) and the format and header the volume was first read from,
     plus the format-specific ``extra`` keys.
     """
@@ -391,7 +394,7 @@ def payload_text(volume: Volume, fmt: str, dtype: np.dtype, **extra) -> str:
     }
     if md.get("value_unit"):  # Hz, ppm, rad: what the values are
         payload["value_unit"] = md["value_unit"]
-    payload.update({k: md[k] for k in PROCESSING_KEYS if md.get(k) is not None})
+    payload.update({k: md[k] for k in PROCESSING_KEYS + CHANNEL_KEYS if md.get(k) is not None})
     if not spacing_known(md):
         payload.update({k: md[k] for k in CALIBRATION_KEYS if k in md})
     if md.get("format") == fmt:  # read from this format: pass on what it carried
@@ -431,8 +434,8 @@ def apply_payload(payload: dict | None, metadata: dict, labels: tuple) -> tuple:
     metadata["acquisition"] = dict(payload.get("acquisition") or {})
     if isinstance(payload.get("value_unit"), str):
         metadata["value_unit"] = payload["value_unit"]
-    metadata.update({k: payload[k] for k in _SOURCE_KEYS + PROCESSING_KEYS + CALIBRATION_KEYS
-                     if k in payload})
+    metadata.update({k: payload[k] for k in _SOURCE_KEYS + PROCESSING_KEYS + CHANNEL_KEYS
+                     + CALIBRATION_KEYS if k in payload})
     if len(payload.get("axis_labels") or ()) == len(labels):
         labels = tuple(payload["axis_labels"])
     return labels, payload.get("layer_type", "image"), payload.get("name")
