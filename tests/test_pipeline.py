@@ -197,6 +197,14 @@ def test_a_paravision_study_reconstructs_scan_by_scan(realdata, tmp_path):
                  str(tmp_path / "out")]) == 0
     field = read_volume(tmp_path / "out" / "pv360_rodent_8" / "map.nii")
     assert field.metadata["value_unit"] == "Hz" and field.data.shape == (64, 64, 64)
+    # the study itself is its scans: those with raw data for a pipeline that reconstructs
+    assert main(["run", str(tmp_path / "p.toml"), str(study), "-o",
+                 str(tmp_path / "all")]) == 0
+    assert sorted(p.name for p in (tmp_path / "all").iterdir()) == [
+        "pv360_rodent_5", "pv360_rodent_6", "pv360_rodent_7"]
+    np.testing.assert_array_equal(
+        np.asarray(read_volume(tmp_path / "all" / "pv360_rodent_6" / "m.nii").data),
+        np.asarray(expected.data))
 
 
 # --------------------------------------------------------------------------- confinement

@@ -505,15 +505,17 @@ def _print_results(results) -> int:
 
 
 def cmd_run(args) -> int:
-    from napari_mrmicro.pipeline import check_names, load_pipeline, run_specimen
+    from napari_mrmicro.pipeline import (check_names, load_pipeline, run_specimen,
+                                         specimen_inputs)
 
     pipeline = load_pipeline(args.pipeline)
-    check_names(args.inputs)
+    inputs = specimen_inputs(args.inputs, pipeline)
+    check_names(inputs)
     args.out.mkdir(parents=True, exist_ok=True)
     print(f"Pipeline {pipeline.name!r}: {len(pipeline.steps)} steps, "
-          f"{len(args.inputs)} specimen(s) -> {args.out}")
+          f"{len(inputs)} specimen(s) -> {args.out}")
     results = []
-    for path in args.inputs:
+    for path in inputs:
         results.append(run_specimen(pipeline, path, args.out, force=args.force,
                                     device=args.device))
         print(f"  {results[-1].name}: {results[-1].status}", flush=True)
@@ -522,13 +524,14 @@ def cmd_run(args) -> int:
 
 def cmd_batch(args) -> int:
     from napari_mrmicro.batch import run_batch
-    from napari_mrmicro.pipeline import load_pipeline
+    from napari_mrmicro.pipeline import load_pipeline, specimen_inputs
 
     pipeline = load_pipeline(args.pipeline)
+    inputs = specimen_inputs(args.inputs, pipeline)
     where = args.scheduler or f"a local cluster of {args.workers or 'auto'} worker(s)"
-    print(f"Pipeline {pipeline.name!r}: {len(args.inputs)} specimen(s) on {where} "
+    print(f"Pipeline {pipeline.name!r}: {len(inputs)} specimen(s) on {where} "
           f"-> {args.out}", flush=True)
-    results = run_batch(pipeline, args.inputs, args.out, scheduler=args.scheduler,
+    results = run_batch(pipeline, inputs, args.out, scheduler=args.scheduler,
                         n_workers=args.workers, force=args.force, device=args.device)
     return _print_results(results)
 
@@ -794,7 +797,9 @@ def _parser() -> argparse.ArgumentParser:
                                  "on dask.distributed")):
         p = command(name, help_, func)
         p.add_argument("pipeline", type=Path, help="pipeline description (TOML)")
-        p.add_argument("inputs", type=Path, nargs="+", metavar="INPUT")
+        p.add_argument("inputs", type=Path, nargs="+", metavar="INPUT",
+                       help="a specimen's file or folder; a ParaVision study folder gives "
+                            "its scans")
         p.add_argument("-o", "--out", type=Path, default=Path("mrmicro-out"),
                        help="output folder; one subfolder per specimen (default "
                             "./mrmicro-out)")

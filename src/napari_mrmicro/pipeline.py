@@ -105,6 +105,23 @@ def scan_input(path, reconstructs: bool) -> Path:
     return path
 
 
+def specimen_inputs(inputs, pipeline: Pipeline) -> list[Path]:
+    """The inputs with each ParaVision study folder replaced by its scan folders: those
+    with raw data when the pipeline starts with ``recon``, else those with an image (a
+    study is several specimens, one per scan)."""
+    from napari_mrmicro.io import bruker, bruker_raw, paravision_study
+
+    reconstructs = bool(pipeline.steps) and pipeline.steps[0][0] == "recon"
+    has = bruker_raw.can_read if reconstructs else bruker.can_read
+    out = []
+    for path in map(Path, inputs):
+        if paravision_study.can_read(path):
+            out.extend(scan for scan in paravision_study.scans(path) if has(scan))
+        else:
+            out.append(path)
+    return out
+
+
 def save_volume(path, volume: Volume, **options) -> list[str]:
     """Write a volume in the format its name asks for (``.zarr``: OME-Zarr), atomically."""
     from napari_mrmicro.io import omezarr, write_volume

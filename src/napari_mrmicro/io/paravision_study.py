@@ -22,7 +22,7 @@ from napari_mrmicro.io import bruker
 from napari_mrmicro.io._common import LAZY_BYTES, FormatError, Volume
 
 
-def _scans(path: Path) -> list[Path]:
+def scans(path: Path) -> list[Path]:
     """The numbered scan folders of a study, in scan-number order."""
     try:
         folders = [p for p in path.iterdir() if p.is_dir() and p.name.isdigit()
@@ -37,7 +37,7 @@ def can_read(path: Path) -> bool:
     (``<E>/acqp``)."""
     try:
         path = Path(path)
-        return path.is_dir() and (path / "subject").is_file() and bool(_scans(path))
+        return path.is_dir() and (path / "subject").is_file() and bool(scans(path))
     except OSError:
         return False
 
@@ -65,8 +65,7 @@ def read_all(path: Path, lazy: bool | None = None) -> list[Volume]:
         :data:`~napari_mrmicro.io._common.LAZY_BYTES`.
     """
     path = Path(path)
-    scans = _scans(path)
-    images = {scan: _images(scan) for scan in scans}
+    images = {scan: _images(scan) for scan in scans(path)}
     if lazy is None:
         lazy = sum(seq.stat().st_size for found in images.values() for seq in found) \
             > LAZY_BYTES
@@ -89,6 +88,6 @@ def read_all(path: Path, lazy: bool | None = None) -> list[Volume]:
 
 def read(path: Path, lazy: bool | None = None) -> Volume:
     """A study is several scans: refused with their numbers (open one scan folder)."""
-    scans = ", ".join(p.name for p in _scans(Path(path)))
-    raise FormatError(path, f"a ParaVision study of scans {scans}: give one scan folder "
+    numbers = ", ".join(p.name for p in scans(Path(path)))
+    raise FormatError(path, f"a ParaVision study of scans {numbers}: give one scan folder "
                             "(<study>/<scan>), or open the study in napari for all of them")
