@@ -206,6 +206,33 @@ def test_space_axes_without_a_unit_are_uncalibrated(tmp_path):
     assert ours.metadata.get("spacing_known", True) and not ours.metadata.get("uncalibrated")
 
 
+def test_channels_are_named_for_other_viewers_and_read_from_theirs(tmp_path):
+    """NGFF's omero list carries channel names, colours and windows: written for other
+    OME-Zarr viewers, and read from a file another program wrote (no payload of ours),
+    whose channel axis then splits into layers."""
+    from napari_mrmicro._reader import read_layers
+
+    channels = [{"name": "DAPI", "color": "#0000ff", "contrast_limits": [0.0, 200.0]},
+                {"name": "488 TIRF", "color": "#00ff00"}]
+    data = np.arange(2 * 3 * 4 * 5, dtype=np.uint16).reshape(2, 3, 4, 5)
+    omezarr.write(tmp_path / "ours.zarr", Volume(data, (1.0, 0.5, 0.5), {"channels": channels},
+                                                 axis_labels=("c", "z", "y", "x"),
+                                                 channel_axis=0))
+    attrs = json.loads((tmp_path / "ours.zarr" / ".zattrs").read_text())
+    assert attrs["omero"]["channels"] == [
+        {"active": True, "color": "0000FF", "label": "DAPI",
+         "window": {"start": 0.0, "end": 200.0, "min": 0.0, "max": 200.0}},
+        {"active": True, "color": "00FF00", "label": "488 TIRF"}]
+    assert omezarr.read(tmp_path / "ours.zarr").metadata["channels"] == channels
+    # the same file as another program writes it: no napari-mrmicro payload
+    del attrs["napari-mrmicro"]
+    (tmp_path / "ours.zarr" / ".zattrs").write_text(json.dumps(attrs))
+    theirs = omezarr.read(tmp_path / "ours.zarr")
+    assert theirs.channel_axis == 0 and theirs.metadata["channels"] == channels
+    (_, kwargs, _), = read_layers(str(tmp_path / "ours.zarr"))  # napari splits the axis
+    assert kwargs["channel_axis"] == 0 and kwargs["name"] == ["DAPI", "488 TIRF"]
+
+
 def test_sniff_and_bad_input_name_the_folder(tmp_path):
     assert not omezarr.can_read(tmp_path)                       # a plain folder
     (tmp_path / "file.zarr").write_text("not a folder")

@@ -32,6 +32,7 @@ from __future__ import annotations
 import itertools
 import json
 import math
+import re
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -229,6 +230,14 @@ def read(path: Path, lazy: bool | None = None) -> Volume:
     if payload and isinstance(payload.get("channel_axis"), int) \
             and payload["channel_axis"] in lead:
         channel_axis = payload["channel_axis"]
+    elif payload is None:  # another program's file: NGFF's channel axis and omero list
+        typed = [a for a in lead if axes[a].get("type") == "channel"]
+        if len(typed) == 1 and full.shape[typed[0]] > 1:
+            channel_axis = typed[0]
+        named = _omero_channels(attrs, 1 if channel_axis is None
+                                else full.shape[channel_axis])
+        if named:
+            metadata["channels"] = named
     affine = geometry.stored_affine((payload or {}).get("affine_um"), len(spatial))
     return Volume(data, spacing, metadata, origin_um=origin, axis_labels=labels,
                   channel_axis=channel_axis, layer_type=layer_type,
@@ -456,6 +465,50 @@ def _store_kspace(group, arrays: dict, chunk: tuple, compressor) -> None:
                          chunk_key_encoding={"name": "v2", "separator": "/"})[...] = values
 
 
+def _omero(volume: Volume) -> dict | None:
+    """NGFF's ``omero`` channel list (label, colour, display window) from the volume's
+    ``channels``, so that other OME-Zarr viewers name and colour them; None without."""
+    channels = volume.metadata.get("channels") or []
+    count = 1 if volume.channel_axis is None else volume.data.shape[volume.channel_axis]
+    if len(channels) != count:
+        return None
+    out = []
+    for channel in channels:
+        entry = {"active": True, "color": str(channel.get("color") or "#ffffff")
+                 .removeprefix("#").upper()}
+        if channel.get("name"):
+            entry["label"] = str(channel["name"])
+        if channel.get("contrast_limits"):
+            low, high = (float(v) for v in channel["contrast_limits"])
+            entry["window"] = {"start": low, "end": high, "min": low, "max": high}
+        out.append(entry)
+    return {"channels": out}
+
+
+def _omero_channels(attrs: dict, count: int) -> list:
+    """Our ``channels`` from a file's NGFF ``omero`` list of ``count`` channels (name,
+    ``#rrggbb`` colour, display window); empty when it has none that fits."""
+    entries = (attrs.get("omero") or {}).get("channels") if isinstance(
+        attrs.get("omero"), dict) else None
+    if not isinstance(entries, list) or len(entries) != count:
+        return []
+    out = []
+    for entry in entries:
+        entry = entry if isinstance(entry, dict) else {}
+        channel = {}
+        if isinstance(entry.get("label"), str) and entry["label"]:
+            channel["name"] = entry["label"]
+        if isinstance(entry.get("color"), str) and re.fullmatch(r"[0-9A-Fa-f]{6}",
+                                                                entry["color"]):
+            channel["color"] = "#" + entry["color"].lower()
+        window = entry.get("window") if isinstance(entry.get("window"), dict) else {}
+        if all(isinstance(window.get(k), (int, float)) for k in ("start", "end")) \
+                and window["end"] > window["start"]:
+            channel["contrast_limits"] = [float(window["start"]), float(window["end"])]
+        out.append(channel)
+    return out if any(out) else []
+
+
 def _axes(volume: Volume, n_spatial: int) -> list[dict]:
     """NGFF axes: a time axis (``t``, or any with a step in seconds) typed ``time``, the
     last other leading axis ``channel``; space in micrometres, or without a unit when the
@@ -554,13 +607,14 @@ def write(path: Path, volume: Volume, chunks=None, levels: int | None = None,
         payload["affine_um"] = np.asarray(volume.affine_um).tolist()
     if kspace:
         payload["kspace"] = kspace_attrs
+    omero = _omero(volume)
     attrs = {"multiscales": [{
         "version": "0.4", "name": volume.name or path.name.removesuffix(".zarr"),
         "axes": _axes(volume, n_spatial), "datasets": datasets,
         "type": "nearest" if labels else "mean",
         "metadata": {"method": "every second voxel" if labels else
                      "mean of 2x2x2 blocks (dask.array.coarsen)"}}],
-        PAYLOAD_ATTR: payload}
+        **({"omero": omero} if omero else {}), PAYLOAD_ATTR: payload}
     with atomic_output(path, directory=True, replaces=_is_zarr_store) as tmp:
         group = zarr.open_group(str(tmp), mode="w", zarr_format=2)
         level_shape = shape
