@@ -69,6 +69,23 @@ def test_3d_refinement_across_contrasts(seed, voxels):
     assert fit.mutual_information > 0.5 and fit.evaluations > 0
 
 
+def test_two_scans_on_one_grid_stay_in_place():
+    """Two contrasts of one texture sampled on the same grid (two scans of one slab) with
+    independent noise, fitted from their true pose: samples on voxel centres made every
+    pose off the grid score better than the truth (MI's grid artefact), and the fit
+    drifted 25–43 µm (a quarter voxel and more); off-grid samples keep it in place."""
+    shape, spacing = (18, 64, 64), (500.0, 100.0, 100.0)
+    texture = ndi.gaussian_filter(np.random.default_rng(1).normal(size=shape), (0.8, 2, 2))
+    texture /= texture.std()
+    for seed in range(3):
+        noise = np.random.default_rng(10 + seed)
+        fixed = (texture + 0.6 * noise.normal(size=shape)).astype(np.float32)
+        moving = (texture**2 + 0.6 * noise.normal(size=shape)).astype(np.float32)
+        fit = mutual_information_affine(moving, spacing, fixed, spacing, seed=seed)
+        assert np.abs(fit.affine[:3, 3]).max() < 5.0, fit.affine
+        assert rotation_angle_deg(fit.affine) < 0.05
+
+
 @pytest.mark.parametrize("size", [0.75, 1.1])
 def test_3d_scale_of_shrunk_or_swollen_tissue_found(size):
     """The optical volume sees the tissue at ``size`` times its size in the MRM (cleared

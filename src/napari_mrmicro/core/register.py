@@ -86,11 +86,28 @@ def _level_bins(bins: int, samples: int) -> int:
     return int(min(bins, max(8, math.isqrt(max(samples, 0) // 4))))
 
 
-def _sample_points(shape, spacing, samples, rng, mask=None):
-    """World coordinates (µm) of up to ``samples`` distinct random voxels (in ``mask``)."""
+def _sample_points(image, spacing, samples, rng, mask=None):
+    """Up to ``samples`` distinct random voxels of ``image`` (in ``mask``), each moved by a
+    random offset within its voxel: their coordinates (µm) and the image's values there
+    (linear interpolation).
+
+    The offsets keep the samples off the grid whatever the pose. On voxel centres, a pose
+    that maps them onto the other image's grid planes (two scans of one slab, whose slices
+    coincide) escapes interpolation, its noise unsmoothed lowers MI, and the search steps
+    off by a fraction of a voxel: the grid artefact of MI (Pluim et al., IEEE Trans Med
+    Imaging 2000;19:809; Tsao, IEEE Trans Med Imaging 2003;22:854). Measured: two
+    contrasts of one texture on one 18×64×64 grid (500×100×100 µm), independent noise,
+    fitted from their true pose, drifted 25–43 µm along y without the offsets and stay
+    there with them; on ParaVision scans 5 and 6 (one slab of 500 µm slices), MI over
+    every voxel at ±100 µm along the slices exceeded MI at 0 µm by 10 %.
+    """
+    shape = image.shape
     flat = np.flatnonzero(mask) if mask is not None else np.arange(int(np.prod(shape)))
     pick = flat if flat.size <= samples else np.sort(rng.choice(flat, samples, replace=False))
-    return np.stack(np.unravel_index(pick, shape), axis=1) * spacing, pick
+    index = np.stack(np.unravel_index(pick, shape), axis=1).astype(float)
+    index = np.clip(index + rng.uniform(-0.5, 0.5, index.shape), 0, np.asarray(shape) - 1)
+    values = ndi.map_coordinates(image, index.T, order=1, mode="nearest")
+    return index * spacing, values
 
 
 class _Interpolator:
@@ -333,9 +350,9 @@ def mutual_information_affine(moving, moving_spacing_um, fixed, fixed_spacing_um
         mask = None if fixed_mask is None else fixed_mask[strides]
         if mask is not None and not mask.any():
             mask = None  # a mask too thin to survive the stride: sample everywhere
-        points, pick = _sample_points(f_img.shape, f_sp, int(samples), rng, mask)
-        metric = MattesMetric(f_img.ravel()[pick], (m_img.min(), m_img.max()),
-                              _level_bins(bins, len(pick)))
+        points, values = _sample_points(f_img, f_sp, int(samples), rng, mask)
+        metric = MattesMetric(values, (m_img.min(), m_img.max()),
+                              _level_bins(bins, len(values)))
         interp = _Interpolator(m_img, m_sp)
         inverse_points = np.hstack([points, np.ones((len(points), 1))])
 
@@ -449,9 +466,9 @@ def section_plane_affine(section, section_spacing_um, volume, volume_spacing_um,
     for factor in _levels(levels):
         s_img, s_sp, _ = _downsample(sec, ss, factor)
         v_img, v_sp, _ = _downsample(vol, sv, factor)
-        points, pick = _sample_points(s_img.shape, s_sp, int(samples), rng)
-        metric = MattesMetric(s_img.ravel()[pick], (v_img.min(), v_img.max()),
-                              _level_bins(bins, len(pick)))
+        points, values = _sample_points(s_img, s_sp, int(samples), rng)
+        metric = MattesMetric(values, (v_img.min(), v_img.max()),
+                              _level_bins(bins, len(values)))
         interp = _Interpolator(v_img, v_sp)
         local = np.hstack([np.zeros((len(points), 1)), points, np.ones((len(points), 1))])
 
