@@ -324,6 +324,30 @@ def test_register_section_finds_a_shrunk_face_down_section_headless(tmp_path, ca
     assert "--method section only" in capsys.readouterr().err
 
 
+def test_register_two_scans_of_one_session_from_where_the_scanner_put_them(realdata,
+                                                                          tmp_path):
+    """ParaVision scan 5 (coronal RARE slices) onto scan 8 (a B0 map stored sagittally,
+    its axes in another order): mutual information starts from the files' placements and
+    moves them little (the animal lay still). Started from the two arrays' own frames it
+    had nothing in common with the field map (the resliced RARE covered none of it)."""
+    from napari_mrmicro.core.transforms import rotation_angle_deg
+    from napari_mrmicro.io import read_volume
+    from napari_mrmicro.io.transform_files import read_transform_json
+
+    study = realdata("bruker_pv/pv360_rodent")
+    assert main(["register", str(study / "8"), str(study / "5"), str(tmp_path / "t.json"),
+                 "--resliced", str(tmp_path / "r.nii.gz")]) == 0
+    world = np.asarray(read_transform_json(tmp_path / "t.json")["world_affine_um"])
+    assert rotation_angle_deg(world) < 3.0 and np.abs(world[:3, 3]).max() < 300.0
+    field = read_volume(study / "8")
+    resliced = read_volume(tmp_path / "r.nii.gz")
+    np.testing.assert_allclose(resliced.affine_um, field.affine_um, atol=1e-3)
+    head = np.asarray(field.data) != 0
+    rare = np.nan_to_num(np.asarray(resliced.data, float))
+    signal = rare > np.percentile(rare[rare > 0], 30)
+    assert 2 * (head & signal).sum() / (head.sum() + signal.sum()) > 0.55
+
+
 def test_register_without_landmarks_is_refused(tmp_path, capsys):
     write_volume(tmp_path / "a.tif", Volume(np.ones((4, 8, 8), np.float32), (1, 1, 1), {}))
     code = main(["register", str(tmp_path / "a.tif"), str(tmp_path / "a.tif"),

@@ -381,6 +381,18 @@ def _points_csv(path: Path):
     return points
 
 
+def _frame_to_world(volume):
+    """A volume's own frame (µm from voxel 0 along its axes: index × spacing) → world µm,
+    from its file's placement."""
+    import numpy as np
+
+    from napari_mrmicro.core.geometry import grid_affine
+
+    placed = grid_affine(volume.spacing_um, volume.origin_um) if volume.affine_um is None \
+        else np.asarray(volume.affine_um, float)
+    return placed @ np.diag([1 / s for s in volume.spacing_um] + [1.0])
+
+
 def cmd_register(args) -> int:
     import numpy as np
 
@@ -392,7 +404,6 @@ def cmd_register(args) -> int:
         section_plane_affine,
         section_scale,
     )
-    from napari_mrmicro.core.transforms import translation_affine
     from napari_mrmicro.io import Volume
     from napari_mrmicro.io.transform_files import write_itk_affine, write_transform_json
     from napari_mrmicro.pipeline import load_volume, save_volume
@@ -430,16 +441,20 @@ def cmd_register(args) -> int:
         print(f"section plane search: MI {fit.mutual_information:.3f} nats after "
               f"{fit.evaluations} evaluations; in-plane scale {scale:.4f}"
               + ("; mirrored" if detail["mirrored"] else ""))
-    else:
+    else:  # from where the two files put their volumes (two scans of one session)
+        start = np.linalg.inv(_frame_to_world(fixed)) @ _frame_to_world(moving)
         fit = mutual_information_affine(np.asarray(moving.data, np.float32),
                                         moving.spacing_um, fixed_data, fixed.spacing_um,
-                                        scale=args.scale)
+                                        start, scale=args.scale)
         affine, scale = fit.affine, affine_scale(fit.affine)
         kind = "similarity" if args.scale else "rigid"
         detail = {"kind": kind, "mutual_information": float(fit.mutual_information),
                   "scale": scale}
         print(f"{kind} mutual-information fit: MI {fit.mutual_information:.3f} nats after "
               f"{fit.evaluations} evaluations; scale {scale:.4f}")
+    if not section:  # the same transform between the two files' world coordinates
+        detail["world_affine_um"] = (_frame_to_world(fixed) @ affine
+                                     @ np.linalg.inv(_frame_to_world(moving)))
     output = str(args.output).lower()
     if output.endswith((".tfm", ".txt")):
         write_itk_affine(args.output, affine)
@@ -456,15 +471,13 @@ def cmd_register(args) -> int:
             "source": str(args.fixed), "resliced_on": str(args.moving)}))
         _report(args.resliced, "fixed volume resampled on the section's plane")
         return 0
-    origin_f = np.asarray(fixed.origin_um or (0.0,) * 3)  # the moving volume on the fixed grid
-    origin_m = np.asarray(moving.origin_um or (0.0,) * 3)
-    grid = (translation_affine(-origin_m) @ np.linalg.inv(affine)
-            @ translation_affine(origin_f))
-    data = reslice(np.asarray(moving.data, np.float32), moving.spacing_um, grid,
-                   np.shape(fixed.data), fixed.spacing_um)
+    # the moving volume on the fixed grid, placed where the fixed one is
+    data = reslice(np.asarray(moving.data, np.float32), moving.spacing_um,
+                   np.linalg.inv(affine), np.shape(fixed.data), fixed.spacing_um)
     save_volume(args.resliced, Volume(data, fixed.spacing_um,
                                       {"source": str(args.moving), "registered_to":
-                                       str(args.fixed)}, origin_um=fixed.origin_um))
+                                       str(args.fixed)}, origin_um=fixed.origin_um,
+                                      affine_um=fixed.affine_um))
     _report(args.resliced, "moving volume resampled on the fixed grid")
     return 0
 
@@ -758,7 +771,11 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("fixed", type=Path, help="fixed volume (stays where it is)")
     p.add_argument("moving", type=Path, help="moving volume (mapped onto the fixed one), or "
                                               "a 2-D section for --method section")
-    p.add_argument("output", type=Path, help="transform: .json, or ITK .tfm/.txt")
+    p.add_argument("output", type=Path, help="transform: .json, or ITK .tfm/.txt; from the "
+                                             "moving volume's own frame (µm from voxel 0 "
+                                             "along its axes) to the fixed one's (the "
+                                             ".json also between world coordinates); mi "
+                                             "starts where the files place the volumes")
     p.add_argument("--method", choices=("landmarks", "mi", "section"), default="mi",
                    help="landmark pairs, mutual information (rigid, or with --scale), or the "
                         "section plane search (default mi)")
@@ -772,7 +789,8 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--kind", choices=("rigid", "similarity", "affine"), default="similarity",
                    help="transform for landmarks (default similarity)")
     p.add_argument("--fixed-points", type=Path, help="CSV of landmarks in the fixed volume "
-                                                      "(z_um, y_um, x_um)")
+                                                      "(z_um, y_um, x_um from voxel 0: index "
+                                                      "x spacing, as Fiji measures)")
     p.add_argument("--moving-points", type=Path, help="CSV of the same landmarks, in order, "
                                                        "in the moving volume")
     p.add_argument("--resliced", type=Path, help="also write the moving volume resampled on "
