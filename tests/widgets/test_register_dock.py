@@ -444,3 +444,19 @@ def test_a_micrometre_optical_plane_keeps_the_mr_z_slider(make_napari_viewer, tm
     placed = dock.place_section()
     assert placed.ndim == 3 and placed.scale[0] == pytest.approx(100.0)
     assert viewer.dims.nsteps[0] == 24
+
+
+def test_a_susceptibility_or_field_map_can_be_the_fixed_volume(make_napari_viewer):
+    """Iron histology against QSM: the fixed picker offers χ and field maps after the MR
+    magnitude images (it offered magnitude images only)."""
+    viewer = make_napari_viewer()
+    chi = viewer.add_image(np.zeros((4, 5, 6), np.float32), name="χ (ppm)",
+                           metadata={"mrmicro": {"value_unit": "ppm"}})
+    field = viewer.add_image(np.zeros((4, 5, 6), np.float32), name="B0 map (Hz)",
+                             metadata={"mrmicro": {"value_unit": "Hz"}})
+    mag = viewer.add_image(np.zeros((4, 5, 6), np.float32), name="magnitude",
+                           metadata={"mrmicro": {"acquisition": {"b0_tesla": 9.4}}})
+    dock = RegisterWidget(viewer)
+    assert list(dock.fixed.choices) == [mag, chi, field]
+    dock.fixed.value = chi
+    assert chi not in dock.moving.choices and field in dock.moving.choices

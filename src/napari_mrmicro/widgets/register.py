@@ -201,12 +201,14 @@ class RegisterWidget(Container):
     def __init__(self, napari_viewer):
         self.viewer = napari_viewer
         self.fixed = layer_picker(
-            self.viewer, "fixed (MRM)", ("magnitude",),
+            self.viewer, "fixed (MRM)", ("magnitude", "susceptibility", "field map"),
             others=(lambda: getattr(self, "moving", None),),
             tooltip="Reference volume that stays where it is (usually the MR microscopy "
-                    "scan, world µm); MR images are offered first, never the moving layer.")
+                    "scan, world µm; a χ or field map too, e.g. for iron histology); MR "
+                    "images are offered first, never the moving layer.")
         self.moving = layer_picker(
-            self.viewer, "moving (optical)", ("optical", "magnitude"),
+            self.viewer, "moving (optical)",
+            ("optical", "magnitude", "susceptibility", "field map"),
             others=(lambda: self.fixed,),
             tooltip="Volume or 2-D section mapped onto the fixed one (e.g. optical "
                     "microscopy; any length unit); optical layers are offered first, never "
