@@ -482,6 +482,102 @@ def cmd_register(args) -> int:
     return 0
 
 
+#: Metadata ``mrmicro info --json`` leaves out: raw headers and array-valued entries.
+_INFO_SKIP = ("header", "source_header", "pyramid", "kspace", "sampled", "trajectory",
+              "density")
+
+
+def _world_axes(affine) -> list[str]:
+    """Where each array axis runs in world space (RAS+, napari order S, A, R): the nearest
+    world direction, and how far off it (degrees) when oblique."""
+    import numpy as np
+
+    out = []
+    for column in np.asarray(affine, float)[:3, :3].T:
+        k = int(np.argmax(np.abs(column)))
+        letter = ("SAR" if column[k] > 0 else "IPL")[k]
+        off = math.degrees(math.acos(min(1.0, abs(column[k]) / np.linalg.norm(column))))
+        out.append(letter if off < 0.05 else f"{letter} ({off:.1f}° off)")
+    return out
+
+
+def _describe(volume, name: str) -> list[str]:
+    """Lines saying what a volume is, in physical units, as a microscopist reads a header
+    (``name`` when the volume has none)."""
+    import numpy as np
+
+    from napari_mrmicro.core.geometry import grid_affine
+    from napari_mrmicro.io._common import spacing_known
+    from napari_mrmicro.io import kspace_codec
+
+    meta = volume.metadata
+    shape = tuple(volume.data.shape)
+    labels = ", ".join(volume.axis_labels)
+    size = math.prod(shape) * np.dtype(volume.data.dtype).itemsize / 2**20
+    kind = "k-space" if kspace_codec.is_kspace(meta) else volume.layer_type
+    lines = [f"{volume.name or name}: {kind}, {volume.data.dtype} ({labels}) "
+             f"{' × '.join(map(str, shape))}, {size:.1f} MiB"]
+    spacing = volume.spacing_um
+    fov = [s * n for s, n in zip(spacing, shape[-len(spacing):])]
+    stated = "stated by the file" if spacing_known(meta) else "NOT stated by the file: assumed"
+    lines.append(f"  voxel {' × '.join(f'{s:g}' for s in spacing)} µm ({stated}); field of "
+                 f"view {' × '.join(f'{f:g}' for f in fov)} µm")
+    placed = np.asarray(volume.affine_um, float) if volume.affine_um is not None else \
+        grid_affine(spacing, volume.origin_um)
+    first = ", ".join(f"{a} {v:.1f}" for a, v in zip("SAR", placed[:3, 3]))
+    where = "placed by the file" if volume.affine_um is not None or volume.origin_um \
+        else "not placed: voxel 0 at the origin"
+    lines.append(f"  world (µm, RAS+): first voxel at ({first}); array axes run "
+                 f"{', '.join(_world_axes(placed))}; {where}")
+    unit = meta.get("value_unit") or "a.u."
+    lines.append(f"  values: {unit}" + (f"; channels {', '.join(str(c.get('name', '?')) for c in meta['channels'])}"
+                                        if meta.get("channels") else ""))
+    acq = meta.get("acquisition") or {}
+    if acq.get("b0_tesla"):
+        te = ", ".join(f"{t:g}" for t in acq.get("te_ms") or ())
+        facts = [f"{acq['b0_tesla']:.4g} T {acq.get('nucleus', '1H')}",
+                 acq.get("sequence", "?"), f"TE {te} ms" if te else "",
+                 f"TR {acq['tr_ms']:g} ms" if acq.get("tr_ms") else "",
+                 f"flip {acq['flip_deg']:g}°" if acq.get("flip_deg") else "",
+                 f"bandwidth {acq['bandwidth_hz'] / 1e3:g} kHz" if acq.get("bandwidth_hz")
+                 else "", f"{acq['averages']} average{'s' if acq['averages'] != 1 else ''}"
+                 if acq.get("averages") else ""]
+        lines.append("  acquisition: " + ", ".join(f for f in facts if f))
+    done = {k: meta[k] for k in ("recon", "qsm", "unwarped", "device") if meta.get(k)}
+    if done:
+        lines.append("  computed: " + "; ".join(f"{k} {v}" for k, v in done.items()))
+    return lines
+
+
+def cmd_info(args) -> int:
+    import json
+
+    import numpy as np
+
+    from napari_mrmicro.io import read_volumes, reader_for
+
+    if not args.input.exists():
+        raise FileNotFoundError(f"{args.input}: no such file or folder")
+    volumes = read_volumes(args.input, lazy=True)
+    if args.json:
+        records = [{"name": v.name, "format": reader_for(args.input),
+                    "shape": list(v.data.shape), "dtype": str(v.data.dtype),
+                    "axis_labels": list(v.axis_labels), "layer_type": v.layer_type,
+                    "spacing_um": list(v.spacing_um),
+                    "origin_um": None if v.origin_um is None else list(v.origin_um),
+                    "affine_um": None if v.affine_um is None
+                    else np.asarray(v.affine_um).tolist(),
+                    "metadata": {k: x for k, x in v.metadata.items() if k not in _INFO_SKIP}}
+                   for v in volumes]
+        print(json.dumps(records, indent=2, default=str))
+        return 0
+    print(f"{args.input}: {reader_for(args.input)}, {len(volumes)} volume"
+          f"{'s' if len(volumes) > 1 else ''}")
+    for volume in volumes:
+        print("\n".join(_describe(volume, args.input.name)))
+    return 0
+
+
 def cmd_convert(args) -> int:
     import numpy as np
 
@@ -796,6 +892,13 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--resliced", type=Path, help="also write the moving volume resampled on "
                                                  "the fixed grid (section: the fixed volume "
                                                  "on the section's plane)")
+
+    p = command("info", "say what a file holds: each volume's shape, voxel size, place in "
+                        "the world, value unit, acquisition and how it was computed", cmd_info)
+    p.add_argument("input", type=Path, help="a file or folder napari-mrmicro reads (a "
+                                            "ParaVision study: every scan)")
+    p.add_argument("--json", action="store_true", help="the same as JSON, with the metadata "
+                                                       "(raw headers left out)")
 
     p = command("convert", "convert a volume between formats, e.g. a slice series to "
                            "OME-Zarr, chunk by chunk", cmd_convert)
