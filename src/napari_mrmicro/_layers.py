@@ -71,7 +71,8 @@ def value_unit(metadata: dict) -> str:
 #: Percentile of |value| (non-zero voxels) at which a signed map's contrast saturates: the
 #: few extreme values (a field map next to air) would otherwise wash out the rest.
 SIGNED_PERCENTILE = 99.5
-#: Most values the contrast percentile looks at (an even sample of a larger map).
+#: Most values the contrast percentile looks at (evenly spaced planes of a larger map, so a
+#: memory-mapped file is read in a few contiguous runs, not page by page).
 CONTRAST_SAMPLE = 2**22
 
 
@@ -89,7 +90,10 @@ def value_display(volume: Volume, name: str) -> dict:
         out["colormap"] = DIVERGING
         data = volume.data
         if isinstance(data, np.ndarray) and data.size:
-            values = data.ravel()[::max(1, data.size // CONTRAST_SAMPLE)]
+            plane = data[0].size if data.ndim > 1 else 1
+            count = min(len(data), max(1, CONTRAST_SAMPLE // plane))
+            values = np.asarray(data[np.linspace(0, len(data) - 1, count).round()
+                                     .astype(int)]).ravel()
             values = np.abs(values[np.isfinite(values) & (values != 0)])
             limit = float(np.percentile(values, SIGNED_PERCENTILE)) if values.size else 0.0
             out["contrast_limits"] = (-(limit or 1.0), limit or 1.0)
