@@ -205,6 +205,13 @@ def test_a_paravision_study_reconstructs_scan_by_scan(realdata, tmp_path):
     np.testing.assert_array_equal(
         np.asarray(read_volume(tmp_path / "all" / "pv360_rodent_6" / "m.nii").data),
         np.asarray(expected.data))
+    # a study none of whose scans fits is named, not run as zero specimens
+    alone = tmp_path / "study"
+    (alone / "8").mkdir(parents=True)
+    (alone / "subject").symlink_to(study / "subject")
+    for name in ("acqp", "method", "pdata"):
+        (alone / "8" / name).symlink_to(study / "8" / name)
+    assert main(["run", str(tmp_path / "p.toml"), str(alone), "-o", str(tmp_path / "x")]) == 2
 
 
 # --------------------------------------------------------------------------- confinement

@@ -115,10 +115,15 @@ def specimen_inputs(inputs, pipeline: Pipeline) -> list[Path]:
     has = bruker_raw.can_read if reconstructs else bruker.can_read
     out = []
     for path in map(Path, inputs):
-        if paravision_study.can_read(path):
-            out.extend(scan for scan in paravision_study.scans(path) if has(scan))
-        else:
+        if not paravision_study.can_read(path):
             out.append(path)
+            continue
+        scans = [scan for scan in paravision_study.scans(path) if has(scan)]
+        if not scans:
+            what = f"raw data ({' or '.join(bruker_raw.RAW_NAMES)}) for a pipeline that " \
+                "starts with recon" if reconstructs else "a pdata image"
+            raise ValueError(f"{path}: no scan of this ParaVision study has {what}")
+        out.extend(scans)
     return out
 
 
