@@ -373,6 +373,9 @@ def test_info_says_what_a_file_holds(realdata, tmp_path, capsys):
     assert record["spacing_um"] == pytest.approx([500.0, 78.125, 62.5])
     assert record["metadata"]["acquisition"]["matrix"] == [18, 128, 256]
     assert "header" not in record["metadata"]
+    assert main(["info", str(study / "6" / "rawdata.job0")]) == 0  # partial echo, zero-filled
+    assert "k-space: 40.7 % of the grid acquired, echo at 30.9 % of the readout" in \
+        capsys.readouterr().out
     assert main(["info", str(realdata("tiff/exampletiffs/4D-series.ome.tif"))]) == 0
     out = capsys.readouterr().out
     assert "4D-series.ome.tif: image, int8 (t, z, y, x)" in out

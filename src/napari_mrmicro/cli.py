@@ -543,6 +543,16 @@ def _describe(volume, name: str) -> list[str]:
                  else "", f"{acq['averages']} average{'s' if acq['averages'] != 1 else ''}"
                  if acq.get("averages") else ""]
         lines.append("  acquisition: " + ", ".join(f for f in facts if f))
+    if kind == "k-space":
+        facts = [f"{100 * meta['sampled_fraction']:.1f} % of the grid acquired"
+                 if meta.get("sampled_fraction") is not None else "",
+                 f"echo at {100 * meta['echo_position']:.1f} % of the readout"
+                 if meta.get("echo_position") is not None else "",
+                 "non-Cartesian (trajectory)" if meta.get("trajectory") is not None else "",
+                 f"{meta['receivers']} receivers" if (meta.get("receivers") or 1) > 1 else "",
+                 f"repetition {meta['repetition'] + 1} of {meta['repetitions']}"
+                 if (meta.get("repetitions") or 1) > 1 else ""]
+        lines.append("  k-space: " + (", ".join(f for f in facts if f) or "fully sampled"))
     done = {k: meta[k] for k in ("recon", "qsm", "unwarped", "device") if meta.get(k)}
     if done:
         lines.append("  computed: " + "; ".join(f"{k} {v}" for k, v in done.items()))
