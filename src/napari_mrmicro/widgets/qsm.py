@@ -138,7 +138,10 @@ class QSMWidget(Container):
                                            "et al., MRM 2012;67:137) or PDF (Liu et al., NMR "
                                            "Biomed 2011;24:1129). Passes then put back the "
                                            "local field each removal takes near the "
-                                           "specimen's surface (PDF needs the most: slowest).")
+                                           "specimen's surface (PDF needs the most: slowest). "
+                                           "LBV suits specimens in fluid or Fomblin; for an "
+                                           "in vivo head with air around it, cut by the field "
+                                           "of view, PDF does better.")
         self.passes = SpinBox(label="boundary passes", min=0, max=BOUNDARY_PASSES,
                               value=BOUNDARY_PASSES,
                               tooltip=f"At most this many passes (0–{BOUNDARY_PASSES}) that "
