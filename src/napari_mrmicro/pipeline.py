@@ -98,7 +98,7 @@ def scan_input(path, reconstructs: bool) -> Path:
         return path
     if bruker_raw.can_read(path):
         return next(path / name for name in bruker_raw.RAW_NAMES if (path / name).is_file())
-    if bruker.can_read(path):
+    if (path / "acqp").is_file() and bruker.can_read(path):
         raise ValueError(f"{path}: this ParaVision scan kept no raw data ("
                          f"{' or '.join(bruker_raw.RAW_NAMES)}), only the scanner's image "
                          "(pdata/1/2dseq): leave out the recon step to work on that image")
@@ -287,7 +287,11 @@ class Specimen:
     def need(self, role: str, step: str) -> Volume:
         if role not in self.volumes:
             have = ", ".join(sorted(self.volumes)) or "nothing"
-            raise ValueError(f"step {step!r} needs a {role} volume; the specimen has {have}")
+            hint = " (an image is already reconstructed: give raw k-space, e.g. a ParaVision " \
+                "scan folder or its fid/rawdata.job0)" if role == "kspace" and "image" in \
+                self.volumes else ""
+            raise ValueError(f"step {step!r} needs a {role} volume; the specimen has {have}"
+                             + hint)
         return self.volumes[role]
 
     def output(self, name, what: str) -> Path:
