@@ -111,7 +111,7 @@ def specimen_inputs(inputs, pipeline: Pipeline) -> list[Path]:
     study is several specimens, one per scan)."""
     from napari_mrmicro.io import bruker, bruker_raw, paravision_study
 
-    reconstructs = bool(pipeline.steps) and pipeline.steps[0][0] == "recon"
+    reconstructs = pipeline.reconstructs
     has = bruker_raw.can_read if reconstructs else bruker.can_read
     out = []
     for path in map(Path, inputs):
@@ -603,6 +603,11 @@ class Pipeline:
     source: str = "<text>"
 
     @property
+    def reconstructs(self) -> bool:
+        """Whether the pipeline starts from raw k-space (its first step is ``recon``)."""
+        return bool(self.steps) and self.steps[0][0] == "recon"
+
+    @property
     def digest(self) -> str:
         """SHA-256 of the steps and their parameters: a changed pipeline reruns specimens."""
         text = json.dumps([[n, p] for n, p in self.steps], sort_keys=True, default=str)
@@ -687,7 +692,7 @@ def run_steps(pipeline: Pipeline, input_path, out_dir, threads: int = -1,
 
     from napari_mrmicro.core.backend import use_device
 
-    volume = load_volume(scan_input(input_path, pipeline.steps[0][0] == "recon"))
+    volume = load_volume(scan_input(input_path, pipeline.reconstructs))
     specimen = Specimen(specimen_name(input_path), Path(out_dir), threads=threads)
     specimen.volumes[role_of(volume)] = volume
     settings = {"scheduler": "threads"} if threads == -1 else \

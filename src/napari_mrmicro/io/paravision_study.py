@@ -9,7 +9,7 @@ scan-number order.
 
 Scans without an image (raw data only, or an adjustment without pdata) are left out, and
 so is a scan whose image cannot be read; both are named in a warning, and the other scans
-still open. Raw k-space opens from its scan folder's ``fid``/``rawdata.job0``
+still open. Raw k-space opens from a scan's ``fid``/``rawdata.job0`` file
 (:mod:`.bruker_raw`), one scan at a time, so that opening a study reads no raw data.
 """
 
