@@ -768,7 +768,8 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--method", choices=("tkd", "tikhonov", "tv", "medi"), default="tv",
                    help="dipole inversion (default tv)")
     p.add_argument("--background", choices=("lbv", "vsharp", "pdf"), default="lbv",
-                   help="background field removal (default lbv)")
+                   help="background field removal (default lbv, for specimens in fluid or "
+                        "Fomblin; pdf for an in vivo head with air around it)")
     p.add_argument("--boundary-passes", type=_one(int, 0, 1e3), default=None,
                    help="at most this many passes that put back the local field the "
                         "background removal took (default 20; they stop by themselves "
@@ -816,7 +817,8 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--method", choices=("tkd", "tikhonov", "tv", "medi"), default="tv",
                    help="dipole inversion (default tv)")
     p.add_argument("--background", choices=("lbv", "vsharp", "pdf"), default="lbv",
-                   help="background field removal (default lbv)")
+                   help="background field removal (default lbv, for specimens in fluid or "
+                        "Fomblin; pdf for an in vivo head with air around it)")
     p.add_argument("--boundary-passes", type=_one(int, 0, 1e3), default=None,
                    help="at most this many passes that put back the local field the "
                         "background removal took (default 20; they stop by themselves "
