@@ -51,7 +51,8 @@ _UNITS = (("_um3", "µm³"), ("_mm3", "mm³"), ("_um2", "µm²"), ("_mm2", "mm²
 #: What each input means, its unit and range, and where the method comes from.
 TIPS = {
     "labels": "Labels layer to measure (0 = background, every other value one region), "
-              "3-D (z, y, x) in µm.",
+              "3-D (z, y, x) in µm. A segmentation saved by another program (ITK-SNAP, "
+              "Fiji) opens as an image: right-click it in the layer list, Convert to Labels.",
     "intensity": "Optional image on the same grid (magnitude, field map, susceptibility): "
                  "adds mean, SD and integrated intensity per label.",
     "sections": "Cross-sections along the centerline (2–100 000), evenly spaced in arc "
