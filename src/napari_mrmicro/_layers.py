@@ -42,10 +42,7 @@ def placement(volume: Volume, nd: int, channel_axis: int | None = None) -> dict:
     """
     n = len(volume.spacing_um)
     lead = nd - n
-    if volume.affine_um is not None:
-        world = geometry.check_world_affine(volume.affine_um, n)
-    else:
-        world = geometry.grid_affine(volume.spacing_um, volume.origin_um)
+    world = geometry.check_world_affine(volume.world_affine_um(), n)
     scale, rest = geometry.split_scale(world)
     steps = tuple(step for step, _ in volume.lead_steps()[:lead])
     out = {"scale": _without(steps + scale, channel_axis)}

@@ -386,11 +386,7 @@ def _frame_to_world(volume):
     from its file's placement."""
     import numpy as np
 
-    from napari_mrmicro.core.geometry import grid_affine
-
-    placed = grid_affine(volume.spacing_um, volume.origin_um) if volume.affine_um is None \
-        else np.asarray(volume.affine_um, float)
-    return placed @ np.diag([1 / s for s in volume.spacing_um] + [1.0])
+    return volume.world_affine_um() @ np.diag([1 / s for s in volume.spacing_um] + [1.0])
 
 
 def cmd_register(args) -> int:
@@ -487,18 +483,9 @@ _INFO_SKIP = ("header", "source_header", "pyramid", "kspace", "sampled", "trajec
               "density")
 
 
-def _world_axes(affine) -> list[str]:
-    """Where each array axis runs in world space (RAS+, napari order S, A, R): the nearest
-    world direction, and how far off it (degrees) when oblique."""
-    import numpy as np
-
-    out = []
-    for column in np.asarray(affine, float)[:3, :3].T:
-        k = int(np.argmax(np.abs(column)))
-        letter = ("SAR" if column[k] > 0 else "IPL")[k]
-        off = math.degrees(math.acos(min(1.0, abs(column[k]) / np.linalg.norm(column))))
-        out.append(letter if off < 0.05 else f"{letter} ({off:.1f}° off)")
-    return out
+def _direction_text(direction) -> str:
+    letter, degrees = direction
+    return letter if degrees < 0.05 else f"{letter} ({degrees:.1f}° off)"
 
 
 def _describe(volume, name: str) -> list[str]:
@@ -506,7 +493,7 @@ def _describe(volume, name: str) -> list[str]:
     (``name`` when the volume has none)."""
     import numpy as np
 
-    from napari_mrmicro.core.geometry import grid_affine
+    from napari_mrmicro.core.geometry import axis_directions
     from napari_mrmicro.io._common import spacing_known
     from napari_mrmicro.io import kspace_codec
 
@@ -522,13 +509,13 @@ def _describe(volume, name: str) -> list[str]:
     stated = "stated by the file" if spacing_known(meta) else "NOT stated by the file: assumed"
     lines.append(f"  voxel {' × '.join(f'{s:g}' for s in spacing)} µm ({stated}); field of "
                  f"view {' × '.join(f'{f:g}' for f in fov)} µm")
-    placed = np.asarray(volume.affine_um, float) if volume.affine_um is not None else \
-        grid_affine(spacing, volume.origin_um)
+    placed = volume.world_affine_um()
     first = ", ".join(f"{a} {v:.1f}" for a, v in zip("SAR", placed[:3, 3]))
     where = "placed by the file" if volume.affine_um is not None or volume.origin_um \
         else "not placed: voxel 0 at the origin"
     lines.append(f"  world (µm, RAS+): first voxel at ({first}); array axes run "
-                 f"{', '.join(_world_axes(placed))}; {where}")
+                 f"{', '.join(_direction_text(d) for d in axis_directions(placed))}; "
+                 f"{where}")
     unit = meta.get("value_unit") or "a.u."
     lines.append(f"  values: {unit}" + (f"; channels {', '.join(str(c.get('name', '?')) for c in meta['channels'])}"
                                         if meta.get("channels") else ""))
@@ -681,6 +668,19 @@ def _device_option(p, on_gpu: str, here: bool = True) -> None:
                                              f"install 'napari-mrmicro[gpu]') for {on_gpu}")
 
 
+def _qsm_method_options(p) -> None:
+    """The inversion, background removal and boundary passes of ``qsm`` and ``qsm-field``."""
+    p.add_argument("--method", choices=("tkd", "tikhonov", "tv", "medi"), default="tv",
+                   help="dipole inversion (default tv)")
+    p.add_argument("--background", choices=("lbv", "vsharp", "pdf"), default="lbv",
+                   help="background field removal (default lbv, for specimens in fluid or "
+                        "Fomblin; pdf for an in vivo head with air around it)")
+    p.add_argument("--boundary-passes", type=_one(int, 0, 1e3), default=None,
+                   help="at most this many passes that put back the local field the "
+                        "background removal took (default 20; they stop by themselves "
+                        "near their fixed point); 0: the removal alone, as published")
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = _Parser(
         prog="mrmicro", epilog=_EPILOG,
@@ -765,15 +765,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("phase_input", type=Path, metavar="phase",
                    help="wrapped phase (in radians unless --phase-unit or the file says)")
     p.add_argument("output", type=Path, help="susceptibility map (ppm)")
-    p.add_argument("--method", choices=("tkd", "tikhonov", "tv", "medi"), default="tv",
-                   help="dipole inversion (default tv)")
-    p.add_argument("--background", choices=("lbv", "vsharp", "pdf"), default="lbv",
-                   help="background field removal (default lbv, for specimens in fluid or "
-                        "Fomblin; pdf for an in vivo head with air around it)")
-    p.add_argument("--boundary-passes", type=_one(int, 0, 1e3), default=None,
-                   help="at most this many passes that put back the local field the "
-                        "background removal took (default 20; they stop by themselves "
-                        "near their fixed point); 0: the removal alone, as published")
+    _qsm_method_options(p)
     p.add_argument("--unwrap", choices=("region_growing", "laplacian"),
                    default="region_growing", help="phase unwrapping")
     p.add_argument("--mask", type=Path, help="specimen mask or labels (default: the voxels "
@@ -814,15 +806,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("input", type=Path, help="field map (z, y, x), e.g. a ParaVision B0 map "
                                             "scan folder or its 2dseq")
     p.add_argument("output", type=Path, help="susceptibility map (ppm)")
-    p.add_argument("--method", choices=("tkd", "tikhonov", "tv", "medi"), default="tv",
-                   help="dipole inversion (default tv)")
-    p.add_argument("--background", choices=("lbv", "vsharp", "pdf"), default="lbv",
-                   help="background field removal (default lbv, for specimens in fluid or "
-                        "Fomblin; pdf for an in vivo head with air around it)")
-    p.add_argument("--boundary-passes", type=_one(int, 0, 1e3), default=None,
-                   help="at most this many passes that put back the local field the "
-                        "background removal took (default 20; they stop by themselves "
-                        "near their fixed point); 0: the removal alone, as published")
+    _qsm_method_options(p)
     p.add_argument("--mask", type=Path, help="specimen mask or labels (default: where the "
                                              "map is non-zero)")
     p.add_argument("--lam", type=_one(float, 0.0, above=True), help="regularisation weight (default: the method's)")

@@ -563,8 +563,7 @@ def measure_step(s: Specimen, table: str = "regions", chunked: bool | None = Non
     if chunked is None:
         chunked = hasattr(data, "compute") and not isinstance(data, np.ndarray) \
             and data.nbytes > 256 * 2**20
-    world = volume.affine_um if volume.affine_um is not None else \
-        geometry.grid_affine(volume.spacing_um, volume.origin_um)  # centroids in the world
+    world = volume.world_affine_um()  # centroids in the world
     if chunked:
         s.tables[table] = centroids_in_world(region_volumes_chunked(data, volume.spacing_um),
                                              volume.spacing_um, world)

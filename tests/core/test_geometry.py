@@ -50,3 +50,16 @@ def test_embed_affine_leading_axes_identity():
 def test_check_world_affine_refuses_singular():
     with pytest.raises(ValueError, match="singular"):
         geometry.check_world_affine(np.diag([1.0, 0.0, 1.0, 1.0]), 3)
+
+
+def test_axis_directions_name_where_each_array_axis_runs():
+    from napari_mrmicro.core.geometry import axis_directions
+
+    assert axis_directions(np.diag([2.0, 3.0, 4.0, 1.0])) == [("S", 0.0), ("A", 0.0),
+                                                                ("R", 0.0)]
+    turn = np.eye(4)  # axis 1 tilted 30° from A towards R; axis 0 runs inferior
+    c, s = np.cos(np.radians(30)), np.sin(np.radians(30))
+    turn[:3, :3] = [[-1, 0, 0], [0, c, -s], [0, s, c]]
+    (a, da), (b, db), (r, dr) = axis_directions(turn)
+    assert (a, b, r) == ("I", "A", "R") and da == 0.0
+    assert db == pytest.approx(30.0) and dr == pytest.approx(30.0)

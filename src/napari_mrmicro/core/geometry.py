@@ -19,6 +19,8 @@ positive number for isotropic voxels, or one per axis in ``(z, y, x)`` order, µ
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 #: ParaVision/DICOM subject coordinates are LPS+ (x to the Left, y Posterior, z Superior);
@@ -143,6 +145,18 @@ def split_scale(affine_um) -> tuple[tuple[float, ...], np.ndarray]:
     rest = a.copy()
     rest[:-1, :-1] = a[:-1, :-1] / scale[None, :]
     return tuple(float(s) for s in scale), rest
+
+
+def axis_directions(affine_um) -> list[tuple[str, float]]:
+    """Where each array axis runs in the world: the nearest RAS+ direction in napari's
+    order (``S``/``I``, ``A``/``P``, ``R``/``L``) and its angle from it in degrees (0 for
+    an axis-aligned grid; an oblique slab's tilt otherwise)."""
+    out = []
+    for column in np.asarray(affine_um, dtype=float)[:3, :3].T:
+        k = int(np.argmax(np.abs(column)))
+        cosine = min(1.0, abs(column[k]) / float(np.linalg.norm(column)))
+        out.append((("SAR" if column[k] > 0 else "IPL")[k], math.degrees(math.acos(cosine))))
+    return out
 
 
 def is_axis_aligned(affine_um, atol: float = 1e-9) -> bool:

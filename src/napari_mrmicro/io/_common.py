@@ -142,6 +142,13 @@ class Volume:
     name: str | None = None
     affine_um: np.ndarray | None = None
 
+    def world_affine_um(self) -> np.ndarray:
+        """Voxel index → world µm: ``affine_um``, else the axis-aligned grid of the spacing
+        with voxel 0 at ``origin_um`` (at 0 when the file places nothing)."""
+        if self.affine_um is not None:
+            return np.asarray(self.affine_um, dtype=float)
+        return geometry.grid_affine(self.spacing_um, self.origin_um)
+
     def lead_steps(self) -> tuple:
         """``(step, unit)`` of each leading (non-spatial) axis: the axis labelled ``t``
         carries ``metadata["time_step_s"]`` in seconds when the file states it (a time

@@ -349,9 +349,7 @@ def _header(path: Path, volume: Volume, runno: str, shape: tuple, spacing: tuple
         header.update(mrmicro_slope=scaling[0], mrmicro_intercept=scaling[1])
     placed = volume.affine_um is not None or volume.origin_um is not None
     if placed and len(volume.spacing_um) == 3:
-        world = volume.affine_um if volume.affine_um is not None else \
-            geometry.grid_affine(spacing, volume.origin_um)
-        header[AFFINE_KEY] = np.asarray(world, dtype=float).tolist()
+        header[AFFINE_KEY] = volume.world_affine_um().tolist()
     return header
 
 

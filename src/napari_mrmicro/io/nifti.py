@@ -365,8 +365,7 @@ def write(path: Path, volume: Volume) -> list[str]:
                                 f"cannot store shape {data.shape} with {nspatial} spatial axes")
     original = data.dtype
     data = _nifti_dtype(path, data)
-    world = volume.affine_um if volume.affine_um is not None else \
-        geometry.grid_affine(volume.spacing_um, volume.origin_um)
+    world = volume.world_affine_um()
     spacing = tuple(geometry.voxel_sizes(world)[::-1])  # x, y, z
     xyz = geometry.to_xyz_affine(world, 1.0)  # µm: xyzt_units = micron
     affine = np.eye(4)
