@@ -18,7 +18,6 @@ import os
 import time
 from pathlib import Path
 
-from napari_mrmicro.core.backend import DEVICES
 from napari_mrmicro.pipeline import (Pipeline, SpecimenResult, write_text_atomic,
                                      check_names, is_done, run_specimen)
 
@@ -93,6 +92,8 @@ def run_batch(pipeline: Pipeline, inputs, out_dir, scheduler: str | None = None,
         (ValueError) before any specimen is sent.
     """
     from distributed import as_completed
+
+    from napari_mrmicro.core.backend import DEVICES
 
     for name, value in (("n_workers", n_workers), ("threads_per_worker", threads_per_worker)):
         if value is not None and (isinstance(value, bool) or not isinstance(value, int)
