@@ -81,13 +81,13 @@ def test_stages_and_cancel(scan):
 
         def progress(stage, fraction):
             calls.append(stage)
-            return not (when in stage and calls.count(stage) > 3)
+            return not (when in stage and calls.count(stage) > 1)
 
         with pytest.raises(QSMCancelled):
             qsm_stages(magnitude, phase, acq.te_ms, acq.b0_tesla, acq.voxel_um,
                        method="tkd", background=background, progress=progress)
         assert calls[-1] == next(s for s in calls if when in s)  # no other stage after
-        assert calls.count(calls[-1]) == 4
+        assert calls.count(calls[-1]) == 2  # the stage, then its first iteration
     with pytest.raises(ValueError, match="te_ms"):
         qsm(magnitude, phase, (3.0,), acq.b0_tesla, acq.voxel_um)
     with pytest.raises(ValueError, match="mask is empty"):
