@@ -1,29 +1,56 @@
-"""Pure numpy/scipy MR microscopy: no napari or Qt here."""
+"""Pure numpy/scipy MR microscopy: no napari or Qt here.
 
-from napari_mrmicro.core.acquisition import Acquisition
-from napari_mrmicro.core.compressed_sensing import cs_reconstruct
-from napari_mrmicro.core.kspace import KSpace
-from napari_mrmicro.core.morphometry import centerline, cross_section_areas, region_table
-from napari_mrmicro.core.qsm import (
-    dipole_kernel,
-    forward_field,
-    invert_tkd,
-    invert_tv,
-    qsm,
-    qsm_from_field,
-    unwrap_laplacian,
-    vsharp,
-)
-from napari_mrmicro.core.nufft import reconstruct_noncartesian
-from napari_mrmicro.core.recon import image_parts, reconstruct
-from napari_mrmicro.core.register import landmark_affine, reslice
-from napari_mrmicro.core.sampling import poisson_disc_mask, variable_density_mask
-from napari_mrmicro.core.simulate import simulate
-from napari_mrmicro.core.snr import snr_estimate, snr_map
-from napari_mrmicro.core.specimens import make_specimen
+The public names below are imported on first use (PEP 562), so that importing one
+submodule (a reader needs :mod:`.geometry`) does not load every method: ``from
+napari_mrmicro.core import simulate`` works as before, at a fraction of the import time.
+"""
 
-__all__ = ["Acquisition", "KSpace", "centerline", "cross_section_areas", "cs_reconstruct", "dipole_kernel", "forward_field",
-           "image_parts", "landmark_affine", "reconstruct_noncartesian", "make_specimen", "poisson_disc_mask",
-           "invert_tkd", "invert_tv", "qsm", "qsm_from_field", "reconstruct", "reslice", "simulate",
-           "region_table", "unwrap_laplacian", "vsharp",
-           "snr_estimate", "snr_map", "variable_density_mask"]
+import importlib
+import sys
+import types
+
+#: Public name -> the submodule that defines it.
+_SOURCES = {
+    "Acquisition": "acquisition",
+    "cs_reconstruct": "compressed_sensing",
+    "KSpace": "kspace",
+    "centerline": "morphometry", "cross_section_areas": "morphometry",
+    "region_table": "morphometry",
+    "dipole_kernel": "qsm", "forward_field": "qsm", "invert_tkd": "qsm", "invert_tv": "qsm",
+    "qsm": "qsm", "qsm_from_field": "qsm", "unwrap_laplacian": "qsm", "vsharp": "qsm",
+    "reconstruct_noncartesian": "nufft",
+    "image_parts": "recon", "reconstruct": "recon",
+    "landmark_affine": "register", "reslice": "register",
+    "poisson_disc_mask": "sampling", "variable_density_mask": "sampling",
+    "simulate": "simulate",
+    "snr_estimate": "snr", "snr_map": "snr",
+    "make_specimen": "specimens",
+}
+
+__all__ = sorted(_SOURCES)
+
+
+class _Core(types.ModuleType):
+    """This package's module type: ``qsm`` here is the function of the public API, which
+    the import system would replace by the subpackage of the same name on its first
+    import."""
+
+    def __setattr__(self, name, value):
+        if name == "qsm" and isinstance(value, types.ModuleType):
+            return
+        super().__setattr__(name, value)
+
+
+sys.modules[__name__].__class__ = _Core
+
+
+def __getattr__(name):
+    if name not in _SOURCES:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(f"{__name__}.{_SOURCES[name]}"), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__():
+    return sorted(set(globals()) | set(__all__))

@@ -6,17 +6,16 @@ with the same float32 operations in the same order as the numpy form in the call
 module, so the results are the same. They run on a range of planes of the first axis and
 release the GIL, so the slab pool of :mod:`~napari_mrmicro.core.backend` runs ranges on all
 cores. The GPU runs the numpy form on CuPy; these loops are the CPU's. Compiled on first
-use and cached on disk.
+use (:mod:`~napari_mrmicro.core._compiled`: numba is imported then) and cached on disk.
 """
 
 from __future__ import annotations
 
-import numba
 import numpy as np
 
-from napari_mrmicro.core import backend
+from napari_mrmicro.core import _compiled, backend
 
-_jit = numba.njit(cache=True, nogil=True, error_model="numpy")
+_jit = _compiled.njit(cache=True, nogil=True, error_model="numpy")
 
 
 def admm_combine(rhs, tv, dipole, symbols, mu, rho) -> None:

@@ -15,14 +15,15 @@ triangular solve: with it the whole unwrapping of a 128³ box took 2.6–2.8 s a
 per voxel, with this loop and :func:`best_first` 1.3–1.5 s and about 130
 (benchmarks/bench_qsm_unwrap.py, two or three runs each on the 2-core development machine;
 the output was the same on every test volume except where edges of equal quality made the
-trees differ). Compiled by numba (Lam et al.,
-LLVM-HPC 2015); the loop is sequential by nature, bound by the memory latency of its finds.
+trees differ). Compiled by numba on first use (:mod:`~napari_mrmicro.core._compiled`); the
+loop is sequential by nature, bound by the memory latency of its finds.
 """
 
 from __future__ import annotations
 
-import numba
 import numpy as np
+
+from napari_mrmicro.core import _compiled
 
 _TWO_PI = 2.0 * np.pi
 
@@ -70,7 +71,7 @@ def unwrap_along_tree(first, second, order, phase) -> tuple[np.ndarray, np.ndarr
     return steps, number[roots]
 
 
-@numba.njit(cache=True, nogil=True)
+@_compiled.njit(cache=True, nogil=True)
 def _find(parent, offset, x):
     """Root of ``x`` and the multiple of 2π of ``x`` relative to it; the path is then
     pointed at the root, each node with its own total."""
@@ -87,7 +88,7 @@ def _find(parent, offset, x):
     return root, total
 
 
-@numba.njit(cache=True, nogil=True)
+@_compiled.njit(cache=True, nogil=True)
 def _grow(first, second, order, phase):
     n = phase.size
     parent = np.arange(n).astype(np.int32)
