@@ -109,6 +109,38 @@ def test_labels_int64_stored_as_int32_and_restored(tmp_path):
     np.testing.assert_array_equal(back.data, labels)
 
 
+@pytest.mark.parametrize("intent, dtype, expected", [
+    ("label", np.int16, "labels"), ("neuroname", np.uint8, "labels"),
+    ("none", np.int16, "image"), ("label", np.float32, "image")])
+def test_label_intent_of_other_programs(tmp_path, intent, dtype, expected):
+    """A segmentation another program wrote with NIFTI_INTENT_LABEL (1002) or
+    NIFTI_INTENT_NEURONAME (1003) opens as labels; without the intent, or with it on
+    non-integer data, as an image."""
+    data = RNG.integers(0, 5, (6, 5, 4)).astype(dtype)
+    img = nib.Nifti1Image(data, np.diag([0.05, 0.05, 0.05, 1.0]))
+    img.header.set_intent(intent)
+    nib.save(img, tmp_path / "seg.nii.gz")
+    back = nifti.read(tmp_path / "seg.nii.gz")
+    assert back.layer_type == expected
+    np.testing.assert_array_equal(back.data, data.T)
+    assert back.spacing_um == pytest.approx((50.0, 50.0, 50.0))
+
+
+def test_labels_written_with_the_label_intent(tmp_path):
+    """Our labels carry intent 1002 for other programs (nibabel reads it back); our images
+    none; without our header extension the intent alone makes the file labels again."""
+    labels = RNG.integers(0, 9, (4, 5, 6)).astype(np.uint16)
+    nifti.write(tmp_path / "l.nii", Volume(labels, (10, 10, 10), {}, layer_type="labels"))
+    nifti.write(tmp_path / "i.nii", Volume(labels, (10, 10, 10), {}))
+    assert nib.load(tmp_path / "l.nii").header.get_intent()[0] == "label"
+    assert nib.load(tmp_path / "i.nii").header.get_intent()[0] == "none"
+    bare = nib.load(tmp_path / "l.nii")
+    bare.header.extensions.clear()
+    nib.save(nib.Nifti1Image(np.asarray(bare.dataobj), bare.affine, bare.header),
+             tmp_path / "bare.nii")
+    assert nifti.read(tmp_path / "bare.nii").layer_type == "labels"
+
+
 def test_channel_axis_and_2d(tmp_path):
     data = make((2, 3, 4, 5), np.float32)
     nifti.write(tmp_path / "c.nii", Volume(data, (3, 2, 1), {}, channel_axis=0))

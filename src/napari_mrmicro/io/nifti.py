@@ -18,6 +18,10 @@ itself: typical MRM voxel sizes (25 µm, 12.5 µm) are exact in NIfTI-1's float3
 whereas their mm values (0.025) are not; nibabel and ITK-based tools (ITK-SNAP, ANTs,
 3D Slicer) convert micron to their own units. napari-mrmicro metadata (axis labels, layer
 type, acquisition) travel as JSON in a NIfTI "comment" header extension (code 6).
+
+Label volumes: ``intent_code`` NIFTI_INTENT_LABEL (1002: "each voxel is an index into a set
+of labels") or NIFTI_INTENT_NEURONAME (1003) on integer data opens as labels (the comment
+extension, when there is one, has the last word); labels are written with 1002.
 nibabel is an optional dependency: ``pip install napari-mrmicro[nifti]``.
 """
 
@@ -41,6 +45,8 @@ from napari_mrmicro.io._common import (
 
 WRITE_SUFFIXES = (".nii", ".nii.gz")
 
+#: ``intent_code`` values of label volumes: NIFTI_INTENT_LABEL, NIFTI_INTENT_NEURONAME.
+_LABEL_INTENTS = (1002, 1003)
 #: NIfTI spatial unit names (nibabel's spelling) to µm; "unknown" is taken as mm.
 _SPACE_UM = {"meter": 1e6, "mm": 1e3, "micron": 1.0, "unknown": 1e3}
 #: deflate never compresses better than about 1032:1, so a .nii.gz header that promises
@@ -220,6 +226,9 @@ def read(path: Path, lazy: bool | None = None) -> Volume:
             and zooms[3] > 0:  # pixdim[4] in xyzt_units' time unit: the repetition time
         metadata["time_step_s"] = zooms[3] * unit_to_s(time)
     labels, layer_type, name = apply_payload(ours, metadata, labels)
+    if ours is None and int(hdr["intent_code"]) in _LABEL_INTENTS and dtype.kind in "biu" \
+            and not scaled:
+        layer_type = "labels"
     channel_axis = (ours or {}).get("channel_axis")
     if channel_axis not in range(lead):
         channel_axis = None
@@ -381,6 +390,8 @@ def write(path: Path, volume: Volume) -> list[str]:
                               else "unknown")
     img.set_sform(affine, code="scanner")
     img.set_qform(affine, code="scanner")
+    if volume.layer_type == "labels":
+        img.header.set_intent("label")
     img.header["descrip"] = b"napari-mrmicro"
     img.header.extensions.append(
         nib.nifti1.Nifti1Extension("comment", payload_text(
