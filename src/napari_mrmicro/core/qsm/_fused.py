@@ -327,3 +327,60 @@ def _claim(filtered, new, combined, claimed, start, stop):
                 if new[z, y, x]:
                     combined[z, y, x] = filtered[z, y, x]
                     claimed[z, y, x] = True
+
+
+def dirichlet_pass(v, b, gain, interior, fourth_order, weights, centre, cross, out) -> None:
+    """:class:`.multigrid.DirichletLaplacian`'s pass in one visit per voxel: ``out = −∇²v``
+    on ``interior`` (7-point with per-axis ``weights``; where ``fourth_order``, less the
+    ``cross`` terms ``c01·δ²zδ²y + c02·δ²zδ²x + c12·δ²yδ²x`` of the 19-point stencil), 0
+    elsewhere; then ``b − out`` when ``b`` is given, and ``v + gain·(b − out)`` when ``gain``
+    is too. Slab by slab on all cores."""
+    mode = 0 if b is None else 1 if gain is None else 2
+    f32 = np.float32
+    w0, w1, w2 = (f32(w) for w in weights)
+    c01, c02, c12 = (f32(c) for c in cross)
+    has_fourth = fourth_order is not None
+    backend.for_each_slab(np, lambda start, stop: _dirichlet_pass(
+        v, v if b is None else b, f32(0 if gain is None else gain), interior,
+        fourth_order if has_fourth else interior, has_fourth, w0, w1, w2, f32(centre),
+        c01, c02, c12, mode, start, stop, out), v.shape[0], v[0].size)
+
+
+@_jit
+def _dirichlet_pass(v, b, gain, interior, fourth, has_fourth, w0, w1, w2, centre, c01, c02,
+                    c12, mode, start, stop, out):
+    ny, nx = v.shape[1], v.shape[2]
+    two = np.float32(2)
+    for z in range(start, stop):
+        for y in range(ny):
+            for x in range(nx):
+                here = np.float32(0)
+                if interior[z, y, x]:  # never on the array's faces
+                    here = v[z, y, x] * centre
+                    here -= (v[z - 1, y, x] + v[z + 1, y, x]) * w0
+                    here -= (v[z, y - 1, x] + v[z, y + 1, x]) * w1
+                    here -= (v[z, y, x - 1] + v[z, y, x + 1]) * w2
+                    if has_fourth and fourth[z, y, x]:
+                        low = (c01 * ((v[z - 1, y - 1, x] + v[z - 1, y + 1, x])
+                                      - two * v[z - 1, y, x])
+                               + c02 * ((v[z - 1, y, x - 1] + v[z - 1, y, x + 1])
+                                        - two * v[z - 1, y, x]))
+                        high = (c01 * ((v[z + 1, y - 1, x] + v[z + 1, y + 1, x])
+                                       - two * v[z + 1, y, x])
+                                + c02 * ((v[z + 1, y, x - 1] + v[z + 1, y, x + 1])
+                                         - two * v[z + 1, y, x]))
+                        dy = (v[z, y - 1, x] + v[z, y + 1, x]) - two * v[z, y, x]
+                        mid = c01 * dy + c02 * ((v[z, y, x - 1] + v[z, y, x + 1])
+                                                - two * v[z, y, x])
+                        dy_left = (v[z, y - 1, x - 1] + v[z, y + 1, x - 1]) \
+                            - two * v[z, y, x - 1]
+                        dy_right = (v[z, y - 1, x + 1] + v[z, y + 1, x + 1]) \
+                            - two * v[z, y, x + 1]
+                        terms = (low + high) - two * mid
+                        terms += c12 * ((dy_left + dy_right) - two * dy)
+                        here -= terms
+                if mode >= 1:
+                    here = b[z, y, x] - here
+                if mode == 2:
+                    here = here * gain + v[z, y, x]
+                out[z, y, x] = here

@@ -50,8 +50,8 @@ VSHARP_VOLUMES = 10
 #: Float32 volumes of the padded grid :func:`pdf` holds at its peak (W², the
 #: mask, the dipole, CG's χ, r, p and A·p, a spectrum and its inverse transform).
 PDF_VOLUMES = 9
-#: Float32 volumes of the mask's bounding box :func:`lbv` holds at its peak (measured 16.1
-#: with tracemalloc: BiCGSTAB's eight, the V-cycle's iterate, sweep, correction and coarse
+#: Float32 volumes of the mask's bounding box :func:`lbv` holds at its peak (measured
+#: 16.1-16.9 with tracemalloc: BiCGSTAB's eight, the V-cycle's iterate, sweep, correction and coarse
 #: levels, the field in and out, the masks).
 LBV_VOLUMES = 18
 
@@ -483,8 +483,7 @@ def lbv(total_field_ppm, mask, spacing_um, tol: float = 1e-4, max_iter: int = 20
     max_iter : int
         At most this many BiCGSTAB iterations (each two V-cycles and two applications of
         the Laplacian, no FFT); 3 for the 205-voxel ellipsoid of ``benchmarks/bench_qsm.py``
-        (1.4 s on 2 cores; 0.95 s for 6 iterations of CG with the 7-point stencil), nearly
-        independent of the size.
+        (0.6 s on 2 cores), nearly independent of the size.
     callback : callable, optional
         ``callback(iteration, total)``; returning ``False`` stops with the current solution.
     device : {"cpu", "gpu"}, optional

@@ -32,7 +32,9 @@ Why our own: pyamg (algebraic multigrid) needs the sparse matrix of the whole gr
 nonzeros per voxel) and runs on the CPU only; no maintained library does geometric
 multigrid on a masked 3-D grid for numpy and CuPy arrays alike. Every operation is written
 with the array namespace of :mod:`~napari_mrmicro.core.backend` (slab by slab on all cores
-on the CPU, whole-volume on the GPU).
+on the CPU, whole-volume on the GPU); on the CPU the Laplacian's pass is one compiled visit
+per voxel (:func:`._fused.dirichlet_pass`, the same bits; 30 → 5 ms for the fourth-order
+operator on a 207×207×105 box, 2 cores).
 """
 
 from __future__ import annotations
@@ -40,6 +42,7 @@ from __future__ import annotations
 import numpy as np
 
 from napari_mrmicro.core import backend
+from napari_mrmicro.core.qsm import _fused
 
 #: Damped-Jacobi weight: the smoothing optimum of the 7-point Laplacian in 3-D.
 JACOBI_WEIGHT = 6 / 7
@@ -92,9 +95,15 @@ class DirichletLaplacian:
 
     def _pass(self, v, b=None, gain=None):
         """``−∇²v``, or the residual against ``b``, or a Jacobi sweep: one pass slab by
-        slab, the extra steps on each slab while it is in cache."""
+        slab, the extra steps on each slab while it is in cache (on the CPU one compiled
+        visit per voxel, :func:`._fused.dirichlet_pass`, with the same bits)."""
         xp, n = self.xp, v.shape[0]
         out = xp.empty_like(v)
+        if xp is np:
+            _fused.dirichlet_pass(v, b, gain, self.interior, self.fourth_order,
+                                  [1 if w is None else w for w in self.weights],
+                                  self.centre, self.cross.values(), out)
+            return out
 
         def work(start, stop):
             here = out[start:stop]
