@@ -380,5 +380,12 @@ def test_info_says_what_a_file_holds(realdata, tmp_path, capsys):
     out = capsys.readouterr().out
     assert "4D-series.ome.tif: image, int8 (t, z, y, x)" in out
     assert "NOT stated by the file: assumed" in out and "not placed" in out
+    # a 2-D image (Bio-Formats OME-TIFF): its plane, placed at the stage position
+    assert main(["info", str(realdata("tiff/exampletiffs/"
+                                      "170918_tn_neutrophil_migration_wave.ome.tif"))]) == 0
+    out = capsys.readouterr().out
+    assert "(y, x) 1024 × 1024" in out and "voxel 1 × 1 µm (stated by the file)" in out
+    assert "first voxel at (A 16478.9, R 54555.6); array axes run A, R" in out
+    assert "channels 488 TIRF left" in out
     assert main(["info", str(tmp_path / "none.nii")]) == 2
     assert "no such file" in capsys.readouterr().err

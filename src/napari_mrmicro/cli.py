@@ -510,7 +510,8 @@ def _describe(volume, name: str) -> list[str]:
     lines.append(f"  voxel {' × '.join(f'{s:g}' for s in spacing)} µm ({stated}); field of "
                  f"view {' × '.join(f'{f:g}' for f in fov)} µm")
     placed = volume.world_affine_um()
-    first = ", ".join(f"{a} {v:.1f}" for a, v in zip("SAR", placed[:3, 3]))
+    n = placed.shape[0] - 1
+    first = ", ".join(f"{a} {v:.1f}" for a, v in zip("SAR"[3 - n:], placed[:n, n]))
     where = "placed by the file" if volume.affine_um is not None or volume.origin_um \
         else "not placed: voxel 0 at the origin"
     lines.append(f"  world (µm, RAS+): first voxel at ({first}); array axes run "

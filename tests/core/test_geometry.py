@@ -63,3 +63,5 @@ def test_axis_directions_name_where_each_array_axis_runs():
     (a, da), (b, db), (r, dr) = axis_directions(turn)
     assert (a, b, r) == ("I", "A", "R") and da == 0.0
     assert db == pytest.approx(30.0) and dr == pytest.approx(30.0)
+    # a 2-D image's plane is A-R (napari's y, x)
+    assert axis_directions(np.diag([-2.0, 3.0, 1.0])) == [("P", 0.0), ("R", 0.0)]

@@ -149,13 +149,17 @@ def split_scale(affine_um) -> tuple[tuple[float, ...], np.ndarray]:
 
 def axis_directions(affine_um) -> list[tuple[str, float]]:
     """Where each array axis runs in the world: the nearest RAS+ direction in napari's
-    order (``S``/``I``, ``A``/``P``, ``R``/``L``) and its angle from it in degrees (0 for
-    an axis-aligned grid; an oblique slab's tilt otherwise)."""
+    order (``S``/``I``, ``A``/``P``, ``R``/``L``; a 2-D image's plane is A-R) and its angle
+    from it in degrees (0 for an axis-aligned grid; an oblique slab's tilt otherwise)."""
+    affine = np.asarray(affine_um, dtype=float)
+    n = affine.shape[0] - 1
+    positive, negative = "SAR"[3 - n:], "IPL"[3 - n:]
     out = []
-    for column in np.asarray(affine_um, dtype=float)[:3, :3].T:
+    for column in affine[:n, :n].T:
         k = int(np.argmax(np.abs(column)))
         cosine = min(1.0, abs(column[k]) / float(np.linalg.norm(column)))
-        out.append((("SAR" if column[k] > 0 else "IPL")[k], math.degrees(math.acos(cosine))))
+        out.append(((positive if column[k] > 0 else negative)[k],
+                    math.degrees(math.acos(cosine))))
     return out
 
 
