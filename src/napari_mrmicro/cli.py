@@ -512,8 +512,7 @@ def _describe(volume, name: str) -> list[str]:
     placed = volume.world_affine_um()
     n = placed.shape[0] - 1
     first = ", ".join(f"{a} {v:.1f}" for a, v in zip("SAR"[3 - n:], placed[:n, n]))
-    where = "placed by the file" if volume.affine_um is not None or volume.origin_um \
-        else "not placed: voxel 0 at the origin"
+    where = "placed by the file" if volume.placed() else "not placed: voxel 0 at the origin"
     lines.append(f"  world (µm, RAS+): first voxel at ({first}); array axes run "
                  f"{', '.join(_direction_text(d) for d in axis_directions(placed))}; "
                  f"{where}")

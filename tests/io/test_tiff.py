@@ -484,9 +484,10 @@ def test_realdata_optical_files_open_with_their_sizes(realdata, name, spacing, u
 
 @pytest.mark.parametrize("suffix", [".ome.zarr", ".nii", ".tif"])
 def test_an_uncalibrated_image_stays_uncalibrated_when_converted(realdata, tmp_path, suffix):
-    """The OME sample states no pixel size: converted by `mrmicro convert` it must not turn
-    into a file of 1 µm voxels. Each format records that the spacing was assumed, OME-Zarr
-    also by axes without a unit (and t as a time axis), ImageJ by its "pixel" unit."""
+    """The OME sample states no pixel size and no position: converted by `mrmicro convert`
+    it must not turn into a file of 1 µm voxels placed at the origin. Each format records
+    that the spacing was assumed and the placement unknown, OME-Zarr also by axes without a
+    unit (and t as a time axis), ImageJ by its "pixel" unit."""
     from napari_mrmicro._reader import read_layers
     from napari_mrmicro.cli import main
     from napari_mrmicro.pipeline import load_volume
@@ -496,6 +497,7 @@ def test_an_uncalibrated_image_stays_uncalibrated_when_converted(realdata, tmp_p
     assert main(["convert", str(source), str(out)]) == 0
     back = load_volume(out)
     assert back.metadata["uncalibrated"] and back.metadata["spacing_known"] is False
+    assert not back.placed() and load_volume(source).placed() is False
     assert back.axis_labels == ("t", "z", "y", "x")
     for _, kwargs, _ in read_layers(str(out)):
         assert kwargs["units"][-3:] == ("pixel",) * 3
@@ -517,6 +519,6 @@ def test_a_converted_microscope_image_keeps_its_channel_and_stage(realdata, tmp_
     assert main(["convert", str(source), str(tmp_path / f"n{suffix}")]) == 0
     back = load_volume(tmp_path / f"n{suffix}")
     assert back.metadata["channels"] == [{"name": "488 TIRF left"}]
-    assert back.origin_um == pytest.approx((16478.87, 54555.58))
+    assert back.origin_um == pytest.approx((16478.87, 54555.58)) and back.placed()
     assert back.spacing_um == pytest.approx((1.0, 1.0)) and back.metadata.get(
         "spacing_known", True)

@@ -149,6 +149,14 @@ class Volume:
             return np.asarray(self.affine_um, dtype=float)
         return geometry.grid_affine(self.spacing_um, self.origin_um)
 
+    def placed(self) -> bool:
+        """Whether a file stated where the volume is (an affine or voxel 0's position), not
+        the default of voxel 0 at the origin; a file we wrote for an unplaced volume says
+        so in its payload (``metadata["placed"]``), though its format holds a position."""
+        if isinstance(self.metadata.get("placed"), bool):
+            return self.metadata["placed"]
+        return self.affine_um is not None or self.origin_um is not None
+
     def lead_steps(self) -> tuple:
         """``(step, unit)`` of each leading (non-spatial) axis: the axis labelled ``t``
         carries ``metadata["time_step_s"]`` in seconds when the file states it (a time
@@ -386,8 +394,8 @@ def payload_text(volume: Volume, fmt: str, dtype: np.dtype, **extra) -> str:
     The JSON holds the axis labels, layer type, ``dtype`` (the data's dtype before the
     writer converted it for the file), name, acquisition, how the values were computed
     (:data:`PROCESSING_KEYS`), optical channels, whether the spacing was only assumed
-    (:data:`CALIBRATION_KEYS`) and the format and header the volume was first read from,
-    plus the format-specific ``extra`` keys.
+    (:data:`CALIBRATION_KEYS`) or the placement (:meth:`Volume.placed`), and the format and
+    header the volume was first read from, plus the format-specific ``extra`` keys.
     """
     md = volume.metadata
     payload = {
@@ -404,6 +412,8 @@ def payload_text(volume: Volume, fmt: str, dtype: np.dtype, **extra) -> str:
     payload.update({k: md[k] for k in PROCESSING_KEYS + CHANNEL_KEYS if md.get(k) is not None})
     if not spacing_known(md):
         payload.update({k: md[k] for k in CALIBRATION_KEYS if k in md})
+    if not volume.placed():
+        payload["placed"] = False
     if md.get("format") == fmt:  # read from this format: pass on what it carried
         payload.update({k: md[k] for k in _SOURCE_KEYS if k in md})
     elif md.get("format"):
@@ -443,6 +453,8 @@ def apply_payload(payload: dict | None, metadata: dict, labels: tuple) -> tuple:
         metadata["value_unit"] = payload["value_unit"]
     metadata.update({k: payload[k] for k in _SOURCE_KEYS + PROCESSING_KEYS + CHANNEL_KEYS
                      + CALIBRATION_KEYS if k in payload})
+    if payload.get("placed") is False:
+        metadata["placed"] = False
     if len(payload.get("axis_labels") or ()) == len(labels):
         labels = tuple(payload["axis_labels"])
     return labels, payload.get("layer_type", "image"), payload.get("name")
