@@ -144,7 +144,9 @@ def cmd_recon(args) -> int:
         {"name": "tukey", "alpha": args.tukey_alpha} if args.window == "tukey" else args.window
     partial = None
     if args.partial_fourier != "auto":
-        partial = {"axis": "zyx".index(args.pf_axis) - 3, "method": args.partial_fourier}
+        partial = {"method": args.partial_fourier}
+        if args.pf_axis is not None:
+            partial["axis"] = "zyx".index(args.pf_axis) - 3
         if args.pf_fraction is not None:
             partial["fraction"] = args.pf_fraction
     from napari_mrmicro.core.backend import use_device
@@ -747,7 +749,9 @@ def _parser() -> argparse.ArgumentParser:
                    help="zero-fill factor >= 1 (voxels shrink by it; default 1)")
     p.add_argument("--partial-fourier", choices=("auto", "homodyne", "pocs"), default="auto",
                    help="partial-Fourier completion (auto: detected from the data)")
-    p.add_argument("--pf-axis", choices=("z", "y", "x"), default="y")
+    p.add_argument("--pf-axis", choices=("z", "y", "x"),
+                   help="the partly acquired axis (default: the one the data show partly "
+                        "acquired, e.g. x for a ParaVision partial echo)")
     p.add_argument("--pf-fraction", type=_one(float, 0.5, 1.0, above=True), help="acquired fraction (default: detected)")
     p.add_argument("--cs", choices=("off", "l1_wavelet", "tv"), default="off",
                    help="compressed sensing for undersampled scans (default off)")

@@ -119,6 +119,16 @@ def test_paravision_360_raw_reconstructed_onto_its_2dseq(make_napari_viewer, qtb
                                layer_geometry(vendor).affine_um, atol=1e-6)
     a, b = magnitude.data[9], np.asarray(vendor.data[9], dtype=np.float32)
     assert np.corrcoef(a.ravel(), b.ravel())[0, 1] > 0.95
+    # homodyne chosen, its axis left to the data: the partial echo's readout (x)
+    dock.pf_method.value = "homodyne"
+    assert dock.pf_axis.value == "detected" and "axis" not in dock.options()["partial_fourier"]
+    finish(qtbot, dock.run(), viewer, 6)
+    homodyne = viewer.layers[-2]
+    assert "homodyne" in homodyne.name and homodyne.data.shape == (18, 128, 256)
+    a = homodyne.data[9]
+    assert np.corrcoef(a.ravel(), b.ravel())[0, 1] > 0.95
+    dock.pf_axis.value = "x"
+    assert dock.options()["partial_fourier"] == {"method": "homodyne", "axis": -1}
 
 
 def test_paravision_epi_raw_unwarped_with_the_field_map(make_napari_viewer, qtbot, realdata):

@@ -90,32 +90,44 @@ def estimate_recon_bytes(shape, zero_fill=1, kspace_axes=(-3, -2, -1), coil_axis
     return total
 
 
+def _partial_axes(data, sampled, axes) -> list:
+    """``[(axis, (start, stop))]``: the k-space axes along which the ``sampled`` mask covers
+    a range asymmetric about DC (partial Fourier); at most one."""
+    if sampled is None:
+        return []
+    mask = np.asarray(sampled, dtype=bool)
+    offset = data.ndim - mask.ndim
+    found = []
+    for axis in axes:
+        if axis - offset < 0:
+            continue
+        m = axis - offset
+        covered = np.flatnonzero(np.any(mask, axis=tuple(a for a in range(mask.ndim)
+                                                           if a != m)))
+        c = mask.shape[m] // 2  # partial Fourier: the range is asymmetric about DC
+        if covered.size and covered[0] <= c <= covered[-1] and abs(
+                (c - covered[0]) - (covered[-1] - c)) > 1:
+            found.append((axis, (int(covered[0]), int(covered[-1]) + 1)))
+    if len(found) > 1:
+        raise ValueError("reconstruct: the sampled mask is partial Fourier along "
+                         f"{len(found)} axes; only one axis is supported")
+    return found
+
+
 def _partial_fourier_plan(data, partial_fourier, sampled, axes):
     """(axis, (start, stop), method, options) or None."""
     if partial_fourier is None:
-        if sampled is None:
-            return None
-        mask = np.asarray(sampled, dtype=bool)
-        offset = data.ndim - mask.ndim
-        found = []
-        for axis in axes:
-            if axis - offset < 0:
-                continue
-            m = axis - offset
-            covered = np.flatnonzero(np.any(mask, axis=tuple(a for a in range(mask.ndim)
-                                                               if a != m)))
-            c = mask.shape[m] // 2  # partial Fourier: the range is asymmetric about DC
-            if covered.size and covered[0] <= c <= covered[-1] and abs(
-                    (c - covered[0]) - (covered[-1] - c)) > 1:
-                found.append((axis, (int(covered[0]), int(covered[-1]) + 1)))
-        if len(found) > 1:
-            raise ValueError("reconstruct: the sampled mask is partial Fourier along "
-                             f"{len(found)} axes; only one axis is supported")
+        found = _partial_axes(data, sampled, axes)
         return (found[0][0], found[0][1], "pocs", {}) if found else None
     if not isinstance(partial_fourier, dict) or set(partial_fourier) - _PF_KEYS:
         raise ValueError("reconstruct: partial_fourier must be None or a dict with keys "
                          f"{sorted(_PF_KEYS)}, got {partial_fourier!r}")
-    axis = _axis(data.ndim, partial_fourier.get("axis", -1), "partial_fourier axis")
+    axis = partial_fourier.get("axis")
+    if axis is None:  # the axis partly acquired: by the sampled mask, else the non-zeros
+        found = _partial_axes(data, np.asarray(data) != 0 if sampled is None else sampled,
+                              axes)
+        axis = found[0][0] if found else -1
+    axis = _axis(data.ndim, axis, "partial_fourier axis")
     if axis not in axes:
         raise ValueError(f"reconstruct: partial_fourier axis {axis} is not a k-space axis")
     method = partial_fourier.get("method", "pocs")
@@ -154,9 +166,11 @@ def reconstruct(kspace_data, window=None, zero_fill=1, partial_fourier=None, coi
         image is scaled by √(N_filled/N) so intensities and noise σ do not change.
     partial_fourier : None or dict
         ``{"axis": -1, "method": "homodyne" | "pocs", "fraction": 5/8}`` (``fraction``
-        optional: by default the acquired range is where the data are non-zero;
-        ``iterations`` and ``tol`` tune POCS). None detects partial Fourier from a KSpace's
-        ``sampled`` mask (one side of one axis not acquired) and then uses POCS.
+        optional: by default the acquired range is where the data are non-zero; without
+        ``axis``, the axis a KSpace's ``sampled`` mask, or else the data's non-zero
+        samples, show partly acquired, else the last; ``iterations`` and ``tol`` tune
+        POCS). None detects partial Fourier from a
+        KSpace's ``sampled`` mask (one side of one axis not acquired) and then uses POCS.
     coil_maps : ndarray, optional
         Coil sensitivities ``(coil, z, y, x)`` on the reconstructed grid: sensitivity-weighted
         combination (complex). Without maps, coils are combined by root-sum-of-squares,

@@ -62,8 +62,12 @@ class ReconstructionWidget(Container):
                                           "echo: auto (from the sampling mask), homodyne (Noll "
                                           "et al., IEEE TMI 1991;10:154) or POCS (Haacke et "
                                           "al., J Magn Reson 1991;92:126).")
-        self.pf_axis = ComboBox(label="partial Fourier axis", choices=list(AXES), value="y",
-                                tooltip="Axis (z, y, x) along which k-space is partly acquired.")
+        self.pf_axis = ComboBox(label="partial Fourier axis", choices=["detected", *AXES],
+                                value="detected",
+                                tooltip="Axis (z, y, x) along which k-space is partly acquired; "
+                                        "detected: the one the layer's sampling mask (else its "
+                                        "zero samples) shows, e.g. x for a ParaVision partial "
+                                        "echo.")
         self.pf_fraction = FloatSpinBox(label="acquired fraction", min=0.5, max=1.0,
                                         step=0.0625, value=1.0,
                                         tooltip="Acquired fraction of k-space along that axis "
@@ -118,7 +122,9 @@ class ReconstructionWidget(Container):
             window = self.window.value
         partial = None  # "auto": detected from the layer's sampling mask
         if self.pf_method.value != "auto":
-            partial = {"axis": AXES[self.pf_axis.value], "method": self.pf_method.value}
+            partial = {"method": self.pf_method.value}
+            if self.pf_axis.value in AXES:
+                partial["axis"] = AXES[self.pf_axis.value]
             if self.pf_fraction.value < 1:
                 partial["fraction"] = self.pf_fraction.value
         return {"window": window, "zero_fill": float(self.zero_fill.value),
