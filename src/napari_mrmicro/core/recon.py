@@ -169,8 +169,8 @@ def reconstruct(kspace_data, window=None, zero_fill=1, partial_fourier=None, coi
         optional: by default the acquired range is where the data are non-zero; without
         ``axis``, the axis a KSpace's ``sampled`` mask, or else the data's non-zero
         samples, show partly acquired, else the last; ``iterations`` and ``tol`` tune
-        POCS). None detects partial Fourier from a
-        KSpace's ``sampled`` mask (one side of one axis not acquired) and then uses POCS.
+        POCS). None detects partial Fourier from a KSpace's ``sampled`` mask (one side of
+        one axis not acquired) and then uses POCS.
     coil_maps : ndarray, optional
         Coil sensitivities ``(coil, z, y, x)`` on the reconstructed grid: sensitivity-weighted
         combination (complex). Without maps, coils are combined by root-sum-of-squares,

@@ -17,16 +17,16 @@ Spotz & Carey, Numer Methods Partial Differ Equ 1996;12:235): for a harmonic fun
 ``Σ_{a<b} (h_a² + h_b²)/12 · ∂²_a∂²_b``, which cancels the 7-point stencil's error
 ``Σ_a h_a²/12 · ∂⁴_a`` (``∂⁴_a = −Σ_{b≠a} ∂²_a∂²_b`` where ``∇² = 0``), so harmonic
 quartics are differenced exactly. Its symbol is at least a third of the 7-point one's for
-any spacing, so the 7-point V-cycle preconditions it well.
+any spacing, so a V-cycle whose coarse levels are 7-point preconditions it well.
 
 The V-cycle: vertex-centred coarsening (coarse voxel ``J`` is fine voxel ``2J``, the coarse
 interior the fine interior sampled there, spacing doubled), trilinear prolongation ``P``
 masked to the fine interior, restriction ``R = Pᵀ/8`` masked to the coarse interior (full
-weighting), the operator rediscretised on each level, and ``ν`` damped-Jacobi sweeps
-(ω = 6/7) before and after the coarse-grid correction, ``4·max(shape)`` sweeps on the
-coarsest grid. With the same sweeps before and after and ``R ∝ Pᵀ``, the V-cycle is a
-symmetric positive-definite linear operator (ω < 1: each sweep contracts in the energy
-norm), as preconditioned CG requires.
+weighting), the 7-point operator rediscretised on each coarser level, and ``ν``
+damped-Jacobi sweeps (ω = 6/7) before and after the coarse-grid correction,
+``4·max(shape)`` sweeps on the coarsest grid. For the 7-point operator, with the same
+sweeps before and after and ``R ∝ Pᵀ``, the V-cycle is a symmetric positive-definite linear
+operator (ω < 1: each sweep contracts in the energy norm), as preconditioned CG requires.
 
 Why our own: pyamg (algebraic multigrid) needs the sparse matrix of the whole grid (7
 nonzeros per voxel) and runs on the CPU only; no maintained library does geometric
