@@ -87,6 +87,27 @@ def _resample(count: int):
     return f"resample_path {count} points", RESAMPLE_BYTES_PER_POINT * count, peak
 
 
+def _lbv(n: int):
+    import numpy as np
+
+    from napari_mrmicro.core.qsm.background import LBV_VOLUMES, lbv
+
+    def problem(size):
+        z, y, x = np.ogrid[:size, :size, :size // 2]
+        mask = ((z - size / 2) / (0.4 * size)) ** 2 + ((y - size / 2) / (0.4 * size)) ** 2 \
+            + ((x - size / 4) / (0.2 * size)) ** 2 <= 1
+        field = (np.sin(z / 7.0) * np.cos(y / 5.0) + x / size).astype(np.float32)
+        return field, mask
+
+    lbv(*problem(24), 10.0)  # the compiled loops' one-time load is not the volume's
+    field, mask = problem(n)
+    box = [int(np.ptp(np.flatnonzero(mask.any(axis=tuple(b for b in range(3) if b != a))))) + 3
+           for a in range(3)]
+    estimate = 4 * LBV_VOLUMES["cpu"] * int(np.prod(box))
+    peak = _measured(lambda: lbv(field, mask, 10.0))
+    return f"lbv {field.shape}, mask box {tuple(box)}", estimate, peak
+
+
 def _worker(queue, job, args):
     queue.put(job(*args))
 
@@ -100,7 +121,7 @@ def main(argv=None) -> int:
             (_recon, (n // 2, 2.0, "complex")), (_simulate, (m,)),
             (_specimen, ("tube", 2 * m)), (_specimen, ("cochlea", 2 * m)),
             (_specimen, ("tooth", m)), (_specimen, ("microdiamonds", 2 * m)),
-            (_resample, (4_000_000,))]
+            (_resample, (4_000_000,)), (_lbv, (2 * n,))]
     context = multiprocessing.get_context("spawn")
     failed = 0
     print(f"{'operation':55s} {'estimate MiB':>12s} {'peak MiB':>9s} {'estimate/peak':>13s}")
