@@ -180,51 +180,77 @@ class DirichletLaplacian:
 
 def prolong(coarse, fine_shape):
     """Trilinear interpolation ``P`` onto the fine grid: fine voxel ``2j`` takes coarse
-    voxel ``j``, ``2j+1`` the mean of ``j`` and ``j+1`` (0 past the last), axis by axis."""
+    voxel ``j``, ``2j+1`` the mean of ``j`` and ``j+1`` (0 past the last), axis by axis:
+    along z on the whole grid, then along y and x slab by slab on all cores."""
     xp = backend.array_namespace(coarse)
-    out = coarse
-    for axis, n in enumerate(fine_shape):
-        shape = list(out.shape)
-        shape[axis] = n
-        fine = xp.empty(shape, np.float32)
-        even, odd = [slice(None)] * 3, [slice(None)] * 3
-        even[axis], odd[axis] = slice(0, None, 2), slice(1, None, 2)
-        fine[tuple(even)] = out
-        odds = fine[tuple(odd)]
-        m = odds.shape[axis]  # odd voxels: those with a coarse voxel on each side ...
-        left, right = [slice(None)] * 3, [slice(None)] * 3
-        left[axis], right[axis] = slice(0, m), slice(1, m + 1)
-        xp.multiply(out[tuple(left)], np.float32(0.5), out=odds)
-        right_values = out[tuple(right)]
-        if right_values.shape[axis] == m:
-            odds += np.float32(0.5) * right_values
-        else:  # ... but the last one, past the coarse grid, has only its left neighbour
-            head = [slice(None)] * 3
-            head[axis] = slice(0, m - 1)
-            odds[tuple(head)] += np.float32(0.5) * right_values
-        out = fine
-    return out
+    along_z = _prolong_axis(xp, coarse, 0, fine_shape[0])
+    fine = xp.empty(fine_shape, np.float32)
+
+    def work(start, stop):
+        part = _prolong_axis(xp, along_z[start:stop], 1, fine_shape[1])
+        fine[start:stop] = _prolong_axis(xp, part, 2, fine_shape[2])
+
+    backend.for_each_slab(xp, work, fine_shape[0], fine_shape[1] * fine_shape[2])
+    return fine
+
+
+def _prolong_axis(xp, out, axis: int, n: int):
+    """``out`` interpolated to ``n`` voxels along ``axis``."""
+    shape = list(out.shape)
+    shape[axis] = n
+    fine = xp.empty(shape, np.float32)
+    even, odd = [slice(None)] * 3, [slice(None)] * 3
+    even[axis], odd[axis] = slice(0, None, 2), slice(1, None, 2)
+    fine[tuple(even)] = out
+    odds = fine[tuple(odd)]
+    m = odds.shape[axis]  # odd voxels: those with a coarse voxel on each side ...
+    left, right = [slice(None)] * 3, [slice(None)] * 3
+    left[axis], right[axis] = slice(0, m), slice(1, m + 1)
+    xp.multiply(out[tuple(left)], np.float32(0.5), out=odds)
+    right_values = out[tuple(right)]
+    if right_values.shape[axis] == m:
+        odds += np.float32(0.5) * right_values
+    else:  # ... but the last one, past the coarse grid, has only its left neighbour
+        head = [slice(None)] * 3
+        head[axis] = slice(0, m - 1)
+        odds[tuple(head)] += np.float32(0.5) * right_values
+    return fine
 
 
 def restrict(fine, coarse_shape):
     """``Pᵀ/8`` (full weighting): coarse voxel ``j`` takes fine voxel ``2j`` plus half of
-    ``2j ± 1``, axis by axis, over 8."""
+    ``2j ± 1``, axis by axis, over 8; slab by slab of coarse planes on all cores."""
     xp = backend.array_namespace(fine)
-    out = fine
-    for axis, m in enumerate(coarse_shape):
-        even, odd = [slice(None)] * 3, [slice(None)] * 3
-        even[axis], odd[axis] = slice(0, None, 2), slice(1, None, 2)
-        coarse = out[tuple(even)] * np.float32(0.5)  # the halving of P^T/2 per axis
-        odds = out[tuple(odd)] * np.float32(0.25)
-        k = odds.shape[axis]
-        below, above = [slice(None)] * 3, [slice(None)] * 3
-        below[axis], above[axis] = slice(0, k), slice(1, k + 1)
-        coarse[tuple(below)] += odds  # 2j+1 → j
-        head = [slice(None)] * 3
-        head[axis] = slice(0, min(k, m - 1))
-        coarse[tuple(above)] += odds[tuple(head)]  # 2j−1 → j
-        out = xp.ascontiguousarray(coarse)
-    return out
+    n = fine.shape[0]
+    coarse = xp.empty(coarse_shape, np.float32)
+
+    def work(start, stop):  # along z: planes 2j, then 2j+1, then 2j−1 (as along y and x)
+        part = fine[2 * start:2 * stop:2] * np.float32(0.5)
+        after = fine[2 * start + 1:min(n, 2 * stop + 1):2] * np.float32(0.25)
+        part[:after.shape[0]] += after
+        before = fine[2 * max(start, 1) - 1:2 * stop - 1:2] * np.float32(0.25)
+        part[part.shape[0] - before.shape[0]:] += before
+        part = _restrict_axis(xp, part, 1, coarse_shape[1])
+        coarse[start:stop] = _restrict_axis(xp, part, 2, coarse_shape[2])
+
+    backend.for_each_slab(xp, work, coarse_shape[0], 2 * fine.shape[1] * fine.shape[2])
+    return coarse
+
+
+def _restrict_axis(xp, out, axis: int, m: int):
+    """``out`` restricted to ``m`` voxels along ``axis``."""
+    even, odd = [slice(None)] * 3, [slice(None)] * 3
+    even[axis], odd[axis] = slice(0, None, 2), slice(1, None, 2)
+    coarse = out[tuple(even)] * np.float32(0.5)  # the halving of P^T/2 per axis
+    odds = out[tuple(odd)] * np.float32(0.25)
+    k = odds.shape[axis]
+    below, above = [slice(None)] * 3, [slice(None)] * 3
+    below[axis], above[axis] = slice(0, k), slice(1, k + 1)
+    coarse[tuple(below)] += odds  # 2j+1 → j
+    head = [slice(None)] * 3
+    head[axis] = slice(0, min(k, m - 1))
+    coarse[tuple(above)] += odds[tuple(head)]  # 2j−1 → j
+    return coarse
 
 
 class VCycle:
