@@ -36,3 +36,23 @@ def test_public_names_resolve_and_qsm_is_the_function():
                "print('numba' in sys.modules, a.real.min())\n"
                "print(sorted(set(core.__all__) - set(dir(core))))")
     assert out.splitlines() == ["True", "False", "True 2.0", "[]"]
+
+
+def test_compiled_loops_load_once_when_threads_call_them_together():
+    """The slab pool's threads may make the first calls of a compiled loop at once: numba
+    is loaded once, every thread gets the compiled result."""
+    out = _run("import threading\n"
+               "import numpy as np\n"
+               "from napari_mrmicro.core.qsm import _fused\n"
+               "stub = _fused.multiply_planes\n"
+               "results, barrier = [], threading.Barrier(4)\n"
+               "def work(k):\n"
+               "    s = np.full((3, 4, 5), k + 1, np.complex64); f = np.full((3, 4, 5), 2, np.float32)\n"
+               "    o = np.empty_like(s)\n"
+               "    barrier.wait()\n"
+               "    stub(s.view(np.float32), f, o.view(np.float32))\n"
+               "    results.append(float(o.real.min()) == 2 * (k + 1))\n"
+               "threads = [threading.Thread(target=work, args=(k,)) for k in range(4)]\n"
+               "[t.start() for t in threads]; [t.join() for t in threads]\n"
+               "print(results.count(True), type(_fused.multiply_planes).__name__)")
+    assert out == "4 CPUDispatcher"
