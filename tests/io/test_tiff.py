@@ -132,13 +132,16 @@ def test_bool_and_uint8_and_float64(tmp_path):
     np.testing.assert_array_equal(back.data, doubles.astype(np.float32))
 
 
-def test_negative_int16_stored_exactly_as_float32(tmp_path):
-    data = RNG.integers(-3000, 3000, (3, 4, 5)).astype(np.int16)
-    tiff.write(tmp_path / "signed.tif", Volume(data, (1, 1, 1), {}))
-    assert tifffile.TiffFile(tmp_path / "signed.tif").series[0].dtype == np.float32
-    back = tiff.read(tmp_path / "signed.tif")
-    assert back.data.dtype == np.int16
-    np.testing.assert_array_equal(back.data, data)
+def test_signed_integers_stored_as_signed_16_bit(tmp_path):
+    """ImageJ opens signed 16-bit TIFFs (as unsigned plus 32768, calibrated back): int16
+    stays int16, int8 and small int32 become int16, exactly (not float32, twice the size)."""
+    for dtype in (np.int16, np.int8, np.int32):
+        data = RNG.integers(-100, 100, (3, 4, 5)).astype(dtype)
+        tiff.write(tmp_path / "signed.tif", Volume(data, (1, 1, 1), {}))
+        assert tifffile.TiffFile(tmp_path / "signed.tif").series[0].dtype == np.int16
+        back = tiff.read(tmp_path / "signed.tif")
+        assert back.data.dtype == dtype
+        np.testing.assert_array_equal(back.data, data)
 
 
 @pytest.mark.parametrize("data,problem", [

@@ -18,7 +18,7 @@ position, and an ImageJ description beside the OME-XML) gives one volume per pos
 their names (tifffile would fill their planes with zeros). A file without any calibration
 is flagged ``metadata["uncalibrated"]``: its layers are in napari's ``pixel`` units.
 
-Writes ImageJ hyperstacks (uint8, uint16 or float32 only, µm units, z spacing and origin)
+Writes ImageJ hyperstacks (uint8, uint16, int16 or float32 only, µm units, z spacing and origin)
 and keeps the napari-mrmicro metadata (axis labels, layer type, acquisition) as one JSON
 line in the ImageJ ``Info`` property, so a round trip restores them.
 NIH Image TIFFs (private tag 43314) are left to :mod:`napari_mrmicro.io.nih_tiff`.
@@ -653,10 +653,11 @@ def write(path: Path, volume: Volume) -> list[str]:
     with two leading axes the channel axis (or the second) is ``C`` and the other ``T``.
     RGB volumes (``metadata["rgb"]``) are written as ImageJ RGB (uint8 only).
 
-    ImageJ holds uint8, uint16 and float32: other integers (labels too) become uint16
-    when their values fit, else float32 when every value is exact in float32 (|v| ≤ 2**24),
-    else the write is refused. float64 becomes float32 (ImageJ's own convention; precision
-    beyond float32 is lost). Complex data are refused. The original dtype, axis labels,
+    ImageJ holds uint8, uint16, signed 16-bit (which ImageJ opens as unsigned plus 32768
+    with a calibration function that gives the signed values back) and float32: other
+    integers (labels too) become uint16 when their values fit, else int16, else float32
+    when every value is exact in float32 (|v| ≤ 2**24), else the write is refused.
+    float64 becomes float32 (ImageJ's own convention; precision beyond float32 is lost). Complex data are refused. The original dtype, axis labels,
     layer type and acquisition go into the ``Info`` property as JSON and come back on read.
 
     Returns
@@ -724,7 +725,7 @@ def _lead_axes(nlead: int, channel_axis: int | None) -> list:
 
 
 def _imagej_dtype(path: Path, data: np.ndarray, rgb: bool) -> np.ndarray:
-    """Convert to uint8/uint16/float32 without changing any value, or refuse."""
+    """Convert to uint8/uint16/int16/float32 without changing any value, or refuse."""
     dtype = data.dtype
     if rgb:
         if dtype != np.uint8:
@@ -733,7 +734,7 @@ def _imagej_dtype(path: Path, data: np.ndarray, rgb: bool) -> np.ndarray:
     if dtype.kind == "c":
         raise FormatError(path, "ImageJ TIFF cannot hold complex data; save magnitude and "
                                 "phase as separate layers, or write NIfTI (.nii)")
-    if dtype in (np.uint8, np.uint16, np.float32):
+    if dtype in (np.uint8, np.uint16, np.int16, np.float32):
         return data
     if dtype.kind == "b":
         return data.astype(np.uint8)
@@ -748,9 +749,11 @@ def _imagej_dtype(path: Path, data: np.ndarray, rgb: bool) -> np.ndarray:
             return data.astype(np.uint8)
         if low >= 0 and high <= 65535:
             return data.astype(np.uint16)
+        if low >= -32768 and high <= 32767:
+            return data.astype(np.int16)
         if max(-low, high) <= _FLOAT32_EXACT_INT:
             return data.astype(np.float32)
         raise FormatError(path, f"{dtype} values {low}..{high} cannot be stored exactly in "
-                                "ImageJ TIFF (uint8, uint16 or float32 up to 2**24); write "
-                                ".nii or .headfile instead")
+                                "ImageJ TIFF (uint8, uint16, int16 or float32 up to 2**24); "
+                                "write .nii or .headfile instead")
     raise FormatError(path, f"ImageJ TIFF cannot hold {dtype} data")
