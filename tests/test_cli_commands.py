@@ -387,5 +387,8 @@ def test_info_says_what_a_file_holds(realdata, tmp_path, capsys):
     assert "(y, x) 1024 × 1024" in out and "voxel 1 × 1 µm (stated by the file)" in out
     assert "first voxel at (A 16478.9, R 54555.6); array axes run A, R" in out
     assert "channels 488 TIRF left" in out
+    assert main(["info", str(realdata("nifti/nibabel/anatomical.nii"))]) == 0
+    assert "anatomical.nii: image, int16, big-endian (z, y, x) 25 × 41 × 33" in \
+        capsys.readouterr().out
     assert main(["info", str(tmp_path / "none.nii")]) == 2
     assert "no such file" in capsys.readouterr().err

@@ -294,8 +294,8 @@ def cmd_measure(args) -> int:
                              "--threshold-otsu to measure its connected parts above Otsu's "
                              "threshold")
         volume.layer_type = "labels"  # a segmentation from another program (ITK-SNAP, Fiji)
-        print(f"{args.input}: whole non-negative numbers ({volume.data.dtype}), read as a "
-              "label volume")
+        print(f"{args.input}: whole non-negative numbers "
+              f"({_dtype_text(volume.data.dtype)}), read as a label volume")
     specimen = _one_specimen(args.input, args.output.parent, steps, extra, volume=volume)
     if args.threshold_otsu:
         print(f"labelled {specimen.volumes['labels'].metadata['components']} parts above "
@@ -490,6 +490,16 @@ def _direction_text(direction) -> str:
     return letter if degrees < 0.05 else f"{letter} ({degrees:.1f}° off)"
 
 
+def _dtype_text(dtype) -> str:
+    """A data type as a person reads it: ``int16``, and ``int16, big-endian`` for data in
+    the other byte order than this machine's (numpy marks only those ``<`` or ``>``)."""
+    import numpy as np
+
+    dtype = np.dtype(dtype)
+    order = {">": "big-endian", "<": "little-endian"}.get(dtype.byteorder)
+    return f"{dtype.name}, {order}" if order else dtype.name
+
+
 def _describe(volume, name: str) -> list[str]:
     """Lines saying what a volume is, in physical units, as a microscopist reads a header
     (``name`` when the volume has none)."""
@@ -504,7 +514,7 @@ def _describe(volume, name: str) -> list[str]:
     labels = ", ".join(volume.axis_labels)
     size = math.prod(shape) * np.dtype(volume.data.dtype).itemsize / 2**20
     kind = "k-space" if kspace_codec.is_kspace(meta) else volume.layer_type
-    lines = [f"{volume.name or name}: {kind}, {volume.data.dtype} ({labels}) "
+    lines = [f"{volume.name or name}: {kind}, {_dtype_text(volume.data.dtype)} ({labels}) "
              f"{' × '.join(map(str, shape))}, {size:.1f} MiB"]
     spacing = volume.spacing_um
     fov = [s * n for s, n in zip(spacing, shape[-len(spacing):])]
@@ -596,7 +606,7 @@ def cmd_convert(args) -> int:
     save_volume(args.output, volume, **options)
     assumed = "" if spacing_known(volume.metadata) else \
         " (not stated by the file: assumed, and written as such)"
-    _report(args.output, f"{volume.data.dtype} {tuple(volume.data.shape)} at "
+    _report(args.output, f"{_dtype_text(volume.data.dtype)} {tuple(volume.data.shape)} at "
                          f"{' x '.join(f'{s:g}' for s in volume.spacing_um)} µm{assumed}")
     return 0
 
