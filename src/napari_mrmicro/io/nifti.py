@@ -18,11 +18,11 @@ itself: typical MRM voxel sizes (25 µm, 12.5 µm) are exact in NIfTI-1's float3
 whereas their mm values (0.025) are not; nibabel and ITK-based tools (ITK-SNAP, ANTs,
 3D Slicer) convert micron to their own units. napari-mrmicro metadata (axis labels, layer
 type, acquisition) travel as JSON in a NIfTI "comment" header extension (code 6).
+nibabel is an optional dependency: ``pip install napari-mrmicro[nifti]``.
 
 Label volumes: ``intent_code`` NIFTI_INTENT_LABEL (1002: "each voxel is an index into a set
 of labels") or NIFTI_INTENT_NEURONAME (1003) on integer data opens as labels (the comment
 extension, when there is one, has the last word); labels are written with 1002.
-nibabel is an optional dependency: ``pip install napari-mrmicro[nifti]``.
 """
 
 from __future__ import annotations

@@ -18,9 +18,9 @@ position, and an ImageJ description beside the OME-XML) gives one volume per pos
 their names (tifffile would fill their planes with zeros). A file without any calibration
 is flagged ``metadata["uncalibrated"]``: its layers are in napari's ``pixel`` units.
 
-Writes ImageJ hyperstacks (uint8, uint16, int16 or float32 only, µm units, z spacing and origin)
-and keeps the napari-mrmicro metadata (axis labels, layer type, acquisition) as one JSON
-line in the ImageJ ``Info`` property, so a round trip restores them.
+Writes ImageJ hyperstacks (uint8, uint16, int16 or float32 only, µm units, z spacing and
+origin) and keeps the napari-mrmicro metadata (axis labels, layer type, acquisition) as one
+JSON line in the ImageJ ``Info`` property, so a round trip restores them.
 NIH Image TIFFs (private tag 43314) are left to :mod:`napari_mrmicro.io.nih_tiff`.
 """
 
@@ -657,8 +657,9 @@ def write(path: Path, volume: Volume) -> list[str]:
     with a calibration function that gives the signed values back) and float32: other
     integers (labels too) become uint16 when their values fit, else int16, else float32
     when every value is exact in float32 (|v| ≤ 2**24), else the write is refused.
-    float64 becomes float32 (ImageJ's own convention; precision beyond float32 is lost). Complex data are refused. The original dtype, axis labels,
-    layer type and acquisition go into the ``Info`` property as JSON and come back on read.
+    float64 becomes float32 (ImageJ's own convention; precision beyond float32 is lost).
+    Complex data are refused. The original dtype, axis labels, layer type and acquisition
+    go into the ``Info`` property as JSON and come back on read.
 
     Returns
     -------
