@@ -109,8 +109,8 @@ def test_lbv_boundary_passes_put_back_the_local_field_at_the_surface(scan):
 @pytest.mark.parametrize("background, limit", [("vsharp", 17.0), ("pdf", 17.0)])
 def test_boundary_passes_undo_the_bias_of_every_background_removal(scan, background, limit):
     """V-SHARP with its published radii and PDF alone return χ 40–60 % low here (no
-    cylinder within 20 %, NRMSE 61 and 55 %); with the passes measured 4 and 5 of 5,
-    NRMSE 14.3 and 14.6 %."""
+    cylinder within 20 %, NRMSE 61 and 53 %); with the passes measured 4 and 5 of 5,
+    NRMSE 14.3 and 12.7 %."""
     results = [qsm_stages(scan.magnitude, scan.phase, scan.te_ms, scan.b0_tesla,
                           scan.spacing_um, scan.b0_direction, background=background,
                           boundary_passes=passes) for passes in (0, BOUNDARY_PASSES)]
@@ -123,7 +123,7 @@ def test_boundary_passes_undo_the_bias_of_every_background_removal(scan, backgro
 def test_passes_do_not_stop_early_where_the_noise_is_high():
     """At peak SNR 30 the field's error is 11 % of the local field's RMS; stopping within
     it left PDF + TV after 2 passes at NRMSE 46 % (1 of 5). Measured with PASS_TOL: 20
-    passes, 17.4 %, 5 of 5."""
+    passes, 14.7 %, 5 of 5 (17.4 % with 300 PDF iterations)."""
     s = forward_scan(voids=("bone", "bubble"), peak_snr=30.0)
     result = qsm_stages(s.magnitude, s.phase, s.te_ms, s.b0_tesla, s.spacing_um,
                         s.b0_direction, background="pdf")

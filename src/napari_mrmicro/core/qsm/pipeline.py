@@ -12,9 +12,9 @@ phantom with an air bubble outside and signal voids inside, 48³ at 50 µm;
 ``benchmarks/qsm_methods_table.py``): LBV + TV. Every background removal, alone, also
 removes part of the local field of sources near the surface of a specimen that fills the
 field of view, and χ comes out low: V-SHARP with its published radii (18·min voxel →
-2·max voxel) and PDF by 40–60 % (no cylinder within 20 %), LBV by 8–21 %. The boundary
+2·max voxel) and PDF by 24–60 % (no cylinder within 20 %), LBV by 8–21 %. The boundary
 passes (:func:`boundary_pass`) undo most of it: V-SHARP + TV NRMSE 61 → 14 %, PDF + TV
-55 → 15 %, LBV + TV 24 → 10.5 %.
+53 → 12.7 %, LBV + TV 24 → 10.6 %.
 
 Where the error of LBV + TV came from on that phantom (bone-like void; NRMSE of χ where the
 truth has signal): TV of the true local field 6.5 %; plain LBV of the noiseless true total
