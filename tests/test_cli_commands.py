@@ -227,6 +227,12 @@ def test_qsm_field_from_a_paravision_field_map(realdata, tmp_path, capsys):
     np.testing.assert_allclose(chi.data, expected, atol=1e-6)
     np.testing.assert_allclose(chi.affine_um, field.affine_um, atol=1e-3)  # µm
     assert chi.metadata["value_unit"] == "ppm"
+    # the map's rim next to air eroded away: χ only where the eroded mask is
+    assert main(["qsm-field", str(scan), str(out), "--max-iter", "20",
+                 "--erode-um", "250"]) == 0
+    eroded = read_volume(out)
+    assert eroded.metadata["qsm"]["erode_um"] == 250.0
+    assert np.count_nonzero(eroded.data) < 0.75 * np.count_nonzero(chi.data)
 
 
 def test_qsm_field_needs_the_unit_of_a_map_that_states_none(tmp_path, capsys):

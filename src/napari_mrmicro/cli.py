@@ -234,7 +234,7 @@ def cmd_qsm_field(args) -> int:
               "max_iter": args.max_iter, "tkd_threshold": args.tkd_threshold,
               "mask_from_labels": args.mask is not None, "field_unit": args.unit,
               "larmor_mhz": args.larmor_mhz, "b0_direction": args.b0_direction,
-              "boundary_passes": args.boundary_passes}
+              "boundary_passes": args.boundary_passes, "erode_um": args.erode_um}
     from napari_mrmicro.core.backend import use_device
 
     with use_device(args.device):
@@ -823,6 +823,9 @@ def _parser() -> argparse.ArgumentParser:
     _qsm_method_options(p)
     p.add_argument("--mask", type=Path, help="specimen mask or labels (default: where the "
                                              "map is non-zero)")
+    p.add_argument("--erode-um", type=_one(float, 0.0), default=0.0,
+                   help="erode the automatic mask (µm): the map's rim next to air is its "
+                        "least reliable part")
     p.add_argument("--lam", type=_one(float, 0.0, above=True), help="regularisation weight (default: the method's)")
     p.add_argument("--max-iter", type=_one(int, 1, 1e5), default=250)
     p.add_argument("--tkd-threshold", type=_one(float, 0.0, 2 / 3, above=True), default=0.15,

@@ -461,7 +461,7 @@ def qsm_field_step(s: Specimen, method: str = "tv", background: str = "lbv",
                    lam: float | None = None, max_iter: int = 250, tkd_threshold: float = 0.15,
                    mask_from_labels: bool = False, field_unit: str | None = None,
                    larmor_mhz: float | None = None, b0_direction=None,
-                   boundary_passes: int | None = None):
+                   boundary_passes: int | None = None, erode_um: float = 0.0):
     """A scanner's field map (``image``, z, y, x, in Hz or ppm) -> susceptibility ``chi``.
 
     As the QSM dock's field-map input (:func:`~napari_mrmicro.core.qsm.qsm_from_field`):
@@ -470,12 +470,14 @@ def qsm_field_step(s: Specimen, method: str = "tv", background: str = "lbv",
     frequency); B0's direction comes from the grid's rotation in the world, else the
     acquisition's, unless given; the mask is the non-zero ``labels`` with
     ``mask_from_labels``, else where the map is non-zero and finite (scanners zero it
-    where there is no signal); ``boundary_passes`` as for :func:`qsm_step`.
+    where there is no signal), eroded by ``erode_um`` µm
+    (:func:`~napari_mrmicro.core.qsm.field_map.field_map_mask`); ``boundary_passes`` as
+    for :func:`qsm_step`.
     """
     from napari_mrmicro.core import backend
     from napari_mrmicro.core.physics import larmor_hz as larmor_of
     from napari_mrmicro.core.qsm.pipeline import BOUNDARY_PASSES
-    from napari_mrmicro.core.qsm.field_map import qsm_from_field
+    from napari_mrmicro.core.qsm.field_map import field_map_mask, qsm_from_field
 
     volume = s.need("image", "qsm_field")
     field = np.asarray(volume.data)
@@ -499,7 +501,7 @@ def qsm_field_step(s: Specimen, method: str = "tv", background: str = "lbv",
     if mask_from_labels:
         mask = np.asarray(s.need("labels", "qsm_field").data) != 0
     else:
-        mask = (field != 0) & np.isfinite(field)
+        mask = field_map_mask(field, volume.spacing_um, erode_um)
     chi, _, _ = qsm_from_field(field, mask, volume.spacing_um, tuple(b0_direction),
                                field_unit=unit, larmor_hz=larmor_hz, method=method,
                                background=background, lam=lam, max_iter=max_iter,
@@ -507,7 +509,7 @@ def qsm_field_step(s: Specimen, method: str = "tv", background: str = "lbv",
     result = _derived(volume, chi, name=f"{s.name} χ")
     result.metadata.update(value_unit="ppm", device=backend.resolve(), qsm={
         "method": method, "background": background, "boundary_passes": passes,
-        "field_unit": unit,
+        "field_unit": unit, "erode_um": float(erode_um),
         "larmor_mhz": None if larmor_hz is None else larmor_hz * 1e-6,
         "b0_direction": [float(v) for v in b0_direction]})
     s.volumes["chi"] = result

@@ -5,6 +5,7 @@ import pytest
 
 from napari_mrmicro.core import Acquisition, make_specimen, simulate
 from napari_mrmicro.core.qsm import forward_field, qsm_from_field, qsm_stages
+from napari_mrmicro.core.qsm.field_map import field_map_mask
 from napari_mrmicro.core.qsm.pipeline import BOUNDARY_PASSES
 from napari_mrmicro.widgets._results import add_layers, kspace_layers
 from napari_mrmicro.widgets.qsm import FIELD_MAP, QSMWidget, chi_name
@@ -181,6 +182,13 @@ def test_field_map_in_hz_on_an_oblique_slab(make_napari_viewer, qtbot, logged):
     np.testing.assert_allclose(layer.affine.affine_matrix[:3, :3], rotation, atol=1e-9)
     dock.lam.value, dock.background.value = 0.002, "vsharp"
     assert chi_name(dock.request()) == "χ (ppm, tv λ0.002, vsharp)"
+    # "erode mask" shrinks the field map's mask too (its rim is the least reliable part)
+    assert request["mask"].sum() == inside.sum()
+    dock.erode.value = 200.0
+    eroded = dock.request()["mask"]
+    np.testing.assert_array_equal(eroded, field_map_mask(field_hz, spacing, 200.0))
+    assert not (eroded & ~inside).any() and eroded.sum() < 0.8 * inside.sum()
+    assert eroded[z**2 + y**2 + x**2 < 10.5**2].all()
     screenshot(viewer, "qsm-field-map")
 
 

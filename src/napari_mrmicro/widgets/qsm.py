@@ -20,7 +20,8 @@ from qtpy.QtWidgets import QSizePolicy
 from napari_mrmicro._layers import layer_geometry, like
 from napari_mrmicro.core import backend
 from napari_mrmicro.core.acquisition import GAMMA_BAR_MHZ_PER_T
-from napari_mrmicro.core.qsm.field_map import b0_direction_of_grid, qsm_from_field
+from napari_mrmicro.core.qsm.field_map import (b0_direction_of_grid, field_map_mask,
+                                               qsm_from_field)
 from napari_mrmicro.core.qsm.pipeline import (
     BACKGROUNDS, BOUNDARY_PASSES, METHODS, UNWRAPPERS, QSMResult, qsm_stages)
 from napari_mrmicro.widgets._dock import (
@@ -272,13 +273,14 @@ class QSMWidget(Container):
             field = np.asarray(layer.data)
             if field.ndim != 3:
                 raise ValueError(f"the field map must be 3-D (z, y, x), got {field.shape}")
+            spacing = spatial_spacing_um(layer)
             mask = self._mask(field.shape)
             if mask is None:  # scanners zero the map where it has no signal
-                mask = (field != 0) & np.isfinite(field)
+                mask = field_map_mask(field, spacing, self.erode.value)
             unit = self.field_unit.value
             if unit == "Hz" and not self.larmor.value > 0:
                 raise ValueError("Larmor (MHz) must be positive for a field map in Hz")
-            return dict(common, field=field, mask=mask, spacing_um=spatial_spacing_um(layer),
+            return dict(common, field=field, mask=mask, spacing_um=spacing,
                         field_unit=unit, larmor_hz=self.larmor.value * 1e6)
         magnitude, phase = self.magnitude.value, self.phase.value
         if magnitude is None or phase is None:

@@ -16,9 +16,26 @@ import numpy as np
 
 from napari_mrmicro.core._masks import as_mask
 from napari_mrmicro.core.qsm.inversion import as_field
+from napari_mrmicro.core.qsm.mask import mask_from_magnitude
 from napari_mrmicro.core.qsm.pipeline import check_choices, local_field_and_chi
 
 FIELD_UNITS = ("ppm", "Hz")
+
+
+def field_map_mask(field, spacing_um=None, erode_um: float = 0.0) -> np.ndarray:
+    """Where a scanner's field map holds a field: finite and non-zero (scanners zero the
+    map where they had no signal), eroded by a ball of ``erode_um`` µm (needs
+    ``spacing_um``). The rim is the least reliable part: on ParaVision scan 8 (a rodent
+    head, 234 µm voxels) the map jumps between neighbours next to air (-640 Hz beside 0)
+    and gives 22 voxels of |χ| up to 6 ppm; eroded by 250 µm, none above 0.94 ppm."""
+    field = np.asarray(field)
+    mask = np.isfinite(field) & (field != 0)
+    if not mask.any():
+        raise ValueError("the field map is zero or not finite everywhere: no mask")
+    if erode_um:
+        mask = mask_from_magnitude(mask.astype(np.float32), 0.5, erode_um, fill_holes=False,
+                                   keep_largest=False, spacing_um=spacing_um)
+    return mask
 
 
 def b0_direction_from_affine(affine, spacing_um=None) -> tuple:
