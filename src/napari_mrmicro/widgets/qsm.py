@@ -273,14 +273,12 @@ class QSMWidget(Container):
             field = np.asarray(layer.data)
             if field.ndim != 3:
                 raise ValueError(f"the field map must be 3-D (z, y, x), got {field.shape}")
-            spacing = spatial_spacing_um(layer)
-            mask = self._mask(field.shape)
-            if mask is None:  # scanners zero the map where it has no signal
-                mask = field_map_mask(field, spacing, self.erode.value)
             unit = self.field_unit.value
             if unit == "Hz" and not self.larmor.value > 0:
                 raise ValueError("Larmor (MHz) must be positive for a field map in Hz")
-            return dict(common, field=field, mask=mask, spacing_um=spacing,
+            # mask None: the map's own (field_map_mask), eroded in the worker
+            return dict(common, field=field, mask=self._mask(field.shape),
+                        spacing_um=spatial_spacing_um(layer), erode_um=self.erode.value,
                         field_unit=unit, larmor_hz=self.larmor.value * 1e6)
         magnitude, phase = self.magnitude.value, self.phase.value
         if magnitude is None or phase is None:
@@ -385,8 +383,11 @@ def compute(request: dict, progress) -> QSMResult:
     if "field" not in request:
         return qsm_stages(**request, progress=progress)
     options = {k: v for k, v in request.items() if k not in ("field", "mask", "spacing_um",
-                                                              "b0_direction")}
+                                                              "b0_direction", "erode_um")}
+    mask = request["mask"]
+    if mask is None:  # scanners zero the map where it has no signal
+        mask = field_map_mask(request["field"], request["spacing_um"], request["erode_um"])
     chi, local, local_mask = qsm_from_field(
-        request["field"], request["mask"], request["spacing_um"], request["b0_direction"],
+        request["field"], mask, request["spacing_um"], request["b0_direction"],
         report=progress, **options)
-    return QSMResult(chi, request["mask"], local_mask, None, None, local, None)
+    return QSMResult(chi, mask, local_mask, None, None, local, None)

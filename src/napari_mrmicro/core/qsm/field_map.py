@@ -16,7 +16,7 @@ import numpy as np
 
 from napari_mrmicro.core._masks import as_mask
 from napari_mrmicro.core.qsm.inversion import as_field
-from napari_mrmicro.core.qsm.mask import mask_from_magnitude
+from napari_mrmicro.core.qsm.mask import erode
 from napari_mrmicro.core.qsm.pipeline import check_choices, local_field_and_chi
 
 FIELD_UNITS = ("ppm", "Hz")
@@ -32,10 +32,7 @@ def field_map_mask(field, spacing_um=None, erode_um: float = 0.0) -> np.ndarray:
     mask = np.isfinite(field) & (field != 0)
     if not mask.any():
         raise ValueError("the field map is zero or not finite everywhere: no mask")
-    if erode_um:
-        mask = mask_from_magnitude(mask.astype(np.float32), 0.5, erode_um, fill_holes=False,
-                                   keep_largest=False, spacing_um=spacing_um)
-    return mask
+    return erode(mask, erode_um, spacing_um)
 
 
 def b0_direction_from_affine(affine, spacing_um=None) -> tuple:

@@ -67,11 +67,7 @@ def mask_from_magnitude(magnitude, threshold: float | None = None, erode_um: flo
         level = float(threshold)
         if not np.isfinite(level):
             raise ValueError(f"threshold must be finite, got {threshold!r}")
-    erode_um = float(erode_um)
-    if not (np.isfinite(erode_um) and erode_um >= 0):
-        raise ValueError(f"erode_um must be >= 0 (µm), got {erode_um}")
-    if erode_um > 0 and spacing_um is None:
-        raise ValueError("spacing_um (µm) is needed to erode the mask by erode_um")
+    erode_um = _check_erosion(erode_um, spacing_um)
     mask = combined > level
     if not mask.any():
         raise ValueError(f"the mask is empty: lower the threshold (now {level:g}, the "
@@ -80,13 +76,30 @@ def mask_from_magnitude(magnitude, threshold: float | None = None, erode_um: flo
         mask = _keep_largest(mask)
     if fill_holes:
         mask = ndi.binary_fill_holes(mask)
-    if erode_um > 0:
-        spacing = _spacing(spacing_um)
-        distance = ndi.distance_transform_edt(np.pad(mask, 1), sampling=spacing)
-        mask = distance[1:-1, 1:-1, 1:-1] > erode_um
-        if not mask.any():
-            raise ValueError(f"the mask is empty after eroding by erode_um = {erode_um:g} µm: "
-                             "lower erode_um")
+    return erode(mask, erode_um, spacing_um)
+
+
+def _check_erosion(erode_um, spacing_um) -> float:
+    erode_um = float(erode_um)
+    if not (np.isfinite(erode_um) and erode_um >= 0):
+        raise ValueError(f"erode_um must be >= 0 (µm), got {erode_um}")
+    if erode_um > 0 and spacing_um is None:
+        raise ValueError("spacing_um (µm) is needed to erode the mask by erode_um")
+    return erode_um
+
+
+def erode(mask, erode_um: float, spacing_um=None) -> np.ndarray:
+    """``mask`` eroded by a ball of ``erode_um`` µm (the voxels farther than that from
+    any voxel outside it, the array border counting as outside; anisotropic voxels
+    handled through ``spacing_um``); unchanged for 0."""
+    erode_um = _check_erosion(erode_um, spacing_um)
+    if erode_um == 0:
+        return mask
+    distance = ndi.distance_transform_edt(np.pad(mask, 1), sampling=_spacing(spacing_um))
+    mask = distance[1:-1, 1:-1, 1:-1] > erode_um
+    if not mask.any():
+        raise ValueError(f"the mask is empty after eroding by erode_um = {erode_um:g} µm: "
+                         "lower erode_um")
     return mask
 
 
@@ -266,9 +279,7 @@ def signal_mask(magnitude, spacing_um=None, erode_um: float = 0.0,
     partial = 0
     if kept.any():
         partial, mask = int(mask.sum() - kept.sum()), kept
-    if erode_um > 0:
-        mask = mask_from_magnitude(mask.astype(np.float32), 0.5, erode_um, fill_holes=False,
-                                   keep_largest=False, spacing_um=spacing_um)
+    mask = erode(mask, erode_um, spacing_um)
     return mask, MaskReport(sigma, threshold, int(mask.sum()), voids, specks, dim, bent,
                             checked, partial)
 
