@@ -90,6 +90,7 @@ def _resample(count: int):
 def _lbv(n: int):
     import numpy as np
 
+    from napari_mrmicro.core._masks import bounding_slices
     from napari_mrmicro.core.qsm.background import LBV_VOLUMES, lbv
 
     def problem(size):
@@ -101,8 +102,7 @@ def _lbv(n: int):
 
     lbv(*problem(24), 10.0)  # the compiled loops' one-time load is not the volume's
     field, mask = problem(n)
-    box = [int(np.ptp(np.flatnonzero(mask.any(axis=tuple(b for b in range(3) if b != a))))) + 3
-           for a in range(3)]
+    box = [int(s.stop - s.start) + 2 for s in bounding_slices(mask)]  # padded, as lbv has it
     estimate = 4 * LBV_VOLUMES["cpu"] * int(np.prod(box))
     peak = _measured(lambda: lbv(field, mask, 10.0))
     return f"lbv {field.shape}, mask box {tuple(box)}", estimate, peak
