@@ -128,6 +128,9 @@ def test_ome_zarr_round_trip_is_lossless_and_json_clean(tmp_path, kind):
     described = attrs["napari-mrmicro"]["kspace"]
     assert json.loads(json.dumps(described, allow_nan=False)) == described
     assert described["echo_position"] == kspace.echo_position
+    if kspace.cartesian:  # NGFF: receivers are channels, echoes one custom (slider) axis
+        coils = [{"name": "coil", "type": "channel"}] if kspace.coil_axis is not None else []
+        assert attrs["multiscales"][0]["axes"][:-3] == coils + [{"name": "echo"}]
     group = zarr.open_group(str(path), mode="r")
     shown = group["0"]  # what an OME-NGFF viewer shows: the log-magnitude
     assert shown.dtype == np.float32 and shown.shape == kspace.data.shape

@@ -113,7 +113,7 @@ def test_echo_axis_and_kspace_round_trip(tmp_path):
     omezarr.write(path, Volume(kspace, (50.0, 50.0, 50.0), meta), levels=3)
     attrs = _zattrs(path)
     assert len(attrs["multiscales"][0]["datasets"]) == 1  # no pyramid of k-space
-    assert attrs["multiscales"][0]["axes"][0] == {"name": "echo", "type": "channel"}
+    assert attrs["multiscales"][0]["axes"][0] == {"name": "echo"}  # custom, not channels
     shown = zarr.open_group(str(path), mode="r")["0"]  # NGFF viewers see the log-magnitude
     assert shown.dtype == np.float32
     np.testing.assert_allclose(shown[...], np.log1p(np.abs(kspace)), rtol=1e-6)

@@ -511,16 +511,21 @@ def _omero_channels(attrs: dict, count: int) -> list:
 
 def _axes(volume: Volume, n_spatial: int) -> list[dict]:
     """NGFF axes: a time axis (``t``, or any with a step in seconds) typed ``time``, the
-    last other leading axis ``channel``; space in micrometres, or without a unit when the
+    channel axis (or the receiver coils') ``channel``, any other leading axis (echoes)
+    untyped, NGFF 0.4's custom axis, so that viewers show echoes on a slider instead of
+    splitting them into channel layers; space in micrometres, or without a unit when the
     spacing was only assumed (an uncalibrated image)."""
     lead = len(volume.data.shape) - n_spatial
+    channel = volume.channel_axis
+    if channel is None and "coil" in volume.axis_labels[:lead]:
+        channel = volume.axis_labels.index("coil")
     axes = []
     for i, (label, (_, unit)) in enumerate(zip(volume.axis_labels[:lead],
                                                volume.lead_steps())):
         if unit == "second":  # a time series: its step is the axis' scale
             axes.append({"name": str(label), "type": "time", "unit": "second"})
             continue
-        kind = "time" if label == "t" else "channel" if i == lead - 1 else None
+        kind = "time" if label == "t" else "channel" if i == channel else None
         axes.append({"name": str(label), **({"type": kind} if kind else {})})
     unit = {"unit": "micrometer"} if spacing_known(volume.metadata) else {}
     return axes + [{"name": _SPATIAL[3 - n_spatial + i], "type": "space", **unit}
