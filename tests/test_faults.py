@@ -147,7 +147,7 @@ def _kill_at_random(args, seed):
         assert child.poll() is None, child.stderr.read()  # still working
     finally:
         child.send_signal(signal.SIGKILL)
-        child.wait()
+        child.communicate()  # waits, and closes its pipes
 
 
 PIPELINE = """

@@ -179,8 +179,9 @@ def test_screenshots_mr_and_optical_overlaid_in_2d_and_3d(make_napari_viewer, re
     shot2d = viewer.screenshot(str(tmp_path / "overlay_2d.png"), canvas_only=False)
     viewer.dims.ndisplay = 3
     viewer.reset_view()
-    viewer.camera.angles = (-20.0, 35.0, 120.0)
-    viewer.camera.zoom *= 0.8
+    camera = getattr(viewer, "scene", viewer).camera  # viewer.scene from napari 0.9
+    camera.angles = (-20.0, 35.0, 120.0)
+    camera.zoom *= 0.8
     shot3d = viewer.screenshot(str(tmp_path / "overlay_3d.png"), canvas_only=False)
     for shot in (shot2d, shot3d):
         magenta, grey = colour_fractions(shot)

@@ -217,7 +217,7 @@ LIES = {  # format -> (mutation of the pristine target, what the refusal says)
     "nifti dim[0] 8": ("nifti", lambda p: _set(p, 40, "<h", 8), r"dim\[0\]"),
     "nifti scl_slope 1e38": ("nifti", lambda p: _set(p, 112, "<f", 3e38), "float32"),
     "tiff height 0": ("tiff", lambda p: _tiff_tag(p, 257, 0), "height"),
-    "tiff width 0": ("tiff", lambda p: _tiff_tag(p, 256, 0), ""),
+    "tiff width 0": ("tiff", lambda p: _tiff_tag(p, 256, 0), "corrupt TIFF"),
     "civm slope beyond float32": ("civm", lambda p: p.write_bytes(
         re.sub(rb"mrmicro_slope=[^\n]*", b"mrmicro_slope=9e33", p.read_bytes())), "float32"),
     "civm intercept cut off": ("civm", lambda p: p.write_bytes(

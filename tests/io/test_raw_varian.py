@@ -115,7 +115,7 @@ def test_gems_compressed_multislice_petable(gems):
     recon = centered_ifft(ks.data[0], axes=(-2, -1)).real / SCALE
     np.testing.assert_allclose(recon, image, atol=2e-3)
     # nmrglue reads the same fid: 1 block of 24 traces of 10 points
-    _, ng_data = ng.varian.read(str(folder), as_2d=True)
+    _, ng_data = ng.varian.read_fid_ntraces(str(folder / "fid"), as_2d=True)
     assert ng_data.shape == (24, 10)
 
 

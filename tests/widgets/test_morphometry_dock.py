@@ -132,7 +132,7 @@ def test_measure_table_export_select_centerline(dock, qtbot, tmp_path, logged):
     viewer.layers["mrm"].visible = False
     viewer.dims.ndisplay = 3
     viewer.reset_view()
-    viewer.camera.angles = (0.0, -40.0, 70.0)
+    getattr(viewer, "scene", viewer).camera.angles = (0.0, -40.0, 70.0)  # scene: napari 0.9
     assert shapes.visible and not flat.visible
     layer.opacity = 0.3
     layer.blending = "translucent_no_depth"  # let the centerline show through the tube

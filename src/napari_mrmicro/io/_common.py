@@ -210,7 +210,7 @@ def check_scaled_range(path, stored: np.dtype, scaling, keys: str) -> None:
         if stored.kind in "iu" else 1.0
     with np.errstate(over="ignore", invalid="ignore"):
         largest = slope * top + offset
-    if not np.all(np.isfinite(largest)) or float(np.max(largest)) > np.finfo(np.float32).max:
+    if not np.all(np.isfinite(largest)) or float(np.max(largest)) > float(np.finfo(np.float32).max):
         raise FormatError(path, f"{keys} = {np.max(slope):g}/{np.max(offset):g} scale "
                                 f"{stored.name} values beyond the float32 range")
 

@@ -62,7 +62,9 @@ _FLOAT32_EXACT_INT = 2**24
 # ---------------------------------------------------------------------------- reading
 
 def can_read(path: Path) -> bool:
-    """True for a ``.tif``/``.tiff`` file tifffile can open that is not an NIH Image TIFF."""
+    """True for a ``.tif``/``.tiff`` file that is not an NIH Image TIFF, and for one whose
+    structure tifffile cannot parse: :func:`read` then says what is wrong with it, rather
+    than the file being called a format we do not read."""
     try:
         path = Path(path)
         if not path.is_file() or not path.name.lower().endswith(WRITE_SUFFIXES):
@@ -70,10 +72,13 @@ def can_read(path: Path) -> bool:
         with open(path, "rb") as fh:
             if fh.read(4) not in _TIFF_MAGIC:
                 return False
-        with tifffile.TiffFile(path) as tif:
-            return NIH_TAG not in tif.pages.first.tags and len(tif.series) > 0
-    except Exception:  # a sniff never raises
+    except OSError:  # a sniff never raises
         return False
+    try:
+        with tifffile.TiffFile(path) as tif:
+            return NIH_TAG not in tif.pages.first.tags
+    except Exception:  # noqa: BLE001 - any parse failure is the file's, named by read()
+        return True
 
 
 def read(path: Path, lazy: bool | None = None) -> Volume:
@@ -620,6 +625,10 @@ class _PageReader:
             if page is None:  # a plane the OME metadata lists but the file lacks
                 return np.zeros(shape, dtype)
             return page.asarray().reshape(shape)
+
+    def __del__(self):  # the dask array that held the reader is gone: close the file
+        if self._tif is not None:
+            self._tif.close()
 
 
 def _dask_pages(path: Path, series, series_index: int = 0):

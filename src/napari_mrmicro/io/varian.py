@@ -254,11 +254,13 @@ def _file_header(fid: Path) -> dict:
 
 def _traces(fid: Path) -> np.ndarray:
     """All traces, (nblocks * ntraces, np / 2) complex64 in file order, read by nmrglue
-    (call after :func:`_file_header` has checked the sizes)."""
+    (call after :func:`_file_header` has checked the sizes). ``read_fid_ntraces`` reads any
+    number of traces per block; ``read_fid`` hands several on to it leaving its own handle
+    of the file open."""
     import nmrglue
 
     try:
-        _, data = nmrglue.varian.read_fid(str(fid), as_2d=True)
+        _, data = nmrglue.varian.read_fid_ntraces(str(fid), as_2d=True)
     except (ValueError, OSError) as error:
         raise FormatError(fid, f"nmrglue cannot read the blocks ({error})") from None
     return np.asarray(data, np.complex64)
