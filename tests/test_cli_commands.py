@@ -398,3 +398,62 @@ def test_info_says_what_a_file_holds(realdata, tmp_path, capsys):
         capsys.readouterr().out
     assert main(["info", str(tmp_path / "none.nii")]) == 2
     assert "no such file" in capsys.readouterr().err
+
+
+def _spin_echo_train(tmp_path, acquisition):
+    """Magnitude of 8 spin echoes (10-80 ms) of a block with T2 25 ms in one half and 60 ms
+    in the other, Rician noise σ 1, as OME-Zarr with ``acquisition``."""
+    te = np.arange(1, 9) * 10.0
+    t2 = np.where(np.arange(32)[None, :, None] < 16, 25.0, 60.0) * np.ones((12, 32, 24))
+    s0 = np.zeros(t2.shape)
+    s0[2:-2, 4:-4, 4:-4] = 200.0
+    rng = np.random.default_rng(5)
+    clean = s0 * np.exp(-te[:, None, None, None] / t2)
+    data = np.abs(clean + rng.normal(size=clean.shape) + 1j * rng.normal(size=clean.shape))
+    path = tmp_path / "mse.zarr"
+    write_volume(path, Volume(data.astype(np.float32), (50.0, 20.0, 20.0),
+                              {"acquisition": acquisition, "value_unit": "a.u."}))
+    return path, t2, s0 > 0
+
+
+def test_relax_maps_t2_in_ms_from_the_echo_times_the_file_states(tmp_path, capsys):
+    from napari_mrmicro.io import read_volume
+
+    path, t2, inside = _spin_echo_train(tmp_path, {"te_ms": [10.0 * i for i in range(1, 9)],
+                                                   "sequence": "spin_echo"})
+    assert main(["relax", str(path), str(tmp_path / "t2.nii"),
+                 "--s0", str(tmp_path / "s0.tif")]) == 0
+    said = capsys.readouterr().out
+    assert "T2 in ms, nonlinear fit of 8 echoes, echoes above 3σ" in said
+    volume = read_volume(tmp_path / "t2.nii")
+    assert volume.metadata["value_unit"] == "ms" and volume.data.shape == t2.shape
+    assert volume.spacing_um == (50.0, 20.0, 20.0)
+    found = np.asarray(volume.data)
+    for truth in (25.0, 60.0):
+        assert np.median(found[inside & (t2 == truth)]) == pytest.approx(truth, rel=0.01)
+    assert (found[~inside] == 0).all()
+    assert np.median(tifffile.imread(tmp_path / "s0.tif")[inside]) == pytest.approx(200, rel=0.01)
+    # a pipeline does the same; the saved map says how it was computed
+    (tmp_path / "p.toml").write_text('[[step]]\nrun = "relax"\nmethod = "arlo"\n'
+                                     '[[step]]\nrun = "save"\nt2 = "t2.ome.zarr"\n')
+    assert main(["run", str(tmp_path / "p.toml"), str(path), "--out", str(tmp_path / "o")]) == 0
+    saved = read_volume(tmp_path / "o" / "mse" / "t2.ome.zarr")
+    assert saved.metadata["relaxometry"]["method"] == "arlo"
+    assert saved.metadata["relaxometry"]["quantity"] == "T2"
+    np.testing.assert_allclose(np.asarray(saved.data)[inside], found[inside], rtol=0.02)
+
+
+def test_relax_without_echo_times_or_with_bad_ones_is_refused(tmp_path, capsys):
+    path, _, _ = _spin_echo_train(tmp_path, {"sequence": "gradient_echo"})
+    assert main(["relax", str(path), str(tmp_path / "t2.tif")]) == 2
+    err = capsys.readouterr().err
+    assert "mse.zarr" in err and "states no echo times; give te_ms" in err
+    assert main(["relax", str(path), str(tmp_path / "t2.tif"), "--method", "arlo",
+                 "--te-ms", "10,20,30,40,50,60,70,90"]) == 2
+    assert "equally spaced" in capsys.readouterr().err
+    assert main(["relax", str(path), str(tmp_path / "t2.tif"), "--te-ms", "10,20"]) == 2
+    assert "2 echo times for 8 echoes" in capsys.readouterr().err
+    assert not (tmp_path / "t2.tif").exists()
+    assert main(["relax", str(path), str(tmp_path / "t2.tif"),
+                 "--te-ms", ",".join(str(10 * i) for i in range(1, 9))]) == 0
+    assert "T2* in ms" in capsys.readouterr().out  # gradient echoes: T2*

@@ -249,6 +249,27 @@ def cmd_qsm_field(args) -> int:
     return 0
 
 
+def cmd_relax(args) -> int:
+    from napari_mrmicro.pipeline import load_volume, save_volume
+
+    extra = {"labels": load_volume(args.mask)} if args.mask is not None else {}
+    params = {"method": args.method, "te_ms": args.te_ms, "floor": args.floor,
+              "noise_sigma": args.noise_sigma, "mask_from_labels": args.mask is not None}
+    specimen = _one_specimen(args.input, args.output.parent, [("relax", params)], extra)
+    t2 = specimen.volumes["t2"]
+    used = t2.metadata["relaxometry"]
+    save_volume(args.output, t2)
+    sigma = "" if used["noise_sigma"] is None else f", echoes above {args.floor:g}σ = " \
+        f"{args.floor * used['noise_sigma']:.4g}"
+    _report(args.output, f"{used['quantity']} in ms, {args.method} fit of "
+                         f"{len(used['te_ms'])} echoes{sigma}, {used['fitted_voxels']} "
+                         "voxels fitted")
+    if args.s0 is not None:
+        save_volume(args.s0, specimen.volumes["s0"])
+        _report(args.s0, "S0, the signal extrapolated to TE 0")
+    return 0
+
+
 def cmd_unwarp(args) -> int:
     from napari_mrmicro.pipeline import load_volume, save_volume, unwarp_epi
 
@@ -506,7 +527,7 @@ def _describe(volume, name: str) -> list[str]:
     import numpy as np
 
     from napari_mrmicro.core.geometry import axis_directions
-    from napari_mrmicro.io._common import spacing_known
+    from napari_mrmicro.io._common import PROCESSING_KEYS, spacing_known
     from napari_mrmicro.io import kspace_codec
 
     meta = volume.metadata
@@ -552,7 +573,7 @@ def _describe(volume, name: str) -> list[str]:
                  f"repetition {meta['repetition'] + 1} of {meta['repetitions']}"
                  if (meta.get("repetitions") or 1) > 1 else ""]
         lines.append("  k-space: " + (", ".join(f for f in facts if f) or "fully sampled"))
-    done = {k: meta[k] for k in ("recon", "qsm", "unwarped", "device") if meta.get(k)}
+    done = {k: meta[k] for k in PROCESSING_KEYS if meta.get(k)}
     if done:
         lines.append("  computed: " + "; ".join(f"{k} {v}" for k, v in done.items()))
     return lines
@@ -801,6 +822,25 @@ def _parser() -> argparse.ArgumentParser:
     _device_option(p, "Laplacian unwrapping, background removal (LBV, V-SHARP, PDF), the "
                       "dipole field and every inversion; the echo fit, the mask and "
                       "region-growing unwrapping run on the CPU")
+
+    p = command("relax", "relaxometry: multi-echo magnitude -> T2 (spin echoes) or T2* "
+                         "(gradient echoes) map in ms", cmd_relax)
+    p.add_argument("input", type=Path, help="magnitude (echo, z, y, x), e.g. from `mrmicro "
+                                            "recon`")
+    p.add_argument("output", type=Path, help="T2 or T2* map (ms; 0 where not fitted)")
+    p.add_argument("--s0", type=Path, help="also write S0 (the signal at TE 0) here")
+    p.add_argument("--method", choices=("nonlinear", "loglinear", "arlo"),
+                   default="nonlinear", help="least squares on the signal (default), on its "
+                   "logarithm, or ARLO (equally spaced echoes)")
+    p.add_argument("--te-ms", type=_numbers(float, 0.0, 1e5),
+                   help="echo times in ms (default: from the file)")
+    p.add_argument("--floor", type=_one(float, 0.0, 100.0), default=3.0,
+                   help="use each voxel's echoes while above this many σ of the noise "
+                        "(default 3: the Rician floor would make T2 read long); 0: all")
+    p.add_argument("--noise-sigma", type=_one(float, 0.0, above=True),
+                   help="noise σ per channel (default: measured in the background)")
+    p.add_argument("--mask", type=Path, help="fit only inside this mask or labels "
+                                             "(default: the voxels with signal)")
 
     p = command("unwarp", "undo EPI distortion along the phase encode with a field map "
                           "(Jezzard & Balaban 1995)", cmd_unwarp)

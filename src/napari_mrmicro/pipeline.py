@@ -64,7 +64,7 @@ from napari_mrmicro.io._common import LAZY_BYTES
 
 DONE = "done.json"
 #: Roles of the volumes a specimen carries between steps.
-ROLES = ("kspace", "image", "phase", "labels", "chi")
+ROLES = ("kspace", "image", "phase", "labels", "chi", "t2", "s0")
 _SUFFIXES = (".ome.zarr", ".zarr", ".nii.gz", ".nii", ".headfile", ".ome.tiff", ".ome.tif",
              ".tiff", ".tif", ".h5", ".mrd", ".tnt", ".fid")
 
@@ -515,6 +515,42 @@ def qsm_field_step(s: Specimen, method: str = "tv", background: str = "lbv",
     s.volumes["chi"] = result
 
 
+def relax_step(s: Specimen, method: str = "nonlinear", te_ms=None, floor: float = 3.0,
+               noise_sigma: float | None = None, mask_from_labels: bool = False):
+    """Multi-echo magnitude (``image``, echo, z, y, x) -> ``t2`` (ms; T2* for gradient
+    echoes) and ``s0`` (:func:`~napari_mrmicro.core.relaxometry.fit_relaxation`).
+
+    Echo times come from the acquisition the image carries unless given; echoes are used
+    while above ``floor``·σ, σ measured in the background unless given; the voxels fitted
+    are the non-zero ``labels`` with ``mask_from_labels``, else those with signal.
+    """
+    from napari_mrmicro.core.relaxometry import fit_relaxation
+
+    image = s.need("image", "relax")
+    acq = image.metadata.get("acquisition") or {}
+    te_ms = te_ms if te_ms is not None else acq.get("te_ms")
+    if te_ms is None:
+        raise ValueError("relax: the image states no echo times; give te_ms")
+    mask = np.asarray(s.need("labels", "relax").data) != 0 if mask_from_labels else None
+    fit = fit_relaxation(np.asarray(image.data), te_ms, method, mask=mask,
+                         noise_sigma=noise_sigma, floor=floor)
+    quantity = relaxation_name(acq)
+    record = {"method": method, "te_ms": [float(t) for t in te_ms], "floor": float(floor),
+              "noise_sigma": fit.noise_sigma, "quantity": quantity,
+              "fitted_voxels": int(np.count_nonzero(fit.fitted))}
+    for role, data, name, unit in (("t2", fit.t2_ms(), quantity, "ms"),
+                                   ("s0", fit.s0, "S0", image.metadata.get("value_unit"))):
+        volume = _derived(image, data, name=f"{s.name} {name}")
+        volume.metadata.update(value_unit=unit, relaxometry=record)
+        s.volumes[role] = volume
+
+
+def relaxation_name(acquisition: dict) -> str:
+    """"T2*" for gradient echoes, "T2" for spin echoes, "T2 or T2*" when not stated."""
+    sequence = (acquisition or {}).get("sequence")
+    return {"gradient_echo": "T2*", "spin_echo": "T2"}.get(sequence, "T2 or T2*")
+
+
 def smooth_step(s: Specimen, sigma_um: float):
     """Gaussian smoothing of ``image`` with σ in µm (chunked)."""
     from napari_mrmicro.core.chunked import gaussian_filter_chunked
@@ -588,6 +624,7 @@ def save_step(s: Specimen, **files):
 
 
 STEPS = {"recon": recon_step, "echo": echo_step, "qsm": qsm_step, "qsm_field": qsm_field_step,
+         "relax": relax_step,
          "smooth": smooth_step, "threshold": threshold_step,
          "components": components_step, "measure": measure_step, "save": save_step}
 
