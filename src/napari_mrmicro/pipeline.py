@@ -524,7 +524,7 @@ def relax_step(s: Specimen, method: str = "nonlinear", te_ms=None, floor: float 
     while above ``floor``·σ, σ measured in the background unless given; the voxels fitted
     are the non-zero ``labels`` with ``mask_from_labels``, else those with signal.
     """
-    from napari_mrmicro.core.relaxometry import fit_relaxation
+    from napari_mrmicro.core.relaxometry import fit_relaxation, relaxation_name
 
     image = s.need("image", "relax")
     acq = image.metadata.get("acquisition") or {}
@@ -543,12 +543,6 @@ def relax_step(s: Specimen, method: str = "nonlinear", te_ms=None, floor: float 
         volume = _derived(image, data, name=f"{s.name} {name}")
         volume.metadata.update(value_unit=unit, relaxometry=record)
         s.volumes[role] = volume
-
-
-def relaxation_name(acquisition: dict) -> str:
-    """"T2*" for gradient echoes, "T2" for spin echoes, "T2 or T2*" when not stated."""
-    sequence = (acquisition or {}).get("sequence")
-    return {"gradient_echo": "T2*", "spin_echo": "T2"}.get(sequence, "T2 or T2*")
 
 
 def smooth_step(s: Specimen, sigma_um: float):

@@ -64,6 +64,13 @@ class Relaxation:
         return out
 
 
+def relaxation_name(acquisition: dict | None) -> str:
+    """What a decay measures: "T2*" for gradient echoes, "T2" for spin echoes, "T2 or T2*"
+    when the acquisition does not say."""
+    sequence = (acquisition or {}).get("sequence")
+    return {"gradient_echo": "T2*", "spin_echo": "T2"}.get(sequence, "T2 or T2*")
+
+
 def check_echo_times(te_ms, echoes: int, method: str, where: str) -> np.ndarray:
     """Echo times (ms, float64): one per echo, finite, positive and increasing; equally
     spaced for ARLO."""

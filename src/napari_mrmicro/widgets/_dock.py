@@ -171,6 +171,18 @@ def layer_picker(viewer, label: str, roles, kind=Image, others=(), tooltip: str 
     return ComboBox(label=label, choices=choices, tooltip=tooltip, nullable=nullable)
 
 
+def numbers_field(text: str, name: str, count: int | None = None) -> tuple:
+    """The numbers of a comma-separated text field (``count`` of them when given);
+    ValueError names the field."""
+    try:
+        values = tuple(float(v) for v in text.replace(";", ",").split(",") if v.strip())
+    except ValueError:
+        raise ValueError(f"{name}: {text!r} is not a list of numbers") from None
+    if not values or (count is not None and len(values) != count):
+        raise ValueError(f"{name}: expected {count or 'at least one'} number(s), got {text!r}")
+    return values
+
+
 def exclusive(*pickers: ComboBox) -> None:
     """Keep pickers that exclude each other's choice in step: a change in one refreshes
     the others' lists."""
@@ -278,6 +290,7 @@ def _registered(module: str, cls: str, title: str) -> type:
 simulation_dock = _registered("simulation", "SimulationWidget", "MR Simulation")
 reconstruction_dock = _registered("reconstruction", "ReconstructionWidget", "MR Reconstruction")
 qsm_dock = _registered("qsm", "QSMWidget", "QSM")
+relaxometry_dock = _registered("relaxometry", "RelaxometryWidget", "Relaxometry")
 morphometry_dock = _registered("morphometry", "MorphometryWidget", "Morphometry")
 register_dock = _registered("register", "RegisterWidget", "Register")
 particles_dock = _registered("particles", "ParticlesWidget", "Dual-mode particles")

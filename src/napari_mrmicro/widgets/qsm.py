@@ -31,21 +31,12 @@ from napari_mrmicro.widgets._dock import (
     layer_picker,
     layer_role,
     layers_with_role,
+    numbers_field,
     on_device,
     restore_defaults_button,
 )
 from napari_mrmicro.widgets._results import add_layers
 from napari_mrmicro.widgets._worker import progress_worker
-
-
-def _numbers(text: str, name: str, count: int | None = None) -> tuple:
-    try:
-        values = tuple(float(v) for v in text.replace(";", ",").split(",") if v.strip())
-    except ValueError:
-        raise ValueError(f"{name}: {text!r} is not a list of numbers") from None
-    if not values or (count is not None and len(values) != count):
-        raise ValueError(f"{name}: expected {count or 'at least one'} number(s), got {text!r}")
-    return values
 
 
 def spatial_spacing_um(layer) -> tuple:
@@ -262,7 +253,7 @@ class QSMWidget(Container):
 
     def request(self) -> dict:
         """Everything the core needs, read from the widgets (ValueError names a field)."""
-        direction = _numbers(self.direction.value, "B0 direction", 3)
+        direction = numbers_field(self.direction.value, "B0 direction", 3)
         common = dict(b0_direction=direction, method=self.method.value,
                       background=self.background.value, lam=self.lam.value or None,
                       max_iter=self.iterations.value, boundary_passes=self.passes.value)
@@ -287,7 +278,7 @@ class QSMWidget(Container):
         if mag.shape != ph.shape:
             raise ValueError(f"magnitude {mag.shape} and phase {ph.shape} differ in shape")
         echoes = 1 if ph.ndim == 3 else ph.shape[0]
-        te = _numbers(self.te.value, "TE (ms)", echoes)
+        te = numbers_field(self.te.value, "TE (ms)", echoes)
         return dict(common, magnitude=mag, phase=ph, te_ms=te, b0_tesla=self.b0.value,
                     spacing_um=spatial_spacing_um(phase), mask=self._mask(ph.shape[-3:]),
                     unwrap=self.unwrap.value, erode_um=self.erode.value,

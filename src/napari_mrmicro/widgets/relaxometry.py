@@ -1,0 +1,165 @@
+"""Dock "Relaxometry": a multi-echo magnitude layer -> T2 or T2* map (ms) and S0."""
+
+from __future__ import annotations
+
+import numpy as np
+from magicgui.widgets import (CheckBox, ComboBox, Container, FloatSpinBox, Label, LineEdit,
+                              PushButton)
+from napari.layers import Labels
+from napari.utils.notifications import show_error, show_info
+from qtpy.QtWidgets import QSizePolicy
+
+from napari_mrmicro._layers import like
+from napari_mrmicro.core.relaxometry import (METHODS, NOISE_FLOOR, fit_relaxation,
+                                             relaxation_name)
+from napari_mrmicro.widgets._dock import (layer_picker, layers_with_role, numbers_field,
+                                          restore_defaults_button)
+from napari_mrmicro.widgets._results import add_layers
+from napari_mrmicro.widgets._worker import progress_worker
+
+SIGNAL_MASK = "signal"
+
+
+def _echoes(layer) -> bool:
+    """A layer of several echoes of a volume: (echo, z, y, x), real values."""
+    return layer.ndim == 4 and not np.iscomplexobj(layer.data) and layer.data.shape[0] >= 2
+
+
+class RelaxometryWidget(Container):
+    """T2 (spin echoes) or T2* (gradient echoes) and S0, fitted voxel by voxel to the
+    magnitude of several echoes (:func:`~napari_mrmicro.core.relaxometry.fit_relaxation`).
+
+    The echo times come from the layer's acquisition and stay editable; the fit runs in a
+    worker with progress and can be cancelled; the map (ms, 0 where not fitted) lies where
+    the magnitude lies.
+    """
+
+    def __init__(self, napari_viewer):
+        self.viewer = napari_viewer
+        self.magnitude = layer_picker(
+            self.viewer, "magnitude", ("magnitude",), where=_echoes,
+            tooltip="Magnitude of several echoes (echo, z, y, x), e.g. a multi-echo spin "
+                    "echo (T2) or gradient echo (T2*) reconstruction.")
+        self.te = LineEdit(label="TE (ms)", tooltip="Echo times in ms, comma-separated, one "
+                                                    "per echo, increasing (from the layer's "
+                                                    "acquisition when known).")
+        self.quantity = Label(label="maps")
+        self.method = ComboBox(
+            label="fit", choices=list(METHODS), value="nonlinear",
+            tooltip="nonlinear: least squares on the signal (the best estimate under "
+                    "Gaussian noise); loglinear: on its logarithm, weighted by S² (fastest); "
+                    "arlo: auto-regression on linear operations (Pei et al., MRM "
+                    "2015;73:843), equally spaced echoes.")
+        self.floor = FloatSpinBox(
+            label="noise floor (σ)", min=0.0, max=100.0, step=0.5, value=NOISE_FLOOR,
+            tooltip="Each voxel's echoes are used while its signal stays above this many σ "
+                    "of the noise (measured in the background), 0–100: the Rician floor "
+                    "of later echoes would make T2 read long. 0 uses every echo.")
+        self.mask_source = ComboBox(label="mask", choices=self._mask_choices,
+                                    tooltip="Voxels to fit: those with signal (the first "
+                                            "echo above the noise floor, noise specks "
+                                            "dropped), or the "
+                                            "non-zero voxels of a Labels layer.")
+        self.s0 = CheckBox(text="add S0 layer", value=False,
+                           tooltip="Also add S0, the signal extrapolated to TE 0 (proton "
+                                   "density × receive field).")
+        self.run_button = PushButton(text="Fit")
+        self.cancel_button = PushButton(text="Cancel", enabled=False)
+        self.status = Label(label="")
+        self.status.native.setWordWrap(True)
+        self.status.native.setSizePolicy(QSizePolicy.Policy.Expanding,
+                                         QSizePolicy.Policy.Preferred)
+        super().__init__(widgets=[
+            self.magnitude, self.te, self.quantity, self.method, self.floor,
+            self.mask_source, self.s0,
+            Container(widgets=[self.run_button, self.cancel_button], layout="horizontal",
+                      labels=False), self.status])
+        self.insert(len(self) - 2, restore_defaults_button(self, after=self._read_metadata))
+        self.native.layout().addStretch()
+        self.worker = None
+        self.magnitude.changed.connect(self._read_metadata)
+        self.run_button.changed.connect(self.run)
+        self.cancel_button.changed.connect(self.cancel)
+        for event in (self.viewer.layers.events.inserted, self.viewer.layers.events.removed):
+            event.connect(self.reset_choices)
+        self._read_metadata()
+
+    def _mask_choices(self, _widget=None):
+        return [SIGNAL_MASK] + layers_with_role(self.viewer, ("labels",), kind=Labels)
+
+    def _acquisition(self) -> dict:
+        layer = self.magnitude.value
+        return ((layer.metadata.get("mrmicro") or {}).get("acquisition") or {}) if layer else {}
+
+    def _read_metadata(self, *_):
+        acq = self._acquisition()
+        if acq.get("te_ms"):
+            self.te.value = ", ".join(f"{t:g}" for t in acq["te_ms"])
+        self.quantity.value = relaxation_name(acq) + " (ms)"
+
+    def request(self) -> dict:
+        """Everything the core needs, read from the widgets (ValueError names a field)."""
+        layer = self.magnitude.value
+        if layer is None:
+            raise ValueError("choose a magnitude layer of several echoes (echo, z, y, x)")
+        data = np.asarray(layer.data)
+        mask = None
+        if isinstance(self.mask_source.value, Labels):
+            mask = np.asarray(self.mask_source.value.data) != 0
+            if mask.shape != data.shape[1:]:
+                raise ValueError(f"the mask layer {mask.shape} does not match the echoes "
+                                 f"{data.shape[1:]}")
+        return dict(magnitude=data, te_ms=numbers_field(self.te.value, "TE (ms)", data.shape[0]),
+                    method=self.method.value, mask=mask, floor=self.floor.value)
+
+    def run(self, *_):
+        """Fit in a worker; the map (and S0) arrive as layers."""
+        try:
+            request = self.request()
+        except ValueError as error:
+            show_error(f"Relaxometry: {error}")
+            return None
+        source, quantity = self.magnitude.value, relaxation_name(self._acquisition())
+        worker = progress_worker(lambda report: fit_relaxation(
+            **request, callback=lambda fraction: report(fraction, "fit")), "Relaxometry")
+        worker.returned.connect(lambda fit: self._add_results(fit, request, source, quantity))
+        worker.errored.connect(lambda e: show_error(f"Relaxometry: {e}"))
+        worker.finished.connect(self._finished)
+        self.run_button.enabled, self.cancel_button.enabled = False, True
+        self.status.value = "fitting…"
+        worker.start()
+        self.worker = worker
+        return worker
+
+    def cancel(self, *_):
+        """Stop the fit at its next slab."""
+        if self.worker is not None:
+            self.worker.quit()
+            self.status.value = "cancelled"
+
+    def _finished(self):
+        self.run_button.enabled, self.cancel_button.enabled = True, False
+
+    def _add_results(self, fit, request, source, quantity):
+        record = {"method": request["method"], "te_ms": list(request["te_ms"]),
+                  "floor": request["floor"], "noise_sigma": fit.noise_sigma,
+                  "quantity": quantity, "fitted_voxels": int(np.count_nonzero(fit.fitted))}
+        meta = {**source.metadata.get("mrmicro", {}), "source": source.name,
+                "relaxometry": record}
+        common = like(source, ndim=3)
+        t2 = fit.t2_ms()
+        values = t2[fit.fitted]
+        low, high = (np.percentile(values, (1, 99)) if values.size else (0.0, 1.0))
+        layers = [(t2, {**common, "name": f"{quantity} (ms, {request['method']})",
+                        "colormap": "magma", "contrast_limits": (float(low), float(high)),
+                        "metadata": {"mrmicro": {**meta, "value_unit": "ms"}}}, "image")]
+        if self.s0.value:
+            layers.append((fit.s0, {**common, "name": f"S0 ({request['method']})",
+                                    "visible": False, "metadata": {"mrmicro": meta}},
+                           "image"))
+        add_layers(self.viewer, layers)
+        floor = "" if fit.noise_sigma is None else \
+            f"; echoes above {request['floor']:g}σ = {request['floor'] * fit.noise_sigma:.4g}"
+        self.status.value = (f"{quantity} in {record['fitted_voxels']} voxels: {low:.3g} … "
+                             f"{high:.3g} ms (1st-99th percentile){floor}")
+        show_info(f"Relaxometry done: {self.status.value}")
