@@ -1,5 +1,6 @@
 """What every dock shares: a scroll area that fits a laptop screen, layer pickers that know
-a layer's role, the device a job runs on, and "restore defaults".
+a layer's role, the device a job runs on, starting and cancelling a job, and "restore
+defaults".
 
 napari docks a magicgui widget by its ``native`` QWidget, so magicgui's own
 ``scrollable=True`` (which puts the scroll area *around* ``native``) is lost on docking.
@@ -12,6 +13,7 @@ from __future__ import annotations
 from magicgui.widgets import ComboBox, Container, Label, PushButton
 from magicgui.widgets.bases import ValueWidget
 from napari.layers import Image, Labels
+from napari.utils.notifications import show_error
 from qtpy.QtCore import QSize, Qt
 from qtpy.QtWidgets import (QComboBox, QFrame, QHBoxLayout, QLabel, QScrollArea, QVBoxLayout,
                             QWidget)
@@ -197,6 +199,34 @@ def exclusive(*pickers: ComboBox) -> None:
 #: The docks' "device" choices: (shown text, :mod:`~napari_mrmicro.core.backend` device).
 DEVICE_CHOICES = (("CPU", "cpu"), ("GPU (CUDA)", "gpu"))
 NO_GPU = "no CUDA device found: install napari-mrmicro[gpu] on a machine with an NVIDIA GPU"
+
+
+class JobDock:
+    """Run and Cancel of a dock with ``run_button``, ``cancel_button`` and ``status``
+    (a Label): one job at a time, its errors shown as ``"<title>: <error>"``."""
+
+    worker = None
+
+    def start_job(self, worker, title: str, on_result, running: str = "running…"):
+        """Connect ``worker`` (:func:`~._worker.progress_worker`) to ``on_result`` and the
+        buttons, start it and return it."""
+        worker.returned.connect(on_result)
+        worker.errored.connect(lambda e: show_error(f"{title}: {e}"))
+        worker.finished.connect(self._finished)
+        self.run_button.enabled, self.cancel_button.enabled = False, True
+        self.status.value = running
+        worker.start()
+        self.worker = worker
+        return worker
+
+    def cancel(self, *_):
+        """Stop the job at its next progress report (stage, iteration or slab)."""
+        if self.worker is not None:
+            self.worker.quit()
+            self.status.value = "cancelled"
+
+    def _finished(self):
+        self.run_button.enabled, self.cancel_button.enabled = True, False
 
 
 def device_picker(on_gpu: str) -> ComboBox:

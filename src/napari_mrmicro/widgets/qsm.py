@@ -25,6 +25,7 @@ from napari_mrmicro.core.qsm.field_map import (b0_direction_of_grid, field_map_m
 from napari_mrmicro.core.qsm.pipeline import (
     BACKGROUNDS, BOUNDARY_PASSES, METHODS, UNWRAPPERS, QSMResult, qsm_stages)
 from napari_mrmicro.widgets._dock import (
+    JobDock,
     device_picker,
     device_suffix,
     exclusive,
@@ -66,7 +67,7 @@ def _volume(layer) -> bool:
     return layer.ndim >= 3
 
 
-class QSMWidget(Container):
+class QSMWidget(Container, JobDock):
     """Quantitative susceptibility mapping from magnitude and phase layers or a field map.
 
     TE, B0 and B0 direction come from the layers' ``metadata["mrmicro"]["acquisition"]``
@@ -173,7 +174,6 @@ class QSMWidget(Container):
                       labels=False), self.status])
         self.insert(len(self) - 2, restore_defaults_button(self, after=self._read_metadata))
         self.native.layout().addStretch()  # a tall dock keeps its rows together at the top
-        self.worker = None
         self.phase.changed.connect(self._read_metadata)
         self.field.changed.connect(self._read_metadata)
         self.source.changed.connect(self._show_inputs)
@@ -295,24 +295,8 @@ class QSMWidget(Container):
         source = self._source_layer()
         worker = progress_worker(on_device(device, lambda report: compute(
             request, lambda stage, fraction: report(fraction, stage))), "QSM")
-        worker.returned.connect(
-            lambda result: self._add_results(result, request, source, device))
-        worker.errored.connect(lambda e: show_error(f"QSM: {e}"))
-        worker.finished.connect(self._finished)
-        self.run_button.enabled, self.cancel_button.enabled = False, True
-        self.status.value = "running…"
-        worker.start()
-        self.worker = worker
-        return worker
-
-    def cancel(self, *_):
-        """Stop the pipeline at its next stage or iteration."""
-        if self.worker is not None:
-            self.worker.quit()
-            self.status.value = "cancelled"
-
-    def _finished(self):
-        self.run_button.enabled, self.cancel_button.enabled = True, False
+        return self.start_job(worker, "QSM", lambda result: self._add_results(
+            result, request, source, device))
 
     def _add_results(self, result, request, source, device):
         meta = {**source.metadata.get("mrmicro", {}), "source": source.name,

@@ -12,8 +12,8 @@ from qtpy.QtWidgets import QSizePolicy
 from napari_mrmicro._layers import like
 from napari_mrmicro.core.relaxometry import (METHODS, NOISE_FLOOR, fit_relaxation,
                                              relaxation_name)
-from napari_mrmicro.widgets._dock import (layer_picker, layers_with_role, numbers_field,
-                                          restore_defaults_button)
+from napari_mrmicro.widgets._dock import (JobDock, layer_picker, layers_with_role,
+                                          numbers_field, restore_defaults_button)
 from napari_mrmicro.widgets._results import add_layers
 from napari_mrmicro.widgets._worker import progress_worker
 
@@ -25,7 +25,7 @@ def _echoes(layer) -> bool:
     return layer.ndim == 4 and not np.iscomplexobj(layer.data) and layer.data.shape[0] >= 2
 
 
-class RelaxometryWidget(Container):
+class RelaxometryWidget(Container, JobDock):
     """T2 (spin echoes) or T2* (gradient echoes) and S0, fitted voxel by voxel to the
     magnitude of several echoes (:func:`~napari_mrmicro.core.relaxometry.fit_relaxation`).
 
@@ -76,7 +76,6 @@ class RelaxometryWidget(Container):
                       labels=False), self.status])
         self.insert(len(self) - 2, restore_defaults_button(self, after=self._read_metadata))
         self.native.layout().addStretch()
-        self.worker = None
         self.magnitude.changed.connect(self._read_metadata)
         self.run_button.changed.connect(self.run)
         self.cancel_button.changed.connect(self.cancel)
@@ -122,23 +121,8 @@ class RelaxometryWidget(Container):
         source, quantity = self.magnitude.value, relaxation_name(self._acquisition())
         worker = progress_worker(lambda report: fit_relaxation(
             **request, callback=lambda fraction: report(fraction, "fit")), "Relaxometry")
-        worker.returned.connect(lambda fit: self._add_results(fit, request, source, quantity))
-        worker.errored.connect(lambda e: show_error(f"Relaxometry: {e}"))
-        worker.finished.connect(self._finished)
-        self.run_button.enabled, self.cancel_button.enabled = False, True
-        self.status.value = "fitting…"
-        worker.start()
-        self.worker = worker
-        return worker
-
-    def cancel(self, *_):
-        """Stop the fit at its next slab."""
-        if self.worker is not None:
-            self.worker.quit()
-            self.status.value = "cancelled"
-
-    def _finished(self):
-        self.run_button.enabled, self.cancel_button.enabled = True, False
+        return self.start_job(worker, "Relaxometry", lambda fit: self._add_results(
+            fit, request, source, quantity), running="fitting…")
 
     def _add_results(self, fit, request, source, quantity):
         record = {"method": request["method"], "te_ms": list(request["te_ms"]),
