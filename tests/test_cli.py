@@ -5,6 +5,7 @@ import subprocess
 import sys
 
 import numpy as np
+import pytest
 import tifffile
 
 from napari_mrmicro.cli import main
@@ -35,6 +36,12 @@ def test_demo_writes_round_trips_and_a_simulation(tmp_path, capsys):
         chi, truth = signs[name]
         assert abs(truth) > 0.04 and np.sign(chi) == np.sign(truth), (name, chi, truth)
     assert (tmp_path / "cochlea_qsm.png").stat().st_size > 1000
+    # T2* of the tissues away from bone as the simulation made them (modiolus, nerve 17.4 ms)
+    for name in ("modiolus", "cochlear nerve"):
+        found, made = map(float, re.search(rf"{name}: T2\* +([\d.]+) ms median \(the "
+                                           r"simulation's ([\d.]+) ms\)", out).groups())
+        assert found == pytest.approx(made, rel=0.05), name
+    assert (tmp_path / "cochlea_t2star.nii.gz").exists()
     assert (tmp_path / "duct_area.png").stat().st_size > 1000
     sections = (tmp_path / "duct_sections.csv").read_text().splitlines()
     assert len(sections) == 201 and "um2" in sections[0]
