@@ -457,3 +457,12 @@ def test_relax_without_echo_times_or_with_bad_ones_is_refused(tmp_path, capsys):
     assert main(["relax", str(path), str(tmp_path / "t2.tif"),
                  "--te-ms", ",".join(str(10 * i) for i in range(1, 9))]) == 0
     assert "T2* in ms" in capsys.readouterr().out  # gradient echoes: T2*
+
+
+def test_relax_on_a_single_volume_says_it_has_no_echoes(realdata, tmp_path, capsys):
+    """ParaVision scan 6 (FLASH, one TE, 18 slices): the slices are not taken for echoes."""
+    scan = realdata("bruker_pv/pv360_rodent/6")
+    assert main(["relax", str(scan), str(tmp_path / "t2.nii"), "--te-ms", "2"]) == 2
+    err = capsys.readouterr().err
+    assert str(scan) in err and "needs the echoes of a volume (echo, z, y, x)" in err
+    assert "3-D ('z', 'y', 'x') (18, 128, 256)" in err

@@ -527,6 +527,10 @@ def relax_step(s: Specimen, method: str = "nonlinear", te_ms=None, floor: float 
     from napari_mrmicro.core.relaxometry import fit_relaxation, relaxation_name
 
     image = s.need("image", "relax")
+    if image.data.ndim != len(image.spacing_um) + 1:
+        raise ValueError(f"relax: needs the echoes of a volume (echo, z, y, x); the image is "
+                         f"{image.data.ndim}-D {tuple(image.axis_labels)} "
+                         f"{tuple(image.data.shape)}")
     acq = image.metadata.get("acquisition") or {}
     te_ms = te_ms if te_ms is not None else acq.get("te_ms")
     if te_ms is None:
