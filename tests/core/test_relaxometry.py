@@ -130,3 +130,13 @@ def test_bad_input_is_named(change, message):
                              else np.ones((2, 2, 2), bool))
     with pytest.raises(ValueError, match=message):
         fit_relaxation(**arguments)
+
+
+def test_maps_that_will_not_fit_in_memory_are_refused(monkeypatch):
+    from napari_mrmicro.core import memory
+
+    monkeypatch.setattr(memory, "available_memory_bytes", lambda: 2**16)
+    s0, t2 = two_tissues()
+    with pytest.raises(MemoryError, match=r"fit_relaxation: mapping \(16, 32, 32\) voxels "
+                                          r"needs about 0.17 MiB .* a cropped volume"):
+        fit_relaxation(decay(s0, t2), TE, floor=0)

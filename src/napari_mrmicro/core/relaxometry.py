@@ -37,10 +37,13 @@ from dataclasses import dataclass
 import numpy as np
 
 from napari_mrmicro.core import backend
+from napari_mrmicro.core.memory import check_memory
 
 METHODS = ("nonlinear", "loglinear", "arlo")
 #: Echoes are used while the signal stays above this many σ (Rician bias below 5 %).
 NOISE_FLOOR = 3.0
+#: Bytes per voxel of the results (R2, S0, echoes used, fitted, the mask).
+RESULT_BYTES = 11
 #: Levenberg–Marquardt iterations of the nonlinear fit.
 LM_ITERATIONS = 30
 
@@ -127,6 +130,8 @@ def fit_relaxation(magnitude, te_ms, method: str = "nonlinear", mask=None,
     te = check_echo_times(te_ms, data.shape[0], method, where)
     if te.size < 2:
         raise ValueError(f"{where}: a decay needs at least 2 echoes, got {te.size}")
+    check_memory(RESULT_BYTES * math.prod(data.shape[1:]),
+                 f"{where}: mapping {data.shape[1:]} voxels", advice="a cropped volume")
     if not backend.all_finite(data):
         raise ValueError(f"{where}: magnitude contains NaN or Inf")
     if data.min() < 0:
