@@ -254,7 +254,8 @@ def cmd_relax(args) -> int:
 
     extra = {"labels": load_volume(args.mask)} if args.mask is not None else {}
     params = {"method": args.method, "te_ms": args.te_ms, "floor": args.floor,
-              "noise_sigma": args.noise_sigma, "mask_from_labels": args.mask is not None}
+              "noise_sigma": args.noise_sigma, "mask_from_labels": args.mask is not None,
+              "skip_echoes": args.skip_echoes}
     specimen = _one_specimen(args.input, args.output.parent, [("relax", params)], extra)
     t2 = specimen.volumes["t2"]
     used = t2.metadata["relaxometry"]
@@ -262,8 +263,8 @@ def cmd_relax(args) -> int:
     sigma = "" if used["noise_sigma"] is None else f", echoes above {args.floor:g}σ = " \
         f"{args.floor * used['noise_sigma']:.4g}"
     _report(args.output, f"{used['quantity']} in ms, {args.method} fit of "
-                         f"{len(used['te_ms'])} echoes{sigma}, {used['fitted_voxels']} "
-                         "voxels fitted")
+                         f"{len(used['te_ms']) - args.skip_echoes} echoes{sigma}, "
+                         f"{used['fitted_voxels']} voxels fitted")
     if args.s0 is not None:
         save_volume(args.s0, specimen.volumes["s0"])
         _report(args.s0, "S0, the signal extrapolated to TE 0")
@@ -839,6 +840,9 @@ def _parser() -> argparse.ArgumentParser:
                         "(default 3: the Rician floor would make T2 read long); 0: all")
     p.add_argument("--noise-sigma", type=_one(float, 0.0, above=True),
                    help="noise σ per channel (default: measured in the background)")
+    p.add_argument("--skip-echoes", type=_one(int, 0, 1000), default=0,
+                   help="leave out this many first echoes (1 for a multi-echo spin echo, "
+                        "whose first echo lies off the decay of the later ones)")
     p.add_argument("--mask", type=Path, help="fit only inside this mask or labels "
                                              "(default: the voxels with signal)")
 

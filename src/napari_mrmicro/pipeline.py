@@ -516,13 +516,15 @@ def qsm_field_step(s: Specimen, method: str = "tv", background: str = "lbv",
 
 
 def relax_step(s: Specimen, method: str = "nonlinear", te_ms=None, floor: float = 3.0,
-               noise_sigma: float | None = None, mask_from_labels: bool = False):
+               noise_sigma: float | None = None, mask_from_labels: bool = False,
+               skip_echoes: int = 0):
     """Multi-echo magnitude (``image``, echo, z, y, x) -> ``t2`` (ms; T2* for gradient
     echoes) and ``s0`` (:func:`~napari_mrmicro.core.relaxometry.fit_relaxation`).
 
     Echo times come from the acquisition the image carries unless given; echoes are used
     while above ``floor``·σ, σ measured in the background unless given; the voxels fitted
-    are the non-zero ``labels`` with ``mask_from_labels``, else those with signal.
+    are the non-zero ``labels`` with ``mask_from_labels``, else those with signal;
+    ``skip_echoes`` first echoes are left out (a spin-echo train's first echo).
     """
     from napari_mrmicro.core.relaxometry import fit_relaxation, relaxation_name
 
@@ -537,9 +539,10 @@ def relax_step(s: Specimen, method: str = "nonlinear", te_ms=None, floor: float 
         raise ValueError("relax: the image states no echo times; give te_ms")
     mask = np.asarray(s.need("labels", "relax").data) != 0 if mask_from_labels else None
     fit = fit_relaxation(np.asarray(image.data), te_ms, method, mask=mask,
-                         noise_sigma=noise_sigma, floor=floor)
+                         noise_sigma=noise_sigma, floor=floor, skip_echoes=skip_echoes)
     quantity = relaxation_name(acq)
     record = {"method": method, "te_ms": [float(t) for t in te_ms], "floor": float(floor),
+              "skip_echoes": int(skip_echoes),
               "noise_sigma": fit.noise_sigma, "quantity": quantity,
               "fitted_voxels": int(np.count_nonzero(fit.fitted))}
     for role, data, name, unit in (("t2", fit.t2_ms(), quantity, "ms"),

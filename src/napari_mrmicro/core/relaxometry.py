@@ -95,7 +95,7 @@ def check_echo_times(te_ms, echoes: int, method: str, where: str) -> np.ndarray:
 
 def fit_relaxation(magnitude, te_ms, method: str = "nonlinear", mask=None,
                    noise_sigma: float | None = None, floor: float = NOISE_FLOOR,
-                   callback=None) -> Relaxation:
+                   skip_echoes: int = 0, callback=None) -> Relaxation:
     """T2 (spin echoes) or T2* (gradient echoes) and S0 of a mono-exponential decay.
 
     Parameters
@@ -113,6 +113,12 @@ def fit_relaxation(magnitude, te_ms, method: str = "nonlinear", mask=None,
         first echo (:func:`~napari_mrmicro.core.qsm.mask.signal_mask`).
     floor : float
         Echoes are used while the signal stays above ``floor``·σ; 0 uses every echo.
+    skip_echoes : int
+        Leave out this many first echoes. In a multi-echo spin-echo (CPMG) train with
+        imperfect refocusing pulses the first echo lacks the stimulated-echo pathways of
+        the later ones and lies off their exponential; leaving it out makes T2 more
+        accurate (Milford et al., PLoS One 2015;10:e0145255). S0 is then extrapolated
+        from the later echoes.
     callback : callable, optional
         ``callback(fraction)`` after each slab; returning False cancels (``InterruptedError``).
 
@@ -130,6 +136,13 @@ def fit_relaxation(magnitude, te_ms, method: str = "nonlinear", mask=None,
     te = check_echo_times(te_ms, data.shape[0], method, where)
     if te.size < 2:
         raise ValueError(f"{where}: a decay needs at least 2 echoes, got {te.size}")
+    least = 3 if method == "arlo" else 2
+    if isinstance(skip_echoes, bool) or not isinstance(skip_echoes, (int, np.integer)) \
+            or not 0 <= skip_echoes <= te.size - least:
+        raise ValueError(f"{where}: skip_echoes must be a whole number from 0 to "
+                         f"{max(te.size - least, 0)} ({least} of the {te.size} echoes must "
+                         f"remain), got {skip_echoes!r}")
+    data, te = data[skip_echoes:], te[skip_echoes:]
     check_memory(RESULT_BYTES * math.prod(data.shape[1:]),
                  f"{where}: mapping {data.shape[1:]} voxels", advice="a cropped volume")
     if not backend.all_finite(data):
@@ -194,7 +207,12 @@ def _signal(first_echo: np.ndarray) -> tuple[np.ndarray, float]:
     if first_echo.ndim != 3:
         raise ValueError("fit_relaxation: give noise_sigma for data that is not (echo, z, "
                          "y, x), or floor=0")
-    mask, report = signal_mask(first_echo, floor_fraction=0.0, partial_fraction=0.0)
+    try:
+        mask, report = signal_mask(first_echo, floor_fraction=0.0, partial_fraction=0.0)
+    except ValueError as error:  # no background: a volume cropped to the specimen
+        raise ValueError(f"fit_relaxation: the noise could not be measured in the first "
+                         f"echo's background ({error}); give noise_sigma, or a floor of 0 "
+                         "to use every echo") from None
     return mask, float(report.noise_sigma)
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 from magicgui.widgets import (CheckBox, ComboBox, Container, FloatSpinBox, Label, LineEdit,
-                              PushButton)
+                              PushButton, SpinBox)
 from napari.layers import Labels
 from napari.utils.notifications import show_error, show_info
 from qtpy.QtWidgets import QSizePolicy
@@ -55,6 +55,11 @@ class RelaxometryWidget(Container, JobDock):
             tooltip="Each voxel's echoes are used while its signal stays above this many σ "
                     "of the noise (measured in the background), 0–100: the Rician floor "
                     "of later echoes would make T2 read long. 0 uses every echo.")
+        self.skip = SpinBox(
+            label="skip first echoes", min=0, max=100, value=0,
+            tooltip="Leave out this many first echoes (0–100). A multi-echo spin echo's "
+                    "first echo lacks the stimulated echoes of the later ones and lies off "
+                    "their decay: skip 1 for T2 (Milford et al., PLoS One 2015).")
         self.mask_source = ComboBox(label="mask", choices=self._mask_choices,
                                     tooltip="Voxels to fit: those with signal (the first "
                                             "echo above the noise floor, noise specks "
@@ -70,7 +75,7 @@ class RelaxometryWidget(Container, JobDock):
         self.status.native.setSizePolicy(QSizePolicy.Policy.Expanding,
                                          QSizePolicy.Policy.Preferred)
         super().__init__(widgets=[
-            self.magnitude, self.te, self.quantity, self.method, self.floor,
+            self.magnitude, self.te, self.quantity, self.method, self.floor, self.skip,
             self.mask_source, self.s0,
             Container(widgets=[self.run_button, self.cancel_button], layout="horizontal",
                       labels=False), self.status])
@@ -109,7 +114,8 @@ class RelaxometryWidget(Container, JobDock):
                 raise ValueError(f"the mask layer {mask.shape} does not match the echoes "
                                  f"{data.shape[1:]}")
         return dict(magnitude=data, te_ms=numbers_field(self.te.value, "TE (ms)", data.shape[0]),
-                    method=self.method.value, mask=mask, floor=self.floor.value)
+                    method=self.method.value, mask=mask, floor=self.floor.value,
+                    skip_echoes=self.skip.value)
 
     def run(self, *_):
         """Fit in a worker; the map (and S0) arrive as layers."""
@@ -126,7 +132,8 @@ class RelaxometryWidget(Container, JobDock):
 
     def _add_results(self, fit, request, source, quantity):
         record = {"method": request["method"], "te_ms": list(request["te_ms"]),
-                  "floor": request["floor"], "noise_sigma": fit.noise_sigma,
+                  "floor": request["floor"], "skip_echoes": request["skip_echoes"],
+                  "noise_sigma": fit.noise_sigma,
                   "quantity": quantity, "fitted_voxels": int(np.count_nonzero(fit.fitted))}
         meta = {**source.metadata.get("mrmicro", {}), "source": source.name,
                 "relaxometry": record}
