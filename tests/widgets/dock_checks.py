@@ -1,5 +1,6 @@
 """Checks every dock test shares: inputs explained, errors counted, screenshots kept."""
 
+import time
 from pathlib import Path
 
 from magicgui.widgets import Container, PushButton
@@ -46,3 +47,14 @@ def screenshot(viewer, name: str):
     """The whole window (docks included) as a PNG under SHOTS; returns the image."""
     SHOTS.mkdir(exist_ok=True)
     return viewer.screenshot(str(SHOTS / f"{name}.png"), canvas_only=False, flash=False)
+
+
+def cancel_within_a_second(qtbot, dock, worker) -> None:
+    """Let ``dock``'s ``worker`` run a moment, cancel it and check that it stopped within a
+    second (then let its last signals arrive)."""
+    qtbot.wait(300)
+    start = time.perf_counter()
+    with qtbot.waitSignal(worker.finished, timeout=5_000):
+        dock.cancel()
+    assert time.perf_counter() - start < 1.0
+    qtbot.wait(200)
