@@ -50,6 +50,12 @@ def test_relaxometry_dock_reads_the_echo_times_fits_and_shows_t2star(
     assert 0 < low < high and "ms (1st-99th percentile)" in dock.status.value
     viewer.dims.set_point(0, 20 * 100.0)
     screenshot(viewer, "relaxometry")
+    # the map is no magnitude to the other docks, but an intensity to measure per label
+    from napari_mrmicro.widgets.morphometry import MorphometryWidget
+    from napari_mrmicro.widgets.qsm import QSMWidget
+
+    assert layer not in QSMWidget(viewer).magnitude.choices
+    assert layer in MorphometryWidget(viewer).image_layer.choices
 
 
 def test_cancel_acts_within_a_second_and_adds_nothing(make_napari_viewer, qtbot, logged):

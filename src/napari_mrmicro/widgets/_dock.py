@@ -27,7 +27,8 @@ MAX_HINT_HEIGHT = 420
 #: would otherwise widen the whole dock (the list that opens shows them in full).
 COMBO_CHARACTERS = 14
 
-ROLES = ("k-space", "magnitude", "phase", "field map", "susceptibility", "labels", "optical")
+ROLES = ("k-space", "magnitude", "phase", "field map", "susceptibility", "relaxation map",
+         "labels", "optical")
 #: The role of a simulation's ground-truth layer (``metadata["mrmicro"]["truth"]``).
 TRUTH_ROLES = {"proton_density": "magnitude", "chi_ppm": "susceptibility",
                "field_ppm": "field map"}
@@ -113,7 +114,7 @@ def layer_role(layer) -> str | None:
 
     From ``metadata["mrmicro"]``: an explicit ``role``; complex ``kspace`` data; the value
     unit (rad: phase; Hz: field map; ppm: field map, or susceptibility when the layer
-    holds χ); a TIFF without an MR acquisition is optical; a simulation's ground truth by
+    holds χ; ms: a T2 or T2* map); a TIFF without an MR acquisition is optical; a simulation's ground truth by
     :data:`TRUTH_ROLES`; any other layer with an MR acquisition is a magnitude image. Labels layers are labels.
     """
     if isinstance(layer, Labels):
@@ -128,6 +129,8 @@ def layer_role(layer) -> str | None:
     unit = meta.get("value_unit")
     if unit == "rad":
         return "phase"
+    if unit == "ms":
+        return "relaxation map"
     if unit == "Hz":
         return "field map"
     if unit == "ppm":

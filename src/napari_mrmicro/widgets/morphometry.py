@@ -53,8 +53,8 @@ TIPS = {
     "labels": "Labels layer to measure (0 = background, every other value one region), "
               "3-D (z, y, x) in µm. A segmentation saved by another program (ITK-SNAP, "
               "Fiji) opens as an image: right-click it in the layer list, Convert to Labels.",
-    "intensity": "Optional image on the same grid (magnitude, field map, susceptibility): "
-                 "adds mean, SD and integrated intensity per label.",
+    "intensity": "Optional image on the same grid (magnitude, field map, susceptibility, "
+                 "T2 map): adds mean, SD and integrated intensity per label.",
     "sections": "Cross-sections along the centerline (2–100 000), evenly spaced in arc "
                 "length; each is the area of the label cut perpendicular to the path.",
     "diameter": "Known inner diameter of the calibration tube in µm (> 0), e.g. from the "
@@ -112,7 +112,8 @@ class MorphometryWidget(Container):
         self.labels_layer = layer_picker(self.viewer, "labels", ("labels",), kind=Labels,
                                          tooltip=TIPS["labels"])
         self.image_layer = layer_picker(
-            self.viewer, "intensity", ("magnitude", "field map", "susceptibility", "phase"),
+            self.viewer, "intensity", ("magnitude", "field map", "susceptibility",
+                                       "relaxation map", "phase"),
             tooltip=TIPS["intensity"], nullable=True)
         self.image_layer.value = None
         self.measure_button = PushButton(text="Measure", tooltip="Measure every label "
