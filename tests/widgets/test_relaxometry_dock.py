@@ -55,7 +55,15 @@ def test_relaxometry_dock_reads_the_echo_times_fits_and_shows_t2star(
     from napari_mrmicro.widgets.qsm import QSMWidget
 
     assert layer not in QSMWidget(viewer).magnitude.choices
-    assert layer in MorphometryWidget(viewer).image_layer.choices
+    morphometry = MorphometryWidget(viewer)
+    morphometry.labels_layer.value = viewer.layers["cochlea truth labels"]
+    morphometry.image_layer.value = layer
+    with qtbot.waitSignal(morphometry.measure().finished, timeout=60_000):
+        pass
+    qtbot.waitUntil(lambda: morphometry.results is not None, timeout=10_000)
+    headers = [morphometry.table.horizontalHeaderItem(i).text()
+               for i in range(morphometry.table.columnCount())]
+    assert "mean intensity (ms)" in headers and "std intensity (ms)" in headers
 
 
 def test_cancel_acts_within_a_second_and_adds_nothing(make_napari_viewer, qtbot, logged):

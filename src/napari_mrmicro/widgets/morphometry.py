@@ -46,7 +46,9 @@ from napari_mrmicro.widgets._dock import layer_picker, restore_defaults_button
 from napari_mrmicro.widgets._worker import progress_worker
 
 _UNITS = (("_um3", "µm³"), ("_mm3", "mm³"), ("_um2", "µm²"), ("_mm2", "mm²"), ("_um", "µm"),
-          ("_vox", "voxel"))
+          ("_vox", "voxel"), ("_ms", "ms"), ("_ppm", "ppm"), ("_Hz", "Hz"), ("_rad", "rad"))
+#: Intensity statistics that take the intensity layer's value unit.
+_IN_VALUE_UNIT = ("mean_intensity", "std_intensity", "min_intensity", "max_intensity")
 
 #: What each input means, its unit and range, and where the method comes from.
 TIPS = {
@@ -72,6 +74,14 @@ def column_header(name: str) -> str:
         if name.endswith(suffix):
             return f"{name[:-len(suffix)].replace('_', ' ')} ({unit})"
     return name.replace("_", " ")
+
+
+def with_value_unit(table: dict, unit: str | None) -> dict:
+    """The intensity statistics keyed with the intensity's value unit when it is one of
+    :data:`_UNITS` (``mean_intensity`` -> ``mean_intensity_ms`` for a T2 map)."""
+    if not any(suffix == f"_{unit}" for suffix, _ in _UNITS):
+        return table
+    return {(f"{k}_{unit}" if k in _IN_VALUE_UNIT else k): v for k, v in table.items()}
 
 
 def natural_units(table: dict) -> dict:
@@ -234,12 +244,15 @@ class MorphometryWidget(Container):
             show_error(f"Morphometry: {error}")
             return None
         labels, spacing = np.asarray(volume.data), volume.spacing_um
+        unit = None if intensity is None else \
+            (self.image_layer.value.metadata.get("mrmicro") or {}).get("value_unit")
         world = layer_geometry(layer).affine_um  # centroids where napari shows them
         job = (lambda report: region_table(labels, spacing, intensity, affine_um=world,
                                            progress=lambda done, total: report(
                                                done / max(total, 1), "labels")))
         worker = progress_worker(job, "Measuring labels")
-        worker.returned.connect(lambda table: self.show_table(table, layer))
+        worker.returned.connect(lambda table: self.show_table(with_value_unit(table, unit),
+                                                              layer))
         return self._start(worker, self.measure_button)
 
     def measure_centerline(self, *_):
