@@ -439,6 +439,19 @@ def test_relax_maps_t2_in_ms_from_the_echo_times_the_file_states(tmp_path, capsy
         assert np.median(found[inside & (t2 == truth)]) == pytest.approx(truth, rel=0.01)
     assert (found[~inside] == 0).all()
     assert np.median(tifffile.imread(tmp_path / "s0.tif")[inside]) == pytest.approx(200, rel=0.01)
+    # T2 per label from the map: over its fitted voxels (the map says 0 marks the others)
+    labels = np.where(inside, np.where(t2 == 25.0, 1, 2), 0).astype(np.uint8)
+    labels[0, 0, 0] = 1  # a voxel of label 1 outside the specimen: nothing fitted there
+    write_volume(tmp_path / "labels.nii", Volume(labels, (50.0, 20.0, 20.0),
+                                                 layer_type="labels"))
+    assert main(["measure", str(tmp_path / "labels.nii"), str(tmp_path / "t2.csv"),
+                 "--intensity", str(tmp_path / "t2.nii")]) == 0
+    table = (tmp_path / "t2.csv").read_text().splitlines()
+    header = table[0].split(",")
+    means = [float(row.split(",")[header.index("mean_intensity")]) for row in table[1:]]
+    assert means == pytest.approx([25.0, 60.0], rel=0.01)
+    assert [int(row.split(",")[header.index("intensity_voxels")]) for row in table[1:]] == \
+        [np.count_nonzero(inside & (t2 == 25.0)), np.count_nonzero(inside & (t2 == 60.0))]
     # a pipeline does the same; the saved map says how it was computed
     (tmp_path / "p.toml").write_text('[[step]]\nrun = "relax"\nmethod = "arlo"\n'
                                      'skip_echoes = 1\n'

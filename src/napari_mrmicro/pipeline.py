@@ -526,7 +526,7 @@ def relax_step(s: Specimen, method: str = "nonlinear", te_ms=None, floor: float 
     are the non-zero ``labels`` with ``mask_from_labels``, else those with signal;
     ``skip_echoes`` first echoes are left out (a spin-echo train's first echo).
     """
-    from napari_mrmicro.core.relaxometry import fit_relaxation, relaxation_name
+    from napari_mrmicro.core.relaxometry import fit_record, fit_relaxation, relaxation_name
 
     image = s.need("image", "relax")
     if image.data.ndim != len(image.spacing_um) + 1:
@@ -541,10 +541,7 @@ def relax_step(s: Specimen, method: str = "nonlinear", te_ms=None, floor: float 
     fit = fit_relaxation(np.asarray(image.data), te_ms, method, mask=mask,
                          noise_sigma=noise_sigma, floor=floor, skip_echoes=skip_echoes)
     quantity = relaxation_name(acq)
-    record = {"method": method, "te_ms": [float(t) for t in te_ms], "floor": float(floor),
-              "skip_echoes": int(skip_echoes),
-              "noise_sigma": fit.noise_sigma, "quantity": quantity,
-              "fitted_voxels": int(np.count_nonzero(fit.fitted))}
+    record = fit_record(fit, method, te_ms, floor, skip_echoes, quantity)
     for role, data, name, unit in (("t2", fit.t2_ms(), quantity, "ms"),
                                    ("s0", fit.s0, "S0", image.metadata.get("value_unit"))):
         volume = _derived(image, data, name=f"{s.name} {name}")
@@ -595,6 +592,7 @@ def measure_step(s: Specimen, table: str = "regions", chunked: bool | None = Non
     from napari_mrmicro.core import geometry
     from napari_mrmicro.core.chunked import region_volumes_chunked
     from napari_mrmicro.core.morphometry import centroids_in_world, region_table
+    from napari_mrmicro.core.relaxometry import valid_voxels
 
     s.output(f"{_plain_name(table, 'measure: table')}.csv", "measure: table")
     volume = s.need("labels", "measure")
@@ -607,9 +605,13 @@ def measure_step(s: Specimen, table: str = "regions", chunked: bool | None = Non
         s.tables[table] = centroids_in_world(region_volumes_chunked(data, volume.spacing_um),
                                              volume.spacing_um, world)
         return
-    image = np.asarray(s.need("image", "measure").data) if intensity else None
+    image, valid = None, None
+    if intensity:
+        source = s.need("image", "measure")
+        image = np.asarray(source.data)
+        valid = valid_voxels(image, source.metadata)  # a relaxation map's fitted voxels
     s.tables[table] = region_table(np.asarray(data), volume.spacing_um, intensity=image,
-                                   affine_um=world)
+                                   affine_um=world, intensity_valid=valid)
 
 
 def save_step(s: Specimen, **files):

@@ -156,6 +156,26 @@ def test_several_labels_with_intensity():
     assert t["centroid_z_um"][0] == pytest.approx(3.5 * 40.0)
 
 
+def test_intensity_over_the_voxels_that_have_a_value():
+    """A T2 map is 0 where the fit failed: with ``intensity_valid`` those voxels are left
+    out of the statistics and counted; a label without any value gets NaN statistics."""
+    labels = np.zeros((10, 12, 14), np.uint8)
+    labels[1:5, 2:8, 2:10] = 1
+    labels[6:9, 2:8, 2:10] = 2
+    t2 = np.full(labels.shape, 40.0, np.float32)
+    t2[1:3, 2:8, 2:10] = 20.0
+    t2[1, 2:4, 2:10] = 0.0  # not fitted
+    t2[6:9] = 0.0  # label 2: nothing fitted
+    t = region_table(labels, ISO, intensity=t2, intensity_valid=t2 != 0)
+    inside = t2[1:5, 2:8, 2:10]
+    assert t["intensity_voxels"].tolist() == [np.count_nonzero(inside), 0]
+    assert t["mean_intensity"][0] == pytest.approx(inside[inside != 0].mean())
+    assert t["min_intensity"][0] == 20.0 and np.isnan(t["mean_intensity"][1])
+    assert t["mean_intensity"][0] > region_table(labels, ISO, intensity=t2)["mean_intensity"][0]
+    with pytest.raises(ValueError, match="intensity_valid needs an intensity"):
+        region_table(labels, ISO, intensity_valid=t2 != 0)
+
+
 def test_empty_single_voxel_and_border():
     empty = region_table(np.zeros((5, 6, 7), np.uint8), ISO)
     assert set(empty) >= {"label", "volume_um3", "surface_area_um2"}

@@ -77,13 +77,14 @@ def test_the_noise_floor_keeps_t2_from_reading_long(method):
     assert np.median(every.t2_ms()[inside]) / 12 - 1 > error
 
 
-def test_voxels_without_a_decay_are_not_fitted():
+def test_voxels_without_a_measurable_decay_are_not_fitted():
     s0, t2 = two_tissues()
     data = decay(s0, t2)
     data[:, 5, 10, 10] = data[::-1, 5, 10, 10]  # rising: no decay
     data[1:, 6, 10, 10] = 0.0  # one echo above the floor
+    data[:, 7, 10, 10] = 100 * np.exp(-TE / 1e4)  # T2 10 s: 0.3 of decay, below 3σ
     result = fit_relaxation(data, TE, "nonlinear", noise_sigma=1.0)
-    for index in ((5, 10, 10), (6, 10, 10)):
+    for index in ((5, 10, 10), (6, 10, 10), (7, 10, 10)):
         assert not result.fitted[index] and result.t2_ms()[index] == 0
         assert result.r2_per_s[index] == 0 and result.s0[index] == 0
     assert result.echoes_used[6, 10, 10] == 1

@@ -64,6 +64,13 @@ def test_relaxometry_dock_reads_the_echo_times_fits_and_shows_t2star(
     headers = [morphometry.table.horizontalHeaderItem(i).text()
                for i in range(morphometry.table.columnCount())]
     assert "mean intensity (ms)" in headers and "std intensity (ms)" in headers
+    # over the fitted voxels of each tissue only (0 marks the others)
+    truth = np.asarray(viewer.layers["cochlea truth labels"].data)
+    row = list(morphometry.results["label"]).index(1)
+    fitted = (truth == 1) & expected.fitted
+    assert morphometry.results["intensity_voxels"][row] == fitted.sum()
+    assert morphometry.results["mean_intensity_ms"][row] == pytest.approx(
+        expected.t2_ms()[fitted].mean(), rel=1e-6)
 
 
 def test_cancel_acts_within_a_second_and_adds_nothing(make_napari_viewer, qtbot, logged):

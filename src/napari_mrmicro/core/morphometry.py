@@ -50,7 +50,7 @@ _INTENSITY = ("mean_intensity", "std_intensity", "min_intensity", "max_intensity
 
 def region_table(labels, spacing_um, intensity=None,
                  progress: Callable[[int, int], None] | None = None,
-                 affine_um=None) -> dict[str, np.ndarray]:
+                 affine_um=None, intensity_valid=None) -> dict[str, np.ndarray]:
     """Per-label volume, surface, shape, position and intensity, in physical units.
 
     Parameters
@@ -87,6 +87,9 @@ def region_table(labels, spacing_um, intensity=None,
       surface is closed along the edge, its volume is what lies inside)
     - with ``intensity``: ``mean_intensity``, ``std_intensity``, ``min_intensity``,
       ``max_intensity``, ``integrated_intensity`` (sum × voxel volume, intensity·µm³)
+    - with ``intensity_valid`` (bool, the grid's shape: the voxels where the intensity has a
+      value, e.g. where a T2 fit succeeded): the statistics over those voxels only, and
+      ``intensity_voxels``, how many there were (NaN statistics where none)
 
     An all-background volume gives every column with zero rows.
     """
@@ -99,6 +102,11 @@ def region_table(labels, spacing_um, intensity=None,
                              f"{labels.shape}")
         if np.iscomplexobj(intensity):
             raise ValueError("intensity is complex: pass the magnitude (np.abs) or the phase")
+    if intensity_valid is not None:
+        intensity_valid = np.asarray(intensity_valid, dtype=bool)
+        if intensity is None or intensity_valid.shape != labels.shape:
+            raise ValueError("intensity_valid needs an intensity and the labels' shape "
+                             f"{labels.shape}, got {intensity_valid.shape}")
     present = []
     foreground = labels != 0
     if foreground.any():  # find_objects on the labelled box only: one cheap pass, then a small one
@@ -116,10 +124,12 @@ def region_table(labels, spacing_um, intensity=None,
     del foreground
     rows = []
     for done, (label, box) in enumerate(present, start=1):
-        rows.append(_region_row(labels, label, box, spacing, intensity))
+        rows.append(_region_row(labels, label, box, spacing, intensity, intensity_valid))
         if progress is not None:
             progress(done, len(present))
     columns = _column_names(intensity is not None)
+    if intensity_valid is not None:
+        columns.append("intensity_voxels")
     table = {name: np.array([row[name] for row in rows], dtype=_dtype(name))
              for name in columns}
     return centroids_in_world(table, spacing, affine_um)
@@ -148,12 +158,12 @@ def _column_names(with_intensity: bool) -> list[str]:
 
 
 def _dtype(name: str):
-    if name in ("label", "voxel_count") or name.endswith("_vox"):
+    if name in ("label", "voxel_count", "intensity_voxels") or name.endswith("_vox"):
         return np.int64
     return bool if name == "touches_border" else np.float64
 
 
-def _region_row(labels, label, box, spacing, intensity) -> dict:
+def _region_row(labels, label, box, spacing, intensity, valid=None) -> dict:
     margin = int(np.ceil(3 * SURFACE_SMOOTHING_VOXELS)) + 1
     grown = tuple(slice(max(s.start - margin, 0), min(s.stop + margin, n))
                   for s, n in zip(box, labels.shape))
@@ -178,9 +188,15 @@ def _region_row(labels, label, box, spacing, intensity) -> dict:
         row[f"bbox_{a}_start_vox"], row[f"bbox_{a}_stop_vox"] = s.start, s.stop
     row["touches_border"] = any(s.start == 0 or s.stop == n for s, n in zip(box, labels.shape))
     if intensity is not None:
-        values = intensity[grown][mask].astype(np.float64)
+        inside = mask if valid is None else mask & valid[grown]
+        values = intensity[grown][inside].astype(np.float64)
         if not np.all(np.isfinite(values)):
             raise ValueError(f"intensity has NaN or infinite values inside label {label}")
+        if valid is not None:
+            row["intensity_voxels"] = values.size
+        if values.size == 0:  # no voxel of the label has a value
+            row.update(dict.fromkeys(_INTENSITY, np.nan))
+            return row
         row.update(mean_intensity=values.mean(), std_intensity=values.std(),
                    min_intensity=values.min(), max_intensity=values.max(),
                    integrated_intensity=values.sum() * voxel_um3)

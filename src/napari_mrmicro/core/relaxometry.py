@@ -20,8 +20,10 @@ near σ√(π/2) and a fit would read a decay that stops, a T2 too long. Each vo
 therefore used up to the last one of the run that stays above ``floor``·σ from the first
 echo on (truncation; σ the noise per channel, measured in the background by
 :func:`~napari_mrmicro.core.qsm.mask.signal_mask` when not given). A voxel needs two such
-echoes (three for ARLO); one that has fewer, or whose fit shows no decay (R2 ≤ 0), is not
-fitted: its R2, T2 and S0 are 0 and ``fitted`` is False there.
+echoes (three for ARLO); one that has fewer, whose fit shows no decay (R2 ≤ 0), or whose
+fitted decay across its echoes is smaller than ``floor``·σ (a T2 too long for these echo
+times to measure: the fit would give any value up to infinity) is not fitted: its R2, T2
+and S0 are 0 and ``fitted`` is False there (:data:`NOT_FITTED`).
 
 Written here: a fit over every voxel of a volume in a few vectorized passes, slab by slab
 on all cores, with the noise floor, is what a napari layer needs; per-voxel curve fitting
@@ -42,6 +44,8 @@ from napari_mrmicro.core.memory import check_memory
 METHODS = ("nonlinear", "loglinear", "arlo")
 #: Echoes are used while the signal stays above this many σ (Rician bias below 5 %).
 NOISE_FLOOR = 3.0
+#: The value of R2, T2 and S0 where a voxel is not fitted.
+NOT_FITTED = 0.0
 #: Bytes per voxel of the results (R2, S0, echoes used, fitted, the mask).
 RESULT_BYTES = 11
 #: Levenberg–Marquardt iterations of the nonlinear fit.
@@ -195,9 +199,19 @@ def fit_relaxation(magnitude, te_ms, method: str = "nonlinear", mask=None,
     if cancelled:
         raise InterruptedError(f"{where}: cancelled")
     fitted = (r2 > 0) & mask
-    r2[~fitted] = 0
-    s0[~fitted] = 0
+    r2[~fitted] = NOT_FITTED
+    s0[~fitted] = NOT_FITTED
     return Relaxation(r2, s0, fitted, used, noise_sigma if floor > 0 else None)
+
+
+def fit_record(fit: Relaxation, method: str, te_ms, floor: float, skip_echoes: int,
+               quantity: str) -> dict:
+    """How a map was fitted, as stored with it (``metadata["relaxometry"]``); its
+    ``not_fitted_value`` tells a measurement which voxels hold no value."""
+    return {"method": method, "te_ms": [float(t) for t in te_ms], "floor": float(floor),
+            "skip_echoes": int(skip_echoes), "noise_sigma": fit.noise_sigma,
+            "quantity": quantity, "fitted_voxels": int(np.count_nonzero(fit.fitted)),
+            "not_fitted_value": NOT_FITTED}
 
 
 def _signal(first_echo: np.ndarray) -> tuple[np.ndarray, float]:
@@ -229,8 +243,11 @@ def _fit(signal: np.ndarray, te: np.ndarray, method: str, level: np.float32):
         if method == "nonlinear":
             rate, amplitude = _levenberg_marquardt(signal, t, above, rate, amplitude)
         good = count >= 2
-    bad = ~good | ~np.isfinite(rate) | ~np.isfinite(amplitude)
-    rate[bad], amplitude[bad] = 0, 0
+    last = t[np.maximum(count, 1) - 1]  # the last echo each voxel used
+    with np.errstate(over="ignore", invalid="ignore"):
+        decay = amplitude * (np.exp(-rate * t[0]) - np.exp(-rate * last))
+    bad = ~good | ~np.isfinite(rate) | ~np.isfinite(amplitude) | ~(decay >= level)
+    rate[bad], amplitude[bad] = NOT_FITTED, NOT_FITTED
     return rate, amplitude, count.astype(np.uint8)
 
 
@@ -295,3 +312,10 @@ def _levenberg_marquardt(signal, t, above, rate, amplitude):
             current = np.where(better, trial, current)
             damping = np.where(better, damping / 3, damping * 4)
     return r.astype(np.float32), a.astype(np.float32)
+
+
+def valid_voxels(values, metadata: dict | None) -> np.ndarray | None:
+    """Where a map stored with ``metadata`` holds a value: a relaxation map's fitted voxels
+    (those not at its record's ``not_fitted_value``); None for any other image."""
+    missing = ((metadata or {}).get("relaxometry") or {}).get("not_fitted_value")
+    return None if missing is None else np.asarray(values) != missing

@@ -42,6 +42,7 @@ from napari_mrmicro.core.distortion import (
     write_distortion_profile,
 )
 from napari_mrmicro.core.morphometry import plot_area_profile, region_table, write_table_csv
+from napari_mrmicro.core.relaxometry import valid_voxels
 from napari_mrmicro.widgets._dock import layer_picker, restore_defaults_button
 from napari_mrmicro.widgets._worker import progress_worker
 
@@ -244,10 +245,13 @@ class MorphometryWidget(Container):
             show_error(f"Morphometry: {error}")
             return None
         labels, spacing = np.asarray(volume.data), volume.spacing_um
-        unit = None if intensity is None else \
-            (self.image_layer.value.metadata.get("mrmicro") or {}).get("value_unit")
+        meta = {} if intensity is None else \
+            (self.image_layer.value.metadata.get("mrmicro") or {})
+        unit = meta.get("value_unit")
+        valid = None if intensity is None else valid_voxels(intensity, meta)  # a fit's gaps
         world = layer_geometry(layer).affine_um  # centroids where napari shows them
         job = (lambda report: region_table(labels, spacing, intensity, affine_um=world,
+                                           intensity_valid=valid,
                                            progress=lambda done, total: report(
                                                done / max(total, 1), "labels")))
         worker = progress_worker(job, "Measuring labels")

@@ -10,8 +10,8 @@ from napari.utils.notifications import show_error, show_info
 from qtpy.QtWidgets import QSizePolicy
 
 from napari_mrmicro._layers import like
-from napari_mrmicro.core.relaxometry import (METHODS, NOISE_FLOOR, fit_relaxation,
-                                             relaxation_name)
+from napari_mrmicro.core.relaxometry import (METHODS, NOISE_FLOOR, fit_record,
+                                             fit_relaxation, relaxation_name)
 from napari_mrmicro.widgets._dock import (JobDock, layer_picker, layers_with_role,
                                           numbers_field, restore_defaults_button)
 from napari_mrmicro.widgets._results import add_layers
@@ -131,10 +131,8 @@ class RelaxometryWidget(Container, JobDock):
             fit, request, source, quantity), running="fitting…")
 
     def _add_results(self, fit, request, source, quantity):
-        record = {"method": request["method"], "te_ms": list(request["te_ms"]),
-                  "floor": request["floor"], "skip_echoes": request["skip_echoes"],
-                  "noise_sigma": fit.noise_sigma,
-                  "quantity": quantity, "fitted_voxels": int(np.count_nonzero(fit.fitted))}
+        record = fit_record(fit, request["method"], request["te_ms"], request["floor"],
+                            request["skip_echoes"], quantity)
         meta = {**source.metadata.get("mrmicro", {}), "source": source.name,
                 "relaxometry": record}
         common = like(source, ndim=3)
