@@ -82,7 +82,7 @@ def test_voxels_without_a_measurable_decay_are_not_fitted():
     data = decay(s0, t2)
     data[:, 5, 10, 10] = data[::-1, 5, 10, 10]  # rising: no decay
     data[1:, 6, 10, 10] = 0.0  # one echo above the floor
-    data[:, 7, 10, 10] = 100 * np.exp(-TE / 1e4)  # T2 10 s: 0.3 of decay, below 3σ
+    data[:, 7, 10, 10] = 100 * np.exp(-TE / 1e4)  # T2 10 s: decays by 0.3, less than σ
     result = fit_relaxation(data, TE, "nonlinear", noise_sigma=1.0)
     for index in ((5, 10, 10), (6, 10, 10), (7, 10, 10)):
         assert not result.fitted[index] and result.t2_ms()[index] == 0

@@ -21,9 +21,9 @@ therefore used up to the last one of the run that stays above ``floor``·σ from
 echo on (truncation; σ the noise per channel, measured in the background by
 :func:`~napari_mrmicro.core.qsm.mask.signal_mask` when not given). A voxel needs two such
 echoes (three for ARLO); one that has fewer, whose fit shows no decay (R2 ≤ 0), or whose
-fitted decay across its echoes is smaller than ``floor``·σ (a T2 too long for these echo
-times to measure: the fit would give any value up to infinity) is not fitted: its R2, T2
-and S0 are 0 and ``fitted`` is False there (:data:`NOT_FITTED`).
+fitted decay across its echoes is smaller than σ (:data:`MIN_DECAY`; a T2 too long for
+these echo times to tell from no decay: the fit would give any value up to infinity) is
+not fitted: its R2, T2 and S0 are 0 and ``fitted`` is False there (:data:`NOT_FITTED`).
 
 Written here: a fit over every voxel of a volume in a few vectorized passes, slab by slab
 on all cores, with the noise floor, is what a napari layer needs; per-voxel curve fitting
@@ -44,6 +44,8 @@ from napari_mrmicro.core.memory import check_memory
 METHODS = ("nonlinear", "loglinear", "arlo")
 #: Echoes are used while the signal stays above this many σ (Rician bias below 5 %).
 NOISE_FLOOR = 3.0
+#: The least fitted decay across a voxel's echoes, in σ, that counts as a measured decay.
+MIN_DECAY = 1.0
 #: The value of R2, T2 and S0 where a voxel is not fitted.
 NOT_FITTED = 0.0
 #: Bytes per voxel of the results (R2, S0, echoes used, fitted, the mask).
@@ -162,6 +164,7 @@ def fit_relaxation(magnitude, te_ms, method: str = "nonlinear", mask=None,
     if noise_sigma is not None and not (math.isfinite(noise_sigma) and noise_sigma > 0):
         raise ValueError(f"{where}: noise_sigma must be positive, got {noise_sigma!r}")
     level = np.float32(floor * noise_sigma) if floor > 0 else np.float32(0)
+    least_decay = np.float32(MIN_DECAY * noise_sigma) if floor > 0 else np.float32(0)
     if mask is None:
         mask = data[0] > level if measured is None else measured & (data[0] > level)
     else:
@@ -187,7 +190,7 @@ def fit_relaxation(magnitude, te_ms, method: str = "nonlinear", mask=None,
             return
         inside = mask[start:stop]
         signal = data[:, start:stop][:, inside].astype(np.float32).T  # (voxels, echoes)
-        rate, amplitude, count = _fit(signal, te, method, level)
+        rate, amplitude, count = _fit(signal, te, method, level, least_decay)
         r2[start:stop][inside], s0[start:stop][inside] = rate, amplitude
         used[start:stop][inside] = count
         with lock:
@@ -230,8 +233,10 @@ def _signal(first_echo: np.ndarray) -> tuple[np.ndarray, float]:
     return mask, float(report.noise_sigma)
 
 
-def _fit(signal: np.ndarray, te: np.ndarray, method: str, level: np.float32):
-    """R2 (1/s), S0 and echoes used of each row of ``signal`` (voxels, echoes)."""
+def _fit(signal: np.ndarray, te: np.ndarray, method: str, level: np.float32,
+         least_decay: np.float32):
+    """R2 (1/s), S0 and echoes used of each row of ``signal`` (voxels, echoes): echoes used
+    while above ``level``, a fit kept when it decays by ``least_decay`` or more."""
     above = np.logical_and.accumulate(signal > level, axis=1)
     count = above.sum(axis=1)
     t = (te / 1000).astype(np.float32)  # s
@@ -246,7 +251,7 @@ def _fit(signal: np.ndarray, te: np.ndarray, method: str, level: np.float32):
     last = t[np.maximum(count, 1) - 1]  # the last echo each voxel used
     with np.errstate(over="ignore", invalid="ignore"):
         decay = amplitude * (np.exp(-rate * t[0]) - np.exp(-rate * last))
-    bad = ~good | ~np.isfinite(rate) | ~np.isfinite(amplitude) | ~(decay >= level)
+    bad = ~good | ~np.isfinite(rate) | ~np.isfinite(amplitude) | ~(decay >= least_decay)
     rate[bad], amplitude[bad] = NOT_FITTED, NOT_FITTED
     return rate, amplitude, count.astype(np.uint8)
 
