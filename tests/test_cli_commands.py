@@ -455,9 +455,15 @@ def test_relax_maps_t2_in_ms_from_the_echo_times_the_file_states(tmp_path, capsy
     # a pipeline does the same; the saved map says how it was computed
     (tmp_path / "p.toml").write_text('[[step]]\nrun = "relax"\nmethod = "arlo"\n'
                                      'skip_echoes = 1\n'
-                                     '[[step]]\nrun = "save"\nt2 = "t2.ome.zarr"\n')
+                                     '[[step]]\nrun = "save"\nt2 = "t2.ome.zarr"\n'
+                                     '[[step]]\nrun = "echo"\n[[step]]\n'
+                                     'run = "threshold"\n[[step]]\n'
+                                     'run = "measure"\nintensity = "t2"\n')
     assert main(["run", str(tmp_path / "p.toml"), str(path), "--out", str(tmp_path / "o")]) == 0
     saved = read_volume(tmp_path / "o" / "mse" / "t2.ome.zarr")
+    regions = (tmp_path / "o" / "mse" / "regions.csv").read_text().splitlines()
+    column = regions[0].split(",").index("mean_intensity")  # T2 of the thresholded block
+    assert 25 < float(regions[1].split(",")[column]) < 60
     assert saved.metadata["relaxometry"]["method"] == "arlo"
     assert saved.metadata["relaxometry"]["quantity"] == "T2"
     arlo = np.asarray(saved.data)

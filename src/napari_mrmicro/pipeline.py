@@ -580,11 +580,12 @@ def components_step(s: Specimen, connectivity: int = 1):
 
 
 def measure_step(s: Specimen, table: str = "regions", chunked: bool | None = None,
-                 intensity: bool = False):
+                 intensity: bool | str = False):
     """Table of every label in ``labels`` (``<table>.csv``).
 
     In memory (:func:`~napari_mrmicro.core.morphometry.region_table`: volume, surface,
-    shape, position, intensity statistics with ``intensity = true``) or, for volumes
+    shape, position, intensity statistics of ``image`` with ``intensity = true``, or of
+    another role, e.g. ``intensity = "t2"`` after ``relax``: over its fitted voxels) or, for volumes
     larger than memory (``chunked = true``, default when the labels are lazy), chunk by
     chunk (:func:`~napari_mrmicro.core.chunked.region_volumes_chunked`: counts, volumes,
     centroids). Centroids are world positions (the volume's placement).
@@ -606,8 +607,12 @@ def measure_step(s: Specimen, table: str = "regions", chunked: bool | None = Non
                                              volume.spacing_um, world)
         return
     image, valid = None, None
-    if intensity:
-        source = s.need("image", "measure")
+    if intensity is not False:
+        role = "image" if intensity is True else intensity
+        if role not in ROLES:
+            raise ValueError(f"measure: intensity = {intensity!r}: true, or a volume role "
+                             f"{ROLES}")
+        source = s.need(role, "measure")
         image = np.asarray(source.data)
         valid = valid_voxels(image, source.metadata)  # a relaxation map's fitted voxels
     s.tables[table] = region_table(np.asarray(data), volume.spacing_um, intensity=image,
