@@ -13,10 +13,13 @@ UM = "µm"
 
 
 #: Value units a layer may carry in ``metadata["mrmicro"]["value_unit"]``.
-VALUE_UNITS = ("a.u.", "Hz", "ppm", "rad")
+VALUE_UNITS = ("a.u.", "Hz", "ppm", "rad", "ms")
 #: Quantities signed around 0 (field, frequency offset, phase) get a diverging colormap.
 SIGNED_UNITS = ("Hz", "ppm")
 DIVERGING = "bwr"
+#: Relaxation times (T2, T2* maps in ms, 0 where not fitted) get a sequential colormap.
+TIME_UNITS = ("ms",)
+SEQUENTIAL = "magma"
 
 
 def _without(values: tuple, axis: int | None) -> tuple:
@@ -74,27 +77,38 @@ CONTRAST_SAMPLE = 2**22
 
 
 def value_display(volume: Volume, name: str) -> dict:
-    """Name with the value unit, and for signed quantities (Hz, ppm) a diverging colormap
-    with contrast limits symmetric about 0, at the :data:`SIGNED_PERCENTILE` of the
-    magnitude of the non-zero values (the slider's range still spans them all)."""
+    """Name with the value unit; for signed quantities (Hz, ppm) a diverging colormap with
+    contrast limits symmetric about 0, at the :data:`SIGNED_PERCENTILE` of the magnitude of
+    the non-zero values (the slider's range still spans them all); for relaxation times
+    (ms) a sequential one from the 1st to the 99th percentile of the non-zero values."""
     unit = value_unit(volume.metadata)
     out = {"metadata": {"mrmicro": {**volume.metadata, "value_unit": unit}}}
     if unit == "a.u." or volume.layer_type != "image":
         return out
     suffix = f" ({unit})"
     out["name"] = name if name.endswith(suffix) else name + suffix  # a saved layer has it
-    if unit in SIGNED_UNITS:
-        out["colormap"] = DIVERGING
-        data = volume.data
-        if isinstance(data, np.ndarray) and data.size:
-            plane = data[0].size if data.ndim > 1 else 1
-            count = min(len(data), max(1, CONTRAST_SAMPLE // plane))
-            values = np.asarray(data[np.linspace(0, len(data) - 1, count).round()
-                                     .astype(int)]).ravel()
-            values = np.abs(values[np.isfinite(values) & (values != 0)])
-            limit = float(np.percentile(values, SIGNED_PERCENTILE)) if values.size else 0.0
+    if unit in SIGNED_UNITS + TIME_UNITS:
+        out["colormap"] = DIVERGING if unit in SIGNED_UNITS else SEQUENTIAL
+        values = _nonzero_sample(volume.data)
+        if unit in SIGNED_UNITS:
+            limit = float(np.percentile(np.abs(values), SIGNED_PERCENTILE)) \
+                if values.size else 0.0
             out["contrast_limits"] = (-(limit or 1.0), limit or 1.0)
+        elif values.size:
+            low, high = (float(v) for v in np.percentile(values, (1, 99)))
+            out["contrast_limits"] = (low, high if high > low else low + 1.0)
     return out
+
+
+def _nonzero_sample(data) -> np.ndarray:
+    """The finite non-zero values of evenly spaced planes of an in-memory array (at most
+    :data:`CONTRAST_SAMPLE` values); empty for lazy data."""
+    if not isinstance(data, np.ndarray) or not data.size:
+        return np.empty(0)
+    plane = data[0].size if data.ndim > 1 else 1
+    count = min(len(data), max(1, CONTRAST_SAMPLE // plane))
+    values = np.asarray(data[np.linspace(0, len(data) - 1, count).round().astype(int)]).ravel()
+    return values[np.isfinite(values) & (values != 0)]
 
 
 def unit_factors_um(units) -> tuple:

@@ -37,6 +37,23 @@ def test_nifti(make_napari_viewer, tmp_path):
     assert tuple(layer.translate) == pytest.approx((100.0, 0.0, -50.0))
 
 
+def test_a_saved_t2_map_opens_in_ms_as_a_relaxation_map(make_napari_viewer, tmp_path):
+    """A T2 map written by the relaxometry step keeps its unit through a file: named and
+    coloured as a time map, with the role the docks measure it by."""
+    from napari_mrmicro.widgets._dock import layer_role
+
+    t2 = np.zeros((4, 5, 6), np.float32)
+    t2[1:3, 1:4, 1:5] = np.linspace(20, 60, 24).reshape(2, 3, 4)  # 0: not fitted
+    path = tmp_path / "t2.tif"
+    write_volume(path, Volume(t2, (30.0, 20.0, 10.0), {"value_unit": "ms", "relaxometry": {
+        "quantity": "T2", "not_fitted_value": 0.0}}, name="ear T2"))
+    (layer,) = _open_one(make_napari_viewer(), path)
+    assert layer.name == "ear T2 (ms)" and layer.colormap.name == "magma"
+    assert layer.contrast_limits[0] > 20 and layer.contrast_limits[1] < 60
+    assert layer.metadata["mrmicro"]["value_unit"] == "ms"
+    assert layer_role(layer) == "relaxation map"
+
+
 def test_bruker_complex_multislice_gives_magnitude_and_phase(make_napari_viewer, tmp_path):
     ns, ny, nx = 3, 2, 4
     truth = np.full((ns, ny, nx), 3 + 4j)
