@@ -308,7 +308,7 @@ def _levenberg_marquardt(signal, t, above, rate, amplitude):
             det = haa_d * hrr_d - har * har
             trial_a = a + (hrr_d * ga - har * gr) / det
             trial_r = r + (haa_d * gr - har * ga) / det
-            if np.all(np.abs(trial_r - r) <= 1e-6 * np.abs(r) + 1e-6):  # every voxel still
+            if np.all(np.abs(trial_r - r) <= 1e-6 * np.abs(r) + 1e-6):  # no voxel moves on
                 break
             trial = cost(trial_r, trial_a)
             better = np.isfinite(trial) & (trial <= current)

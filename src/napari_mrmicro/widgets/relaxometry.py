@@ -9,7 +9,7 @@ from napari.layers import Labels
 from napari.utils.notifications import show_error, show_info
 from qtpy.QtWidgets import QSizePolicy
 
-from napari_mrmicro._layers import like
+from napari_mrmicro._layers import SEQUENTIAL, like
 from napari_mrmicro.core.relaxometry import (METHODS, NOISE_FLOOR, fit_record,
                                              fit_relaxation, relaxation_name)
 from napari_mrmicro.widgets._dock import (JobDock, layer_picker, layers_with_role,
@@ -106,7 +106,7 @@ class RelaxometryWidget(Container, JobDock):
         layer = self.magnitude.value
         if layer is None:
             raise ValueError("choose a magnitude layer of several echoes (echo, z, y, x)")
-        data = np.asarray(layer.data)
+        data = layer.data  # read in the worker (fit_relaxation), not on the GUI thread
         mask = None
         if isinstance(self.mask_source.value, Labels):
             mask = np.asarray(self.mask_source.value.data) != 0
@@ -140,7 +140,7 @@ class RelaxometryWidget(Container, JobDock):
         values = t2[fit.fitted]
         low, high = (np.percentile(values, (1, 99)) if values.size else (0.0, 1.0))
         layers = [(t2, {**common, "name": f"{quantity} (ms, {request['method']})",
-                        "colormap": "magma", "contrast_limits": (float(low), float(high)),
+                        "colormap": SEQUENTIAL, "contrast_limits": (float(low), float(high)),
                         "metadata": {"mrmicro": {**meta, "value_unit": "ms"}}}, "image")]
         if self.s0.value:
             layers.append((fit.s0, {**common, "name": f"S0 ({request['method']})",
