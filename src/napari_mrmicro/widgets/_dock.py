@@ -15,8 +15,8 @@ from magicgui.widgets.bases import ValueWidget
 from napari.layers import Image, Labels
 from napari.utils.notifications import show_error
 from qtpy.QtCore import QSize, Qt
-from qtpy.QtWidgets import (QComboBox, QFrame, QHBoxLayout, QLabel, QScrollArea, QVBoxLayout,
-                            QWidget)
+from qtpy.QtWidgets import (QComboBox, QFrame, QHBoxLayout, QLabel, QScrollArea,
+                            QSizePolicy, QVBoxLayout, QWidget)
 
 from napari_mrmicro.core import backend
 from napari_mrmicro.io import kspace_codec
@@ -209,6 +209,20 @@ class JobDock:
     (a Label): one job at a time, its errors shown as ``"<title>: <error>"``."""
 
     worker = None
+
+    def job_controls(self, run_text: str) -> list:
+        """The Run and Cancel buttons (in one row) and the status line (a sentence that
+        wraps), connected to :meth:`run` and :meth:`cancel`: the dock's last widgets."""
+        self.run_button = PushButton(text=run_text)
+        self.cancel_button = PushButton(text="Cancel", enabled=False)
+        self.status = Label(label="")
+        self.status.native.setWordWrap(True)
+        self.status.native.setSizePolicy(QSizePolicy.Policy.Expanding,
+                                         QSizePolicy.Policy.Preferred)
+        self.run_button.changed.connect(self.run)
+        self.cancel_button.changed.connect(self.cancel)
+        return [Container(widgets=[self.run_button, self.cancel_button], layout="horizontal",
+                          labels=False), self.status]
 
     def start_job(self, worker, title: str, on_result, running: str = "running…"):
         """Connect ``worker`` (:func:`~._worker.progress_worker`) to ``on_result`` and the

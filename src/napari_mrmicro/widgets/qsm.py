@@ -10,12 +10,10 @@ from magicgui.widgets import (
     FloatSpinBox,
     Label,
     LineEdit,
-    PushButton,
     SpinBox,
 )
 from napari.layers import Labels
 from napari.utils.notifications import show_error, show_info
-from qtpy.QtWidgets import QSizePolicy
 
 from napari_mrmicro._layers import layer_geometry, like
 from napari_mrmicro.core import backend
@@ -158,27 +156,18 @@ class QSMWidget(Container, JobDock):
             "Laplacian unwrapping, background removal (LBV, V-SHARP, PDF), the dipole field "
             "and every inversion run (the echo fit, the mask and region-growing unwrapping "
             "stay on the CPU)")
-        self.run_button = PushButton(text="Run QSM")
-        self.cancel_button = PushButton(text="Cancel", enabled=False)
-        self.status = Label(label="")
-        self.status.native.setWordWrap(True)  # the mask report is a sentence
-        self.status.native.setSizePolicy(QSizePolicy.Policy.Expanding,
-                                         QSizePolicy.Policy.Preferred)
         super().__init__(widgets=[
             self.source, self.magnitude, self.phase, self.phase_unit, self.field,
             self.field_unit, self.larmor, self.te, self.b0, self.direction, self.spacing,
             self.mask_source, self.erode, self.unwrap, self.background, self.passes,
             self.method, self.lam,
             self.iterations, self.intermediates, self.device,
-            Container(widgets=[self.run_button, self.cancel_button], layout="horizontal",
-                      labels=False), self.status])
+            *self.job_controls("Run QSM")])  # its status: the mask report, a sentence
         self.insert(len(self) - 2, restore_defaults_button(self, after=self._read_metadata))
         self.native.layout().addStretch()  # a tall dock keeps its rows together at the top
         self.phase.changed.connect(self._read_metadata)
         self.field.changed.connect(self._read_metadata)
         self.source.changed.connect(self._show_inputs)
-        self.run_button.changed.connect(self.run)
-        self.cancel_button.changed.connect(self.cancel)
         for event in (self.viewer.layers.events.inserted, self.viewer.layers.events.removed):
             event.connect(self.reset_choices)
         self._pick_defaults()

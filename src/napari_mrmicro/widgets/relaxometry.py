@@ -4,10 +4,9 @@ from __future__ import annotations
 
 import numpy as np
 from magicgui.widgets import (CheckBox, ComboBox, Container, FloatSpinBox, Label, LineEdit,
-                              PushButton, SpinBox)
+                              SpinBox)
 from napari.layers import Labels
 from napari.utils.notifications import show_error, show_info
-from qtpy.QtWidgets import QSizePolicy
 
 from napari_mrmicro._layers import SEQUENTIAL, like
 from napari_mrmicro.core.relaxometry import (METHODS, NOISE_FLOOR, fit_record,
@@ -68,22 +67,13 @@ class RelaxometryWidget(Container, JobDock):
         self.s0 = CheckBox(text="add S0 layer", value=False,
                            tooltip="Also add S0, the signal extrapolated to TE 0 (proton "
                                    "density × receive field).")
-        self.run_button = PushButton(text="Fit")
-        self.cancel_button = PushButton(text="Cancel", enabled=False)
-        self.status = Label(label="")
-        self.status.native.setWordWrap(True)
-        self.status.native.setSizePolicy(QSizePolicy.Policy.Expanding,
-                                         QSizePolicy.Policy.Preferred)
         super().__init__(widgets=[
             self.magnitude, self.te, self.quantity, self.method, self.floor, self.skip,
             self.mask_source, self.s0,
-            Container(widgets=[self.run_button, self.cancel_button], layout="horizontal",
-                      labels=False), self.status])
+            *self.job_controls("Fit")])
         self.insert(len(self) - 2, restore_defaults_button(self, after=self._read_metadata))
         self.native.layout().addStretch()
         self.magnitude.changed.connect(self._read_metadata)
-        self.run_button.changed.connect(self.run)
-        self.cancel_button.changed.connect(self.cancel)
         for event in (self.viewer.layers.events.inserted, self.viewer.layers.events.removed):
             event.connect(self.reset_choices)
         self._read_metadata()
