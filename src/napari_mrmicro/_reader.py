@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from napari_mrmicro._layers import volume_to_layer_data
-from napari_mrmicro.io import read_volumes, reader_for
+from napari_mrmicro.io import paravision_study, read_volumes, reader_for
 
 
 def get_reader(path):
@@ -21,8 +21,15 @@ def read_layers(path) -> list[tuple]:
     paths = [path] if isinstance(path, (str, Path)) else list(path)
     layers = []
     for p in paths:  # a tripilot or a multi-position file: one layer (set) per volume
-        for volume in read_volumes(p):
-            layers.extend(volume_to_layer_data(volume, name=volume.name or _display_name(p)))
+        volumes = read_volumes(p)
+        shown = paravision_study.shown_scan(volumes) \
+            if reader_for(p) == "paravision_study" else None
+        for i, volume in enumerate(volumes):
+            for data, kwargs, kind in volume_to_layer_data(
+                    volume, name=volume.name or _display_name(p)):
+                hidden = shown is not None and i != shown
+                layers.append((data, {**kwargs, "visible": False} if hidden else kwargs,
+                               kind))
     return layers
 
 

@@ -41,6 +41,21 @@ def test_a_study_opens_every_scan_where_the_scanner_put_it(realdata):
     assert volumes[-1].metadata["value_unit"] == "Hz"
     layers = get_reader(str(study))(str(study))
     assert [kw["name"] for _, kw, _ in layers][-1] == "B0Map-ADJ_B0MAP E8 P1 (Hz)"
+    # it opens on the FLASH (62.5 x 78 um in-plane): the coarser EPI, scanned later, and
+    # the opaque field map would cover it; the others are a click away
+    assert [kw.get("visible", True) for _, kw, _ in layers] == [False, True, False, False]
+
+
+def test_a_study_opens_on_its_finest_anatomical_image():
+    from napari_mrmicro.io import Volume
+
+    def scan(spacing, unit=None):
+        return Volume(np.zeros((2, 2, 2), np.float32), spacing,
+                      {"value_unit": unit} if unit else {})
+
+    assert paravision_study.shown_scan([scan((500, 100, 100)), scan((50, 50, 50), "Hz"),
+                                        scan((500, 78, 62.5)), scan((500, 62.5, 78))]) == 2
+    assert paravision_study.shown_scan([scan((50, 50, 50), "Hz"), scan((9, 9, 9), "Hz")]) == 0
 
 
 def test_a_scan_without_an_image_or_a_broken_one_is_named_and_the_rest_open(realdata,

@@ -5,7 +5,9 @@ A study (``<study>/``, with its ``subject`` file) holds numbered scan folders
 a RARE, a FLASH, an EPI and a B0 map of one head on top of each other in world space, as
 ParaVision's viewer shows them. Each scan contributes the images of its first processed
 data set (``pdata/<P>/2dseq``, :mod:`.bruker`; a tripilot gives one per orientation), in
-scan-number order.
+scan-number order. In napari the study opens on its finest anatomical image
+(:func:`shown_scan`); the other scans are there, hidden, a click on their eye away: stacked
+in world space the coarsest scan on top, or an opaque field map, would cover the rest.
 
 Scans without an image (raw data only, or an adjustment without pdata) are left out, and
 so is a scan whose image cannot be read; both are named in a warning, and the other scans
@@ -17,6 +19,8 @@ from __future__ import annotations
 
 import warnings
 from pathlib import Path
+
+import numpy as np
 
 from napari_mrmicro.io import bruker
 from napari_mrmicro.io._common import LAZY_BYTES, FormatError, Volume
@@ -84,6 +88,15 @@ def read_all(path: Path, lazy: bool | None = None) -> list[Volume]:
         raise FormatError(path, f"no scan of this ParaVision study has a readable image: "
                                 f"{'; '.join(skipped)}")
     return volumes
+
+
+def shown_scan(volumes: list[Volume]) -> int:
+    """Index of the image a study opens on: the anatomical image (one without a value
+    unit, i.e. not a field map or another parameter map) with the smallest voxels, the
+    first such scan on a tie; the first image when every one is a map."""
+    anatomical = [i for i, volume in enumerate(volumes)
+                  if volume.metadata.get("value_unit") in (None, "a.u.")] or [0]
+    return min(anatomical, key=lambda i: float(np.prod(volumes[i].spacing_um)))
 
 
 def read(path: Path, lazy: bool | None = None) -> Volume:
