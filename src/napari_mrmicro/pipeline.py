@@ -590,7 +590,6 @@ def measure_step(s: Specimen, table: str = "regions", chunked: bool | None = Non
     chunk (:func:`~napari_mrmicro.core.chunked.region_volumes_chunked`: counts, volumes,
     centroids). Centroids are world positions (the volume's placement).
     """
-    from napari_mrmicro.core import geometry
     from napari_mrmicro.core.chunked import region_volumes_chunked
     from napari_mrmicro.core.morphometry import centroids_in_world, region_table
     from napari_mrmicro.core.relaxometry import valid_voxels

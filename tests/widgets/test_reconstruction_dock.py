@@ -43,7 +43,7 @@ def test_reconstruct_zero_fill_and_cs(make_napari_viewer, qtbot, cochlea_kspace,
     np.testing.assert_allclose(layer_geometry(magnitude).affine_um,
                                layer_geometry(viewer.layers["cochlea k-space"]).affine_um)
     assert magnitude.metadata["mrmicro"]["snr"]["snr"] > 5
-    assert float(dock.result.value) == pytest.approx(magnitude.metadata["mrmicro"]["snr"]["snr"],
+    assert float(dock.status.value) == pytest.approx(magnitude.metadata["mrmicro"]["snr"]["snr"],
                                                      abs=0.051)  # shown to 0.1
 
     dock.window.value, dock.zero_fill.value = "none", 2.0
@@ -170,13 +170,13 @@ def test_cancel_compressed_sensing_says_so_and_adds_nothing(make_napari_viewer, 
     viewer = make_napari_viewer()
     add_layers(viewer, kspace_layers(cochlea_kspace, "cochlea", truth=False))
     dock = ReconstructionWidget(viewer)
-    dock.result.value = "15.5"
+    dock.status.value = "15.5"
     dock.cs_method.value, dock.acceleration.value, dock.iterations.value = "l1_wavelet", 4.0, 1000
     count = len(viewer.layers)
     worker = dock.run()
-    assert dock.result.value == "running ..."
+    assert dock.status.value == "running…"
     cancel_within_a_second(qtbot, dock, worker)
-    assert dock.result.value == "cancelled" and len(viewer.layers) == count
+    assert dock.status.value == "cancelled" and len(viewer.layers) == count
     assert dock.run_button.enabled and "MR reconstruction: cancelled" in logged.messages
 
 
@@ -186,9 +186,9 @@ def test_restore_defaults_keeps_the_layer(make_napari_viewer, cochlea_kspace):
     dock = ReconstructionWidget(viewer)
     layer, defaults = dock.layer.value, dock.options()
     dock.window.value, dock.zero_fill.value, dock.cs_method.value = "hann", 2.0, "tv"
-    dock.lam.value, dock.result.value = 0.5, "12.8"
+    dock.lam.value, dock.status.value = 0.5, "12.8"
     assert dock.options() != defaults
     restore = next(w for w in dock if getattr(w, "text", None) == "Restore defaults")
     restore.changed.emit(True)
     assert dock.options() == defaults and dock.layer.value is layer
-    assert dock.result.value == "12.8"  # the last run's figure is no setting
+    assert dock.status.value == "12.8"  # the last run's figure is no setting

@@ -22,7 +22,6 @@ appears ``Δf / BW_px`` pixels towards *lower* readout index.
 from __future__ import annotations
 
 import functools
-import math
 from dataclasses import dataclass
 
 import numpy as np

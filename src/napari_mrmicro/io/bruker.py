@@ -33,7 +33,6 @@ labelled by its name (``cycle``, ``movie`` ...).
 from __future__ import annotations
 
 import math
-import re
 from pathlib import Path
 
 import numpy as np

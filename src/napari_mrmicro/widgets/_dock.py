@@ -206,16 +206,19 @@ NO_GPU = "no CUDA device found: install napari-mrmicro[gpu] on a machine with an
 
 class JobDock:
     """Run and Cancel of a dock with ``run_button``, ``cancel_button`` and ``status``
-    (a Label): one job at a time, its errors shown as ``"<title>: <error>"``."""
+    (a Label: "running…", "cancelled", or what the job found): one job at a time, its
+    errors shown as ``"<title>: <error>"``."""
 
     worker = None
 
-    def job_controls(self, run_text: str) -> list:
+    def job_controls(self, run_text: str, status_label: str = "") -> list:
         """The Run and Cancel buttons (in one row) and the status line (a sentence that
-        wraps), connected to :meth:`run` and :meth:`cancel`: the dock's last widgets."""
+        wraps, headed ``status_label``), connected to :meth:`run` and :meth:`cancel`."""
         self.run_button = PushButton(text=run_text)
-        self.cancel_button = PushButton(text="Cancel", enabled=False)
-        self.status = Label(label="")
+        self.cancel_button = PushButton(
+            text="Cancel", enabled=False,
+            tooltip="Stop the running job within a second; it adds no layer.")
+        self.status = Label(label=status_label)
         self.status.native.setWordWrap(True)
         self.status.native.setSizePolicy(QSizePolicy.Policy.Expanding,
                                          QSizePolicy.Policy.Preferred)
@@ -231,9 +234,9 @@ class JobDock:
         worker.errored.connect(lambda e: show_error(f"{title}: {e}"))
         worker.finished.connect(self._finished)
         self.run_button.enabled, self.cancel_button.enabled = False, True
-        self.status.value = running
-        worker.start()
+        self.status.value = running  # never the last run's result
         self.worker = worker
+        worker.start()
         return worker
 
     def cancel(self, *_):
@@ -243,6 +246,7 @@ class JobDock:
             self.status.value = "cancelled"
 
     def _finished(self):
+        self.worker = None
         self.run_button.enabled, self.cancel_button.enabled = True, False
 
 

@@ -6,7 +6,7 @@ scatter and each mode's localisation precision)."""
 from __future__ import annotations
 
 import numpy as np
-from magicgui.widgets import ComboBox, Container, FloatSpinBox, Label, PushButton
+from magicgui.widgets import ComboBox, Container, FloatSpinBox, Label
 from napari.utils.notifications import show_error, show_info
 from qtpy.QtCore import Qt
 from qtpy.QtWidgets import QAbstractSpinBox, QLabel
@@ -19,7 +19,8 @@ from napari_mrmicro.core.particles import (
     particle_affine,
 )
 from napari_mrmicro.core.transforms import apply_affine
-from napari_mrmicro.widgets._dock import exclusive, layer_picker, restore_defaults_button
+from napari_mrmicro.widgets._dock import (JobDock, exclusive, layer_picker,
+                                          restore_defaults_button)
 from napari_mrmicro.widgets._worker import progress_worker
 from napari_mrmicro.widgets.register import gray_data, origin_um, spacing_um, world_affine_um
 
@@ -87,7 +88,7 @@ def detect_in_layer(layer, diameter_um, threshold, min_distance_um):
     return world, precision
 
 
-class ParticlesWidget(Container):
+class ParticlesWidget(Container, JobDock):
     """Detect & match particles seen in two modes (MR and optical).
 
     Detection: scale-normalised LoG (Lindeberg 1998) per layer, in µm; precision: the
@@ -116,9 +117,6 @@ class ParticlesWidget(Container):
                                          tooltip=TIPS["max_distance"])
         self.register = ComboBox(label="register sets", choices=REGISTER, value="off",
                                  tooltip=TIPS["register"])
-        self.run_button = PushButton(text="Detect && match")
-        self.cancel_button = PushButton(text="Cancel", enabled=False,
-                                        tooltip="Stop detection and matching.")
         self.summary = QLabel()
         row = lambda label, *widgets: Container(  # noqa: E731
             widgets=widgets, layout="horizontal", labels=False, label=label)
@@ -128,8 +126,7 @@ class ParticlesWidget(Container):
             row("MR", self.mr_diameter, self.mr_threshold, self.mr_separation),
             row("optical", self.opt_diameter, self.opt_threshold, self.opt_separation),
             self.max_distance, self.register])
-        self.extend([restore_defaults_button(self), row("", self.run_button,
-                                                         self.cancel_button)])
+        self.extend([restore_defaults_button(self), *self.job_controls("Detect && match")])
         for label in header:
             label.native.setAlignment(Qt.AlignmentFlag.AlignCenter)
         self.summary.setWordWrap(True)
@@ -137,10 +134,7 @@ class ParticlesWidget(Container):
         self.summary.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
         self.native.layout().addWidget(self.summary)
         self.native.layout().addStretch()
-        self.worker = None
         self.result = None
-        self.run_button.changed.connect(self.run)
-        self.cancel_button.changed.connect(lambda *_: self.worker and self.worker.quit())
         for event in (self.viewer.layers.events.inserted, self.viewer.layers.events.removed):
             event.connect(self.reset_choices)
 
@@ -182,17 +176,8 @@ class ParticlesWidget(Container):
                     "precision_um": {m: f[1] for m, f in found.items()},
                     "names": result_names(params["mr"][1], params["optical"][1], kind, gate)}
 
-        worker = progress_worker(job, "Dual-mode particles")
-        worker.returned.connect(self._show)
-        worker.errored.connect(lambda e: show_error(f"Dual-mode particles: {e}"))
-        worker.finished.connect(self._finished)
-        self.run_button.enabled, self.cancel_button.enabled = False, True
-        worker.start()
-        self.worker = worker
-        return worker
-
-    def _finished(self):
-        self.run_button.enabled, self.cancel_button.enabled = True, False
+        return self.start_job(progress_worker(job, "Dual-mode particles"),
+                              "Dual-mode particles", self._show)
 
     def _replace(self, key, name, add, data, metadata=None, **kwargs):
         """Add a result layer, removing the one an earlier run made for ``key``."""
@@ -233,6 +218,7 @@ class ParticlesWidget(Container):
                       edge_color="yellow", edge_width=size / 8, vector_style="arrow",
                       features={"distance_um": match.distances_um})
         self.summary.setText(self.summary_text(result))
+        self.status.value = f"{len(match.pairs)} pairs matched"
         show_info(f"Dual-mode particles: {len(match.pairs)} pairs matched")
 
     @staticmethod

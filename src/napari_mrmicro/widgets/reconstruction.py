@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
-from magicgui.widgets import ComboBox, Container, FloatSpinBox, Label, PushButton, SpinBox
+from magicgui.widgets import ComboBox, Container, FloatSpinBox, SpinBox
 from napari.layers import Image
 from napari.utils.notifications import show_error, show_info
 
@@ -14,14 +14,14 @@ from napari_mrmicro.core.sampling import acquired_or_retrospective_mask
 from napari_mrmicro.io import Volume, kspace_codec
 from napari_mrmicro.pipeline import unwarp_epi
 from napari_mrmicro.widgets._dock import (
-    device_picker, device_suffix, layer_picker, on_device, restore_defaults_button)
+    JobDock, device_picker, device_suffix, layer_picker, on_device, restore_defaults_button)
 from napari_mrmicro.widgets._results import add_layers
 from napari_mrmicro.widgets._worker import progress_worker
 
 AXES = {"z": -3, "y": -2, "x": -1}
 
 
-class ReconstructionWidget(Container):
+class ReconstructionWidget(Container, JobDock):
     """Reconstruct a k-space layer: window, zero-fill, partial Fourier, compressed sensing.
 
     Runs in a worker thread with progress; compressed sensing can be cancelled. Adds
@@ -93,19 +93,13 @@ class ReconstructionWidget(Container):
         self.device = device_picker(
             "the inverse FFT (non-Cartesian data: cuFINUFFT), window, zero-filling and "
             "compressed sensing run (partial Fourier and coil combination stay on the CPU)")
-        self.run_button = PushButton(text="Reconstruct")
-        self.cancel_button = PushButton(text="Cancel", enabled=False)
-        self.result = Label(label="SNR")
         super().__init__(widgets=[
             self.layer, self.field_map, self.window, self.alpha, self.zero_fill, self.pf_method,
             self.pf_axis, self.pf_fraction, self.cs_method, self.acceleration, self.lam,
-            self.iterations, self.device, Container(widgets=[self.run_button, self.cancel_button],
-                                       layout="horizontal", labels=False), self.result])
+            self.iterations, self.device,
+            *self.job_controls("Reconstruct", status_label="SNR")])  # status: the SNR
         self.insert(len(self) - 2, restore_defaults_button(self))
         self.native.layout().addStretch()  # a tall dock keeps its rows together at the top
-        self.worker = None
-        self.run_button.changed.connect(self.run)
-        self.cancel_button.changed.connect(self.cancel)
         for event in (self.viewer.layers.events.inserted, self.viewer.layers.events.removed):
             event.connect(self.layer.reset_choices)
 
@@ -160,24 +154,8 @@ class ReconstructionWidget(Container):
                            dict(field.metadata.get("mrmicro") or {}), affine_um=geo.affine_um)
         worker = progress_worker(on_device(device, lambda report: _reconstruct(
             kspace, options, report, field, placement)), "MR reconstruction")
-        worker.returned.connect(lambda result: self._add_results(result, layer))
-        worker.errored.connect(lambda e: show_error(f"MR Reconstruction: {e}"))
-        worker.aborted.connect(lambda: setattr(self.result, "value", "cancelled"))
-        worker.finished.connect(self._finished)
-        self.run_button.enabled, self.cancel_button.enabled = False, True
-        self.result.value = "running ..."  # never the previous run's SNR
-        worker.start()
-        self.worker = worker
-        return worker
-
-    def cancel(self, *_):
-        """Stop the running reconstruction (compressed sensing stops after its current
-        iteration)."""
-        if self.worker is not None:
-            self.worker.quit()
-
-    def _finished(self):
-        self.run_button.enabled, self.cancel_button.enabled = True, False
+        return self.start_job(worker, "MR Reconstruction",
+                              lambda result: self._add_results(result, layer))
 
     def _add_results(self, result, source):
         image, snr, meta = result
@@ -190,7 +168,7 @@ class ReconstructionWidget(Container):
         add_layers(self.viewer, volume_to_layer_data(
             Volume(image, spacing, meta, name=name, affine_um=affine)))
         text = "n/a (no background)" if snr is None else f"{snr['snr']:.1f}"
-        self.result.value = text
+        self.status.value = text
         show_info(f"MR Reconstruction: {name}, SNR {text}")
 
 

@@ -10,7 +10,6 @@ from magicgui.widgets import (
     FloatSpinBox,
     Label,
     LineEdit,
-    PushButton,
     SpinBox,
 )
 from napari.layers import Labels
@@ -24,7 +23,7 @@ from napari_mrmicro.core.memory import GIB, available_memory_bytes
 from napari_mrmicro.core.physics import REFERENCE_SNR, protocol_summary
 from napari_mrmicro.core.simulate import simulation_memory_bytes
 from napari_mrmicro.widgets._dock import (
-    device_picker, device_suffix, layer_picker, on_device, restore_defaults_button)
+    JobDock, device_picker, device_suffix, layer_picker, on_device, restore_defaults_button)
 from napari_mrmicro.widgets._results import add_layers, kspace_layers
 from napari_mrmicro.widgets._worker import progress_worker
 
@@ -128,7 +127,7 @@ SNR_NOTE = (
     f"low-density tissue (dentine, enamel, bone).</small>")
 
 
-class SimulationWidget(Container):
+class SimulationWidget(Container, JobDock):
     """Protocol planner and simulator.
 
     Every change updates the predicted voxel size, Larmor frequency, readout gradient,
@@ -183,9 +182,6 @@ class SimulationWidget(Container):
             "encoding, relaxation and noise stay on the CPU)")
         self.summary = Label(label="")
         self.snr_note = Label(label="", value=SNR_NOTE)
-        self.run_button = PushButton(text="Simulate")
-        self.cancel_button = PushButton(text="Cancel", enabled=False,
-                                        tooltip="Stop the running simulation (within a second).")
         row = lambda label, widgets: Container(  # noqa: E731
             widgets=widgets, layout="horizontal", label=label, labels=False)
         checks = list(self.effects.values())
@@ -197,7 +193,7 @@ class SimulationWidget(Container):
             self.nonlinearity, row("effects", checks[:2]), row("", checks[2:4]),
             row("", checks[4:]), self.truth,
             self.device,
-            self.summary, self.snr_note, row("", [self.run_button, self.cancel_button])])
+            self.summary, self.snr_note, *self.job_controls("Simulate")])
         for box in self.matrix + self.fov:  # three to a row: no +/- buttons
             box.native.setButtonSymbols(QAbstractSpinBox.ButtonSymbols.NoButtons)
             box.native.setMinimumWidth(50)
@@ -207,18 +203,15 @@ class SimulationWidget(Container):
             label.native.setWordWrap(True)
             label.native.setTextFormat(Qt.TextFormat.RichText)
         self.reference = None
-        self.worker = None
         self.memory_problem = None
         self.preset.changed.connect(self._apply_preset)
         self.specimen.changed.connect(self._specimen_changed)
         for widget in self._protocol_widgets():
             widget.changed.connect(self.update_summary)
-        self.run_button.changed.connect(self.run)
-        self.cancel_button.changed.connect(self.cancel)
         self.viewer.layers.events.inserted.connect(self.pd_layer.reset_choices)
         self.viewer.layers.events.removed.connect(self.pd_layer.reset_choices)
         self._apply_preset(self.preset.value)
-        self.insert(len(self) - 1, restore_defaults_button(self, after=self.update_summary))
+        self.insert(len(self) - 2, restore_defaults_button(self, after=self.update_summary))
 
     def _protocol_widgets(self):
         return [self.b0, self.nucleus, self.sequence, self.te, self.tr, self.flip,
@@ -339,23 +332,12 @@ class SimulationWidget(Container):
         specimen, polarization = self.specimen.value, self.polarization.value / 100.0
         worker = progress_worker(on_device(device, lambda report: _simulate(
             specimen, acq, effects, pd_image, polarization, report)), "MR simulation")
-        worker.returned.connect(lambda result: self._add_results(result, device))
-        worker.errored.connect(lambda e: show_error(f"MR Simulation: {e}"))
-        worker.finished.connect(self._finished)
-        self.run_button.enabled, self.cancel_button.enabled = False, True
-        self.worker = worker
-        worker.start()
-        return worker
-
-    def cancel(self, *_):
-        """Stop the running simulation at its next slab."""
-        if self.worker is not None:
-            self.worker.quit()
+        return self.start_job(worker, "MR Simulation",
+                              lambda result: self._add_results(result, device))
 
     def _finished(self):
-        self.worker = None
-        self.cancel_button.enabled = False
-        self.update_summary()
+        super()._finished()
+        self.update_summary()  # Simulate stays off for a protocol beyond the free memory
 
     def _add_results(self, result, device):
         kspace, specimen, tissues = result
@@ -365,6 +347,7 @@ class SimulationWidget(Container):
             if isinstance(layer, Labels):  # the truth labels: tissue names on hover
                 layer.metadata["mrmicro"]["tissues"] = dict(enumerate(tissues))
                 layer.features = tissue_features(layer.metadata["mrmicro"])
+        self.status.value = f"{name}: noise σ = {kspace.truth['sigma']:.4g}"
         show_info(f"MR Simulation: {name} done, noise σ = {kspace.truth['sigma']:.4g}")
 
 
