@@ -19,7 +19,7 @@ _SOURCES = {
     "dipole_kernel": "qsm", "forward_field": "qsm", "invert_tkd": "qsm", "invert_tv": "qsm",
     "qsm": "qsm", "qsm_from_field": "qsm", "unwrap_laplacian": "qsm", "vsharp": "qsm",
     "reconstruct_noncartesian": "nufft",
-    "fit_relaxation": "relaxometry",
+    "fit_relaxation": "relaxometry", "fit_t1": "t1_mapping",
     "image_parts": "recon", "reconstruct": "recon",
     "landmark_affine": "register", "reslice": "register",
     "poisson_disc_mask": "sampling", "variable_density_mask": "sampling",

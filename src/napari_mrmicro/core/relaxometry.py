@@ -12,8 +12,8 @@ gradient echoes). Three fits of one signature (:func:`fit_relaxation`, ``method`
   for noise-free data up to Simpson's error (``(Δ/T2)⁴/180``). Needs three echoes.
 * ``"nonlinear"``: least squares on the signal itself, the maximum-likelihood estimate
   under Gaussian noise, by Levenberg–Marquardt steps from the log-linear fit, every voxel
-  at once (``scipy.optimize.curve_fit`` voxel by voxel reaches the same minimum, tested,
-  but takes minutes on a volume).
+  at once (:mod:`~napari_mrmicro.core.voxel_fit`; ``scipy.optimize.curve_fit`` voxel by
+  voxel reaches the same minimum, tested, but takes minutes on a volume).
 
 A magnitude image is Rician: where the signal has decayed into the noise its mean stays
 near σ√(π/2) and a fit would read a decay that stops, a T2 too long. Each voxel's echoes are
@@ -33,13 +33,13 @@ libraries are orders of magnitude slower.
 from __future__ import annotations
 
 import math
-import threading
 from dataclasses import dataclass
 
 import numpy as np
 
 from napari_mrmicro.core import backend
 from napari_mrmicro.core.memory import check_memory
+from napari_mrmicro.core.voxel_fit import fit_voxels, levenberg_marquardt
 
 METHODS = ("nonlinear", "loglinear", "arlo")
 #: Echoes are used while the signal stays above this many σ (Rician bias below 5 %).
@@ -135,10 +135,7 @@ def fit_relaxation(magnitude, te_ms, method: str = "nonlinear", mask=None,
     where = "fit_relaxation"
     if method not in METHODS:
         raise ValueError(f"{where}: method must be one of {METHODS}, got {method!r}")
-    data = np.asarray(magnitude)
-    if np.iscomplexobj(data) or data.dtype.kind not in "fiu" or data.ndim < 2:
-        raise ValueError(f"{where}: magnitude must be real (echo, ...) data, got "
-                         f"{data.dtype} {data.shape}")
+    data = check_magnitude(magnitude, "magnitude", "echo", where)
     te = check_echo_times(te_ms, data.shape[0], method, where)
     if te.size < 2:
         raise ValueError(f"{where}: a decay needs at least 2 echoes, got {te.size}")
@@ -151,16 +148,11 @@ def fit_relaxation(magnitude, te_ms, method: str = "nonlinear", mask=None,
     data, te = data[skip_echoes:], te[skip_echoes:]
     check_memory(RESULT_BYTES * math.prod(data.shape[1:]),
                  f"{where}: mapping {data.shape[1:]} voxels", advice="a cropped volume")
-    if not backend.all_finite(data):
-        raise ValueError(f"{where}: magnitude contains NaN or Inf")
-    if data.min() < 0:
-        raise ValueError(f"{where}: magnitude has negative values (min {data.min():g}): "
-                         "is it a phase or a real part?")
     if not (isinstance(floor, (int, float)) and math.isfinite(floor) and floor >= 0):
         raise ValueError(f"{where}: floor must be a finite number >= 0, got {floor!r}")
     measured = None
     if floor > 0 and noise_sigma is None:
-        measured, noise_sigma = _signal(data[0])
+        measured, noise_sigma = signal_and_noise(data[0], where)
     if noise_sigma is not None and not (math.isfinite(noise_sigma) and noise_sigma > 0):
         raise ValueError(f"{where}: noise_sigma must be positive, got {noise_sigma!r}")
     level = np.float32(floor * noise_sigma) if floor > 0 else np.float32(0)
@@ -177,34 +169,29 @@ def fit_relaxation(magnitude, te_ms, method: str = "nonlinear", mask=None,
                          f"is above {floor:g}σ = {float(level):.4g})")
 
     shape = data.shape[1:]
-    r2 = np.zeros(shape, np.float32)
-    s0 = np.zeros(shape, np.float32)
+    r2, s0 = np.zeros(shape, np.float32), np.zeros(shape, np.float32)
     used = np.zeros(shape, np.uint8)
-    planes = shape[0]
-    done = [0]
-    cancelled = []
-    lock = threading.Lock()  # slabs run on a thread pool
-
-    def work(start, stop):
-        if cancelled:
-            return
-        inside = mask[start:stop]
-        signal = data[:, start:stop][:, inside].astype(np.float32).T  # (voxels, echoes)
-        rate, amplitude, count = _fit(signal, te, method, level, least_decay)
-        r2[start:stop][inside], s0[start:stop][inside] = rate, amplitude
-        used[start:stop][inside] = count
-        with lock:
-            done[0] += stop - start
-            if callback is not None and callback(done[0] / planes) is False:
-                cancelled.append(True)
-
-    backend.for_each_slab(np, work, planes, math.prod(shape[1:]) * te.size)
-    if cancelled:
-        raise InterruptedError(f"{where}: cancelled")
+    fit_voxels(data, mask, lambda signal: _fit(signal, te, method, level, least_decay),
+               [r2, s0, used], callback=callback, where=where)
     fitted = (r2 > 0) & mask
     r2[~fitted] = NOT_FITTED
     s0[~fitted] = NOT_FITTED
     return Relaxation(r2, s0, fitted, used, noise_sigma if floor > 0 else None)
+
+
+def check_magnitude(images, name: str, points: str, where: str) -> np.ndarray:
+    """``images`` as an array of magnitudes, (``points``, ...): real, finite and >= 0, or
+    a ValueError headed ``where`` that names ``name`` and the problem."""
+    data = np.asarray(images)
+    if np.iscomplexobj(data) or data.dtype.kind not in "fiu" or data.ndim < 2:
+        raise ValueError(f"{where}: {name} must be real ({points}, ...) data, got "
+                         f"{data.dtype} {data.shape}")
+    if not backend.all_finite(data):
+        raise ValueError(f"{where}: {name} contains NaN or Inf")
+    if data.min() < 0:
+        raise ValueError(f"{where}: {name} has negative values (min {data.min():g}): is "
+                         "it a phase or a real part? Give the magnitude")
+    return data
 
 
 def fit_record(fit: Relaxation, method: str, te_ms, floor: float, skip_echoes: int,
@@ -217,18 +204,21 @@ def fit_record(fit: Relaxation, method: str, te_ms, floor: float, skip_echoes: i
             "not_fitted_value": NOT_FITTED}
 
 
-def _signal(first_echo: np.ndarray) -> tuple[np.ndarray, float]:
-    """The voxels with signal (noise specks dropped) and σ, measured on the first echo."""
+def signal_and_noise(image: np.ndarray, where: str) -> tuple[np.ndarray, float]:
+    """The voxels with signal (noise specks dropped) and the noise σ per channel, measured
+    in the background of a 3-D magnitude ``image``
+    (:func:`~napari_mrmicro.core.qsm.mask.signal_mask`); ValueError, headed ``where``,
+    when it has no background."""
     from napari_mrmicro.core.qsm.mask import signal_mask
 
-    if first_echo.ndim != 3:
-        raise ValueError("fit_relaxation: give noise_sigma for data that is not (echo, z, "
-                         "y, x), or floor=0")
+    if image.ndim != 3:
+        raise ValueError(f"{where}: give noise_sigma for images that are not (z, y, x) "
+                         "volumes, or a floor of 0")
     try:
-        mask, report = signal_mask(first_echo, floor_fraction=0.0, partial_fraction=0.0)
+        mask, report = signal_mask(image, floor_fraction=0.0, partial_fraction=0.0)
     except ValueError as error:  # no background: a volume cropped to the specimen
-        raise ValueError(f"fit_relaxation: the noise could not be measured in the first "
-                         f"echo's background ({error}); give noise_sigma, or a floor of 0 "
+        raise ValueError(f"{where}: the noise could not be measured in the image's "
+                         f"background ({error}); give noise_sigma, or a floor of 0 "
                          "to use every echo") from None
     return mask, float(report.noise_sigma)
 
@@ -285,38 +275,17 @@ def _arlo(signal, t, above):
 
 def _levenberg_marquardt(signal, t, above, rate, amplitude):
     """Minimise Σ_used (S_i − S0·e^{−R2·t_i})² per row, from (rate, amplitude)."""
-    s = signal.astype(np.float64)
-    use = above.astype(np.float64)
-    r, a = rate.astype(np.float64), amplitude.astype(np.float64)
-    start = np.isfinite(r) & np.isfinite(a)
-    r[~start], a[~start] = 0.0, s[~start, 0]
-    damping = np.full(r.shape, 1e-3)
+    t = t.astype(np.float64)
 
-    def cost(r, a):
-        e = (s - a[:, None] * np.exp(-np.outer(r, t))) * use
-        return (e * e).sum(1)
+    def decay(p, _rows):
+        e = np.exp(-np.outer(p[:, 1], t))
+        return p[:, :1] * e, [e, -p[:, :1] * t * e]  # ∂/∂S0, ∂/∂R2
 
-    current = cost(r, a)
-    with np.errstate(over="ignore", invalid="ignore", divide="ignore"):  # rejected trials
-        for _ in range(LM_ITERATIONS):
-            decay = np.exp(-np.outer(r, t)) * use
-            e = s * use - a[:, None] * decay
-            ja, jr = decay, -a[:, None] * t * decay  # ∂model/∂S0, ∂model/∂R2
-            haa, hrr, har = (ja * ja).sum(1), (jr * jr).sum(1), (ja * jr).sum(1)
-            ga, gr = (ja * e).sum(1), (jr * e).sum(1)
-            haa_d, hrr_d = haa * (1 + damping), hrr * (1 + damping)
-            det = haa_d * hrr_d - har * har
-            trial_a = a + (hrr_d * ga - har * gr) / det
-            trial_r = r + (haa_d * gr - har * ga) / det
-            if np.all(np.abs(trial_r - r) <= 1e-6 * np.abs(r) + 1e-6):  # no voxel moves on
-                break
-            trial = cost(trial_r, trial_a)
-            better = np.isfinite(trial) & (trial <= current)
-            a = np.where(better, trial_a, a)
-            r = np.where(better, trial_r, r)
-            current = np.where(better, trial, current)
-            damping = np.where(better, damping / 3, damping * 4)
-    return r.astype(np.float32), a.astype(np.float32)
+    start = np.stack([amplitude, rate], axis=1).astype(np.float64)
+    lost = ~np.all(np.isfinite(start), axis=1)
+    start[lost] = np.stack([signal[lost, 0], np.zeros(lost.sum(), np.float32)], axis=1)
+    p, _, _ = levenberg_marquardt(decay, start, signal, above, LM_ITERATIONS)
+    return p[:, 1].astype(np.float32), p[:, 0].astype(np.float32)
 
 
 def valid_voxels(values, metadata: dict | None) -> np.ndarray | None:
