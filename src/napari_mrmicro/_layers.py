@@ -80,7 +80,7 @@ def value_display(volume: Volume, name: str) -> dict:
     """Name with the value unit; for signed quantities (Hz, ppm) a diverging colormap with
     contrast limits symmetric about 0, at the :data:`SIGNED_PERCENTILE` of the magnitude of
     the non-zero values (the slider's range still spans them all); for relaxation times
-    (ms) a sequential one from the 1st to the 99th percentile of the non-zero values."""
+    (ms) a sequential one (:func:`relaxation_limits`)."""
     unit = value_unit(volume.metadata)
     out = {"metadata": {"mrmicro": {**volume.metadata, "value_unit": unit}}}
     if unit == "a.u." or volume.layer_type != "image":
@@ -95,9 +95,16 @@ def value_display(volume: Volume, name: str) -> dict:
                 if values.size else 0.0
             out["contrast_limits"] = (-(limit or 1.0), limit or 1.0)
         elif values.size:
-            low, high = (float(v) for v in np.percentile(values, (1, 99)))
-            out["contrast_limits"] = (low, high if high > low else low + 1.0)
+            out["contrast_limits"] = relaxation_limits(values)
     return out
+
+
+def relaxation_limits(values: np.ndarray) -> tuple:
+    """Contrast limits of a relaxation time map from its fitted (non-zero) values: from 0,
+    the black of voxels not fitted, to the 99th percentile, so that the shortest times
+    keep a colour apart from the background (from the 1st percentile they were black)."""
+    high = float(np.percentile(values, 99)) if np.size(values) else 1.0
+    return (0.0, high if high > 0 else 1.0)
 
 
 def _nonzero_sample(data) -> np.ndarray:

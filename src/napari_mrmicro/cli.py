@@ -271,6 +271,38 @@ def cmd_relax(args) -> int:
     return 0
 
 
+def cmd_t1(args) -> int:
+    from napari_mrmicro.core.t1_mapping import VARIED
+    from napari_mrmicro.pipeline import load_volume, save_volume, t1_series
+
+    *inputs, output = args.paths
+    if not inputs:
+        raise ValueError("t1: give the input image(s) and the output path")
+    volumes = [load_volume(path) for path in inputs]
+    series = volumes[0] if len(volumes) == 1 else t1_series(volumes, args.method, inputs)
+    extra = {"labels": load_volume(args.mask)} if args.mask is not None else {}
+    if args.b1 is not None:
+        extra["b1"] = load_volume(args.b1)
+    params = {"method": args.method, "flip_deg": args.flip_deg, "tr_ms": args.tr_ms,
+              "ti_ms": args.ti_ms, "noise_sigma": args.noise_sigma,
+              "mask_from_labels": args.mask is not None}
+    specimen = _one_specimen(inputs[0], output.parent, [("t1", params)], extra,
+                             volume=series)
+    t1 = specimen.volumes["t1"]
+    used = t1.metadata["relaxometry"]
+    save_volume(output, t1)
+    name, unit = VARIED[args.method]
+    values = ", ".join(f"{v:g}" for v in used[name])
+    _report(output, f"T1 in ms, {args.method} fit of {len(used[name])} images ({name} "
+                    f"{values} {unit}), {used['fitted_voxels']} voxels fitted")
+    for path, role, what in ((args.m0, "m0", "M0, the signal of full relaxation"),
+                             (args.sd, "t1_sd", "the standard error of T1 in ms")):
+        if path is not None:
+            save_volume(path, specimen.volumes[role])
+            _report(path, what)
+    return 0
+
+
 def cmd_unwarp(args) -> int:
     from napari_mrmicro.pipeline import load_volume, save_volume, unwarp_epi
 
@@ -843,6 +875,33 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--skip-echoes", type=_one(int, 0, 1000), default=0,
                    help="leave out this many first echoes (1 for a multi-echo spin echo, "
                         "whose first echo lies off the decay of the later ones)")
+    p.add_argument("--mask", type=Path, help="fit only inside this mask or labels "
+                                             "(default: the voxels with signal)")
+
+    p = command("t1", "T1 mapping: images at several flip angles (VFA), TRs (saturation "
+                      "recovery) or inversion times -> T1 map in ms", cmd_t1)
+    p.add_argument("method", choices=("vfa", "saturation_recovery", "inversion_recovery"),
+                   help="vfa: spoiled gradient echoes at several flip angles and one TR "
+                        "(DESPOT1); saturation_recovery: several TRs (RARE-VTR); "
+                        "inversion_recovery: several TIs (three-parameter fit)")
+    p.add_argument("paths", type=Path, nargs="+", metavar="INPUT... OUTPUT",
+                   help="one series (point, z, y, x), e.g. a ParaVision RARE-VTR or "
+                        "inversion-recovery scan, or one file per flip angle, TR or TI on "
+                        "one grid; then the T1 map to write (ms; 0 where not measured)")
+    p.add_argument("--flip-deg", type=_numbers(float, 0.0, 180.0),
+                   help="vfa: the flip angles in degrees (default: each file's)")
+    p.add_argument("--tr-ms", type=_numbers(float, 0.0, 1e7),
+                   help="vfa: the one TR; saturation_recovery: each image's TR (ms; "
+                        "default: from the files)")
+    p.add_argument("--ti-ms", type=_numbers(float, 0.0, 1e7),
+                   help="inversion_recovery: the inversion times in ms (default: from the "
+                        "files)")
+    p.add_argument("--b1", type=Path, help="vfa: a relative B1 map (acting over nominal flip "
+                                           "angle) on the images' grid")
+    p.add_argument("--m0", type=Path, help="also write M0 here")
+    p.add_argument("--sd", type=Path, help="also write the standard error of T1 (ms) here")
+    p.add_argument("--noise-sigma", type=_one(float, 0.0, above=True),
+                   help="noise σ per channel (default: measured in the background)")
     p.add_argument("--mask", type=Path, help="fit only inside this mask or labels "
                                              "(default: the voxels with signal)")
 

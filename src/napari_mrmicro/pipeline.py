@@ -64,7 +64,7 @@ from napari_mrmicro.io._common import LAZY_BYTES
 
 DONE = "done.json"
 #: Roles of the volumes a specimen carries between steps.
-ROLES = ("kspace", "image", "phase", "labels", "chi", "t2", "s0")
+ROLES = ("kspace", "image", "phase", "labels", "chi", "t2", "s0", "t1", "m0", "t1_sd", "b1")
 _SUFFIXES = (".ome.zarr", ".zarr", ".nii.gz", ".nii", ".headfile", ".ome.tiff", ".ome.tif",
              ".tiff", ".tif", ".h5", ".mrd", ".tnt", ".fid")
 
@@ -515,6 +515,16 @@ def qsm_field_step(s: Specimen, method: str = "tv", background: str = "lbv",
     s.volumes["chi"] = result
 
 
+def _series_image(s: Specimen, step: str, what: str) -> Volume:
+    """The specimen's ``image`` when it holds volumes along one leading axis, else a
+    ValueError saying the ``step`` needs ``what``."""
+    image = s.need("image", step)
+    if image.data.ndim != len(image.spacing_um) + 1:
+        raise ValueError(f"{step}: needs {what}; the image is {image.data.ndim}-D "
+                         f"{tuple(image.axis_labels)} {tuple(image.data.shape)}")
+    return image
+
+
 def relax_step(s: Specimen, method: str = "nonlinear", te_ms=None, floor: float = 3.0,
                noise_sigma: float | None = None, mask_from_labels: bool = False,
                skip_echoes: int = 0):
@@ -528,11 +538,7 @@ def relax_step(s: Specimen, method: str = "nonlinear", te_ms=None, floor: float 
     """
     from napari_mrmicro.core.relaxometry import fit_record, fit_relaxation, relaxation_name
 
-    image = s.need("image", "relax")
-    if image.data.ndim != len(image.spacing_um) + 1:
-        raise ValueError(f"relax: needs the echoes of a volume (echo, z, y, x); the image is "
-                         f"{image.data.ndim}-D {tuple(image.axis_labels)} "
-                         f"{tuple(image.data.shape)}")
+    image = _series_image(s, "relax", "the echoes of a volume (echo, z, y, x)")
     acq = image.metadata.get("acquisition") or {}
     te_ms = te_ms if te_ms is not None else acq.get("te_ms")
     if te_ms is None:
@@ -545,6 +551,105 @@ def relax_step(s: Specimen, method: str = "nonlinear", te_ms=None, floor: float 
     for role, data, name, unit in (("t2", fit.t2_ms(), quantity, "ms"),
                                    ("s0", fit.s0, "S0", image.metadata.get("value_unit"))):
         volume = _derived(image, data, name=f"{s.name} {name}")
+        volume.metadata.update(value_unit=unit, relaxometry=record)
+        s.volumes[role] = volume
+
+
+#: Where each T1 experiment's varied parameter lies in an acquisition: a series over the
+#: images' leading axis (ParaVision's VisuAcqInversionTime, a RARE-VTR's TRs, or the
+#: series :func:`t1_series` stacked), else the one value of a single scan.
+T1_SERIES = {"vfa": ("flip_series_deg", "flip_deg"),
+             "saturation_recovery": ("tr_series_ms", "tr_ms"),
+             "inversion_recovery": ("ti_ms", "ti_ms")}
+
+
+def t1_series(volumes: list, method: str, names: list, values=None) -> Volume:
+    """One image per flip angle, TR or TI (separate scans of one specimen, ``names`` for
+    the messages) stacked into ``(point, z, y, x)`` in the order of the varied parameter,
+    its values (``values``, else each scan's own) in the acquisition's series key
+    (:data:`T1_SERIES`); the scans must share their grid and placement, and a VFA its
+    TR."""
+    series_key, single_key = T1_SERIES[method]
+    first = volumes[0]
+    if values is not None and len(values) != len(volumes):
+        raise ValueError(f"t1: {len(values)} values for {len(volumes)} images")
+    given, values, trs = values, [], []
+    for index, (volume, name) in enumerate(zip(volumes, names)):
+        if volume.data.ndim != len(volume.spacing_um):
+            raise ValueError(f"t1: {name} holds {tuple(volume.data.shape)} "
+                             f"{tuple(volume.axis_labels)}: give one volume per scan, or "
+                             "the whole series as one input")
+        _same_grid(volume, first, f"t1: {name}", str(names[0]))
+        acq = volume.metadata.get("acquisition") or {}
+        value = acq.get(single_key) if given is None else given[index]
+        value = value[0] if isinstance(value, (list, tuple)) and len(value) == 1 else value
+        if not isinstance(value, (int, float)):
+            raise ValueError(f"t1: {name} states no {single_key}; give the values")
+        values.append(float(value))
+        trs.append(acq.get("tr_ms"))
+    if method == "vfa" and len({t for t in trs if t is not None}) > 1:
+        raise ValueError(f"t1: a variable flip angle series needs one TR; the scans have "
+                         f"TR {trs} ms")
+    order = np.argsort(values, kind="stable")
+    data = np.stack([np.asarray(volumes[i].data, dtype=np.float32) for i in order])
+    stacked = _derived(first, data)
+    acq = dict(first.metadata.get("acquisition") or {})
+    acq[series_key] = tuple(values[i] for i in order)
+    stacked.metadata["acquisition"] = acq
+    stacked.metadata["t1_sources"] = [str(names[i]) for i in order]
+    return stacked
+
+
+def _same_grid(volume: Volume, reference: Volume, what: str, of: str) -> None:
+    """ValueError unless ``volume`` has the spatial shape and placement (within 1 nm) of
+    ``reference``."""
+    n = len(reference.spacing_um)
+    if tuple(volume.data.shape[-n:]) != tuple(reference.data.shape[-n:]) or not np.allclose(
+            volume.world_affine_um(), reference.world_affine_um(), rtol=0, atol=1e-3):
+        raise ValueError(f"{what} {tuple(volume.data.shape)} is not on the grid of {of} "
+                         f"{tuple(reference.data.shape)} (the same shape and placement are "
+                         "needed: resample it first)")
+
+
+def t1_step(s: Specimen, method: str, flip_deg=None, tr_ms=None, ti_ms=None,
+            noise_sigma: float | None = None, mask_from_labels: bool = False):
+    """Images at several flip angles, TRs or TIs (``image``, point, z, y, x) -> ``t1`` (ms),
+    ``m0`` and ``t1_sd`` (ms, the standard error)
+    (:func:`~napari_mrmicro.core.t1_mapping.fit_t1`).
+
+    The varied parameter comes from the acquisition the image carries (:data:`T1_SERIES`)
+    unless given; a VFA's TR likewise; a ``b1`` volume (relative transmit field) scales
+    the flip angles; the voxels fitted are the non-zero ``labels`` with
+    ``mask_from_labels``, else those with signal in the brightest image.
+    """
+    from napari_mrmicro.core.t1_mapping import VARIED, fit_record, fit_t1
+
+    image = _series_image(s, "t1", "a series of volumes (point, z, y, x)")
+    acq = image.metadata.get("acquisition") or {}
+    given = {"flip_deg": flip_deg, "tr_ms": tr_ms, "ti_ms": ti_ms}
+    name = VARIED[method][0]
+    if given[name] is None:
+        given[name] = acq.get(T1_SERIES[method][0])
+        if given[name] is None:
+            raise ValueError(f"t1: the image states no {name} series; give {name}")
+    if method == "vfa" and given["tr_ms"] is None:
+        given["tr_ms"] = acq.get("tr_ms")
+        if given["tr_ms"] is None:
+            raise ValueError("t1: the image states no TR; give tr_ms")
+    if method == "inversion_recovery":
+        given["tr_ms"] = None  # the free baseline absorbs it
+    b1 = s.volumes.get("b1")
+    if b1 is not None:
+        _same_grid(b1, image, "t1: the B1 map", "the images")
+    mask = np.asarray(s.need("labels", "t1").data) != 0 if mask_from_labels else None
+    fit = fit_t1(np.asarray(image.data), method, **given, mask=mask, noise_sigma=noise_sigma,
+                 b1=None if b1 is None else np.asarray(b1.data, dtype=np.float32))
+    record = fit_record(fit, method, given[name], None if b1 is None else b1.name,
+                        given["tr_ms"] if method == "vfa" else None)
+    for role, data, label, unit in (("t1", fit.t1_ms(), "T1", "ms"),
+                                    ("t1_sd", fit.t1_sd_ms(), "T1 SD", "ms"),
+                                    ("m0", fit.m0, "M0", image.metadata.get("value_unit"))):
+        volume = _derived(image, data, name=f"{s.name} {label}")
         volume.metadata.update(value_unit=unit, relaxometry=record)
         s.volumes[role] = volume
 
@@ -631,7 +736,7 @@ def save_step(s: Specimen, **files):
 
 
 STEPS = {"recon": recon_step, "echo": echo_step, "qsm": qsm_step, "qsm_field": qsm_field_step,
-         "relax": relax_step,
+         "relax": relax_step, "t1": t1_step,
          "smooth": smooth_step, "threshold": threshold_step,
          "components": components_step, "measure": measure_step, "save": save_step}
 

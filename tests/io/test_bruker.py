@@ -619,3 +619,123 @@ def test_an_msme_scan_gives_its_t2_map(tmp_path, capsys):
     for truth, part in ((30.0, (found > 0) & (found < 50)), (70.0, found >= 50)):
         assert part.sum() == ns * ny * (12 if truth == 30 else 16)
         assert np.median(found[part]) == pytest.approx(truth, rel=0.01)
+
+
+def _t1_scan(tmp_path, scan, images, visu_extra, group=None, rng_seed=3):
+    """A 2-D multi-slice ParaVision scan of ``images`` (point, slice, y, x) with a
+    background strip, Rician noise σ 2, float32; ``group`` the frame group of the points
+    (fastest after the frame, before the slices)."""
+    points, ns, ny, nx = images.shape
+    rng = np.random.default_rng(rng_seed)
+    noisy = np.abs(images + rng.normal(0, 2, images.shape)
+                   + 1j * rng.normal(0, 2, images.shape))
+    groups = ([group] if group else []) + [[ns, "FG_SLICE", "", 0, 0]]
+    visu = volume_visu((nx, ny), (nx / 10, ny / 10), frames=points * ns, word="_32BIT_FLOAT",
+                       VisuFGOrderDescDim=len(groups), VisuFGOrderDesc=groups,
+                       VisuCoreFrameThickness=[0.5], VisuMagneticFieldStrength=9.4,
+                       **visu_extra)
+    order = noisy.transpose(1, 0, 2, 3) if group else noisy[0]
+    return write_scan(tmp_path, order.astype("<f4"), visu, scan=scan)
+
+
+def _two_t1(shape):
+    """No signal in the first third of the columns (the background, where the noise is
+    measured), then T1 500 ms and 1500 ms."""
+    ns, ny, nx = shape
+    t1 = np.where(np.arange(nx) < 2 * nx // 3, 500.0, 1500.0) * np.ones(shape)
+    m0 = np.full(shape, 1000.0)
+    m0[..., :nx // 3] = 0.0
+    return m0, t1
+
+
+def _check_t1(found, m0, t1, rel):
+    assert (found[m0 == 0] == 0).all()
+    for truth in (500.0, 1500.0):
+        part = (t1 == truth) & (m0 > 0)
+        assert (found[part] > 0).mean() > 0.99
+        assert np.median(found[part]) == pytest.approx(truth, rel=rel)
+
+
+def test_an_inversion_recovery_series_gives_its_t1_map(tmp_path, capsys):
+    """Inversion times vary with an FG_MOVIE group (VisuAcqInversionTime, as ParaVision's
+    IR methods write it): the scan opens as (movie, z, y, x) with its TIs, and `mrmicro t1
+    inversion_recovery <scan>` maps T1 (a 0.95 inversion, TR 6 s)."""
+    from napari_mrmicro.cli import main
+    from napari_mrmicro.io import read_volume
+
+    ti = np.array([25.0, 150.0, 400.0, 1000.0, 2500.0, 5000.0])
+    m0, t1 = _two_t1((2, 16, 36))
+    images = np.abs(m0 * (1 - 1.9 * np.exp(-ti[:, None, None, None] / t1)
+                          + np.exp(-6000.0 / t1)))
+    scan = _t1_scan(tmp_path, 4, images, {
+        "VisuGroupDepVals": [["VisuAcqInversionTime", 0]], "VisuAcqInversionTime": ti.tolist(),
+        "VisuAcqRepetitionTime": [6000.0]},
+        group=[len(ti), "FG_MOVIE", "Selective Inversion", 0, 1])
+    volume = bruker.read(scan)
+    assert volume.axis_labels == ("movie", "z", "y", "x")
+    assert volume.metadata["acquisition"]["ti_ms"] == tuple(ti)
+    assert main(["t1", "inversion_recovery", str(scan), str(tmp_path / "t1.nii.gz"),
+                 "--sd", str(tmp_path / "sd.nii.gz")]) == 0
+    out = capsys.readouterr().out
+    assert "inversion_recovery fit of 6 images (ti_ms 25, 150, 400, 1000, 2500, 5000 ms)" in out
+    t1_map = read_volume(tmp_path / "t1.nii.gz")
+    assert t1_map.metadata["value_unit"] == "ms" and t1_map.metadata["relaxometry"][
+        "median_inversion"] == pytest.approx(1.9 / (1 + np.exp(-6000 / 1500)), rel=0.02)
+    _check_t1(np.asarray(t1_map.data), m0, t1, 0.01)
+    sd = np.asarray(read_volume(tmp_path / "sd.nii.gz").data)
+    assert 0 < np.median(sd[(t1 == 1500) & (m0 > 0)]) < 0.02 * 1500  # SNR 500
+
+
+def test_a_variable_tr_series_gives_its_t1_map(tmp_path, capsys):
+    """A RARE-VTR: VisuAcqRepetitionTime varies with the cycle group; tr_ms keeps the first
+    frame's TR and tr_series_ms holds all."""
+    from napari_mrmicro.cli import main
+    from napari_mrmicro.io import read_volume
+
+    tr = np.array([200.0, 500.0, 1000.0, 2000.0, 4000.0, 8000.0])
+    m0, t1 = _two_t1((2, 16, 36))
+    images = m0 * (1 - np.exp(-tr[:, None, None, None] / t1))
+    scan = _t1_scan(tmp_path, 5, images, {
+        "VisuGroupDepVals": [["VisuAcqRepetitionTime", 0]],
+        "VisuAcqRepetitionTime": tr.tolist(), "VisuAcqSequenceName": "Bruker:RAREVTR"},
+        group=[len(tr), "FG_CYCLE", "", 0, 1])
+    acq = bruker.read(scan).metadata["acquisition"]
+    assert acq["tr_series_ms"] == tuple(tr) and acq["tr_ms"] == 200.0
+    assert main(["t1", "saturation_recovery", str(scan), str(tmp_path / "t1.nii.gz")]) == 0
+    _check_t1(np.asarray(read_volume(tmp_path / "t1.nii.gz").data), m0, t1, 0.01)
+
+
+def test_vfa_scans_give_a_t1_map_with_their_flip_angles(tmp_path, capsys):
+    """Four FLASH scans of one grid at 3, 8, 15 and 30 degrees (TR 20 ms), given in any
+    order: `mrmicro t1 vfa` reads each scan's flip angle; a scan on another grid, one with
+    another TR, and a missing angle are refused by name."""
+    from napari_mrmicro.cli import main
+    from napari_mrmicro.io import read_volume
+
+    m0, t1 = _two_t1((2, 16, 36))
+    m0 = m0 * 3
+    scans = []
+    for number, angle in zip((8, 6, 9, 7), (15.0, 3.0, 30.0, 8.0)):
+        a, e = np.deg2rad(angle), np.exp(-20.0 / t1)
+        image = m0 * np.sin(a) * (1 - e) / (1 - np.cos(a) * e)
+        scans.append(str(_t1_scan(tmp_path, number, image[None], {
+            "VisuAcqFlipAngle": angle, "VisuAcqRepetitionTime": [20.0]}, rng_seed=number)))
+    assert main(["t1", "vfa", *scans, str(tmp_path / "t1.nii.gz"),
+                 "--m0", str(tmp_path / "m0.nii.gz")]) == 0
+    assert "vfa fit of 4 images (flip_deg 3, 8, 15, 30 °)" in capsys.readouterr().out
+    _check_t1(np.asarray(read_volume(tmp_path / "t1.nii.gz").data), m0, t1, 0.03)
+    m0_map = np.asarray(read_volume(tmp_path / "m0.nii.gz").data)
+    assert np.median(m0_map[m0 > 0]) == pytest.approx(3000, rel=0.03)
+
+    other = _t1_scan(tmp_path, 10, m0[None, :, :12] * 0.1, {"VisuAcqFlipAngle": 20.0,
+                                                          "VisuAcqRepetitionTime": [20.0]})
+    assert main(["t1", "vfa", *scans[:2], str(other), str(tmp_path / "x.nii.gz")]) == 2
+    assert "is not on the grid of" in capsys.readouterr().err
+    slow = _t1_scan(tmp_path, 11, m0[None] * 0.1, {"VisuAcqFlipAngle": 20.0,
+                                                   "VisuAcqRepetitionTime": [40.0]})
+    assert main(["t1", "vfa", *scans[:2], str(slow), str(tmp_path / "x.nii.gz")]) == 2
+    assert "needs one TR" in capsys.readouterr().err
+    bare = _t1_scan(tmp_path, 12, m0[None] * 0.1, {"VisuAcqRepetitionTime": [20.0]})
+    assert main(["t1", "vfa", *scans[:2], str(bare), str(tmp_path / "x.nii.gz")]) == 2
+    assert "states no flip_deg" in capsys.readouterr().err
+    assert not (tmp_path / "x.nii.gz").exists()

@@ -49,7 +49,7 @@ def test_a_saved_t2_map_opens_in_ms_as_a_relaxation_map(make_napari_viewer, tmp_
         "quantity": "T2", "not_fitted_value": 0.0}}, name="ear T2"))
     (layer,) = _open_one(make_napari_viewer(), path)
     assert layer.name == "ear T2 (ms)" and layer.colormap.name == "magma"
-    assert layer.contrast_limits[0] > 20 and layer.contrast_limits[1] < 60
+    assert layer.contrast_limits[0] == 0 and 58 < layer.contrast_limits[1] < 60
     assert layer.metadata["mrmicro"]["value_unit"] == "ms"
     assert layer_role(layer) == "relaxation map"
 

@@ -392,6 +392,10 @@ def test_real_oblique_procpar(realdata, tmp_path):
     np.testing.assert_allclose(vol.data[0, 0, 0], line)
     np.testing.assert_allclose(acq["fov_um"], [2000.0, 192000.0, 192000.0])  # thk 2 mm, 19.2 cm
     assert acq["te_ms"] == [4.0] and acq["tr_ms"] == 20.0  # te 0.004 s, tr 0.02 s
+    # `ti 0.06` stands in this procpar with `ir 'n'`: no inversion, so no inversion time
+    assert "ti_ms" not in acq
+    assert varian._acquisition({"ir": "y", "ti": [0.06, 0.3]}, 1, (1, 4, 4),
+                               (1e3,) * 3)["ti_ms"] == (60.0, 300.0)
     assert acq["b0_tesla"] == pytest.approx(400.5391732 / 42.577478)  # sfrq MHz: 9.41 T
     a = vol.affine_um
     rotation = a[:3, :3] / np.array(vol.spacing_um)

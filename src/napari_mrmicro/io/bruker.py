@@ -370,6 +370,24 @@ def encoding(method: dict, where, visu: dict | None = None) -> dict:
     return out
 
 
+def _series(header: dict, visu: Path, groups: list) -> dict:
+    """The inversion time(s) of an inversion-recovery scan (``ti_ms``) and the TR of each
+    frame of a variable-TR series such as RARE-VTR (``tr_series_ms``; ``tr_ms`` is then
+    its first frame's), from ``VisuAcqInversionTime`` / ``VisuAcqRepetitionTime`` when
+    they vary with one frame group (the leading axis) or, for TI, hold one value > 0."""
+    out = {}
+    for key, name in (("VisuAcqInversionTime", "ti_ms"),
+                      ("VisuAcqRepetitionTime", "tr_series_ms")):
+        rows, deps = _rows(header, key, groups, 1, visu)
+        if rows is None or not np.all(rows > 0):
+            continue
+        series = len(rows) > 1 and len(deps) == 1 \
+            and groups[deps[0]]["name"] not in ("FG_SLICE", "FG_ECHO")
+        if series or (name == "ti_ms" and len(rows) == 1):
+            out[name] = tuple(float(v) for v in rows[:, 0])
+    return out
+
+
 def _scan_method(visu: Path) -> dict:
     """The ``method`` of the scan that ``<scan>/pdata/<n>/visu_pars`` belongs to ({} when
     the 2dseq was copied without its scan folder or the file does not parse)."""
@@ -401,6 +419,7 @@ def _acquisition(header: dict, visu: Path, matrix: tuple, fov_um: tuple | None,
         value = _first(header, key, visu)
         if value is not None and (value > 0 or name == "flip_deg"):
             out[name] = int(value) if name == "averages" else value
+    out.update(_series(header, visu, groups))
     method = _scan_method(visu)
     excitation = excitation_angle(method)
     if excitation is not None:

@@ -30,7 +30,8 @@ slice, pe1, pe2, pe3 loops: ``c`` compressed within a block, ``s`` standard = se
 blocks, ``n`` unused), ``lro``/``lpe``/``lpe2`` (FOV, cm), ``pro``/``ppe``/``ppe2`` (FOV
 offsets, cm), ``thk`` (mm), ``te``/``tr``/``esp`` (s), ``flip1`` (deg), ``sfrq`` (MHz),
 ``tn`` (nucleus), ``sw`` (Hz, the full receiver bandwidth), ``nt`` (averages),
-``seqfil``, ``pelist`` or ``petable`` (phase-encode table), ``psi``/``phi``/``theta``.
+``ti`` (s; an inversion time only where ``ir`` is ``y``: VnmrJ keeps a value while
+inversion is off), ``seqfil``, ``pelist`` or ``petable`` (phase-encode table), ``psi``/``phi``/``theta``.
 
 Layout (as Xrecon reads it): traces within a block run, fastest first, echo, compressed
 slice, compressed pe1, compressed pe2; blocks run receiver, standard slice, standard
@@ -455,6 +456,9 @@ def _acquisition(params: dict, echoes: int, matrix: tuple, fov_um: tuple) -> dic
     kind = sequence_kind(str(params.get("seqfil") or ""))
     if kind:
         out["sequence"] = kind
+    inversion = [v for v in _values(params, "ti") if isinstance(v, (int, float)) and v > 0]
+    if str(params.get("ir") or "").strip().lower() == "y" and inversion:  # s; `ti` is
+        out["ti_ms"] = tuple(t * 1000.0 for t in inversion)  # kept while ir is 'n'
     return out
 
 

@@ -8,7 +8,7 @@ from magicgui.widgets import (CheckBox, ComboBox, Container, FloatSpinBox, Label
 from napari.layers import Labels
 from napari.utils.notifications import show_error, show_info
 
-from napari_mrmicro._layers import SEQUENTIAL, like
+from napari_mrmicro._layers import SEQUENTIAL, like, relaxation_limits
 from napari_mrmicro.core.relaxometry import (METHODS, NOISE_FLOOR, fit_record,
                                              fit_relaxation, relaxation_name)
 from napari_mrmicro.widgets._dock import (JobDock, layer_picker, layers_with_role,
@@ -128,9 +128,9 @@ class RelaxometryWidget(Container, JobDock):
         common = like(source, ndim=3)
         t2 = fit.t2_ms()
         values = t2[fit.fitted]
-        low, high = (np.percentile(values, (1, 99)) if values.size else (0.0, 1.0))
+        low, high = (np.percentile(values, (1, 99)) if values.size else (0.0, 0.0))
         layers = [(t2, {**common, "name": f"{quantity} (ms, {request['method']})",
-                        "colormap": SEQUENTIAL, "contrast_limits": (float(low), float(high)),
+                        "colormap": SEQUENTIAL, "contrast_limits": relaxation_limits(values),
                         "metadata": {"mrmicro": {**meta, "value_unit": "ms"}}}, "image")]
         if self.s0.value:
             layers.append((fit.s0, {**common, "name": f"S0 ({request['method']})",
