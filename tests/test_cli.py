@@ -42,6 +42,12 @@ def test_demo_writes_round_trips_and_a_simulation(tmp_path, capsys):
                                            r"simulation's ([\d.]+) ms\)", out).groups())
         assert found == pytest.approx(made, rel=0.05), name
     assert (tmp_path / "cochlea_t2star.nii.gz").exists()
+    # T1 by variable flip angle of every tissue with signal as the simulation made it
+    for name in ("modiolus", "duct", "canal fluid", "cochlear nerve"):
+        found, made = map(float, re.search(rf"{name}: T1 +([\d.]+) ms median \(the "
+                                           r"simulation's ([\d.]+) ms\)", out).groups())
+        assert found == pytest.approx(made, rel=0.02), name
+    assert (tmp_path / "cochlea_t1.nii.gz").exists()
     assert (tmp_path / "duct_area.png").stat().st_size > 1000
     sections = (tmp_path / "duct_sections.csv").read_text().splitlines()
     assert len(sections) == 201 and "um2" in sections[0]

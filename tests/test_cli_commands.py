@@ -557,13 +557,20 @@ def test_t1_vfa_with_a_b1_map_and_refusals(tmp_path, capsys):
     inside = m0 > 0
     base = ["t1", "vfa", str(tmp_path / "vfa.zarr")]
     assert main(base + [str(tmp_path / "t1.nii"), "--flip-deg", "3,8,15,30"]) == 0
+    assert main(base + [str(tmp_path / "t1tr.nii"), "--flip-deg", "3,8,15,30",
+                        "--tr-ms", "20"]) == 0  # the file's TR, given
+    assert main(base + [str(tmp_path / "x.nii"), "--flip-deg", "3,8,15,30",
+                        "--tr-ms", "20,30"]) == 2
+    assert "a variable flip angle series has one TR" in capsys.readouterr().err
     nominal = np.asarray(read_volume(tmp_path / "t1.nii").data)
     assert np.median(nominal[inside]) == pytest.approx(0.81 * 900, rel=0.03)
     assert main(base + [str(tmp_path / "t1b.nii"), "--flip-deg", "3,8,15,30",
                         "--b1", str(tmp_path / "b1.nii")]) == 0
     mapped = read_volume(tmp_path / "t1b.nii")
     assert np.median(np.asarray(mapped.data)[inside]) == pytest.approx(900, rel=0.02)
-    assert mapped.metadata["relaxometry"]["b1"] and mapped.metadata["relaxometry"]["tr_ms"] == tr
+    assert "nominal" not in mapped.metadata["relaxometry"]["b1"]
+    assert mapped.metadata["relaxometry"]["tr_ms"] == tr
+    assert "nominal" in read_volume(tmp_path / "t1.nii").metadata["relaxometry"]["b1"]
     capsys.readouterr()
     assert main(base + [str(tmp_path / "x.nii")]) == 2
     assert "states no flip_deg series; give flip_deg" in capsys.readouterr().err

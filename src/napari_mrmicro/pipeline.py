@@ -632,19 +632,21 @@ def t1_step(s: Specimen, method: str, flip_deg=None, tr_ms=None, ti_ms=None,
         given[name] = acq.get(T1_SERIES[method][0])
         if given[name] is None:
             raise ValueError(f"t1: the image states no {name} series; give {name}")
-    if method == "vfa" and given["tr_ms"] is None:
-        given["tr_ms"] = acq.get("tr_ms")
-        if given["tr_ms"] is None:
+    if method == "vfa":
+        tr = acq.get("tr_ms") if given["tr_ms"] is None else given["tr_ms"]
+        if tr is None:
             raise ValueError("t1: the image states no TR; give tr_ms")
-    if method == "inversion_recovery":
-        given["tr_ms"] = None  # the free baseline absorbs it
+        if np.size(tr) != 1:
+            raise ValueError(f"t1: a variable flip angle series has one TR, got {tr}")
+        given["tr_ms"] = float(np.ravel(tr)[0])
     b1 = s.volumes.get("b1")
     if b1 is not None:
         _same_grid(b1, image, "t1: the B1 map", "the images")
     mask = np.asarray(s.need("labels", "t1").data) != 0 if mask_from_labels else None
     fit = fit_t1(np.asarray(image.data), method, **given, mask=mask, noise_sigma=noise_sigma,
                  b1=None if b1 is None else np.asarray(b1.data, dtype=np.float32))
-    record = fit_record(fit, method, given[name], None if b1 is None else b1.name,
+    source = None if b1 is None else str(b1.name or b1.metadata.get("source") or "a B1 map")
+    record = fit_record(fit, method, given[name], source,
                         given["tr_ms"] if method == "vfa" else None)
     for role, data, label, unit in (("t1", fit.t1_ms(), "T1", "ms"),
                                     ("t1_sd", fit.t1_sd_ms(), "T1 SD", "ms"),

@@ -225,6 +225,19 @@ def test_bad_images_are_named(bad, message):
         fit_t1(bad(data), "inversion_recovery", ti_ms=TIS[:len(bad(data))], noise_sigma=1.0)
 
 
+@pytest.mark.parametrize("method", METHODS)
+def test_slabs_without_a_voxel_to_fit_are_passed_over(method):
+    """A specimen in the first planes of a volume that several slabs cover (they crashed
+    the fit: no voxel, no flip angle to index)."""
+    shape = (64, 64, 64)
+    m0, t1 = np.zeros(shape), np.full(shape, 700.0)
+    m0[:4] = 100.0 * SCALE[method]
+    fit = fit_t1(images(method, m0, t1), method, **TIMING[method], noise_sigma=0.01,
+                 mask=m0 > 0, b1=np.ones(shape) if method == "vfa" else None)
+    assert fit.fitted[:4].all() and not fit.fitted[4:].any()
+    np.testing.assert_allclose(fit.t1_ms()[:4], 700.0, rtol=1e-4)
+
+
 def test_a_callback_returning_false_cancels():
     data = inversion(np.full((8, 64, 64), 100.0), np.full((8, 64, 64), 900.0))
     with pytest.raises(InterruptedError, match="cancelled"):

@@ -202,9 +202,8 @@ def _experiment(method, points, flip_deg, tr_ms, ti_ms, where):
     needed = {"vfa": ("flip_deg", "tr_ms"), "saturation_recovery": ("tr_ms",),
               "inversion_recovery": ("ti_ms",)}[method]
     extra = [name for name, value in unused.items() if value is not None
-             and name not in needed and not (method == "inversion_recovery"
-                                             and name == "tr_ms")]
-    if extra:
+             and name not in needed]
+    if extra:  # an inversion recovery's free baseline absorbs its TR
         raise ValueError(f"{where}: {method} takes no {', '.join(extra)}")
     if method == "vfa":
         angles = np.asarray(flip_deg if flip_deg is not None else [], np.float64).ravel()

@@ -221,10 +221,11 @@ def fit_voxels(data: np.ndarray, mask: np.ndarray, fit, outputs: list, extras=()
         if cancelled:
             return
         inside = mask[start:stop]
-        rows = data[:, start:stop][:, inside].astype(np.float32).T
-        results = fit(rows, *(np.asarray(e)[start:stop][inside] for e in extras))
-        for out, result in zip(outputs, results):
-            out[start:stop][inside] = result
+        if inside.any():  # a slab outside the specimen has nothing to fit
+            rows = data[:, start:stop][:, inside].astype(np.float32).T
+            results = fit(rows, *(np.asarray(e)[start:stop][inside] for e in extras))
+            for out, result in zip(outputs, results):
+                out[start:stop][inside] = result
         with lock:
             done[0] += stop - start
             if callback is not None and callback(done[0] / planes) is False:
