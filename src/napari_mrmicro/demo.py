@@ -355,7 +355,6 @@ def _demo_relaxometry(out_dir: Path, acq, image, kspace, specimen) -> None:
     simulation gave it: next to bone the field of the bone dephases a voxel, and its
     measured (effective) T2* is shorter than the tissue's own."""
     from napari_mrmicro.core.relaxometry import fit_relaxation
-    from napari_mrmicro.io import Volume, write_volume
 
     t0 = time.perf_counter()
     fit = fit_relaxation(np.abs(image), acq.te_ms, "nonlinear")
@@ -363,21 +362,12 @@ def _demo_relaxometry(out_dir: Path, acq, image, kspace, specimen) -> None:
     print(f"Relaxometry: T2* by nonlinear fit of {len(acq.te_ms)} echoes in "
           f"{time.perf_counter() - t0:.1f} s, echoes above 3σ (σ {fit.noise_sigma:.4f} "
           f"measured in the background), {int(fit.fitted.sum())} voxels fitted")
-    labels = kspace.truth["labels"]
-    for index, name in enumerate(specimen.tissue_names):
-        region = fit.fitted & (labels == index)
-        own = specimen.tissues[index].t2star_ms
-        if region.sum() > 50:
-            gone = "; its own signal is gone by the first echo: edge voxels, partial " \
-                "volume with their neighbours" if own < acq.te_ms[0] else ""
-            print(f"  {name:>14}: T2* {np.median(t2star[region]):5.1f} ms median (the "
-                  f"simulation's {own:.1f} ms) in {region.sum()} of "
-                  f"{int((labels == index).sum())} voxels{gone}")
-    meta = {"acquisition": acq.to_dict(), "value_unit": "ms",
-            "source": "mrmicro demo: relaxometry"}
-    for path in write_volume(out_dir / "cochlea_t2star.nii.gz",
-                             Volume(t2star, acq.voxel_um, meta, name="T2*")):
-        print(f"  wrote {Path(path).relative_to(out_dir)} (T2* in ms, 0 where not fitted)")
+    _per_tissue("T2*", t2star, fit.fitted, kspace, specimen, "t2star_ms",
+                lambda index, own, region: "; its own signal is gone by the first echo: "
+                "edge voxels, partial volume with their neighbours" if own < acq.te_ms[0]
+                else "")
+    _write_map(out_dir / "cochlea_t2star.nii.gz", t2star, acq, "T2*",
+               {"source": "mrmicro demo: relaxometry"})
 
 
 #: The demo's VFA flip angles (degrees): around the soaked tissue's Ernst angle (35° at
@@ -393,7 +383,6 @@ def _demo_t1(out_dir: Path, acq, image, kspace, specimen) -> None:
     from napari_mrmicro.core import simulate
     from napari_mrmicro.core.recon import reconstruct
     from napari_mrmicro.core.t1_mapping import fit_record, fit_t1
-    from napari_mrmicro.io import Volume, write_volume
 
     t0 = time.perf_counter()
     images = []
@@ -407,22 +396,40 @@ def _demo_t1(out_dir: Path, acq, image, kspace, specimen) -> None:
     print(f"T1 mapping: variable flip angle ({', '.join(f'{a:g}' for a in VFA_ANGLES)}°, TR "
           f"{acq.tr_ms:g} ms, TE {acq.te_ms[0]:g} ms) simulated in {simulated:.1f} s, fitted "
           f"in {time.perf_counter() - t0 - simulated:.1f} s, {int(fit.fitted.sum())} voxels")
+    sd = fit.t1_sd_ms()
+    bone = specimen.truth["bone_labels"]
+    _per_tissue("T1", t1, fit.fitted, kspace, specimen, "t1_ms",
+                lambda index, own, region: f", standard error {np.median(sd[region]):.1f} "
+                "ms" + ("; bone has almost no signal: edge voxels, partial volume with the "
+                        "fluid" if index in bone else ""))
+    _write_map(out_dir / "cochlea_t1.nii.gz", t1, acq, "T1", {
+        "source": "mrmicro demo: T1",
+        "relaxometry": fit_record(fit, "vfa", VFA_ANGLES, tr_ms=acq.tr_ms)})
+
+
+def _per_tissue(quantity: str, values, fitted, kspace, specimen, attribute: str,
+                remark) -> None:
+    """Print each tissue's median ``quantity`` (ms) over its fitted voxels against the
+    value the simulation gave it (the tissue's ``attribute``), with ``remark(index, own,
+    region)`` after it."""
     labels = kspace.truth["labels"]
     for index, name in enumerate(specimen.tissue_names):
-        region = fit.fitted & (labels == index)
-        own = specimen.tissues[index].t1_ms
+        region = fitted & (labels == index)
+        own = getattr(specimen.tissues[index], attribute)
         if region.sum() > 50:
-            edge = "; bone has almost no signal: edge voxels, partial volume with the " \
-                "fluid" if index in specimen.truth["bone_labels"] else ""
-            print(f"  {name:>14}: T1 {np.median(t1[region]):6.1f} ms median (the "
-                  f"simulation's {own:.1f} ms), standard error "
-                  f"{np.median(fit.t1_sd_ms()[region]):.1f} ms, in {region.sum()} of "
-                  f"{int((labels == index).sum())} voxels{edge}")
-    meta = {"acquisition": acq.to_dict(), "value_unit": "ms", "source": "mrmicro demo: T1",
-            "relaxometry": fit_record(fit, "vfa", VFA_ANGLES, tr_ms=acq.tr_ms)}
-    for path in write_volume(out_dir / "cochlea_t1.nii.gz",
-                             Volume(t1, acq.voxel_um, meta, name="T1")):
-        print(f"  wrote {Path(path).relative_to(out_dir)} (T1 in ms, 0 where not fitted)")
+            print(f"  {name:>14}: {quantity} {np.median(values[region]):6.1f} ms median (the "
+                  f"simulation's {own:.1f} ms) in {region.sum()} of "
+                  f"{int((labels == index).sum())} voxels{remark(index, own, region)}")
+
+
+def _write_map(path: Path, values, acq, quantity: str, meta: dict) -> None:
+    """Write a relaxation time map (ms) of the simulated scan and say so."""
+    from napari_mrmicro.io import Volume, write_volume
+
+    meta = {"acquisition": acq.to_dict(), "value_unit": "ms", **meta}
+    for written in write_volume(path, Volume(values, acq.voxel_um, meta, name=quantity)):
+        print(f"  wrote {Path(written).relative_to(path.parent)} ({quantity} in ms, 0 where "
+              "not fitted)")
 
 
 def _demo_steps(out_dir: Path) -> int:
