@@ -49,6 +49,14 @@ def screenshot(viewer, name: str):
     return viewer.screenshot(str(SHOTS / f"{name}.png"), canvas_only=False, flash=False)
 
 
+def wait_for_job(qtbot, dock, worker, timeout: int = 120_000) -> None:
+    """Wait until ``dock``'s job ``worker`` has finished and its results are in. A small
+    job can finish before a ``waitSignal`` connects (a race lost under load): this waits
+    for the dock's own slot (JobDock._finished, connected before the start)."""
+    assert worker is not None and dock.worker is worker
+    qtbot.waitUntil(lambda: dock.worker is None, timeout=timeout)
+
+
 def cancel_within_a_second(qtbot, dock, worker) -> None:
     """Let ``dock``'s ``worker`` run a moment, cancel it and check that it stopped within a
     second (then let its last signals arrive)."""

@@ -13,7 +13,7 @@ import threading
 import fake_cupy
 import numpy as np
 import pytest
-from dock_checks import Notices
+from dock_checks import Notices, wait_for_job
 from qtpy.QtCore import Qt
 
 import napari_mrmicro.widgets.qsm as qsm_dock
@@ -69,9 +69,9 @@ def small_kspace():
     return simulate(make_specimen("tube", (16, 32, 32), 50.0), acq, seed=1)
 
 
-def finish(qtbot, viewer, worker, count):
-    with qtbot.waitSignal(worker.finished, timeout=120_000):
-        pass
+def finish(qtbot, viewer, dock, count):
+    """Run the dock's job and wait for its ``count`` layers."""
+    wait_for_job(qtbot, dock, dock.run())
     qtbot.waitUntil(lambda: len(viewer.layers) >= count, timeout=10_000)
 
 
@@ -135,7 +135,7 @@ def test_reconstruction_runs_on_the_chosen_device(make_napari_viewer, qtbot, mon
     calls = spy(monkeypatch, recon_dock, "reconstruct")
     for device, count in (("cpu", 5), ("gpu", 7)):
         dock.device.value = device
-        finish(qtbot, viewer, dock.run(), count)
+        finish(qtbot, viewer, dock, count)
     assert [device for device, _ in calls] == ["cpu", "gpu"]
     assert all(thread == "mrmicro job" for _, thread in calls)
     assert backend.resolve() == "cpu"  # the GUI thread's default is untouched
@@ -169,7 +169,7 @@ def test_qsm_runs_on_the_chosen_device(make_napari_viewer, qtbot, monkeypatch, f
     dock.te.value, dock.b0.value, dock.method.value = "5", 9.4, "tkd"
     calls = spy(monkeypatch, qsm_dock, "qsm_stages")
     dock.device.value = "gpu"
-    finish(qtbot, viewer, dock.run(), 3)
+    finish(qtbot, viewer, dock, 3)
     assert calls == [("gpu", "mrmicro job")] and backend.resolve() == "cpu"
     chi_layer = viewer.layers[-1]
     assert chi_layer.name.endswith(" GPU") and chi_layer.metadata["mrmicro"]["device"] == "gpu"
@@ -186,7 +186,7 @@ def test_simulation_runs_on_the_chosen_device(make_napari_viewer, qtbot, monkeyp
         box.value = n
     calls = spy(monkeypatch, core_simulate, "simulate")
     dock.device.value = "gpu"
-    finish(qtbot, viewer, dock.run(), 3)
+    finish(qtbot, viewer, dock, 3)
     assert calls == [("gpu", "mrmicro job")] and backend.resolve() == "cpu"
     assert all(layer.name.startswith("tube 9.4 T GRE") and " GPU" in layer.name
                and layer.metadata["mrmicro"]["device"] == "gpu" for layer in viewer.layers)
@@ -208,7 +208,7 @@ def test_qsm_dock_on_the_gpu_equals_the_cpu(make_napari_viewer, qtbot, gpu, logg
     results = []
     for device in ("cpu", "gpu"):
         dock.device.value = device
-        finish(qtbot, viewer, dock.run(), 3 + len(results))
+        finish(qtbot, viewer, dock, 3 + len(results))
         results.append(viewer.layers[-1])
     cpu, on_gpu = results
     assert on_gpu.name == cpu.name + " GPU" and on_gpu.metadata["mrmicro"]["device"] == "gpu"
@@ -228,7 +228,7 @@ def test_compressed_sensing_dock_on_the_gpu_equals_the_cpu(make_napari_viewer, q
     dock.cs_method.value, dock.acceleration.value, dock.iterations.value = cs_method, 3.0, 10
     for device, count in (("cpu", 5), ("gpu", 7)):
         dock.device.value = device
-        finish(qtbot, viewer, dock.run(), count)
+        finish(qtbot, viewer, dock, count)
     cpu, on_gpu = (viewer.layers[f"tube CS {cs_method} λ0.005 10 it R3{suffix} magnitude"]
                    for suffix in ("", " GPU"))
     assert cpu.metadata["mrmicro"]["device"] == "cpu"

@@ -12,7 +12,7 @@ from napari_mrmicro.core.reslice import reslice
 from napari_mrmicro.core.transforms import translation_affine
 from napari_mrmicro.widgets.particles import ParticlesWidget
 
-from dock_checks import screenshot, untipped
+from dock_checks import screenshot, untipped, wait_for_job
 
 pytestmark = pytest.mark.gui
 
@@ -56,19 +56,12 @@ def _viewer(make_napari_viewer, modes, show=False):
     return viewer, dock
 
 
-def _finish(qtbot, dock, worker):
-    """The job may finish before a waitSignal could connect: wait for the dock's own slot
-    (connected before the start), which re-enables the button after the layers are in."""
-    assert worker is not None and not dock.run_button.enabled
-    qtbot.waitUntil(lambda: dock.run_button.enabled, timeout=120_000)
-
-
 def test_detect_and_match_without_registration_sees_the_stage_offset(make_napari_viewer,
                                                                      qtbot, modes, logged):
     truth = modes[0]
     viewer, dock = _viewer(make_napari_viewer, modes, show=True)
     viewer.window.add_dock_widget(dock, name="Dual-mode particles")
-    _finish(qtbot, dock, dock.run())
+    wait_for_job(qtbot, dock, dock.run())
     mr_pts = viewer.layers["MR particles (LoG ⌀100 µm)"]  # method and key settings
     opt_pts = viewer.layers["optical particles (LoG ⌀60 µm)"]
     offsets = viewer.layers["particle offsets (gate 100 µm)"]
@@ -107,7 +100,7 @@ def test_detect_and_match_without_registration_sees_the_stage_offset(make_napari
 def test_registered_sets_match_within_one_mr_voxel(make_napari_viewer, qtbot, modes):
     viewer, dock = _viewer(make_napari_viewer, modes)
     dock.register.value = "rigid"
-    _finish(qtbot, dock, dock.run())
+    wait_for_job(qtbot, dock, dock.run())
     match, fit = dock.result["match"], dock.result["fit"]
     assert match.fraction_a >= 0.95 and match.fraction_b >= 0.95
     assert np.all(np.linalg.norm(match.offsets_um, axis=1) < 50.0)
@@ -118,7 +111,7 @@ def test_registered_sets_match_within_one_mr_voxel(make_napari_viewer, qtbot, mo
     assert "registered" in dock.summary.text()
     assert "particle offsets (rigid ICP, gate 100 µm)" in viewer.layers
     # A second run replaces the layers instead of piling them up.
-    _finish(qtbot, dock, dock.run())
+    wait_for_job(qtbot, dock, dock.run())
     assert [layer.name.startswith("MR particles") for layer in viewer.layers].count(True) == 1
 
 

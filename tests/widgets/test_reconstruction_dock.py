@@ -8,7 +8,7 @@ from napari_mrmicro.core import Acquisition, make_specimen, reconstruct, simulat
 from napari_mrmicro.widgets._results import add_layers, kspace_layers
 from napari_mrmicro.widgets.reconstruction import ReconstructionWidget
 
-from dock_checks import cancel_within_a_second
+from dock_checks import cancel_within_a_second, wait_for_job
 
 pytestmark = pytest.mark.gui
 
@@ -21,9 +21,9 @@ def cochlea_kspace():
     return simulate(specimen, acq, seed=1)
 
 
-def finish(qtbot, worker, viewer, count):
-    with qtbot.waitSignal(worker.finished, timeout=120_000):
-        pass
+def finish(qtbot, dock, viewer, count):
+    """Run the dock's job and wait for its ``count`` layers."""
+    wait_for_job(qtbot, dock, dock.run())
     qtbot.waitUntil(lambda: len(viewer.layers) >= count, timeout=10_000)
 
 
@@ -35,7 +35,7 @@ def test_reconstruct_zero_fill_and_cs(make_napari_viewer, qtbot, cochlea_kspace,
     assert dock.layer.value.name == "cochlea k-space"
 
     dock.window.value = "hann"
-    finish(qtbot, dock.run(), viewer, 5)
+    finish(qtbot, dock, viewer, 5)
     magnitude = viewer.layers["cochlea recon hann magnitude"]
     expected = np.abs(reconstruct(cochlea_kspace, window="hann"))[0]
     np.testing.assert_allclose(magnitude.data, expected, rtol=1e-4, atol=1e-6)
@@ -47,7 +47,7 @@ def test_reconstruct_zero_fill_and_cs(make_napari_viewer, qtbot, cochlea_kspace,
                                                      abs=0.051)  # shown to 0.1
 
     dock.window.value, dock.zero_fill.value = "none", 2.0
-    finish(qtbot, dock.run(), viewer, 7)
+    finish(qtbot, dock, viewer, 7)
     filled = viewer.layers[-2]
     assert filled.name == "cochlea recon zf2 magnitude"
     assert filled.data.shape == (64, 128, 128)
@@ -55,7 +55,7 @@ def test_reconstruct_zero_fill_and_cs(make_napari_viewer, qtbot, cochlea_kspace,
 
     dock.zero_fill.value = 1.0
     dock.cs_method.value, dock.acceleration.value, dock.iterations.value = "tv", 4.0, 20
-    finish(qtbot, dock.run(), viewer, 9)
+    finish(qtbot, dock, viewer, 9)
     cs = viewer.layers[-2]
     assert cs.name == "cochlea CS tv λ0.005 20 it R4 magnitude"
     assert cs.metadata["mrmicro"]["recon"]["cs"]["method"] == "tv"
@@ -97,7 +97,7 @@ def test_file_layer_reconstructs_with_its_acquired_mask(make_napari_viewer, qtbo
     (layer,) = viewer.open(tmp_path / "pf.zarr", plugin="napari-mrmicro")
     dock = ReconstructionWidget(viewer)
     assert dock.layer.value is layer
-    finish(qtbot, dock.run(), viewer, 3)
+    finish(qtbot, dock, viewer, 3)
     magnitude = viewer.layers["pf recon magnitude"]
     expected = np.abs(reconstruct(acquired))[0]
     zero_filled = np.abs(reconstruct(data))[0]
@@ -114,7 +114,7 @@ def test_paravision_360_raw_reconstructed_onto_its_2dseq(make_napari_viewer, qtb
     (vendor,) = viewer.open(scan / "pdata/1/2dseq", plugin="napari-mrmicro")
     dock = ReconstructionWidget(viewer)
     assert dock.layer.value is kspace
-    finish(qtbot, dock.run(), viewer, 4)
+    finish(qtbot, dock, viewer, 4)
     magnitude = viewer.layers[-2]
     assert magnitude.name.endswith("recon magnitude") and magnitude.data.shape == (18, 128, 256)
     np.testing.assert_allclose(layer_geometry(magnitude).affine_um,
@@ -124,7 +124,7 @@ def test_paravision_360_raw_reconstructed_onto_its_2dseq(make_napari_viewer, qtb
     # homodyne chosen, its axis left to the data: the partial echo's readout (x)
     dock.pf_method.value = "homodyne"
     assert dock.pf_axis.value == "detected" and "axis" not in dock.options()["partial_fourier"]
-    finish(qtbot, dock.run(), viewer, 6)
+    finish(qtbot, dock, viewer, 6)
     homodyne = viewer.layers[-2]
     assert "homodyne" in homodyne.name and homodyne.data.shape == (18, 128, 256)
     a = homodyne.data[9]
@@ -145,10 +145,10 @@ def test_paravision_epi_raw_unwarped_with_the_field_map(make_napari_viewer, qtbo
     (field,) = viewer.open(study / "8" / "pdata/1/2dseq", plugin="napari-mrmicro")
     dock = ReconstructionWidget(viewer)
     assert dock.layer.value is kspace and dock.field_map.value is None
-    finish(qtbot, dock.run(), viewer, 4)
+    finish(qtbot, dock, viewer, 4)
     plain, phase = viewer.layers[-2], viewer.layers[-1]
     dock.field_map.value = field
-    finish(qtbot, dock.run(), viewer, 6)
+    finish(qtbot, dock, viewer, 6)
     unwarped = viewer.layers[-2]
     assert unwarped.name.endswith("recon unwarped magnitude"), unwarped.name
     geo = layer_geometry(plain)

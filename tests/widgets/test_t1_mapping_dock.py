@@ -7,7 +7,7 @@ import pytest
 from napari_mrmicro.core.t1_mapping import fit_t1
 from napari_mrmicro.widgets.t1_mapping import T1MappingWidget
 
-from dock_checks import cancel_within_a_second, screenshot, untipped
+from dock_checks import cancel_within_a_second, screenshot, untipped, wait_for_job
 
 pytestmark = pytest.mark.gui
 
@@ -49,11 +49,8 @@ def test_vfa_layers_give_a_t1_map_with_their_flip_angles(make_napari_viewer, qtb
     dock.images.value = [viewer.layers[f"FLASH {a:g}°"] for a in ANGLES]
     assert dock.values.value == "15, 3, 30, 8" and dock.tr.value == "20"
     dock.m0.value = dock.sd.value = True
-    worker = dock.run()
-    with qtbot.waitSignal(worker.finished, timeout=60_000):
-        pass
-    qtbot.waitUntil(lambda: "T1 (ms, variable flip angle (VFA))" in viewer.layers,
-                    timeout=10_000)
+    wait_for_job(qtbot, dock, dock.run())
+    assert "T1 (ms, variable flip angle (VFA))" in viewer.layers
     layer = viewer.layers["T1 (ms, variable flip angle (VFA))"]
     assert tuple(layer.scale) == (100.0, 80.0, 80.0)
     record = layer.metadata["mrmicro"]["relaxometry"]
@@ -85,9 +82,8 @@ def test_an_inversion_recovery_series_layer(make_napari_viewer, qtbot, logged):
     dock.experiment.value = "inversion_recovery"
     dock.images.value = [viewer.layers["RARE IR"]]
     assert dock.values.value == "25, 150, 400, 1000, 2500, 5000" and not dock.tr.visible
-    with qtbot.waitSignal(dock.run().finished, timeout=60_000):
-        pass
-    qtbot.waitUntil(lambda: len(viewer.layers) == 2, timeout=10_000)
+    wait_for_job(qtbot, dock, dock.run())
+    assert len(viewer.layers) == 2
     found = np.asarray(viewer.layers[-1].data)
     for truth in (500.0, 1500.0):
         part = (t1 == truth) & (m0 > 0)

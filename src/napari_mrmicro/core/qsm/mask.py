@@ -197,6 +197,34 @@ def phase_curvature(magnitude, phase, te_ms):
     return worst, largest, te.size - 2
 
 
+#: The noise's quantile above which a voxel is no background when σ is refined.
+BACKGROUND_QUANTILE = 0.999
+
+
+def background_sigma(combined: np.ndarray, echoes: int = 1) -> float:
+    """σ per channel of the noise-only voxels of an echo-combined magnitude
+    (``σ·√χ²(2E)``).
+
+    From the median of the voxels below Otsu's threshold, then, until it settles, from
+    the median of those below the noise's :data:`BACKGROUND_QUANTILE` at that σ: dim
+    tissue, ghosts and edge voxels that Otsu counts with the background raise the first
+    median (a rodent head at 9.4 T: σ 305 against 220 above the head) and are cut away
+    where they lie above the noise. The truncation moves the noise's own median by 0.05 %.
+    """
+    median = np.sqrt(chdtri(2 * echoes, 0.5))
+    cut = np.sqrt(chdtri(2 * echoes, 1 - BACKGROUND_QUANTILE))
+    sigma = float(np.median(combined[combined <= otsu_threshold(combined)])) / median
+    for _ in range(50):
+        below = combined[combined <= cut * sigma]
+        if not below.size:
+            break
+        refined = float(np.median(below)) / median
+        if not refined < sigma * (1 - 1e-4):  # settled (it only falls)
+            break
+        sigma = refined
+    return sigma
+
+
 def signal_mask(magnitude, spacing_um=None, erode_um: float = 0.0,
                 min_part_voxels: int = 27, phase=None, te_ms=None,
                 floor_fraction: float = FLOOR_FRACTION,
@@ -205,8 +233,7 @@ def signal_mask(magnitude, spacing_um=None, erode_um: float = 0.0,
 
     Noise-only voxels of ``√Σ_e|S_e|²`` over E echoes are ``σ·√χ²(2E)`` (root-sum-of-squares
     of 2E Gaussian channels; Constantinides et al., Magn Reson Med 1997;38:852). σ is
-    measured from the median of the voxels below Otsu's threshold (the background; the
-    median is robust to the specimen's edge voxels among them), and a voxel has signal when
+    measured in the background (:func:`background_sigma`), and a voxel has signal when
     it exceeds ``σ·√χ²_{1−p}(2E)`` with ``p`` = :data:`NOISE_FALSE_ALARM` and
     ``floor_fraction`` (:data:`FLOOR_FRACTION`) of the median signal above the noise
     (dimmer voxels are partial volume or ringing, their phase no tissue's). Parts smaller
@@ -246,8 +273,7 @@ def signal_mask(magnitude, spacing_um=None, erode_um: float = 0.0,
     magnitude = np.asarray(magnitude)
     echoes = magnitude.shape[0] if magnitude.ndim == 4 else 1
     combined = combined_magnitude(magnitude)
-    background = combined[combined <= otsu_threshold(combined)]
-    sigma = float(np.median(background)) / np.sqrt(chdtri(2 * echoes, 0.5))
+    sigma = background_sigma(combined, echoes)
     threshold = sigma * float(np.sqrt(chdtri(2 * echoes, NOISE_FALSE_ALARM)))
     above = combined > threshold
     if not above.any():
