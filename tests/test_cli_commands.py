@@ -577,6 +577,16 @@ def test_t1_vfa_with_a_b1_map_and_refusals(tmp_path, capsys):
     assert main(base + [str(tmp_path / "x.nii"), "--flip-deg", "3,8,15,30",
                         "--ti-ms", "1,2,3,4"]) == 2
     assert "vfa takes no ti_ms" in capsys.readouterr().err
+    # one file per angle that states none: the angles given in the files' order
+    files = []
+    for index in (2, 0, 3, 1):
+        files.append(str(tmp_path / f"flip{index}.nii"))
+        write_volume(files[-1], Volume(data[index].astype(np.float32), (50.0,) * 3))
+    assert main(["t1", "vfa", *files, str(tmp_path / "t1f.nii"), "--flip-deg", "15,3,30,8",
+                 "--tr-ms", "20", "--b1", str(tmp_path / "b1.nii")]) == 0
+    assert "(flip_deg 3, 8, 15, 30 °)" in capsys.readouterr().out
+    np.testing.assert_allclose(read_volume(tmp_path / "t1f.nii").data, mapped.data,
+                               rtol=1e-5)
     write_volume(tmp_path / "b1small.nii", Volume(np.ones((4, 4, 4), np.float32), (50.0,) * 3))
     assert main(base + [str(tmp_path / "x.nii"), "--flip-deg", "3,8,15,30",
                         "--b1", str(tmp_path / "b1small.nii")]) == 2

@@ -278,20 +278,23 @@ def cmd_t1(args) -> int:
     *inputs, output = args.paths
     if not inputs:
         raise ValueError("t1: give the input image(s) and the output path")
+    name, unit = VARIED[args.method]
+    timing = {"flip_deg": args.flip_deg, "tr_ms": args.tr_ms, "ti_ms": args.ti_ms}
     volumes = [load_volume(path) for path in inputs]
-    series = volumes[0] if len(volumes) == 1 else t1_series(volumes, args.method, inputs)
+    series = volumes[0]
+    if len(volumes) > 1:  # one file per value: given in the files' order, stacked sorted
+        series = t1_series(volumes, args.method, inputs, timing[name])
+        timing[name] = None  # the series states them now
     extra = {"labels": load_volume(args.mask)} if args.mask is not None else {}
     if args.b1 is not None:
         extra["b1"] = load_volume(args.b1)
-    params = {"method": args.method, "flip_deg": args.flip_deg, "tr_ms": args.tr_ms,
-              "ti_ms": args.ti_ms, "noise_sigma": args.noise_sigma,
+    params = {"method": args.method, **timing, "noise_sigma": args.noise_sigma,
               "mask_from_labels": args.mask is not None}
     specimen = _one_specimen(inputs[0], output.parent, [("t1", params)], extra,
                              volume=series)
     t1 = specimen.volumes["t1"]
     used = t1.metadata["relaxometry"]
     save_volume(output, t1)
-    name, unit = VARIED[args.method]
     values = ", ".join(f"{v:g}" for v in used[name])
     _report(output, f"T1 in ms, {args.method} fit of {len(used[name])} images ({name} "
                     f"{values} {unit}), {used['fitted_voxels']} voxels fitted")

@@ -46,7 +46,9 @@ def test_vfa_layers_give_a_t1_map_with_their_flip_angles(make_napari_viewer, qtb
     dock = T1MappingWidget(viewer)
     viewer.window.add_dock_widget(dock, name="T1 mapping")
     assert not untipped(dock)
+    dock.experiment.value = "inversion_recovery"
     dock.images.value = [viewer.layers[f"FLASH {a:g}°"] for a in ANGLES]
+    assert dock.experiment.value == "vfa"  # the scans differ in flip angle
     assert dock.values.value == "15, 3, 30, 8" and dock.tr.value == "20"
     dock.m0.value = dock.sd.value = True
     wait_for_job(qtbot, dock, dock.run())
@@ -79,8 +81,8 @@ def test_an_inversion_recovery_series_layer(make_napari_viewer, qtbot, logged):
     viewer.add_image(series, name="RARE IR", metadata={"mrmicro": {"acquisition": {
         "ti_ms": tuple(ti), "tr_ms": 10000.0}}})
     dock = T1MappingWidget(viewer)
-    dock.experiment.value = "inversion_recovery"
     dock.images.value = [viewer.layers["RARE IR"]]
+    assert dock.experiment.value == "inversion_recovery"  # the series states its TIs
     assert dock.values.value == "25, 150, 400, 1000, 2500, 5000" and not dock.tr.visible
     wait_for_job(qtbot, dock, dock.run())
     assert len(viewer.layers) == 2

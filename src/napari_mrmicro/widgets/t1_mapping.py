@@ -35,6 +35,28 @@ def _acquisition(layer) -> dict:
     return (layer.metadata.get("mrmicro") or {}).get("acquisition") or {}
 
 
+def _single(value):
+    return value[0] if isinstance(value, (list, tuple)) and len(value) == 1 else value
+
+
+def experiment_of(layers) -> str | None:
+    """The experiment the layers' acquisitions describe, or None when they do not say:
+    a 4-D series of TIs or TRs, or scans that differ in TI, flip angle or TR."""
+    if len(layers) == 1 and layers[0].ndim == 4:
+        acq = _acquisition(layers[0])
+        for method in ("inversion_recovery", "saturation_recovery"):
+            series = acq.get(T1_SERIES[method][0])
+            if isinstance(series, (list, tuple)) and len(series) == layers[0].data.shape[0]:
+                return method
+        return None
+    for method in ("inversion_recovery", "vfa", "saturation_recovery"):
+        values = [_single(_acquisition(layer).get(T1_SERIES[method][1])) for layer in layers]
+        if len(values) > 1 and all(isinstance(v, (int, float)) for v in values) \
+                and len(set(values)) == len(values):
+            return method
+    return None
+
+
 class T1MappingWidget(Container, JobDock):
     """T1 and M0 fitted voxel by voxel (:func:`~napari_mrmicro.core.t1_mapping.fit_t1`):
     one 4-D series layer (a ParaVision inversion-recovery or RARE-VTR scan) or several
@@ -83,7 +105,7 @@ class T1MappingWidget(Container, JobDock):
         self.insert(len(self) - 2, restore_defaults_button(self, after=self._read_metadata))
         self.native.layout().addStretch()
         self.experiment.changed.connect(self._read_metadata)
-        self.images.changed.connect(self._read_metadata)
+        self.images.changed.connect(self._images_chosen)
         for event in (self.viewer.layers.events.inserted, self.viewer.layers.events.removed):
             event.connect(self.reset_choices)
         self._read_metadata()
@@ -100,6 +122,15 @@ class T1MappingWidget(Container, JobDock):
         chosen = list(self.images.value or [])
         return [layer for layer in self.viewer.layers if any(layer is c for c in chosen)]
 
+    def _images_chosen(self, *_):
+        """The experiment the chosen images state (which reads their values), else their
+        values for the experiment chosen."""
+        found = experiment_of(self._chosen())
+        if found is not None and found != self.experiment.value:
+            self.experiment.value = found
+        else:
+            self._read_metadata()
+
     def _read_metadata(self, *_):
         method = self.experiment.value
         self.values.label = TITLES[method]
@@ -109,8 +140,7 @@ class T1MappingWidget(Container, JobDock):
         if len(layers) == 1 and layers[0].ndim == 4:
             found = _acquisition(layers[0]).get(series_key)
         else:
-            found = [_acquisition(layer).get(single_key) for layer in layers]
-            found = [v[0] if isinstance(v, (list, tuple)) and len(v) == 1 else v for v in found]
+            found = [_single(_acquisition(layer).get(single_key)) for layer in layers]
         if found and all(isinstance(v, (int, float)) for v in found):
             self.values.value = ", ".join(f"{v:g}" for v in found)
         trs = {_acquisition(layer).get("tr_ms") for layer in layers} - {None}
