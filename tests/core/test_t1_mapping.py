@@ -91,6 +91,13 @@ def test_vfa_needs_the_acting_flip_angles():
     mapped = fit_t1(measured, "vfa", flip_deg=ANGLES, tr_ms=TR, b1=b1, noise_sigma=0.01,
                     mask=np.ones(t1.shape, bool))
     np.testing.assert_allclose(mapped.t1_ms(), t1, rtol=2e-5)
+    # a B1 map holds no value outside its own mask (0 or NaN): not fitted there
+    b1[0], b1[1, 0] = 0.0, np.nan
+    holes = fit_t1(measured, "vfa", flip_deg=ANGLES, tr_ms=TR, b1=b1, noise_sigma=0.01,
+                   mask=np.ones(t1.shape, bool))
+    assert not holes.fitted[0].any() and not holes.fitted[1, 0].any()
+    assert holes.fitted[2:].all() and (holes.t1_ms()[0] == 0).all()
+    np.testing.assert_allclose(holes.t1_ms()[2:], t1[2:], rtol=2e-5)
 
 
 #: M0 that gives each experiment a brightest image of about 80-200: the VFA's small angles
@@ -204,6 +211,10 @@ def test_the_mask_and_noise_come_from_the_brightest_image():
      "B1 map"),
     ({"method": "vfa", "flip_deg": [2, 5, 10, 15, 25, 30], "tr_ms": TR, "b1": -1.0},
      "relative transmit field"),
+    ({"method": "vfa", "flip_deg": [2, 5, 10, 15, 25, 30], "tr_ms": TR,
+      "b1": np.full((4, 6, 6), 58.0)}, "in degrees must be divided by its nominal angle"),
+    ({"method": "vfa", "flip_deg": [2, 5, 10, 15, 25, 30], "tr_ms": TR,
+      "b1": np.zeros((4, 6, 6))}, "relative transmit field"),
     ({"method": "inversion_recovery", "ti_ms": TIS, "mask": np.ones((2, 2), bool)},
      "does not match"),
     ({"method": "inversion_recovery", "ti_ms": TIS, "mask": np.zeros((4, 6, 6), bool)},

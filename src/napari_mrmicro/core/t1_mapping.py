@@ -108,7 +108,8 @@ def fit_t1(images, method: str, flip_deg=None, tr_ms=None, ti_ms=None, b1=None,
         ``"inversion_recovery"``: each image's inversion time (ms), increasing.
     b1 : float or ndarray, optional
         ``"vfa"``: the relative transmit field (the angle that acts over the nominal one),
-        one number or a map of the images' shape; default 1.
+        one number or a map of the images' shape (voxels where it is 0 or NaN are not
+        fitted); default 1.
     mask : ndarray of bool, optional
         Voxels to fit; default: the voxels with signal in the brightest image (above 3σ
         when ``noise_sigma`` is given).
@@ -131,7 +132,7 @@ def fit_t1(images, method: str, flip_deg=None, tr_ms=None, ti_ms=None, b1=None,
     varied, model, parameters = _experiment(method, points, flip_deg, tr_ms, ti_ms, where)
     if b1 is not None and method != "vfa":
         raise ValueError(f"{where}: b1 scales flip angles: it applies to 'vfa' only")
-    b1 = _b1(b1, shape, where)
+    b1, b1_valid = _b1(b1, shape, where)
     check_memory(RESULT_BYTES * math.prod(shape), f"{where}: mapping {shape} voxels",
                  advice="a cropped volume")
     brightest = int(np.argmax([float(np.sum(image, dtype=np.float64)) for image in data]))
@@ -149,8 +150,11 @@ def fit_t1(images, method: str, flip_deg=None, tr_ms=None, ti_ms=None, b1=None,
         mask = np.asarray(mask, dtype=bool)
         if mask.shape != shape:
             raise ValueError(f"{where}: mask {mask.shape} does not match the images {shape}")
+    if b1_valid is not None:
+        mask = mask & b1_valid
     if not mask.any():
-        raise ValueError(f"{where}: no voxel to fit (the mask is empty)")
+        raise ValueError(f"{where}: no voxel to fit (the mask is empty"
+                         f"{'' if b1_valid is None else ', or the B1 map holds no value in it'})")
 
     r1, sd, m0 = (np.zeros(shape, np.float32) for _ in range(3))
     inversion = np.zeros(shape, np.float32) if method == "inversion_recovery" else None
@@ -224,18 +228,25 @@ def _experiment(method, points, flip_deg, tr_ms, ti_ms, where):
     return _increasing(ti_ms, points, "ti_ms", where) / 1000, _inversion, None
 
 
-def _b1(b1, shape, where) -> np.ndarray:
+def _b1(b1, shape, where) -> tuple[np.ndarray, np.ndarray | None]:
+    """The relative B1 (1 where none is given) and where a map holds a value: a map is
+    often 0 or NaN outside the specimen, and those voxels are not fitted."""
     if b1 is None:
-        return np.ones((1,) * len(shape), np.float32)
-    scale = np.asarray(b1, dtype=np.float32)
+        return np.ones((1,) * len(shape), np.float32), None
+    scale = np.array(b1, dtype=np.float32)
     if scale.ndim and scale.shape != shape:
         raise ValueError(f"{where}: the B1 map {scale.shape} does not match the images "
                          f"{shape}")
-    if not np.all(np.isfinite(scale)) or np.any(scale <= 0) or np.any(scale > 3):
+    valid = np.isfinite(scale) & (scale > 0)
+    if not valid.any() or np.any(scale[valid] > 3):
+        high = float(scale[valid].max()) if valid.any() else float("nan")
         raise ValueError(f"{where}: b1 is the relative transmit field (the acting angle "
-                         "over the nominal one): finite, in (0, 3]; got values from "
-                         f"{float(np.nanmin(scale)):g} to {float(np.nanmax(scale)):g}")
-    return scale.reshape(shape) if scale.ndim else scale.reshape((1,) * len(shape))
+                         f"over the nominal one, about 0.5-1.5), got values up to {high:g}: "
+                         "a flip-angle map in degrees must be divided by its nominal angle")
+    scale[~valid] = 1.0
+    if not scale.ndim:
+        return scale.reshape((1,) * len(shape)), None
+    return scale, valid
 
 
 def _vfa(x, tr, scale):
