@@ -51,6 +51,9 @@ METHODS = ("vfa", "saturation_recovery", "inversion_recovery")
 T1_RANGE_MS = (1.0, 30_000.0)
 #: Grid points between the ends of :data:`T1_RANGE_MS` (about 10 % apart).
 GRID_POINTS = 100
+#: Both signings of an inversion recovery's smallest point are refined where the worse
+#: one's grid fit costs at most this many times the better one's (plus σ²).
+POLARITY_MARGIN = 4.0
 #: The most standard error, as a fraction of T1, of a T1 counted as measured.
 MAX_RELATIVE_SD = 1.0
 #: What each method varies: the name of its argument and its unit.
@@ -308,23 +311,32 @@ def _fit(signal, scale, x, experiment, fixed, sigma):
 
 def _fit_inversion(signal, x, rates, sigma):
     """Fit with the points before the smallest negated, with and without it (Barral et
-    al. 2010), and keep the better fit of each row."""
+    al. 2010), and keep the better fit of each row. Both signings are searched on the
+    grid; the least-squares steps refine the better one, and the other too where its grid
+    fit is within :data:`POLARITY_MARGIN` of it (elsewhere the grid has decided)."""
     basis, model = _inversion(x, None, None)
     lowest = np.argmin(signal, axis=1)
-    best = None
+    points = np.arange(signal.shape[1])
+    signings = []
     for flipped in (lowest, lowest + 1):
-        signed = np.where(np.arange(signal.shape[1]) < flipped[:, None], -signal, signal)
-        r1, amplitudes, _ = grid_start(basis, rates, signed)
-        p, cost, information = levenberg_marquardt(
-            model, np.column_stack([amplitudes, r1]), signed)
-        cost = np.where(np.isfinite(cost), cost, np.inf)
-        if best is None:
-            best = (p, cost, information)
-        else:
-            better = cost < best[1]
-            best = (np.where(better[:, None], p, best[0]), np.where(better, cost, best[1]),
-                    np.where(better[:, None, None], information, best[2]))
-    p, _, information = best
+        signed = np.where(points < flipped[:, None], -signal, signal)
+        r1, amplitudes, cost = grid_start(basis, rates, signed)
+        signings.append((signed, np.column_stack([amplitudes, r1]), cost))
+    second = signings[1][2] < signings[0][2]  # the grid's better signing, row by row
+    signed = np.where(second[:, None], signings[1][0], signings[0][0])
+    start = np.where(second[:, None], signings[1][1], signings[0][1])
+    p, cost, information = levenberg_marquardt(model, start, signed)
+    low, high = np.minimum(signings[0][2], signings[1][2]), np.maximum(signings[0][2],
+                                                                      signings[1][2])
+    close = np.flatnonzero(high <= POLARITY_MARGIN * low + sigma ** 2)
+    if close.size:
+        other = np.where(second[close, None], signings[0][0][close], signings[1][0][close])
+        begin = np.where(second[close, None], signings[0][1][close], signings[1][1][close])
+        p_other, cost_other, info_other = levenberg_marquardt(model, begin, other)
+        better = np.isfinite(cost_other) & (cost_other < np.where(np.isfinite(cost[close]),
+                                                                  cost[close], np.inf))
+        p[close[better]] = p_other[better]
+        information[close[better]] = info_other[better]
     sd = _standard_error(information, sigma, 2)
     a, b = p[:, 0], p[:, 1]
     with np.errstate(invalid="ignore", divide="ignore"):
