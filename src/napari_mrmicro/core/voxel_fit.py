@@ -9,7 +9,8 @@ iteration, and :func:`grid_start` finds its starting point by variable projectio
 relaxation models are linear in their amplitudes once the rate is fixed (Golub & Pereyra,
 SIAM J Numer Anal 1973;10:413), so a grid of rates with the amplitudes solved in closed
 form gives the global minimum to the grid's resolution (Barral et al., Magn Reson Med
-2010;64:1057, for T1).
+2010;64:1057, for T1). :func:`fit_voxels` runs a fit over a volume's masked voxels, slab by
+slab on all cores, with progress and cancel.
 
 Written here: ``scipy.optimize.least_squares`` and ``curve_fit`` solve one problem per call
 (minutes on a volume, measured in ``benchmarks/bench_relaxometry.py``); the models' tests
