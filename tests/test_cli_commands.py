@@ -541,6 +541,7 @@ def test_t1_in_a_pipeline_and_per_label(tmp_path, capsys):
 def test_t1_vfa_with_a_b1_map_and_refusals(tmp_path, capsys):
     """One VFA series file with its angles given; B1 10 % low: without the map T1 reads
     about 19 % low, with it right. Missing timing and wrong options are named."""
+    from napari_mrmicro.core.t1_mapping import despot1_angles
     from napari_mrmicro.io import read_volume
 
     angles, tr = np.array([3.0, 8.0, 15.0, 30.0]), 20.0
@@ -584,7 +585,10 @@ def test_t1_vfa_with_a_b1_map_and_refusals(tmp_path, capsys):
         write_volume(files[-1], Volume(data[index].astype(np.float32), (50.0,) * 3))
     assert main(["t1", "vfa", *files, str(tmp_path / "t1f.nii"), "--flip-deg", "15,3,30,8",
                  "--tr-ms", "20", "--b1", str(tmp_path / "b1.nii")]) == 0
-    assert "(flip_deg 3, 8, 15, 30 °)" in capsys.readouterr().out
+    said = capsys.readouterr().out
+    assert "(flip_deg 3, 8, 15, 30 °)" in said
+    low, high = despot1_angles(float(np.median(mapped.data[inside])), tr)
+    assert f"the two most precise angles are {low:.1f}° and {high:.1f}° (DESPOT1)" in said
     np.testing.assert_allclose(read_volume(tmp_path / "t1f.nii").data, mapped.data,
                                rtol=1e-5)
     write_volume(tmp_path / "b1small.nii", Volume(np.ones((4, 4, 4), np.float32), (50.0,) * 3))

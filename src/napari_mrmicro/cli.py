@@ -272,7 +272,7 @@ def cmd_relax(args) -> int:
 
 
 def cmd_t1(args) -> int:
-    from napari_mrmicro.core.t1_mapping import VARIED
+    from napari_mrmicro.core.t1_mapping import VARIED, angle_advice
     from napari_mrmicro.pipeline import load_volume, save_volume, t1_series
 
     *inputs, output = args.paths
@@ -298,6 +298,8 @@ def cmd_t1(args) -> int:
     values = ", ".join(f"{v:g}" for v in used[name])
     _report(output, f"T1 in ms, {args.method} fit of {len(used[name])} images ({name} "
                     f"{values} {unit}), {used['fitted_voxels']} voxels fitted")
+    if args.method == "vfa" and used["fitted_voxels"]:
+        print(f"  {angle_advice(t1.data, used['tr_ms'])}")
     for path, role, what in ((args.m0, "m0", "M0, the signal of full relaxation"),
                              (args.sd, "t1_sd", "the standard error of T1 in ms")):
         if path is not None:

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 from scipy.optimize import curve_fit
 
-from napari_mrmicro.core.t1_mapping import METHODS, fit_t1
+from napari_mrmicro.core.t1_mapping import METHODS, despot1_angles, fit_t1
 
 ANGLES = np.array([2.0, 5.0, 10.0, 15.0, 25.0])  # degrees
 TR = 15.0  # ms, the VFA's one TR
@@ -254,3 +254,27 @@ def test_a_callback_returning_false_cancels():
     with pytest.raises(InterruptedError, match="cancelled"):
         fit_t1(data, "inversion_recovery", ti_ms=TIS, noise_sigma=1.0,
                callback=lambda fraction: False)
+
+
+def test_the_despot1_angles_give_71_percent_of_the_ernst_signal_and_the_least_error():
+    """Deoni et al. 2003: the two angles where the spoiled signal is 0.71 of the Ernst
+    angle's. Checked on the signal equation, and against the standard error of T1 that a
+    two-angle fit reports for a few other pairs."""
+    low, high = despot1_angles(1000.0, 10.0)
+    ernst = np.degrees(np.arccos(np.exp(-10.0 / 1000.0)))
+    assert low < ernst < high
+    peak = spgr(1.0, 1000.0, [ernst], tr=10.0)[0]
+    np.testing.assert_allclose(spgr(1.0, 1000.0, [low, high], tr=10.0) / peak, 0.71,
+                               rtol=1e-9)
+
+    def sd(pair):
+        fit = fit_t1(spgr(np.full((1, 1, 1), 1000.0), np.full((1, 1, 1), 1000.0), pair,
+                          tr=10.0), "vfa", flip_deg=pair, tr_ms=10.0, noise_sigma=0.1,
+                     mask=np.ones((1, 1, 1), bool))
+        return float(fit.t1_sd_ms()[0, 0, 0])
+
+    best = sd((low, high))
+    for other in ((low * 0.7, high), (low * 1.4, high), (low, high * 0.7), (low, high * 1.4)):
+        assert sd(other) > best
+    with pytest.raises(ValueError, match="positive ms"):
+        despot1_angles(0.0, 10.0)

@@ -69,6 +69,7 @@ def test_vfa_layers_give_a_t1_map_with_their_flip_angles(make_napari_viewer, qtb
     assert "T1 standard error (ms)" in viewer.layers and "M0 (variable flip angle (VFA))" \
         in viewer.layers
     assert "ms (1st-99th percentile)" in dock.status.value and not logged.errors
+    assert "at TR 20 ms the two most precise angles are" in dock.status.value
     viewer.dims.set_point(0, 12 * 100.0)
     screenshot(viewer, "t1_mapping")
 

@@ -171,6 +171,44 @@ def fit_t1(images, method: str, flip_deg=None, tr_ms=None, ti_ms=None, b1=None,
     return T1Fit(r1, sd, m0, fitted, inversion, float(noise_sigma))
 
 
+#: The signal, as a fraction of the Ernst angle's, at the two flip angles that measure T1
+#: most precisely by DESPOT1 (Deoni, Rutt & Peters, Magn Reson Med 2003;49:515).
+DESPOT1_FRACTION = 0.71
+
+
+def despot1_angles(t1_ms: float, tr_ms: float) -> tuple[float, float]:
+    """The two flip angles (degrees) that measure a T1 most precisely by variable flip
+    angle at this TR: either side of the Ernst angle, where the spoiled steady state is
+    :data:`DESPOT1_FRACTION` of its largest (Deoni et al. 2003)."""
+    from scipy.optimize import brentq
+
+    if not (math.isfinite(t1_ms) and t1_ms > 0 and math.isfinite(tr_ms) and tr_ms > 0):
+        raise ValueError(f"despot1_angles: T1 and TR must be positive ms, got {t1_ms!r}, "
+                         f"{tr_ms!r}")
+    e = math.exp(-tr_ms / t1_ms)
+    ernst = math.acos(e)
+
+    def signal(alpha):
+        return math.sin(alpha) * (1 - e) / (1 - math.cos(alpha) * e)
+
+    target = DESPOT1_FRACTION * signal(ernst)
+    low = brentq(lambda a: signal(a) - target, 1e-9, ernst)
+    high = brentq(lambda a: signal(a) - target, ernst, math.pi - 1e-9)
+    return math.degrees(low), math.degrees(high)
+
+
+def angle_advice(t1_ms: np.ndarray, tr_ms: float) -> str:
+    """For a VFA T1 map (ms, 0 where not fitted): the two angles that would measure its
+    median T1 best at this TR, as a sentence ("" for an empty map)."""
+    values = np.asarray(t1_ms)[np.asarray(t1_ms) != NOT_FITTED]
+    if not values.size:
+        return ""
+    t1 = float(np.median(values))
+    low, high = despot1_angles(t1, tr_ms)
+    return (f"for T1 {t1:.0f} ms (the median) at TR {tr_ms:g} ms the two most precise "
+            f"angles are {low:.1f}° and {high:.1f}° (DESPOT1)")
+
+
 def fit_record(fit: T1Fit, method: str, varied, b1_source: str | None = None,
                tr_ms: float | None = None) -> dict:
     """How a T1 map was fitted, as stored with it (``metadata["relaxometry"]``)."""

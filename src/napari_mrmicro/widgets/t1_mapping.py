@@ -10,7 +10,7 @@ from napari.utils.notifications import show_error, show_info
 from qtpy.QtWidgets import QSizePolicy
 
 from napari_mrmicro._layers import SEQUENTIAL, layer_geometry, like, relaxation_limits
-from napari_mrmicro.core.t1_mapping import VARIED, fit_record, fit_t1
+from napari_mrmicro.core.t1_mapping import VARIED, angle_advice, fit_record, fit_t1
 from napari_mrmicro.io import Volume
 from napari_mrmicro.pipeline import T1_SERIES, t1_series
 from napari_mrmicro.widgets._dock import (JobDock, layer_picker, layers_with_role,
@@ -217,9 +217,10 @@ class T1MappingWidget(Container, JobDock):
             layers.append((fit.m0, {**common, "name": f"M0 ({label})", "visible": False,
                                     "metadata": {"mrmicro": meta}}, "image"))
         add_layers(self.viewer, layers)
+        advice = f"; {angle_advice(t1, timing['tr_ms'])}" if method == "vfa" else ""
         self.status.value = (f"T1 in {record['fitted_voxels']} voxels: {low:.4g} … "
                              f"{high:.4g} ms (1st-99th percentile); noise σ "
-                             f"{fit.noise_sigma:.3g}")
+                             f"{fit.noise_sigma:.3g}{advice}")
         show_info(f"T1 mapping done: {self.status.value}")
 
 
