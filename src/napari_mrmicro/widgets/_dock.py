@@ -205,11 +205,13 @@ NO_GPU = "no CUDA device found: install napari-mrmicro[gpu] on a machine with an
 
 
 class JobDock:
-    """Run and Cancel of a dock with ``run_button``, ``cancel_button`` and ``status``
-    (a Label: "running…", "cancelled", or what the job found): one job at a time, its
-    errors shown as ``"<title>: <error>"``."""
+    """Run and Cancel of a dock with ``run_button``, ``cancel_button`` and, when it has
+    one, ``status`` (a Label: "running…", "cancelled", or what the job found): one job at
+    a time, its errors shown as ``"<title>: <error>"``."""
 
     worker = None
+    status = None
+    _job_button = None
 
     def job_controls(self, run_text: str, status_label: str = "") -> list:
         """The Run and Cancel buttons (in one row) and the status line (a sentence that
@@ -227,14 +229,19 @@ class JobDock:
         return [Container(widgets=[self.run_button, self.cancel_button], layout="horizontal",
                           labels=False), self.status]
 
-    def start_job(self, worker, title: str, on_result, running: str = "running…"):
-        """Connect ``worker`` (:func:`~._worker.progress_worker`) to ``on_result`` and the
-        buttons, start it and return it."""
-        worker.returned.connect(on_result)
+    def start_job(self, worker, title: str, on_result=None, running: str = "running…",
+                  button=None):
+        """Connect ``worker`` (:func:`~._worker.progress_worker`) to ``on_result`` (when
+        given) and the buttons, start it and return it. ``button`` (default
+        ``run_button``) stays off while the job runs."""
+        if on_result is not None:
+            worker.returned.connect(on_result)
         worker.errored.connect(lambda e: show_error(f"{title}: {e}"))
         worker.finished.connect(self._finished)
-        self.run_button.enabled, self.cancel_button.enabled = False, True
-        self.status.value = running  # never the last run's result
+        self._job_button = button or self.run_button
+        self._job_button.enabled, self.cancel_button.enabled = False, True
+        if self.status is not None:
+            self.status.value = running  # never the last run's result
         self.worker = worker
         worker.start()
         return worker
@@ -243,11 +250,12 @@ class JobDock:
         """Stop the job at its next progress report (stage, iteration or slab)."""
         if self.worker is not None:
             self.worker.quit()
-            self.status.value = "cancelled"
+            if self.status is not None:
+                self.status.value = "cancelled"
 
     def _finished(self):
         self.worker = None
-        self.run_button.enabled, self.cancel_button.enabled = True, False
+        self._job_button.enabled, self.cancel_button.enabled = True, False
 
 
 def device_picker(on_gpu: str) -> ComboBox:

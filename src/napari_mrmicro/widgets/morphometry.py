@@ -43,7 +43,7 @@ from napari_mrmicro.core.distortion import (
 )
 from napari_mrmicro.core.morphometry import plot_area_profile, region_table, write_table_csv
 from napari_mrmicro.core.relaxometry import valid_voxels
-from napari_mrmicro.widgets._dock import layer_picker, restore_defaults_button
+from napari_mrmicro.widgets._dock import JobDock, layer_picker, restore_defaults_button
 from napari_mrmicro.widgets._worker import progress_worker
 
 _UNITS = (("_um3", "µm³"), ("_mm3", "mm³"), ("_um2", "µm²"), ("_mm2", "mm²"), ("_um", "µm"),
@@ -114,7 +114,7 @@ def tissue_names(layer, labels) -> list[str] | None:
     return [names.get(int(label), "") for label in labels]
 
 
-class MorphometryWidget(Container):
+class MorphometryWidget(Container, JobDock):
     """Region table, centerline and cross-sections of a Labels layer, in physical units."""
 
     def __init__(self, napari_viewer):
@@ -180,7 +180,6 @@ class MorphometryWidget(Container):
         self.path_um: np.ndarray | None = None
         self.cross_sections = None
         self.profile = None
-        self.worker = None
         self._measured_layer = None
         self.measure_button.changed.connect(self.measure)
         self.cancel_button.changed.connect(self.cancel)
@@ -257,7 +256,7 @@ class MorphometryWidget(Container):
         worker = progress_worker(job, "Measuring labels")
         worker.returned.connect(lambda table: self.show_table(with_value_unit(table, unit),
                                                               layer))
-        return self._start(worker, self.measure_button)
+        return self.start_job(worker, "Morphometry", button=self.measure_button)
 
     def measure_centerline(self, *_):
         """Centerline and cross-sections of the selected label, in a worker thread."""
@@ -297,25 +296,7 @@ class MorphometryWidget(Container):
         worker = progress_worker(lambda report: job(mask, spacing, report),
                                  desc.format(label=label))
         worker.returned.connect(lambda result: done(layer, volume, label, result))
-        return self._start(worker, button)
-
-    def _start(self, worker, button):
-        worker.errored.connect(lambda e: show_error(f"Morphometry: {e}"))
-
-        def finished():
-            button.enabled, self.cancel_button.enabled = True, False
-            self.worker = None
-
-        worker.finished.connect(finished)
-        button.enabled, self.cancel_button.enabled = False, True
-        self.worker = worker
-        worker.start()
-        return worker
-
-    def cancel(self, *_):
-        """Stop the running job (between labels or cross-sections)."""
-        if self.worker is not None:
-            self.worker.quit()
+        return self.start_job(worker, "Morphometry", button=button)
 
     # -- results -------------------------------------------------------------------------------
 
