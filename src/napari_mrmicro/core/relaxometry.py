@@ -204,22 +204,22 @@ def fit_record(fit: Relaxation, method: str, te_ms, floor: float, skip_echoes: i
             "not_fitted_value": NOT_FITTED}
 
 
-def signal_and_noise(image: np.ndarray, where: str) -> tuple[np.ndarray, float]:
+def signal_and_noise(image: np.ndarray, where: str,
+                     way_out: str = "give noise_sigma, or a floor of 0 to use every echo"
+                     ) -> tuple[np.ndarray, float]:
     """The voxels with signal (noise specks dropped) and the noise σ per channel, measured
     in the background of a 3-D magnitude ``image``
-    (:func:`~napari_mrmicro.core.qsm.mask.signal_mask`); ValueError, headed ``where``,
-    when it has no background."""
+    (:func:`~napari_mrmicro.core.qsm.mask.signal_mask`); ValueError, headed ``where`` and
+    ending with ``way_out``, when it has no background."""
     from napari_mrmicro.core.qsm.mask import signal_mask
 
     if image.ndim != 3:
-        raise ValueError(f"{where}: give noise_sigma for images that are not (z, y, x) "
-                         "volumes, or a floor of 0")
+        raise ValueError(f"{where}: the noise is measured in (z, y, x) volumes; {way_out}")
     try:
         mask, report = signal_mask(image, floor_fraction=0.0, partial_fraction=0.0)
     except ValueError as error:  # no background: a volume cropped to the specimen
         raise ValueError(f"{where}: the noise could not be measured in the image's "
-                         f"background ({error}); give noise_sigma, or a floor of 0 "
-                         "to use every echo") from None
+                         f"background ({error}); {way_out}") from None
     return mask, float(report.noise_sigma)
 
 

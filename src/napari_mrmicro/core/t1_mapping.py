@@ -140,7 +140,8 @@ def fit_t1(images, method: str, flip_deg=None, tr_ms=None, ti_ms=None, b1=None,
                  advice="a cropped volume")
     brightest = int(np.argmax([float(np.sum(image, dtype=np.float64)) for image in data]))
     if noise_sigma is None:
-        measured, noise_sigma = signal_and_noise(data[brightest], where)
+        measured, noise_sigma = signal_and_noise(data[brightest], where,
+                                                      "give noise_sigma")
     elif not (isinstance(noise_sigma, (int, float)) and math.isfinite(noise_sigma)
               and noise_sigma > 0):
         raise ValueError(f"{where}: noise_sigma must be a positive number, got "

@@ -103,10 +103,19 @@ def levenberg_marquardt(model, start: np.ndarray, signal: np.ndarray,
 
 
 def solve_small(a: np.ndarray, b: np.ndarray):
-    """``x`` with ``a x = b`` for every row of 2×2 or 3×3 systems ``a`` (rows, k, k), by
-    Cramer's rule (a few array operations; LAPACK's batched solve is 3× slower on small
-    systems), and where that succeeded: ``(x, solvable)``."""
+    """``x`` with ``a x = b`` for every row of k×k systems ``a`` (rows, k, k), and where
+    that succeeded: ``(x, solvable)``. Up to 3×3 by Cramer's rule (a few array
+    operations; LAPACK's batched solve is 3× slower on them), larger ones (symmetric
+    positive definite: normal equations) by LAPACK where their determinant is positive."""
     k = a.shape[1]
+    if k > 3:
+        sign, logdet = np.linalg.slogdet(a)
+        solvable = (sign > 0) & np.isfinite(logdet)
+        x = np.full(b.shape, np.nan)
+        if solvable.any():
+            x[solvable] = np.linalg.solve(a[solvable], b[solvable][..., None])[..., 0]
+        solvable &= np.all(np.isfinite(x), axis=1)
+        return x, solvable
     if k == 2:
         det = a[:, 0, 0] * a[:, 1, 1] - a[:, 0, 1] * a[:, 1, 0]
         x = np.stack([a[:, 1, 1] * b[:, 0] - a[:, 0, 1] * b[:, 1],
@@ -116,8 +125,8 @@ def solve_small(a: np.ndarray, b: np.ndarray):
                         np.cross(a[:, 0], a[:, 1])], axis=1)  # rows of the adjugate's transpose
         det = np.einsum("ij,ij->i", a[:, 0], cof[:, 0])
         x = np.matmul(np.swapaxes(cof, 1, 2), b[:, :, None])[:, :, 0]
-    else:
-        raise ValueError(f"solve_small: {k}×{k} systems are not small (2 or 3)")
+    else:  # 1×1
+        det, x = a[:, 0, 0], b.astype(np.float64, copy=True)
     with np.errstate(invalid="ignore", divide="ignore"):
         x /= det[:, None]
     solvable = np.isfinite(det) & (det != 0) & np.all(np.isfinite(x), axis=1)
@@ -176,7 +185,7 @@ def grid_start(basis, rates: np.ndarray, signal: np.ndarray):
             phi = np.broadcast_to(phi, (len(chunk), len(y), *phi.shape[2:]))
             phi = np.swapaxes(phi, 0, 1)
             projection = np.einsum("in,igmn->igm", y, phi)
-            c, ok = solve_small_or_scalar(phi @ np.swapaxes(phi, 2, 3), projection)
+            c, ok = _solve_batched(phi @ np.swapaxes(phi, 2, 3), projection)
         cost = energy[:, None] - np.einsum("igm,igm->ig", c, projection)
         cost = np.where(ok, cost, np.inf)
         pick = np.argmin(cost, axis=1)
@@ -191,15 +200,10 @@ def grid_start(basis, rates: np.ndarray, signal: np.ndarray):
     return rate, amplitudes, best
 
 
-def solve_small_or_scalar(a: np.ndarray, b: np.ndarray):
-    """:func:`solve_small` over any leading axes, and 1×1 systems by division."""
+def _solve_batched(a: np.ndarray, b: np.ndarray):
+    """:func:`solve_small` over any leading axes."""
     lead = a.shape[:-2]
-    a2, b2 = a.reshape(-1, *a.shape[-2:]), b.reshape(-1, b.shape[-1])
-    if a2.shape[1] == 1:
-        with np.errstate(invalid="ignore", divide="ignore"):
-            x, ok = b2 / a2[:, 0], a2[:, 0, 0] > 0
-    else:
-        x, ok = solve_small(a2, b2)
+    x, ok = solve_small(a.reshape(-1, *a.shape[-2:]), b.reshape(-1, b.shape[-1]))
     return x.reshape(*lead, -1), ok.reshape(lead)
 
 

@@ -1,0 +1,347 @@
+"""Diffusion-weighted imaging: the diffusion tensor, or one apparent diffusion coefficient
+(ADC), in every voxel from magnitude images and the b-matrix of each.
+
+Signal model: ``S_i = S0·exp(−Σ_jk b_i,jk·D_jk)`` (Stejskal & Tanner, J Chem Phys
+1965;42:288; the tensor form: Basser, Mattiello & Le Bihan, J Magn Reson B 1994;103:247).
+Each image comes with its full b-matrix ``b_i`` (s/mm²), not only a b-value and a
+direction: at MR-microscopy resolutions the imaging gradients alone weigh 10–250 s/mm²
+(REFERENCES.md, "Physics") and their cross-terms with the diffusion gradients tilt the
+effective direction; ParaVision computes that matrix for every image (``PVM_DwBMat``).
+Diffusivities are in µm²/ms (free water at 25 °C ≈ 2.3), so ``b·D = 1e-3·b[s/mm²]·
+D[µm²/ms]``. Directions are in the images' array axes ``(z, y, x)``: a tensor's
+eigenvectors turn into world directions by the layer's rotation
+(:meth:`DiffusionFit.direction_colors`).
+
+Models, one signature (:func:`fit_diffusion`, ``model``):
+
+* ``"tensor"``: the six elements of D and S0. The b-matrices must determine them: six
+  non-collinear directions and a lower b at least.
+* ``"adc"``: one diffusivity, ``S_i = S0·exp(−tr(b_i)·ADC)``, the D of an isotropic
+  medium (and, for a tensor, the mean diffusivity when the directions are balanced).
+
+Fits (``method``):
+
+* ``"ols"``: least squares on log S.
+* ``"wls"`` (default): least squares on log S weighted by the OLS fit's predicted signal
+  squared, which undoes the log's amplification of the noise at low signal (Salvador et
+  al., Hum Brain Mapp 2005;25:35; one re-weighting suffices: Veraart et al., NeuroImage
+  2013;81:335).
+* ``"nlls"``: least squares on the signal itself, Levenberg–Marquardt steps from the WLS
+  solution (Koay et al., J Magn Reson 2006;182:115).
+
+A point whose signal is 0 is left out of the fit (no logarithm); a voxel is fitted when
+enough points remain and S0 and the mean diffusivity come out positive and finite.
+Eigenvalues below 0 (noise in a tensor that is nearly flat) are kept in ``eigenvalues``
+and counted as ``negative_eigenvalues``; FA and the radial diffusivity use them clipped
+to 0, so FA stays within [0, 1].
+
+Written here rather than taken from DIPY (BSD): DIPY fits a tensor in a Python loop over
+chunks on one core and needs its own gradient-table object; this shares the house's
+slab loop (all cores, progress, cancel) and Levenberg–Marquardt with T1 and T2, and is
+checked against DIPY's fits in the tests.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+from napari_mrmicro.core.memory import check_memory
+from napari_mrmicro.core.relaxometry import check_magnitude, signal_and_noise
+from napari_mrmicro.core.voxel_fit import fit_voxels, levenberg_marquardt, solve_small
+
+MODELS = ("tensor", "adc")
+METHODS = ("ols", "wls", "nlls")
+#: s/mm² times µm²/ms: the exponent's unit.
+B_TIMES_D = 1e-3
+#: Tensor elements in storage order: the array axes (z, y, x) as (0, 1, 2).
+ELEMENTS = ((0, 0), (1, 1), (2, 2), (0, 1), (0, 2), (1, 2))
+#: A b-matrix eigenvalue below −this × its trace is not a b-matrix (not from a gradient).
+B_MATRIX_TOLERANCE = 1e-3
+#: Bytes per voxel of the results (tensor, eigenvalues, principal direction, S0, masks).
+RESULT_BYTES = 4 * (6 + 3 + 3 + 1) + 2
+
+
+@dataclass(frozen=True)
+class DiffusionFit:
+    """A diffusion fit, float32 maps of the images' shape, 0 where ``fitted`` is False.
+
+    ``eigenvalues`` (3, ...) µm²/ms, largest first, for ``model == "tensor"``; (1, ...)
+    the ADC for ``"adc"``. ``tensor`` (6, ...) µm²/ms, the elements of :data:`ELEMENTS`,
+    and ``principal`` (3, ...), the unit eigenvector of the largest eigenvalue in array
+    axes (z, y, x), for a tensor only (else None). ``s0``: the signal without diffusion
+    weighting (magnitude units). ``negative_eigenvalues``: fitted voxels whose smallest
+    eigenvalue is below 0. ``noise_sigma``: the σ the default mask was drawn with (None
+    when a mask was given without one).
+    """
+
+    model: str
+    eigenvalues: np.ndarray
+    s0: np.ndarray
+    fitted: np.ndarray
+    tensor: np.ndarray | None
+    principal: np.ndarray | None
+    noise_sigma: float | None
+    negative_eigenvalues: int
+
+    def md(self) -> np.ndarray:
+        """Mean diffusivity (the ADC for ``"adc"``), µm²/ms."""
+        return self.eigenvalues.mean(axis=0, dtype=np.float32)
+
+    def ad(self) -> np.ndarray:
+        """Axial diffusivity, the largest eigenvalue, µm²/ms."""
+        return self._tensor_only("ad", self.eigenvalues[0])
+
+    def rd(self) -> np.ndarray:
+        """Radial diffusivity, the mean of the two smaller eigenvalues (clipped to 0),
+        µm²/ms."""
+        return self._tensor_only("rd", np.maximum(self.eigenvalues[1:], 0).mean(
+            axis=0, dtype=np.float32))
+
+    def fa(self) -> np.ndarray:
+        """Fractional anisotropy, ``√(3/2)·|λ − λ̄| / |λ|`` of the eigenvalues clipped to
+        0 (Basser & Pierpaoli, J Magn Reson B 1996;111:209), in [0, 1]."""
+        lam = np.maximum(self._tensor_only("fa", self.eigenvalues), 0)
+        deviation = lam - lam.mean(axis=0)
+        norm = np.sqrt(np.sum(lam * lam, axis=0))
+        out = np.zeros(lam.shape[1:], np.float32)
+        np.divide(np.sqrt(1.5 * np.sum(deviation * deviation, axis=0)), norm, out=out,
+                  where=self.fitted & (norm > 0))
+        return np.clip(out, 0, 1, out=out)
+
+    def direction_colors(self, rotation=None) -> np.ndarray:
+        """The principal direction as colour (z, y, x, 3), RGB in [0, 1] weighted by FA:
+        red right–left, green anterior–posterior, blue superior–inferior (Pajevic &
+        Pierpaoli, Magn Reson Med 1999;42:526).
+
+        ``rotation`` (3×3) turns array-axis directions into napari world axes (S, A, R):
+        a layer's affine with its scale divided out; default the identity (array axes
+        z, y, x taken as S, A, R)."""
+        v = self._tensor_only("direction_colors", self.principal)
+        r = np.eye(3) if rotation is None else np.asarray(rotation, dtype=np.float64)
+        if r.shape != (3, 3) or not np.allclose(r @ r.T, np.eye(3), atol=1e-4):
+            raise ValueError("direction_colors: rotation must be a 3×3 rotation (or "
+                             f"reflection), got {r.tolist()}")
+        world = np.einsum("wa,a...->w...", r.astype(np.float32), v)
+        rgb = np.abs(world[::-1]) * self.fa()  # world axes (S, A, R) -> (R, A, S)
+        return np.moveaxis(rgb, 0, -1).astype(np.float32)
+
+    def _tensor_only(self, what, values):
+        if self.model != "tensor":
+            raise ValueError(f"{what}: needs the tensor model, this fit is {self.model!r}")
+        return values
+
+
+def b_matrices(b_values, directions) -> np.ndarray:
+    """The b-matrices ``b·ĝĝᵀ`` (n, 3, 3) of b-values (s/mm²) along directions (n, 3),
+    normalised here; a b-value of 0 may come with a zero direction. This ignores the
+    imaging gradients' weighting: use a scanner's full b-matrices where it states them."""
+    b = np.asarray(b_values, dtype=np.float64).ravel()
+    g = np.asarray(directions, dtype=np.float64)
+    if g.shape != (len(b), 3):
+        raise ValueError(f"b_matrices: {len(b)} b-values need ({len(b)}, 3) directions, "
+                         f"got {g.shape}")
+    if not (np.all(np.isfinite(b)) and np.all(np.isfinite(g))) or np.any(b < 0):
+        raise ValueError("b_matrices: b-values must be >= 0 and directions finite")
+    norm = np.linalg.norm(g, axis=1)
+    lost = (b > 0) & (norm == 0)
+    if lost.any():
+        raise ValueError(f"b_matrices: b > 0 with a zero direction at {np.flatnonzero(lost)}")
+    unit = g / np.where(norm > 0, norm, 1)[:, None]
+    return b[:, None, None] * unit[:, :, None] * unit[:, None, :]
+
+
+def check_b_matrices(b_matrix, points: int, where: str) -> np.ndarray:
+    """``b_matrix`` as (points, 3, 3) float64 s/mm²: finite, symmetric and positive
+    semi-definite, or a ValueError headed ``where`` naming the problem."""
+    try:
+        b = np.asarray(b_matrix, dtype=np.float64)
+    except (TypeError, ValueError):
+        raise ValueError(f"{where}: b_matrices must be numbers (n, 3, 3)") from None
+    if b.shape != (points, 3, 3):
+        raise ValueError(f"{where}: {points} images need b_matrices of shape ({points}, 3, 3)"
+                         f", got {b.shape}")
+    if not np.all(np.isfinite(b)):
+        raise ValueError(f"{where}: b_matrices contain NaN or Inf")
+    if not np.allclose(b, np.swapaxes(b, 1, 2), rtol=1e-6, atol=1e-6 * max(1, np.abs(b).max())):
+        raise ValueError(f"{where}: b_matrices are not symmetric")
+    trace = np.trace(b, axis1=1, axis2=2)
+    smallest = np.linalg.eigvalsh(b)[:, 0]
+    bad = smallest < -B_MATRIX_TOLERANCE * np.maximum(trace, 1e-9)
+    if bad.any():
+        raise ValueError(f"{where}: the b-matrices of images {np.flatnonzero(bad).tolist()} "
+                         "have negative eigenvalues: not the b-matrix of a gradient "
+                         "(are they in s/mm², symmetric, and not a difference?)")
+    return b
+
+
+def design_matrix(b_matrix: np.ndarray, model: str) -> np.ndarray:
+    """The rows of ``log S`` as a linear function of the parameters: (n, 7) for the tensor
+    (the elements of :data:`ELEMENTS`, then log S0), (n, 2) for the ADC."""
+    if model == "adc":
+        trace = np.trace(b_matrix, axis1=1, axis2=2)
+        return np.column_stack([-B_TIMES_D * trace, np.ones(len(b_matrix))])
+    columns = [-B_TIMES_D * (1 if i == j else 2) * b_matrix[:, i, j] for i, j in ELEMENTS]
+    return np.column_stack(columns + [np.ones(len(b_matrix))])
+
+
+def fit_diffusion(images, b_matrix, model: str = "tensor", method: str = "wls", mask=None,
+                  noise_sigma: float | None = None, callback=None) -> DiffusionFit:
+    """The diffusion tensor (or ADC) and S0 of every voxel.
+
+    Parameters
+    ----------
+    images : ndarray (n, z, y, x)
+        Diffusion-weighted magnitudes (real, >= 0), one per b-matrix.
+    b_matrix : array-like (n, 3, 3)
+        Each image's b-matrix in s/mm², in array axes (z, y, x) (:func:`b_matrices` builds
+        them from b-values and directions).
+    model : {"tensor", "adc"}
+    method : {"ols", "wls", "nlls"}
+        Module docstring.
+    mask : ndarray of bool, optional
+        Voxels to fit; default: the voxels with signal in the mean of the least-weighted
+        images (above 3σ when ``noise_sigma`` is given).
+    noise_sigma : float, optional
+        Noise σ per channel, for the default mask; default measured in the background of
+        the mean least-weighted image.
+    callback : callable, optional
+        ``callback(fraction)`` after each slab; returning False cancels
+        (``InterruptedError``).
+
+    Returns
+    -------
+    DiffusionFit
+    """
+    where = "fit_diffusion"
+    if model not in MODELS:
+        raise ValueError(f"{where}: model must be one of {MODELS}, got {model!r}")
+    if method not in METHODS:
+        raise ValueError(f"{where}: method must be one of {METHODS}, got {method!r}")
+    data = check_magnitude(images, "images", "b-matrices", where)
+    points, shape = data.shape[0], data.shape[1:]
+    b = check_b_matrices(b_matrix, points, where)
+    design = design_matrix(b, model)
+    _check_design(design, b, model, where)
+    check_memory(RESULT_BYTES * math.prod(shape), f"{where}: mapping {shape} voxels",
+                 advice="a cropped volume")
+    trace = np.trace(b, axis1=1, axis2=2)
+    reference = np.mean(data[np.flatnonzero(trace <= trace.min() + 1e-6)], axis=0,
+                        dtype=np.float32)
+    if noise_sigma is not None and not (isinstance(noise_sigma, (int, float))
+                                        and math.isfinite(noise_sigma) and noise_sigma > 0):
+        raise ValueError(f"{where}: noise_sigma must be a positive number, got "
+                         f"{noise_sigma!r}")
+    if mask is None and noise_sigma is None:
+        mask, noise_sigma = signal_and_noise(reference, where, "give noise_sigma or a mask")
+    elif mask is None:
+        mask = reference > 3 * noise_sigma
+    else:
+        mask = np.asarray(mask, dtype=bool)
+        if mask.shape != shape:
+            raise ValueError(f"{where}: mask {mask.shape} does not match the images {shape}")
+    if not mask.any():
+        raise ValueError(f"{where}: no voxel to fit (the mask is empty)")
+
+    tensor = model == "tensor"
+    eigenvalues = np.zeros((3 if tensor else 1, *shape), np.float32)
+    s0 = np.zeros(shape, np.float32)
+    elements = np.zeros((6, *shape), np.float32) if tensor else None
+    principal = np.zeros((3, *shape), np.float32) if tensor else None
+    outputs = [s0, *eigenvalues] + ([*elements, *principal] if tensor else [])
+    fit_voxels(data, mask, lambda signal: _fit(signal, design, method, tensor), outputs,
+               callback=callback, where=where)
+    fitted = mask & (s0 > 0)
+    for out in outputs:
+        out[~fitted] = 0
+    negative = int(np.count_nonzero(fitted & (eigenvalues[-1] < 0))) if tensor else 0
+    return DiffusionFit(model, eigenvalues, s0, fitted, elements, principal,
+                        None if noise_sigma is None else float(noise_sigma), negative)
+
+
+def full_tensor(elements: np.ndarray) -> np.ndarray:
+    """(..., 3, 3) symmetric tensors from their :data:`ELEMENTS` on the first axis."""
+    out = np.empty(elements.shape[1:] + (3, 3), elements.dtype)
+    for k, (i, j) in enumerate(ELEMENTS):
+        out[..., i, j] = out[..., j, i] = elements[k]
+    return out
+
+
+def fit_record(fit: DiffusionFit, method: str, b_matrix) -> dict:
+    """How a map was fitted, as stored with it (``metadata["diffusion"]``)."""
+    b = np.asarray(b_matrix, dtype=np.float64)
+    return {"model": fit.model, "method": method,
+            "b_values_s_per_mm2": [float(v) for v in np.trace(b, axis1=1, axis2=2)],
+            "noise_sigma": fit.noise_sigma,
+            "fitted_voxels": int(np.count_nonzero(fit.fitted)),
+            "negative_eigenvalues": fit.negative_eigenvalues, "not_fitted_value": 0.0}
+
+
+def _check_design(design, b, model, where):
+    rank = np.linalg.matrix_rank(design / np.maximum(np.abs(design).max(axis=0), 1e-12),
+                                 tol=1e-6)
+    needed = design.shape[1]
+    if rank >= needed:
+        return
+    if model == "adc":
+        raise ValueError(f"{where}: an ADC needs at least two different b-values (the "
+                         "b-matrices' traces are all "
+                         f"{np.trace(b, axis1=1, axis2=2).max():g} s/mm²)")
+    raise ValueError(f"{where}: these {len(b)} b-matrices determine only {rank - 1} of the "
+                     "tensor's 6 elements: a tensor needs 6 non-collinear directions and a "
+                     "lower b; fit model='adc' instead")
+
+
+def _weighted_solve(design, y, w):
+    """The weighted least-squares parameters of every row (rows, p), NaN where the
+    weighted points do not determine them."""
+    p = design.shape[1]
+    outer = (design[:, :, None] * design[:, None, :]).reshape(len(design), p * p)
+    normal = (w @ outer).reshape(-1, p, p)
+    x, ok = solve_small(normal, (w * y) @ design)
+    x[~ok] = np.nan
+    return x
+
+
+def _fit(signal, design, method, tensor):
+    """S0, eigenvalues (and tensor elements and principal direction) of each row."""
+    usable = signal > 0
+    y = np.log(np.where(usable, signal, 1)).astype(np.float64)
+    w = usable.astype(np.float64)
+    beta = _weighted_solve(design, y, w)
+    if method != "ols":
+        with np.errstate(over="ignore", invalid="ignore"):
+            predicted = np.exp(np.minimum(beta @ design.T, 700))
+        beta = _weighted_solve(design, y, w * predicted * predicted)
+    if method == "nlls":
+        beta = _nonlinear(signal, design, beta, w)
+    s0 = np.exp(np.minimum(beta[:, -1], 700))
+    if not tensor:
+        adc = beta[:, 0]
+        good = np.isfinite(adc) & np.isfinite(s0) & (adc > 0) & (s0 > 0)
+        return [np.where(good, s0, 0), np.where(good, adc, 0)]
+    elements = beta[:, :6]
+    good = np.all(np.isfinite(elements), axis=1) & np.isfinite(s0) & (s0 > 0)
+    elements = np.where(good[:, None], elements, 0)
+    lam, vec = np.linalg.eigh(full_tensor(elements.T))
+    good &= lam.sum(axis=1) > 0
+    lam, principal = lam[:, ::-1], vec[:, :, -1]
+    principal *= np.where(principal[np.arange(len(principal)),
+                                    np.argmax(np.abs(principal), axis=1)] < 0, -1, 1)[:, None]
+    keep = good[:, None]
+    return [np.where(good, s0, 0), *np.where(keep, lam, 0).T, *np.where(keep, elements, 0).T,
+            *np.where(keep, principal, 0).T]
+
+
+def _nonlinear(signal, design, beta, w):
+    """Minimise Σ (S − exp(X β))² over the usable points, from ``beta``."""
+    start = np.where(np.isfinite(beta), beta, np.nan)
+
+    def model(p, _rows):
+        values = np.exp(np.minimum(p @ design.T, 700))
+        return values, [values * design[:, k] for k in range(design.shape[1])]
+
+    fitted, _, _ = levenberg_marquardt(model, start, signal, w)
+    return fitted

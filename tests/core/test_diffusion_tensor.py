@@ -1,0 +1,189 @@
+"""Diffusion tensor and ADC fits against the signal equation, DIPY's fits, the imaging
+gradients' b-matrix and bad input."""
+
+import numpy as np
+import pytest
+
+from napari_mrmicro.core.diffusion_tensor import (b_matrices, fit_diffusion, fit_record,
+                                                  full_tensor)
+
+rng0 = np.random.default_rng(0)
+DIRECTIONS = rng0.normal(size=(30, 3))
+DIRECTIONS /= np.linalg.norm(DIRECTIONS, axis=1)[:, None]
+B_VALUES = np.r_[0.0, 0.0, np.full(30, 1500.0)]
+VECTORS = np.r_[np.zeros((2, 3)), DIRECTIONS]
+SHAPE = (4, 10, 12)
+
+
+def tensors(shape=SHAPE, seed=1):
+    """Random prolate-to-oblate tensors, µm²/ms, (..., 3, 3), and their eigenvalues."""
+    rng = np.random.default_rng(seed)
+    lam = np.stack([rng.uniform(1.2, 2.2, shape), rng.uniform(0.3, 0.9, shape),
+                    rng.uniform(0.1, 0.3, shape)])
+    rotation = np.linalg.qr(rng.normal(size=shape + (3, 3)))[0]
+    return np.einsum("...ij,j...,...kj->...ik", rotation, lam, rotation), lam, rotation
+
+
+def signal(b, d, s0=1000.0):
+    return s0 * np.exp(-1e-3 * np.einsum("nij,...ij->n...", b, d))
+
+
+def rician(clean, sigma, seed=2):
+    rng = np.random.default_rng(seed)
+    return np.abs(clean + rng.normal(0, sigma, clean.shape)
+                  + 1j * rng.normal(0, sigma, clean.shape)).astype(np.float32)
+
+
+def imaging_terms(points, seed=3):
+    """b-matrices of the imaging gradients: positive definite, 20-60 s/mm², not along any
+    diffusion direction (REFERENCES.md: 10-250 s/mm² at microscopy resolutions)."""
+    a = np.random.default_rng(seed).normal(size=(points, 3, 3))
+    m = a @ np.swapaxes(a, 1, 2)
+    return m * (40.0 / np.trace(m, axis1=1, axis2=2))[:, None, None]
+
+
+@pytest.mark.parametrize("method", ["ols", "wls", "nlls"])
+def test_noise_free_tensors_are_recovered_with_full_b_matrices(method):
+    d, lam, rotation = tensors()
+    b = b_matrices(B_VALUES, VECTORS) + imaging_terms(len(B_VALUES))
+    fit = fit_diffusion(signal(b, d).astype(np.float32), b, method=method,
+                        mask=np.ones(SHAPE, bool))
+    assert fit.fitted.all() and fit.negative_eigenvalues == 0
+    np.testing.assert_allclose(full_tensor(fit.tensor), d, atol=2e-5)
+    np.testing.assert_allclose(fit.eigenvalues, lam, atol=2e-5)
+    np.testing.assert_allclose(fit.s0, 1000.0, rtol=1e-5)
+    # the principal direction is the largest eigenvalue's axis, up to its sign
+    v1 = np.moveaxis(rotation[..., :, 0], -1, 0)
+    np.testing.assert_allclose(np.abs(np.sum(fit.principal * v1, axis=0)), 1, atol=1e-5)
+    np.testing.assert_allclose(fit.md(), lam.mean(axis=0), atol=2e-5)
+    np.testing.assert_allclose(fit.ad(), lam[0], atol=2e-5)
+    np.testing.assert_allclose(fit.rd(), lam[1:].mean(axis=0), atol=2e-5)
+
+
+def test_ignoring_the_imaging_gradients_biases_the_tensor():
+    """The b-matrix a scanner states holds the imaging gradients' weighting (here 40 s/mm²
+    of 1500, in directions of their own): fitted with b·ggᵀ alone, the tensor is off."""
+    d, lam, _ = tensors()
+    nominal = b_matrices(B_VALUES, VECTORS)
+    full = nominal + imaging_terms(len(B_VALUES))
+    images = signal(full, d).astype(np.float32)
+    mask = np.ones(SHAPE, bool)
+    exact = fit_diffusion(images, full, mask=mask).eigenvalues
+    biased = fit_diffusion(images, nominal, mask=mask).eigenvalues
+    np.testing.assert_allclose(exact, lam, atol=2e-5)
+    assert np.abs(biased - lam).max() > 0.02  # µm²/ms
+
+
+@pytest.mark.parametrize("method", ["ols", "wls", "nlls"])
+def test_noisy_fits_agree_with_dipy(method):
+    dipy_dti = pytest.importorskip("dipy.reconst.dti")
+    from dipy.core.gradients import gradient_table
+
+    d, _, _ = tensors(seed=4)
+    noisy = rician(signal(b_matrices(B_VALUES, VECTORS), d), 20.0)
+    mask = np.ones(SHAPE, bool)
+    ours = fit_diffusion(noisy, b_matrices(B_VALUES, VECTORS), method=method, mask=mask)
+    table = gradient_table(B_VALUES, bvecs=VECTORS)
+    peer = dipy_dti.TensorModel(table, fit_method=method.upper()).fit(
+        np.moveaxis(noisy, 0, -1), mask=mask)
+    tolerance = 1e-5 if method == "nlls" else 1e-6
+    np.testing.assert_allclose(full_tensor(ours.tensor), peer.quadratic_form * 1e3,
+                               atol=tolerance)  # DIPY's mm²/s
+    np.testing.assert_allclose(ours.fa(), peer.fa, atol=tolerance)
+    np.testing.assert_allclose(np.abs(np.sum(ours.principal * np.moveaxis(
+        peer.evecs[..., 0], -1, 0), axis=0))[ours.fa() > 0.2], 1, atol=1e-4)
+
+
+def test_fa_of_known_eigenvalues_and_isotropic_media():
+    lam = np.array([1.7, 0.3, 0.3])
+    expected = np.sqrt(1.5 * np.sum((lam - lam.mean()) ** 2) / np.sum(lam ** 2))
+    d = np.zeros((3, 1, 2, 3, 3))
+    d[0, 0, 0] = np.diag(lam)
+    d[0, 0, 1] = np.diag([1.0, 1.0, 1.0])
+    b = b_matrices(B_VALUES, VECTORS)
+    fit = fit_diffusion(signal(b, d[0]).astype(np.float32)[:, None], b,
+                        mask=np.ones((1, 1, 2), bool))
+    np.testing.assert_allclose(fit.fa()[0, 0], [expected, 0.0], atol=1e-5)
+    assert expected == pytest.approx(0.8, abs=0.01)  # a white-matter-like tensor
+
+
+def test_direction_colours_follow_the_world_rotation():
+    """A fibre along array axis x (z, y, x) of a layer turned so that x runs along world
+    A: green, scaled by FA; the identity puts it on R: red."""
+    d = np.broadcast_to(np.diag([0.2, 0.2, 2.0]), (1, 2, 2, 3, 3))
+    b = b_matrices(B_VALUES, VECTORS)
+    fit = fit_diffusion(signal(b, d).astype(np.float32), b, mask=np.ones((1, 2, 2), bool))
+    fa = fit.fa()[0, 0, 0]
+    np.testing.assert_allclose(fit.direction_colors()[0, 0, 0], [fa, 0, 0], atol=1e-5)
+    turn = np.array([[1.0, 0, 0], [0, 0, 1], [0, -1, 0]])  # array x -> world A
+    np.testing.assert_allclose(fit.direction_colors(turn)[0, 0, 0], [0, fa, 0], atol=1e-5)
+    with pytest.raises(ValueError, match="rotation"):
+        fit.direction_colors(np.diag([2.0, 1, 1]))
+
+
+def test_adc_from_b_values_along_one_direction():
+    b_values = np.array([0.0, 250.0, 500.0, 1000.0, 2000.0])
+    b = b_matrices(b_values, np.tile([0.0, 0.0, 1.0], (5, 1)))
+    adc = np.random.default_rng(5).uniform(0.2, 2.5, SHAPE)
+    images = 800.0 * np.exp(-1e-3 * b_values[:, None, None, None] * adc)
+    fit = fit_diffusion(images.astype(np.float32), b, model="adc", mask=np.ones(SHAPE, bool))
+    np.testing.assert_allclose(fit.md(), adc, rtol=1e-5)
+    np.testing.assert_allclose(fit.s0, 800.0, rtol=1e-5)
+    assert fit.tensor is None and fit.principal is None
+    with pytest.raises(ValueError, match="tensor model"):
+        fit.fa()
+    # one direction cannot give a tensor: refused with the way out
+    with pytest.raises(ValueError, match="determine only .* model='adc'"):
+        fit_diffusion(images.astype(np.float32), b, mask=np.ones(SHAPE, bool))
+
+
+def test_default_mask_from_the_background_and_a_zero_point_left_out():
+    d, _, _ = tensors(shape=(8, 24, 24), seed=6)
+    b = b_matrices(B_VALUES, VECTORS)
+    specimen = np.zeros((8, 24, 24), bool)
+    specimen[2:6, 6:18, 6:18] = True
+    clean = signal(b, d) * specimen
+    noisy = rician(clean, 5.0)
+    noisy[5, 3, 10, 10] = 0.0  # a dropped point (no logarithm): left out, not fatal
+    fit = fit_diffusion(noisy, b)
+    assert fit.noise_sigma == pytest.approx(5.0, rel=0.15)
+    assert fit.fitted[specimen].mean() > 0.99 and not fit.fitted[~specimen].any()
+    assert fit.md()[3, 10, 10] == pytest.approx(np.trace(d[3, 10, 10]) / 3, rel=0.05)
+    record = fit_record(fit, "wls", b)
+    assert record["fitted_voxels"] == int(fit.fitted.sum())
+    np.testing.assert_allclose(record["b_values_s_per_mm2"][:3], [0.0, 0.0, 1500.0])
+
+
+def test_bad_input_is_refused_by_name():
+    b = b_matrices(B_VALUES, VECTORS)
+    good = np.ones((len(b), 2, 3, 3), np.float32)
+    mask = np.ones((2, 3, 3), bool)
+    cases = [
+        (dict(images=good * np.nan, b_matrix=b), "NaN"),
+        (dict(images=-good, b_matrix=b), "negative"),
+        (dict(images=good.astype(np.complex64), b_matrix=b), "real"),
+        (dict(images=good, b_matrix=b[:-1]), r"\(32, 3, 3\)"),
+        (dict(images=good, b_matrix=-b), "negative eigenvalues"),
+        (dict(images=good, b_matrix=b + np.triu(np.ones(3), 1)), "symmetric"),
+        (dict(images=good, b_matrix=b, mask=np.zeros((2, 3, 3), bool)), "empty"),
+        (dict(images=good, b_matrix=b, mask=np.ones((3, 3), bool)), "does not match"),
+        (dict(images=good, b_matrix=b, model="kurtosis"), "model"),
+        (dict(images=good, b_matrix=b, method="ml", mask=mask), "method"),
+        (dict(images=good, b_matrix=b, noise_sigma=-1.0), "noise_sigma"),
+    ]
+    for kwargs, message in cases:
+        with pytest.raises(ValueError, match=message):
+            fit_diffusion(**kwargs)
+    with pytest.raises(ValueError, match="zero direction"):
+        b_matrices([1000.0], [[0.0, 0.0, 0.0]])
+
+
+def test_cancel_and_progress():
+    d, _, _ = tensors()
+    b = b_matrices(B_VALUES, VECTORS)
+    images = signal(b, d).astype(np.float32)
+    seen = []
+    fit_diffusion(images, b, mask=np.ones(SHAPE, bool), callback=seen.append)
+    assert seen and seen[-1] == pytest.approx(1.0)
+    with pytest.raises(InterruptedError):
+        fit_diffusion(images, b, mask=np.ones(SHAPE, bool), callback=lambda f: False)
