@@ -20,6 +20,11 @@ whereas their mm values (0.025) are not; nibabel and ITK-based tools (ITK-SNAP, 
 type, acquisition) travel as JSON in a NIfTI "comment" header extension (code 6).
 nibabel is an optional dependency: ``pip install napari-mrmicro[nifti]``.
 
+Diffusion-weighted series: a 4-D image with an FSL gradient table beside it
+(:mod:`~napari_mrmicro.io.fsl_gradients`) gets each volume's b-matrix in
+``acquisition["b_matrix_s_per_mm2"]`` (array axes z, y, x), unless its own extension
+holds one.
+
 Label volumes: ``intent_code`` NIFTI_INTENT_LABEL (1002: "each voxel is an index into a set
 of labels") or NIFTI_INTENT_NEURONAME (1003) on integer data opens as labels (the comment
 extension, when there is one, has the last word); labels are written with 1002.
@@ -42,6 +47,7 @@ from napari_mrmicro.io._common import (
     check_scaled_range, parse_payload,
     payload_dtype, payload_text, unit_to_s,
 )
+from napari_mrmicro.io.fsl_gradients import find_gradient_files, read_gradient_table
 
 WRITE_SUFFIXES = (".nii", ".nii.gz")
 
@@ -226,6 +232,11 @@ def read(path: Path, lazy: bool | None = None) -> Volume:
             and zooms[3] > 0:  # pixdim[4] in xyzt_units' time unit: the repetition time
         metadata["time_step_s"] = zooms[3] * unit_to_s(time)
     labels, layer_type, name = apply_payload(ours, metadata, labels)
+    gradients = find_gradient_files(path) if lead == 1 else None
+    if gradients and "b_matrix_s_per_mm2" not in metadata["acquisition"]:
+        metadata["acquisition"]["b_matrix_s_per_mm2"] = read_gradient_table(
+            *gradients, affine, shape[3]).tolist()
+        metadata["gradient_table"] = [str(p) for p in gradients]
     if ours is None and int(hdr["intent_code"]) in _LABEL_INTENTS and dtype.kind in "biu" \
             and not scaled:
         layer_type = "labels"
