@@ -310,3 +310,20 @@ def test_paravision_sagittal_field_map_draws_in_2d(make_napari_viewer, realdata)
     dock.field.value = layer
     assert dock.field_unit.value == "Hz"
     assert dock.larmor.value == pytest.approx(400.3077, abs=1e-3)  # acqp BF1, in MHz
+
+
+def test_reordered_diffusion_series_keeps_its_gradients_in_the_world():
+    """The b-matrices are in array axes: reordering a sagittal series' axes reorders them,
+    so a gradient along world R stays along the layer axis that now runs along R."""
+    vol = sagittal_volume()
+    b = np.zeros((2, 3, 3))
+    b[1, 0, 0] = 1000.0  # along stored axis 0, world R
+    series = Volume(np.stack([vol.data, vol.data]), vol.spacing_um,
+                    {"acquisition": {"b_matrix_s_per_mm2": b.tolist()}},
+                    affine_um=vol.affine_um, axis_labels=("diffusion", "z", "y", "x"))
+    (data, kwargs, _), = volume_to_layer_data(series)
+    assert data.shape == (2, 5, 6, 4)
+    moved = np.asarray(kwargs["metadata"]["mrmicro"]["acquisition"]["b_matrix_s_per_mm2"])
+    expected = np.zeros((2, 3, 3))
+    expected[1, 2, 2] = 1000.0  # layer axis 2 runs along world R now
+    np.testing.assert_array_equal(moved, expected)

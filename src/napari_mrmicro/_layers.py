@@ -270,6 +270,10 @@ def world_aligned(data, kwargs: dict, kind: str, n: int) -> tuple:
     b0 = (acquisition or {}).get("b0_direction")
     if b0 is not None and len(b0) == n:  # stated in array-axis order: follow the axes
         meta["acquisition"] = {**acquisition, "b0_direction": [b0[a] for a in order]}
+    b = (acquisition or {}).get("b_matrix_s_per_mm2")
+    if b is not None and n == 3:  # each image's b-matrix likewise
+        meta["acquisition"] = {**meta["acquisition"], "b_matrix_s_per_mm2": np.asarray(
+            b, dtype=float)[:, order][:, :, order].tolist()}
     out["metadata"] = {**out.get("metadata", {}), "mrmicro": meta}
     return (levels if isinstance(data, list) else levels[0]), out, kind
 
