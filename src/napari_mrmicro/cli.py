@@ -308,6 +308,37 @@ def cmd_t1(args) -> int:
     return 0
 
 
+def cmd_dti(args) -> int:
+    from napari_mrmicro.pipeline import load_volume, save_volume
+
+    wanted = ((args.fa, "fa", "fractional anisotropy"), (args.ad, "ad", "axial diffusivity"),
+              (args.rd, "rd", "radial diffusivity"),
+              (args.colour, "dec", "FA-weighted principal direction, RGB (red R-L, green "
+                                   "A-P, blue S-I)"), (args.s0, "s0", "S0, the signal at b 0"))
+    if args.model == "adc" and any(path for path, role, _ in wanted if role != "s0"):
+        raise ValueError("dti: FA, AD, RD and the colour map need the tensor model, not "
+                         "'adc'")
+    extra = {"labels": load_volume(args.mask)} if args.mask is not None else {}
+    params = {"model": args.model, "method": args.method, "noise_sigma": args.noise_sigma,
+              "mask_from_labels": args.mask is not None}
+    specimen = _one_specimen(args.input, args.output.parent, [("dti", params)], extra)
+    md = specimen.volumes["md"]
+    used = md.metadata["diffusion"]
+    save_volume(args.output, md)
+    shells = sorted({round(b) for b in used["b_values_s_per_mm2"]})
+    negative = f", {used['negative_eigenvalues']} with a negative eigenvalue" \
+        if used["negative_eigenvalues"] else ""
+    _report(args.output, f"{'ADC' if args.model == 'adc' else 'mean diffusivity'} in µm²/ms"
+                         f", {args.method} fit of {len(used['b_values_s_per_mm2'])} images "
+                         f"(b {shells[0]}-{shells[-1]} s/mm²), {used['fitted_voxels']} "
+                         f"voxels fitted{negative}")
+    for path, role, what in wanted:
+        if path is not None:
+            save_volume(path, specimen.volumes[role])
+            _report(path, what)
+    return 0
+
+
 def cmd_unwarp(args) -> int:
     from napari_mrmicro.pipeline import load_volume, save_volume, unwarp_epi
 
@@ -907,6 +938,31 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--sd", type=Path, help="also write the standard error of T1 (ms) here")
     p.add_argument("--noise-sigma", type=_one(float, 0.0, above=True),
                    help="noise σ per channel (default: measured in the background)")
+    p.add_argument("--mask", type=Path, help="fit only inside this mask or labels "
+                                             "(default: the voxels with signal)")
+
+    p = command("dti", "diffusion tensor (or ADC) from diffusion-weighted images -> mean "
+                       "diffusivity in µm²/ms, and FA, AD, RD, direction colour", cmd_dti)
+    p.add_argument("input", type=Path,
+                   help="diffusion-weighted series (point, z, y, x) stating its b-matrices: a "
+                        "ParaVision DTI scan, or a NIfTI with <name>.bval/<name>.bvec beside "
+                        "it")
+    p.add_argument("output", type=Path, help="mean diffusivity (the ADC for --model adc), "
+                                             "µm²/ms; 0 where not fitted")
+    p.add_argument("--model", choices=("tensor", "adc"), default="tensor",
+                   help="tensor (6 or more directions; default) or one ADC (e.g. several "
+                        "b-values along one direction)")
+    p.add_argument("--method", choices=("ols", "wls", "nlls"), default="wls",
+                   help="least squares on log S, weighted (default), or on the signal")
+    p.add_argument("--fa", type=Path, help="also write the fractional anisotropy here")
+    p.add_argument("--ad", type=Path, help="also write the axial diffusivity here")
+    p.add_argument("--rd", type=Path, help="also write the radial diffusivity here")
+    p.add_argument("--colour", type=Path, help="also write the FA-weighted direction colour "
+                                               "map here (8-bit RGB; a .tif)")
+    p.add_argument("--s0", type=Path, help="also write S0 here")
+    p.add_argument("--noise-sigma", type=_one(float, 0.0, above=True),
+                   help="noise σ per channel, for the default mask (default: measured in "
+                        "the background)")
     p.add_argument("--mask", type=Path, help="fit only inside this mask or labels "
                                              "(default: the voxels with signal)")
 

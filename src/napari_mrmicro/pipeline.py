@@ -64,7 +64,8 @@ from napari_mrmicro.io._common import LAZY_BYTES
 
 DONE = "done.json"
 #: Roles of the volumes a specimen carries between steps.
-ROLES = ("kspace", "image", "phase", "labels", "chi", "t2", "s0", "t1", "m0", "t1_sd", "b1")
+ROLES = ("kspace", "image", "phase", "labels", "chi", "t2", "s0", "t1", "m0", "t1_sd", "b1",
+         "md", "fa", "ad", "rd", "dec")
 _SUFFIXES = (".ome.zarr", ".zarr", ".nii.gz", ".nii", ".headfile", ".ome.tiff", ".ome.tif",
              ".tiff", ".tif", ".h5", ".mrd", ".tnt", ".fid")
 
@@ -656,6 +657,70 @@ def t1_step(s: Specimen, method: str, flip_deg=None, tr_ms=None, ti_ms=None,
         s.volumes[role] = volume
 
 
+#: The maps a diffusion fit gives: role -> (name, unit, the fit's method giving it; the
+#: colour map is drawn in the image's world axes).
+DIFFUSION_MAPS = {"md": ("MD", "µm²/ms", "md"), "fa": ("FA", None, "fa"),
+                  "ad": ("AD", "µm²/ms", "ad"), "rd": ("RD", "µm²/ms", "rd"),
+                  "dec": ("FA colour", None, None)}
+
+
+def diffusion_maps(fit, image: Volume, record: dict, prefix: str) -> dict:
+    """The maps of a :class:`~napari_mrmicro.core.diffusion_tensor.DiffusionFit` as volumes
+    on ``image``'s grid, by role (:data:`DIFFUSION_MAPS`; the ADC alone, as ``md``, for
+    the ``"adc"`` model; ``dec`` is RGB, the principal direction coloured in the world
+    axes of ``image``'s placement), with ``s0``; each carries ``record`` as
+    ``metadata["diffusion"]``."""
+    from napari_mrmicro.core import geometry
+
+    acq = {k: v for k, v in (image.metadata.get("acquisition") or {}).items()
+           if k != "b_matrix_s_per_mm2"}
+    world = image.world_affine_um()[-4:, -4:]
+    rotation = world[:3, :3] / geometry.voxel_sizes(world)[None, :]
+    out = {}
+    roles = DIFFUSION_MAPS if fit.model == "tensor" else {"md": ("ADC", "µm²/ms", "md")}
+    for role, (name, unit, method) in roles.items():
+        if role == "dec":  # 8-bit RGB, as colour maps are stored and shown
+            data = np.round(fit.direction_colors(rotation) * 255).astype(np.uint8)
+        else:
+            data = getattr(fit, method)()
+        volume = _derived(image, data, name=f"{prefix} {name}")
+        volume.metadata.update(acquisition=acq, diffusion=record)
+        volume.metadata.pop("value_unit", None)
+        if unit:
+            volume.metadata["value_unit"] = unit
+        if role == "dec":
+            volume.metadata["rgb"] = True
+        out[role] = volume
+    out["s0"] = _derived(image, fit.s0, name=f"{prefix} S0")
+    out["s0"].metadata.update(acquisition=acq, diffusion=record)
+    return out
+
+
+def dti_step(s: Specimen, model: str = "tensor", method: str = "wls",
+             noise_sigma: float | None = None, mask_from_labels: bool = False):
+    """Diffusion-weighted images (``image``, one per b-matrix, point, z, y, x) -> ``md``
+    (µm²/ms), ``fa``, ``ad``, ``rd``, ``dec`` (FA-weighted direction colour, RGB) and
+    ``s0``; the ADC alone as ``md`` for ``model = "adc"``
+    (:func:`~napari_mrmicro.core.diffusion_tensor.fit_diffusion`).
+
+    The b-matrices come from the image's acquisition (``b_matrix_s_per_mm2``: ParaVision's
+    own, or an FSL table beside a NIfTI); the voxels fitted are the non-zero ``labels``
+    with ``mask_from_labels``, else those with signal in the least-weighted images.
+    """
+    from napari_mrmicro.core.diffusion_tensor import fit_diffusion, fit_record
+
+    image = _series_image(s, "dti", "diffusion-weighted volumes (point, z, y, x)")
+    b = (image.metadata.get("acquisition") or {}).get("b_matrix_s_per_mm2")
+    if b is None:
+        raise ValueError("dti: the image states no b-matrices (a ParaVision DTI scan states "
+                         "them; for a NIfTI put its FSL table beside it as <name>.bval and "
+                         "<name>.bvec)")
+    mask = np.asarray(s.need("labels", "dti").data) != 0 if mask_from_labels else None
+    fit = fit_diffusion(np.asarray(image.data), b, model=model, method=method, mask=mask,
+                        noise_sigma=noise_sigma)
+    s.volumes.update(diffusion_maps(fit, image, fit_record(fit, method, b), s.name))
+
+
 def smooth_step(s: Specimen, sigma_um: float):
     """Gaussian smoothing of ``image`` with σ in µm (chunked)."""
     from napari_mrmicro.core.chunked import gaussian_filter_chunked
@@ -738,7 +803,7 @@ def save_step(s: Specimen, **files):
 
 
 STEPS = {"recon": recon_step, "echo": echo_step, "qsm": qsm_step, "qsm_field": qsm_field_step,
-         "relax": relax_step, "t1": t1_step,
+         "relax": relax_step, "t1": t1_step, "dti": dti_step,
          "smooth": smooth_step, "threshold": threshold_step,
          "components": components_step, "measure": measure_step, "save": save_step}
 

@@ -1,0 +1,74 @@
+"""`mrmicro dti` end to end: a NIfTI diffusion series with its FSL table -> MD, FA, AD, RD,
+the colour map and S0 files, and the refusals."""
+
+import numpy as np
+import pytest
+import tifffile
+
+from napari_mrmicro.cli import main
+from napari_mrmicro.io import read_volume
+
+nib = pytest.importorskip("nibabel")
+
+rng = np.random.default_rng(0)
+DIRECTIONS = rng.normal(size=(12, 3))
+DIRECTIONS /= np.linalg.norm(DIRECTIONS, axis=1)[:, None]
+B = np.r_[0.0, np.full(12, 1000.0)]
+
+
+def write_series(folder, with_table=True):
+    """A 12 × 16 × 16 voxel NIfTI (RAS, 50 µm): a block of fibre along world A
+    (λ 1.7, 0.3, 0.3 µm²/ms) in noise; the FSL table (det > 0: i negated)."""
+    shape = (16, 16, 12)  # NIfTI i, j, k
+    inside = np.zeros(shape, bool)
+    inside[4:12, 4:12, 3:9] = True
+    d = np.diag([0.3, 1.7, 0.3])
+    g = np.r_[np.zeros((1, 3)), DIRECTIONS]
+    attenuation = np.exp(-1e-3 * B * np.einsum("ni,ij,nj->n", g, d, g))
+    clean = 1000.0 * inside[..., None] * attenuation
+    noise = np.random.default_rng(1).normal(0, 10, clean.shape + (2,))
+    data = np.abs(clean + noise[..., 0] + 1j * noise[..., 1]).astype(np.float32)
+    affine = np.diag([0.05, 0.05, 0.05, 1.0])
+    nib.save(nib.Nifti1Image(data, affine), folder / "dwi.nii.gz")
+    if with_table:
+        vox = g.copy()
+        vox[:, 0] *= -1
+        (folder / "dwi.bval").write_text(" ".join(f"{v:g}" for v in B))
+        (folder / "dwi.bvec").write_text("\n".join(" ".join(f"{v:.7f}" for v in row)
+                                                   for row in vox.T))
+    return folder / "dwi.nii.gz", inside.T  # (z, y, x)
+
+
+def test_dti_writes_every_map(tmp_path, capsys):
+    series, inside = write_series(tmp_path)
+    out = {k: tmp_path / f"{k}.nii.gz" for k in ("md", "fa", "ad", "rd", "s0")}
+    assert main(["dti", str(series), str(out["md"]), "--fa", str(out["fa"]), "--ad",
+                 str(out["ad"]), "--rd", str(out["rd"]), "--s0", str(out["s0"]),
+                 "--colour", str(tmp_path / "dec.tif")]) == 0
+    said = capsys.readouterr().out
+    assert "mean diffusivity in µm²/ms, wls fit of 13 images (b 0-1000 s/mm²)" in said
+    md, fa = read_volume(out["md"]), read_volume(out["fa"])
+    assert md.metadata["value_unit"] == "µm²/ms"
+    assert np.median(md.data[inside]) == pytest.approx(0.767, rel=0.03)
+    assert np.median(fa.data[inside]) == pytest.approx(0.80, abs=0.03)
+    assert np.median(read_volume(out["ad"]).data[inside]) == pytest.approx(1.7, rel=0.05)
+    assert np.median(read_volume(out["rd"]).data[inside]) == pytest.approx(0.3, rel=0.1)
+    assert np.median(read_volume(out["s0"]).data[inside]) == pytest.approx(1000, rel=0.02)
+    assert not md.data[~inside].any()  # the background is not fitted
+    colour = tifffile.imread(tmp_path / "dec.tif")
+    assert colour.dtype == np.uint8 and colour.shape == inside.shape + (3,)
+    rgb = colour[inside].astype(float)
+    assert np.median(rgb[:, 1]) > 180 and np.median(rgb[:, 0] + rgb[:, 2]) < 40  # green: A-P
+    np.testing.assert_allclose(md.world_affine_um(), read_volume(series).world_affine_um()[
+        -4:, -4:], atol=1e-3)  # where the series lies
+
+
+def test_dti_refusals(tmp_path, capsys):
+    series, _ = write_series(tmp_path, with_table=False)
+    assert main(["dti", str(series), str(tmp_path / "md.nii")]) == 2
+    assert "states no b-matrices" in capsys.readouterr().err
+    series, _ = write_series(tmp_path)
+    assert main(["dti", str(series), str(tmp_path / "adc.nii"), "--model", "adc",
+                 "--fa", str(tmp_path / "fa.nii")]) == 2
+    assert "need the tensor model" in capsys.readouterr().err
+    assert not (tmp_path / "adc.nii").exists()  # refused before anything is written
