@@ -173,6 +173,10 @@ line>
 4 5
 ##$Shorthand=(0..2)
 9 8 7
+##$Comment=( 2048 )
+<in NaCl.\\
+V: ventral\\
+H: tete>
 """
     p = parse_jcamp(text)
     assert p["Empty"] == []
@@ -184,6 +188,9 @@ line>
     assert p["Neg"] == -0.035 and p["Word"] == "Yes" and p["Blank"] == ""
     assert p["Multi"] == [1, 2, 3, 4, 5]
     assert p["Shorthand"] == [9, 8, 7]
+    # a line break typed into a ParaVision 6.0.1 subject comment (a real study's
+    # visu_pars): a backslash ending the line, not the end of the file's parsing
+    assert p["Comment"] == "in NaCl.\nV: ventral\nH: tete"
 
 
 def test_declared_size_larger_than_values_keeps_the_list_fast():

@@ -42,7 +42,7 @@ CORE_LABELS = ("TITLE", "JCAMPDX", "DATATYPE", "DATACLASS", "ORIGIN", "OWNER", "
 
 _TOKEN = re.compile(r"""
     (?P<comment>\$\$[^\n]*)
-  | (?P<string><(?:\\.|[^>\\])*>)
+  | (?P<string><(?:\\[\s\S]|[^>\\])*>)
   | (?P<run>@(?P<count>\d+)\s*\*\s*\()
   | (?P<open>\()
   | (?P<close>\))
@@ -51,8 +51,10 @@ _TOKEN = re.compile(r"""
   | (?P<word>(?:[^\s,()<>$]|\$(?!\$))+)
   | (?P<bad>[<>$])
 """, re.VERBOSE)
-#: ParaVision 360 escapes angle brackets inside strings: ``<a \\<b\\> c>``.
-_ESCAPE = re.compile(r"\\([<>\\])")
+#: ParaVision 360 escapes angle brackets inside strings: ``<a \\<b\\> c>``; ParaVision 6
+#: writes a line break typed into a string (a subject comment) as a backslash ending the
+#: line.
+_ESCAPE = re.compile(r"\\([<>\\\n])")
 _SIZE = re.compile(r"\(\s*(\d+(?:\s*,\s*\d+)*)\s*\)", re.ASCII)
 _TOPSPIN_SIZE = re.compile(r"\(\s*(\d+)\s*\.\.\s*(\d+)\s*\)", re.ASCII)
 _INT = re.compile(r"[+-]?\d{1,30}", re.ASCII)
