@@ -712,9 +712,9 @@ def dti_step(s: Specimen, model: str = "tensor", method: str = "wls",
     image = _series_image(s, "dti", "diffusion-weighted volumes (point, z, y, x)")
     b = (image.metadata.get("acquisition") or {}).get("b_matrix_s_per_mm2")
     if b is None:
-        raise ValueError("dti: the image states no b-matrices (a ParaVision DTI scan states "
-                         "them; for a NIfTI put its FSL table beside it as <name>.bval and "
-                         "<name>.bvec)")
+        raise ValueError("dti: the image states no b-matrices (a ParaVision 6/360 DTI scan "
+                         "states them in its visu_pars; for a NIfTI put its FSL table beside "
+                         "it as <name>.bval and <name>.bvec)")
     mask = np.asarray(s.need("labels", "dti").data) != 0 if mask_from_labels else None
     fit = fit_diffusion(np.asarray(image.data), b, model=model, method=method, mask=mask,
                         noise_sigma=noise_sigma)

@@ -18,6 +18,8 @@ See REFERENCES.md "Other formats" and the ParaVision parameter manual (Visu chap
   parameters that vary with a group (e.g. ``VisuCorePosition`` with ``FG_SLICE``).
 - ``VisuCoreOrientation`` (rows: read, phase, slice directions) and ``VisuCorePosition``
   (mm, the first voxel of a frame, in subject coordinates).
+- ``VisuAcqDiffusionBMatrix``: each ``FG_DIFFUSION`` frame's b-matrix in the subject frame,
+  turned into the array axes (``acquisition["b_matrix_s_per_mm2"]``, :func:`_b_matrices`).
 - ``VisuCoreDiskSliceOrder``: with ``disk_reverse_slice_order`` the slices are stored
   last first; z is flipped so that index 0 is the first ``VisuCorePosition`` (as ITK's
   Bruker2dseqImageIO does).
@@ -388,6 +390,36 @@ def _series(header: dict, visu: Path, groups: list) -> dict:
     return out
 
 
+def _b_matrices(header: dict, groups: list, visu: Path) -> np.ndarray | None:
+    """Each diffusion-weighted frame's b-matrix (s/mm², (n, 3, 3)) in ParaVision's subject
+    coordinates, the frame of ``VisuCoreOrientation``: ``VisuAcqDiffusionBMatrix`` (PV 6 and
+    360) varying with the ``FG_DIFFUSION`` group, or None.
+
+    The method's ``PVM_DwBMat`` holds the same matrices in the gradient (read, phase,
+    slice) frame; on real PV 6.0.1 and PV 360.3.6 DTI scans (axial and 2° oblique, head
+    prone) ``VisuAcqDiffusionBMatrix = T·Gᵀ·PVM_DwBMat·G·Tᵀ`` with ``G`` =
+    ``PVM_SPackArrGradOrient`` and the same ``T`` that turns ``G`` into
+    ``VisuCoreOrientation``: ParaVision states both in one frame, which this reader takes
+    as it takes the orientation, without re-deriving the patient-position conventions."""
+    rows, deps = _rows(header, "VisuAcqDiffusionBMatrix", groups, 9, visu)
+    diffusion = [i for i, g in enumerate(groups) if g["name"] == "FG_DIFFUSION"]
+    if rows is None or deps != diffusion or len(diffusion) != 1:
+        return None
+    b = rows.reshape(-1, 3, 3)
+    if not np.all(np.isfinite(b)) or np.any(np.trace(b, axis1=1, axis2=2) < 0):
+        raise FormatError(visu, "VisuAcqDiffusionBMatrix holds NaN or a negative b-value")
+    return b
+
+
+def subject_to_array(world: np.ndarray) -> np.ndarray:
+    """The 3×3 matrix taking a direction in ParaVision's subject coordinates (LPS+, the
+    frame of ``VisuCoreOrientation``) to the array axes ``(z, y, x)`` of a volume placed
+    by ``world`` (voxel to µm RAS+ in napari order)."""
+    rotation = world[:3, :3] / geometry.voxel_sizes(world)[None, :]
+    to_napari = geometry.LPS_TO_RAS[::-1]  # LPS x, y, z -> RAS in (S, A, R) order
+    return rotation.T @ to_napari
+
+
 def _scan_method(visu: Path) -> dict:
     """The ``method`` of the scan that ``<scan>/pdata/<n>/visu_pars`` belongs to ({} when
     the 2dseq was copied without its scan folder or the file does not parse)."""
@@ -662,6 +694,7 @@ def read_all(path: Path, lazy: bool | None = None) -> list:
     if subject_position:
         metadata["subject_position"] = str(subject_position)
     acquisition = metadata.pop("acquisition")
+    b_subject = _b_matrices(header, groups, visu)
     volumes = []
     for number, (start, stop, world, flip) in enumerate(packages):
         part = data if len(packages) == 1 else data[..., start:stop, :, :]
@@ -676,6 +709,10 @@ def read_all(path: Path, lazy: bool | None = None) -> list:
         b0 = None if world is None else _b0_direction(world, subject_position)
         if b0 is not None:
             acq["b0_direction"] = b0
+        if b_subject is not None and world is not None and axis_labels[0] == "diffusion" \
+                and data.ndim == 4:
+            turn = subject_to_array(world)
+            acq["b_matrix_s_per_mm2"] = (turn @ b_subject @ turn.T).tolist()
         meta = {**metadata, "acquisition": acq}
         if world is not None:
             meta["slice_axis_reversed"] = flip
