@@ -1,4 +1,4 @@
-"""All eight docks as napari docks them from the manifest: they scroll and fit a 900 px screen."""
+"""All nine docks as napari docks them from the manifest: they scroll and fit a 900 px screen."""
 
 import pytest
 from qtpy.QtWidgets import QApplication, QScrollArea
@@ -8,7 +8,7 @@ from napari_mrmicro.widgets._dock import ScrollingDock
 pytestmark = pytest.mark.gui
 
 DOCKS = ("MR Simulation", "MR Reconstruction", "QSM", "Relaxometry", "T1 mapping",
-         "Morphometry", "Register", "Dual-mode particles")
+         "Diffusion tensor", "Morphometry", "Register", "Dual-mode particles")
 
 
 def test_every_dock_scrolls_and_fits_900_px(make_napari_viewer, tmp_path):
@@ -23,7 +23,7 @@ def test_every_dock_scrolls_and_fits_900_px(make_napari_viewer, tmp_path):
     window.resize(1440, 900)
     for _ in range(5):
         QApplication.processEvents()
-    # the window could shrink to 900 px with all eight docks open on one side
+    # the window could shrink to 900 px with all nine docks open on one side
     assert window.height() <= 900, window.height()
     for name, widget in docked.items():
         inner = widget.widget().sizeHint().height()
@@ -49,6 +49,7 @@ def test_every_dock_scrolls_and_fits_900_px(make_napari_viewer, tmp_path):
                                          ("register", "RegisterWidget"), ("qsm", "QSMWidget"),
                                          ("relaxometry", "RelaxometryWidget"),
                                          ("t1_mapping", "T1MappingWidget"),
+                                         ("diffusion", "DiffusionWidget"),
                                          ("particles", "ParticlesWidget")])
 def test_every_input_has_a_tooltip(make_napari_viewer, module, cls):
     import importlib

@@ -279,11 +279,20 @@ def fit_record(fit: DiffusionFit, method: str, b_matrix) -> dict:
             "negative_eigenvalues": fit.negative_eigenvalues, "not_fitted_value": 0.0}
 
 
+def tensor_determined(b_matrix) -> bool:
+    """Whether the b-matrices (n, 3, 3) determine a tensor: its six elements and S0."""
+    design = design_matrix(np.asarray(b_matrix, dtype=np.float64), "tensor")
+    return _rank(design) == design.shape[1]
+
+
+def _rank(design) -> int:
+    return int(np.linalg.matrix_rank(design / np.maximum(np.abs(design).max(axis=0), 1e-12),
+                                     tol=1e-6))
+
+
 def _check_design(design, b, model, where):
-    rank = np.linalg.matrix_rank(design / np.maximum(np.abs(design).max(axis=0), 1e-12),
-                                 tol=1e-6)
-    needed = design.shape[1]
-    if rank >= needed:
+    rank = _rank(design)
+    if rank >= design.shape[1]:
         return
     if model == "adc":
         raise ValueError(f"{where}: an ADC needs at least two different b-values (the "

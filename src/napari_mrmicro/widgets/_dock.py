@@ -85,7 +85,7 @@ class ScrollingDock(QScrollArea):
         return QSize(self._width(), min(inner.height(), MAX_HINT_HEIGHT))
 
     def minimumSizeHint(self) -> QSize:  # noqa: N802 (Qt)
-        return QSize(self._width(), 70)  # eight docks stacked fit a 900 px screen
+        return QSize(self._width(), 60)  # nine docks stacked fit a 900 px screen
 
     def reset_choices(self, *_):
         """napari calls this on layer changes: the dock's pickers refresh."""
@@ -229,6 +229,15 @@ class JobDock:
         return [Container(widgets=[self.run_button, self.cancel_button], layout="horizontal",
                           labels=False), self.status]
 
+    def checked_request(self, title: str):
+        """The dock's ``request()``, or None after showing its ValueError headed ``title``
+        (a field that does not hold what the job needs)."""
+        try:
+            return self.request()
+        except ValueError as error:
+            show_error(f"{title}: {error}")
+            return None
+
     def start_job(self, worker, title: str, on_result=None, running: str = "running…",
                   button=None):
         """Connect ``worker`` (:func:`~._worker.progress_worker`) to ``on_result`` (when
@@ -351,6 +360,7 @@ reconstruction_dock = _registered("reconstruction", "ReconstructionWidget", "MR 
 qsm_dock = _registered("qsm", "QSMWidget", "QSM")
 relaxometry_dock = _registered("relaxometry", "RelaxometryWidget", "Relaxometry")
 t1_mapping_dock = _registered("t1_mapping", "T1MappingWidget", "T1 mapping")
+diffusion_dock = _registered("diffusion", "DiffusionWidget", "Diffusion tensor")
 morphometry_dock = _registered("morphometry", "MorphometryWidget", "Morphometry")
 register_dock = _registered("register", "RegisterWidget", "Register")
 particles_dock = _registered("particles", "ParticlesWidget", "Dual-mode particles")

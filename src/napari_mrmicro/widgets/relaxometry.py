@@ -6,7 +6,7 @@ import numpy as np
 from magicgui.widgets import (CheckBox, ComboBox, Container, FloatSpinBox, Label, LineEdit,
                               SpinBox)
 from napari.layers import Labels
-from napari.utils.notifications import show_error, show_info
+from napari.utils.notifications import show_info
 
 from napari_mrmicro._layers import SEQUENTIAL, like, relaxation_limits
 from napari_mrmicro.core.relaxometry import (METHODS, NOISE_FLOOR, fit_record,
@@ -109,10 +109,8 @@ class RelaxometryWidget(Container, JobDock):
 
     def run(self, *_):
         """Fit in a worker; the map (and S0) arrive as layers."""
-        try:
-            request = self.request()
-        except ValueError as error:
-            show_error(f"Relaxometry: {error}")
+        request = self.checked_request("Relaxometry")
+        if request is None:
             return None
         source, quantity = self.magnitude.value, relaxation_name(self._acquisition())
         worker = progress_worker(lambda report: fit_relaxation(

@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 from magicgui.widgets import CheckBox, ComboBox, Container, LineEdit, Select
 from napari.layers import Labels
-from napari.utils.notifications import show_error, show_info
+from napari.utils.notifications import show_info
 from qtpy.QtWidgets import QSizePolicy
 
 from napari_mrmicro._layers import SEQUENTIAL, layer_geometry, like, relaxation_limits
@@ -182,10 +182,8 @@ class T1MappingWidget(Container, JobDock):
 
     def run(self, *_):
         """Fit in a worker; the map (and M0, the standard error) arrive as layers."""
-        try:
-            request = self.request()
-        except ValueError as error:
-            show_error(f"T1 mapping: {error}")
+        request = self.checked_request("T1 mapping")
+        if request is None:
             return None
         source = self._chosen()[0]
         worker = progress_worker(lambda report: _fit(request, report), "T1 mapping")

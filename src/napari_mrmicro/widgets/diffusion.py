@@ -1,0 +1,187 @@
+"""Dock "Diffusion tensor": diffusion-weighted images -> mean diffusivity (or ADC), FA,
+the FA-weighted direction colour map, and optionally AD, RD and S0."""
+
+from __future__ import annotations
+
+import numpy as np
+from magicgui.widgets import CheckBox, ComboBox, Container, Label
+from napari.layers import Labels
+from napari.utils.notifications import show_info
+
+from napari_mrmicro._layers import SEQUENTIAL, like, relaxation_limits
+from napari_mrmicro.core.diffusion_tensor import (METHODS, check_b_matrices, fit_diffusion,
+                                                  fit_record, tensor_determined)
+from napari_mrmicro.widgets._dock import (JobDock, layer_picker, layers_with_role,
+                                          restore_defaults_button)
+from napari_mrmicro.widgets._results import add_layers
+from napari_mrmicro.widgets._worker import progress_worker
+
+SIGNAL_MASK = "signal"
+MODELS = (("tensor", "tensor"), ("ADC (one diffusivity)", "adc"))
+
+
+def _acquisition(layer) -> dict:
+    return (layer.metadata.get("mrmicro") or {}).get("acquisition") or {}
+
+
+def _b_matrix(layer):
+    """The b-matrices a layer's acquisition states, or None."""
+    return _acquisition(layer).get("b_matrix_s_per_mm2")
+
+
+def _diffusion_series(layer) -> bool:
+    """A real (point, z, y, x) layer stating one b-matrix per point."""
+    b = _b_matrix(layer)
+    return layer.ndim == 4 and not np.iscomplexobj(layer.data) and b is not None \
+        and len(b) == layer.data.shape[0]
+
+
+def scheme_summary(b_matrix) -> str:
+    """The images' b-values and how many directions, as one line."""
+    b = np.asarray(b_matrix, dtype=float)
+    trace = np.trace(b, axis1=1, axis2=2)
+    weighted = trace > 2 * trace.min() + 1
+    directions = np.linalg.eigh(b[weighted])[1][:, :, -1] if weighted.any() else np.empty((0, 3))
+    distinct = 0 if not len(directions) else len({tuple(np.round(np.abs(d) * np.sign(
+        d[np.argmax(np.abs(d))]), 2)) for d in directions})
+    return (f"{len(b)} images, b {trace.min():.0f}–{trace.max():.0f} s/mm², "
+            f"{distinct} directions")
+
+
+def world_rotation(kwargs: dict) -> np.ndarray:
+    """The rotation of a 3-D layer's array axes in the world (its affine without scale)."""
+    affine = kwargs.get("affine")
+    if affine is None:
+        return np.eye(3)
+    linear = np.asarray(affine, dtype=float)[:3, :3]
+    return linear / np.linalg.norm(linear, axis=0)[None, :]
+
+
+class DiffusionWidget(Container, JobDock):
+    """The diffusion tensor (or one ADC) fitted voxel by voxel
+    (:func:`~napari_mrmicro.core.diffusion_tensor.fit_diffusion`) to a diffusion-weighted
+    series whose acquisition states each image's b-matrix (a ParaVision DTI scan; a NIfTI
+    with its FSL bval/bvec beside it). Maps lie where the images lie; the colour map's
+    red, green and blue are the world's R-L, A-P and S-I.
+    """
+
+    def __init__(self, napari_viewer):
+        self.viewer = napari_viewer
+        self.images = layer_picker(
+            self.viewer, "images", ("magnitude",), where=_diffusion_series,
+            tooltip="Diffusion-weighted magnitudes (point, z, y, x) stating their b-matrices: "
+                    "a ParaVision DTI scan, or a NIfTI opened with <name>.bval/<name>.bvec "
+                    "beside it.")
+        self.scheme = Label(label="scheme")
+        self.model = ComboBox(
+            label="model", choices=MODELS, value="tensor",
+            tooltip="tensor: six elements and S0, from 6 or more non-collinear directions "
+                    "(MD, FA, AD, RD, direction). ADC: one diffusivity, e.g. from several "
+                    "b-values along one direction.")
+        self.method = ComboBox(
+            label="fit", choices=list(METHODS), value="wls",
+            tooltip="wls: least squares on log S weighted by the predicted signal squared "
+                    "(Salvador 2005; the usual choice); ols: unweighted; nlls: least squares "
+                    "on the signal itself (Koay 2006), slower.")
+        self.mask_source = ComboBox(
+            label="mask", choices=self._mask_choices,
+            tooltip="Voxels to fit: those with signal in the least-weighted images (noise "
+                    "measured in the background), or the non-zero voxels of a Labels layer.")
+        self.colour = CheckBox(text="add direction colour map", value=True,
+                               tooltip="The principal direction as RGB weighted by FA: red "
+                                       "R-L, green A-P, blue S-I of the world.")
+        self.extra = CheckBox(text="add AD, RD and S0 layers", value=False,
+                              tooltip="Also add the axial and radial diffusivities (µm²/ms) "
+                                      "and S0, the signal without diffusion weighting.")
+        super().__init__(widgets=[
+            self.images, self.scheme, self.model, self.method, self.mask_source, self.colour,
+            self.extra, *self.job_controls("Fit")])
+        self.insert(len(self) - 2, restore_defaults_button(self, after=self._read_metadata))
+        self.native.layout().addStretch()
+        self.images.changed.connect(self._read_metadata)
+        for event in (self.viewer.layers.events.inserted, self.viewer.layers.events.removed):
+            event.connect(self.reset_choices)
+        self._read_metadata()
+
+    def _mask_choices(self, _widget=None):
+        return [SIGNAL_MASK] + layers_with_role(self.viewer, ("labels",), kind=Labels)
+
+    def _read_metadata(self, *_):
+        layer = self.images.value
+        if layer is None:
+            self.scheme.value = "no diffusion series open"
+            return
+        b = _b_matrix(layer)
+        self.scheme.value = scheme_summary(b)
+        self.model.value = "tensor" if tensor_determined(b) else "adc"
+
+    def request(self) -> dict:
+        """Everything the core needs, read from the widgets (ValueError names a field)."""
+        layer = self.images.value
+        if layer is None:
+            raise ValueError("choose a diffusion-weighted series stating its b-matrices")
+        data = layer.data  # read in the worker (fit_diffusion), not on the GUI thread
+        b = check_b_matrices(_b_matrix(layer), data.shape[0], "images")
+        mask = None
+        if isinstance(self.mask_source.value, Labels):
+            mask = np.asarray(self.mask_source.value.data) != 0
+            if mask.shape != data.shape[1:]:
+                raise ValueError(f"the mask layer {mask.shape} does not match the images "
+                                 f"{data.shape[1:]}")
+        return dict(images=data, b_matrix=b, model=self.model.value,
+                    method=self.method.value, mask=mask)
+
+    def run(self, *_):
+        """Fit in a worker; the maps arrive as layers."""
+        request = self.checked_request("Diffusion tensor")
+        if request is None:
+            return None
+        source = self.images.value
+        worker = progress_worker(lambda report: fit_diffusion(
+            **request, callback=lambda fraction: report(fraction, "fit")), "Diffusion tensor")
+        return self.start_job(worker, "Diffusion tensor", lambda fit: self._add_results(
+            fit, request, source), running="fitting…")
+
+    def _add_results(self, fit, request, source):
+        record = fit_record(fit, request["method"], request["b_matrix"])
+        acq = {k: v for k, v in _acquisition(source).items() if k != "b_matrix_s_per_mm2"}
+        meta = {**source.metadata.get("mrmicro", {}), "acquisition": acq,
+                "source": source.name, "diffusion": record}
+        common = like(source, ndim=3)
+        md = fit.md()
+        name = "MD" if fit.model == "tensor" else "ADC"
+        limits = relaxation_limits(md[fit.fitted])
+        layers = [(md, {**common, "name": f"{name} (µm²/ms, {request['method']})",
+                        "colormap": SEQUENTIAL, "contrast_limits": limits,
+                        "metadata": {"mrmicro": {**meta, "value_unit": "µm²/ms"}}}, "image")]
+        if fit.model == "tensor":
+            layers.append((fit.fa(), {**common, "name": "FA", "colormap": "gray",
+                                      "contrast_limits": (0.0, 1.0),
+                                      "metadata": {"mrmicro": meta}}, "image"))
+            if self.colour.value:
+                rgb = np.round(fit.direction_colors(world_rotation(common)) * 255)
+                layers.append((rgb.astype(np.uint8), {
+                    **common, "name": "FA colour (R-L, A-P, S-I)", "rgb": True,
+                    "metadata": {"mrmicro": {**meta, "rgb": True}}}, "image"))
+            if self.extra.value:
+                for values, label in ((fit.ad(), "AD"), (fit.rd(), "RD")):
+                    layers.append((values, {**common, "name": f"{label} (µm²/ms)",
+                                            "colormap": SEQUENTIAL, "visible": False,
+                                            "contrast_limits": limits, "metadata": {
+                                                "mrmicro": {**meta, "value_unit": "µm²/ms"}}},
+                                   "image"))
+        if self.extra.value:
+            layers.append((fit.s0, {**common, "name": "S0", "visible": False,
+                                    "metadata": {"mrmicro": meta}}, "image"))
+        add_layers(self.viewer, layers)
+        fitted = md[fit.fitted]
+        median = float(np.median(fitted)) if fitted.size else 0.0
+        summary = f"{name} median {median:.3g} µm²/ms in {record['fitted_voxels']} voxels"
+        if fit.model == "tensor":
+            fa = fit.fa()[fit.fitted]
+            summary += f"; FA median {float(np.median(fa)) if fa.size else 0:.2f}"
+            if fit.negative_eigenvalues:
+                summary += f"; {fit.negative_eigenvalues} voxels with a negative eigenvalue"
+        self.status.value = summary
+        show_info(f"Diffusion tensor done: {summary}")
+
