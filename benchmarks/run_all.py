@@ -33,6 +33,7 @@ BENCHMARKS = {
     "bench_qsm_unwrap.py": ([], []),
     "bench_relaxometry.py": (["64"], []),
     "bench_t1_mapping.py": (["48"], []),
+    "bench_diffusion.py": (["48"], []),
     "bench_nufft.py": (["128", "32"], []),
     "bench_simulate.py": (["cochlea", "64"], []),
     "bench_io.py": (["128"], []),

@@ -4,8 +4,8 @@ gradients' b-matrix and bad input."""
 import numpy as np
 import pytest
 
-from napari_mrmicro.core.diffusion_tensor import (b_matrices, fit_diffusion, fit_record,
-                                                  full_tensor)
+from napari_mrmicro.core.diffusion_tensor import (ELEMENTS, _eigen, b_matrices,
+                                                  fit_diffusion, fit_record, full_tensor)
 
 rng0 = np.random.default_rng(0)
 DIRECTIONS = rng0.normal(size=(30, 3))
@@ -187,3 +187,14 @@ def test_cancel_and_progress():
     assert seen and seen[-1] == pytest.approx(1.0)
     with pytest.raises(InterruptedError):
         fit_diffusion(images, b, mask=np.ones(SHAPE, bool), callback=lambda f: False)
+
+
+def test_closed_form_eigen_decomposition_matches_lapack():
+    d, _, _ = tensors(shape=(2000,), seed=8)
+    d[:3] = [np.eye(3), np.zeros((3, 3)), np.diag([2.0, 1.0, 1.0])]  # degenerate ones
+    lam, vector = _eigen(np.stack([d[:, i, j] for i, j in ELEMENTS], axis=1))
+    expected, vectors = np.linalg.eigh(d)
+    np.testing.assert_allclose(lam, expected[:, ::-1], atol=1e-10)
+    np.testing.assert_allclose(np.abs(np.sum(vector[2:] * vectors[2:, :, -1], axis=1)), 1,
+                               atol=1e-10)  # the isotropic and zero ones have no direction
+    np.testing.assert_allclose(np.linalg.norm(vector, axis=1), 1)
