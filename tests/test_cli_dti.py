@@ -72,3 +72,27 @@ def test_dti_refusals(tmp_path, capsys):
                  "--fa", str(tmp_path / "fa.nii")]) == 2
     assert "need the tensor model" in capsys.readouterr().err
     assert not (tmp_path / "adc.nii").exists()  # refused before anything is written
+
+
+def test_dti_in_a_pipeline_measured_per_label(tmp_path):
+    """The step `dti` takes the b-matrices the series states; FA is measured per label
+    over its fitted voxels and saved with how it was fitted."""
+    series, inside = write_series(tmp_path)
+    (tmp_path / "p.toml").write_text('[[step]]\nrun = "dti"\n'
+                                     '[[step]]\nrun = "save"\nfa = "fa.nii.gz"\n'
+                                     'dec = "dec.tif"\n'
+                                     '[[step]]\nrun = "echo"\n[[step]]\n'
+                                     'run = "threshold"\n[[step]]\nrun = "components"\n'
+                                     '[[step]]\nrun = "measure"\nintensity = "fa"\n')
+    assert main(["run", str(tmp_path / "p.toml"), str(series), "--out",
+                 str(tmp_path / "o")]) == 0
+    folder = next((tmp_path / "o").iterdir())
+    saved = read_volume(folder / "fa.nii.gz")
+    assert saved.metadata["diffusion"]["method"] == "wls"
+    assert saved.metadata["diffusion"]["fitted_voxels"] == int(inside.sum())
+    assert tifffile.imread(folder / "dec.tif").shape == inside.shape + (3,)
+    header, *rows = [line.split(",") for line in
+                     (folder / "regions.csv").read_text().splitlines()]
+    block = max(rows, key=lambda row: int(row[header.index("voxel_count")]))  # noise specks
+    assert int(block[header.index("intensity_voxels")]) == int(inside.sum())
+    assert float(block[header.index("mean_intensity")]) == pytest.approx(0.80, abs=0.03)

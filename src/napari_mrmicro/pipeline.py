@@ -757,9 +757,9 @@ def measure_step(s: Specimen, table: str = "regions", chunked: bool | None = Non
 
     In memory (:func:`~napari_mrmicro.core.morphometry.region_table`: volume, surface,
     shape, position, intensity statistics of ``image`` with ``intensity = true``, or of
-    another role, e.g. ``intensity = "t2"`` after ``relax``: over its fitted voxels) or, for volumes
-    larger than memory (``chunked = true``, default when the labels are lazy), chunk by
-    chunk (:func:`~napari_mrmicro.core.chunked.region_volumes_chunked`: counts, volumes,
+    another role, e.g. ``intensity = "t2"`` after ``relax`` or ``"fa"`` after ``dti``:
+    over its fitted voxels) or, for volumes larger than memory (``chunked = true``,
+    default when the labels are lazy), chunk by chunk (:func:`~napari_mrmicro.core.chunked.region_volumes_chunked`: counts, volumes,
     centroids). Centroids are world positions (the volume's placement).
     """
     from napari_mrmicro.core.chunked import region_volumes_chunked
@@ -785,7 +785,7 @@ def measure_step(s: Specimen, table: str = "regions", chunked: bool | None = Non
                              f"{ROLES}")
         source = s.need(role, "measure")
         image = np.asarray(source.data)
-        valid = valid_voxels(image, source.metadata)  # a relaxation map's fitted voxels
+        valid = valid_voxels(image, source.metadata)  # a fitted map's fitted voxels
     s.tables[table] = region_table(np.asarray(data), volume.spacing_um, intensity=image,
                                    affine_um=world, intensity_valid=valid)
 

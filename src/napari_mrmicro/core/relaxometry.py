@@ -288,8 +288,14 @@ def _levenberg_marquardt(signal, t, above, rate, amplitude):
     return p[:, 1].astype(np.float32), p[:, 0].astype(np.float32)
 
 
+#: Metadata keys of the fit records whose ``not_fitted_value`` marks a map's gaps.
+FIT_RECORDS = ("relaxometry", "diffusion")
+
+
 def valid_voxels(values, metadata: dict | None) -> np.ndarray | None:
-    """Where a map stored with ``metadata`` holds a value: a relaxation map's fitted voxels
-    (those not at its record's ``not_fitted_value``); None for any other image."""
-    missing = ((metadata or {}).get("relaxometry") or {}).get("not_fitted_value")
+    """Where a map stored with ``metadata`` holds a value: a relaxation or diffusion map's
+    fitted voxels (those not at its record's ``not_fitted_value``); None for any other
+    image."""
+    records = [(metadata or {}).get(key) or {} for key in FIT_RECORDS]
+    missing = next((r["not_fitted_value"] for r in records if "not_fitted_value" in r), None)
     return None if missing is None else np.asarray(values) != missing

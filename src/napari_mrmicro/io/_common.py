@@ -27,10 +27,10 @@ LAZY_BYTES = 256 * 2**20
 PAYLOAD_KEY = "napari-mrmicro = "
 #: Payload keys naming the format and header a volume was first read from.
 _SOURCE_KEYS = ("source_format", "source_header")
-#: Metadata saying how the values were computed (the reconstruction's, QSM's and the
-#: relaxation fit's settings, an EPI's unwarping, the device), written with every volume so
+#: Metadata saying how the values were computed (the reconstruction's, QSM's, the
+#: relaxation and diffusion fits' settings, an EPI's unwarping, the device), written with every volume so
 #: a file read back later still says which method made it.
-PROCESSING_KEYS = ("recon", "qsm", "relaxometry", "unwarped", "device")
+PROCESSING_KEYS = ("recon", "qsm", "relaxometry", "diffusion", "unwarped", "device")
 #: Metadata describing an optical image's channels (name, colour, wavelengths), kept when
 #: it is converted.
 CHANNEL_KEYS = ("channels",)
