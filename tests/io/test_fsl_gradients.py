@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from napari_mrmicro.core import geometry
-from napari_mrmicro.core.diffusion_tensor import fit_diffusion
+from napari_mrmicro.core.diffusion_tensor import b_matrices, fit_diffusion
 from napari_mrmicro.io import FormatError, read_volume
 from napari_mrmicro.io.fsl_gradients import find_gradient_files, read_gradient_table
 
@@ -110,3 +110,31 @@ def test_a_nifti_without_a_table_or_3d_has_no_b_matrix(tmp_path):
     assert "b_matrix_s_per_mm2" not in read_volume(tmp_path / "series.nii").metadata[
         "acquisition"]
     assert find_gradient_files(tmp_path / "series.nii") is None
+
+
+@pytest.mark.parametrize("rotation", [np.eye(3), turn(30, 2) @ turn(20, 0),
+                                      np.diag([-1.0, 1.0, 1.0])], ids=["axial", "oblique",
+                                                                       "radiological"])
+def test_a_written_series_carries_its_table(tmp_path, rotation):
+    """Writing a diffusion series as NIfTI puts its FSL table beside it (for FSL, MRtrix3,
+    DIPY): read back by FSL's rules on the written affine it gives the same b-matrices;
+    the image's own extension keeps the full ones."""
+    from napari_mrmicro.io import Volume, write_volume
+
+    g = np.r_[np.zeros((1, 3)), WORLD_DIRECTIONS]
+    b = b_matrices(np.r_[0.0, np.full(20, 1200.0)], g)
+    b[0] = np.diag([3.0, 9.0, 12.0])  # an "A0" image's imaging-gradient weighting
+    world = np.eye(4)
+    world[:3, :3] = rotation * 40.0
+    series = Volume(np.ones((21, 3, 4, 5), np.float32), (40.0,) * 3,
+                    {"acquisition": {"b_matrix_s_per_mm2": b.tolist()}}, affine_um=world,
+                    axis_labels=("diffusion", "z", "y", "x"))
+    written = write_volume(tmp_path / "dwi.nii.gz", series)
+    assert written[1:] == [str(tmp_path / "dwi.bval"), str(tmp_path / "dwi.bvec")]
+    img = nib.load(tmp_path / "dwi.nii.gz")
+    table = read_gradient_table(tmp_path / "dwi.bval", tmp_path / "dwi.bvec", img.affine, 21)
+    np.testing.assert_allclose(table[1:], b[1:], atol=1e-4)  # rank one: all of it
+    assert np.trace(table[0]) == pytest.approx(24.0)  # the trace along its main axis
+    np.testing.assert_allclose(table[0], np.diag([0, 0, 24.0]), atol=1e-9)
+    back = read_volume(tmp_path / "dwi.nii.gz").metadata["acquisition"]["b_matrix_s_per_mm2"]
+    np.testing.assert_allclose(back, b)  # the extension's full matrices win

@@ -15,7 +15,9 @@ The result is the b-matrix ``b·ĝĝᵀ`` of each volume in the array axes ``(z,
 volume napari shows (the NIfTI axes reversed): what
 :func:`~napari_mrmicro.core.diffusion_tensor.fit_diffusion` takes. A b-value and a
 direction cannot hold the imaging gradients' weighting; a scanner's own b-matrix (as
-ParaVision writes) is better where there is one.
+ParaVision writes) is better where there is one. Written tables (for FSL, MRtrix3 or
+DIPY) give each b-matrix's trace and principal axis, the part such tables can hold; the
+NIfTI's own extension keeps the full matrices for this plugin.
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ from pathlib import Path
 import numpy as np
 
 from napari_mrmicro.core.diffusion_tensor import b_matrices
-from napari_mrmicro.io._common import FormatError
+from napari_mrmicro.io._common import FormatError, atomic_output
 
 #: A vector whose length departs from 1 by more than this scales its b-value (MRtrix3).
 NORM_TOLERANCE = 0.01
@@ -106,3 +108,34 @@ def read_gradient_table(bval: Path, bvec: Path, voxel_to_world: np.ndarray,
         g[:, 0] *= -1  # FSL's radiological voxel convention
     return b_matrices(b, g[:, ::-1])  # (i, j, k) -> array axes (z, y, x) = (k, j, i)
 
+
+
+def gradient_files(image: Path) -> tuple[Path, Path]:
+    """The ``(<stem>.bval, <stem>.bvec)`` written beside a NIfTI image."""
+    image = Path(image)
+    stem = next(image.name[:-len(s)] for s in _NIFTI_SUFFIXES
+                if image.name.lower().endswith(s))
+    return image.with_name(stem + ".bval"), image.with_name(stem + ".bvec")
+
+
+def write_gradient_table(image: Path, b_matrix, voxel_to_world: np.ndarray) -> list[str]:
+    """Write the FSL table of ``b_matrix`` (n, 3, 3), s/mm² in array axes (z, y, x), beside
+    the NIfTI ``image`` whose voxel-to-world matrix is ``voxel_to_world``: each b-value the
+    matrix's trace, each vector its principal axis in voxel axes (i negated when the
+    determinant is positive, as FSL reads it). Returns the paths written."""
+    b = np.asarray(b_matrix, dtype=np.float64)
+    values = np.trace(b, axis1=1, axis2=2)
+    vectors = np.linalg.eigh(b)[1][:, ::-1, -1]  # (n, 3) in voxel axes (i, j, k)
+    vectors[values <= 0] = 0.0
+    vectors *= np.where(vectors[np.arange(len(b)), np.argmax(np.abs(vectors), axis=1)] < 0,
+                        -1, 1)[:, None]
+    if np.linalg.det(np.asarray(voxel_to_world, dtype=np.float64)[:3, :3]) > 0:
+        vectors[:, 0] *= -1
+    written = []
+    for path, text in zip(gradient_files(image), (
+            " ".join(f"{v:.6g}" for v in values) + "\n",
+            "\n".join(" ".join(f"{v:.8f}" for v in row) for row in vectors.T) + "\n")):
+        with atomic_output(path) as tmp:
+            Path(tmp).write_text(text, encoding="ascii")
+        written.append(str(path))
+    return written

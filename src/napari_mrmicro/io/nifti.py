@@ -47,7 +47,8 @@ from napari_mrmicro.io._common import (
     check_scaled_range, parse_payload,
     payload_dtype, payload_text, unit_to_s,
 )
-from napari_mrmicro.io.fsl_gradients import find_gradient_files, read_gradient_table
+from napari_mrmicro.io.fsl_gradients import (find_gradient_files, read_gradient_table,
+                                             write_gradient_table)
 
 WRITE_SUFFIXES = (".nii", ".nii.gz")
 
@@ -367,10 +368,13 @@ def write(path: Path, volume: Volume) -> list[str]:
     integers that fit int32 -> int32 (the widest integer most NIfTI tools read); the
     original dtype comes back on read through the JSON extension.
 
+    A diffusion series (one leading axis, ``acquisition["b_matrix_s_per_mm2"]``) also gets
+    its FSL table beside it (:func:`~napari_mrmicro.io.fsl_gradients.write_gradient_table`).
+
     Returns
     -------
     list of str
-        The path written.
+        The paths written.
     """
     nib = _nibabel()
     path = Path(path)
@@ -416,6 +420,9 @@ def write(path: Path, volume: Volume) -> list[str]:
                 img.to_file_map({"image": nib.fileholders.FileHolder(fileobj=stream)})
         else:
             img.to_file_map({"image": nib.fileholders.FileHolder(fileobj=raw)})
+    b = (volume.metadata.get("acquisition") or {}).get("b_matrix_s_per_mm2")
+    if b is not None and lead == 1 and nspatial == 3 and len(b) == data.shape[0]:
+        return [str(path)] + write_gradient_table(path, b, affine)
     return [str(path)]
 
 
