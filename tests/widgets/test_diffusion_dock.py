@@ -38,7 +38,7 @@ def two_bundles(folder, shape=(40, 32, 16)):
     (folder / "dwi.bval").write_text(" ".join(f"{v:g}" for v in B))
     (folder / "dwi.bvec").write_text("\n".join(" ".join(f"{v:.7f}" for v in row)
                                                for row in vox.T))
-    return folder / "dwi.nii", inside.T, right.T  # (z, y, x)
+    return folder / "dwi.nii", inside.T, np.broadcast_to(right, shape).T  # (z, y, x)
 
 
 def test_a_nifti_series_gives_md_fa_and_world_colours(make_napari_viewer, qtbot, logged,
@@ -52,7 +52,7 @@ def test_a_nifti_series_gives_md_fa_and_world_colours(make_napari_viewer, qtbot,
     assert dock.images.value is series
     assert dock.scheme.value == "13 images, b 0–1000 s/mm², 12 directions"
     assert dock.model.value == "tensor"
-    dock.extra.value = True
+    dock.extra.value = dock.glyphs.value = True
     wait_for_job(qtbot, dock, dock.run())
     md = viewer.layers["MD (µm²/ms, wls)"]
     fa, colour = viewer.layers["FA"], viewer.layers["FA colour (R-L, A-P, S-I)"]
@@ -69,10 +69,18 @@ def test_a_nifti_series_gives_md_fa_and_world_colours(make_napari_viewer, qtbot,
     assert np.median(right_rgb[:, 1]) > 150 > np.median(right_rgb[:, 0])  # green: A-P
     for name in ("AD (µm²/ms)", "RD (µm²/ms)", "S0"):
         assert name in viewer.layers
+    glyphs = viewer.layers["principal directions"]
+    assert len(glyphs.data) == 2 * inside.sum()  # both halves of a line through each voxel
+    starts = np.round(glyphs.data[:, 0]).astype(int)
+    along_x = np.abs(glyphs.data[:, 1, 2]) > 5 * np.abs(glyphs.data[:, 1, 1])
+    assert (along_x == ~right[tuple(starts.T)]).mean() > 0.99  # R-L left, A-P right
+    np.testing.assert_allclose(glyphs.data_to_world(glyphs.data[0, 0]),
+                               md.data_to_world(glyphs.data[0, 0]))  # placed like the maps
     assert md.metadata["mrmicro"]["diffusion"]["fitted_voxels"] == int(inside.sum())
     assert "b_matrix_s_per_mm2" not in md.metadata["mrmicro"]["acquisition"]
     assert dock.status.value.startswith("MD median 0.76") and not logged.errors
-    viewer.layers.selection.active = colour
+    colour.visible = False  # the glyphs over FA
+    viewer.layers.selection.active = glyphs
     viewer.dims.set_point(0, 8 * 60.0)
     screenshot(viewer, "diffusion")
 

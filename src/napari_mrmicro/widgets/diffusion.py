@@ -48,6 +48,33 @@ def scheme_summary(b_matrix) -> str:
             f"{distinct} directions")
 
 
+#: Most voxels given a principal-direction glyph (every voxel of each slice, thinned
+#: in-plane beyond).
+MAX_GLYPHS = 100_000
+
+
+def direction_glyphs(fit, scale, rotation) -> tuple[np.ndarray, np.ndarray]:
+    """Vectors-layer data (2N, 2, 3) of the principal direction at N fitted voxels: a line
+    through each voxel's centre, as long as FA × 0.9 × the in-plane spacing between glyphs
+    (every voxel in every slice, every k-th in-plane beyond :data:`MAX_GLYPHS`), in the
+    data coordinates of a layer with ``scale``; and their colours (2N, 4), the direction's
+    world axes as RGB (red R-L, green A-P, blue S-I)."""
+    scale = np.asarray(scale, dtype=float)
+    fitted = fit.fitted
+    step = max(1, int(np.ceil(np.sqrt(np.count_nonzero(fitted) / MAX_GLYPHS))))
+    chosen = np.zeros_like(fitted)
+    chosen[:, ::step, ::step] = fitted[:, ::step, ::step]
+    where = np.nonzero(chosen)
+    direction = fit.principal[(slice(None), *where)].T  # (N, 3) unit, physical, array axes
+    length = fit.fa()[where] * 0.9 * step * scale[1:].min()
+    half = direction * (length / 2)[:, None] / scale  # µm -> data units
+    centre = np.stack(where, axis=1).astype(float)
+    data = np.concatenate([np.stack([centre, half], 1), np.stack([centre, -half], 1)])
+    colour = np.abs(direction @ np.asarray(rotation).T)[:, ::-1]  # world (S, A, R) -> RGB
+    colour = np.column_stack([colour, np.ones(len(colour))])
+    return data, np.concatenate([colour, colour])
+
+
 def world_rotation(kwargs: dict) -> np.ndarray:
     """The rotation of a 3-D layer's array axes in the world (its affine without scale)."""
     affine = kwargs.get("affine")
@@ -90,12 +117,16 @@ class DiffusionWidget(Container, JobDock):
         self.colour = CheckBox(text="add direction colour map", value=True,
                                tooltip="The principal direction as RGB weighted by FA: red "
                                        "R-L, green A-P, blue S-I of the world.")
+        self.glyphs = CheckBox(text="add direction glyphs", value=False,
+                               tooltip="A line along the principal direction through each "
+                                       "fitted voxel (thinned beyond 100 000), as long as FA, "
+                                       "coloured by its world direction.")
         self.extra = CheckBox(text="add AD, RD and S0 layers", value=False,
                               tooltip="Also add the axial and radial diffusivities (µm²/ms) "
                                       "and S0, the signal without diffusion weighting.")
         super().__init__(widgets=[
             self.images, self.scheme, self.model, self.method, self.mask_source, self.colour,
-            self.extra, *self.job_controls("Fit")])
+            self.glyphs, self.extra, *self.job_controls("Fit")])
         self.insert(len(self) - 2, restore_defaults_button(self, after=self._read_metadata))
         self.native.layout().addStretch()
         self.images.changed.connect(self._read_metadata)
@@ -163,6 +194,13 @@ class DiffusionWidget(Container, JobDock):
                 layers.append((rgb.astype(np.uint8), {
                     **common, "name": "FA colour (R-L, A-P, S-I)", "rgb": True,
                     "metadata": {"mrmicro": {**meta, "rgb": True}}}, "image"))
+            if self.glyphs.value:
+                vectors, colours = direction_glyphs(fit, common.get("scale", (1.0,) * 3),
+                                                    world_rotation(common))
+                layers.append((vectors, {
+                    **common, "name": "principal directions", "edge_color": colours,
+                    "edge_width": 0.15,  # data pixels: a sixth of a voxel
+                    "vector_style": "line", "metadata": {"mrmicro": meta}}, "vectors"))
             if self.extra.value:
                 for values, label in ((fit.ad(), "AD"), (fit.rd(), "RD")):
                     layers.append((values, {**common, "name": f"{label} (µm²/ms)",
