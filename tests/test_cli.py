@@ -48,6 +48,16 @@ def test_demo_writes_round_trips_and_a_simulation(tmp_path, capsys):
                                            r"simulation's ([\d.]+) ms\)", out).groups())
         assert found == pytest.approx(made, rel=0.02), name
     assert (tmp_path / "cochlea_t1.nii.gz").exists()
+    # DTI of the same specimen: every tissue's mean diffusivity and FA as simulated, the
+    # nerve's fibres found along the modiolar axis
+    for name in ("modiolus", "duct", "canal fluid", "cochlear nerve"):
+        md, made, fa, own = map(float, re.search(
+            rf"{name}: MD ([\d.]+) µm²/ms \(the simulation's ([\d.]+)\), FA ([\d.]+) "
+            r"\(([\d.]+)\)", out).groups())
+        assert md == pytest.approx(made, rel=0.03), name
+        assert fa == pytest.approx(own, abs=0.05 if own else 0.12), name
+    assert out.count("principal axis within 20° of the fibres in 100%") == 2
+    assert (tmp_path / "cochlea_fa.nii.gz").exists() and (tmp_path / "cochlea_md.nii.gz").exists()
     assert (tmp_path / "duct_area.png").stat().st_size > 1000
     sections = (tmp_path / "duct_sections.csv").read_text().splitlines()
     assert len(sections) == 201 and "um2" in sections[0]

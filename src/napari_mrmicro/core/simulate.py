@@ -8,7 +8,9 @@ real data.
 Per k-space sample the model then applies what depends on when and how that sample was
 encoded: T2/T2* decay along the readout, chemical-shift evolution, and the diffusion
 attenuation ``exp(−b·D)`` of the imaging gradients (every MRM sequence is partly a
-diffusion-weighted one: Callaghan, *Principles of NMR Microscopy*, 1991, ch. 4).
+diffusion-weighted one: Callaghan, *Principles of NMR Microscopy*, 1991, ch. 4); a
+diffusion preparation (``extra["diffusion_b_matrix_s_per_mm2"]``) weighs each tissue by
+its diffusion tensor.
 Susceptibility adds the dipole field of χ as phase growing with TE (gradient echo) and as
 a displacement ``ΔB/G`` along the readout; gradient non-linearity displaces voxels more
 the farther they sit from the FOV centre (:mod:`~napari_mrmicro.core.encoding`). The big
@@ -552,4 +554,26 @@ def _tissue_amplitudes(specimen: Specimen, acq: Acquisition, fx: Effects,
                 value = spin_echo_signal(tissue.proton_density, tissue.t1_ms, tissue.t2_ms,
                                          te, acq.tr_ms)
             out[t, e] = float(value)
+    prepared = diffusion_preparation(acq)
+    if prepared is not None and fx.diffusion:
+        for t, tissue in enumerate(specimen.tissues):
+            out[t] *= np.exp(-1e-3 * np.sum(prepared * tissue.diffusion_tensor()))
     return out
+
+
+def diffusion_preparation(acq: Acquisition) -> np.ndarray | None:
+    """The b-matrix (3×3, s/mm², array axes (z, y, x)) of a diffusion-weighting
+    preparation, ``acq.extra["diffusion_b_matrix_s_per_mm2"]``, or None.
+
+    Pulsed gradients before the readout (Stejskal & Tanner, J Chem Phys 1965;42:288)
+    attenuate each tissue's signal by ``exp(−Σ b_jk·D_jk)`` with the tissue's diffusion
+    tensor; the imaging gradients' own weighting stays on each k-space sample."""
+    value = acq.extra.get("diffusion_b_matrix_s_per_mm2")
+    if value is None:
+        return None
+    b = np.asarray(value, dtype=np.float64)
+    if b.shape != (3, 3) or not np.all(np.isfinite(b)) or not np.allclose(b, b.T) \
+            or np.linalg.eigvalsh(b)[0] < -1e-6 * max(np.trace(b), 1.0):
+        raise ValueError("simulate: extra['diffusion_b_matrix_s_per_mm2'] must be a "
+                         f"symmetric positive semi-definite 3×3 (s/mm²), got {b.tolist()}")
+    return b
