@@ -96,3 +96,20 @@ def test_dti_in_a_pipeline_measured_per_label(tmp_path):
     block = max(rows, key=lambda row: int(row[header.index("voxel_count")]))  # noise specks
     assert int(block[header.index("intensity_voxels")]) == int(inside.sum())
     assert float(block[header.index("mean_intensity")]) == pytest.approx(0.80, abs=0.03)
+
+
+def test_a_gradient_table_given_by_name(tmp_path, capsys):
+    """Tables named otherwise than the image (a converter's bvals.txt) are given with
+    --bval/--bvec; one without the other is refused."""
+    series, inside = write_series(tmp_path / "", with_table=True)
+    (tmp_path / "dwi.bval").rename(tmp_path / "grad_bvals.txt")
+    (tmp_path / "dwi.bvec").rename(tmp_path / "grad_bvecs.txt")
+    out = tmp_path / "md.nii"
+    assert main(["dti", str(series), str(out), "--bval", str(tmp_path / "grad_bvals.txt")]) == 2
+    assert "--bval and --bvec together" in capsys.readouterr().err
+    assert main(["dti", str(series), str(out), "--bval", str(tmp_path / "grad_bvals.txt"),
+                 "--bvec", str(tmp_path / "grad_bvecs.txt"), "--colour",
+                 str(tmp_path / "dec.tif")]) == 0
+    assert np.median(read_volume(out).data[inside]) == pytest.approx(2.3 / 3, rel=0.03)
+    rgb = tifffile.imread(tmp_path / "dec.tif")[inside].astype(float)
+    assert np.median(rgb[:, 1]) > 180  # A-P: the table's sign convention followed

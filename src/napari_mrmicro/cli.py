@@ -318,10 +318,26 @@ def cmd_dti(args) -> int:
     if args.model == "adc" and any(path for path, role, _ in wanted if role != "s0"):
         raise ValueError("dti: FA, AD, RD and the colour map need the tensor model, not "
                          "'adc'")
+    if (args.bval is None) != (args.bvec is None):
+        raise ValueError("dti: give --bval and --bvec together")
+    volume = load_volume(args.input)
+    if args.bval is not None:  # the table's vectors in the image's voxel axes, as FSL's
+        from napari_mrmicro.core.geometry import to_xyz_affine
+        from napari_mrmicro.io.fsl_gradients import read_gradient_table
+
+        if volume.data.ndim != 4:
+            raise ValueError(f"dti: {args.input} holds {tuple(volume.data.shape)}: a "
+                             "gradient table needs a series (point, z, y, x)")
+        acq = dict(volume.metadata.get("acquisition") or {})
+        acq["b_matrix_s_per_mm2"] = read_gradient_table(
+            args.bval, args.bvec, to_xyz_affine(volume.world_affine_um()[-4:, -4:]),
+            volume.data.shape[0]).tolist()
+        volume.metadata["acquisition"] = acq
     extra = {"labels": load_volume(args.mask)} if args.mask is not None else {}
     params = {"model": args.model, "method": args.method, "noise_sigma": args.noise_sigma,
               "mask_from_labels": args.mask is not None}
-    specimen = _one_specimen(args.input, args.output.parent, [("dti", params)], extra)
+    specimen = _one_specimen(args.input, args.output.parent, [("dti", params)], extra,
+                             volume=volume)
     md = specimen.volumes["md"]
     used = md.metadata["diffusion"]
     save_volume(args.output, md)
@@ -960,6 +976,10 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--colour", type=Path, help="also write the FA-weighted direction colour "
                                                "map here (8-bit RGB; a .tif)")
     p.add_argument("--s0", type=Path, help="also write S0 here")
+    p.add_argument("--bval", type=Path, help="an FSL b-value file for the series (with "
+                                             "--bvec; default: what the input states)")
+    p.add_argument("--bvec", type=Path, help="an FSL vector file: directions in the image's "
+                                             "voxel axes, FSL's radiological convention")
     p.add_argument("--noise-sigma", type=_one(float, 0.0, above=True),
                    help="noise σ per channel, for the default mask (default: measured in "
                         "the background)")
