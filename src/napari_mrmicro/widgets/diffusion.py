@@ -163,63 +163,80 @@ class DiffusionWidget(Container, JobDock):
                     method=self.method.value, mask=mask)
 
     def run(self, *_):
-        """Fit in a worker; the maps arrive as layers."""
+        """Fit and derive the maps in a worker; they arrive as layers."""
         request = self.checked_request("Diffusion tensor")
         if request is None:
             return None
         source = self.images.value
-        worker = progress_worker(lambda report: fit_diffusion(
-            **request, callback=lambda fraction: report(fraction, "fit")), "Diffusion tensor")
-        return self.start_job(worker, "Diffusion tensor", lambda fit: self._add_results(
-            fit, request, source), running="fitting…")
+        common = like(source, ndim=3)
+        wanted = {"colour": self.colour.value, "glyphs": self.glyphs.value,
+                  "extra": self.extra.value}
+        worker = progress_worker(lambda report: _maps(
+            fit_diffusion(**request, callback=lambda fraction: report(fraction, "fit")),
+            common, wanted), "Diffusion tensor")
+        return self.start_job(worker, "Diffusion tensor", lambda result: self._add_results(
+            *result, request, source, common), running="fitting…")
 
-    def _add_results(self, fit, request, source):
+    def _add_results(self, fit, maps, request, source, common):
         record = fit_record(fit, request["method"], request["b_matrix"])
         acq = {k: v for k, v in _acquisition(source).items() if k != "b_matrix_s_per_mm2"}
         meta = {**source.metadata.get("mrmicro", {}), "acquisition": acq,
                 "source": source.name, "diffusion": record}
-        common = like(source, ndim=3)
-        md = fit.md()
+        diffusivity = {"colormap": SEQUENTIAL, "contrast_limits": maps["limits"],
+                       "metadata": {"mrmicro": {**meta, "value_unit": "µm²/ms"}}}
         name = "MD" if fit.model == "tensor" else "ADC"
-        limits = relaxation_limits(md[fit.fitted])
-        layers = [(md, {**common, "name": f"{name} (µm²/ms, {request['method']})",
-                        "colormap": SEQUENTIAL, "contrast_limits": limits,
-                        "metadata": {"mrmicro": {**meta, "value_unit": "µm²/ms"}}}, "image")]
-        if fit.model == "tensor":
-            layers.append((fit.fa(), {**common, "name": "FA", "colormap": "gray",
-                                      "contrast_limits": (0.0, 1.0),
-                                      "metadata": {"mrmicro": meta}}, "image"))
-            if self.colour.value:
-                rgb = np.round(fit.direction_colors(world_rotation(common)) * 255)
-                layers.append((rgb.astype(np.uint8), {
-                    **common, "name": "FA colour (R-L, A-P, S-I)", "rgb": True,
-                    "metadata": {"mrmicro": {**meta, "rgb": True}}}, "image"))
-            if self.glyphs.value:
-                vectors, colours = direction_glyphs(fit, common.get("scale", (1.0,) * 3),
-                                                    world_rotation(common))
-                layers.append((vectors, {
-                    **common, "name": "principal directions", "edge_color": colours,
-                    "edge_width": 0.15,  # data pixels: a sixth of a voxel
-                    "vector_style": "line", "metadata": {"mrmicro": meta}}, "vectors"))
-            if self.extra.value:
-                for values, label in ((fit.ad(), "AD"), (fit.rd(), "RD")):
-                    layers.append((values, {**common, "name": f"{label} (µm²/ms)",
-                                            "colormap": SEQUENTIAL, "visible": False,
-                                            "contrast_limits": limits, "metadata": {
-                                                "mrmicro": {**meta, "value_unit": "µm²/ms"}}},
-                                   "image"))
-        if self.extra.value:
-            layers.append((fit.s0, {**common, "name": "S0", "visible": False,
-                                    "metadata": {"mrmicro": meta}}, "image"))
+        layers = [(maps["md"], {**common, **diffusivity,
+                                "name": f"{name} (µm²/ms, {request['method']})"}, "image")]
+        if "fa" in maps:
+            layers.append((maps["fa"], {**common, "name": "FA", "colormap": "gray",
+                                        "contrast_limits": (0.0, 1.0),
+                                        "metadata": {"mrmicro": meta}}, "image"))
+        if "rgb" in maps:
+            layers.append((maps["rgb"], {**common, "name": "FA colour (R-L, A-P, S-I)",
+                                         "rgb": True, "metadata": {"mrmicro": {
+                                             **meta, "rgb": True}}}, "image"))
+        if "glyphs" in maps:
+            vectors, colours = maps["glyphs"]
+            layers.append((vectors, {
+                **common, "name": "principal directions", "edge_color": colours,
+                "edge_width": 0.15,  # data pixels: a sixth of a voxel
+                "vector_style": "line", "metadata": {"mrmicro": meta}}, "vectors"))
+        for key, label in (("ad", "AD (µm²/ms)"), ("rd", "RD (µm²/ms)")):
+            if key in maps:
+                layers.append((maps[key], {**common, **diffusivity, "name": label,
+                                           "visible": False}, "image"))
+        if "s0" in maps:
+            layers.append((maps["s0"], {**common, "name": "S0", "visible": False,
+                                        "metadata": {"mrmicro": meta}}, "image"))
         add_layers(self.viewer, layers)
-        fitted = md[fit.fitted]
-        median = float(np.median(fitted)) if fitted.size else 0.0
-        summary = f"{name} median {median:.3g} µm²/ms in {record['fitted_voxels']} voxels"
-        if fit.model == "tensor":
-            fa = fit.fa()[fit.fitted]
-            summary += f"; FA median {float(np.median(fa)) if fa.size else 0:.2f}"
+        summary = f"{name} median {maps['md_median']:.3g} µm²/ms in " \
+                  f"{record['fitted_voxels']} voxels"
+        if "fa" in maps:
+            summary += f"; FA median {maps['fa_median']:.2f}"
             if fit.negative_eigenvalues:
                 summary += f"; {fit.negative_eigenvalues} voxels with a negative eigenvalue"
         self.status.value = summary
         show_info(f"Diffusion tensor done: {summary}")
 
+
+def _maps(fit, common: dict, wanted: dict) -> tuple:
+    """The fit and the arrays its layers show, computed in the worker (not on the GUI
+    thread): MD (or ADC) with its contrast limits and median, and for a tensor FA, the
+    colour map, the glyphs, AD and RD as ``wanted``; S0 with ``wanted["extra"]``."""
+    md = fit.md()
+    fitted = md[fit.fitted]
+    maps = {"md": md, "limits": relaxation_limits(fitted),
+            "md_median": float(np.median(fitted)) if fitted.size else 0.0}
+    if fit.model == "tensor":
+        rotation = world_rotation(common)
+        maps["fa"] = fit.fa()
+        maps["fa_median"] = float(np.median(maps["fa"][fit.fitted])) if fitted.size else 0.0
+        if wanted["colour"]:
+            maps["rgb"] = np.round(fit.direction_colors(rotation) * 255).astype(np.uint8)
+        if wanted["glyphs"]:
+            maps["glyphs"] = direction_glyphs(fit, common.get("scale", (1.0,) * 3), rotation)
+        if wanted["extra"]:
+            maps["ad"], maps["rd"] = fit.ad(), fit.rd()
+    if wanted["extra"]:
+        maps["s0"] = fit.s0
+    return fit, maps
