@@ -35,8 +35,8 @@ Eigenvalues below 0 (noise in a tensor that is nearly flat) are kept in ``eigenv
 and counted as ``negative_eigenvalues``; FA and the radial diffusivity use them clipped
 to 0, so FA stays within [0, 1].
 
-Written here rather than taken from DIPY (BSD): DIPY fits a tensor in a Python loop over
-chunks on one core and needs its own gradient-table object; this shares the house's
+Written here rather than taken from DIPY (BSD): DIPY's fits take its gradient-table
+object, have no progress or cancel, and run 2–6× slower on two cores (``benchmarks/bench_diffusion.py``); this shares the house's
 slab loop (all cores, progress, cancel) and Levenberg–Marquardt with T1 and T2, and is
 checked against DIPY's fits in the tests.
 """
