@@ -72,6 +72,9 @@ def test_dti_refusals(tmp_path, capsys):
                  "--fa", str(tmp_path / "fa.nii")]) == 2
     assert "need the tensor model" in capsys.readouterr().err
     assert not (tmp_path / "adc.nii").exists()  # refused before anything is written
+    assert main(["dti", str(series), str(tmp_path / "md.nii"), "--colour",
+                 str(tmp_path / "dec.nii.gz")]) == 2
+    assert "written as TIFF" in capsys.readouterr().err and not (tmp_path / "md.nii").exists()
 
 
 def test_dti_in_a_pipeline_measured_per_label(tmp_path):

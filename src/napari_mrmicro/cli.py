@@ -309,6 +309,7 @@ def cmd_t1(args) -> int:
 
 
 def cmd_dti(args) -> int:
+    from napari_mrmicro.io import writer_for
     from napari_mrmicro.pipeline import load_volume, save_volume
 
     wanted = ((args.fa, "fa", "fractional anisotropy"), (args.ad, "ad", "axial diffusivity"),
@@ -318,6 +319,9 @@ def cmd_dti(args) -> int:
     if args.model == "adc" and any(path for path, role, _ in wanted if role != "s0"):
         raise ValueError("dti: FA, AD, RD and the colour map need the tensor model, not "
                          "'adc'")
+    if args.colour is not None and writer_for(args.colour) != "tiff":
+        raise ValueError(f"dti: {args.colour}: the colour map (RGB) is written as TIFF "
+                         "(.tif)")
     if (args.bval is None) != (args.bvec is None):
         raise ValueError("dti: give --bval and --bvec together")
     volume = load_volume(args.input)
@@ -969,7 +973,8 @@ def _parser() -> argparse.ArgumentParser:
                    help="tensor (6 or more directions; default) or one ADC (e.g. several "
                         "b-values along one direction)")
     p.add_argument("--method", choices=("ols", "wls", "nlls"), default="wls",
-                   help="least squares on log S, weighted (default), or on the signal")
+                   help="ols: least squares on log S; wls: weighted by the predicted signal "
+                        "(default); nlls: on the signal itself")
     p.add_argument("--fa", type=Path, help="also write the fractional anisotropy here")
     p.add_argument("--ad", type=Path, help="also write the axial diffusivity here")
     p.add_argument("--rd", type=Path, help="also write the radial diffusivity here")

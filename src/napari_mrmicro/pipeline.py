@@ -657,11 +657,10 @@ def t1_step(s: Specimen, method: str, flip_deg=None, tr_ms=None, ti_ms=None,
         s.volumes[role] = volume
 
 
-#: The maps a diffusion fit gives: role -> (name, unit, the fit's method giving it; the
-#: colour map is drawn in the image's world axes).
-DIFFUSION_MAPS = {"md": ("MD", "µm²/ms", "md"), "fa": ("FA", None, "fa"),
-                  "ad": ("AD", "µm²/ms", "ad"), "rd": ("RD", "µm²/ms", "rd"),
-                  "dec": ("FA colour", None, None)}
+#: The maps a diffusion fit gives: role (the fit's method, but for the colour map, drawn
+#: in the image's world axes) -> (name, unit).
+DIFFUSION_MAPS = {"md": ("MD", "µm²/ms"), "fa": ("FA", None), "ad": ("AD", "µm²/ms"),
+                  "rd": ("RD", "µm²/ms"), "dec": ("FA colour", None)}
 
 
 def diffusion_maps(fit, image: Volume, record: dict, prefix: str) -> dict:
@@ -677,12 +676,12 @@ def diffusion_maps(fit, image: Volume, record: dict, prefix: str) -> dict:
     world = image.world_affine_um()[-4:, -4:]
     rotation = world[:3, :3] / geometry.voxel_sizes(world)[None, :]
     out = {}
-    roles = DIFFUSION_MAPS if fit.model == "tensor" else {"md": ("ADC", "µm²/ms", "md")}
-    for role, (name, unit, method) in roles.items():
+    roles = DIFFUSION_MAPS if fit.model == "tensor" else {"md": ("ADC", "µm²/ms")}
+    for role, (name, unit) in roles.items():
         if role == "dec":  # 8-bit RGB, as colour maps are stored and shown
             data = np.round(fit.direction_colors(rotation) * 255).astype(np.uint8)
         else:
-            data = getattr(fit, method)()
+            data = getattr(fit, role)()
         volume = _derived(image, data, name=f"{prefix} {name}")
         volume.metadata.update(acquisition=acq, diffusion=record)
         volume.metadata.pop("value_unit", None)
@@ -759,7 +758,8 @@ def measure_step(s: Specimen, table: str = "regions", chunked: bool | None = Non
     shape, position, intensity statistics of ``image`` with ``intensity = true``, or of
     another role, e.g. ``intensity = "t2"`` after ``relax`` or ``"fa"`` after ``dti``:
     over its fitted voxels) or, for volumes larger than memory (``chunked = true``,
-    default when the labels are lazy), chunk by chunk (:func:`~napari_mrmicro.core.chunked.region_volumes_chunked`: counts, volumes,
+    default when the labels are lazy), chunk by chunk
+    (:func:`~napari_mrmicro.core.chunked.region_volumes_chunked`: counts, volumes,
     centroids). Centroids are world positions (the volume's placement).
     """
     from napari_mrmicro.core.chunked import region_volumes_chunked

@@ -186,6 +186,13 @@ def test_rgb_photograph(tmp_path):
     assert back.metadata["rgb"] is True
     assert back.spacing_um == pytest.approx((12.7, 12.7))
     np.testing.assert_array_equal(back.data, photo)
+    # formats without a colour axis would take the colours for a spatial axis: refused
+    from napari_mrmicro.io import write_volume
+
+    for name in ("copy.nii.gz", "copy.zarr"):
+        with pytest.raises(FormatError, match="written as TIFF"):
+            write_volume(tmp_path / name, vol)
+        assert not (tmp_path / name).exists()
 
 
 # ------------------------------------------------------------------ ImageJ files from tifffile

@@ -112,6 +112,9 @@ def write_volume(path, volume: Volume, **options) -> list[str]:
     name = writer_for(path)
     if name is None:
         raise FormatError(path, "unknown output type; use .headfile, .tif, .nii(.gz) or .zarr")
+    if volume.metadata.get("rgb") and name != "tiff":  # its colour axis is no spatial one
+        raise FormatError(path, "an RGB volume (a colour map) is written as TIFF (.tif): "
+                                "the other formats would take its colours for an axis")
     return _module(name).write(Path(path), volume, **options)
 
 
