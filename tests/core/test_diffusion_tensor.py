@@ -5,7 +5,8 @@ import numpy as np
 import pytest
 
 from napari_mrmicro.core.diffusion_tensor import (ELEMENTS, _eigen, b_matrices,
-                                                  fit_diffusion, fit_record, full_tensor)
+                                                  diffusion_scheme, fit_diffusion, fit_record,
+                                                  full_tensor, tensor_determined)
 
 rng0 = np.random.default_rng(0)
 DIRECTIONS = rng0.normal(size=(30, 3))
@@ -198,3 +199,16 @@ def test_closed_form_eigen_decomposition_matches_lapack():
     np.testing.assert_allclose(np.abs(np.sum(vector[2:] * vectors[2:, :, -1], axis=1)), 1,
                                atol=1e-10)  # the isotropic and zero ones have no direction
     np.testing.assert_allclose(np.linalg.norm(vector, axis=1), 1)
+
+
+@pytest.mark.parametrize("directions", [6, 12, 30])
+def test_a_scheme_spreads_its_directions_and_determines_a_tensor(directions):
+    b = diffusion_scheme(directions, 1500.0)
+    assert b.shape == (directions + 1, 3, 3) and not b[0].any()
+    np.testing.assert_allclose(np.trace(b[1:], axis1=1, axis2=2), 1500.0)
+    assert tensor_determined(b)
+    unit = np.linalg.eigh(b[1:])[1][:, :, -1]
+    closest = np.max(np.abs(unit @ unit.T) - 2 * np.eye(directions), axis=1)
+    assert np.degrees(np.arccos(closest.max())) > 60 / np.sqrt(directions)  # none doubled
+    with pytest.raises(ValueError, match="at least 6"):
+        diffusion_scheme(5, 1000.0)

@@ -153,3 +153,38 @@ def test_an_image_layer_specimen_keeps_its_physical_size(dock, qtbot):
     spacing = truth.scale[-1]
     across = (truth.data[truth.data.shape[0] // 2] > 0).sum(axis=1).max() * spacing
     assert across == pytest.approx(3200.0, abs=2 * spacing)
+
+
+def test_a_diffusion_series_goes_to_the_diffusion_dock(dock, qtbot, logged):
+    """Diffusion directions simulate a diffusion-prepared series beside the plain scan;
+    the Diffusion tensor dock takes it as it comes and finds the fluid's diffusivity and
+    the nerve's fibres along the modiolar axis (z)."""
+    from napari_mrmicro.widgets.diffusion import DiffusionWidget
+
+    from dock_checks import wait_for_job
+
+    viewer, widget = dock
+    widget.preset.value = "9.4 T temporal bone (25 µm, overnight)"
+    for w, n in zip(widget.matrix, (48, 48, 48)):
+        w.value = n
+    assert not widget.b_value.visible  # no diffusion weighting: no b to set
+    widget.directions.value = 6
+    assert widget.b_value.visible and "7 images" in widget.summary.value
+    worker = widget.run()
+    with qtbot.waitSignal(worker.finished, timeout=120_000):
+        pass
+    (series,) = [layer for layer in viewer.layers if "DWI" in layer.name]
+    assert series.name.endswith("DWI 6 directions b 1000") and series.data.shape == (
+        7, 48, 48, 48)
+    labels = next(layer for layer in viewer.layers if layer.name.endswith("truth labels"))
+    fitter = DiffusionWidget(viewer)
+    assert fitter.images.value is series and fitter.model.value == "tensor"
+    assert fitter.scheme.value == "7 images, b 0–1000 s/mm², 6 directions"
+    wait_for_job(qtbot, fitter, fitter.run())
+    md = np.asarray(viewer.layers["MD (µm²/ms, wls)"].data)
+    fluid = np.isin(np.asarray(labels.data), (3,)) & (md > 0)  # the duct
+    assert np.median(md[fluid]) == pytest.approx(2.0, rel=0.05)
+    nerve = (np.asarray(labels.data) == 2) & (md > 0)
+    rgb = np.asarray(viewer.layers["FA colour (R-L, A-P, S-I)"].data)[nerve].astype(float)
+    assert nerve.sum() > 20 and np.median(rgb[:, 2]) > 3 * np.median(rgb[:, :2])  # blue: S-I
+    assert not logged.errors

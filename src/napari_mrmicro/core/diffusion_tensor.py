@@ -153,6 +153,26 @@ def b_matrices(b_values, directions) -> np.ndarray:
     return b[:, None, None] * unit[:, :, None] * unit[:, None, :]
 
 
+def diffusion_scheme(directions: int, b_value: float) -> np.ndarray:
+    """The b-matrices (directions + 1, 3, 3) of a single-shell scheme: one image at b 0,
+    then ``directions`` (6 or more) unit vectors spread evenly over a hemisphere (a
+    Fibonacci lattice, Swinbank & Purser, Q J R Meteorol Soc 2006;132:1769: equal areas
+    for any count, as opposite directions weigh alike) at ``b_value`` s/mm²."""
+    if isinstance(directions, bool) or not isinstance(directions, (int, np.integer)) \
+            or directions < 6:
+        raise ValueError(f"diffusion_scheme: a tensor needs at least 6 directions, got "
+                         f"{directions!r}")
+    if not (math.isfinite(b_value) and b_value > 0):
+        raise ValueError(f"diffusion_scheme: b_value must be positive (s/mm²), got {b_value!r}")
+    k = np.arange(directions) + 0.5
+    height = k / directions  # uniform in z: equal areas on the sphere
+    turn = np.pi * (1 + math.sqrt(5)) * k  # the golden angle
+    ring = np.sqrt(1 - height ** 2)
+    unit = np.stack([height, ring * np.cos(turn), ring * np.sin(turn)], axis=1)
+    return b_matrices(np.r_[0.0, np.full(directions, float(b_value))],
+                      np.r_[np.zeros((1, 3)), unit])
+
+
 def check_b_matrices(b_matrix, points: int, where: str) -> np.ndarray:
     """``b_matrix`` as (points, 3, 3) float64 s/mm²: finite, symmetric and positive
     semi-definite, or a ValueError headed ``where`` naming the problem."""
