@@ -37,15 +37,22 @@ def _diffusion_series(layer) -> bool:
 
 
 def scheme_summary(b_matrix) -> str:
-    """The images' b-values and how many directions, as one line."""
+    """The images, their shells (b-values within 10 % of each other, as a scanner's
+    effective b-values scatter around the nominal one) and the directions of the highest
+    shell, as one line."""
     b = np.asarray(b_matrix, dtype=float)
-    trace = np.trace(b, axis1=1, axis2=2)
-    weighted = trace > 2 * trace.min() + 1
-    directions = np.linalg.eigh(b[weighted])[1][:, :, -1] if weighted.any() else np.empty((0, 3))
-    distinct = 0 if not len(directions) else len({tuple(np.round(np.abs(d) * np.sign(
-        d[np.argmax(np.abs(d))]), 2)) for d in directions})
-    return (f"{len(b)} images, b {trace.min():.0f}–{trace.max():.0f} s/mm², "
-            f"{distinct} directions")
+    trace = np.sort(np.trace(b, axis1=1, axis2=2))
+    breaks = np.flatnonzero(np.diff(trace) > 0.1 * trace[1:] + 10) + 1
+    shells = [float(np.median(shell)) for shell in np.split(trace, breaks)]
+    listed = ", ".join(f"{v:.0f}" for v in shells) if len(shells) <= 4 else \
+        f"{shells[0]:.0f}–{shells[-1]:.0f}"
+    top = np.trace(b, axis1=1, axis2=2) >= trace[breaks[-1]] if len(breaks) else None
+    kept = []  # the top shell's main axes, those within 5° of an earlier one counted once
+    for axis in np.linalg.eigh(b[top])[1][:, :, -1] if top is not None else ():
+        if not kept or np.max(np.abs(np.asarray(kept) @ axis)) < np.cos(np.deg2rad(5)):
+            kept.append(axis)
+    return (f"{len(b)} images, b {listed} s/mm², {len(kept)} "
+            f"direction{'' if len(kept) == 1 else 's'}")
 
 
 #: Most voxels given a principal-direction glyph (every voxel of each slice, thinned
