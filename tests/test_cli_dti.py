@@ -116,3 +116,35 @@ def test_a_gradient_table_given_by_name(tmp_path, capsys):
     assert np.median(read_volume(out).data[inside]) == pytest.approx(2.3 / 3, rel=0.03)
     rgb = tifffile.imread(tmp_path / "dec.tif")[inside].astype(float)
     assert np.median(rgb[:, 1]) > 180  # A-P: the table's sign convention followed
+
+
+def test_fluid_at_the_noise_floor_is_named_and_the_rician_fit_reads_it_right(tmp_path,
+                                                                             capsys):
+    """Free fluid at b 1000 and 3000 (SNR 30 at b 0): a WLS map reads it low and the
+    command says why and what to fit; the rician fit reads 2.0 µm²/ms."""
+    from napari_mrmicro.core.diffusion_tensor import diffusion_scheme
+
+    b = np.concatenate([diffusion_scheme(12, 1000.0), diffusion_scheme(12, 3000.0)[1:]])
+    g = np.linalg.eigh(b)[1][:, :, -1]
+    values = np.trace(b, axis1=1, axis2=2)
+    inside = np.zeros((16, 16, 12), bool)
+    inside[3:13, 3:13, 2:10] = True
+    clean = inside[..., None] * np.exp(-2e-3 * values)
+    noise = np.random.default_rng(3).normal(0, 1 / 30, clean.shape + (2,))
+    data = np.abs(clean + noise[..., 0] + 1j * noise[..., 1]).astype(np.float32)
+    nib.save(nib.Nifti1Image(data, np.diag([0.05, 0.05, 0.05, 1.0])), tmp_path / "f.nii")
+    vox = g.copy()
+    vox[:, 0] *= -1
+    (tmp_path / "f.bval").write_text(" ".join(f"{v:g}" for v in values))
+    (tmp_path / "f.bvec").write_text("\n".join(" ".join(f"{v:.7f}" for v in row)
+                                               for row in vox.T))
+    assert main(["dti", str(tmp_path / "f.nii"), str(tmp_path / "wls.nii")]) == 0
+    said = capsys.readouterr().out
+    assert "of the diffusion-weighted points lie below 3σ" in said and "fit 'rician'" in said
+    assert main(["dti", str(tmp_path / "f.nii"), str(tmp_path / "r.nii"), "--method",
+                 "rician"]) == 0
+    assert "below 3σ" not in capsys.readouterr().out
+    fluid = inside.T
+    assert np.median(read_volume(tmp_path / "wls.nii").data[fluid]) < 1.8
+    assert np.median(read_volume(tmp_path / "r.nii").data[fluid]) == pytest.approx(2.0,
+                                                                                    rel=0.04)

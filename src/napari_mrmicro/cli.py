@@ -309,6 +309,7 @@ def cmd_t1(args) -> int:
 
 
 def cmd_dti(args) -> int:
+    from napari_mrmicro.core.diffusion_tensor import floor_advice
     from napari_mrmicro.io import writer_for
     from napari_mrmicro.pipeline import load_volume, save_volume
 
@@ -352,6 +353,9 @@ def cmd_dti(args) -> int:
                          f", {args.method} fit of {len(used['b_values_s_per_mm2'])} images "
                          f"(b {shells[0]}-{shells[-1]} s/mm²), {used['fitted_voxels']} "
                          f"voxels fitted{negative}")
+    advice = floor_advice(used["floor_fraction"], args.method)
+    if advice:
+        print(f"  {advice}")
     for path, role, what in wanted:
         if path is not None:
             save_volume(path, specimen.volumes[role])
@@ -972,9 +976,11 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--model", choices=("tensor", "adc"), default="tensor",
                    help="tensor (6 or more directions; default) or one ADC (e.g. several "
                         "b-values along one direction)")
-    p.add_argument("--method", choices=("ols", "wls", "nlls"), default="wls",
+    p.add_argument("--method", choices=("ols", "wls", "nlls", "rician"), default="wls",
                    help="ols: least squares on log S; wls: weighted by the predicted signal "
-                        "(default); nlls: on the signal itself")
+                        "(default); nlls: on the signal itself; rician: on the squared "
+                        "magnitude against S² + 2σ², unbiased where points reach the noise "
+                        "floor (free fluid at high b)")
     p.add_argument("--fa", type=Path, help="also write the fractional anisotropy here")
     p.add_argument("--ad", type=Path, help="also write the axial diffusivity here")
     p.add_argument("--rd", type=Path, help="also write the radial diffusivity here")

@@ -212,3 +212,33 @@ def test_a_scheme_spreads_its_directions_and_determines_a_tensor(directions):
     assert np.degrees(np.arccos(closest.max())) > 60 / np.sqrt(directions)  # none doubled
     with pytest.raises(ValueError, match="at least 6"):
         diffusion_scheme(5, 1000.0)
+
+
+@pytest.mark.parametrize("snr, wls_reads, at_floor", [(50, 1.61, 0.5), (20, 0.73, 0.77)])
+def test_the_rician_fit_is_not_fooled_by_the_noise_floor(snr, wls_reads, at_floor):
+    """Free fluid (2.0 µm²/ms) at b 1000 and 3000: the b 3000 points sink to the noise
+    floor, which the log-linear fits read as signal (diffusivity low); least squares on
+    M² against S² + 2σ² is unbiased, and the fit says how many points lie below 3σ (the
+    b 3000 half, and at SNR 20 most b 1000 points too)."""
+    b = np.concatenate([diffusion_scheme(30, 1000.0), diffusion_scheme(30, 3000.0)[1:]])
+    signal = np.exp(-1e-3 * np.trace(b, axis1=1, axis2=2) * 2.0)
+    clean = np.broadcast_to(signal[:, None, None, None], (len(b), 1, 30, 100))
+    noisy = rician(clean, 1.0 / snr, seed=snr)
+    mask = np.ones((1, 30, 100), bool)
+    fits = {method: fit_diffusion(noisy, b, method=method, mask=mask, noise_sigma=1.0 / snr)
+            for method in ("wls", "rician")}
+    assert np.median(fits["rician"].md()) == pytest.approx(2.0, rel=0.03)
+    assert np.median(fits["wls"].md()) == pytest.approx(wls_reads, rel=0.05)
+    assert fits["rician"].floor_fraction == pytest.approx(at_floor, abs=0.05)
+
+
+def test_the_rician_fit_needs_the_noise():
+    d, lam, _ = tensors()
+    b = b_matrices(B_VALUES, VECTORS)
+    images = signal(b, d).astype(np.float32)
+    exact = fit_diffusion(images, b, method="rician", mask=np.ones(SHAPE, bool),
+                          noise_sigma=1e-3)
+    np.testing.assert_allclose(exact.eigenvalues, lam, atol=1e-4)
+    assert exact.floor_fraction == 0.0
+    with pytest.raises(ValueError, match="give noise_sigma$"):  # no background to measure
+        fit_diffusion(images, b, method="rician", mask=np.ones(SHAPE, bool))

@@ -138,3 +138,26 @@ def test_the_scheme_line_groups_a_scanners_scattered_b_values():
     assert scheme_summary(b) == "19 images, b 26, 115, 518, 1018 s/mm², 6 directions"
     assert scheme_summary(b_matrices([0, 300, 600], np.tile([1.0, 0, 0], (3, 1)))) == \
         "3 images, b 0, 300, 600 s/mm², 1 direction"
+
+
+def test_the_dock_names_the_noise_floor_and_fits_rician(make_napari_viewer, qtbot, logged):
+    from napari_mrmicro.core.diffusion_tensor import diffusion_scheme
+
+    viewer = make_napari_viewer()
+    b = np.concatenate([diffusion_scheme(12, 1000.0), diffusion_scheme(12, 3000.0)[1:]])
+    inside = np.zeros((8, 24, 24), bool)
+    inside[2:6, 4:20, 8:20] = True
+    clean = np.exp(-2e-3 * np.trace(b, axis1=1, axis2=2))[:, None, None, None] * inside
+    noise = np.random.default_rng(6).normal(0, 1 / 30, clean.shape + (2,))
+    images = np.abs(clean + noise[..., 0] + 1j * noise[..., 1]).astype(np.float32)
+    viewer.add_image(images, name="fluid", metadata={"mrmicro": {"acquisition": {
+        "b_matrix_s_per_mm2": b.tolist()}}})
+    dock = DiffusionWidget(viewer)
+    wait_for_job(qtbot, dock, dock.run())
+    assert "below 3σ, where a wls fit reads the diffusivity low: fit 'rician'" in \
+        dock.status.value
+    dock.method.value = "rician"
+    wait_for_job(qtbot, dock, dock.run())
+    assert "rician" not in dock.status.value.split("MD median")[1]
+    md = np.asarray(viewer.layers["MD (µm²/ms, rician)"].data)
+    assert np.median(md[inside]) == pytest.approx(2.0, rel=0.04) and not logged.errors

@@ -10,7 +10,8 @@ from napari.utils.notifications import show_info
 
 from napari_mrmicro._layers import SEQUENTIAL, like, relaxation_limits
 from napari_mrmicro.core.diffusion_tensor import (METHODS, check_b_matrices, fit_diffusion,
-                                                  fit_record, tensor_determined)
+                                                  fit_record, floor_advice,
+                                                  tensor_determined)
 from napari_mrmicro.widgets._dock import (JobDock, layer_picker, layers_with_role,
                                           restore_defaults_button)
 from napari_mrmicro.widgets._results import add_layers
@@ -116,7 +117,9 @@ class DiffusionWidget(Container, JobDock):
             label="fit", choices=list(METHODS), value="wls",
             tooltip="wls: least squares on log S weighted by the predicted signal squared "
                     "(Salvador 2005; the usual choice); ols: unweighted; nlls: least squares "
-                    "on the signal itself (Koay 2006), slower.")
+                    "on the signal itself (Koay 2006), slower; rician: on the squared "
+                    "magnitude against S² + 2σ² (σ measured in the background), unbiased "
+                    "where points reach the noise floor, as free fluid at high b does.")
         self.mask_source = ComboBox(
             label="mask", choices=self._mask_choices,
             tooltip="Voxels to fit: those with signal in the least-weighted images (noise "
@@ -222,6 +225,9 @@ class DiffusionWidget(Container, JobDock):
             summary += f"; FA median {maps['fa_median']:.2f}"
             if fit.negative_eigenvalues:
                 summary += f"; {fit.negative_eigenvalues} voxels with a negative eigenvalue"
+        advice = floor_advice(fit.floor_fraction, request["method"])
+        if advice:
+            summary += f". {advice[0].upper()}{advice[1:]}"
         self.status.value = summary
         show_info(f"Diffusion tensor done: {summary}")
 
