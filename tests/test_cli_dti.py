@@ -63,6 +63,13 @@ def test_dti_writes_every_map(tmp_path, capsys):
         -4:, -4:], atol=1e-3)  # where the series lies
 
 
+def test_info_names_the_diffusion_scheme(tmp_path, capsys):
+    series, _ = write_series(tmp_path)
+    assert main(["info", str(series)]) == 0
+    assert "diffusion: 13 images, b 0, 1000 s/mm², 12 directions (each image's b-matrix " \
+        "stated)" in capsys.readouterr().out
+
+
 def test_dti_refusals(tmp_path, capsys):
     series, _ = write_series(tmp_path, with_table=False)
     assert main(["dti", str(series), str(tmp_path / "md.nii")]) == 2

@@ -656,6 +656,11 @@ def _describe(volume, name: str) -> list[str]:
                  else "", f"{acq['averages']} average{'s' if acq['averages'] != 1 else ''}"
                  if acq.get("averages") else ""]
         lines.append("  acquisition: " + ", ".join(f for f in facts if f))
+    if acq.get("b_matrix_s_per_mm2") is not None:
+        from napari_mrmicro.core.diffusion_tensor import scheme_summary
+
+        lines.append(f"  diffusion: {scheme_summary(acq['b_matrix_s_per_mm2'])} (each "
+                     "image's b-matrix stated)")
     if kind == "k-space":
         facts = [f"{100 * meta['sampled_fraction']:.1f} % of the grid acquired"
                  if meta.get("sampled_fraction") is not None else "",

@@ -123,23 +123,6 @@ def test_cancel_and_no_series(make_napari_viewer, qtbot, monkeypatch):
                      "b-matrices"]
 
 
-def test_the_scheme_line_groups_a_scanners_scattered_b_values():
-    """Effective b-values scatter around the nominal ones (a real PV 6.0.1 DtiStandard:
-    6 directions at 3 b-values plus an A0 at 26 s/mm²); the line names the shells and the
-    top shell's directions."""
-    from napari_mrmicro.widgets.diffusion import scheme_summary
-
-    rng = np.random.default_rng(5)
-    directions = rng.normal(size=(6, 3))
-    values = [26.0] + [v * f for v in (109.0, 511.0, 1011.0) for f in (1, 1.004, 0.997,
-                                                                        1.01, 0.99, 1.002)]
-    b = b_matrices(values, np.r_[[[1.0, 1.0, 1.13]], np.tile(directions, (3, 1))])
-    b[1:] += np.diag([3.0, 2.0, 1.0])  # imaging terms tilt the low shell's axes
-    assert scheme_summary(b) == "19 images, b 26, 115, 518, 1018 s/mm², 6 directions"
-    assert scheme_summary(b_matrices([0, 300, 600], np.tile([1.0, 0, 0], (3, 1)))) == \
-        "3 images, b 0, 300, 600 s/mm², 1 direction"
-
-
 def test_the_dock_names_the_noise_floor_and_fits_rician(make_napari_viewer, qtbot, logged):
     from napari_mrmicro.core.diffusion_tensor import diffusion_scheme
 

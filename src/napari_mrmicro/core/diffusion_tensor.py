@@ -191,6 +191,25 @@ def diffusion_scheme(directions: int, b_value: float) -> np.ndarray:
                       np.r_[np.zeros((1, 3)), unit])
 
 
+def scheme_summary(b_matrix) -> str:
+    """The images, their shells (b-values within 10 % of each other, as a scanner's
+    effective b-values scatter around the nominal one) and the directions of the highest
+    shell, as one line."""
+    b = np.asarray(b_matrix, dtype=float)
+    trace = np.sort(np.trace(b, axis1=1, axis2=2))
+    breaks = np.flatnonzero(np.diff(trace) > 0.1 * trace[1:] + 10) + 1
+    shells = [float(np.median(shell)) for shell in np.split(trace, breaks)]
+    listed = ", ".join(f"{v:.0f}" for v in shells) if len(shells) <= 4 else \
+        f"{shells[0]:.0f}–{shells[-1]:.0f}"
+    top = np.trace(b, axis1=1, axis2=2) >= trace[breaks[-1]] if len(breaks) else None
+    kept = []  # the top shell's main axes, those within 5° of an earlier one counted once
+    for axis in np.linalg.eigh(b[top])[1][:, :, -1] if top is not None else ():
+        if not kept or np.max(np.abs(np.asarray(kept) @ axis)) < np.cos(np.deg2rad(5)):
+            kept.append(axis)
+    return (f"{len(b)} images, b {listed} s/mm², {len(kept)} "
+            f"direction{'' if len(kept) == 1 else 's'}")
+
+
 def check_b_matrices(b_matrix, points: int, where: str) -> np.ndarray:
     """``b_matrix`` as (points, 3, 3) float64 s/mm²: finite, symmetric and positive
     semi-definite, or a ValueError headed ``where`` naming the problem."""
