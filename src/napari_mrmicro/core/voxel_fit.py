@@ -109,8 +109,9 @@ def solve_small(a: np.ndarray, b: np.ndarray):
     positive definite: normal equations) by LAPACK where their determinant is positive."""
     k = a.shape[1]
     if k > 3:
-        sign, logdet = np.linalg.slogdet(a)
-        solvable = (sign > 0) & np.isfinite(logdet)
+        solvable = np.all(np.isfinite(a), axis=(1, 2)) & np.all(np.isfinite(b), axis=1)
+        sign, logdet = np.linalg.slogdet(a[solvable])
+        solvable[solvable] = (sign > 0) & np.isfinite(logdet)
         x = np.full(b.shape, np.nan)
         if solvable.any():
             x[solvable] = np.linalg.solve(a[solvable], b[solvable][..., None])[..., 0]
