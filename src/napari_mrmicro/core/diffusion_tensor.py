@@ -31,12 +31,14 @@ Fits (``method``):
 * ``"rician"``: least squares on the squared magnitude against its expectation
   ``S² + 2σ²`` (exact for single-channel magnitude data, Rician with σ per channel:
   the "power image" of Miller & Joseph, Magn Reson Imaging 1993;11:1051), weighted by
-  ``1/(S² + σ²)``, from a WLS fit of ``M² − 2σ²``. The other fits read the noise floor
-  as signal: where diffusion-weighted points sink to it (free fluid at high b, common in
-  fixed specimens) they read the diffusivity low: fluid of 2.0 µm²/ms with b 1000 and 3000
-  at b=0 SNR 50 reads 1.61 (WLS), 0.95 (OLS), 1.98 (NLLS) and 2.00 (rician); at SNR 20,
-  0.73, 0.52, 1.90 and 2.04 (tested). It needs σ (``noise_sigma``, else measured in the
-  background).
+  ``1/(S² + σ²)``, from a WLS fit of ``M² − 2σ²``; a voxel with too few points above
+  the floor for that, or whose mean diffusivity has a standard error larger than itself,
+  is not fitted (its diffusivity is only bounded from below; tested). The
+  other fits read the noise floor as signal: where
+  diffusion-weighted points sink to it (free fluid at high b, common in fixed specimens)
+  they read the diffusivity low: fluid of 2.0 µm²/ms with b 1000 and 3000 at b=0 SNR 50
+  reads 1.61 (WLS), 0.95 (OLS), 1.98 (NLLS) and 2.00 (rician); at SNR 20, 0.73, 0.52,
+  1.90 and 2.04 (tested). It needs σ (``noise_sigma``, else measured in the background).
 
 With σ known (given or measured) the fit reports ``floor_fraction``: the share of the
 diffusion-weighted points in the fitted voxels below 3σ, where that bias sets in.
@@ -67,6 +69,8 @@ from napari_mrmicro.core.voxel_fit import fit_voxels, levenberg_marquardt, solve
 
 MODELS = ("tensor", "adc")
 METHODS = ("ols", "wls", "nlls", "rician")
+#: Results beyond this magnitude would not survive float32 (a fit that ran away).
+FLOAT32_LIMIT = 1e30
 #: Points below this many σ count as at the noise floor (``floor_fraction``).
 FLOOR_SIGMAS = 3.0
 #: s/mm² times µm²/ms: the exponent's unit.
@@ -399,34 +403,25 @@ def _weighted_solve(design, y, w):
 
 def _fit(signal, design, method, tensor, sigma):
     """S0, eigenvalues (and tensor elements and principal direction) of each row."""
-    values = signal.astype(np.float64)
-    if method == "rician":  # M² − 2σ²: an unbiased estimate of S² (module docstring)
-        values = values * values - 2 * sigma * sigma
-        usable = values > 0.5 * sigma * sigma
-        y = 0.5 * np.log(np.where(usable, values, 1))
-    else:
-        usable = values > 0
-        y = np.log(np.where(usable, values, 1))
-    w = usable.astype(np.float64)
-    beta = _weighted_solve(design, y, w)
-    if method != "ols":
-        with np.errstate(over="ignore", invalid="ignore"):
-            predicted = np.exp(np.minimum(beta @ design.T, 700))
-        beta = _weighted_solve(design, y, w * predicted * predicted)
+    magnitude = signal.astype(np.float64)
+    beta, usable = _log_linear(magnitude, design, method != "ols")
     if method == "nlls":
-        beta = _nonlinear(signal, design, beta, w)
-    elif method == "rician":
-        beta = _second_moment(signal, design, beta, sigma)
+        beta = _nonlinear(signal, design, beta, usable.astype(np.float64))
+    elif method == "rician":  # M² − 2σ²: an unbiased estimate of S² (module docstring)
+        start, _ = _log_linear(np.sqrt(np.maximum(magnitude ** 2 - 2 * sigma ** 2, 0)),
+                               design, True, least=np.sqrt(0.5) * sigma)
+        beta = _second_moment(signal, design, start, sigma)
     s0 = np.exp(np.minimum(beta[:, -1], 700))
     if not tensor:
         adc = beta[:, 0]
-        good = np.isfinite(adc) & np.isfinite(s0) & (adc > 0) & (s0 > 0)
+        good = np.isfinite(adc) & np.isfinite(s0) & (adc > 0) & (adc < FLOAT32_LIMIT) \
+            & (s0 > 0) & (s0 < FLOAT32_LIMIT)
         return [np.where(good, s0, 0), np.where(good, adc, 0)]
     elements = beta[:, :6]
-    good = np.all(np.isfinite(elements), axis=1) & np.isfinite(s0) & (s0 > 0)
+    good = np.all(np.isfinite(elements), axis=1) & (s0 > 0) & (s0 < FLOAT32_LIMIT)
     elements = np.where(good[:, None], elements, 0)
     lam, principal = _eigen(elements)
-    good &= lam.sum(axis=1) > 0
+    good &= (lam.sum(axis=1) > 0) & np.all(np.abs(lam) < FLOAT32_LIMIT, axis=1)
     principal *= np.where(principal[np.arange(len(principal)),
                                     np.argmax(np.abs(principal), axis=1)] < 0, -1, 1)[:, None]
     keep = good[:, None]
@@ -468,9 +463,28 @@ def _eigen(elements):
     return lam, vector
 
 
+def _log_linear(values, design, weighted: bool, least: float = 0.0):
+    """Least squares of log ``values`` (rows, n) on the design, over the points above
+    ``least``; ``weighted``: once more with the first fit's predicted signal squared as
+    weights. Returns the parameters (NaN where the points do not determine them) and the
+    points used."""
+    usable = values > least
+    y = np.log(np.where(usable, values, 1))
+    w = usable.astype(np.float64)
+    beta = _weighted_solve(design, y, w)
+    if weighted:
+        with np.errstate(over="ignore", invalid="ignore"):
+            predicted = np.exp(np.minimum(beta @ design.T, 700))
+        beta = _weighted_solve(design, y, w * predicted * predicted)
+    return beta, usable
+
+
 def _second_moment(signal, design, beta, sigma):
     """Minimise Σ w (M² − S² − 2σ²)² with ``S = exp(X β)`` and ``w = 1/(S² + σ²)`` at
-    the start, from ``beta``."""
+    the start, from ``beta``; NaN where the mean diffusivity is not measured: its
+    standard error (M² has variance ≈ 4σ²(S² + σ²), so the covariance is 4σ² times the
+    inverse of ``JᵀWJ``) exceeds the value itself, as where every weighted point is
+    noise."""
     start = np.where(np.isfinite(beta), beta, np.nan)
     floor = 2 * sigma * sigma
     with np.errstate(over="ignore", invalid="ignore"):
@@ -481,7 +495,16 @@ def _second_moment(signal, design, beta, sigma):
         power = np.exp(np.minimum(2 * p @ design.T, 700))
         return power + floor, [2 * power * design[:, k] for k in range(design.shape[1])]
 
-    fitted, _, _ = levenberg_marquardt(model, start, signal.astype(np.float64) ** 2, weights)
+    fitted, _, information = levenberg_marquardt(model, start,
+                                                 signal.astype(np.float64) ** 2, weights)
+    mean = np.zeros(design.shape[1])
+    mean[:3 if design.shape[1] == 7 else 1] = 1 / (3 if design.shape[1] == 7 else 1)
+    spread, ok = solve_small(information, np.broadcast_to(mean, fitted.shape).copy())
+    variance = 4 * sigma * sigma * (spread @ mean)
+    value = fitted @ mean
+    with np.errstate(invalid="ignore"):
+        measured = ok & (variance >= 0) & (np.sqrt(variance) <= np.abs(value))
+    fitted[~measured] = np.nan
     return fitted
 
 
