@@ -132,3 +132,29 @@ def test_a_paravision_dti_converted_to_nifti_opens_in_dipy(tmp_path):
         "acquisition"]["b_matrix_s_per_mm2"], mask=np.ones((3, 20, 10), bool))
     np.testing.assert_allclose(peer.md.T * 1e3, ours.md(), rtol=1e-4)
     np.testing.assert_allclose(peer.fa.T, ours.fa(), atol=1e-4)
+
+
+def test_the_coronal_scan_as_a_napari_layer_keeps_its_fibre_in_the_world(tmp_path):
+    """Scan 27's coronal, transposed geometry is stored with its first array axis along
+    world A; the layer napari gets has its axes reordered to the world's, and its
+    b-matrices with them: the fibre still points where it lies."""
+    from napari_mrmicro._layers import volume_to_layer_data
+
+    rng = np.random.default_rng(7)
+    b = np.concatenate([np.zeros((1, 3, 3)), b_matrices(np.full(12, 1200.0),
+                                                         rng.normal(size=(12, 3)))])
+    fibre = np.array([0.6, -0.3, 0.74]) / np.linalg.norm([0.6, -0.3, 0.74])
+    fibre_subject = geometry.LPS_TO_RAS @ fibre
+    d = 0.2 * np.eye(3) + 1.5 * np.outer(fibre_subject, fibre_subject)
+    signal = 1000.0 * np.exp(-1e-3 * np.einsum("nij,ij->n", b, d))
+    images = np.broadcast_to(signal[:, None, None, None], (13, 3, 20, 10))
+    volume = bruker.read(dti_scan(tmp_path, CORONAL, CORONAL_START, (0, -1.0, 0), b, images))
+    (data, kwargs, _), = volume_to_layer_data(volume)
+    assert kwargs["metadata"]["mrmicro"]["array_axes_from_file"] != (0, 1, 2)
+    fit = fit_diffusion(np.asarray(data), kwargs["metadata"]["mrmicro"]["acquisition"][
+        "b_matrix_s_per_mm2"], mask=np.ones(data.shape[1:], bool))
+    linear = np.asarray(kwargs["affine"])[-4:-1, -4:-1]
+    rotation = linear / np.linalg.norm(linear, axis=0)[None, :]
+    centre = tuple(n // 2 for n in data.shape[1:])
+    world = rotation @ fit.principal[(slice(None), *centre)]
+    assert abs(world[::-1] @ fibre) == pytest.approx(1.0, abs=1e-5)
