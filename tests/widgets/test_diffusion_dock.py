@@ -144,3 +144,29 @@ def test_the_dock_names_the_noise_floor_and_fits_rician(make_napari_viewer, qtbo
     assert "rician" not in dock.status.value.split("MD median")[1]
     md = np.asarray(viewer.layers["MD (µm²/ms, rician)"].data)
     assert np.median(md[inside]) == pytest.approx(2.0, rel=0.04) and not logged.errors
+
+
+def test_a_labels_layer_as_the_mask(make_napari_viewer, qtbot, monkeypatch):
+    """The fit docks' shared mask choice: a Labels layer's non-zero voxels are fitted; one
+    on another grid is refused by name."""
+    shown = []
+    monkeypatch.setattr("napari_mrmicro.widgets._dock.show_error", shown.append)
+    viewer = make_napari_viewer()
+    b = b_matrices(np.r_[0.0, np.full(12, 1000.0)], np.r_[np.zeros((1, 3)), DIRECTIONS])
+    decay = 150.0 * np.exp(-1e-3 * np.trace(b, axis1=1, axis2=2))  # D 1 µm²/ms
+    images = (decay[:, None, None, None] + np.random.default_rng(8).uniform(
+        0, 1, (13, 4, 10, 12))).astype(np.float32)
+    viewer.add_image(images, name="dwi", metadata={"mrmicro": {"acquisition": {
+        "b_matrix_s_per_mm2": b.tolist()}}})
+    region = np.zeros((4, 10, 12), np.uint8)
+    region[1:3, 2:6, 3:9] = 2
+    labels = viewer.add_labels(region, name="region")
+    viewer.add_labels(np.ones((4, 10, 11), np.uint8), name="other grid")
+    dock = DiffusionWidget(viewer)
+    assert dock.mask_source.choices[0] == "signal" and labels in dock.mask_source.choices
+    dock.mask_source.value = viewer.layers["other grid"]
+    assert dock.run() is None and "does not match the images (4, 10, 12)" in shown[-1]
+    dock.mask_source.value = labels
+    wait_for_job(qtbot, dock, dock.run())
+    fitted = np.asarray(viewer.layers["MD (µm²/ms, wls)"].data) > 0
+    np.testing.assert_array_equal(fitted, region > 0)

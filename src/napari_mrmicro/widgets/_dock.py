@@ -10,6 +10,7 @@ its dock inside a :class:`ScrollingDock`, a QScrollArea around it.
 
 from __future__ import annotations
 
+import numpy as np
 from magicgui.widgets import ComboBox, Container, Label, PushButton
 from magicgui.widgets.bases import ValueWidget
 from napari.layers import Image, Labels
@@ -174,6 +175,27 @@ def layer_picker(viewer, label: str, roles, kind=Image, others=(), tooltip: str 
                                 where)
 
     return ComboBox(label=label, choices=choices, tooltip=tooltip, nullable=nullable)
+
+
+#: The fit docks' default mask: the voxels with signal, found by the fit itself.
+SIGNAL_MASK = "signal"
+
+
+def mask_picker(viewer, tooltip: str) -> ComboBox:
+    """A fit dock's "mask" choice: :data:`SIGNAL_MASK` or a Labels layer."""
+    return ComboBox(label="mask", tooltip=tooltip, choices=lambda _widget=None: [
+        SIGNAL_MASK] + layers_with_role(viewer, ("labels",), kind=Labels))
+
+
+def chosen_mask(picker: ComboBox, shape: tuple, what: str):
+    """The non-zero voxels of the Labels layer chosen in ``picker`` (None for the fit's
+    own mask); ValueError unless they lie on the grid ``shape`` of ``what``."""
+    if not isinstance(picker.value, Labels):
+        return None
+    mask = np.asarray(picker.value.data) != 0
+    if mask.shape != tuple(shape):
+        raise ValueError(f"the mask layer {mask.shape} does not match {what} {tuple(shape)}")
+    return mask
 
 
 def numbers_field(text: str, name: str, count: int | None = None) -> tuple:

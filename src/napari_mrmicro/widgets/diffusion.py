@@ -5,19 +5,17 @@ from __future__ import annotations
 
 import numpy as np
 from magicgui.widgets import CheckBox, ComboBox, Container, Label
-from napari.layers import Labels
 from napari.utils.notifications import show_info
 
 from napari_mrmicro._layers import SEQUENTIAL, like, relaxation_limits
 from napari_mrmicro.core.diffusion_tensor import (METHODS, check_b_matrices, fit_diffusion,
                                                   fit_record, floor_advice, scheme_summary,
                                                   tensor_determined)
-from napari_mrmicro.widgets._dock import (JobDock, layer_picker, layers_with_role,
+from napari_mrmicro.widgets._dock import (JobDock, chosen_mask, layer_picker, mask_picker,
                                           restore_defaults_button)
 from napari_mrmicro.widgets._results import add_layers
 from napari_mrmicro.widgets._worker import progress_worker
 
-SIGNAL_MASK = "signal"
 MODELS = (("tensor", "tensor"), ("ADC (one diffusivity)", "adc"))
 
 
@@ -101,10 +99,10 @@ class DiffusionWidget(Container, JobDock):
                     "on the signal itself (Koay 2006), slower; rician: on the squared "
                     "magnitude against S² + 2σ² (σ measured in the background), unbiased "
                     "where points reach the noise floor, as free fluid at high b does.")
-        self.mask_source = ComboBox(
-            label="mask", choices=self._mask_choices,
-            tooltip="Voxels to fit: those with signal in the least-weighted images (noise "
-                    "measured in the background), or the non-zero voxels of a Labels layer.")
+        self.mask_source = mask_picker(
+            self.viewer, "Voxels to fit: those with signal in the least-weighted images "
+                         "(noise measured in the background), or the non-zero voxels of a "
+                         "Labels layer.")
         self.colour = CheckBox(text="add direction colour map", value=True,
                                tooltip="The principal direction as RGB weighted by FA: red "
                                        "R-L, green A-P, blue S-I of the world.")
@@ -125,9 +123,6 @@ class DiffusionWidget(Container, JobDock):
             event.connect(self.reset_choices)
         self._read_metadata()
 
-    def _mask_choices(self, _widget=None):
-        return [SIGNAL_MASK] + layers_with_role(self.viewer, ("labels",), kind=Labels)
-
     def _read_metadata(self, *_):
         layer = self.images.value
         if layer is None:
@@ -144,12 +139,7 @@ class DiffusionWidget(Container, JobDock):
             raise ValueError("choose a diffusion-weighted series stating its b-matrices")
         data = layer.data  # read in the worker (fit_diffusion), not on the GUI thread
         b = check_b_matrices(_b_matrix(layer), data.shape[0], "images")
-        mask = None
-        if isinstance(self.mask_source.value, Labels):
-            mask = np.asarray(self.mask_source.value.data) != 0
-            if mask.shape != data.shape[1:]:
-                raise ValueError(f"the mask layer {mask.shape} does not match the images "
-                                 f"{data.shape[1:]}")
+        mask = chosen_mask(self.mask_source, data.shape[1:], "the images")
         return dict(images=data, b_matrix=b, model=self.model.value,
                     method=self.method.value, mask=mask)
 

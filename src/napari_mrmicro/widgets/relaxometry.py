@@ -5,18 +5,16 @@ from __future__ import annotations
 import numpy as np
 from magicgui.widgets import (CheckBox, ComboBox, Container, FloatSpinBox, Label, LineEdit,
                               SpinBox)
-from napari.layers import Labels
 from napari.utils.notifications import show_info
 
 from napari_mrmicro._layers import SEQUENTIAL, like, relaxation_limits
 from napari_mrmicro.core.relaxometry import (METHODS, NOISE_FLOOR, fit_record,
                                              fit_relaxation, relaxation_name)
-from napari_mrmicro.widgets._dock import (JobDock, layer_picker, layers_with_role,
+from napari_mrmicro.widgets._dock import (JobDock, chosen_mask, layer_picker, mask_picker,
                                           numbers_field, restore_defaults_button)
 from napari_mrmicro.widgets._results import add_layers
 from napari_mrmicro.widgets._worker import progress_worker
 
-SIGNAL_MASK = "signal"
 
 
 def _echoes(layer) -> bool:
@@ -59,11 +57,10 @@ class RelaxometryWidget(Container, JobDock):
             tooltip="Leave out this many first echoes (0–100). A multi-echo spin echo's "
                     "first echo lacks the stimulated echoes of the later ones and lies off "
                     "their decay: skip 1 for T2 (Milford et al., PLoS One 2015).")
-        self.mask_source = ComboBox(label="mask", choices=self._mask_choices,
-                                    tooltip="Voxels to fit: those with signal (the first "
-                                            "echo above the noise floor, noise specks "
-                                            "dropped), or the "
-                                            "non-zero voxels of a Labels layer.")
+        self.mask_source = mask_picker(
+            self.viewer, "Voxels to fit: those with signal (the first echo above the noise "
+                         "floor, noise specks dropped), or the non-zero voxels of a Labels "
+                         "layer.")
         self.s0 = CheckBox(text="add S0 layer", value=False,
                            tooltip="Also add S0, the signal extrapolated to TE 0 (proton "
                                    "density × receive field).")
@@ -77,9 +74,6 @@ class RelaxometryWidget(Container, JobDock):
         for event in (self.viewer.layers.events.inserted, self.viewer.layers.events.removed):
             event.connect(self.reset_choices)
         self._read_metadata()
-
-    def _mask_choices(self, _widget=None):
-        return [SIGNAL_MASK] + layers_with_role(self.viewer, ("labels",), kind=Labels)
 
     def _acquisition(self) -> dict:
         layer = self.magnitude.value
@@ -97,12 +91,7 @@ class RelaxometryWidget(Container, JobDock):
         if layer is None:
             raise ValueError("choose a magnitude layer of several echoes (echo, z, y, x)")
         data = layer.data  # read in the worker (fit_relaxation), not on the GUI thread
-        mask = None
-        if isinstance(self.mask_source.value, Labels):
-            mask = np.asarray(self.mask_source.value.data) != 0
-            if mask.shape != data.shape[1:]:
-                raise ValueError(f"the mask layer {mask.shape} does not match the echoes "
-                                 f"{data.shape[1:]}")
+        mask = chosen_mask(self.mask_source, data.shape[1:], "the echoes")
         return dict(magnitude=data, te_ms=numbers_field(self.te.value, "TE (ms)", data.shape[0]),
                     method=self.method.value, mask=mask, floor=self.floor.value,
                     skip_echoes=self.skip.value)

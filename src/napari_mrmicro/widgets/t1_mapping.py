@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import numpy as np
 from magicgui.widgets import CheckBox, ComboBox, Container, LineEdit, Select
-from napari.layers import Labels
 from napari.utils.notifications import show_info
 from qtpy.QtWidgets import QSizePolicy
 
@@ -13,8 +12,9 @@ from napari_mrmicro._layers import SEQUENTIAL, layer_geometry, like, relaxation_
 from napari_mrmicro.core.t1_mapping import VARIED, angle_advice, fit_record, fit_t1
 from napari_mrmicro.io import Volume
 from napari_mrmicro.pipeline import T1_SERIES, t1_series
-from napari_mrmicro.widgets._dock import (JobDock, layer_picker, layers_with_role,
-                                          numbers_field, restore_defaults_button)
+from napari_mrmicro.widgets._dock import (JobDock, chosen_mask, layer_picker,
+                                          layers_with_role, mask_picker, numbers_field,
+                                          restore_defaults_button)
 from napari_mrmicro.widgets._results import add_layers
 from napari_mrmicro.widgets._worker import progress_worker
 
@@ -23,7 +23,6 @@ EXPERIMENTS = (("variable flip angle (VFA)", "vfa"),
                ("inversion recovery", "inversion_recovery"))
 TITLES = {"vfa": "flip angles (°)", "saturation_recovery": "TR (ms)",
           "inversion_recovery": "TI (ms)"}
-SIGNAL_MASK = "signal"
 
 
 def _magnitude(layer) -> bool:
@@ -90,10 +89,9 @@ class T1MappingWidget(Container, JobDock):
             tooltip="VFA: the relative transmit field (acting over nominal flip angle) on "
                     "the images' grid. Without it T1 is as good as the nominal angles: at "
                     "7-21 T B1 varies 10-30 % over a specimen, and T1 about twice that.")
-        self.mask_source = ComboBox(label="mask", choices=self._mask_choices,
-                                    tooltip="Voxels to fit: those with signal in the "
-                                            "brightest image, or the non-zero voxels of a "
-                                            "Labels layer.")
+        self.mask_source = mask_picker(
+            self.viewer, "Voxels to fit: those with signal in the brightest image, or the "
+                         "non-zero voxels of a Labels layer.")
         self.m0 = CheckBox(text="add M0 layer", value=False,
                            tooltip="Also add M0, the signal of full relaxation at 90°.")
         self.sd = CheckBox(text="add T1 standard error layer", value=False,
@@ -113,9 +111,6 @@ class T1MappingWidget(Container, JobDock):
     def _image_choices(self, _widget=None):
         return [(layer.name, layer) for layer in layers_with_role(
             self.viewer, ("magnitude",), where=_magnitude)]
-
-    def _mask_choices(self, _widget=None):
-        return [SIGNAL_MASK] + layers_with_role(self.viewer, ("labels",), kind=Labels)
 
     def _chosen(self) -> list:
         """The selected layers in the layer list's order."""
@@ -169,9 +164,7 @@ class T1MappingWidget(Container, JobDock):
             volumes.append(Volume(layer.data, geometry.spacing_um,
                                   dict(layer.metadata.get("mrmicro") or {}),
                                   affine_um=geometry.affine_um))
-        mask = None
-        if isinstance(self.mask_source.value, Labels):
-            mask = np.asarray(self.mask_source.value.data) != 0
+        mask = chosen_mask(self.mask_source, layers[0].data.shape[-3:], "the images")
         b1 = self.b1.value if method == "vfa" else None
         if b1 is not None and tuple(b1.data.shape) != tuple(layers[0].data.shape[-3:]):
             raise ValueError(f"the B1 map {tuple(b1.data.shape)} is not on the images' "
