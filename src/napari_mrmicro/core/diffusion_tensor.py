@@ -64,7 +64,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from napari_mrmicro.core.memory import check_memory
-from napari_mrmicro.core.relaxometry import check_magnitude, signal_and_noise
+from napari_mrmicro.core.relaxometry import check_magnitude, fit_mask
 from napari_mrmicro.core.voxel_fit import fit_voxels, levenberg_marquardt, solve_small
 
 MODELS = ("tensor", "adc")
@@ -292,19 +292,8 @@ def fit_diffusion(images, b_matrix, model: str = "tensor", method: str = "wls", 
     trace = np.trace(b, axis1=1, axis2=2)
     reference = np.mean(data[np.flatnonzero(trace <= trace.min() + 1e-6)], axis=0,
                         dtype=np.float32)
-    if noise_sigma is not None and not (isinstance(noise_sigma, (int, float))
-                                        and math.isfinite(noise_sigma) and noise_sigma > 0):
-        raise ValueError(f"{where}: noise_sigma must be a positive number, got "
-                         f"{noise_sigma!r}")
-    if noise_sigma is None and (mask is None or method == "rician"):
-        measured, noise_sigma = signal_and_noise(
-            reference, where, "give noise_sigma" + (" or a mask" if method != "rician" else ""))
-        mask = measured if mask is None else mask
-    if mask is None:
-        mask = reference > 3 * noise_sigma
-    mask = np.asarray(mask, dtype=bool)
-    if mask.shape != shape:
-        raise ValueError(f"{where}: mask {mask.shape} does not match the images {shape}")
+    mask, noise_sigma = fit_mask(reference, mask, noise_sigma, where,
+                                 need_sigma=method == "rician")
     if not mask.any():
         raise ValueError(f"{where}: no voxel to fit (the mask is empty)")
 

@@ -223,6 +223,29 @@ def signal_and_noise(image: np.ndarray, where: str,
     return mask, float(report.noise_sigma)
 
 
+def fit_mask(reference: np.ndarray, mask, noise_sigma, where: str, need_sigma: bool):
+    """The voxels a voxel-wise fit takes and the noise σ: a given ``mask`` checked against
+    the grid of ``reference`` (the image the signal is judged in), else the voxels with
+    signal in it (above 3σ for a given σ, else :func:`signal_and_noise`). σ is checked
+    when given and measured when the mask or ``need_sigma`` asks for it (else None);
+    ValueErrors headed ``where``."""
+    if noise_sigma is not None and not (isinstance(noise_sigma, (int, float))
+                                        and math.isfinite(noise_sigma) and noise_sigma > 0):
+        raise ValueError(f"{where}: noise_sigma must be a positive number, got "
+                         f"{noise_sigma!r}")
+    measured = None
+    if noise_sigma is None and (mask is None or need_sigma):
+        measured, noise_sigma = signal_and_noise(
+            reference, where, "give noise_sigma" + ("" if need_sigma else " or a mask"))
+    if mask is None:
+        mask = measured if measured is not None else reference > 3 * noise_sigma
+    mask = np.asarray(mask, dtype=bool)
+    if mask.shape != reference.shape:
+        raise ValueError(f"{where}: mask {mask.shape} does not match the images "
+                         f"{reference.shape}")
+    return mask, noise_sigma
+
+
 def _fit(signal: np.ndarray, te: np.ndarray, method: str, level: np.float32,
          least_decay: np.float32):
     """R2 (1/s), S0 and echoes used of each row of ``signal`` (voxels, echoes): echoes used

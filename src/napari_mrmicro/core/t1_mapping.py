@@ -42,7 +42,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from napari_mrmicro.core.memory import check_memory
-from napari_mrmicro.core.relaxometry import NOT_FITTED, check_magnitude, signal_and_noise
+from napari_mrmicro.core.relaxometry import NOT_FITTED, check_magnitude, fit_mask
 from napari_mrmicro.core.voxel_fit import (fit_voxels, grid_start, levenberg_marquardt,
                                            solve_small)
 
@@ -139,21 +139,7 @@ def fit_t1(images, method: str, flip_deg=None, tr_ms=None, ti_ms=None, b1=None,
     check_memory(RESULT_BYTES * math.prod(shape), f"{where}: mapping {shape} voxels",
                  advice="a cropped volume")
     brightest = int(np.argmax([float(np.sum(image, dtype=np.float64)) for image in data]))
-    if noise_sigma is None:
-        measured, noise_sigma = signal_and_noise(data[brightest], where,
-                                                      "give noise_sigma")
-    elif not (isinstance(noise_sigma, (int, float)) and math.isfinite(noise_sigma)
-              and noise_sigma > 0):
-        raise ValueError(f"{where}: noise_sigma must be a positive number, got "
-                         f"{noise_sigma!r}")
-    else:
-        measured = data[brightest] > 3 * noise_sigma
-    if mask is None:
-        mask = measured
-    else:
-        mask = np.asarray(mask, dtype=bool)
-        if mask.shape != shape:
-            raise ValueError(f"{where}: mask {mask.shape} does not match the images {shape}")
+    mask, noise_sigma = fit_mask(data[brightest], mask, noise_sigma, where, need_sigma=True)
     if b1_valid is not None:
         mask = mask & b1_valid
     if not mask.any():
